@@ -1,0 +1,137 @@
+/*
+ * ustor environment: the one place that talks to DPDK's EAL.
+ *
+ * It gives the rest of the stack DMA-able memory with IO addresses, fixed-size
+ * object pools, lock-free rings, CPU cores to run reactors on and a tick
+ * clock. Two implementations exist behind this header:
+ *
+ *   env/dpdk  - DPDK EAL: hugepage memory (or --no-huge, IOVA = VA, when no
+ *               hugepages are reserved), lcores pinned per core of the mask.
+ *   env/test  - plain malloc, one core, for unit tests (no EAL).
+ *
+ * All functions are thread-safe unless noted. Errors are negative errno.
+ */
+#ifndef USTOR_ENV_H
+#define USTOR_ENV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define UST_ENV_SOCKET_ANY (-1)
+#define UST_ENV_MAX_CORES 256
+
+struct ust_env_opts {
+	const char *name;        /* process name, e.g. "ustord" */
+	const char *core_mask;   /* hex mask "0x3" or list "[0-1]"; NULL = "0x1" */
+	int main_core;           /* -1: the lowest core of the mask */
+	int mem_size_mb;         /* memory to reserve up front; 0 = EAL default */
+	const char *file_prefix; /* hugepage file prefix; NULL = "ustor_<pid>" */
+	bool no_huge;            /* force --no-huge even if hugepages exist */
+	bool pci;                /* scan the PCI bus (default off: --no-pci) */
+	bool quiet;              /* keep EAL's own log at warnings and above */
+};
+
+void ust_env_opts_init(struct ust_env_opts *opts);
+
+/*
+ * Initialise the environment once per process. Falls back to --no-huge with
+ * one warning when no hugepages are reserved or hugetlbfs is not mounted.
+ */
+int ust_env_init(const struct ust_env_opts *opts);
+void ust_env_fini(void);
+/* True if running without hugepages (explicitly or by fallback). */
+bool ust_env_no_huge(void);
+
+/* ---- DMA memory --------------------------------------------------------- */
+
+/*
+ * Memory that a device can DMA to/from. align 0 means cache-line alignment;
+ * otherwise a power of two. Returns NULL on failure.
+ */
+void *ust_dma_malloc(size_t size, size_t align);
+void *ust_dma_zmalloc(size_t size, size_t align);
+void ust_dma_free(void *buf);
+
+#define UST_VTOPHYS_ERROR UINT64_MAX
+/*
+ * IO address of buf. If size is non-NULL, on input it is the length wanted
+ * and on output the number of bytes from buf that are contiguous in IO space
+ * (at most the input). Returns UST_VTOPHYS_ERROR for memory that is not DMA
+ * memory.
+ */
+uint64_t ust_vtophys(const void *buf, uint64_t *size);
+
+/* ---- object pools ------------------------------------------------------- */
+
+struct ust_mempool;
+
+/*
+ * count objects of elt_size bytes, with a per-core cache of cache_size
+ * objects (0: none). Objects are cache-line aligned DMA memory.
+ */
+struct ust_mempool *ust_mempool_create(const char *name, size_t count, size_t elt_size,
+				       size_t cache_size, int socket_id);
+void ust_mempool_free(struct ust_mempool *mp);
+/* NULL when empty. */
+void *ust_mempool_get(struct ust_mempool *mp);
+/* All or nothing: 0 on success, -ENOMEM if fewer than count are free. */
+int ust_mempool_get_bulk(struct ust_mempool *mp, void **objs, size_t count);
+void ust_mempool_put(struct ust_mempool *mp, void *obj);
+void ust_mempool_put_bulk(struct ust_mempool *mp, void **objs, size_t count);
+/* Objects currently free (approximate while others use the pool). */
+size_t ust_mempool_count(const struct ust_mempool *mp);
+
+/* ---- lock-free rings ---------------------------------------------------- */
+
+enum ust_ring_type {
+	UST_RING_SP_SC, /* one producer thread, one consumer thread */
+	UST_RING_MP_SC, /* many producers, one consumer */
+	UST_RING_MP_MC, /* many producers, many consumers */
+};
+
+struct ust_ring;
+
+/* count is rounded up to a power of two; usable capacity is count. */
+struct ust_ring *ust_ring_create(enum ust_ring_type type, size_t count, int socket_id);
+void ust_ring_free(struct ust_ring *ring);
+/* Enqueues up to count objects; returns how many were enqueued. */
+size_t ust_ring_enqueue(struct ust_ring *ring, void **objs, size_t count);
+/* Dequeues up to count objects; returns how many were dequeued. */
+size_t ust_ring_dequeue(struct ust_ring *ring, void **objs, size_t count);
+size_t ust_ring_count(struct ust_ring *ring);
+
+/* ---- cores -------------------------------------------------------------- */
+
+/* Cores in the mask given to ust_env_init. */
+uint32_t ust_env_get_core_count(void);
+uint32_t ust_env_get_first_core(void);
+/* UINT32_MAX after the last core. */
+uint32_t ust_env_get_next_core(uint32_t prev);
+uint32_t ust_env_get_main_core(void);
+/* The core the calling OS thread is pinned to; UINT32_MAX if none. */
+uint32_t ust_env_get_current_core(void);
+int ust_env_get_socket_id(uint32_t core);
+/* Run fn(arg) on the (non-main) core's pinned OS thread. */
+int ust_env_launch_on_core(uint32_t core, int (*fn)(void *arg), void *arg);
+/* Wait for every launched function to return. */
+void ust_env_wait_all_cores(void);
+
+/* ---- time --------------------------------------------------------------- */
+
+uint64_t ust_get_ticks(void);
+uint64_t ust_get_ticks_hz(void);
+void ust_delay_us(unsigned int us);
+
+/* Process-unique prefix in use (for shared-memory names), e.g. "ustor_1234". */
+const char *ust_env_get_file_prefix(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,241 @@
+#!/usr/bin/env python3
+"""ustord configs: save_config (printed and written to a file) replayed with
+ustord -c gives back the same state and the same saved config; the default
+etc/ustor.json starts (also through scripts/run.sh); bad configs (a failing
+call, an unknown subsystem, a malformed layout, invalid JSON, a missing
+file) make ustord exit non-zero with a message naming the problem, without
+leaving a socket behind.
+
+Exit 0 on pass, 1 on failure, 77 to skip (reason on the last line).
+The build directory comes from USTOR_BUILDDIR (default: build).
+"""
+import atexit
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILDDIR = os.environ.get("USTOR_BUILDDIR", os.path.join(ROOT, "build"))
+USTORD = os.path.join(BUILDDIR, "bin", "ustord")
+RPC_PY = os.path.join(ROOT, "scripts", "rpc.py")
+SOCK = "/tmp/ustor_it_config_%d.sock" % os.getpid()
+START_TIMEOUT = 30
+TMPDIR = tempfile.mkdtemp(prefix="ustor_it_config_")
+running = []
+
+
+def cleanup():
+    for proc in running:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if os.path.exists(SOCK):
+        os.unlink(SOCK)
+    shutil.rmtree(TMPDIR, ignore_errors=True)
+
+
+atexit.register(cleanup)
+
+
+def fail(msg):
+    print("FAIL: " + msg)
+    sys.exit(1)
+
+
+def rpc(*args):
+    out = subprocess.run([sys.executable, RPC_PY, "-s", SOCK, "-t", "20"] + list(args),
+                         capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        fail("rpc.py %s: exit %d: %s" % (" ".join(args), out.returncode, out.stderr))
+    try:
+        return json.loads(out.stdout)
+    except ValueError:
+        return out.stdout.strip()
+
+
+def answers():
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(SOCK)
+            s.sendall(b'{"jsonrpc":"2.0","id":1,"method":"rpc_get_methods"}')
+            return len(s.recv(65536)) > 0
+    except OSError:
+        return False
+
+
+class Daemon:
+    def __init__(self, argv):
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
+        running.append(self.proc)
+
+    def output(self):
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def wait_ready(self):
+        deadline = time.time() + START_TIMEOUT
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                fail("ustord exited with %d during start-up:\n%s"
+                     % (self.proc.returncode, self.output()))
+            if answers():
+                return
+            time.sleep(0.05)
+        fail("ustord did not answer within %d s:\n%s" % (START_TIMEOUT, self.output()))
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            fail("ustord did not exit within 20 s of SIGTERM:\n%s" % self.output())
+        if rc != 0:
+            fail("ustord exit %d after SIGTERM:\n%s" % (rc, self.output()))
+        if os.path.exists(SOCK):
+            fail("socket left behind after SIGTERM")
+
+
+def ustord(*args):
+    return Daemon([USTORD, "--no-huge", "-r", SOCK] + list(args))
+
+
+def write_json(name, obj):
+    path = os.path.join(TMPDIR, name)
+    with open(path, "w") as f:
+        if isinstance(obj, str):
+            f.write(obj)
+        else:
+            json.dump(obj, f)
+    return path
+
+
+def pick_flag():
+    flags = rpc("log_get_flags")
+    return sorted(flags)[0] if flags else None
+
+
+def check_save_and_replay():
+    a = ustord()
+    a.wait_ready()
+    rpc("log_set_print_level", "INFO")
+    rpc("log_set_level", "WARNING")
+    flag = pick_flag()
+    if flag is not None:
+        rpc("log_set_flag", flag)
+    saved = rpc("save_config")
+    if not isinstance(saved, dict) or not isinstance(saved.get("subsystems"), list):
+        fail("save_config did not print a config: %r" % saved)
+    for entry in saved["subsystems"]:
+        if not isinstance(entry.get("config"), list):
+            fail("save_config: every subsystem needs a config array: %r" % entry)
+    path = os.path.join(TMPDIR, "saved.json")
+    written = rpc("call", "save_config", json.dumps({"file": path}))
+    with open(path) as f:
+        on_disk = json.load(f)
+    if on_disk != saved or written != saved:
+        fail("save_config with \"file\" wrote/returned something else:\n%r\n%r\n%r"
+             % (on_disk, written, saved))
+    bad_dir = rpc_fails("call", "save_config", json.dumps({"file": "/nonexistent/dir/x.json"}))
+    if "/nonexistent/dir/x.json" not in bad_dir:
+        fail("save_config to a bad path: error should name it: %s" % bad_dir)
+    a.stop()
+
+    b = ustord("-c", path)
+    b.wait_ready()
+    if rpc("log_get_print_level") != "INFO" or rpc("log_get_level") != "WARNING":
+        fail("replayed config did not restore the log levels")
+    if flag is not None and rpc("log_get_flags").get(flag) is not True:
+        fail("replayed config did not restore log flag %s" % flag)
+    again = rpc("save_config")
+    b.stop()
+    if again != saved:
+        fail("save_config after replay differs:\n%r\n%r" % (again, saved))
+    print("ok: save_config (stdout and file) replayed with -c gives the same config%s"
+          % (" (flag %s)" % flag if flag else ""))
+
+
+def rpc_fails(*args):
+    out = subprocess.run([sys.executable, RPC_PY, "-s", SOCK, "-t", "20"] + list(args),
+                         capture_output=True, text=True, timeout=60)
+    if out.returncode == 0:
+        fail("rpc.py %s succeeded; expected an error" % " ".join(args))
+    return out.stderr
+
+
+def expect_start_failure(config_path, needles, what):
+    d = ustord("-c", config_path)
+    try:
+        rc = d.proc.wait(START_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        fail("%s: ustord still running after %d s" % (what, START_TIMEOUT))
+    out = d.output()
+    if rc == 0:
+        fail("%s: ustord exited 0:\n%s" % (what, out))
+    for needle in needles:
+        if needle not in out:
+            fail("%s: output lacks %r:\n%s" % (what, needle, out))
+    if os.path.exists(SOCK):
+        fail("%s: socket left behind" % what)
+    print("ok: %s: exit %d, message names it" % (what, rc))
+
+
+def check_bad_configs():
+    failing_call = {"subsystems": [{"subsystem": "log", "config": [
+        {"method": "log_set_print_level", "params": {"level": "NOTICE"}},
+        {"method": "log_set_print_level", "params": {"level": "LOUD"}},
+        {"method": "log_set_level", "params": {"level": "INFO"}}]}]}
+    expect_start_failure(write_json("failing_call.json", failing_call),
+                         ["subsystem 'log' entry 1 (log_set_print_level) failed", "LOUD"],
+                         "a failing call")
+    unknown = {"subsystems": [{"subsystem": "log", "config": []},
+                              {"subsystem": "no_such_subsystem", "config": []}]}
+    expect_start_failure(write_json("unknown.json", unknown),
+                         ["unknown subsystem 'no_such_subsystem'"], "an unknown subsystem")
+    no_method = {"subsystems": [{"subsystem": "log", "config": [{"params": {}}]}]}
+    expect_start_failure(write_json("no_method.json", no_method),
+                         ["subsystem 'log' entry 0: missing \"method\""], "a call without method")
+    expect_start_failure(write_json("no_subsystems.json", {"config": []}),
+                         ["missing \"subsystems\" array"], "a config without subsystems")
+    bad_json = write_json("bad.json", '{"subsystems": [\n  {"subsystem": "log",,}\n]}')
+    expect_start_failure(bad_json, ["cannot parse", bad_json], "invalid JSON")
+    missing = os.path.join(TMPDIR, "missing.json")
+    expect_start_failure(missing, [missing], "a missing config file")
+
+
+def check_default_config():
+    d = ustord("-c", os.path.join(ROOT, "etc", "ustor.json"))
+    d.wait_ready()
+    if rpc("log_get_print_level") != "NOTICE":
+        fail("etc/ustor.json should leave the print level at NOTICE")
+    d.stop()
+    # scripts/run.sh as `make run` uses it, on our socket instead of the default one.
+    r = Daemon([os.path.join(ROOT, "scripts", "run.sh"), BUILDDIR,
+                os.path.join(ROOT, "etc", "ustor.json"), "--no-huge", "-r", SOCK])
+    r.wait_ready()
+    r.stop()
+    print("ok: etc/ustor.json starts, directly and through scripts/run.sh")
+
+
+def main():
+    if not os.access(USTORD, os.X_OK):
+        print("%s not built (set USTOR_BUILDDIR or run make)" % USTORD)
+        sys.exit(77)
+    try:
+        check_save_and_replay()
+        check_bad_configs()
+        check_default_config()
+    except Exception as e:  # a crash of the test itself must still clean up
+        fail("unexpected %s: %s" % (type(e).__name__, e))
+    print("PASS")
+
+
+if __name__ == "__main__":
+    main()

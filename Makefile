@@ -97,6 +97,8 @@ define link
 	$(Q)$(CC) $(BASE_LDFLAGS) -o $@ $(filter %.o,$^) $(1)
 endef
 
+# Keep objects of programs and tests (make would delete them as intermediates).
+.SECONDARY:
 .SECONDEXPANSION:
 $(B)/bin/%: $$(call obj,$$(wildcard app/%/*.c)) $(LIB) $(ENV_LIB) ; $(call link,$(PROG_LIBS))
 $(B)/bench/%: $$(call obj,$$(wildcard bench/%/*.c)) $(LIB) $(ENV_LIB) ; $(call link,$(PROG_LIBS))

@@ -382,18 +382,13 @@ static void conn_process_input(struct rpc_conn *c)
 			conn_protocol_error(c, UST_JSONRPC_ERROR_PARSE_ERROR, msg);
 			return;
 		}
-		if (r == SCAN_NEED_MORE) {
-			if (c->scan.in_value && c->scan.pos - c->scan.start > UST_RPC_MAX_REQUEST_SIZE) {
-				snprintf(msg, sizeof(msg), "request exceeds the limit of %u bytes",
-					 UST_RPC_MAX_REQUEST_SIZE);
-				conn_protocol_error(c, UST_JSONRPC_ERROR_INVALID_REQUEST, msg);
-			}
-			return;
-		}
-		if (c->scan.pos - c->scan.start > UST_RPC_MAX_REQUEST_SIZE) {
+		if (c->scan.in_value && c->scan.pos - c->scan.start > UST_RPC_MAX_REQUEST_SIZE) {
 			snprintf(msg, sizeof(msg), "request exceeds the limit of %u bytes",
 				 UST_RPC_MAX_REQUEST_SIZE);
 			conn_protocol_error(c, UST_JSONRPC_ERROR_INVALID_REQUEST, msg);
+			return;
+		}
+		if (r == SCAN_NEED_MORE) {
 			return;
 		}
 		c->scan.in_value = false;

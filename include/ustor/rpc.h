@@ -81,7 +81,12 @@ uint32_t ust_rpc_get_state(void);
 
 /* ---- server (app thread) ------------------------------------------------ */
 
-/* Start serving on path. -EADDRINUSE if another live server owns it. */
+/*
+ * Start serving on path; call on the app thread (the server is a poller on
+ * the calling ust_thread). -EADDRINUSE if a live server owns path, -EEXIST if
+ * path is some other kind of file, -EBUSY if already serving elsewhere. A
+ * stale socket file left by a dead server is replaced.
+ */
 int ust_rpc_listen(const char *path);
 /* Stop serving, close every connection and remove the socket file. */
 void ust_rpc_close(void);

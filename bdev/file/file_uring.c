@@ -1,0 +1,345 @@
+/*
+ * The "uring" bdev module: file bdevs served through io_uring (liburing),
+ * and its RPCs bdev_uring_create, bdev_uring_delete and bdev_uring_rescan.
+ *
+ * Each thread that does I/O to any uring bdev owns one ring. Submissions
+ * only queue SQEs; the thread's poller hands them to the kernel in one
+ * io_uring_submit() per iteration (a batch) and reaps completions without
+ * waiting. Every operation is asynchronous in the kernel: readv/writev,
+ * fsync with IORING_FSYNC_DATASYNC, and fallocate for unmap (punch hole)
+ * and write_zeroes (zero range, or punch hole where the filesystem has no
+ * zero range); kernels without IORING_OP_FALLOCATE use the offload worker.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ustor/log.h"
+#include "ustor/rpc.h"
+
+#include "file_internal.h"
+
+#define URING_REAP_BATCH 64
+
+struct uring_group {
+	struct io_uring ring;
+	struct ust_poller *poller;
+	uint32_t outstanding; /* SQEs queued or in the kernel */
+	uint32_t unsubmitted; /* SQEs not yet handed to the kernel */
+	bool has_fallocate;
+};
+
+static struct ust_bdev_module g_uring_module;
+
+static int uring_submit(void *group_ctx, struct file_io *fio);
+
+static const struct file_backend g_uring_backend = {
+	.name = "uring",
+	.module = &g_uring_module,
+	.group_device = (void *)&g_uring_backend,
+	.submit = uring_submit,
+};
+
+/*
+ * A write_zeroes is first tried as ZERO_RANGE; filesystems without it get
+ * a hole punched instead, which reads back as zeroes as well. The retry is
+ * marked in the file_io's done field (unused by non-transfer ops).
+ */
+#define URING_WZ_PUNCH_RETRY 1
+
+static void uring_reap_one(struct uring_group *group, struct io_uring_cqe *cqe)
+{
+	struct file_io *fio = io_uring_cqe_get_data(cqe);
+	int res = cqe->res;
+
+	group->outstanding--;
+	if (fio->op == FILE_OP_WRITE_ZEROES && (res == -EOPNOTSUPP || res == -EINVAL) &&
+	    fio->done != URING_WZ_PUNCH_RETRY) {
+		fio->done = URING_WZ_PUNCH_RETRY;
+		res = uring_submit(group, fio);
+		if (res == 0)
+			return;
+	}
+	file_io_done(fio, res);
+}
+
+static int uring_group_poll(void *arg)
+{
+	struct uring_group *group = arg;
+	struct io_uring_cqe *cqes[URING_REAP_BATCH];
+	unsigned int n, i;
+	int busy = UST_POLLER_IDLE;
+
+	if (group->unsubmitted > 0) {
+		int rc = io_uring_submit(&group->ring);
+
+		if (rc >= 0) {
+			group->unsubmitted -= (uint32_t)rc < group->unsubmitted ? (uint32_t)rc :
+										 group->unsubmitted;
+			busy = UST_POLLER_BUSY;
+		} else if (rc != -EAGAIN && rc != -EBUSY && rc != -EINTR) {
+			UST_ERRLOG("io_uring_submit: %s\n", strerror(-rc));
+		}
+	}
+	if (group->outstanding == 0)
+		return busy;
+	n = io_uring_peek_batch_cqe(&group->ring, cqes, URING_REAP_BATCH);
+	for (i = 0; i < n; i++) {
+		struct io_uring_cqe cqe = *cqes[i];
+
+		/* Give the slot back before completing: the callback may submit. */
+		io_uring_cqe_seen(&group->ring, cqes[i]);
+		uring_reap_one(group, &cqe);
+	}
+	return n > 0 ? UST_POLLER_BUSY : busy;
+}
+
+static bool uring_probe_fallocate(struct io_uring *ring)
+{
+	struct io_uring_probe *probe = io_uring_get_probe_ring(ring);
+	bool ok;
+
+	if (probe == NULL)
+		return false;
+	ok = io_uring_opcode_supported(probe, IORING_OP_FALLOCATE);
+	io_uring_free_probe(probe);
+	return ok;
+}
+
+static int uring_group_create(void *io_device, void *ctx_buf)
+{
+	struct uring_group *group = ctx_buf;
+	int rc;
+
+	rc = io_uring_queue_init(FILE_QUEUE_DEPTH, &group->ring, 0);
+	if (rc < 0) {
+		UST_ERRLOG("io_uring_queue_init(%d): %s\n", FILE_QUEUE_DEPTH, strerror(-rc));
+		return rc;
+	}
+	group->has_fallocate = uring_probe_fallocate(&group->ring);
+	group->poller = ust_poller_register(uring_group_poll, group, 0, "uring_group");
+	if (group->poller == NULL) {
+		io_uring_queue_exit(&group->ring);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static void uring_group_destroy(void *io_device, void *ctx_buf)
+{
+	struct uring_group *group = ctx_buf;
+
+	if (group->outstanding != 0)
+		UST_ERRLOG("uring channel destroyed with %u I/O in flight\n", group->outstanding);
+	ust_poller_unregister(&group->poller);
+	io_uring_queue_exit(&group->ring);
+}
+
+static void uring_prep(struct io_uring_sqe *sqe, struct file_io *fio)
+{
+	int fd = fio->disk->fd;
+
+	switch (fio->op) {
+	case FILE_OP_READ:
+		io_uring_prep_readv(sqe, fd, fio->slice, (unsigned int)fio->slice_cnt,
+				    fio->offset + fio->done);
+		break;
+	case FILE_OP_WRITE:
+		io_uring_prep_writev(sqe, fd, fio->slice, (unsigned int)fio->slice_cnt,
+				     fio->offset + fio->done);
+		break;
+	case FILE_OP_FLUSH:
+		io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+		break;
+	case FILE_OP_UNMAP:
+		io_uring_prep_fallocate(sqe, fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					fio->offset, fio->len);
+		break;
+	case FILE_OP_WRITE_ZEROES:
+		io_uring_prep_fallocate(sqe, fd,
+					(fio->done == URING_WZ_PUNCH_RETRY ? FALLOC_FL_PUNCH_HOLE :
+									     FALLOC_FL_ZERO_RANGE) |
+						FALLOC_FL_KEEP_SIZE,
+					fio->offset, fio->len);
+		break;
+	}
+	io_uring_sqe_set_data(sqe, fio);
+}
+
+static int uring_submit(void *group_ctx, struct file_io *fio)
+{
+	struct uring_group *group = group_ctx;
+	struct io_uring_sqe *sqe;
+
+	if ((fio->op == FILE_OP_UNMAP || fio->op == FILE_OP_WRITE_ZEROES) &&
+	    !group->has_fallocate) {
+		file_io_offload(fio);
+		return 0;
+	}
+	if (group->outstanding >= FILE_QUEUE_DEPTH)
+		return -EAGAIN;
+	sqe = io_uring_get_sqe(&group->ring);
+	if (sqe == NULL) {
+		/* The SQ ring is full of unsubmitted entries: hand them over now. */
+		int rc = io_uring_submit(&group->ring);
+
+		if (rc > 0)
+			group->unsubmitted -= (uint32_t)rc < group->unsubmitted ?
+						      (uint32_t)rc : group->unsubmitted;
+		sqe = io_uring_get_sqe(&group->ring);
+		if (sqe == NULL)
+			return -EAGAIN;
+	}
+	uring_prep(sqe, fio);
+	group->outstanding++;
+	group->unsubmitted++;
+	return 0;
+}
+
+/* ---- module ------------------------------------------------------------- */
+
+static int uring_module_init(void)
+{
+	int rc = file_module_common_init();
+
+	if (rc != 0)
+		return rc;
+	ust_io_device_register(g_uring_backend.group_device, uring_group_create,
+			       uring_group_destroy, sizeof(struct uring_group), "uring_group");
+	return 0;
+}
+
+static void uring_module_fini(void)
+{
+	ust_io_device_unregister(g_uring_backend.group_device, NULL);
+	file_module_common_fini();
+}
+
+static struct ust_bdev_module g_uring_module = {
+	.name = "uring",
+	.module_init = uring_module_init,
+	.module_fini = uring_module_fini,
+	.get_ctx_size = file_get_ctx_size,
+};
+UST_BDEV_MODULE_REGISTER(uring, &g_uring_module)
+
+int ust_bdev_uring_create(const struct ust_bdev_file_opts *opts, struct ust_bdev **bdev)
+{
+	if (opts != NULL && opts->readonly)
+		return -EINVAL; /* not offered by bdev_uring_create */
+	return file_disk_create(&g_uring_backend, opts, bdev);
+}
+
+int ust_bdev_uring_delete(const char *name, void (*cb)(void *ctx, int rc), void *ctx)
+{
+	return file_disk_delete(&g_uring_backend, name, cb, ctx);
+}
+
+int ust_bdev_uring_rescan(const char *name)
+{
+	return file_disk_rescan(&g_uring_backend, name);
+}
+
+/* ---- RPCs --------------------------------------------------------------- */
+
+struct rpc_uring_create {
+	char *name;
+	char *filename;
+	uint32_t block_size;
+	char *uuid;
+};
+
+static const struct ust_json_object_decoder g_rpc_uring_create_decoders[] = {
+	{"name", offsetof(struct rpc_uring_create, name), ust_json_decode_string, false},
+	{"filename", offsetof(struct rpc_uring_create, filename), ust_json_decode_string, false},
+	{"block_size", offsetof(struct rpc_uring_create, block_size), ust_json_decode_uint32, true},
+	{"uuid", offsetof(struct rpc_uring_create, uuid), ust_json_decode_string, true},
+};
+
+static void rpc_bdev_uring_create(struct ust_rpc_request *req, const json_t *params)
+{
+	struct rpc_uring_create p = {0};
+	struct ust_bdev_file_opts opts = {0};
+	struct ust_bdev *bdev;
+	int rc;
+
+	if (!ust_rpc_decode_params(req, params, g_rpc_uring_create_decoders,
+				   sizeof(g_rpc_uring_create_decoders) /
+					   sizeof(g_rpc_uring_create_decoders[0]),
+				   &p))
+		goto out;
+	if (p.uuid != NULL && ust_uuid_parse(&opts.uuid, p.uuid) != 0) {
+		ust_rpc_send_error(req, UST_JSONRPC_ERROR_INVALID_PARAMS, "invalid uuid '%s'",
+				   p.uuid);
+		goto out;
+	}
+	opts.name = p.name;
+	opts.filename = p.filename;
+	opts.block_size = p.block_size;
+	rc = ust_bdev_uring_create(&opts, &bdev);
+	if (rc != 0) {
+		ust_rpc_send_error(req, rc == -EINVAL ? UST_JSONRPC_ERROR_INVALID_PARAMS :
+							UST_JSONRPC_ERROR_INTERNAL_ERROR,
+				   "cannot create uring bdev %s on %s: %s", p.name, p.filename,
+				   strerror(-rc));
+		goto out;
+	}
+	ust_rpc_send_result(req, json_string(ust_bdev_get_name(bdev)));
+out:
+	free(p.name);
+	free(p.filename);
+	free(p.uuid);
+}
+UST_RPC_REGISTER("bdev_uring_create", rpc_bdev_uring_create, UST_RPC_STARTUP | UST_RPC_RUNTIME)
+
+struct rpc_uring_name {
+	char *name;
+};
+
+static const struct ust_json_object_decoder g_rpc_uring_name_decoders[] = {
+	{"name", offsetof(struct rpc_uring_name, name), ust_json_decode_string, false},
+};
+
+static void rpc_uring_delete_done(void *ctx, int rc)
+{
+	struct ust_rpc_request *req = ctx;
+
+	if (rc != 0)
+		ust_rpc_send_errno(req, rc);
+	else
+		ust_rpc_send_bool(req, true);
+}
+
+static void rpc_bdev_uring_delete(struct ust_rpc_request *req, const json_t *params)
+{
+	struct rpc_uring_name p = {0};
+
+	if (!ust_rpc_decode_params(req, params, g_rpc_uring_name_decoders, 1, &p))
+		return;
+	if (ust_bdev_uring_delete(p.name, rpc_uring_delete_done, req) != 0)
+		ust_rpc_send_error(req, UST_JSONRPC_ERROR_INVALID_PARAMS, "no uring bdev named %s",
+				   p.name);
+	free(p.name);
+}
+UST_RPC_REGISTER("bdev_uring_delete", rpc_bdev_uring_delete, UST_RPC_RUNTIME)
+
+static void rpc_bdev_uring_rescan(struct ust_rpc_request *req, const json_t *params)
+{
+	struct rpc_uring_name p = {0};
+	int rc;
+
+	if (!ust_rpc_decode_params(req, params, g_rpc_uring_name_decoders, 1, &p))
+		return;
+	rc = ust_bdev_uring_rescan(p.name);
+	if (rc == -ENODEV)
+		ust_rpc_send_error(req, UST_JSONRPC_ERROR_INVALID_PARAMS, "no uring bdev named %s",
+				   p.name);
+	else if (rc != 0)
+		ust_rpc_send_errno(req, rc);
+	else
+		ust_rpc_send_bool(req, true);
+	free(p.name);
+}
+UST_RPC_REGISTER("bdev_uring_rescan", rpc_bdev_uring_rescan, UST_RPC_RUNTIME)

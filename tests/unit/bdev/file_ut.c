@@ -1,0 +1,694 @@
+/*
+ * Unit tests for the file bdev modules (bdev/file: "aio" and "uring") on
+ * real temporary files, every test once per backend: write/read round trips
+ * (including more iovecs than one kernel submission takes), flush, unmap
+ * punching a hole, write_zeroes, a misaligned caller buffer bounced by the
+ * core under O_DIRECT, the buffered fallback where O_DIRECT is refused,
+ * bad sizes and block sizes, a short read after the file shrank (must fail,
+ * never succeed), rescan after growth with its RESIZE event, the RPCs and
+ * save_config output.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "ustor/bdev.h"
+#include "ustor/bdev_module.h"
+#include "ustor/log.h"
+#include "ustor/rpc.h"
+#include "ustor/thread.h"
+
+#include "../../../bdev/file/bdev_file.h"
+
+#define MiB (1024 * 1024)
+
+struct backend {
+	const char *name;
+	int (*create)(const struct ust_bdev_file_opts *opts, struct ust_bdev **bdev);
+	int (*delete)(const char *name, void (*cb)(void *ctx, int rc), void *ctx);
+	int (*rescan)(const char *name);
+};
+
+static struct backend g_aio = {"aio", ust_bdev_aio_create, ust_bdev_aio_delete,
+			       ust_bdev_aio_rescan};
+static struct backend g_uring = {"uring", ust_bdev_uring_create, ust_bdev_uring_delete,
+				 ust_bdev_uring_rescan};
+
+static struct ust_thread *g_t0;
+static char g_path[64];
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void poll_idle(void)
+{
+	int i;
+
+	for (i = 0; i < 10000 && ust_thread_poll(g_t0, 0, 0) > 0; i++)
+		;
+}
+
+/* Poll until *flag is set; real kernel I/O needs real time. */
+static void poll_until(const int *flag)
+{
+	double end = now_s() + 10;
+
+	while (!*flag && now_s() < end)
+		ust_thread_poll(g_t0, 0, 0);
+	assert_true(*flag);
+	poll_idle();
+}
+
+static void make_file(const char *path, off_t size)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, size), 0);
+	close(fd);
+}
+
+struct io_result {
+	int done;
+	int status;
+};
+
+static void io_cb(struct ust_bdev_io *io, int status, void *arg)
+{
+	struct io_result *r = arg;
+
+	r->status = status;
+	r->done = 1;
+}
+
+static int g_events_resize, g_events_remove;
+
+static void event_cb(enum ust_bdev_event_type type, struct ust_bdev *bdev, void *ctx)
+{
+	if (type == UST_BDEV_EVENT_RESIZE)
+		g_events_resize++;
+	else
+		g_events_remove++;
+}
+
+struct fixture {
+	struct ust_bdev *bdev;
+	struct ust_bdev_desc *desc;
+	struct ust_io_channel *ch;
+};
+
+static void fixture_open(const struct backend *be, const char *path, uint32_t bs,
+			 struct fixture *f)
+{
+	struct ust_bdev_file_opts opts = {.name = "F0", .filename = path, .block_size = bs};
+
+	assert_int_equal(be->create(&opts, &f->bdev), 0);
+	assert_int_equal(ust_bdev_open_ext("F0", true, event_cb, NULL, &f->desc), 0);
+	f->ch = ust_bdev_get_io_channel(f->desc);
+	assert_non_null(f->ch);
+}
+
+static void delete_done(void *ctx, int rc)
+{
+	*(int *)ctx = rc == 0 ? 1 : rc;
+}
+
+static void fixture_close(const struct backend *be, struct fixture *f)
+{
+	int done = 0;
+
+	ust_put_io_channel(f->ch);
+	ust_bdev_close(f->desc);
+	poll_idle();
+	assert_int_equal(be->delete("F0", delete_done, &done), 0);
+	poll_until(&done);
+	assert_int_equal(done, 1);
+	assert_null(ust_bdev_get_by_name("F0"));
+}
+
+static int do_write(struct fixture *f, void *buf, uint64_t off, uint64_t n)
+{
+	struct io_result r = {0};
+
+	assert_int_equal(ust_bdev_write_blocks(f->desc, f->ch, buf, off, n, io_cb, &r), 0);
+	poll_until(&r.done);
+	return r.status;
+}
+
+static int do_read(struct fixture *f, void *buf, uint64_t off, uint64_t n)
+{
+	struct io_result r = {0};
+
+	assert_int_equal(ust_bdev_read_blocks(f->desc, f->ch, buf, off, n, io_cb, &r), 0);
+	poll_until(&r.done);
+	return r.status;
+}
+
+static void *aligned_buf(size_t len, uint8_t fill)
+{
+	void *p = NULL;
+
+	assert_int_equal(posix_memalign(&p, 4096, len), 0);
+	memset(p, fill, len);
+	return p;
+}
+
+static void fill_pattern(uint8_t *p, size_t len, uint32_t seed)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		p[i] = (uint8_t)(seed * 131 + i * 7 + (i >> 9));
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+static void test_roundtrip_and_flush(void **state)
+{
+	const struct backend *be = *state;
+	struct fixture f;
+	uint8_t *w = aligned_buf(64 * 1024, 0), *r = aligned_buf(64 * 1024, 0);
+	struct iovec iov[20];
+	struct io_result res = {0};
+	int i;
+
+	make_file(g_path, MiB);
+	fixture_open(be, g_path, 0, &f);
+	assert_int_equal(ust_bdev_get_block_size(f.bdev), 512);
+	assert_int_equal(ust_bdev_get_num_blocks(f.bdev), MiB / 512);
+	assert_string_equal(ust_bdev_get_module_name(f.bdev), be->name);
+
+	fill_pattern(w, 64 * 1024, 1);
+	assert_int_equal(do_write(&f, w, 10, 128), 0);
+	assert_int_equal(do_read(&f, r, 10, 128), 0);
+	assert_memory_equal(w, r, 64 * 1024);
+
+	/* 20 iovecs: more than one kernel submission carries. */
+	fill_pattern(w, 20 * 512, 2);
+	for (i = 0; i < 20; i++) {
+		iov[i].iov_base = w + i * 512;
+		iov[i].iov_len = 512;
+	}
+	assert_int_equal(ust_bdev_writev_blocks(f.desc, f.ch, iov, 20, 300, 20, io_cb, &res), 0);
+	poll_until(&res.done);
+	assert_int_equal(res.status, 0);
+	memset(r, 0, 20 * 512);
+	assert_int_equal(do_read(&f, r, 300, 20), 0);
+	assert_memory_equal(w, r, 20 * 512);
+
+	/* What the bdev wrote is in the file. */
+	{
+		int fd = open(g_path, O_RDONLY);
+		uint8_t chk[512];
+
+		assert_true(fd >= 0);
+		assert_int_equal(pread(fd, chk, 512, 305 * 512), 512);
+		assert_memory_equal(chk, w + 5 * 512, 512);
+		close(fd);
+	}
+
+	memset(&res, 0, sizeof(res));
+	assert_int_equal(ust_bdev_flush_blocks(f.desc, f.ch, 0, ust_bdev_get_num_blocks(f.bdev),
+					       io_cb, &res), 0);
+	poll_until(&res.done);
+	assert_int_equal(res.status, 0);
+
+	memset(&res, 0, sizeof(res));
+	assert_int_equal(ust_bdev_reset(f.desc, f.ch, io_cb, &res), 0);
+	poll_until(&res.done);
+	assert_int_equal(res.status, 0);
+
+	fixture_close(be, &f);
+	free(w);
+	free(r);
+	unlink(g_path);
+}
+
+static uint64_t file_blocks(const char *path)
+{
+	struct stat st;
+
+	assert_int_equal(stat(path, &st), 0);
+	return (uint64_t)st.st_blocks;
+}
+
+static void test_unmap_and_write_zeroes(void **state)
+{
+	const struct backend *be = *state;
+	struct fixture f;
+	size_t len = 256 * 1024;
+	uint8_t *w = aligned_buf(len, 0), *r = aligned_buf(len, 0xee), *zero = aligned_buf(len, 0);
+	struct io_result res = {0};
+	uint64_t before, after;
+
+	make_file(g_path, 4 * MiB);
+	fixture_open(be, g_path, 4096, &f);
+	fill_pattern(w, len, 3);
+	assert_int_equal(do_write(&f, w, 0, len / 4096), 0);
+	assert_int_equal(do_write(&f, w, 256, len / 4096), 0);
+	assert_int_equal(ust_bdev_flush_blocks(f.desc, f.ch, 0, 1, io_cb, &res), 0);
+	poll_until(&res.done);
+	before = file_blocks(g_path);
+	assert_true(before >= 2 * len / 512);
+
+	/* Unmap punches a hole: the file holds fewer blocks and reads zeroes. */
+	memset(&res, 0, sizeof(res));
+	assert_int_equal(ust_bdev_unmap_blocks(f.desc, f.ch, 0, len / 4096, io_cb, &res), 0);
+	poll_until(&res.done);
+	assert_int_equal(res.status, 0);
+	after = file_blocks(g_path);
+	assert_true(after + len / 512 <= before);
+	assert_int_equal(do_read(&f, r, 0, len / 4096), 0);
+	assert_memory_equal(r, zero, len);
+
+	/* write_zeroes over data reads back zeroes; neighbours keep their data. */
+	memset(&res, 0, sizeof(res));
+	assert_int_equal(ust_bdev_write_zeroes_blocks(f.desc, f.ch, 260, 8, io_cb, &res), 0);
+	poll_until(&res.done);
+	assert_int_equal(res.status, 0);
+	memset(r, 0xee, len);
+	assert_int_equal(do_read(&f, r, 256, len / 4096), 0);
+	assert_memory_equal(r, w, 4 * 4096);
+	assert_memory_equal(r + 4 * 4096, zero, 8 * 4096);
+	assert_memory_equal(r + 12 * 4096, w + 12 * 4096, len - 12 * 4096);
+
+	fixture_close(be, &f);
+	free(w);
+	free(r);
+	free(zero);
+	unlink(g_path);
+}
+
+static void test_misaligned_buffer(void **state)
+{
+	const struct backend *be = *state;
+	struct fixture f;
+	uint8_t *wraw = malloc(8192 + 3), *rraw = malloc(8192 + 3);
+	uint8_t *w = wraw + 3, *r = rraw + 3;
+	uint8_t chk[8192];
+	int fd;
+
+	make_file(g_path, MiB);
+	fixture_open(be, g_path, 0, &f);
+	/* ext4 in /tmp takes O_DIRECT: the core must bounce our odd buffers. */
+	assert_int_equal(ust_bdev_get_buf_align(f.bdev), 512);
+	fill_pattern(w, 8192, 4);
+	assert_int_equal(do_write(&f, w, 7, 16), 0);
+	memset(r, 0, 8192);
+	assert_int_equal(do_read(&f, r, 7, 16), 0);
+	assert_memory_equal(w, r, 8192);
+	fd = open(g_path, O_RDONLY);
+	assert_int_equal(pread(fd, chk, 8192, 7 * 512), 8192);
+	close(fd);
+	assert_memory_equal(chk, w, 8192);
+	fixture_close(be, &f);
+	free(wraw);
+	free(rraw);
+	unlink(g_path);
+}
+
+static int g_warnings_naming_file;
+static const char *g_warn_file;
+
+static void log_sink(enum ust_log_level level, const char *msg)
+{
+	if (level == UST_LOG_WARN && g_warn_file != NULL && strstr(msg, g_warn_file) != NULL &&
+	    strstr(msg, "O_DIRECT") != NULL)
+		g_warnings_naming_file++;
+}
+
+static bool odirect_refused(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_DIRECT, 0600);
+
+	if (fd >= 0) {
+		close(fd);
+		unlink(path);
+		return false;
+	}
+	unlink(path);
+	return errno == EINVAL;
+}
+
+/* A directory whose filesystem refuses O_DIRECT, or NULL. */
+static const char *no_odirect_dir(char *mnt, size_t len, bool *mounted)
+{
+	char probe[128];
+
+	*mounted = false;
+	snprintf(probe, sizeof(probe), "/dev/shm/ustor_file_ut_probe_%d", getpid());
+	if (odirect_refused(probe))
+		return "/dev/shm";
+	/* Newer kernels give tmpfs O_DIRECT; ramfs still refuses it. */
+	snprintf(mnt, len, "/tmp/ustor_file_ut_ramfs_%d", getpid());
+	if (mkdir(mnt, 0700) != 0)
+		return NULL;
+	if (mount("none", mnt, "ramfs", 0, NULL) != 0) {
+		rmdir(mnt);
+		return NULL;
+	}
+	*mounted = true;
+	snprintf(probe, sizeof(probe), "%s/probe", mnt);
+	if (odirect_refused(probe))
+		return mnt;
+	umount(mnt);
+	rmdir(mnt);
+	*mounted = false;
+	return NULL;
+}
+
+static void test_odirect_fallback(void **state)
+{
+	const struct backend *be = *state;
+	char mnt[96], path[160];
+	bool mounted;
+	const char *dir = no_odirect_dir(mnt, sizeof(mnt), &mounted);
+	struct fixture f;
+	uint8_t *wraw, *r;
+
+	if (dir == NULL) {
+		fprintf(stderr, "no filesystem refusing O_DIRECT is available (tmpfs takes it and "
+				"ramfs cannot be mounted): fallback not testable here\n");
+		skip();
+	}
+	snprintf(path, sizeof(path), "%s/ustor_file_ut_%d", dir, getpid());
+	make_file(path, MiB);
+	g_warn_file = path;
+	g_warnings_naming_file = 0;
+	ust_log_set_sink(log_sink);
+	fixture_open(be, path, 0, &f);
+	ust_log_set_sink(NULL);
+	g_warn_file = NULL;
+	assert_int_equal(g_warnings_naming_file, 1);
+	assert_int_equal(ust_bdev_get_buf_align(f.bdev), 1);
+
+	wraw = malloc(4096 + 1);
+	r = malloc(4096);
+	fill_pattern(wraw + 1, 4096, 5);
+	assert_int_equal(do_write(&f, wraw + 1, 3, 8), 0);
+	assert_int_equal(do_read(&f, r, 3, 8), 0);
+	assert_memory_equal(wraw + 1, r, 4096);
+	fixture_close(be, &f);
+	free(wraw);
+	free(r);
+	unlink(path);
+	if (mounted) {
+		umount(mnt);
+		rmdir(mnt);
+	}
+}
+
+static void test_bad_geometry(void **state)
+{
+	const struct backend *be = *state;
+	struct ust_bdev_file_opts opts = {.name = "F0", .filename = g_path};
+	struct ust_bdev *bdev;
+
+	make_file(g_path, 1000); /* not a multiple of 512 */
+	assert_int_equal(be->create(&opts, &bdev), -EINVAL);
+	assert_null(ust_bdev_get_by_name("F0"));
+	make_file(g_path, 6144); /* a multiple of 512 and 1024, not of 4096 */
+	opts.block_size = 4096;
+	assert_int_equal(be->create(&opts, &bdev), -EINVAL);
+	opts.block_size = 1000; /* not a power of two */
+	assert_int_equal(be->create(&opts, &bdev), -EINVAL);
+	opts.block_size = 256; /* below 512 */
+	assert_int_equal(be->create(&opts, &bdev), -EINVAL);
+	make_file(g_path, 0);
+	opts.block_size = 0;
+	assert_int_equal(be->create(&opts, &bdev), -EINVAL);
+	opts.filename = "/nonexistent/ustor/file";
+	assert_int_equal(be->create(&opts, &bdev), -ENOENT);
+	opts.filename = "/tmp";
+	assert_int_equal(be->create(&opts, &bdev), -EISDIR);
+	opts.filename = g_path;
+	opts.name = NULL;
+	assert_int_equal(be->create(&opts, &bdev), -EINVAL);
+	assert_int_equal(be->delete("nope", NULL, NULL), -ENODEV);
+	assert_int_equal(be->rescan("nope"), -ENODEV);
+	unlink(g_path);
+}
+
+static void test_short_read_fails(void **state)
+{
+	const struct backend *be = *state;
+	struct fixture f;
+	uint8_t *r = aligned_buf(8192, 0);
+
+	make_file(g_path, MiB);
+	fixture_open(be, g_path, 0, &f);
+	/* The file shrinks behind the bdev's back: a read across the new end is short. */
+	assert_int_equal(truncate(g_path, MiB - 2048), 0);
+	assert_int_equal(do_read(&f, r, MiB / 512 - 8, 8), -EIO);
+	assert_int_equal(do_read(&f, r, MiB / 512 - 2, 2), -EIO);
+	assert_int_equal(do_read(&f, r, 0, 8), 0);
+	fixture_close(be, &f);
+	free(r);
+	unlink(g_path);
+}
+
+static void test_rescan_resize(void **state)
+{
+	const struct backend *be = *state;
+	struct fixture f;
+	uint8_t *w = aligned_buf(4096, 0x5a), *r = aligned_buf(4096, 0);
+
+	make_file(g_path, MiB);
+	fixture_open(be, g_path, 0, &f);
+	g_events_resize = 0;
+	assert_int_equal(be->rescan("F0"), 0); /* unchanged: no event */
+	poll_idle();
+	assert_int_equal(g_events_resize, 0);
+	assert_int_equal(truncate(g_path, 2 * MiB), 0);
+	assert_int_equal(be->rescan("F0"), 0);
+	poll_idle();
+	assert_int_equal(g_events_resize, 1);
+	assert_int_equal(ust_bdev_get_num_blocks(f.bdev), 2 * MiB / 512);
+	/* The new space is usable. */
+	assert_int_equal(do_write(&f, w, 2 * MiB / 512 - 8, 8), 0);
+	assert_int_equal(do_read(&f, r, 2 * MiB / 512 - 8, 8), 0);
+	assert_memory_equal(w, r, 4096);
+	/* Shrinking while open is refused. */
+	assert_int_equal(truncate(g_path, MiB), 0);
+	assert_int_equal(be->rescan("F0"), -EBUSY);
+	assert_int_equal(ust_bdev_get_num_blocks(f.bdev), 2 * MiB / 512);
+	fixture_close(be, &f);
+	free(w);
+	free(r);
+	unlink(g_path);
+}
+
+/* ---- RPCs --------------------------------------------------------------- */
+
+static json_t *g_resp;
+
+static void rpc_cb(void *ctx, json_t *response)
+{
+	g_resp = json_incref(response);
+}
+
+static json_t *rpc(const char *method, json_t *params)
+{
+	double end = now_s() + 10;
+
+	g_resp = NULL;
+	assert_int_equal(ust_rpc_call_local(method, params, rpc_cb, NULL), 0);
+	json_decref(params);
+	while (g_resp == NULL && now_s() < end)
+		ust_thread_poll(g_t0, 0, 0);
+	assert_non_null(g_resp);
+	return g_resp;
+}
+
+static int rpc_error_code(json_t *resp)
+{
+	json_t *err = json_object_get(resp, "error");
+
+	return err ? (int)json_integer_value(json_object_get(err, "code")) : 0;
+}
+
+static void test_rpcs_and_config(void **state)
+{
+	const struct backend *be = *state;
+	char method[64];
+	json_t *r, *calls, *params;
+	struct ust_bdev *bdev;
+	const char *uuid = "0a1b2c3d-4e5f-4a6b-8c7d-8e9fa0b1c2d3";
+	char uuid_out[UST_UUID_STRING_LEN];
+
+	make_file(g_path, MiB);
+	snprintf(method, sizeof(method), "bdev_%s_create", be->name);
+	r = rpc(method, json_pack("{s:s, s:s, s:i, s:s}", "name", "R0", "filename", g_path,
+				  "block_size", 4096, "uuid", uuid));
+	assert_string_equal(json_string_value(json_object_get(r, "result")), "R0");
+	json_decref(r);
+	bdev = ust_bdev_get_by_name("R0");
+	assert_non_null(bdev);
+	assert_int_equal(ust_bdev_get_block_size(bdev), 4096);
+	ust_uuid_fmt(uuid_out, sizeof(uuid_out), ust_bdev_get_uuid(bdev));
+	assert_string_equal(uuid_out, uuid);
+
+	/* save_config gives back the call that made it. */
+	calls = json_array();
+	bdev->fn_table->write_config_json(bdev, calls);
+	assert_int_equal(json_array_size(calls), 1);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(calls, 0), "method")),
+			    method);
+	params = json_object_get(json_array_get(calls, 0), "params");
+	assert_string_equal(json_string_value(json_object_get(params, "name")), "R0");
+	assert_string_equal(json_string_value(json_object_get(params, "filename")), g_path);
+	assert_int_equal(json_integer_value(json_object_get(params, "block_size")), 4096);
+	assert_string_equal(json_string_value(json_object_get(params, "uuid")), uuid);
+	json_decref(calls);
+
+	/* Errors: duplicate name, bad size, missing and unknown keys. */
+	r = rpc(method, json_pack("{s:s, s:s}", "name", "R0", "filename", g_path));
+	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INTERNAL_ERROR);
+	json_decref(r);
+	r = rpc(method, json_pack("{s:s, s:s, s:i}", "name", "R1", "filename", g_path,
+				  "block_size", 3000));
+	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	json_decref(r);
+	r = rpc(method, json_pack("{s:s}", "name", "R1"));
+	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	json_decref(r);
+	r = rpc(method, json_pack("{s:s, s:s, s:i}", "name", "R1", "filename", g_path, "bogus", 1));
+	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	json_decref(r);
+
+	/* Rescan after growth. */
+	assert_int_equal(truncate(g_path, 2 * MiB), 0);
+	snprintf(method, sizeof(method), "bdev_%s_rescan", be->name);
+	r = rpc(method, json_pack("{s:s}", "name", "R0"));
+	assert_true(json_is_true(json_object_get(r, "result")));
+	json_decref(r);
+	assert_int_equal(ust_bdev_get_num_blocks(bdev), 2 * MiB / 4096);
+	r = rpc(method, json_pack("{s:s}", "name", "nope"));
+	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	json_decref(r);
+
+	/* Delete: only this module's bdevs. */
+	snprintf(method, sizeof(method), "bdev_%s_delete", be->name);
+	r = rpc(method, json_pack("{s:s}", "name", "R0"));
+	assert_true(json_is_true(json_object_get(r, "result")));
+	json_decref(r);
+	assert_null(ust_bdev_get_by_name("R0"));
+	r = rpc(method, json_pack("{s:s}", "name", "R0"));
+	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	json_decref(r);
+	unlink(g_path);
+}
+
+static void test_aio_readonly_and_aliases(void **state)
+{
+	json_t *r;
+	struct ust_bdev *bdev;
+	json_t *calls;
+
+	make_file(g_path, MiB);
+	r = rpc("construct_aio_bdev", json_pack("{s:s, s:s, s:b}", "name", "RO", "filename",
+						g_path, "readonly", 1));
+	assert_string_equal(json_string_value(json_object_get(r, "result")), "RO");
+	json_decref(r);
+	bdev = ust_bdev_get_by_name("RO");
+	assert_non_null(bdev);
+	assert_true(ust_bdev_io_type_supported(bdev, UST_BDEV_IO_TYPE_READ));
+	assert_false(ust_bdev_io_type_supported(bdev, UST_BDEV_IO_TYPE_WRITE));
+	assert_false(ust_bdev_io_type_supported(bdev, UST_BDEV_IO_TYPE_UNMAP));
+	calls = json_array();
+	bdev->fn_table->write_config_json(bdev, calls);
+	assert_true(json_is_true(json_object_get(
+		json_object_get(json_array_get(calls, 0), "params"), "readonly")));
+	json_decref(calls);
+	/* A uring delete does not remove an aio bdev. */
+	r = rpc("bdev_uring_delete", json_pack("{s:s}", "name", "RO"));
+	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	json_decref(r);
+	r = rpc("delete_aio_bdev", json_pack("{s:s}", "name", "RO"));
+	assert_true(json_is_true(json_object_get(r, "result")));
+	json_decref(r);
+	assert_null(ust_bdev_get_by_name("RO"));
+	unlink(g_path);
+}
+
+/* ---- setup -------------------------------------------------------------- */
+
+static void init_done(void *ctx, int rc)
+{
+	*(int *)ctx = rc == 0 ? 1 : rc;
+}
+
+static void fini_done(void *ctx)
+{
+	*(int *)ctx = 1;
+}
+
+static int setup(void **state)
+{
+	int done = 0;
+
+	snprintf(g_path, sizeof(g_path), "/tmp/ustor_file_ut_%d", getpid());
+	if (ust_thread_lib_init(NULL) != 0)
+		return -1;
+	g_t0 = ust_thread_create("t0", NULL);
+	ust_set_thread(g_t0);
+	ust_rpc_set_state(UST_RPC_RUNTIME);
+	ust_bdev_initialize(init_done, &done);
+	poll_idle();
+	return done == 1 ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	int done = 0, i;
+
+	ust_bdev_finish(fini_done, &done);
+	poll_until(&done);
+	ust_thread_exit(g_t0);
+	for (i = 0; i < 1000 && !ust_thread_is_exited(g_t0); i++)
+		ust_thread_poll(g_t0, 0, 0);
+	ust_thread_destroy(g_t0);
+	ust_set_thread(NULL);
+	ust_thread_lib_fini();
+	unlink(g_path);
+	return 0;
+}
+
+#define BOTH(fn)                                                                        \
+	cmocka_unit_test_prestate(fn, &g_aio), cmocka_unit_test_prestate(fn, &g_uring)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		BOTH(test_roundtrip_and_flush),
+		BOTH(test_unmap_and_write_zeroes),
+		BOTH(test_misaligned_buffer),
+		BOTH(test_odirect_fallback),
+		BOTH(test_bad_geometry),
+		BOTH(test_short_read_fails),
+		BOTH(test_rescan_resize),
+		BOTH(test_rpcs_and_config),
+		cmocka_unit_test(test_aio_readonly_and_aliases),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,318 @@
+/*
+ * Unit tests for the split bdev module (bdev/split) over malloc bdevs: data
+ * written through each part lands in its slice of the base and reads back,
+ * I/O past a part's end is rejected, split_size_mb, the claim (no second
+ * split, no split of a claimed base, no write open of the base), a split
+ * configured before its base exists, hot removal and return of the base,
+ * delete, the RPCs and save_config output.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "ustor/bdev.h"
+#include "ustor/bdev_module.h"
+#include "ustor/rpc.h"
+#include "ustor/thread.h"
+
+#include "../../../bdev/malloc/bdev_malloc.h"
+#include "../../../bdev/split/bdev_split.h"
+
+#define BS 512
+
+static struct ust_thread *g_t0;
+
+static void poll_threads(void)
+{
+	int i;
+
+	for (i = 0; i < 100000 && ust_thread_poll(g_t0, 0, 0) > 0; i++)
+		;
+}
+
+static json_t *g_resp;
+
+static void rpc_cb(void *ctx, json_t *response)
+{
+	g_resp = json_incref(response);
+}
+
+static json_t *rpc(const char *method, json_t *params)
+{
+	g_resp = NULL;
+	assert_int_equal(ust_rpc_call_local(method, params, rpc_cb, NULL), 0);
+	json_decref(params);
+	poll_threads();
+	assert_non_null(g_resp);
+	return g_resp;
+}
+
+static int rpc_error_code(json_t *resp)
+{
+	json_t *err = json_object_get(resp, "error");
+
+	return err ? (int)json_integer_value(json_object_get(err, "code")) : 0;
+}
+
+struct io_result {
+	int done;
+	int status;
+};
+
+static void io_cb(struct ust_bdev_io *io, int status, void *arg)
+{
+	struct io_result *r = arg;
+
+	r->status = status;
+	r->done++;
+}
+
+static void event_cb(enum ust_bdev_event_type type, struct ust_bdev *bdev, void *ctx)
+{
+}
+
+static void make_malloc(const char *name, uint64_t blocks)
+{
+	struct ust_malloc_opts opts = {.name = name, .num_blocks = blocks, .block_size = BS};
+
+	assert_int_equal(ust_bdev_malloc_create(&opts, NULL), 0);
+	poll_threads();
+}
+
+static void delete_malloc(const char *name)
+{
+	assert_int_equal(ust_bdev_malloc_delete(name, NULL, NULL), 0);
+	poll_threads();
+	assert_null(ust_bdev_get_by_name(name));
+}
+
+static int rw(const char *name, bool write, void *buf, uint64_t off, uint64_t n)
+{
+	struct ust_bdev_desc *desc;
+	struct ust_io_channel *ch;
+	struct io_result r = {0};
+	int rc;
+
+	assert_int_equal(ust_bdev_open_ext(name, write, event_cb, NULL, &desc), 0);
+	ch = ust_bdev_get_io_channel(desc);
+	assert_non_null(ch);
+	if (write)
+		rc = ust_bdev_write_blocks(desc, ch, buf, off, n, io_cb, &r);
+	else
+		rc = ust_bdev_read_blocks(desc, ch, buf, off, n, io_cb, &r);
+	if (rc == 0) {
+		poll_threads();
+		assert_int_equal(r.done, 1);
+		rc = r.status;
+	}
+	ust_put_io_channel(ch);
+	ust_bdev_close(desc);
+	poll_threads();
+	return rc;
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+static void test_roundtrip_and_bounds(void **state)
+{
+	uint8_t buf[16 * BS], base_data[64 * BS];
+	struct ust_bdev_desc *desc;
+	char name[16];
+	json_t *r, *res;
+	int i;
+
+	make_malloc("M0", 64);
+	r = rpc("bdev_split_create", json_pack("{s:s, s:i}", "base_bdev", "M0", "split_count", 4));
+	res = json_object_get(r, "result");
+	assert_int_equal(json_array_size(res), 4);
+	for (i = 0; i < 4; i++) {
+		snprintf(name, sizeof(name), "M0p%d", i);
+		assert_string_equal(json_string_value(json_array_get(res, i)), name);
+		assert_int_equal(ust_bdev_get_num_blocks(ust_bdev_get_by_name(name)), 16);
+	}
+	json_decref(r);
+
+	/* Each part's data lands in its quarter of the base. */
+	for (i = 0; i < 4; i++) {
+		snprintf(name, sizeof(name), "M0p%d", i);
+		memset(buf, 'a' + i, sizeof(buf));
+		assert_int_equal(rw(name, true, buf, 0, 16), 0);
+	}
+	assert_int_equal(rw("M0", false, base_data, 0, 64), 0);
+	for (i = 0; i < 64 * BS; i++)
+		assert_int_equal(base_data[i], 'a' + i / (16 * BS));
+	for (i = 0; i < 4; i++) {
+		snprintf(name, sizeof(name), "M0p%d", i);
+		memset(buf, 0, sizeof(buf));
+		assert_int_equal(rw(name, false, buf, 0, 16), 0);
+		assert_int_equal(buf[0], 'a' + i);
+		assert_int_equal(buf[sizeof(buf) - 1], 'a' + i);
+	}
+
+	/* Past a part's end: rejected, and the neighbour is untouched. */
+	assert_int_equal(rw("M0p1", true, buf, 15, 2), -EINVAL);
+	assert_int_equal(rw("M0p1", true, buf, 16, 1), -EINVAL);
+	assert_int_equal(rw("M0p2", false, buf, 0, 1), 0);
+	assert_int_equal(buf[0], 'c');
+
+	/* Claimed: no second split, no write open of the base. */
+	assert_int_equal(ust_bdev_open_ext("M0", true, event_cb, NULL, &desc), -EPERM);
+	r = rpc("bdev_split_create", json_pack("{s:s, s:i}", "base_bdev", "M0", "split_count", 2));
+	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INTERNAL_ERROR);
+	json_decref(r);
+	assert_null(ust_bdev_get_by_name("M0p0p0"));
+
+	r = rpc("bdev_split_delete", json_pack("{s:s}", "base_bdev", "M0"));
+	assert_true(json_is_true(json_object_get(r, "result")));
+	json_decref(r);
+	assert_null(ust_bdev_get_by_name("M0p0"));
+	assert_null(ust_bdev_get_by_name("M0p3"));
+	assert_false(ust_bdev_is_claimed(ust_bdev_get_by_name("M0")));
+	r = rpc("bdev_split_delete", json_pack("{s:s}", "base_bdev", "M0"));
+	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	json_decref(r);
+	delete_malloc("M0");
+}
+
+static struct ust_bdev_module g_other_module = {.name = "other"};
+
+static void test_sizes_and_claimed_base(void **state)
+{
+	struct ust_bdev_desc *desc;
+	json_t *r;
+
+	make_malloc("M1", 16384); /* 8 MiB */
+	r = rpc("bdev_split_create", json_pack("{s:s, s:i, s:i}", "base_bdev", "M1", "split_count",
+					       5, "split_size_mb", 2));
+	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	json_decref(r);
+	assert_null(ust_bdev_get_by_name("M1p0"));
+	r = rpc("bdev_split_create", json_pack("{s:s, s:i}", "base_bdev", "M1", "split_count", 0));
+	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	json_decref(r);
+	r = rpc("bdev_split_create", json_pack("{s:s, s:i, s:i}", "base_bdev", "M1", "split_count",
+					       3, "split_size_mb", 2));
+	assert_int_equal(json_array_size(json_object_get(r, "result")), 3);
+	json_decref(r);
+	assert_int_equal(ust_bdev_get_num_blocks(ust_bdev_get_by_name("M1p2")), 4096);
+	assert_null(ust_bdev_get_by_name("M1p3"));
+	assert_int_equal(ust_bdev_split_delete("M1", NULL, NULL), 0);
+	poll_threads();
+	assert_null(ust_bdev_get_by_name("M1p0"));
+
+	/* A base claimed by someone else cannot be split. */
+	assert_int_equal(ust_bdev_open_ext("M1", false, event_cb, NULL, &desc), 0);
+	assert_int_equal(ust_bdev_module_claim_bdev(ust_bdev_get_by_name("M1"), desc,
+						    &g_other_module), 0);
+	assert_int_equal(ust_bdev_split_create("M1", 2, 0), -EPERM);
+	assert_null(ust_bdev_get_by_name("M1p0"));
+	assert_int_equal(ust_bdev_split_delete("M1", NULL, NULL), -ENODEV);
+	ust_bdev_module_release_bdev(ust_bdev_get_by_name("M1"));
+	ust_bdev_close(desc);
+	poll_threads();
+	delete_malloc("M1");
+}
+
+static void test_late_base_hot_remove_and_config(void **state)
+{
+	struct ust_bdev_module *m = ust_bdev_module_find("split");
+	json_t *r, *calls, *params;
+
+	r = rpc("bdev_split_create", json_pack("{s:s, s:i, s:i}", "base_bdev", "M2", "split_count",
+					       2, "split_size_mb", 1));
+	assert_int_equal(json_array_size(json_object_get(r, "result")), 0);
+	json_decref(r);
+	assert_int_equal(ust_bdev_split_create("M2", 2, 0), -EEXIST);
+
+	make_malloc("M2", 8192);
+	assert_non_null(ust_bdev_get_by_name("M2p0"));
+	assert_non_null(ust_bdev_get_by_name("M2p1"));
+	assert_int_equal(ust_bdev_get_num_blocks(ust_bdev_get_by_name("M2p1")), 2048);
+	assert_true(ust_bdev_is_claimed(ust_bdev_get_by_name("M2")));
+
+	assert_non_null(m);
+	calls = json_array();
+	m->config_json(calls);
+	assert_int_equal(json_array_size(calls), 1);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(calls, 0), "method")),
+			    "bdev_split_create");
+	params = json_object_get(json_array_get(calls, 0), "params");
+	assert_string_equal(json_string_value(json_object_get(params, "base_bdev")), "M2");
+	assert_int_equal(json_integer_value(json_object_get(params, "split_count")), 2);
+	assert_int_equal(json_integer_value(json_object_get(params, "split_size_mb")), 1);
+	json_decref(calls);
+
+	/* Base gone: parts gone, configuration kept; base back: parts back. */
+	delete_malloc("M2");
+	assert_null(ust_bdev_get_by_name("M2p0"));
+	make_malloc("M2", 8192);
+	assert_non_null(ust_bdev_get_by_name("M2p1"));
+
+	assert_int_equal(ust_bdev_split_delete("M2", NULL, NULL), 0);
+	poll_threads();
+	assert_null(ust_bdev_get_by_name("M2p0"));
+	calls = json_array();
+	m->config_json(calls);
+	assert_int_equal(json_array_size(calls), 0);
+	json_decref(calls);
+	delete_malloc("M2");
+}
+
+/* ---- setup -------------------------------------------------------------- */
+
+static void init_done(void *ctx, int rc)
+{
+	*(int *)ctx = rc == 0 ? 1 : rc;
+}
+
+static void fini_done(void *ctx)
+{
+	*(int *)ctx = 1;
+}
+
+static int setup(void **state)
+{
+	int done = 0;
+
+	if (ust_thread_lib_init(NULL) != 0)
+		return -1;
+	g_t0 = ust_thread_create("t0", NULL);
+	ust_set_thread(g_t0);
+	ust_rpc_set_state(UST_RPC_RUNTIME);
+	ust_bdev_initialize(init_done, &done);
+	poll_threads();
+	return done == 1 ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	int done = 0, i;
+
+	ust_bdev_finish(fini_done, &done);
+	poll_threads();
+	ust_thread_exit(g_t0);
+	for (i = 0; i < 1000 && !ust_thread_is_exited(g_t0); i++)
+		ust_thread_poll(g_t0, 0, 0);
+	ust_thread_destroy(g_t0);
+	ust_set_thread(NULL);
+	ust_thread_lib_fini();
+	return done == 1 ? 0 : -1;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_roundtrip_and_bounds),
+		cmocka_unit_test(test_sizes_and_claimed_base),
+		cmocka_unit_test(test_late_base_hot_remove_and_config),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -140,6 +140,8 @@ install: lib apps
 	install -d $(INSTALL_PREFIX)/bin $(INSTALL_PREFIX)/lib/pkgconfig $(INSTALL_PREFIX)/include/ustor
 	install -m 0755 $(APP_BINS) $(INSTALL_PREFIX)/bin/
 	install -m 0755 scripts/rpc.py $(INSTALL_PREFIX)/bin/ustor-rpc
+	install -d $(INSTALL_PREFIX)/share/ustor/python/rpc
+	install -m 0644 scripts/rpc/*.py $(INSTALL_PREFIX)/share/ustor/python/rpc/
 	install -m 0644 $(LIB) $(ENV_LIB) $(INSTALL_PREFIX)/lib/
 	install -m 0644 include/ustor/*.h $(INSTALL_PREFIX)/include/ustor/
 	sed -e 's|@PREFIX@|$(CONFIG_PREFIX)|g' -e 's|@VERSION@|$(CONFIG_VERSION)|g' \
@@ -150,6 +152,7 @@ uninstall:
 	rm -f $(addprefix $(INSTALL_PREFIX)/bin/,$(APPS) ustor-rpc)
 	rm -f $(INSTALL_PREFIX)/lib/libustor.a $(INSTALL_PREFIX)/lib/libustor_env.a
 	rm -f $(INSTALL_PREFIX)/lib/pkgconfig/ustor.pc
+	rm -rf $(INSTALL_PREFIX)/share/ustor
 	rm -rf $(INSTALL_PREFIX)/include/ustor
 
 clean:

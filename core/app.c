@@ -419,6 +419,8 @@ int ust_app_start(const struct ust_app_opts *opts, ust_app_start_fn start, void 
 	atomic_store(&g_app.signal_count, 0);
 	atomic_store(&g_app.socket_live, false);
 	ust_log_set_print_level(opts->log_level);
+	/* log_set_level's threshold applies to syslog, as in SPDK. */
+	ust_log_open(opts->name != NULL ? opts->name : "ustor");
 
 	rc = app_env_init();
 	if (rc == 0) {
@@ -430,5 +432,6 @@ int ust_app_start(const struct ust_app_opts *opts, ust_app_start_fn start, void 
 			   strerror(-rc));
 	}
 	atomic_store(&g_app.active, false);
+	ust_log_close();
 	return rc;
 }

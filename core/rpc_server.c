@@ -47,11 +47,16 @@
 #include "rpc_internal.h"
 
 /*
- * RPC is the control path: 1 ms adds at most a millisecond to a call (well
- * under a Python client's own overhead) while an idle server costs one
- * accept() per millisecond on the app thread.
+ * RPC is the control path: while clients are connected, 1 ms adds at most a
+ * millisecond to a call (well under a Python client's own overhead). With no
+ * client for a while the server drops to a 20 ms period, so an idle daemon's
+ * reactor is woken 50 times a second rather than 1000 (the first call after a
+ * quiet spell waits at most 20 ms for its accept()).
  */
 #define RPC_POLL_PERIOD_US 1000
+#define RPC_IDLE_POLL_PERIOD_US 20000
+/* Fast polls with no connection and nothing accepted before slowing down. */
+#define RPC_IDLE_POLLS_BEFORE_SLOW 200
 #define RPC_MAX_CONNS 256
 #define RPC_ACCEPT_PER_POLL 64
 #define RPC_LISTEN_BACKLOG 128
@@ -105,6 +110,8 @@ static struct {
 	bool close_requested;
 	uint32_t nconns;
 	struct ust_poller *poller;
+	uint64_t poll_period_us;
+	uint32_t idle_polls;
 	struct rpc_conn *conns;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 } g_server = {.fd = -1};
@@ -583,6 +590,34 @@ static void server_teardown(void)
 	g_server.close_requested = false;
 }
 
+static int rpc_server_poll(void *arg);
+
+/* Switch between the fast and the idle period (see RPC_IDLE_POLL_PERIOD_US). */
+static void adapt_poll_period(bool active)
+{
+	uint64_t want;
+
+	if (active) {
+		g_server.idle_polls = 0;
+		want = RPC_POLL_PERIOD_US;
+	} else if (++g_server.idle_polls >= RPC_IDLE_POLLS_BEFORE_SLOW) {
+		want = RPC_IDLE_POLL_PERIOD_US;
+	} else {
+		want = g_server.poll_period_us;
+	}
+	if (want == g_server.poll_period_us) {
+		return;
+	}
+	struct ust_poller *p = ust_poller_register(rpc_server_poll, NULL, want, "rpc");
+
+	if (p == NULL) {
+		return; /* keep the current poller; the period is only a cost trade-off */
+	}
+	ust_poller_unregister(&g_server.poller);
+	g_server.poller = p;
+	g_server.poll_period_us = want;
+}
+
 static int rpc_server_poll(void *arg)
 {
 	int busy = UST_POLLER_IDLE;
@@ -604,6 +639,7 @@ static int rpc_server_poll(void *arg)
 		server_teardown();
 	} else {
 		reap_connections(false);
+		adapt_poll_period(busy == UST_POLLER_BUSY || g_server.conns != NULL);
 	}
 	return busy;
 }
@@ -706,6 +742,8 @@ int ust_rpc_listen(const char *path)
 		return fd;
 	}
 	g_server.poller = ust_poller_register(rpc_server_poll, NULL, RPC_POLL_PERIOD_US, "rpc");
+	g_server.poll_period_us = RPC_POLL_PERIOD_US;
+	g_server.idle_polls = 0;
 	if (g_server.poller == NULL) {
 		close(fd);
 		unlink(path);

@@ -13,7 +13,7 @@ BUILD_PKGS="gcc make pkg-config libc6-dev libdpdk-dev libnuma-dev libjansson-dev
 libfuse3-dev libxxhash-dev libcmocka-dev liburing-dev libaio-dev libisal-dev \
 libibverbs-dev librdmacm-dev"
 # Run and test: the RPC client, FUSE tools, peers and the VM lab.
-TEST_PKGS="python3 fuse3 util-linux procps iproute2 kmod pciutils \
+TEST_PKGS="python3 fuse3 util-linux procps iproute2 kmod pciutils xz-utils \
 qemu-system-x86 busybox-static cpio fio nvme-cli e2fsprogs sqlite3 git"
 
 PKGS="$BUILD_PKGS $TEST_PKGS"

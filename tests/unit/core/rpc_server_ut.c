@@ -122,7 +122,7 @@ static void send_all(int fd, const char *text, size_t len)
 
 /*
  * Poll the server until fd has delivered one line (returned, without the
- * newline; caller frees) or EOF (NULL, *eof set). Fails after 5 s.
+ * newline; caller frees) or EOF (NULL, *eof set). Fails after 60 s.
  */
 struct reader {
 	char buf[65536];
@@ -131,7 +131,7 @@ struct reader {
 
 static char *read_line(int fd, struct reader *r, bool *eof)
 {
-	uint64_t deadline = now_ms() + 5000;
+	uint64_t deadline = now_ms() + 60000; /* a hang guard, not a timing test */
 
 	*eof = false;
 	for (;;) {
@@ -157,7 +157,7 @@ static char *read_line(int fd, struct reader *r, bool *eof)
 		}
 		assert_true(errno == EAGAIN);
 		if (now_ms() > deadline) {
-			fail_msg("no response within 5 s");
+			fail_msg("no response within 60 s");
 		}
 		poll_server(1);
 	}
@@ -460,7 +460,7 @@ static void test_disconnect_with_pending(void **state)
 {
 	int fd = connect_client(g_path);
 	const char *hold = "{\"jsonrpc\":\"2.0\",\"method\":\"srv_hold\",\"id\":1}";
-	uint64_t deadline = now_ms() + 5000;
+	uint64_t deadline = now_ms() + 60000; /* a hang guard, not a timing test */
 	json_t *resp;
 
 	g_pending = NULL;

@@ -10,7 +10,7 @@
  * deferred-completion poller.
  *
  * Also here, because they are walks over a bdev's channels: reset (freeze,
- * abort queued, drain, module reset, unfreeze) and statistics gathering.
+ * abort queued, module reset, drain, unfreeze) and statistics gathering.
  *
  * Guarantees: a completion reported inside submit_request is delivered from
  * the channel's deferred poller, after the submit call returned; that poller
@@ -285,6 +285,9 @@ int ust_bdev_queue_io_wait(struct ust_bdev *bdev, struct ust_io_channel *io_ch,
  * One reset runs per bdev at a time; resets that arrive meanwhile ride on it
  * and complete with its status.
  */
+static void reset_unfreeze_channel(struct ust_io_channel_iter *i);
+static void reset_unfrozen(struct ust_io_channel_iter *i, int status);
+
 static void reset_freeze_channel(struct ust_io_channel_iter *i)
 {
 	struct bdev_channel *ch = ust_io_channel_get_ctx(ust_io_channel_iter_get_channel(i));
@@ -317,19 +320,26 @@ void bdev_channel_check_drained(struct bdev_channel *ch)
 	ust_for_each_channel_continue(i, 0);
 }
 
+/*
+ * The module's reset runs while I/O may still be outstanding in it: a reset is
+ * what one sends when I/O hangs (an NVMe controller with stuck commands, an
+ * error bdev holding "pending" I/O), so it must not wait for that I/O first.
+ * The module completes or aborts what it holds as part of its reset; only then
+ * does the core wait for every channel to drain and unfreeze.
+ */
 static void reset_drained(struct ust_io_channel_iter *i, int status)
 {
 	struct ust_bdev_io *io = ust_io_channel_iter_get_ctx(i);
 
-	io->internal.state = BDEV_IO_STATE_RESET;
-	bdev_io_submit_to_module(io->internal.submit_ch, io);
+	ust_for_each_channel(io->bdev->priv, reset_unfreeze_channel, io, reset_unfrozen);
 }
 
 static void reset_frozen(struct ust_io_channel_iter *i, int status)
 {
 	struct ust_bdev_io *io = ust_io_channel_iter_get_ctx(i);
 
-	ust_for_each_channel(io->bdev->priv, reset_drain_channel, io, reset_drained);
+	io->internal.state = BDEV_IO_STATE_RESET;
+	bdev_io_submit_to_module(io->internal.submit_ch, io);
 }
 
 void bdev_reset_start(struct ust_bdev_io *io)
@@ -393,7 +403,7 @@ static void reset_unfrozen(struct ust_io_channel_iter *i, int status)
 void bdev_reset_module_done(struct ust_bdev_io *io, int status)
 {
 	io->internal.status = status;
-	ust_for_each_channel(io->bdev->priv, reset_unfreeze_channel, io, reset_unfrozen);
+	ust_for_each_channel(io->bdev->priv, reset_drain_channel, io, reset_drained);
 }
 
 /* ---- statistics --------------------------------------------------------- */

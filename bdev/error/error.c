@@ -200,6 +200,9 @@ static int error_forward(struct error_disk *ed, struct ust_io_channel *ch, struc
 	}
 }
 
+static void error_reset_aborted(struct ust_io_channel_iter *i, int status);
+static void error_abort_pending_on_channel(struct ust_io_channel_iter *i);
+
 static void error_submit_request(struct ust_io_channel *ch, struct ust_bdev_io *io)
 {
 	struct error_disk *ed = io->bdev->ctxt;
@@ -220,6 +223,20 @@ static void error_submit_request(struct ust_io_channel *ch, struct ust_bdev_io *
 	case UST_BDEV_ERROR_PENDING:
 		TAILQ_INSERT_TAIL(&ech->pending, eio, link);
 		return;
+	default:
+		break;
+	}
+	if (io->type == UST_BDEV_IO_TYPE_RESET && etype != UST_BDEV_ERROR_CORRUPT_DATA) {
+		/*
+		 * A reset is how a consumer recovers from I/O that never
+		 * completes, so it releases what this module holds ("pending")
+		 * on every thread, as a device reset aborts its commands, and
+		 * then resets the base.
+		 */
+		ust_for_each_channel(ed, error_abort_pending_on_channel, io, error_reset_aborted);
+		return;
+	}
+	switch (etype) {
 	case UST_BDEV_ERROR_CORRUPT_DATA:
 		if (io->type == UST_BDEV_IO_TYPE_WRITE) {
 			rc = error_write_corrupted(ed, ech->base_ch, io);
@@ -268,6 +285,19 @@ static void error_abort_pending_on_channel(struct ust_io_channel_iter *i)
 
 	error_channel_abort_pending(ust_io_channel_get_ctx(ch));
 	ust_for_each_channel_continue(i, 0);
+}
+
+static void error_reset_aborted(struct ust_io_channel_iter *i, int status)
+{
+	struct ust_bdev_io *io = ust_io_channel_iter_get_ctx(i);
+	struct error_disk *ed = io->bdev->ctxt;
+	struct error_channel *ech = ust_io_channel_get_ctx(ust_bdev_io_get_io_channel(io));
+	int rc = error_forward(ed, ech->base_ch, io);
+
+	if (rc == -ENOMEM)
+		ust_bdev_io_complete(io, UST_BDEV_IO_STATUS_NOMEM);
+	else if (rc != 0)
+		ust_bdev_io_complete_errno(io, rc);
 }
 
 static void error_abort_pending_done(struct ust_io_channel_iter *i, int status)

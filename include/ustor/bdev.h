@@ -222,8 +222,9 @@ int ust_bdev_flush_blocks(struct ust_bdev_desc *desc, struct ust_io_channel *ch,
 			  void *cb_arg);
 /*
  * Reset: new I/O on every channel is held, I/O queued in the core is aborted
- * (-ECANCELED), I/O already in the module drains, then the module resets and
- * the held I/O proceeds. Concurrent resets of one bdev share one module reset.
+ * (-ECANCELED), the module resets (completing or aborting what it holds),
+ * I/O still in flight drains, then the held I/O proceeds. Concurrent resets
+ * of one bdev share one module reset.
  */
 int ust_bdev_reset(struct ust_bdev_desc *desc, struct ust_io_channel *ch, ust_bdev_io_cb cb,
 		   void *cb_arg);

@@ -21,6 +21,9 @@
  *  - Status UST_BDEV_IO_STATUS_NOMEM means "out of a resource, try again": the
  *    core requeues the I/O and resubmits it when another I/O completes on the
  *    channel (or after a short delay if none is outstanding).
+ *  - A RESET request may arrive while other I/O is still outstanding in the
+ *    module; the module must complete or abort all of it (the core waits for
+ *    it to drain before the reset completes and new I/O flows again).
  *  - destruct() returns 0 when done, or 1 when it will finish later by
  *    calling ust_bdev_destruct_done(). The bdev struct may be freed by the
  *    module only once destruct is done; the core does not touch it after.

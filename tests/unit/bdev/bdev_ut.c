@@ -847,27 +847,34 @@ static void test_reset_two_threads(void **state)
 	poll_threads();
 	assert_int_equal(w1.count, 1);
 	assert_int_equal(w1.status, -ECANCELED);
-	/* In-flight I/O has not drained: the module has not seen the reset. */
-	assert_int_equal(g_nsubs, 2);
+	/*
+	 * The module sees the reset while the two reads are still in flight
+	 * (a reset is how hung I/O is recovered, so it must not wait for it).
+	 */
+	assert_int_equal(g_nsubs, 3);
+	assert_int_equal(g_subs[2].type, UST_BDEV_IO_TYPE_RESET);
+	reset_idx = 2;
 
 	/* New I/O during the reset is held, not submitted. */
 	ust_set_thread(g_t1);
 	assert_int_equal(ust_bdev_write_blocks(e.desc, ch1, buf, 5, 1, io_done, &w1), 0);
 	ust_set_thread(g_t0);
 	poll_threads();
-	assert_int_equal(g_nsubs, 2);
+	assert_int_equal(g_nsubs, 3);
 
+	/* The module's reset is done, but the reset completes only once drained. */
+	ut_complete(reset_idx, 0);
+	poll_threads();
+	assert_int_equal(rs.count, 0);
+	assert_int_equal(rs2.count, 0);
+	assert_int_equal(g_nsubs, 3);
 	ut_complete(0, 0);
 	poll_threads();
-	assert_int_equal(g_nsubs, 2);
+	assert_int_equal(rs.count, 0);
+	assert_int_equal(g_nsubs, 3);
 	ut_complete(1, 0);
 	poll_threads();
 	assert_int_equal(r0.count + r1.count, 2);
-	assert_int_equal(g_nsubs, 3);
-	assert_int_equal(g_subs[2].type, UST_BDEV_IO_TYPE_RESET);
-	reset_idx = 2;
-	ut_complete(reset_idx, 0);
-	poll_threads();
 	assert_int_equal(rs.count, 1);
 	assert_int_equal(rs.status, 0);
 	assert_ptr_equal(rs.thread, g_t0);

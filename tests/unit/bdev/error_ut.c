@@ -254,6 +254,31 @@ static void test_pending_until_clear(void **state)
 	teardown_ee();
 }
 
+/* A reset is how a consumer recovers from I/O that never completes. */
+static void test_pending_released_by_reset(void **state)
+{
+	uint8_t b1[BS], b2[BS];
+	struct io_result held = {0}, reset = {0};
+
+	setup_ee();
+	inject("write", "pending", 1);
+	memset(b1, 0x5a, sizeof(b1));
+	assert_int_equal(ust_bdev_write_blocks(g_desc, g_ch, b1, 3, 1, io_cb, &held), 0);
+	poll_threads();
+	assert_int_equal(held.done, 0);
+	assert_int_equal(ust_bdev_reset(g_desc, g_ch, io_cb, &reset), 0);
+	poll_threads();
+	assert_int_equal(held.done, 1);
+	assert_int_equal(held.status, -ECANCELED);
+	assert_int_equal(reset.done, 1);
+	assert_int_equal(reset.status, 0);
+	/* The bdev works again after the reset. */
+	assert_int_equal(do_write(b1, 3, 1), 0);
+	assert_int_equal(do_read(b2, 3, 1), 0);
+	assert_memory_equal(b1, b2, BS);
+	teardown_ee();
+}
+
 static void test_pending_aborted_by_delete(void **state)
 {
 	uint8_t b1[BS];
@@ -430,6 +455,7 @@ int main(void)
 		cmocka_unit_test(test_nomem_retried),
 		cmocka_unit_test(test_pending_until_clear),
 		cmocka_unit_test(test_pending_aborted_by_delete),
+		cmocka_unit_test(test_pending_released_by_reset),
 		cmocka_unit_test(test_corrupt_data),
 		cmocka_unit_test(test_bad_arguments),
 		cmocka_unit_test(test_config_and_hot_remove),

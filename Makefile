@@ -98,7 +98,8 @@ define link
 endef
 
 # Keep objects of programs and tests (make would delete them as intermediates).
-.SECONDARY:
+# Not .SECONDARY: with it a missing object would not trigger a rebuild.
+.PRECIOUS: $(B)/obj/%.o
 .SECONDEXPANSION:
 $(B)/bin/%: $$(call obj,$$(wildcard app/%/*.c)) $(LIB) $(ENV_LIB) ; $(call link,$(PROG_LIBS))
 $(B)/bench/%: $$(call obj,$$(wildcard bench/%/*.c)) $(LIB) $(ENV_LIB) ; $(call link,$(PROG_LIBS))

@@ -1,0 +1,319 @@
+/*
+ * Blobstore internals shared by the files of blobstore/ (and by the fsck
+ * tool later). Not a public header.
+ *
+ * Ownership of state (see README.md):
+ *  - everything in struct ust_blob_store and struct ust_blob belongs to the
+ *    metadata thread, except the published cluster map (blob->map,
+ *    blob->map_len), which I/O threads read with atomic loads and only the
+ *    metadata thread changes;
+ *  - a replaced map array is freed only after every channel's thread has run
+ *    (bs_defer_free), so an I/O thread never reads freed memory.
+ */
+#ifndef USTOR_BLOBSTORE_INTERNAL_H
+#define USTOR_BLOBSTORE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "ustor/bdev.h"
+#include "ustor/blob.h"
+#include "ustor/thread.h"
+
+#include "format.h"
+
+typedef void (*bs_done_fn)(void *arg, int rc);
+
+/* ---- in-memory blob metadata ------------------------------------------------- */
+
+struct bs_xattr {
+	TAILQ_ENTRY(bs_xattr) link;
+	char *name;
+	uint16_t name_len;
+	bool internal;
+	uint8_t *value;
+	uint32_t value_len;
+};
+TAILQ_HEAD(bs_xattr_list, bs_xattr);
+
+/* A descriptor of a newer writer with the COMPAT flag: carried forward verbatim. */
+struct bs_raw_desc {
+	TAILQ_ENTRY(bs_raw_desc) link;
+	uint16_t type;
+	uint8_t flags;
+	uint32_t len;
+	uint8_t *body;
+};
+TAILQ_HEAD(bs_raw_list, bs_raw_desc);
+
+struct bs_waiter {
+	TAILQ_ENTRY(bs_waiter) link;
+	bs_done_fn fn;
+	void *arg;
+};
+TAILQ_HEAD(bs_waiter_list, bs_waiter);
+
+struct bs_io_piece;
+TAILQ_HEAD(bs_piece_list, bs_io_piece);
+
+/* A cluster being allocated to a thin blob (format document 9.4). */
+enum bs_alloc_state {
+	BS_ALLOC_FILLING,    /* content being written and flushed */
+	BS_ALLOC_FILLED,     /* content durable; the map that names it is not */
+	BS_ALLOC_COMMITTING, /* part of the metadata sync in flight */
+};
+
+struct bs_alloc {
+	TAILQ_ENTRY(bs_alloc) link;
+	uint64_t index;   /* blob cluster */
+	uint32_t cluster; /* device cluster */
+	enum bs_alloc_state state;
+	struct bs_io_piece *owner;    /* the write that fills the cluster */
+	struct bs_piece_list waiters; /* other writes to the same cluster */
+};
+TAILQ_HEAD(bs_alloc_list, bs_alloc);
+
+struct bs_sync;
+
+/*
+ * The cluster map as I/O threads see it: one allocation holding its length,
+ * so a reader can never pair one array with another's length. Entries are
+ * read and written with atomics; the array is replaced, never resized.
+ */
+struct bs_map {
+	uint64_t len;
+	uint32_t c[];
+};
+
+static inline uint32_t bs_map_get(const struct bs_map *m, uint64_t i)
+{
+	return __atomic_load_n(&m->c[i], __ATOMIC_ACQUIRE);
+}
+
+static inline struct bs_map *bs_blob_map(const struct ust_blob *blob);
+
+struct ust_blob {
+	struct ust_blob_store *bs;
+	TAILQ_ENTRY(ust_blob) link; /* bs->blobs, while open */
+	ust_blob_id id;
+	uint32_t slot;
+	uint32_t refs;
+
+	/* The durable version: what the current root half says. */
+	uint64_t gen;      /* its generation */
+	int cur_half;      /* 0 = A, 1 = B, -1 none yet (a create in progress) */
+	uint64_t next_gen; /* next generation to write: above any ever written */
+	uint32_t *md_pages; /* pool pages (chain and extent) of the durable version */
+	uint32_t md_npages;
+
+	/* The in-memory version. */
+	uint64_t num_clusters;
+	uint32_t flags;
+	uint64_t parent_id;
+	uint32_t ro_compat;
+	uint32_t compat;
+	struct bs_map *map; /* published; swapped whole (bs_blob_map_resize) */
+	uint64_t change_seq; /* bumped by every in-memory change */
+	uint64_t synced_seq; /* change_seq the durable version includes */
+	uint64_t num_allocated;
+	struct bs_xattr_list xattrs;
+	struct bs_raw_list raw;
+	bool deleting;
+	bool md_read_only; /* unknown ro_compat bits: never rewrite */
+
+	/* Freed by in-memory changes; returned to the bitmap after the next commit. */
+	uint32_t *freed;
+	uint64_t nfreed;
+	uint64_t freed_cap;
+
+	/* Metadata sync serialisation (format document 9.1 rule 6). */
+	struct bs_sync *sync;         /* in flight */
+	struct bs_waiter_list queued; /* waiting for the next sync */
+	bool sync_wanted;
+	struct bs_alloc_list allocs;
+	uint32_t closing;             /* close calls waiting for their sync */
+};
+
+static inline struct bs_map *bs_blob_map(const struct ust_blob *blob)
+{
+	return __atomic_load_n(&blob->map, __ATOMIC_ACQUIRE);
+}
+
+/* ---- the store --------------------------------------------------------------- */
+
+struct bs_damaged {
+	struct ust_bs_damage d;
+};
+
+struct ust_blob_store {
+	struct ust_bdev_desc *desc;
+	struct ust_bdev *bdev;
+	struct ust_io_channel *md_ch; /* the bdev channel of the metadata thread */
+	struct ust_thread *md_thread;
+	uint32_t blocklen;
+	bool claimed;
+	bool io_device;
+
+	struct ust_bs_super sb;
+	struct ust_bs_fmt_geom geom;
+	uint64_t cluster_size;
+	uint32_t io_unit;
+	uint64_t units_per_cluster;
+
+	/* Allocation bitmaps, laid out exactly as their on-disk regions. */
+	uint8_t *cbm;
+	uint8_t *pbm;
+	uint8_t *bbm;
+	uint64_t free_clusters;
+	uint64_t cluster_hint;
+	uint32_t page_hint;
+
+	TAILQ_HEAD(, ust_blob) blobs; /* open blobs */
+	struct bs_damaged *damaged;
+	size_t ndamaged;
+	uint32_t ops;       /* metadata operations in flight */
+	uint32_t channels;  /* I/O channels alive (atomic: created on any thread) */
+	bool read_only;
+	/* Something stays reserved that no metadata names (a failed commit, a
+	 * deleted damaged blob): unload leaves clean = 0 so that the next load
+	 * recovers it (format 9.3). */
+	bool leaked;
+};
+
+/* ---- bit arrays ------------------------------------------------------------------ */
+
+static inline bool bs_bit_get(const uint8_t *bm, uint64_t i)
+{
+	return (bm[i / 8] >> (i % 8)) & 1;
+}
+
+static inline void bs_bit_set(uint8_t *bm, uint64_t i)
+{
+	bm[i / 8] |= (uint8_t)(1u << (i % 8));
+}
+
+static inline void bs_bit_clear(uint8_t *bm, uint64_t i)
+{
+	bm[i / 8] &= (uint8_t)~(1u << (i % 8));
+}
+
+/* First clear bit in [from, end), or end. */
+uint64_t bs_bit_find_clear(const uint8_t *bm, uint64_t from, uint64_t end);
+
+/* ---- bs_dev.c: the device adapter ------------------------------------------------ */
+
+int bs_dev_open(struct ust_blob_store *bs, const char *bdev_name);
+void bs_dev_close(struct ust_blob_store *bs);
+/* Metadata-thread I/O in 4 KiB pages; done(arg, rc) runs once. */
+void bs_dev_read_pages(struct ust_blob_store *bs, uint64_t page, uint32_t count, void *buf,
+		       bs_done_fn done, void *arg);
+void bs_dev_write_pages(struct ust_blob_store *bs, uint64_t page, uint32_t count, const void *buf,
+			bs_done_fn done, void *arg);
+void bs_dev_zero_pages(struct ust_blob_store *bs, uint64_t page, uint64_t count, bs_done_fn done,
+		       void *arg);
+void bs_dev_flush(struct ust_blob_store *bs, bs_done_fn done, void *arg);
+/* Byte-addressed variants (for the backup superblock and cluster data). */
+void bs_dev_read_bytes(struct ust_blob_store *bs, uint64_t offset, uint64_t len, void *buf,
+		       bs_done_fn done, void *arg);
+void bs_dev_write_bytes(struct ust_blob_store *bs, uint64_t offset, uint64_t len, const void *buf,
+			bs_done_fn done, void *arg);
+void *bs_dma_page_alloc(uint32_t count);
+void bs_dma_free(void *buf);
+/* Run fn(arg) on the metadata thread (directly if already there). */
+int bs_md_send(struct ust_blob_store *bs, ust_msg_fn fn, void *arg);
+/* Free ptr once every thread holding a channel of the store has run. */
+void bs_defer_free(struct ust_blob_store *bs, void *ptr);
+bool bs_on_md_thread(const struct ust_blob_store *bs);
+
+/* ---- bs_store.c: allocation state ------------------------------------------------ */
+
+/* Lowest free data cluster, marked used; 0 when none is free. */
+uint32_t bs_cluster_alloc(struct ust_blob_store *bs);
+void bs_cluster_free(struct ust_blob_store *bs, uint32_t cluster);
+/* A free pool page, marked used; 0 when none is free. */
+uint32_t bs_page_alloc(struct ust_blob_store *bs);
+void bs_page_free(struct ust_blob_store *bs, uint32_t page);
+void bs_page_claim(struct ust_blob_store *bs, uint32_t page);
+void bs_cluster_claim(struct ust_blob_store *bs, uint32_t cluster);
+void bs_report_damage(struct ust_blob_store *bs, uint32_t slot, ust_blob_id id, int error,
+		      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+bool bs_is_damaged(const struct ust_blob_store *bs, uint32_t slot);
+void bs_forget_damage(struct ust_blob_store *bs, uint32_t slot);
+uint64_t bs_root_page(const struct ust_blob_store *bs, uint32_t slot, int half);
+
+/* ---- bs_tree.c: reading a blob's metadata tree -------------------------------------- */
+
+/* The pages of one version of a blob, as read and validated. */
+struct bs_tree {
+	uint8_t *root; /* the root page (not owned) */
+	struct ust_bs_root hdr;
+	uint32_t nchain;
+	uint32_t chain_page[UST_BS_MAX_CHAIN_PAGES];
+	uint8_t *chain[UST_BS_MAX_CHAIN_PAGES];
+	uint32_t nextent;
+	uint32_t *extent_page;  /* pool page of each extent page read */
+	uint32_t *extent_no;    /* its extent page number */
+	uint8_t **extent;       /* its contents */
+};
+
+enum bs_tree_verdict {
+	BS_TREE_COMPLETE,
+	BS_TREE_INCOMPLETE, /* a referenced page is missing, torn or stale */
+	BS_TREE_IOERR,      /* a referenced page could not be read */
+};
+
+/*
+ * Read and validate the whole tree of a decoded root page. done(arg, verdict
+ * as enum bs_tree_verdict, or -ENOMEM). On INCOMPLETE/IOERR, msg says which
+ * page and why.
+ */
+void bs_tree_read(struct ust_blob_store *bs, struct bs_tree *tree, char *msg, size_t msglen,
+		  bs_done_fn done, void *arg);
+void bs_tree_free(struct bs_tree *tree);
+
+/*
+ * Build the in-memory blob from a complete tree, checking the rules over a
+ * whole blob (format 8.4). Returns -EUCLEAN with msg on a violation,
+ * -ENOMEM.
+ */
+int bs_blob_from_tree(struct ust_blob *blob, const struct bs_tree *tree, char *msg, size_t msglen);
+
+/* Pick the current half from two decoded halves (rc of each decode). */
+int bs_pick_half(const int rc[2], const struct ust_bs_root r[2], int exclude);
+
+/* ---- bs_md.c: the metadata sync ---------------------------------------------------- */
+
+struct ust_blob *bs_blob_alloc(struct ust_blob_store *bs, ust_blob_id id);
+void bs_blob_free(struct ust_blob *blob);
+/*
+ * Write the in-memory version as a new generation (format 9.1) and call
+ * done once it is durable. Calls queue: one sync per blob at a time; calls
+ * made while one is in flight are served by the next, together.
+ */
+void bs_blob_sync(struct ust_blob *blob, bs_done_fn done, void *arg);
+/* Write a tombstone for the blob (delete): done after the commit flush. */
+void bs_blob_write_tombstone(struct ust_blob *blob, bs_done_fn done, void *arg);
+/* Bytes of descriptors the in-memory version needs (for limits). */
+uint64_t bs_blob_md_bytes(const struct ust_blob *blob);
+bool bs_blob_md_fits(const struct ust_blob *blob);
+/* Record a cluster that the next commit releases. -ENOMEM. */
+int bs_blob_defer_cluster_free(struct ust_blob *blob, uint32_t cluster);
+/* Replace the published map with one of new_len entries (grow or shrink). */
+int bs_blob_map_resize(struct ust_blob *blob, uint64_t new_len);
+void bs_xattr_free(struct bs_xattr *x);
+
+/* ---- bs_recover.c: dirty load ----------------------------------------------------- */
+
+/* Rebuild the bitmaps from the root slots (format 9.3). bs->sb is loaded. */
+void bs_recover(struct ust_blob_store *bs, bs_done_fn done, void *arg);
+
+/* ---- bs_io.c: data path ------------------------------------------------------------ */
+
+int bs_channel_create(void *io_device, void *ctx_buf);
+void bs_channel_destroy(void *io_device, void *ctx_buf);
+size_t bs_channel_ctx_size(void);
+/* Metadata thread: allocations of this blob that a sync may include. */
+void bs_allocs_committed(struct ust_blob *blob, int rc);
+
+#endif

@@ -1,0 +1,1156 @@
+/*
+ * Blob lifecycle and metadata calls: create, open (shared, refcounted),
+ * close, delete, resize, sync, iteration, xattrs and getters.
+ *
+ * Guarantees: every call here runs on the metadata thread (-EXDEV
+ * otherwise); an open reads both root halves and the chosen version's whole
+ * tree and refuses a damaged blob with -EUCLEAN, recording it (format 9.2,
+ * 9.5); create picks a free slot, learns the slot's generation and
+ * incarnation from what is on disk, writes the first root into the half not
+ * holding the slot's newest version and reports the id only after the commit
+ * flush (9.4); delete refuses an open blob (-EBUSY), writes a tombstone and
+ * releases clusters, pages and the slot only after its flush.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ustor/log.h"
+
+#include "blobstore_internal.h"
+
+/* ---- reading a slot --------------------------------------------------------------- */
+
+enum open_purpose {
+	OPEN_USER,
+	OPEN_DELETE,
+	OPEN_ITER,
+};
+
+enum open_state {
+	OPEN_READ_HALVES,
+	OPEN_CHOOSE,
+	OPEN_TREE_READ,
+};
+
+struct open_op {
+	enum open_state state;
+	enum open_purpose purpose;
+	struct ust_blob_store *bs;
+	ust_blob_id id; /* 0: whatever incarnation is current (iteration) */
+	uint32_t slot;
+	uint8_t *halves;
+	int drc[2];
+	struct ust_bs_root r[2];
+	struct ust_bs_fmt_err err[2];
+	struct bs_tree tree;
+	int half;
+	int verdict;
+	char msg[512];
+	struct ust_blob *blob;
+	ust_blob_op_with_handle_cb cb;
+	void *arg;
+};
+
+static void open_step(struct open_op *op);
+static void delete_opened(void *arg, struct ust_blob *blob, int rc);
+
+static int md_thread_check(struct ust_blob_store *bs)
+{
+	if (!bs_on_md_thread(bs)) {
+		UST_ERRLOG("blobstore: metadata call from a thread other than the store's\n");
+		return -EXDEV;
+	}
+	return 0;
+}
+
+static struct ust_blob *find_open(struct ust_blob_store *bs, uint32_t slot)
+{
+	struct ust_blob *b;
+
+	TAILQ_FOREACH(b, &bs->blobs, link) {
+		if (b->slot == slot) {
+			return b;
+		}
+	}
+	return NULL;
+}
+
+static bool id_wellformed(const struct ust_blob_store *bs, ust_blob_id id)
+{
+	return ust_bs_blobid_incarnation(id) != 0 && ust_bs_blobid_slot(id) < bs->sb.max_blobs;
+}
+
+static void open_finish(struct open_op *op, int rc)
+{
+	struct ust_blob_store *bs = op->bs;
+	struct ust_blob *blob = op->blob, *other;
+
+	bs_tree_free(&op->tree);
+	bs_dma_free(op->halves);
+	if (rc == 0) {
+		/* Another open of the same blob may have finished first. */
+		other = find_open(bs, op->slot);
+		if (other != NULL && !other->deleting) {
+			bs_blob_free(blob);
+			blob = other;
+			blob->refs++;
+		} else if (other != NULL) {
+			bs_blob_free(blob);
+			blob = NULL;
+			rc = -ENOENT;
+		} else {
+			blob->refs = 1;
+			blob->deleting = op->purpose == OPEN_DELETE;
+			TAILQ_INSERT_TAIL(&bs->blobs, blob, link);
+		}
+	} else if (blob != NULL) {
+		bs_blob_free(blob);
+		blob = NULL;
+	}
+	bs->ops--;
+	op->cb(op->arg, blob, rc);
+	free(op);
+}
+
+static void damaged(struct open_op *op, ust_blob_id id, int error)
+{
+	bs_report_damage(op->bs, op->slot, id, error, "%s", op->msg);
+	open_finish(op, error == -ENOTSUP ? -ENOTSUP : -EUCLEAN);
+}
+
+static void open_io_done(void *arg, int rc)
+{
+	struct open_op *op = arg;
+
+	if (rc != 0) {
+		snprintf(op->msg, sizeof(op->msg), "root slot unreadable: %s", strerror(-rc));
+		bs_report_damage(op->bs, op->slot, op->id, -EIO, "%s", op->msg);
+		open_finish(op, -EIO);
+		return;
+	}
+	open_step(op);
+}
+
+static void open_tree_done(void *arg, int verdict)
+{
+	struct open_op *op = arg;
+
+	op->verdict = verdict;
+	open_step(op);
+}
+
+static void decode_halves(struct ust_blob_store *bs, const uint8_t *pages, int drc[2],
+			  struct ust_bs_root r[2], struct ust_bs_fmt_err err[2])
+{
+	int h;
+
+	for (h = 0; h < 2; h++) {
+		drc[h] = ust_bs_fmt_root_decode(pages + (size_t)h * UST_BS_PAGE_SIZE, &bs->geom, &r[h],
+						&err[h]);
+	}
+}
+
+static void open_step(struct open_op *op)
+{
+	struct ust_blob_store *bs = op->bs;
+	const struct ust_bs_root *cur;
+	int other, rc;
+
+	switch (op->state) {
+	case OPEN_READ_HALVES:
+		op->state = OPEN_CHOOSE;
+		bs_dev_read_pages(bs, bs_root_page(bs, op->slot, 0), 2, op->halves, open_io_done, op);
+		break;
+	case OPEN_CHOOSE:
+		decode_halves(bs, op->halves, op->drc, op->r, op->err);
+		op->half = bs_pick_half(op->drc, op->r, -1);
+		if (op->half < 0) {
+			snprintf(op->msg, sizeof(op->msg), "no valid root: half A %s (%s), half B %s (%s)",
+				 ust_bs_fmt_damage_str(op->err[0].kind), op->err[0].msg,
+				 ust_bs_fmt_damage_str(op->err[1].kind), op->err[1].msg);
+			rc = op->drc[0] == -ENOTSUP || op->drc[1] == -ENOTSUP ? -ENOTSUP : -EUCLEAN;
+			damaged(op, op->id, rc);
+			return;
+		}
+		cur = &op->r[op->half];
+		if (cur->flags & UST_BS_BLOB_TOMBSTONE ||
+		    (op->id != 0 && cur->hdr.blob_id != op->id)) {
+			open_finish(op, -ENOENT);
+			return;
+		}
+		other = 1 - op->half;
+		if (op->drc[other] != 0 && op->drc[other] != -ENODATA) {
+			/* After a clean shutdown every non-blank half is valid (9.2). */
+			snprintf(op->msg, sizeof(op->msg), "page %llu (root half %c): %s: %s",
+				 (unsigned long long)bs_root_page(bs, op->slot, other), 'A' + other,
+				 ust_bs_fmt_damage_str(op->err[other].kind), op->err[other].msg);
+			damaged(op, cur->hdr.blob_id, -EUCLEAN);
+			return;
+		}
+		op->state = OPEN_TREE_READ;
+		op->tree.root = op->halves + (size_t)op->half * UST_BS_PAGE_SIZE;
+		op->tree.hdr = *cur;
+		bs_tree_read(bs, &op->tree, op->msg, sizeof(op->msg), open_tree_done, op);
+		break;
+	case OPEN_TREE_READ:
+		cur = &op->r[op->half];
+		if (op->verdict < 0) {
+			open_finish(op, op->verdict);
+			return;
+		}
+		if (op->verdict != BS_TREE_COMPLETE) {
+			damaged(op, cur->hdr.blob_id, op->verdict == BS_TREE_IOERR ? -EIO : -EUCLEAN);
+			return;
+		}
+		op->blob = bs_blob_alloc(bs, cur->hdr.blob_id);
+		if (op->blob == NULL) {
+			open_finish(op, -ENOMEM);
+			return;
+		}
+		rc = bs_blob_from_tree(op->blob, &op->tree, op->msg, sizeof(op->msg));
+		if (rc == -ENOMEM) {
+			open_finish(op, rc);
+			return;
+		}
+		if (rc != 0) {
+			damaged(op, cur->hdr.blob_id, rc);
+			return;
+		}
+		if (op->blob->ro_compat != 0) {
+			/* v1 knows no per-blob ro_compat feature. */
+			op->blob->md_read_only = true;
+		}
+		if (op->blob->parent_id != 0 && op->purpose != OPEN_DELETE) {
+			UST_ERRLOG("blob 0x%llx is a clone: not supported by this version\n",
+				   (unsigned long long)op->blob->id);
+			open_finish(op, -ENOTSUP);
+			return;
+		}
+		open_finish(op, 0);
+		break;
+	}
+}
+
+static void open_slot(struct ust_blob_store *bs, uint32_t slot, ust_blob_id id,
+		      enum open_purpose purpose, ust_blob_op_with_handle_cb cb, void *arg)
+{
+	struct open_op *op;
+	struct ust_blob *blob;
+
+	if (!bs_bit_get(bs->bbm, slot)) {
+		cb(arg, NULL, -ENOENT);
+		return;
+	}
+	blob = find_open(bs, slot);
+	if (blob != NULL) {
+		if (blob->deleting || (id != 0 && blob->id != id)) {
+			cb(arg, NULL, -ENOENT);
+			return;
+		}
+		if (purpose == OPEN_DELETE) {
+			UST_ERRLOG("blob 0x%llx is open (%u references): close it before deleting it\n",
+				   (unsigned long long)blob->id, blob->refs);
+			cb(arg, NULL, -EBUSY);
+			return;
+		}
+		blob->refs++;
+		cb(arg, blob, 0);
+		return;
+	}
+	if (bs_is_damaged(bs, slot) && purpose != OPEN_DELETE) {
+		cb(arg, NULL, -EUCLEAN);
+		return;
+	}
+	op = calloc(1, sizeof(*op));
+	if (op == NULL || (op->halves = bs_dma_page_alloc(2)) == NULL) {
+		free(op);
+		cb(arg, NULL, -ENOMEM);
+		return;
+	}
+	op->bs = bs;
+	op->slot = slot;
+	op->id = id;
+	op->purpose = purpose;
+	op->cb = cb;
+	op->arg = arg;
+	op->state = OPEN_READ_HALVES;
+	bs->ops++;
+	open_step(op);
+}
+
+void ust_bs_open_blob(struct ust_blob_store *bs, ust_blob_id id, ust_blob_op_with_handle_cb cb,
+		      void *arg)
+{
+	int rc = md_thread_check(bs);
+
+	if (rc == 0 && !id_wellformed(bs, id)) {
+		rc = -ENOENT;
+	}
+	if (rc != 0) {
+		cb(arg, NULL, rc);
+		return;
+	}
+	open_slot(bs, ust_bs_blobid_slot(id), id, OPEN_USER, cb, arg);
+}
+
+/* ---- close ------------------------------------------------------------------------- */
+
+struct close_ctx {
+	struct ust_blob *blob;
+	ust_blob_op_cb cb;
+	void *arg;
+};
+
+static void blob_forget(struct ust_blob *blob)
+{
+	TAILQ_REMOVE(&blob->bs->blobs, blob, link);
+	bs_blob_free(blob);
+}
+
+static void close_synced(void *arg, int rc)
+{
+	struct close_ctx *c = arg;
+	struct ust_blob *blob = c->blob;
+
+	if (--blob->closing == 0 && blob->refs == 0 && blob->sync == NULL) {
+		blob->bs->ops--;
+		blob_forget(blob);
+	} else {
+		blob->bs->ops--;
+	}
+	c->cb(c->arg, rc);
+	free(c);
+}
+
+static bool blob_needs_sync(const struct ust_blob *blob)
+{
+	return !blob->md_read_only &&
+	       (blob->change_seq != blob->synced_seq || blob->nfreed != 0 ||
+		!TAILQ_EMPTY(&blob->allocs) || blob->sync != NULL);
+}
+
+void ust_blob_close(struct ust_blob *blob, ust_blob_op_cb cb, void *arg)
+{
+	struct close_ctx *c;
+	int rc = md_thread_check(blob->bs);
+
+	if (rc == 0 && blob->refs == 0) {
+		rc = -EINVAL;
+	}
+	if (rc != 0) {
+		cb(arg, rc);
+		return;
+	}
+	if (--blob->refs > 0) {
+		cb(arg, 0);
+		return;
+	}
+	if (!blob_needs_sync(blob) && blob->closing == 0) {
+		blob_forget(blob);
+		cb(arg, 0);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		blob->refs++;
+		cb(arg, -ENOMEM);
+		return;
+	}
+	c->blob = blob;
+	c->cb = cb;
+	c->arg = arg;
+	blob->closing++;
+	blob->bs->ops++;
+	bs_blob_sync(blob, close_synced, c);
+}
+
+/* ---- create -------------------------------------------------------------------------- */
+
+enum create_state {
+	CREATE_READ,
+	CREATE_BUILD,
+	CREATE_SYNCED,
+};
+
+struct create_op {
+	enum create_state state;
+	struct ust_blob_store *bs;
+	uint32_t slot;
+	uint8_t *halves;
+	struct ust_blob_opts opts;
+	struct ust_blob *blob;
+	int rc;
+	ust_blob_op_with_id_cb cb;
+	void *arg;
+};
+
+static void create_step(struct create_op *op);
+
+void ust_blob_opts_init(struct ust_blob_opts *opts)
+{
+	memset(opts, 0, sizeof(*opts));
+}
+
+static void create_finish(struct create_op *op)
+{
+	struct ust_blob_store *bs = op->bs;
+	struct ust_blob *blob = op->blob;
+	ust_blob_id id = 0;
+	uint64_t i;
+
+	if (blob != NULL) {
+		if (op->rc == 0) {
+			id = blob->id;
+		} else if (blob->map != NULL) {
+			for (i = 0; i < blob->map->len; i++) {
+				if (blob->map->c[i] != 0) {
+					bs_cluster_free(bs, blob->map->c[i]);
+				}
+			}
+		}
+		bs_blob_free(blob);
+	}
+	if (op->rc != 0) {
+		bs_bit_clear(bs->bbm, op->slot);
+	}
+	bs_dma_free(op->halves);
+	bs->ops--;
+	op->cb(op->arg, id, op->rc);
+	free(op);
+}
+
+static void create_io_done(void *arg, int rc)
+{
+	struct create_op *op = arg;
+
+	op->rc = rc;
+	if (rc != 0) {
+		create_finish(op);
+		return;
+	}
+	create_step(op);
+}
+
+static bool xattr_name_ok(const char *name)
+{
+	size_t len = name != NULL ? strnlen(name, UST_BS_XATTR_NAME_MAX + 1) : 0;
+
+	return len >= 1 && len <= UST_BS_XATTR_NAME_MAX;
+}
+
+static int xattr_set(struct ust_blob *blob, const char *name, const void *value, size_t len,
+		     bool internal);
+
+/* The new blob in memory: generation and incarnation follow what the slot holds. */
+static int create_build(struct create_op *op)
+{
+	struct ust_blob_store *bs = op->bs;
+	struct ust_bs_fmt_err err[2];
+	struct ust_bs_root r[2];
+	uint32_t incarnation = 1;
+	struct ust_blob *blob;
+	uint64_t i, maxgen = 0;
+	int drc[2], newest, h, rc;
+
+	decode_halves(bs, op->halves, drc, r, err);
+	newest = bs_pick_half(drc, r, -1);
+	for (h = 0; h < 2; h++) {
+		if (drc[h] == 0) {
+			if (r[h].hdr.generation > maxgen) {
+				maxgen = r[h].hdr.generation;
+			}
+			if (ust_bs_blobid_incarnation(r[h].hdr.blob_id) >= incarnation) {
+				incarnation = ust_bs_blobid_incarnation(r[h].hdr.blob_id) + 1;
+			}
+		}
+	}
+	if (incarnation == 0) {
+		UST_ERRLOG("blobstore: slot %u has used every incarnation\n", op->slot);
+		return -ENOSPC;
+	}
+	blob = bs_blob_alloc(bs, ust_bs_blobid_make(incarnation, op->slot));
+	if (blob == NULL) {
+		return -ENOMEM;
+	}
+	op->blob = blob;
+	/* Write into the half not holding the slot's newest root (A if none). */
+	blob->cur_half = newest < 0 ? 1 : newest;
+	blob->next_gen = maxgen + 1;
+	blob->num_clusters = op->opts.num_clusters;
+	blob->flags = op->opts.thin_provision ? UST_BS_BLOB_THIN : 0;
+	blob->change_seq = 1;
+	blob->map = calloc(1, sizeof(struct bs_map) + blob->num_clusters * sizeof(uint32_t));
+	if (blob->map == NULL) {
+		return -ENOMEM;
+	}
+	blob->map->len = blob->num_clusters;
+	if (!op->opts.thin_provision) {
+		if (bs->free_clusters < blob->num_clusters) {
+			UST_ERRLOG("blobstore: %llu clusters requested, %llu free\n",
+				   (unsigned long long)blob->num_clusters,
+				   (unsigned long long)bs->free_clusters);
+			return -ENOSPC;
+		}
+		for (i = 0; i < blob->num_clusters; i++) {
+			blob->map->c[i] = bs_cluster_alloc(bs);
+		}
+		blob->num_allocated = blob->num_clusters;
+	}
+	for (i = 0; i < op->opts.xattr_count; i++) {
+		const struct ust_blob_xattr *x = &op->opts.xattrs[i];
+
+		rc = xattr_set(blob, x->name, x->value, x->value_len, x->internal);
+		if (rc != 0) {
+			return rc;
+		}
+	}
+	return 0;
+}
+
+static void create_synced(void *arg, int rc)
+{
+	struct create_op *op = arg;
+
+	op->rc = rc;
+	create_step(op);
+}
+
+static void create_step(struct create_op *op)
+{
+	struct ust_blob_store *bs = op->bs;
+
+	switch (op->state) {
+	case CREATE_READ:
+		op->state = CREATE_BUILD;
+		bs_dev_read_pages(bs, bs_root_page(bs, op->slot, 0), 2, op->halves, create_io_done, op);
+		break;
+	case CREATE_BUILD:
+		op->rc = create_build(op);
+		if (op->rc != 0) {
+			create_finish(op);
+			return;
+		}
+		op->state = CREATE_SYNCED;
+		bs_blob_sync(op->blob, create_synced, op);
+		break;
+	case CREATE_SYNCED:
+		create_finish(op);
+		break;
+	}
+}
+
+void ust_bs_create_blob(struct ust_blob_store *bs, const struct ust_blob_opts *opts,
+			ust_blob_op_with_id_cb cb, void *arg)
+{
+	struct create_op *op;
+	uint64_t slot;
+	int rc = md_thread_check(bs);
+
+	if (rc == 0 && opts != NULL && opts->num_clusters > UST_BS_MAX_BLOB_CLUSTERS) {
+		rc = -EINVAL;
+	}
+	if (rc != 0) {
+		cb(arg, 0, rc);
+		return;
+	}
+	slot = bs_bit_find_clear(bs->bbm, 0, bs->sb.max_blobs);
+	if (slot == bs->sb.max_blobs) {
+		UST_ERRLOG("blobstore: all %u blob slots are in use\n", bs->sb.max_blobs);
+		cb(arg, 0, -ENOSPC);
+		return;
+	}
+	op = calloc(1, sizeof(*op));
+	if (op == NULL || (op->halves = bs_dma_page_alloc(2)) == NULL) {
+		free(op);
+		cb(arg, 0, -ENOMEM);
+		return;
+	}
+	if (opts != NULL) {
+		op->opts = *opts;
+	}
+	op->bs = bs;
+	op->slot = (uint32_t)slot;
+	op->cb = cb;
+	op->arg = arg;
+	op->state = CREATE_READ;
+	/* Taken now so a concurrent create picks another slot. */
+	bs_bit_set(bs->bbm, slot);
+	bs->ops++;
+	create_step(op);
+}
+
+/* ---- delete ----------------------------------------------------------------------------- */
+
+struct delete_op {
+	struct ust_blob_store *bs;
+	struct ust_blob *blob;
+	uint32_t slot;
+	bool was_damaged;
+	uint8_t *pages; /* the two halves of a damaged blob's slot */
+	ust_blob_op_cb cb;
+	void *arg;
+};
+
+static void delete_finish(struct delete_op *d, int rc)
+{
+	d->bs->ops--;
+	d->cb(d->arg, rc);
+	free(d);
+}
+
+static void delete_committed(void *arg, int rc)
+{
+	struct delete_op *d = arg;
+	struct ust_blob *blob = d->blob;
+	struct ust_blob_store *bs = d->bs;
+	uint64_t i;
+
+	if (rc == 0) {
+		/* The tombstone is durable: release what the blob held (rule 4). */
+		for (i = 0; i < blob->map->len && !d->was_damaged; i++) {
+			if (blob->map->c[i] != 0) {
+				bs_cluster_free(bs, blob->map->c[i]);
+			}
+		}
+		for (i = 0; i < blob->nfreed; i++) {
+			bs_cluster_free(bs, blob->freed[i]);
+		}
+		blob->nfreed = 0;
+		bs_bit_clear(bs->bbm, d->slot);
+		if (d->was_damaged) {
+			bs_forget_damage(bs, d->slot);
+			bs->leaked = true;
+		}
+	}
+	if (d->was_damaged) {
+		bs_blob_free(blob);
+	} else {
+		blob_forget(blob);
+	}
+	delete_finish(d, rc);
+}
+
+static void delete_opened(void *arg, struct ust_blob *blob, int rc)
+{
+	struct delete_op *d = arg;
+
+	if (rc != 0) {
+		delete_finish(d, rc);
+		return;
+	}
+	d->blob = blob;
+	bs_blob_write_tombstone(blob, delete_committed, d);
+}
+
+/* A damaged blob: tombstone over the half that is not its newest valid one. */
+static void delete_damaged_read(void *arg, int rc)
+{
+	struct delete_op *d = arg;
+	struct ust_blob_store *bs = d->bs;
+	struct ust_bs_fmt_err err[2];
+	struct ust_bs_root r[2];
+	uint8_t *pages = d->pages;
+	uint64_t maxgen = 0;
+	ust_blob_id id = 0;
+	int drc[2], newest, h;
+
+	d->pages = NULL;
+	if (rc != 0) {
+		bs_dma_free(pages);
+		delete_finish(d, rc);
+		return;
+	}
+	decode_halves(bs, pages, drc, r, err);
+	newest = bs_pick_half(drc, r, -1);
+	for (h = 0; h < 2; h++) {
+		if (drc[h] == 0 && r[h].hdr.generation > maxgen) {
+			maxgen = r[h].hdr.generation;
+			id = r[h].hdr.blob_id;
+		}
+	}
+	bs_dma_free(pages);
+	d->blob = bs_blob_alloc(bs, id != 0 ? id : ust_bs_blobid_make(1, d->slot));
+	if (d->blob == NULL || (d->blob->map = calloc(1, sizeof(struct bs_map))) == NULL) {
+		if (d->blob != NULL) {
+			bs_blob_free(d->blob);
+		}
+		delete_finish(d, -ENOMEM);
+		return;
+	}
+	d->blob->cur_half = newest < 0 ? 1 : newest;
+	d->blob->next_gen = maxgen + 1;
+	bs_blob_write_tombstone(d->blob, delete_committed, d);
+}
+
+void ust_bs_delete_blob(struct ust_blob_store *bs, ust_blob_id id, ust_blob_op_cb cb, void *arg)
+{
+	struct delete_op *d;
+	uint32_t slot = ust_bs_blobid_slot(id);
+	uint8_t *pages;
+	int rc = md_thread_check(bs);
+
+	if (rc == 0 && (!id_wellformed(bs, id) || !bs_bit_get(bs->bbm, slot))) {
+		rc = -ENOENT;
+	}
+	if (rc != 0) {
+		cb(arg, rc);
+		return;
+	}
+	d = calloc(1, sizeof(*d));
+	if (d == NULL) {
+		cb(arg, -ENOMEM);
+		return;
+	}
+	d->bs = bs;
+	d->slot = slot;
+	d->cb = cb;
+	d->arg = arg;
+	bs->ops++;
+	if (bs_is_damaged(bs, slot) && find_open(bs, slot) == NULL) {
+		pages = bs_dma_page_alloc(2);
+		if (pages == NULL) {
+			delete_finish(d, -ENOMEM);
+			return;
+		}
+		d->was_damaged = true;
+		d->pages = pages;
+		bs_dev_read_pages(bs, bs_root_page(bs, slot, 0), 2, pages, delete_damaged_read, d);
+		return;
+	}
+	open_slot(bs, slot, id, OPEN_DELETE, delete_opened, d);
+}
+
+/* ---- iteration ---------------------------------------------------------------------- */
+
+struct iter_op {
+	struct ust_blob_store *bs;
+	uint32_t slot;
+	ust_blob_op_with_handle_cb cb;
+	void *arg;
+};
+
+static void iter_from(struct iter_op *it);
+
+static void iter_opened(void *arg, struct ust_blob *blob, int rc)
+{
+	struct iter_op *it = arg;
+
+	if (rc == 0) {
+		it->bs->ops--;
+		it->cb(it->arg, blob, 0);
+		free(it);
+		return;
+	}
+	/* Damaged, unsupported or deleted meanwhile: skip it. */
+	it->slot++;
+	iter_from(it);
+}
+
+static void iter_from(struct iter_op *it)
+{
+	struct ust_blob_store *bs = it->bs;
+	uint32_t s;
+
+	for (s = it->slot; s < bs->sb.max_blobs; s++) {
+		if (bs_bit_get(bs->bbm, s) && !bs_is_damaged(bs, s)) {
+			break;
+		}
+	}
+	if (s >= bs->sb.max_blobs) {
+		bs->ops--;
+		it->cb(it->arg, NULL, -ENOENT);
+		free(it);
+		return;
+	}
+	it->slot = s;
+	open_slot(bs, s, 0, OPEN_ITER, iter_opened, it);
+}
+
+static void iter_start(struct ust_blob_store *bs, uint32_t slot, ust_blob_op_with_handle_cb cb,
+		       void *arg)
+{
+	struct iter_op *it = calloc(1, sizeof(*it));
+
+	if (it == NULL) {
+		cb(arg, NULL, -ENOMEM);
+		return;
+	}
+	it->bs = bs;
+	it->slot = slot;
+	it->cb = cb;
+	it->arg = arg;
+	bs->ops++;
+	iter_from(it);
+}
+
+void ust_bs_iter_first(struct ust_blob_store *bs, ust_blob_op_with_handle_cb cb, void *arg)
+{
+	int rc = md_thread_check(bs);
+
+	if (rc != 0) {
+		cb(arg, NULL, rc);
+		return;
+	}
+	iter_start(bs, 0, cb, arg);
+}
+
+struct iter_next_ctx {
+	struct ust_blob_store *bs;
+	uint32_t slot;
+	ust_blob_op_with_handle_cb cb;
+	void *arg;
+};
+
+static void iter_closed(void *arg, int rc)
+{
+	struct iter_next_ctx *c = arg;
+
+	(void)rc;
+	iter_start(c->bs, c->slot, c->cb, c->arg);
+	free(c);
+}
+
+void ust_bs_iter_next(struct ust_blob_store *bs, struct ust_blob *blob,
+		      ust_blob_op_with_handle_cb cb, void *arg)
+{
+	struct iter_next_ctx *c;
+	int rc = md_thread_check(bs);
+
+	if (rc == 0 && (blob == NULL || blob->bs != bs)) {
+		rc = -EINVAL;
+	}
+	if (rc != 0) {
+		cb(arg, NULL, rc);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		cb(arg, NULL, -ENOMEM);
+		return;
+	}
+	c->bs = bs;
+	c->slot = blob->slot + 1;
+	c->cb = cb;
+	c->arg = arg;
+	ust_blob_close(blob, iter_closed, c);
+}
+
+/* ---- resize and sync ------------------------------------------------------------------- */
+
+static int blob_md_writable(struct ust_blob *blob)
+{
+	int rc = md_thread_check(blob->bs);
+
+	if (rc != 0) {
+		return rc;
+	}
+	if ((blob->flags & UST_BS_BLOB_READ_ONLY) || blob->md_read_only) {
+		return -EPERM;
+	}
+	return 0;
+}
+
+static int resize_shrink(struct ust_blob *blob, uint64_t n)
+{
+	const struct bs_map *m = blob->map;
+	uint64_t i, before = blob->nfreed, released = 0;
+	int rc;
+
+	for (i = n; i < m->len; i++) {
+		uint32_t c = bs_map_get(m, i);
+
+		if (c == 0) {
+			continue;
+		}
+		rc = bs_blob_defer_cluster_free(blob, c);
+		if (rc != 0) {
+			blob->nfreed = before;
+			return rc;
+		}
+		released++;
+	}
+	rc = bs_blob_map_resize(blob, n);
+	if (rc != 0) {
+		blob->nfreed = before;
+		return rc;
+	}
+	blob->num_allocated -= released;
+	return 0;
+}
+
+static int resize_grow(struct ust_blob *blob, uint64_t n)
+{
+	struct ust_blob_store *bs = blob->bs;
+	uint64_t old = blob->map->len, i;
+	int rc;
+
+	if (!(blob->flags & UST_BS_BLOB_THIN) && bs->free_clusters < n - old) {
+		UST_ERRLOG("blob 0x%llx: growing to %llu clusters needs %llu, %llu free\n",
+			   (unsigned long long)blob->id, (unsigned long long)n,
+			   (unsigned long long)(n - old), (unsigned long long)bs->free_clusters);
+		return -ENOSPC;
+	}
+	rc = bs_blob_map_resize(blob, n);
+	if (rc != 0) {
+		return rc;
+	}
+	if (!(blob->flags & UST_BS_BLOB_THIN)) {
+		/* In memory now; durable with the next sync (9.4 "grow"). */
+		for (i = old; i < n; i++) {
+			__atomic_store_n(&blob->map->c[i], bs_cluster_alloc(bs), __ATOMIC_RELEASE);
+		}
+		blob->num_allocated += n - old;
+	}
+	return 0;
+}
+
+void ust_blob_resize(struct ust_blob *blob, uint64_t num_clusters, ust_blob_op_cb cb, void *arg)
+{
+	int rc = blob_md_writable(blob);
+
+	if (rc == 0 && num_clusters > UST_BS_MAX_BLOB_CLUSTERS) {
+		rc = -EINVAL;
+	}
+	if (rc == 0 && num_clusters != blob->map->len) {
+		rc = num_clusters < blob->map->len ? resize_shrink(blob, num_clusters)
+						   : resize_grow(blob, num_clusters);
+		if (rc == 0) {
+			blob->num_clusters = num_clusters;
+			blob->change_seq++;
+		}
+	}
+	cb(arg, rc);
+}
+
+struct sync_ctx {
+	struct ust_blob *blob;
+	ust_blob_op_cb cb;
+	void *arg;
+};
+
+static void sync_md_done(void *arg, int rc)
+{
+	struct sync_ctx *c = arg;
+
+	c->blob->bs->ops--;
+	c->cb(c->arg, rc);
+	free(c);
+}
+
+void ust_blob_sync_md(struct ust_blob *blob, ust_blob_op_cb cb, void *arg)
+{
+	struct sync_ctx *c;
+	int rc = md_thread_check(blob->bs);
+
+	if (rc == 0 && blob->md_read_only) {
+		rc = -EPERM;
+	}
+	if (rc != 0) {
+		cb(arg, rc);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		cb(arg, -ENOMEM);
+		return;
+	}
+	c->blob = blob;
+	c->cb = cb;
+	c->arg = arg;
+	blob->bs->ops++;
+	bs_blob_sync(blob, sync_md_done, c);
+}
+
+/* ---- getters ------------------------------------------------------------------------- */
+
+ust_blob_id ust_blob_get_id(const struct ust_blob *blob)
+{
+	return blob->id;
+}
+
+uint64_t ust_blob_get_num_clusters(const struct ust_blob *blob)
+{
+	return bs_blob_map(blob)->len;
+}
+
+uint64_t ust_blob_get_num_io_units(const struct ust_blob *blob)
+{
+	return bs_blob_map(blob)->len * blob->bs->units_per_cluster;
+}
+
+uint64_t ust_blob_get_num_allocated_clusters(const struct ust_blob *blob)
+{
+	return blob->num_allocated;
+}
+
+bool ust_blob_is_thin(const struct ust_blob *blob)
+{
+	return (blob->flags & UST_BS_BLOB_THIN) != 0;
+}
+
+bool ust_blob_is_read_only(const struct ust_blob *blob)
+{
+	return (blob->flags & UST_BS_BLOB_READ_ONLY) != 0 || blob->md_read_only;
+}
+
+/* ---- xattrs ------------------------------------------------------------------------------ */
+
+static struct bs_xattr *xattr_lookup(struct ust_blob *blob, const char *name, bool internal)
+{
+	size_t len = strlen(name);
+	struct bs_xattr *x;
+
+	TAILQ_FOREACH(x, &blob->xattrs, link) {
+		if (x->internal == internal && x->name_len == len && memcmp(x->name, name, len) == 0) {
+			return x;
+		}
+	}
+	return NULL;
+}
+
+static int xattr_set(struct ust_blob *blob, const char *name, const void *value, size_t len,
+		     bool internal)
+{
+	struct bs_xattr *old, *x;
+
+	if (!xattr_name_ok(name) || (value == NULL && len != 0)) {
+		return -EINVAL;
+	}
+	if (len > UST_BS_XATTR_VALUE_MAX) {
+		return -E2BIG;
+	}
+	x = calloc(1, sizeof(*x));
+	if (x == NULL) {
+		return -ENOMEM;
+	}
+	x->name = strdup(name);
+	x->value = malloc(len ? len : 1);
+	if (x->name == NULL || x->value == NULL) {
+		bs_xattr_free(x);
+		return -ENOMEM;
+	}
+	x->name_len = (uint16_t)strlen(name);
+	x->internal = internal;
+	x->value_len = (uint32_t)len;
+	if (len != 0) {
+		memcpy(x->value, value, len);
+	}
+	old = xattr_lookup(blob, name, internal);
+	if (old != NULL) {
+		TAILQ_INSERT_AFTER(&blob->xattrs, old, x, link);
+		TAILQ_REMOVE(&blob->xattrs, old, link);
+	} else {
+		TAILQ_INSERT_TAIL(&blob->xattrs, x, link);
+	}
+	if (!bs_blob_md_fits(blob)) {
+		/* Undo: the blob's metadata would not fit its 65 pages. */
+		if (old != NULL) {
+			TAILQ_INSERT_AFTER(&blob->xattrs, x, old, link);
+		}
+		TAILQ_REMOVE(&blob->xattrs, x, link);
+		bs_xattr_free(x);
+		UST_ERRLOG("blob 0x%llx: xattr \"%s\" does not fit in the blob's metadata\n",
+			   (unsigned long long)blob->id, name);
+		return -ENOSPC;
+	}
+	bs_xattr_free(old);
+	blob->change_seq++;
+	return 0;
+}
+
+static int xattr_get(struct ust_blob *blob, const char *name, const void **value, size_t *len,
+		     bool internal)
+{
+	struct bs_xattr *x;
+	int rc = md_thread_check(blob->bs);
+
+	if (rc != 0) {
+		return rc;
+	}
+	if (!xattr_name_ok(name) || value == NULL || len == NULL) {
+		return -EINVAL;
+	}
+	x = xattr_lookup(blob, name, internal);
+	if (x == NULL) {
+		return -ENOENT;
+	}
+	*value = x->value;
+	*len = x->value_len;
+	return 0;
+}
+
+static int xattr_remove(struct ust_blob *blob, const char *name, bool internal)
+{
+	struct bs_xattr *x;
+	int rc = blob_md_writable(blob);
+
+	if (rc != 0) {
+		return rc;
+	}
+	if (!xattr_name_ok(name)) {
+		return -EINVAL;
+	}
+	x = xattr_lookup(blob, name, internal);
+	if (x == NULL) {
+		return -ENOENT;
+	}
+	TAILQ_REMOVE(&blob->xattrs, x, link);
+	bs_xattr_free(x);
+	blob->change_seq++;
+	return 0;
+}
+
+int ust_blob_set_xattr(struct ust_blob *blob, const char *name, const void *value, size_t len)
+{
+	int rc = blob_md_writable(blob);
+
+	return rc != 0 ? rc : xattr_set(blob, name, value, len, false);
+}
+
+int ust_blob_get_xattr(struct ust_blob *blob, const char *name, const void **value, size_t *len)
+{
+	return xattr_get(blob, name, value, len, false);
+}
+
+int ust_blob_remove_xattr(struct ust_blob *blob, const char *name)
+{
+	return xattr_remove(blob, name, false);
+}
+
+int ust_blob_set_internal_xattr(struct ust_blob *blob, const char *name, const void *value,
+				size_t len)
+{
+	int rc = blob_md_writable(blob);
+
+	return rc != 0 ? rc : xattr_set(blob, name, value, len, true);
+}
+
+int ust_blob_get_internal_xattr(struct ust_blob *blob, const char *name, const void **value,
+				size_t *len)
+{
+	return xattr_get(blob, name, value, len, true);
+}
+
+int ust_blob_remove_internal_xattr(struct ust_blob *blob, const char *name)
+{
+	return xattr_remove(blob, name, true);
+}
+
+size_t ust_blob_list_xattrs(struct ust_blob *blob, void (*fn)(void *ctx, const char *name),
+			    void *ctx)
+{
+	struct bs_xattr *x;
+	size_t n = 0;
+
+	TAILQ_FOREACH(x, &blob->xattrs, link) {
+		if (!x->internal) {
+			if (fn != NULL) {
+				fn(ctx, x->name);
+			}
+			n++;
+		}
+	}
+	return n;
+}

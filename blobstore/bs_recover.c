@@ -1,0 +1,432 @@
+/*
+ * Dirty load: rebuild the allocation bitmaps from the blob metadata, which is
+ * the only truth (docs/blobstore-format.md 9.3).
+ *
+ * Guarantees: every root slot is read; each slot's current version is the
+ * newest valid root whose tree is complete; a slot with no such version is
+ * free when that is what an interrupted create leaves, and damaged otherwise;
+ * the used-cluster, used-page and used-blobid bitmaps are exactly what the
+ * live, damaged and unsupported blobs reference, so whatever an unfinished
+ * operation allocated is free again; a cluster or page claimed twice makes
+ * both claimants damaged; afterwards every half that is not current and not
+ * a valid older version is zeroed and flushed, so that on later loads an
+ * invalid half means damage (9.2).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ustor/log.h"
+
+#include "blobstore_internal.h"
+
+#define CHUNK_SLOTS 128u
+
+enum rec_state {
+	REC_READ_CHUNK,
+	REC_SLOT,
+	REC_TREE_DONE,
+	REC_REPAIR,
+	REC_DONE,
+};
+
+struct rec_op {
+	enum rec_state state;
+	struct ust_blob_store *bs;
+	uint8_t *buf;        /* CHUNK_SLOTS slots, two pages each */
+	uint32_t base;       /* first slot in buf */
+	uint32_t count;      /* slots in buf */
+	uint32_t slot;       /* slot being resolved */
+	int drc[2];
+	struct ust_bs_root r[2];
+	struct ust_bs_fmt_err err[2];
+	int tried[2];        /* halves whose trees were found incomplete */
+	int cand;            /* half whose tree is being read */
+	int verdict;
+	struct bs_tree tree;
+	char msg[200];
+	uint32_t *cluster_owner; /* slot + 1 per cluster; 0 = unclaimed */
+	uint32_t *page_owner;    /* slot + 1 per pool page */
+	uint64_t *zero;          /* root pages to zero in the repair */
+	uint64_t nzero;
+	uint64_t zero_cap;
+	uint32_t live;
+	uint32_t ndamaged;
+	int rc;
+	uint32_t pending;
+	bs_done_fn done;
+	void *arg;
+};
+
+static void rec_step(struct rec_op *op);
+static void rec_tree_read_done(void *arg, int verdict);
+
+static void rec_io_done(void *arg, int rc)
+{
+	struct rec_op *op = arg;
+
+	if (rc != 0 && op->rc == 0) {
+		op->rc = rc;
+	}
+	if (--op->pending == 0) {
+		rec_step(op);
+	}
+}
+
+static int want_zero(struct rec_op *op, uint64_t page)
+{
+	uint64_t *grown;
+
+	if (op->nzero == op->zero_cap) {
+		op->zero_cap = op->zero_cap ? op->zero_cap * 2 : 64;
+		grown = realloc(op->zero, op->zero_cap * sizeof(*grown));
+		if (grown == NULL) {
+			return -ENOMEM;
+		}
+		op->zero = grown;
+	}
+	op->zero[op->nzero++] = page;
+	return 0;
+}
+
+static const uint8_t *half_page(const struct rec_op *op, int h)
+{
+	return op->buf + ((size_t)(op->slot - op->base) * 2 + (size_t)h) * UST_BS_PAGE_SIZE;
+}
+
+static void mark_damaged(struct rec_op *op, uint32_t slot, ust_blob_id id, int error,
+			 const char *msg)
+{
+	struct ust_blob_store *bs = op->bs;
+
+	if (!bs_is_damaged(bs, slot)) {
+		op->ndamaged++;
+	}
+	bs_report_damage(bs, slot, id, error, "%s", msg);
+	bs_bit_set(bs->bbm, slot);
+}
+
+/* A damaged or unsupported blob keeps what its readable roots reference (9.5). */
+static void claim_from_roots(struct rec_op *op)
+{
+	struct ust_blob_store *bs = op->bs;
+	struct ust_bs_desc d;
+	uint32_t cursor, i, k;
+	int h;
+
+	for (h = 0; h < 2; h++) {
+		if (op->drc[h] != 0 || (op->r[h].flags & UST_BS_BLOB_TOMBSTONE)) {
+			continue;
+		}
+		cursor = 0;
+		while (ust_bs_fmt_desc_next(half_page(op, h), &cursor, &d) == 1) {
+			for (i = 0; i < ust_bs_fmt_desc_count(&d); i++) {
+				if (d.type == UST_BS_DESC_EXTENT_RLE) {
+					struct ust_bs_extent_run run;
+
+					ust_bs_fmt_desc_run(&d, i, &run);
+					for (k = 0; run.cluster != 0 && k < run.count; k++) {
+						bs_cluster_claim(bs, run.cluster + k);
+					}
+				} else {
+					struct ust_bs_page_ref ref;
+
+					ust_bs_fmt_desc_page_ref(&d, i, &ref);
+					if (ref.page != 0) {
+						bs_page_claim(bs, ref.page);
+					}
+				}
+			}
+		}
+	}
+}
+
+/* Claim a live blob's clusters and pages; a double claim damages both owners. */
+static void claim_blob(struct rec_op *op, const struct ust_blob *blob)
+{
+	struct ust_blob_store *bs = op->bs;
+	uint32_t owner, me = op->slot + 1;
+	uint64_t i;
+	char msg[120];
+
+	for (i = 0; i < blob->map->len; i++) {
+		uint32_t c = blob->map->c[i];
+
+		if (c == 0) {
+			continue;
+		}
+		owner = op->cluster_owner[c];
+		if (owner != 0) {
+			snprintf(msg, sizeof(msg), "cluster %u is also claimed by slot %u", c, owner - 1);
+			mark_damaged(op, op->slot, blob->id, -EUCLEAN, msg);
+			snprintf(msg, sizeof(msg), "cluster %u is also claimed by slot %u", c, op->slot);
+			mark_damaged(op, owner - 1, 0, -EUCLEAN, msg);
+			continue;
+		}
+		op->cluster_owner[c] = me;
+		bs_cluster_claim(bs, c);
+	}
+	for (i = 0; i < blob->md_npages; i++) {
+		uint32_t rel = blob->md_pages[i] - bs->sb.md_pool.start;
+
+		owner = op->page_owner[rel];
+		if (owner != 0) {
+			snprintf(msg, sizeof(msg), "page %u is also claimed by slot %u", blob->md_pages[i],
+				 owner - 1);
+			mark_damaged(op, op->slot, blob->id, -EUCLEAN, msg);
+			snprintf(msg, sizeof(msg), "page %u is also claimed by slot %u", blob->md_pages[i],
+				 op->slot);
+			mark_damaged(op, owner - 1, 0, -EUCLEAN, msg);
+			continue;
+		}
+		op->page_owner[rel] = me;
+		bs_page_claim(bs, blob->md_pages[i]);
+	}
+}
+
+/* The chosen version is complete: assemble it and take what it references. */
+static void slot_live(struct rec_op *op)
+{
+	const struct ust_bs_root *r = &op->r[op->cand];
+	struct ust_blob *blob = bs_blob_alloc(op->bs, r->hdr.blob_id);
+	int rc;
+
+	if (blob == NULL) {
+		op->rc = -ENOMEM;
+		return;
+	}
+	rc = bs_blob_from_tree(blob, &op->tree, op->msg, sizeof(op->msg));
+	if (rc == -ENOMEM) {
+		op->rc = rc;
+	} else if (rc != 0) {
+		mark_damaged(op, op->slot, r->hdr.blob_id, rc, op->msg);
+		claim_from_roots(op);
+	} else {
+		bs_bit_set(op->bs->bbm, op->slot);
+		op->live++;
+		claim_blob(op, blob);
+		/* A newer half that never committed is garbage: clear it (9.3 step 6). */
+		if (op->drc[1 - op->cand] != 0 && op->drc[1 - op->cand] != -ENODATA) {
+			op->rc = want_zero(op, bs_root_page(op->bs, op->slot, 1 - op->cand));
+		} else if (op->drc[1 - op->cand] == 0 &&
+			   op->r[1 - op->cand].hdr.generation > r->hdr.generation) {
+			op->rc = want_zero(op, bs_root_page(op->bs, op->slot, 1 - op->cand));
+		}
+	}
+	bs_blob_free(blob);
+}
+
+/* No version of the slot is current. Free if an interrupted create explains it. */
+static void slot_without_version(struct rec_op *op)
+{
+	bool blank0 = op->drc[0] == -ENODATA, blank1 = op->drc[1] == -ENODATA;
+	int h;
+
+	if (op->verdict == BS_TREE_IOERR || (!blank0 && !blank1)) {
+		snprintf(op->msg + strlen(op->msg), sizeof(op->msg) - strlen(op->msg),
+			 "%sno complete version: half A %s, half B %s", op->msg[0] ? "; " : "",
+			 op->drc[0] == 0 ? "incomplete" : ust_bs_fmt_damage_str(op->err[0].kind),
+			 op->drc[1] == 0 ? "incomplete" : ust_bs_fmt_damage_str(op->err[1].kind));
+		mark_damaged(op, op->slot, op->drc[0] == 0 ? op->r[0].hdr.blob_id
+				: op->drc[1] == 0 ? op->r[1].hdr.blob_id : 0,
+			     op->verdict == BS_TREE_IOERR ? -EIO : -EUCLEAN, op->msg);
+		claim_from_roots(op);
+		return;
+	}
+	for (h = 0; h < 2 && op->rc == 0; h++) {
+		if (op->drc[h] != -ENODATA) {
+			op->rc = want_zero(op, bs_root_page(op->bs, op->slot, h));
+		}
+	}
+}
+
+/* Start on the next candidate half of op->slot, or conclude the slot. */
+static void slot_next_candidate(struct rec_op *op)
+{
+	int exclude = op->tried[0] ? 0 : (op->tried[1] ? 1 : -1);
+	int h;
+
+	op->cand = op->tried[0] && op->tried[1] ? -1 : bs_pick_half(op->drc, op->r, exclude);
+	if (op->cand < 0) {
+		slot_without_version(op);
+		op->slot++;
+		op->state = REC_SLOT;
+		rec_step(op);
+		return;
+	}
+	if (op->r[op->cand].flags & UST_BS_BLOB_TOMBSTONE) {
+		/* Free; an invalid other half is a torn later create: clear it. */
+		h = 1 - op->cand;
+		if (op->drc[h] != 0 && op->drc[h] != -ENODATA) {
+			op->rc = want_zero(op, bs_root_page(op->bs, op->slot, h));
+		} else if (op->drc[h] == 0 && op->r[h].hdr.generation > op->r[op->cand].hdr.generation) {
+			op->rc = want_zero(op, bs_root_page(op->bs, op->slot, h));
+		}
+		op->slot++;
+		op->state = REC_SLOT;
+		rec_step(op);
+		return;
+	}
+	op->tried[op->cand] = 1;
+	memset(&op->tree, 0, sizeof(op->tree));
+	op->tree.root = (uint8_t *)half_page(op, op->cand);
+	op->tree.hdr = op->r[op->cand];
+	op->state = REC_TREE_DONE;
+	bs_tree_read(op->bs, &op->tree, op->msg, sizeof(op->msg), rec_tree_read_done, op);
+}
+
+static void rec_tree_read_done(void *arg, int verdict)
+{
+	struct rec_op *op = arg;
+
+	op->verdict = verdict;
+	rec_step(op);
+}
+
+static void rec_finish(struct rec_op *op)
+{
+	bs_done_fn done = op->done;
+	void *arg = op->arg;
+	int rc = op->rc;
+
+	if (rc == 0) {
+		UST_NOTICELOG("blobstore on %s recovered: %u live blobs, %u damaged, %llu free clusters\n",
+			      ust_bdev_get_name(op->bs->bdev), op->live, op->ndamaged,
+			      (unsigned long long)op->bs->free_clusters);
+	}
+	bs_dma_free(op->buf);
+	free(op->cluster_owner);
+	free(op->page_owner);
+	free(op->zero);
+	free(op);
+	done(arg, rc);
+}
+
+static void rec_step(struct rec_op *op)
+{
+	struct ust_blob_store *bs = op->bs;
+	uint64_t i;
+	int h;
+
+	if (op->rc != 0 && op->state != REC_DONE) {
+		UST_ERRLOG("blobstore on %s: recovery failed: %s\n", ust_bdev_get_name(bs->bdev),
+			   strerror(-op->rc));
+		rec_finish(op);
+		return;
+	}
+	switch (op->state) {
+	case REC_READ_CHUNK:
+		if (op->base + op->count >= bs->sb.max_blobs) {
+			op->state = REC_REPAIR;
+			rec_step(op);
+			return;
+		}
+		op->base += op->count;
+		op->count = bs->sb.max_blobs - op->base;
+		if (op->count > CHUNK_SLOTS) {
+			op->count = CHUNK_SLOTS;
+		}
+		op->slot = op->base;
+		op->state = REC_SLOT;
+		op->pending = 1;
+		bs_dev_read_pages(bs, bs_root_page(bs, op->base, 0), op->count * 2, op->buf, rec_io_done,
+				  op);
+		break;
+	case REC_SLOT:
+		if (op->slot >= op->base + op->count) {
+			op->state = REC_READ_CHUNK;
+			rec_step(op);
+			return;
+		}
+		for (h = 0; h < 2; h++) {
+			op->drc[h] = ust_bs_fmt_root_decode(half_page(op, h), &bs->geom, &op->r[h],
+							    &op->err[h]);
+			op->tried[h] = 0;
+		}
+		op->msg[0] = '\0';
+		op->verdict = BS_TREE_COMPLETE;
+		if (op->drc[0] == -ENODATA && op->drc[1] == -ENODATA) {
+			op->slot++;
+			rec_step(op);
+			return;
+		}
+		if (op->drc[0] == -ENOTSUP || op->drc[1] == -ENOTSUP) {
+			h = op->drc[0] == -ENOTSUP ? 0 : 1;
+			snprintf(op->msg, sizeof(op->msg), "root half %c: %s: %s", 'A' + h,
+				 ust_bs_fmt_damage_str(op->err[h].kind), op->err[h].msg);
+			mark_damaged(op, op->slot, 0, -ENOTSUP, op->msg);
+			claim_from_roots(op);
+			op->slot++;
+			rec_step(op);
+			return;
+		}
+		slot_next_candidate(op);
+		break;
+	case REC_TREE_DONE:
+		if (op->verdict < 0) {
+			op->rc = op->verdict;
+			bs_tree_free(&op->tree);
+			rec_step(op);
+			return;
+		}
+		if (op->verdict == BS_TREE_COMPLETE) {
+			slot_live(op);
+			bs_tree_free(&op->tree);
+			op->slot++;
+			op->state = REC_SLOT;
+			rec_step(op);
+			return;
+		}
+		bs_tree_free(&op->tree);
+		if (op->verdict == BS_TREE_IOERR) {
+			op->tried[0] = op->tried[1] = 1;
+		}
+		UST_WARNLOG("blobstore: slot %u, half %c: %s\n", op->slot, 'A' + op->cand, op->msg);
+		slot_next_candidate(op);
+		break;
+	case REC_REPAIR:
+		op->state = REC_DONE;
+		op->pending = 1;
+		for (i = 0; i < op->nzero; i++) {
+			op->pending++;
+			bs_dev_zero_pages(bs, op->zero[i], 1, rec_io_done, op);
+		}
+		rec_io_done(op, 0);
+		break;
+	case REC_DONE:
+		if (op->nzero > 0 && op->pending == 0 && op->zero != NULL) {
+			/* The zeroed halves must be durable before anything relies on them. */
+			free(op->zero);
+			op->zero = NULL;
+			op->pending = 1;
+			bs_dev_flush(bs, rec_io_done, op);
+			return;
+		}
+		rec_finish(op);
+		break;
+	}
+}
+
+void bs_recover(struct ust_blob_store *bs, bs_done_fn done, void *arg)
+{
+	struct rec_op *op = calloc(1, sizeof(*op));
+
+	if (op == NULL) {
+		done(arg, -ENOMEM);
+		return;
+	}
+	op->bs = bs;
+	op->done = done;
+	op->arg = arg;
+	op->buf = bs_dma_page_alloc(CHUNK_SLOTS * 2);
+	op->cluster_owner = calloc(bs->sb.total_clusters, sizeof(uint32_t));
+	op->page_owner = calloc(bs->sb.md_pool.pages, sizeof(uint32_t));
+	if (op->buf == NULL || op->cluster_owner == NULL || op->page_owner == NULL) {
+		op->rc = -ENOMEM;
+		rec_finish(op);
+		return;
+	}
+	op->state = REC_READ_CHUNK;
+	rec_step(op);
+}

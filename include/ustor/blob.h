@@ -1,0 +1,238 @@
+/*
+ * ustor blobstore: blobs of clusters with metadata and extended attributes,
+ * kept crash-consistent on any bdev.
+ *
+ * A blobstore lives on one bdev, which it claims (module "blobstore"): nobody
+ * else may write the bdev while the store is loaded. The on-disk format and
+ * the crash guarantees are docs/blobstore-format.md; blobstore/README.md
+ * describes the implementation.
+ *
+ * Threading:
+ *  - The thread that calls ust_bs_init() or ust_bs_load() is the store's
+ *    metadata thread. Every call that is not data I/O (store, blob lifecycle,
+ *    resize, xattrs, sync, getters that change nothing are exempt) must be
+ *    made on it; a call from another thread fails with -EXDEV.
+ *  - Data I/O (read, write, write_zeroes, unmap) may be issued from any
+ *    thread on that thread's channel (ust_bs_alloc_io_channel()).
+ *  - Every callback runs on the thread that made the call.
+ *
+ * Durability: a metadata change (create, resize, xattrs, delete) is durable
+ * once its callback reports success (ust_blob_sync_md() for in-memory
+ * changes). A write is durable once acknowledged for clusters it allocated
+ * (the allocation commits a flush); writes into clusters that were already
+ * allocated follow the device: they are durable after the device flushes,
+ * which ust_blob_sync_md() and ust_bs_unload() request.
+ *
+ * Errors are negative errno.
+ */
+#ifndef USTOR_BLOB_H
+#define USTOR_BLOB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct ust_blob_store;
+struct ust_blob;
+struct ust_io_channel;
+
+/* incarnation << 32 | root slot; 0 is never a blob. */
+typedef uint64_t ust_blob_id;
+#define UST_BLOBID_INVALID 0
+
+#define UST_BS_BSTYPE_MAX 16
+
+typedef void (*ust_bs_op_cb)(void *arg, int bserrno);
+typedef void (*ust_bs_op_with_handle_cb)(void *arg, struct ust_blob_store *bs, int bserrno);
+typedef void (*ust_blob_op_cb)(void *arg, int bserrno);
+typedef void (*ust_blob_op_with_id_cb)(void *arg, ust_blob_id id, int bserrno);
+typedef void (*ust_blob_op_with_handle_cb)(void *arg, struct ust_blob *blob, int bserrno);
+
+/* ---- store ---------------------------------------------------------------- */
+
+struct ust_bs_opts {
+	uint32_t cluster_size; /* bytes, power of two 4 KiB..1 GiB; 0: 1 MiB */
+	uint32_t max_blobs;    /* 0: total clusters / 4, clamped to [64, 2^20] */
+	uint32_t md_pages;     /* metadata pool pages; 0: max_blobs (at least 64) */
+	/*
+	 * Owner's type name, NUL-terminated, at most 16 bytes. Init writes it;
+	 * load refuses a store of another type with -EILSEQ (empty: any type).
+	 */
+	char bstype[UST_BS_BSTYPE_MAX + 1];
+};
+
+void ust_bs_opts_init(struct ust_bs_opts *opts);
+
+/*
+ * Format the bdev as an empty store and load it. -ENODEV no such bdev,
+ * -EPERM claimed by someone else, -EINVAL bad options, -ENOSPC bdev too
+ * small, -EIO device errors.
+ */
+void ust_bs_init(const char *bdev_name, const struct ust_bs_opts *opts,
+		 ust_bs_op_with_handle_cb cb, void *arg);
+
+/*
+ * Load a store, recovering it if it was not unloaded cleanly. opts may be
+ * NULL. -EILSEQ another bstype, -ENODATA/-EUCLEAN no store (primary
+ * superblock blank or not ours), -ENOTSUP newer format or unknown incompat
+ * feature, -EINVAL the bdev's block size does not divide the io unit.
+ * A damaged blob does not fail the load: see ust_bs_get_damaged().
+ */
+void ust_bs_load(const char *bdev_name, const struct ust_bs_opts *opts,
+		 ust_bs_op_with_handle_cb cb, void *arg);
+
+/*
+ * Persist the allocation state, mark the store clean, flush and release the
+ * bdev. -EBUSY (and nothing happens) while blobs are open or operations
+ * are in flight.
+ */
+void ust_bs_unload(struct ust_blob_store *bs, ust_bs_op_cb cb, void *arg);
+
+/* Erase both superblocks and release the bdev: the store is gone. -EBUSY as unload. */
+void ust_bs_destroy(struct ust_blob_store *bs, ust_bs_op_cb cb, void *arg);
+
+/* The owner's well-known blob (0: none). set is durable when cb reports 0. */
+void ust_bs_set_super(struct ust_blob_store *bs, ust_blob_id id, ust_bs_op_cb cb, void *arg);
+ust_blob_id ust_bs_get_super(const struct ust_blob_store *bs);
+
+uint64_t ust_bs_get_cluster_size(const struct ust_blob_store *bs);
+uint64_t ust_bs_get_io_unit_size(const struct ust_blob_store *bs);
+uint64_t ust_bs_get_free_cluster_count(const struct ust_blob_store *bs);
+/* Clusters that can hold data (the metadata clusters are not counted). */
+uint64_t ust_bs_get_total_data_cluster_count(const struct ust_blob_store *bs);
+const char *ust_bs_get_bstype(const struct ust_blob_store *bs);
+uint32_t ust_bs_get_max_blobs(const struct ust_blob_store *bs);
+
+/* A blob found damaged at load or at open (docs/blobstore-format.md 9.5). */
+struct ust_bs_damage {
+	ust_blob_id id;   /* 0 when only the slot is known */
+	uint32_t slot;
+	int error;        /* -EUCLEAN, -EBADMSG, -EIO, -ENOTSUP ... */
+	char msg[224];
+};
+
+/* Copies up to max reports into out; returns how many exist in total. */
+size_t ust_bs_get_damaged(const struct ust_blob_store *bs, struct ust_bs_damage *out, size_t max);
+
+/* ---- blobs ------------------------------------------------------------------ */
+
+struct ust_blob_xattr {
+	const char *name;  /* 1..255 bytes */
+	const void *value;
+	size_t value_len;  /* 0..65536 */
+	bool internal;     /* owner-private namespace, hidden from the user calls */
+};
+
+struct ust_blob_opts {
+	uint64_t num_clusters;
+	bool thin_provision;
+	const struct ust_blob_xattr *xattrs;
+	size_t xattr_count;
+};
+
+void ust_blob_opts_init(struct ust_blob_opts *opts);
+
+/* opts NULL: an empty thick blob. -ENOSPC no free slot or clusters. */
+void ust_bs_create_blob(struct ust_blob_store *bs, const struct ust_blob_opts *opts,
+			ust_blob_op_with_id_cb cb, void *arg);
+
+/*
+ * Open (or take another reference to) a blob: opening an open blob returns
+ * the same handle. -ENOENT no such blob, -EUCLEAN damaged, -ENOTSUP a
+ * feature this reader lacks (or a clone: not supported yet).
+ */
+void ust_bs_open_blob(struct ust_blob_store *bs, ust_blob_id id, ust_blob_op_with_handle_cb cb,
+		      void *arg);
+
+/* Drop a reference; the last one syncs pending metadata changes first. */
+void ust_blob_close(struct ust_blob *blob, ust_blob_op_cb cb, void *arg);
+
+/* -EBUSY if the blob is open, -ENOENT if it does not exist. */
+void ust_bs_delete_blob(struct ust_blob_store *bs, ust_blob_id id, ust_blob_op_cb cb, void *arg);
+
+/*
+ * Change the size. A thick blob allocates its new clusters now (-ENOSPC and
+ * no change if too few are free); shrinking frees clusters once the change
+ * is durable. The change is in memory until ust_blob_sync_md().
+ */
+void ust_blob_resize(struct ust_blob *blob, uint64_t num_clusters, ust_blob_op_cb cb, void *arg);
+
+/* Make every metadata change of the blob durable (and flush its data). */
+void ust_blob_sync_md(struct ust_blob *blob, ust_blob_op_cb cb, void *arg);
+
+/*
+ * Walk every live, openable blob in slot order. Each step opens the next
+ * blob and hands it to cb; ust_bs_iter_next() closes the blob it is given.
+ * The end is cb(arg, NULL, -ENOENT). Damaged blobs are skipped.
+ */
+void ust_bs_iter_first(struct ust_blob_store *bs, ust_blob_op_with_handle_cb cb, void *arg);
+void ust_bs_iter_next(struct ust_blob_store *bs, struct ust_blob *blob,
+		      ust_blob_op_with_handle_cb cb, void *arg);
+
+ust_blob_id ust_blob_get_id(const struct ust_blob *blob);
+uint64_t ust_blob_get_num_clusters(const struct ust_blob *blob);
+uint64_t ust_blob_get_num_io_units(const struct ust_blob *blob);
+uint64_t ust_blob_get_num_allocated_clusters(const struct ust_blob *blob);
+bool ust_blob_is_thin(const struct ust_blob *blob);
+bool ust_blob_is_read_only(const struct ust_blob *blob);
+
+/* ---- extended attributes (in memory until ust_blob_sync_md) -------------------- */
+
+/*
+ * -EINVAL bad name, -E2BIG value over 65536 bytes, -ENOSPC the blob's
+ * metadata would not fit its 65 pages, -EPERM read-only blob.
+ */
+int ust_blob_set_xattr(struct ust_blob *blob, const char *name, const void *value, size_t len);
+/* *value stays valid until the xattr is changed or the blob closed. -ENOENT. */
+int ust_blob_get_xattr(struct ust_blob *blob, const char *name, const void **value, size_t *len);
+int ust_blob_remove_xattr(struct ust_blob *blob, const char *name);
+/* Calls fn for every user xattr name; returns how many. */
+size_t ust_blob_list_xattrs(struct ust_blob *blob, void (*fn)(void *ctx, const char *name),
+			    void *ctx);
+
+/* The owner-private namespace (lvol names, blobfs state): same rules. */
+int ust_blob_set_internal_xattr(struct ust_blob *blob, const char *name, const void *value,
+				size_t len);
+int ust_blob_get_internal_xattr(struct ust_blob *blob, const char *name, const void **value,
+				size_t *len);
+int ust_blob_remove_internal_xattr(struct ust_blob *blob, const char *name);
+
+/* ---- data ------------------------------------------------------------------------ */
+
+/* The calling thread's channel for blob I/O on this store (refcounted). */
+struct ust_io_channel *ust_bs_alloc_io_channel(struct ust_blob_store *bs);
+void ust_bs_free_io_channel(struct ust_io_channel *ch);
+
+/*
+ * offset and length in io units (ust_bs_get_io_unit_size()). -EINVAL past
+ * the end of the blob, -EPERM writing a read-only blob, -ENOSPC a thin
+ * blob's cluster could not be allocated, -EIO device errors.
+ */
+void ust_blob_read(struct ust_blob *blob, struct ust_io_channel *ch, void *payload,
+		   uint64_t offset, uint64_t length, ust_blob_op_cb cb, void *arg);
+void ust_blob_write(struct ust_blob *blob, struct ust_io_channel *ch, void *payload,
+		    uint64_t offset, uint64_t length, ust_blob_op_cb cb, void *arg);
+void ust_blob_readv(struct ust_blob *blob, struct ust_io_channel *ch, struct iovec *iov,
+		    int iovcnt, uint64_t offset, uint64_t length, ust_blob_op_cb cb, void *arg);
+void ust_blob_writev(struct ust_blob *blob, struct ust_io_channel *ch, struct iovec *iov,
+		     int iovcnt, uint64_t offset, uint64_t length, ust_blob_op_cb cb, void *arg);
+/* Reads as zeros afterwards; unallocated clusters of a thin blob stay unallocated. */
+void ust_blob_write_zeroes(struct ust_blob *blob, struct ust_io_channel *ch, uint64_t offset,
+			   uint64_t length, ust_blob_op_cb cb, void *arg);
+/*
+ * Reads as zeros afterwards. Whole clusters of a thin blob are released
+ * (durably, before cb); partial clusters and thick blobs are zeroed.
+ */
+void ust_blob_unmap(struct ust_blob *blob, struct ust_io_channel *ch, uint64_t offset,
+		    uint64_t length, ust_blob_op_cb cb, void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -62,13 +62,22 @@ static void blob_done(void *arg, struct ust_blob *blob, int rc)
 	op_done(arg, rc);
 }
 
+/* DMA memory belongs to the environment, which ust_app_start() tears down. */
+static void hello_stop(struct hello *h, int rc)
+{
+	ust_dma_free(h->wbuf);
+	ust_dma_free(h->rbuf);
+	h->wbuf = h->rbuf = NULL;
+	ust_app_stop(rc);
+}
+
 static void hello_step(struct hello *h)
 {
 	size_t unit = h->bs ? ust_bs_get_io_unit_size(h->bs) : 0;
 
 	if (h->rc != 0) {
 		fprintf(stderr, "hello_blob: step %d failed: %s\n", h->state, strerror(-h->rc));
-		ust_app_stop(1);
+		hello_stop(h, 1);
 		return;
 	}
 	switch (h->state++) {
@@ -101,7 +110,7 @@ static void hello_step(struct hello *h)
 	case COMPARE:
 		if (memcmp(h->wbuf, h->rbuf, unit) != 0) {
 			fprintf(stderr, "hello_blob: read back something else\n");
-			ust_app_stop(1);
+			hello_stop(h, 1);
 			return;
 		}
 		printf("hello_blob: read back \"%s\"\n", h->rbuf);
@@ -112,7 +121,7 @@ static void hello_step(struct hello *h)
 		ust_bs_unload(h->bs, op_done, h);
 		break;
 	case DONE:
-		ust_app_stop(0);
+		hello_stop(h, 0);
 		break;
 	}
 }
@@ -141,11 +150,5 @@ int main(void)
 	opts.rpc_addr = NULL;
 	rc = ust_app_start(&opts, start, &h);
 	unlink(path);
-	if (h.wbuf != NULL) {
-		ust_dma_free(h.wbuf);
-	}
-	if (h.rbuf != NULL) {
-		ust_dma_free(h.rbuf);
-	}
 	return rc == 0 ? 0 : 1;
 }

@@ -243,6 +243,21 @@ static char *malloc_pick_name(void)
 	return NULL;
 }
 
+/*
+ * Touch every page now. Without hugepages, DMA memory is anonymous memory
+ * that the kernel maps on first access, and the allocator knows it is zero
+ * so it does not write it: every first access from the I/O path would take a
+ * page fault (measured: over half the CPU of a random read run on a 1 GiB
+ * disk). One store per page at create moves that cost out of the I/O path.
+ */
+static void malloc_fault_in(void *data, uint64_t len)
+{
+	volatile uint8_t *p = data;
+
+	for (uint64_t off = 0; off < len; off += 4096)
+		p[off] = 0;
+}
+
 int ust_bdev_malloc_create(const struct ust_malloc_opts *opts, struct ust_bdev **bdevp)
 {
 	struct malloc_disk *disk;
@@ -266,6 +281,7 @@ int ust_bdev_malloc_create(const struct ust_malloc_opts *opts, struct ust_bdev *
 		free(disk);
 		return -ENOMEM;
 	}
+	malloc_fault_in(disk->data, opts->num_blocks * opts->block_size);
 	disk->bdev.ctxt = disk;
 	disk->bdev.product_name = "Malloc disk";
 	disk->bdev.blocklen = opts->block_size;

@@ -341,6 +341,8 @@ static int app_env_init(void)
 	eo.file_prefix = g_app.opts.file_prefix;
 	eo.no_huge = g_app.opts.no_huge;
 	eo.pci = g_app.opts.pci;
+	/* DPDK's start-up chatter only when the user asked for info or debug. */
+	eo.quiet = g_app.opts.log_level < UST_LOG_INFO;
 	rc = ust_env_init(&eo);
 	if (rc != 0) {
 		UST_ERRLOG("cannot initialise the environment (core mask %s): %s\n",

@@ -1,0 +1,587 @@
+/*
+ * JSON-RPC methods of the lvol module, with SPDK's method and parameter
+ * names (and its old method names as deprecated aliases), so SPDK users'
+ * scripts work unchanged.
+ *
+ * Guarantees: every method answers exactly once; bad parameters are
+ * INVALID_PARAMS naming what is wrong; every other failure is reported with
+ * the errno's text and what was being done. Lvol operations are answered
+ * when the change is durable.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ustor/log.h"
+#include "ustor/rpc.h"
+
+#include "lvol_internal.h"
+
+#define MIB (1024ull * 1024ull)
+
+/* ---- text forms (the RPCs' and the "lvol.clear_method" xattr's) ---------------------- */
+
+const char *lvol_clear_method_name(enum ust_lvol_clear_method m)
+{
+	switch (m) {
+	case UST_LVOL_CLEAR_NONE:
+		return "none";
+	case UST_LVOL_CLEAR_WRITE_ZEROES:
+		return "write_zeroes";
+	case UST_LVOL_CLEAR_DEFAULT:
+	case UST_LVOL_CLEAR_UNMAP:
+		break;
+	}
+	return "unmap";
+}
+
+int ust_lvol_clear_method_parse(const char *text, enum ust_lvol_clear_method *method)
+{
+	if (text == NULL || method == NULL)
+		return -EINVAL;
+	if (strcmp(text, "none") == 0)
+		*method = UST_LVOL_CLEAR_NONE;
+	else if (strcmp(text, "unmap") == 0)
+		*method = UST_LVOL_CLEAR_UNMAP;
+	else if (strcmp(text, "write_zeroes") == 0)
+		*method = UST_LVOL_CLEAR_WRITE_ZEROES;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+
+static void rpc_send_rc(struct ust_rpc_request *req, int rc, const char *what)
+{
+	int code = UST_JSONRPC_ERROR_INTERNAL_ERROR;
+
+	if (rc == -EINVAL || rc == -ENODEV || rc == -EEXIST)
+		code = UST_JSONRPC_ERROR_INVALID_PARAMS;
+	else if (rc == -EBUSY)
+		code = UST_JSONRPC_ERROR_INVALID_STATE;
+	ust_rpc_send_error(req, code, "%s: %s", what, strerror(-rc));
+}
+
+/*
+ * The lvstore named by uuid or lvs_name (exactly one). NULL after answering
+ * the request with the error.
+ */
+static struct ust_lvol_store *rpc_find_lvs(struct ust_rpc_request *req, const char *uuid,
+					   const char *name)
+{
+	struct ust_lvol_store *lvs;
+	struct ust_uuid u;
+
+	if ((uuid == NULL) == (name == NULL)) {
+		ust_rpc_send_error(req, UST_JSONRPC_ERROR_INVALID_PARAMS,
+				   "give exactly one of uuid and lvs_name");
+		return NULL;
+	}
+	if (uuid != NULL) {
+		if (ust_uuid_parse(&u, uuid) != 0) {
+			ust_rpc_send_error(req, UST_JSONRPC_ERROR_INVALID_PARAMS,
+					   "invalid uuid '%s'", uuid);
+			return NULL;
+		}
+		lvs = ust_lvs_get_by_uuid(&u);
+	} else {
+		lvs = ust_lvs_get_by_name(name);
+	}
+	if (lvs == NULL)
+		ust_rpc_send_error(req, UST_JSONRPC_ERROR_INVALID_PARAMS, "no lvstore %s",
+				   uuid != NULL ? uuid : name);
+	return lvs;
+}
+
+static bool rpc_clear_method(struct ust_rpc_request *req, const char *text,
+			     enum ust_lvol_clear_method *m)
+{
+	*m = UST_LVOL_CLEAR_DEFAULT;
+	if (text == NULL)
+		return true;
+	if (ust_lvol_clear_method_parse(text, m) == 0)
+		return true;
+	ust_rpc_send_error(req, UST_JSONRPC_ERROR_INVALID_PARAMS,
+			   "clear_method must be none, unmap or write_zeroes, not '%s'", text);
+	return false;
+}
+
+/* size_in_mib (MiB) or the older size (bytes): exactly one, positive. */
+static bool rpc_size(struct ust_rpc_request *req, uint64_t size_in_mib, uint64_t size,
+		     uint64_t *bytes)
+{
+	if ((size_in_mib != 0) == (size != 0)) {
+		ust_rpc_send_error(req, UST_JSONRPC_ERROR_INVALID_PARAMS,
+				   "give a positive size_in_mib (or size in bytes), not both");
+		return false;
+	}
+	if (size_in_mib > UINT64_MAX / MIB) {
+		ust_rpc_send_error(req, UST_JSONRPC_ERROR_INVALID_PARAMS,
+				   "size_in_mib %llu is too large", (unsigned long long)size_in_mib);
+		return false;
+	}
+	*bytes = size != 0 ? size : size_in_mib * MIB;
+	return true;
+}
+
+static json_t *lvs_json(struct ust_lvol_store *lvs)
+{
+	struct ust_blob_store *bs = ust_lvs_get_bs(lvs);
+	char uuid[UST_UUID_STRING_LEN];
+
+	ust_uuid_fmt(uuid, sizeof(uuid), ust_lvs_get_uuid(lvs));
+	return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "uuid", uuid, "name",
+			 ust_lvs_get_name(lvs), "base_bdev", ust_lvs_get_base_bdev_name(lvs),
+			 "total_data_clusters",
+			 (json_int_t)ust_bs_get_total_data_cluster_count(bs), "free_clusters",
+			 (json_int_t)ust_bs_get_free_cluster_count(bs), "block_size",
+			 (json_int_t)ust_bs_get_io_unit_size(bs), "cluster_size",
+			 (json_int_t)ust_bs_get_cluster_size(bs));
+}
+
+static json_t *lvol_json(struct ust_lvol *lvol)
+{
+	struct ust_lvol_store *lvs = ust_lvol_get_lvs(lvol);
+	char uuid[UST_UUID_STRING_LEN], lvs_uuid[UST_UUID_STRING_LEN];
+	char alias[LVOL_ALIAS_MAX];
+
+	ust_uuid_fmt(uuid, sizeof(uuid), ust_lvol_get_uuid(lvol));
+	ust_uuid_fmt(lvs_uuid, sizeof(lvs_uuid), ust_lvs_get_uuid(lvs));
+	snprintf(alias, sizeof(alias), "%s/%s", ust_lvs_get_name(lvs), ust_lvol_get_name(lvol));
+	return json_pack("{s:s, s:s, s:s, s:b, s:b, s:b, s:b, s:b, s:I, s:I, s:{s:s, s:s}}",
+			 "alias", alias, "uuid", uuid, "name", ust_lvol_get_name(lvol),
+			 "is_thin_provisioned", ust_lvol_is_thin(lvol), "is_snapshot", 0,
+			 "is_clone", 0, "is_esnap_clone", 0, "is_degraded", 0,
+			 "num_clusters", (json_int_t)ust_lvol_get_num_clusters(lvol),
+			 "num_allocated_clusters",
+			 (json_int_t)ust_lvol_get_num_allocated_clusters(lvol), "lvs", "name",
+			 ust_lvs_get_name(lvs), "uuid", lvs_uuid);
+}
+
+/* An asynchronous call answered with true, or with an error saying what failed. */
+struct rpc_op {
+	struct ust_rpc_request *req;
+	char what[256];
+};
+
+static struct rpc_op *rpc_op_new(struct ust_rpc_request *req, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static struct rpc_op *rpc_op_new(struct ust_rpc_request *req, const char *fmt, ...)
+{
+	struct rpc_op *op = calloc(1, sizeof(*op));
+	va_list ap;
+
+	if (op == NULL) {
+		ust_rpc_send_errno(req, -ENOMEM);
+		return NULL;
+	}
+	op->req = req;
+	va_start(ap, fmt);
+	vsnprintf(op->what, sizeof(op->what), fmt, ap);
+	va_end(ap);
+	return op;
+}
+
+static void rpc_bool_done(void *arg, int rc)
+{
+	struct rpc_op *op = arg;
+
+	if (rc == -EBUSY)
+		ust_rpc_send_error(op->req, UST_JSONRPC_ERROR_INVALID_STATE,
+				   "%s: it is open for writing, claimed, or busy with another operation",
+				   op->what);
+	else if (rc != 0)
+		rpc_send_rc(op->req, rc, op->what);
+	else
+		ust_rpc_send_bool(op->req, true);
+	free(op);
+}
+
+/* ---- bdev_lvol_create_lvstore ----------------------------------------------------- */
+
+struct rpc_create_lvs {
+	char *bdev_name;
+	char *lvs_name;
+	uint32_t cluster_sz;
+	char *clear_method;
+	uint32_t num_md_pages_per_cluster_ratio;
+};
+
+static const struct ust_json_object_decoder g_create_lvs_decoders[] = {
+	{"bdev_name", offsetof(struct rpc_create_lvs, bdev_name), ust_json_decode_string, false},
+	{"lvs_name", offsetof(struct rpc_create_lvs, lvs_name), ust_json_decode_string, false},
+	{"cluster_sz", offsetof(struct rpc_create_lvs, cluster_sz), ust_json_decode_uint32, true},
+	{"clear_method", offsetof(struct rpc_create_lvs, clear_method), ust_json_decode_string,
+	 true},
+	{"num_md_pages_per_cluster_ratio",
+	 offsetof(struct rpc_create_lvs, num_md_pages_per_cluster_ratio), ust_json_decode_uint32,
+	 true},
+};
+
+static void rpc_create_lvs_done(void *arg, struct ust_lvol_store *lvs, int rc)
+{
+	struct ust_rpc_request *req = arg;
+	char uuid[UST_UUID_STRING_LEN];
+
+	if (rc != 0) {
+		rpc_send_rc(req, rc, "cannot create the lvstore");
+		return;
+	}
+	ust_uuid_fmt(uuid, sizeof(uuid), ust_lvs_get_uuid(lvs));
+	ust_rpc_send_result(req, json_string(uuid));
+}
+
+static void rpc_bdev_lvol_create_lvstore(struct ust_rpc_request *req, const json_t *params)
+{
+	struct rpc_create_lvs p = {0};
+	struct ust_lvs_opts opts;
+
+	if (!ust_rpc_decode_params(req, params, g_create_lvs_decoders, 5, &p))
+		goto out;
+	ust_lvs_opts_init(&opts);
+	if (!rpc_clear_method(req, p.clear_method, &opts.clear_method))
+		goto out;
+	if (!lvs_name_valid(p.lvs_name, UST_LVS_NAME_MAX)) {
+		ust_rpc_send_error(req, UST_JSONRPC_ERROR_INVALID_PARAMS,
+				   "lvs_name must be 1 to %d bytes without '/'", UST_LVS_NAME_MAX);
+		goto out;
+	}
+	if (ust_bdev_get_by_name(p.bdev_name) == NULL) {
+		ust_rpc_send_error(req, UST_JSONRPC_ERROR_INVALID_PARAMS, "no bdev named %s",
+				   p.bdev_name);
+		goto out;
+	}
+	opts.cluster_sz = p.cluster_sz;
+	opts.num_md_pages_per_cluster_ratio = p.num_md_pages_per_cluster_ratio;
+	ust_lvs_create(p.bdev_name, p.lvs_name, &opts, rpc_create_lvs_done, req);
+out:
+	free(p.bdev_name);
+	free(p.lvs_name);
+	free(p.clear_method);
+}
+UST_RPC_REGISTER("bdev_lvol_create_lvstore", rpc_bdev_lvol_create_lvstore,
+		 UST_RPC_STARTUP | UST_RPC_RUNTIME)
+UST_RPC_REGISTER_ALIAS_DEPRECATED("bdev_lvol_create_lvstore", construct_lvol_store)
+
+/* ---- lvstore selection: get / delete / grow ---------------------------------------------- */
+
+struct rpc_lvs_select {
+	char *uuid;
+	char *lvs_name;
+};
+
+static const struct ust_json_object_decoder g_lvs_select_decoders[] = {
+	{"uuid", offsetof(struct rpc_lvs_select, uuid), ust_json_decode_string, true},
+	{"lvs_name", offsetof(struct rpc_lvs_select, lvs_name), ust_json_decode_string, true},
+};
+
+static void rpc_bdev_lvol_get_lvstores(struct ust_rpc_request *req, const json_t *params)
+{
+	struct rpc_lvs_select p = {0};
+	struct ust_lvol_store *lvs;
+	json_t *list;
+
+	if (!ust_rpc_decode_params(req, params, g_lvs_select_decoders, 2, &p))
+		goto out;
+	list = json_array();
+	if (p.uuid != NULL || p.lvs_name != NULL) {
+		lvs = rpc_find_lvs(req, p.uuid, p.lvs_name);
+		if (lvs == NULL) {
+			json_decref(list);
+			goto out;
+		}
+		json_array_append_new(list, lvs_json(lvs));
+	} else {
+		for (lvs = ust_lvs_first(); lvs != NULL; lvs = ust_lvs_next(lvs))
+			json_array_append_new(list, lvs_json(lvs));
+	}
+	ust_rpc_send_result(req, list);
+out:
+	free(p.uuid);
+	free(p.lvs_name);
+}
+UST_RPC_REGISTER("bdev_lvol_get_lvstores", rpc_bdev_lvol_get_lvstores, UST_RPC_RUNTIME)
+UST_RPC_REGISTER_ALIAS_DEPRECATED("bdev_lvol_get_lvstores", get_lvol_stores)
+
+static void rpc_bdev_lvol_delete_lvstore(struct ust_rpc_request *req, const json_t *params)
+{
+	struct rpc_lvs_select p = {0};
+	struct ust_lvol_store *lvs;
+	struct rpc_op *op;
+
+	if (!ust_rpc_decode_params(req, params, g_lvs_select_decoders, 2, &p))
+		goto out;
+	lvs = rpc_find_lvs(req, p.uuid, p.lvs_name);
+	op = lvs != NULL ? rpc_op_new(req, "cannot delete lvstore %s", ust_lvs_get_name(lvs)) : NULL;
+	if (op != NULL)
+		ust_lvs_destroy(lvs, rpc_bool_done, op);
+out:
+	free(p.uuid);
+	free(p.lvs_name);
+}
+UST_RPC_REGISTER("bdev_lvol_delete_lvstore", rpc_bdev_lvol_delete_lvstore, UST_RPC_RUNTIME)
+UST_RPC_REGISTER_ALIAS_DEPRECATED("bdev_lvol_delete_lvstore", destroy_lvol_store)
+
+static void rpc_bdev_lvol_grow_lvstore(struct ust_rpc_request *req, const json_t *params)
+{
+	struct rpc_lvs_select p = {0};
+	struct ust_lvol_store *lvs;
+
+	if (!ust_rpc_decode_params(req, params, g_lvs_select_decoders, 2, &p))
+		goto out;
+	lvs = rpc_find_lvs(req, p.uuid, p.lvs_name);
+	if (lvs != NULL)
+		ust_rpc_send_error(req, UST_JSONRPC_ERROR_INTERNAL_ERROR,
+				   "lvstore %s: growing is not supported yet (the blobstore cannot grow with its bdev)",
+				   ust_lvs_get_name(lvs));
+out:
+	free(p.uuid);
+	free(p.lvs_name);
+}
+UST_RPC_REGISTER("bdev_lvol_grow_lvstore", rpc_bdev_lvol_grow_lvstore, UST_RPC_RUNTIME)
+
+/* ---- old_name / new_name: rename an lvstore or an lvol -------------------------------- */
+
+struct rpc_rename {
+	char *old_name;
+	char *new_name;
+};
+
+static const struct ust_json_object_decoder g_rename_decoders[] = {
+	{"old_name", offsetof(struct rpc_rename, old_name), ust_json_decode_string, false},
+	{"new_name", offsetof(struct rpc_rename, new_name), ust_json_decode_string, false},
+};
+
+static void rpc_bdev_lvol_rename_lvstore(struct ust_rpc_request *req, const json_t *params)
+{
+	struct rpc_rename p = {0};
+	struct ust_lvol_store *lvs;
+	struct rpc_op *op;
+
+	if (!ust_rpc_decode_params(req, params, g_rename_decoders, 2, &p))
+		goto out;
+	lvs = ust_lvs_get_by_name(p.old_name);
+	if (lvs == NULL) {
+		ust_rpc_send_error(req, UST_JSONRPC_ERROR_INVALID_PARAMS, "no lvstore %s",
+				   p.old_name);
+		goto out;
+	}
+	op = rpc_op_new(req, "cannot rename lvstore %s to %s", p.old_name, p.new_name);
+	if (op != NULL)
+		ust_lvs_rename(lvs, p.new_name, rpc_bool_done, op);
+out:
+	free(p.old_name);
+	free(p.new_name);
+}
+UST_RPC_REGISTER("bdev_lvol_rename_lvstore", rpc_bdev_lvol_rename_lvstore, UST_RPC_RUNTIME)
+UST_RPC_REGISTER_ALIAS_DEPRECATED("bdev_lvol_rename_lvstore", rename_lvol_store)
+
+static struct ust_lvol *rpc_find_lvol(struct ust_rpc_request *req, const char *name)
+{
+	struct ust_lvol *lvol = ust_lvol_get_by_bdev_name(name);
+
+	if (lvol == NULL)
+		ust_rpc_send_error(req, UST_JSONRPC_ERROR_INVALID_PARAMS, "no lvol bdev %s", name);
+	return lvol;
+}
+
+static void rpc_bdev_lvol_rename(struct ust_rpc_request *req, const json_t *params)
+{
+	struct rpc_rename p = {0};
+	struct ust_lvol *lvol;
+	struct rpc_op *op;
+
+	if (!ust_rpc_decode_params(req, params, g_rename_decoders, 2, &p))
+		goto out;
+	lvol = rpc_find_lvol(req, p.old_name);
+	op = lvol != NULL ? rpc_op_new(req, "cannot rename lvol %s to %s", p.old_name, p.new_name) :
+			    NULL;
+	if (op != NULL)
+		ust_lvol_rename(lvol, p.new_name, rpc_bool_done, op);
+out:
+	free(p.old_name);
+	free(p.new_name);
+}
+UST_RPC_REGISTER("bdev_lvol_rename", rpc_bdev_lvol_rename, UST_RPC_RUNTIME)
+UST_RPC_REGISTER_ALIAS_DEPRECATED("bdev_lvol_rename", rename_lvol_bdev)
+
+/* ---- bdev_lvol_create ------------------------------------------------------------- */
+
+struct rpc_create_lvol {
+	char *uuid;
+	char *lvs_name;
+	char *lvol_name;
+	uint64_t size_in_mib;
+	uint64_t size;
+	bool thin_provision;
+	char *clear_method;
+};
+
+static const struct ust_json_object_decoder g_create_lvol_decoders[] = {
+	{"uuid", offsetof(struct rpc_create_lvol, uuid), ust_json_decode_string, true},
+	{"lvs_name", offsetof(struct rpc_create_lvol, lvs_name), ust_json_decode_string, true},
+	{"lvol_name", offsetof(struct rpc_create_lvol, lvol_name), ust_json_decode_string, false},
+	{"size_in_mib", offsetof(struct rpc_create_lvol, size_in_mib), ust_json_decode_uint64,
+	 true},
+	{"size", offsetof(struct rpc_create_lvol, size), ust_json_decode_uint64, true},
+	{"thin_provision", offsetof(struct rpc_create_lvol, thin_provision), ust_json_decode_bool,
+	 true},
+	{"clear_method", offsetof(struct rpc_create_lvol, clear_method), ust_json_decode_string,
+	 true},
+};
+
+static void rpc_create_lvol_done(void *arg, struct ust_lvol *lvol, int rc)
+{
+	struct ust_rpc_request *req = arg;
+
+	if (rc != 0) {
+		rpc_send_rc(req, rc, "cannot create the lvol");
+		return;
+	}
+	ust_rpc_send_result(req, json_string(ust_bdev_get_name(ust_lvol_get_bdev(lvol))));
+}
+
+static void rpc_bdev_lvol_create(struct ust_rpc_request *req, const json_t *params)
+{
+	struct rpc_create_lvol p = {0};
+	enum ust_lvol_clear_method clear;
+	struct ust_lvol_store *lvs;
+	uint64_t bytes;
+
+	if (!ust_rpc_decode_params(req, params, g_create_lvol_decoders, 7, &p))
+		goto out;
+	if (!rpc_size(req, p.size_in_mib, p.size, &bytes) ||
+	    !rpc_clear_method(req, p.clear_method, &clear))
+		goto out;
+	if (!lvs_name_valid(p.lvol_name, UST_LVOL_NAME_MAX)) {
+		ust_rpc_send_error(req, UST_JSONRPC_ERROR_INVALID_PARAMS,
+				   "lvol_name must be 1 to %d bytes without '/'", UST_LVOL_NAME_MAX);
+		goto out;
+	}
+	lvs = rpc_find_lvs(req, p.uuid, p.lvs_name);
+	if (lvs != NULL)
+		ust_lvol_create(lvs, p.lvol_name, bytes, p.thin_provision, clear,
+				rpc_create_lvol_done, req);
+out:
+	free(p.uuid);
+	free(p.lvs_name);
+	free(p.lvol_name);
+	free(p.clear_method);
+}
+UST_RPC_REGISTER("bdev_lvol_create", rpc_bdev_lvol_create, UST_RPC_RUNTIME)
+UST_RPC_REGISTER_ALIAS_DEPRECATED("bdev_lvol_create", construct_lvol_bdev)
+
+/* ---- bdev_lvol_get_lvols ------------------------------------------------------------ */
+
+struct rpc_get_lvols {
+	char *lvs_uuid;
+	char *lvs_name;
+};
+
+static const struct ust_json_object_decoder g_get_lvols_decoders[] = {
+	{"lvs_uuid", offsetof(struct rpc_get_lvols, lvs_uuid), ust_json_decode_string, true},
+	{"lvs_name", offsetof(struct rpc_get_lvols, lvs_name), ust_json_decode_string, true},
+};
+
+static void lvols_append(json_t *list, struct ust_lvol_store *lvs)
+{
+	struct ust_lvol *lvol;
+
+	for (lvol = ust_lvol_first(lvs); lvol != NULL; lvol = ust_lvol_next(lvol)) {
+		/* Only lvols that exist as bdevs (not half-created or half-deleted). */
+		if (ust_lvol_get_bdev(lvol) != NULL)
+			json_array_append_new(list, lvol_json(lvol));
+	}
+}
+
+static void rpc_bdev_lvol_get_lvols(struct ust_rpc_request *req, const json_t *params)
+{
+	struct rpc_get_lvols p = {0};
+	struct ust_lvol_store *lvs;
+	json_t *list;
+
+	if (!ust_rpc_decode_params(req, params, g_get_lvols_decoders, 2, &p))
+		goto out;
+	if (p.lvs_uuid != NULL || p.lvs_name != NULL) {
+		lvs = rpc_find_lvs(req, p.lvs_uuid, p.lvs_name);
+		if (lvs == NULL)
+			goto out;
+		list = json_array();
+		lvols_append(list, lvs);
+	} else {
+		list = json_array();
+		for (lvs = ust_lvs_first(); lvs != NULL; lvs = ust_lvs_next(lvs))
+			lvols_append(list, lvs);
+	}
+	ust_rpc_send_result(req, list);
+out:
+	free(p.lvs_uuid);
+	free(p.lvs_name);
+}
+UST_RPC_REGISTER("bdev_lvol_get_lvols", rpc_bdev_lvol_get_lvols, UST_RPC_RUNTIME)
+
+/* ---- bdev_lvol_resize / bdev_lvol_delete ------------------------------------------------ */
+
+struct rpc_resize {
+	char *name;
+	uint64_t size_in_mib;
+	uint64_t size;
+};
+
+static const struct ust_json_object_decoder g_resize_decoders[] = {
+	{"name", offsetof(struct rpc_resize, name), ust_json_decode_string, false},
+	{"size_in_mib", offsetof(struct rpc_resize, size_in_mib), ust_json_decode_uint64, true},
+	{"size", offsetof(struct rpc_resize, size), ust_json_decode_uint64, true},
+};
+
+static void rpc_bdev_lvol_resize(struct ust_rpc_request *req, const json_t *params)
+{
+	struct rpc_resize p = {0};
+	struct ust_lvol *lvol;
+	struct rpc_op *op;
+	uint64_t bytes;
+
+	if (!ust_rpc_decode_params(req, params, g_resize_decoders, 3, &p))
+		goto out;
+	if (!rpc_size(req, p.size_in_mib, p.size, &bytes))
+		goto out;
+	lvol = rpc_find_lvol(req, p.name);
+	op = lvol != NULL ? rpc_op_new(req, "cannot resize lvol %s to %llu bytes", p.name,
+				       (unsigned long long)bytes) :
+			    NULL;
+	if (op != NULL)
+		ust_lvol_resize(lvol, bytes, rpc_bool_done, op);
+out:
+	free(p.name);
+}
+UST_RPC_REGISTER("bdev_lvol_resize", rpc_bdev_lvol_resize, UST_RPC_RUNTIME)
+UST_RPC_REGISTER_ALIAS_DEPRECATED("bdev_lvol_resize", resize_lvol_bdev)
+
+struct rpc_delete {
+	char *name;
+};
+
+static const struct ust_json_object_decoder g_delete_decoders[] = {
+	{"name", offsetof(struct rpc_delete, name), ust_json_decode_string, false},
+};
+
+static void rpc_bdev_lvol_delete(struct ust_rpc_request *req, const json_t *params)
+{
+	struct rpc_delete p = {0};
+	struct ust_lvol *lvol;
+	struct rpc_op *op;
+
+	if (!ust_rpc_decode_params(req, params, g_delete_decoders, 1, &p))
+		goto out;
+	lvol = rpc_find_lvol(req, p.name);
+	op = lvol != NULL ? rpc_op_new(req, "cannot delete lvol %s", p.name) : NULL;
+	if (op != NULL)
+		ust_lvol_delete(lvol, rpc_bool_done, op);
+out:
+	free(p.name);
+}
+UST_RPC_REGISTER("bdev_lvol_delete", rpc_bdev_lvol_delete, UST_RPC_RUNTIME)
+UST_RPC_REGISTER_ALIAS_DEPRECATED("bdev_lvol_delete", destroy_lvol_bdev)

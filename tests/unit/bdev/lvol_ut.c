@@ -1,0 +1,1004 @@
+/*
+ * Unit tests for the lvol module (bdev/lvol) on a malloc bdev and on a RAM
+ * disk defined here whose contents outlive unregistering (for "restarts"),
+ * with two ust_threads polled by hand: lvstore creation and listing, thick
+ * and thin lvols, I/O through the lvol bdev (flush from a second thread),
+ * resize up and down, renames, deletes (refused while open), a restart that
+ * brings every lvstore and lvol back with its names, UUIDs, sizes and data,
+ * shutdown with live lvols, and the RPC error paths.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "ustor/bdev.h"
+#include "ustor/bdev_module.h"
+#include "ustor/blob.h"
+#include "ustor/lvol.h"
+#include "ustor/rpc.h"
+#include "ustor/thread.h"
+
+#include "../../../bdev/malloc/bdev_malloc.h"
+
+#define BLOCK 512
+#define MALLOC_BYTES (16u << 20)
+#define CLUSTER (64u << 10)
+#define MIB (1u << 20)
+
+static struct ust_thread *g_t0, *g_t1;
+
+static void poll_threads(void)
+{
+	int round, busy;
+
+	for (round = 0; round < 1000000; round++) {
+		busy = ust_thread_poll(g_t0, 0, 0);
+		busy |= ust_thread_poll(g_t1, 0, 0);
+		if (!busy)
+			break;
+	}
+	ust_set_thread(g_t0);
+}
+
+/* ---- a RAM disk whose bytes survive unregistering --------------------------------- */
+
+#define PRAM_BYTES (8u << 20)
+
+static uint8_t *g_pram_data;
+static int g_pram_device;
+static struct ust_bdev g_pram_bdev;
+static bool g_pram_registered;
+
+static int pram_ch_create(void *dev, void *ctx)
+{
+	return 0;
+}
+
+static void pram_ch_destroy(void *dev, void *ctx)
+{
+}
+
+static int pram_init(void)
+{
+	ust_io_device_register(&g_pram_device, pram_ch_create, pram_ch_destroy, 0, "pram");
+	return 0;
+}
+
+static void pram_fini(void)
+{
+	ust_io_device_unregister(&g_pram_device, NULL);
+}
+
+static struct ust_bdev_module g_pram_module = {
+	.name = "pram",
+	.module_init = pram_init,
+	.module_fini = pram_fini,
+};
+UST_BDEV_MODULE_REGISTER(pram, &g_pram_module)
+
+static void pram_submit(struct ust_io_channel *ch, struct ust_bdev_io *io)
+{
+	uint8_t *p = g_pram_data + io->offset_blocks * BLOCK;
+	size_t left = io->num_blocks * BLOCK;
+	int i;
+
+	switch (io->type) {
+	case UST_BDEV_IO_TYPE_READ:
+	case UST_BDEV_IO_TYPE_WRITE:
+		for (i = 0; i < io->iovcnt && left > 0; i++) {
+			size_t n = io->iovs[i].iov_len < left ? io->iovs[i].iov_len : left;
+
+			if (io->type == UST_BDEV_IO_TYPE_READ)
+				memcpy(io->iovs[i].iov_base, p, n);
+			else
+				memcpy(p, io->iovs[i].iov_base, n);
+			p += n;
+			left -= n;
+		}
+		break;
+	case UST_BDEV_IO_TYPE_UNMAP:
+	case UST_BDEV_IO_TYPE_WRITE_ZEROES:
+		memset(p, 0, left);
+		break;
+	default:
+		break;
+	}
+	ust_bdev_io_complete(io, UST_BDEV_IO_STATUS_SUCCESS);
+}
+
+static bool pram_supported(void *ctxt, enum ust_bdev_io_type type)
+{
+	return type == UST_BDEV_IO_TYPE_READ || type == UST_BDEV_IO_TYPE_WRITE ||
+	       type == UST_BDEV_IO_TYPE_UNMAP || type == UST_BDEV_IO_TYPE_WRITE_ZEROES ||
+	       type == UST_BDEV_IO_TYPE_FLUSH;
+}
+
+static struct ust_io_channel *pram_get_io_channel(void *ctxt)
+{
+	return ust_get_io_channel(&g_pram_device);
+}
+
+static int pram_destruct(void *ctxt)
+{
+	g_pram_registered = false;
+	return 0;
+}
+
+static const struct ust_bdev_fn_table g_pram_fn_table = {
+	.destruct = pram_destruct,
+	.submit_request = pram_submit,
+	.io_type_supported = pram_supported,
+	.get_io_channel = pram_get_io_channel,
+};
+
+static void pram_register(void)
+{
+	memset(&g_pram_bdev, 0, sizeof(g_pram_bdev));
+	g_pram_bdev.name = "Pram0";
+	g_pram_bdev.product_name = "persistent RAM";
+	g_pram_bdev.blocklen = BLOCK;
+	g_pram_bdev.blockcnt = PRAM_BYTES / BLOCK;
+	g_pram_bdev.module = &g_pram_module;
+	g_pram_bdev.fn_table = &g_pram_fn_table;
+	assert_int_equal(ust_bdev_register(&g_pram_bdev), 0);
+	g_pram_registered = true;
+	poll_threads();
+}
+
+static void pram_unregister(void)
+{
+	ust_bdev_unregister(&g_pram_bdev, NULL, NULL);
+	poll_threads();
+	assert_false(g_pram_registered);
+}
+
+/* ---- RPC helpers -------------------------------------------------------------------- */
+
+static json_t *g_resp;
+
+static void rpc_cb(void *ctx, json_t *response)
+{
+	g_resp = json_incref(response);
+}
+
+/* Call method (params reference stolen) and return the whole response. */
+static json_t *rpc(const char *method, json_t *params)
+{
+	g_resp = NULL;
+	assert_int_equal(ust_rpc_call_local(method, params, rpc_cb, NULL), 0);
+	json_decref(params);
+	poll_threads();
+	assert_non_null(g_resp);
+	return g_resp;
+}
+
+static int rpc_error_code(json_t *resp)
+{
+	json_t *err = json_object_get(resp, "error");
+
+	return err ? (int)json_integer_value(json_object_get(err, "code")) : 0;
+}
+
+static const char *rpc_error_message(json_t *resp)
+{
+	return json_string_value(json_object_get(json_object_get(resp, "error"), "message"));
+}
+
+/* Expect an error response with that code whose message contains needle. */
+static void rpc_expect_error(const char *method, json_t *params, int code, const char *needle)
+{
+	json_t *x = rpc(method, params);
+
+	assert_int_equal(rpc_error_code(x), code);
+	if (needle != NULL && strstr(rpc_error_message(x), needle) == NULL)
+		fail_msg("%s: message '%s' lacks '%s'", method, rpc_error_message(x), needle);
+	json_decref(x);
+}
+
+static void rpc_expect_true(const char *method, json_t *params)
+{
+	json_t *x = rpc(method, params);
+
+	if (!json_is_true(json_object_get(x, "result")))
+		fail_msg("%s failed: %s", method, rpc_error_message(x));
+	json_decref(x);
+}
+
+/* A string result, copied into out. */
+static void rpc_expect_string(const char *method, json_t *params, char *out, size_t len)
+{
+	json_t *x = rpc(method, params);
+	const char *s = json_string_value(json_object_get(x, "result"));
+
+	if (s == NULL)
+		fail_msg("%s failed: %s", method, rpc_error_message(x));
+	snprintf(out, len, "%s", s);
+	json_decref(x);
+}
+
+/* The live lvstore on that base bdev, if any. */
+static struct ust_lvol_store *lvs_on(const char *base)
+{
+	struct ust_lvol_store *lvs;
+
+	for (lvs = ust_lvs_first(); lvs != NULL; lvs = ust_lvs_next(lvs)) {
+		if (strcmp(ust_lvs_get_base_bdev_name(lvs), base) == 0)
+			return lvs;
+	}
+	return NULL;
+}
+
+static void create_lvs(const char *bdev, const char *name, char *uuid)
+{
+	rpc_expect_string("bdev_lvol_create_lvstore",
+			  json_pack("{s:s, s:s, s:i}", "bdev_name", bdev, "lvs_name", name,
+				    "cluster_sz", CLUSTER),
+			  uuid, UST_UUID_STRING_LEN);
+}
+
+static void create_lvol(const char *lvs, const char *name, int mib, bool thin, char *bdev_name)
+{
+	rpc_expect_string("bdev_lvol_create",
+			  json_pack("{s:s, s:s, s:i, s:b}", "lvs_name", lvs, "lvol_name", name,
+				    "size_in_mib", mib, "thin_provision", thin),
+			  bdev_name, UST_UUID_STRING_LEN);
+}
+
+/* The one lvstore in bdev_lvol_get_lvstores {lvs_name}; caller decrefs the response. */
+static json_t *get_lvs(const char *name, json_t **resp)
+{
+	json_t *list;
+
+	*resp = rpc("bdev_lvol_get_lvstores", json_pack("{s:s}", "lvs_name", name));
+	list = json_object_get(*resp, "result");
+	assert_true(json_is_array(list));
+	assert_int_equal(json_array_size(list), 1);
+	return json_array_get(list, 0);
+}
+
+static json_int_t lvs_int(const char *name, const char *key)
+{
+	json_t *resp, *lvs = get_lvs(name, &resp);
+	json_int_t v = json_integer_value(json_object_get(lvs, key));
+
+	json_decref(resp);
+	return v;
+}
+
+/* ---- I/O helpers ---------------------------------------------------------------------- */
+
+struct io_result {
+	int done;
+	int status;
+};
+
+static void io_cb(struct ust_bdev_io *io, int status, void *arg)
+{
+	struct io_result *r = arg;
+
+	r->status = status;
+	r->done++;
+}
+
+static int io_wait(struct io_result *r, int rc)
+{
+	assert_int_equal(rc, 0);
+	poll_threads();
+	assert_int_equal(r->done, 1);
+	return r->status;
+}
+
+static void fill(uint8_t *buf, size_t len, uint8_t seed)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		buf[i] = (uint8_t)(seed + i * 7 + (i >> 9));
+}
+
+static void event_cb(enum ust_bdev_event_type type, struct ust_bdev *bdev, void *ctx)
+{
+	(void)type;
+	(void)bdev;
+	(void)ctx;
+}
+
+static void write_bdev(const char *name, uint64_t offset_blocks, void *buf, uint64_t blocks)
+{
+	struct ust_bdev_desc *desc;
+	struct ust_io_channel *ch;
+	struct io_result r = {0};
+
+	assert_int_equal(ust_bdev_open_ext(name, true, event_cb, NULL, &desc), 0);
+	ch = ust_bdev_get_io_channel(desc);
+	assert_non_null(ch);
+	assert_int_equal(io_wait(&r, ust_bdev_write_blocks(desc, ch, buf, offset_blocks, blocks,
+							   io_cb, &r)),
+			 0);
+	ust_put_io_channel(ch);
+	ust_bdev_close(desc);
+	poll_threads();
+}
+
+static void read_bdev(const char *name, uint64_t offset_blocks, void *buf, uint64_t blocks)
+{
+	struct ust_bdev_desc *desc;
+	struct ust_io_channel *ch;
+	struct io_result r = {0};
+
+	assert_int_equal(ust_bdev_open_ext(name, false, event_cb, NULL, &desc), 0);
+	ch = ust_bdev_get_io_channel(desc);
+	assert_non_null(ch);
+	assert_int_equal(io_wait(&r, ust_bdev_read_blocks(desc, ch, buf, offset_blocks, blocks,
+							  io_cb, &r)),
+			 0);
+	ust_put_io_channel(ch);
+	ust_bdev_close(desc);
+	poll_threads();
+}
+
+static void make_malloc(const char *name)
+{
+	struct ust_malloc_opts o = {.name = name, .num_blocks = MALLOC_BYTES / BLOCK,
+				    .block_size = BLOCK};
+
+	assert_int_equal(ust_bdev_malloc_create(&o, NULL), 0);
+	poll_threads();
+}
+
+static void deleted(void *ctx, int rc)
+{
+	*(int *)ctx = rc == 0 ? 1 : rc;
+}
+
+static void drop_malloc(const char *name)
+{
+	int done = 0;
+
+	assert_int_equal(ust_bdev_malloc_delete(name, deleted, &done), 0);
+	poll_threads();
+	assert_int_equal(done, 1);
+}
+
+/* ---- tests ------------------------------------------------------------------------------ */
+
+static void test_lvstore_create_list_delete(void **state)
+{
+	char uuid[UST_UUID_STRING_LEN], uuid2[UST_UUID_STRING_LEN];
+	struct ust_uuid u;
+	json_t *resp, *lvs, *list;
+
+	make_malloc("M0");
+	create_lvs("M0", "lvs0", uuid);
+	assert_int_equal(ust_uuid_parse(&u, uuid), 0);
+	assert_true(ust_bdev_is_claimed(ust_bdev_get_by_name("M0")));
+
+	lvs = get_lvs("lvs0", &resp);
+	assert_string_equal(json_string_value(json_object_get(lvs, "uuid")), uuid);
+	assert_string_equal(json_string_value(json_object_get(lvs, "name")), "lvs0");
+	assert_string_equal(json_string_value(json_object_get(lvs, "base_bdev")), "M0");
+	assert_int_equal(json_integer_value(json_object_get(lvs, "cluster_size")), CLUSTER);
+	assert_int_equal(json_integer_value(json_object_get(lvs, "block_size")), BLOCK);
+	/* Metadata takes some clusters; nothing else is used yet. */
+	assert_true(json_integer_value(json_object_get(lvs, "total_data_clusters")) > 200);
+	assert_true(json_integer_value(json_object_get(lvs, "total_data_clusters")) <=
+		    MALLOC_BYTES / CLUSTER);
+	assert_int_equal(json_integer_value(json_object_get(lvs, "free_clusters")),
+			 json_integer_value(json_object_get(lvs, "total_data_clusters")));
+	json_decref(resp);
+
+	/* By UUID, and the whole list. */
+	resp = rpc("bdev_lvol_get_lvstores", json_pack("{s:s}", "uuid", uuid));
+	assert_string_equal(json_string_value(json_object_get(
+				    json_array_get(json_object_get(resp, "result"), 0), "name")),
+			    "lvs0");
+	json_decref(resp);
+	resp = rpc("bdev_lvol_get_lvstores", NULL);
+	list = json_object_get(resp, "result");
+	assert_int_equal(json_array_size(list), 1);
+	json_decref(resp);
+
+	/* Errors: taken name, claimed bdev, missing bdev, bad names and selectors. */
+	make_malloc("M1");
+	rpc_expect_error("bdev_lvol_create_lvstore",
+			 json_pack("{s:s, s:s}", "bdev_name", "M1", "lvs_name", "lvs0"),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS, "File exists");
+	rpc_expect_error("bdev_lvol_create_lvstore",
+			 json_pack("{s:s, s:s}", "bdev_name", "M0", "lvs_name", "other"),
+			 UST_JSONRPC_ERROR_INTERNAL_ERROR, "not permitted");
+	rpc_expect_error("bdev_lvol_create_lvstore",
+			 json_pack("{s:s, s:s}", "bdev_name", "nope", "lvs_name", "other"),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS, "no bdev named nope");
+	rpc_expect_error("bdev_lvol_create_lvstore",
+			 json_pack("{s:s, s:s}", "bdev_name", "M1", "lvs_name", "a/b"),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS, "lvs_name");
+	rpc_expect_error("bdev_lvol_create_lvstore",
+			 json_pack("{s:s, s:s, s:s}", "bdev_name", "M1", "lvs_name", "x",
+				   "clear_method", "shred"),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS, "clear_method");
+	rpc_expect_error("bdev_lvol_get_lvstores", json_pack("{s:s}", "lvs_name", "nope"),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS, "no lvstore nope");
+	rpc_expect_error("bdev_lvol_get_lvstores",
+			 json_pack("{s:s, s:s}", "lvs_name", "lvs0", "uuid", uuid),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS, "exactly one");
+	rpc_expect_error("bdev_lvol_delete_lvstore", json_pack("{s:s}", "uuid", "not-a-uuid"),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS, "invalid uuid");
+	/* Growing needs the blobstore's help: a clear refusal, not a fake success. */
+	rpc_expect_error("bdev_lvol_grow_lvstore", json_pack("{s:s}", "lvs_name", "lvs0"),
+			 UST_JSONRPC_ERROR_INTERNAL_ERROR, "not supported");
+
+	/* A second store, with write_zeroes clearing; both listed. */
+	rpc_expect_string("bdev_lvol_create_lvstore",
+			  json_pack("{s:s, s:s, s:s}", "bdev_name", "M1", "lvs_name", "lvs1",
+				    "clear_method", "write_zeroes"),
+			  uuid2, sizeof(uuid2));
+	assert_string_not_equal(uuid, uuid2);
+	assert_int_equal(lvs_int("lvs1", "cluster_size"), 1 << 20); /* the default */
+	resp = rpc("bdev_lvol_get_lvstores", NULL);
+	assert_int_equal(json_array_size(json_object_get(resp, "result")), 2);
+	json_decref(resp);
+
+	/* Delete by name and by UUID: the bases are free again. */
+	rpc_expect_true("bdev_lvol_delete_lvstore", json_pack("{s:s}", "lvs_name", "lvs1"));
+	rpc_expect_true("bdev_lvol_delete_lvstore", json_pack("{s:s}", "uuid", uuid));
+	assert_false(ust_bdev_is_claimed(ust_bdev_get_by_name("M0")));
+	assert_false(ust_bdev_is_claimed(ust_bdev_get_by_name("M1")));
+	assert_null(ust_lvs_get_by_name("lvs0"));
+	rpc_expect_error("bdev_lvol_delete_lvstore", json_pack("{s:s}", "lvs_name", "lvs0"),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS, "no lvstore");
+
+	/* A destroyed store is really gone: examining the bdev again finds nothing. */
+	drop_malloc("M1");
+	drop_malloc("M0");
+}
+
+static void test_lvols_io(void **state)
+{
+	char lvs_uuid[UST_UUID_STRING_LEN], thick[UST_UUID_STRING_LEN], thin[UST_UUID_STRING_LEN];
+	char big[UST_UUID_STRING_LEN];
+	uint8_t *w = malloc(4 * CLUSTER), *r = malloc(4 * CLUSTER);
+	struct ust_bdev *bdev;
+	struct ust_lvol *lvol;
+	json_int_t free0;
+	json_t *resp, *list, *e;
+	size_t i;
+
+	make_malloc("M0");
+	create_lvs("M0", "lvs0", lvs_uuid);
+	free0 = lvs_int("lvs0", "free_clusters");
+
+	/* Thick: 1 MiB = 16 clusters taken at once; named by UUID, alias lvs/lvol. */
+	create_lvol("lvs0", "thick", 1, false, thick);
+	bdev = ust_bdev_get_by_name(thick);
+	assert_non_null(bdev);
+	assert_ptr_equal(ust_bdev_get_by_name("lvs0/thick"), bdev);
+	assert_string_equal(ust_bdev_get_module_name(bdev), "lvol");
+	assert_int_equal(ust_bdev_get_block_size(bdev), BLOCK);
+	assert_int_equal(ust_bdev_get_num_blocks(bdev), MIB / BLOCK);
+	{
+		char buf[UST_UUID_STRING_LEN];
+
+		ust_uuid_fmt(buf, sizeof(buf), ust_bdev_get_uuid(bdev));
+		assert_string_equal(buf, thick);
+	}
+	assert_int_equal(lvs_int("lvs0", "free_clusters"), free0 - 16);
+
+	/* Thin, sized in bytes (the old "size" parameter), rounded up to a cluster. */
+	rpc_expect_string("bdev_lvol_create",
+			  json_pack("{s:s, s:s, s:I, s:b}", "uuid", lvs_uuid, "lvol_name", "thin",
+				    "size", (json_int_t)(2 * MIB + 1), "thin_provision", 1),
+			  thin, sizeof(thin));
+	assert_int_equal(ust_bdev_get_num_blocks(ust_bdev_get_by_name("lvs0/thin")),
+			 (2 * MIB + CLUSTER) / BLOCK);
+	assert_int_equal(lvs_int("lvs0", "free_clusters"), free0 - 16);
+
+	/* A thin lvol may be larger than the store; a thick one may not. */
+	create_lvol("lvs0", "huge_thin", 1024, true, big);
+	rpc_expect_error("bdev_lvol_create",
+			 json_pack("{s:s, s:s, s:i}", "lvs_name", "lvs0", "lvol_name", "huge",
+				   "size_in_mib", 1024),
+			 UST_JSONRPC_ERROR_INTERNAL_ERROR, "No space left");
+	assert_null(ust_bdev_get_by_name("lvs0/huge"));
+	assert_int_equal(lvs_int("lvs0", "free_clusters"), free0 - 16);
+	/* Duplicate name, unknown store, bad sizes, bad names. */
+	rpc_expect_error("bdev_lvol_create",
+			 json_pack("{s:s, s:s, s:i}", "lvs_name", "lvs0", "lvol_name", "thick",
+				   "size_in_mib", 1),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS, "File exists");
+	rpc_expect_error("bdev_lvol_create",
+			 json_pack("{s:s, s:s, s:i}", "lvs_name", "nope", "lvol_name", "x",
+				   "size_in_mib", 1),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS, "no lvstore nope");
+	rpc_expect_error("bdev_lvol_create", json_pack("{s:s, s:s}", "lvs_name", "lvs0",
+						       "lvol_name", "x"),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS, "size_in_mib");
+	rpc_expect_error("bdev_lvol_create",
+			 json_pack("{s:s, s:s, s:i, s:i}", "lvs_name", "lvs0", "lvol_name", "x",
+				   "size_in_mib", 1, "size", 4096),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS, "not both");
+	rpc_expect_error("bdev_lvol_create",
+			 json_pack("{s:s, s:s, s:i}", "lvs_name", "lvs0", "lvol_name", "",
+				   "size_in_mib", 1),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS, "lvol_name");
+	rpc_expect_true("bdev_lvol_delete", json_pack("{s:s}", "name", big));
+
+	/* I/O round trip through each lvol bdev, crossing clusters. */
+	fill(w, 4 * CLUSTER, 3);
+	write_bdev("lvs0/thick", CLUSTER / BLOCK - 8, w, 3 * CLUSTER / BLOCK);
+	memset(r, 0, 4 * CLUSTER);
+	read_bdev(thick, CLUSTER / BLOCK - 8, r, 3 * CLUSTER / BLOCK);
+	assert_memory_equal(w, r, 3 * CLUSTER);
+	lvol = ust_lvol_get_by_bdev_name("lvs0/thin");
+	assert_non_null(lvol);
+	assert_int_equal(ust_lvol_get_num_allocated_clusters(lvol), 0);
+	fill(w, 4 * CLUSTER, 99);
+	write_bdev("lvs0/thin", 2 * CLUSTER / BLOCK, w, CLUSTER / BLOCK + 1);
+	assert_int_equal(ust_lvol_get_num_allocated_clusters(lvol), 2);
+	assert_int_equal(lvs_int("lvs0", "free_clusters"), free0 - 18);
+	memset(r, 0xee, 4 * CLUSTER);
+	read_bdev("lvs0/thin", 0, r, 4 * CLUSTER / BLOCK);
+	for (i = 0; i < 2 * CLUSTER; i++)
+		assert_int_equal(r[i], 0); /* never written: zeros */
+	assert_memory_equal(r + 2 * CLUSTER, w, CLUSTER + BLOCK);
+
+	/* write_zeroes, unmap, flush (from another thread too), reset. */
+	{
+		struct ust_bdev_desc *desc;
+		struct ust_io_channel *ch, *ch1;
+		struct io_result res;
+
+		assert_int_equal(ust_bdev_open_ext(thick, true, event_cb, NULL, &desc), 0);
+		ch = ust_bdev_get_io_channel(desc);
+		memset(&res, 0, sizeof(res));
+		assert_int_equal(io_wait(&res, ust_bdev_write_zeroes_blocks(desc, ch, CLUSTER / BLOCK,
+									    4, io_cb, &res)),
+				 0);
+		memset(&res, 0, sizeof(res));
+		assert_int_equal(io_wait(&res, ust_bdev_unmap_blocks(desc, ch, CLUSTER / BLOCK + 4,
+								     4, io_cb, &res)),
+				 0);
+		memset(&res, 0, sizeof(res));
+		assert_int_equal(io_wait(&res, ust_bdev_flush_blocks(desc, ch, 0,
+								     MIB / BLOCK, io_cb, &res)),
+				 0);
+		memset(&res, 0, sizeof(res));
+		assert_int_equal(io_wait(&res, ust_bdev_reset(desc, ch, io_cb, &res)), 0);
+
+		/* Flush submitted on t1 goes to the metadata thread (t0) and back. */
+		ust_set_thread(g_t1);
+		ch1 = ust_bdev_get_io_channel(desc);
+		assert_non_null(ch1);
+		memset(&res, 0, sizeof(res));
+		assert_int_equal(ust_bdev_flush_blocks(desc, ch1, 0, 8, io_cb, &res), 0);
+		poll_threads();
+		assert_int_equal(res.done, 1);
+		assert_int_equal(res.status, 0);
+		memset(&res, 0, sizeof(res));
+		ust_set_thread(g_t1);
+		assert_int_equal(ust_bdev_read_blocks(desc, ch1, r, CLUSTER / BLOCK - 8, 16,
+						      io_cb, &res), 0);
+		poll_threads();
+		assert_int_equal(res.done, 1);
+		assert_int_equal(res.status, 0);
+		fill(w, 8 * BLOCK, 3);
+		assert_memory_equal(r, w, 8 * BLOCK); /* read on t1: intact before the zeroes */
+		ust_set_thread(g_t1);
+		ust_put_io_channel(ch1);
+		ust_set_thread(g_t0);
+		ust_put_io_channel(ch);
+		ust_bdev_close(desc);
+		poll_threads();
+	}
+	fill(w, 4 * CLUSTER, 3);
+	read_bdev(thick, CLUSTER / BLOCK - 8, r, 16);
+	assert_memory_equal(r, w, 8 * BLOCK); /* before the zeroed range: intact */
+	for (i = 8 * BLOCK; i < 16 * BLOCK; i++)
+		assert_int_equal(r[i], 0);
+
+	/* bdev_lvol_get_lvols */
+	resp = rpc("bdev_lvol_get_lvols", json_pack("{s:s}", "lvs_name", "lvs0"));
+	list = json_object_get(resp, "result");
+	assert_int_equal(json_array_size(list), 2);
+	e = json_array_get(list, 0);
+	assert_string_equal(json_string_value(json_object_get(e, "alias")), "lvs0/thick");
+	assert_string_equal(json_string_value(json_object_get(e, "uuid")), thick);
+	assert_string_equal(json_string_value(json_object_get(e, "name")), "thick");
+	assert_false(json_is_true(json_object_get(e, "is_thin_provisioned")));
+	assert_false(json_is_true(json_object_get(e, "is_snapshot")));
+	assert_false(json_is_true(json_object_get(e, "is_clone")));
+	assert_int_equal(json_integer_value(json_object_get(e, "num_allocated_clusters")), 16);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(e, "lvs"), "name")),
+			    "lvs0");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(e, "lvs"), "uuid")),
+			    lvs_uuid);
+	e = json_array_get(list, 1);
+	assert_string_equal(json_string_value(json_object_get(e, "alias")), "lvs0/thin");
+	assert_true(json_is_true(json_object_get(e, "is_thin_provisioned")));
+	assert_int_equal(json_integer_value(json_object_get(e, "num_allocated_clusters")), 2);
+	json_decref(resp);
+	resp = rpc("bdev_lvol_get_lvols", NULL);
+	assert_int_equal(json_array_size(json_object_get(resp, "result")), 2);
+	json_decref(resp);
+	rpc_expect_error("bdev_lvol_get_lvols", json_pack("{s:s}", "lvs_uuid", "x"),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS, "invalid uuid");
+
+	/* The lvol bdev describes itself in bdev_get_bdevs. */
+	resp = rpc("bdev_get_bdevs", json_pack("{s:s}", "name", "lvs0/thin"));
+	e = json_object_get(json_object_get(json_array_get(json_object_get(resp, "result"), 0),
+					    "driver_specific"),
+			    "lvol");
+	assert_non_null(e);
+	assert_string_equal(json_string_value(json_object_get(e, "lvol_store_uuid")), lvs_uuid);
+	assert_string_equal(json_string_value(json_object_get(e, "base_bdev")), "M0");
+	assert_true(json_is_true(json_object_get(e, "thin_provision")));
+	json_decref(resp);
+
+	/* Leave lvs0 with its lvols loaded: teardown's shutdown must unload them. */
+	free(w);
+	free(r);
+}
+
+static void test_resize_rename_delete(void **state)
+{
+	char lvs_uuid[UST_UUID_STRING_LEN], vol[UST_UUID_STRING_LEN], other[UST_UUID_STRING_LEN];
+	uint8_t *w = malloc(2 * MIB), *r = malloc(2 * MIB);
+	struct ust_bdev_desc *desc;
+	json_int_t free0;
+	json_t *resp;
+
+	make_malloc("M2");
+	create_lvs("M2", "store", lvs_uuid);
+	free0 = lvs_int("store", "free_clusters");
+	create_lvol("store", "vol", 1, false, vol);
+	create_lvol("store", "other", 1, true, other);
+	fill(w, 2 * MIB, 41);
+	write_bdev(vol, 0, w, MIB / BLOCK);
+
+	/* Grow to 2 MiB: data kept, new clusters allocated, bdev bigger. */
+	rpc_expect_true("bdev_lvol_resize", json_pack("{s:s, s:i}", "name", "store/vol",
+						      "size_in_mib", 2));
+	assert_int_equal(ust_bdev_get_num_blocks(ust_bdev_get_by_name(vol)), 2 * MIB / BLOCK);
+	assert_int_equal(lvs_int("store", "free_clusters"), free0 - 32);
+	write_bdev(vol, MIB / BLOCK, w + MIB, MIB / BLOCK);
+	read_bdev(vol, 0, r, 2 * MIB / BLOCK);
+	assert_memory_equal(r, w, 2 * MIB);
+
+	/* Shrinking is refused while the bdev is open, and changes nothing. */
+	assert_int_equal(ust_bdev_open_ext(vol, false, event_cb, NULL, &desc), 0);
+	rpc_expect_error("bdev_lvol_resize", json_pack("{s:s, s:i}", "name", vol, "size", 65536),
+			 UST_JSONRPC_ERROR_INVALID_STATE, "cannot resize lvol");
+	ust_bdev_close(desc);
+	poll_threads();
+	assert_int_equal(ust_bdev_get_num_blocks(ust_bdev_get_by_name(vol)), 2 * MIB / BLOCK);
+
+	/* Shrink to 3 clusters (bytes, rounded up): the first 3 clusters kept. */
+	rpc_expect_true("bdev_lvol_resize", json_pack("{s:s, s:i}", "name", vol, "size",
+						      2 * CLUSTER + 1));
+	assert_int_equal(ust_bdev_get_num_blocks(ust_bdev_get_by_name(vol)), 3 * CLUSTER / BLOCK);
+	assert_int_equal(lvs_int("store", "free_clusters"), free0 - 3);
+	read_bdev(vol, 0, r, 3 * CLUSTER / BLOCK);
+	assert_memory_equal(r, w, 3 * CLUSTER);
+	/* Too big for a thick lvol: ENOSPC and nothing changed. */
+	rpc_expect_error("bdev_lvol_resize", json_pack("{s:s, s:i}", "name", vol, "size_in_mib",
+						       64),
+			 UST_JSONRPC_ERROR_INTERNAL_ERROR, "No space left");
+	assert_int_equal(ust_bdev_get_num_blocks(ust_bdev_get_by_name(vol)), 3 * CLUSTER / BLOCK);
+	assert_int_equal(lvs_int("store", "free_clusters"), free0 - 3);
+	rpc_expect_error("bdev_lvol_resize", json_pack("{s:s, s:i}", "name", "store/nope",
+						       "size_in_mib", 1),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS, "no lvol bdev");
+
+	/* Rename the lvol: the alias follows; a taken name is refused. */
+	rpc_expect_true("bdev_lvol_rename", json_pack("{s:s, s:s}", "old_name", "store/vol",
+						      "new_name", "vol2"));
+	assert_null(ust_bdev_get_by_name("store/vol"));
+	assert_ptr_equal(ust_bdev_get_by_name("store/vol2"), ust_bdev_get_by_name(vol));
+	assert_string_equal(ust_lvol_get_name(ust_lvol_get_by_bdev_name(vol)), "vol2");
+	rpc_expect_error("bdev_lvol_rename", json_pack("{s:s, s:s}", "old_name", vol, "new_name",
+						       "other"),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS, "File exists");
+	rpc_expect_error("bdev_lvol_rename", json_pack("{s:s, s:s}", "old_name", "M2", "new_name",
+						       "x"),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS, "no lvol bdev M2");
+
+	/* Rename the store: every alias follows. */
+	rpc_expect_true("bdev_lvol_rename_lvstore", json_pack("{s:s, s:s}", "old_name", "store",
+							      "new_name", "pool"));
+	assert_null(ust_lvs_get_by_name("store"));
+	assert_non_null(ust_lvs_get_by_name("pool"));
+	assert_ptr_equal(ust_bdev_get_by_name("pool/vol2"), ust_bdev_get_by_name(vol));
+	assert_ptr_equal(ust_bdev_get_by_name("pool/other"), ust_bdev_get_by_name(other));
+	assert_null(ust_bdev_get_by_name("store/other"));
+	resp = rpc("bdev_lvol_get_lvols", json_pack("{s:s}", "lvs_name", "pool"));
+	assert_string_equal(json_string_value(json_object_get(
+				    json_array_get(json_object_get(resp, "result"), 0), "alias")),
+			    "pool/vol2");
+	json_decref(resp);
+	rpc_expect_error("bdev_lvol_rename_lvstore",
+			 json_pack("{s:s, s:s}", "old_name", "store", "new_name", "x"),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS, "no lvstore store");
+
+	/* Delete: refused while open for writing, fine once closed. */
+	assert_int_equal(ust_bdev_open_ext("pool/vol2", true, event_cb, NULL, &desc), 0);
+	rpc_expect_error("bdev_lvol_delete", json_pack("{s:s}", "name", "pool/vol2"),
+			 UST_JSONRPC_ERROR_INVALID_STATE, "open for writing");
+	assert_non_null(ust_bdev_get_by_name(vol));
+	rpc_expect_error("bdev_lvol_delete_lvstore", json_pack("{s:s}", "lvs_name", "pool"),
+			 UST_JSONRPC_ERROR_INVALID_STATE, NULL);
+	ust_bdev_close(desc);
+	poll_threads();
+	rpc_expect_true("bdev_lvol_delete", json_pack("{s:s}", "name", "pool/vol2"));
+	assert_null(ust_bdev_get_by_name(vol));
+	assert_null(ust_bdev_get_by_name("pool/vol2"));
+	assert_int_equal(lvs_int("pool", "free_clusters"), free0);
+	rpc_expect_error("bdev_lvol_delete", json_pack("{s:s}", "name", vol),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS, "no lvol bdev");
+	/* The name is free again. */
+	create_lvol("pool", "vol2", 1, true, vol);
+
+	/* Deleting the store takes its lvols with it. */
+	rpc_expect_true("bdev_lvol_delete_lvstore", json_pack("{s:s}", "lvs_name", "pool"));
+	assert_null(ust_bdev_get_by_name("pool/other"));
+	assert_null(ust_bdev_get_by_name(vol));
+	assert_false(ust_bdev_is_claimed(ust_bdev_get_by_name("M2")));
+	drop_malloc("M2");
+	free(w);
+	free(r);
+}
+
+/* Unload (as at shutdown), unregister the base, register it again: all back. */
+static void test_restart(void **state)
+{
+	char lvs_uuid[UST_UUID_STRING_LEN], a[UST_UUID_STRING_LEN], b[UST_UUID_STRING_LEN];
+	uint8_t *w = malloc(MIB), *r = malloc(MIB);
+	struct ust_lvol_store *lvs;
+	struct ust_lvol *lvol;
+	json_int_t free_before;
+	json_t *resp, *e;
+	int rc = 1;
+
+	g_pram_data = calloc(1, PRAM_BYTES);
+	pram_register();
+	/* A blank bdev is examined quietly and left unclaimed. */
+	assert_false(ust_bdev_is_claimed(&g_pram_bdev));
+	assert_null(lvs_on("Pram0"));
+
+	create_lvs("Pram0", "keep", lvs_uuid);
+	create_lvol("keep", "a", 1, false, a);
+	create_lvol("keep", "b", 2, true, b);
+	rpc_expect_true("bdev_lvol_rename", json_pack("{s:s, s:s}", "old_name", "keep/b",
+						      "new_name", "bee"));
+	rpc_expect_true("bdev_lvol_resize", json_pack("{s:s, s:i}", "name", "keep/a",
+						      "size_in_mib", 2));
+	fill(w, MIB, 17);
+	write_bdev(a, MIB / BLOCK, w, MIB / BLOCK);
+	write_bdev(b, 5, w, 64);
+	free_before = lvs_int("keep", "free_clusters");
+
+	/* An lvol open for writing blocks an orderly unload. */
+	lvs = ust_lvs_get_by_name("keep");
+	{
+		struct ust_bdev_desc *desc;
+
+		assert_int_equal(ust_bdev_open_ext(a, true, event_cb, NULL, &desc), 0);
+		ust_lvs_unload(lvs, deleted, &rc);
+		poll_threads();
+		assert_int_equal(rc, -EBUSY);
+		ust_bdev_close(desc);
+		poll_threads();
+	}
+	rc = 0;
+	ust_lvs_unload(lvs, deleted, &rc);
+	poll_threads();
+	assert_int_equal(rc, 1);
+	assert_null(ust_bdev_get_by_name(a));
+	assert_null(ust_bdev_get_by_name("keep/bee"));
+	assert_null(ust_lvs_get_by_name("keep"));
+	assert_false(ust_bdev_is_claimed(&g_pram_bdev));
+	pram_unregister();
+
+	/* "Restart": the same bytes come back as a new bdev; examine loads the store. */
+	pram_register();
+	lvs = ust_lvs_get_by_name("keep");
+	assert_non_null(lvs);
+	assert_true(ust_bdev_is_claimed(&g_pram_bdev));
+	{
+		char buf[UST_UUID_STRING_LEN];
+
+		ust_uuid_fmt(buf, sizeof(buf), ust_lvs_get_uuid(lvs));
+		assert_string_equal(buf, lvs_uuid);
+	}
+	assert_int_equal(lvs_int("keep", "free_clusters"), free_before);
+	assert_int_equal(lvs_int("keep", "cluster_size"), CLUSTER);
+	assert_ptr_equal(ust_bdev_get_by_name("keep/a"), ust_bdev_get_by_name(a));
+	assert_ptr_equal(ust_bdev_get_by_name("keep/bee"), ust_bdev_get_by_name(b));
+	assert_non_null(ust_bdev_get_by_name(a));
+	assert_int_equal(ust_bdev_get_num_blocks(ust_bdev_get_by_name(a)), 2 * MIB / BLOCK);
+	assert_int_equal(ust_bdev_get_num_blocks(ust_bdev_get_by_name(b)), 2 * MIB / BLOCK);
+	lvol = ust_lvol_get_by_bdev_name(b);
+	assert_true(ust_lvol_is_thin(lvol));
+	assert_int_equal(ust_lvol_get_num_allocated_clusters(lvol), 1);
+	read_bdev(a, MIB / BLOCK, r, MIB / BLOCK);
+	assert_memory_equal(r, w, MIB);
+	read_bdev("keep/bee", 5, r, 64);
+	assert_memory_equal(r, w, 64 * BLOCK);
+	resp = rpc("bdev_lvol_get_lvols", json_pack("{s:s}", "lvs_uuid", lvs_uuid));
+	assert_int_equal(json_array_size(json_object_get(resp, "result")), 2);
+	e = json_array_get(json_object_get(resp, "result"), 1);
+	assert_string_equal(json_string_value(json_object_get(e, "name")), "bee");
+	assert_string_equal(json_string_value(json_object_get(e, "uuid")), b);
+	json_decref(resp);
+
+	/* Nothing lvol-related goes into save_config: it is all on disk. */
+	{
+		json_t *calls = json_array();
+		struct ust_bdev *bd = ust_bdev_get_by_name(a);
+
+		bd->fn_table->write_config_json(bd, calls);
+		assert_int_equal(json_array_size(calls), 0);
+		json_decref(calls);
+	}
+
+	rpc_expect_true("bdev_lvol_rename_lvstore", json_pack("{s:s, s:s}", "old_name", "keep",
+							      "new_name", "moved"));
+
+	/* After the rename and another restart the new name is what loads. */
+	rc = 0;
+	ust_lvs_unload(ust_lvs_get_by_name("moved"), deleted, &rc);
+	poll_threads();
+	assert_int_equal(rc, 1);
+	pram_unregister();
+	pram_register();
+	assert_non_null(ust_lvs_get_by_name("moved"));
+	assert_non_null(ust_bdev_get_by_name("moved/a"));
+	assert_non_null(ust_bdev_get_by_name("moved/bee"));
+	assert_null(ust_lvs_get_by_name("keep"));
+
+	/* Deleted lvols stay deleted across a restart. */
+	rpc_expect_true("bdev_lvol_delete", json_pack("{s:s}", "name", "moved/bee"));
+	rc = 0;
+	ust_lvs_unload(ust_lvs_get_by_name("moved"), deleted, &rc);
+	poll_threads();
+	assert_int_equal(rc, 1);
+	pram_unregister();
+	pram_register();
+	assert_non_null(ust_bdev_get_by_name("moved/a"));
+	assert_null(ust_bdev_get_by_name("moved/bee"));
+
+	/* Shutdown unloads it; the test teardown checks the core finishes. */
+	free(w);
+	free(r);
+}
+
+/* Two stores may not share a name: the one found second is left alone. */
+static void test_duplicate_store_name_at_examine(void **state)
+{
+	char u1[UST_UUID_STRING_LEN], u2[UST_UUID_STRING_LEN];
+	struct ust_lvol_store *lvs;
+	uint8_t *saved;
+	int rc;
+
+	/* Put "moved" aside and make "twin" on fresh bytes of Pram0. */
+	rc = 0;
+	ust_lvs_unload(ust_lvs_get_by_name("moved"), deleted, &rc);
+	poll_threads();
+	assert_int_equal(rc, 1);
+	pram_unregister();
+	saved = g_pram_data;
+	g_pram_data = calloc(1, PRAM_BYTES);
+	pram_register();
+	assert_null(lvs_on("Pram0"));
+	create_lvs("Pram0", "twin", u1);
+	rc = 0;
+	ust_lvs_unload(ust_lvs_get_by_name("twin"), deleted, &rc);
+	poll_threads();
+	assert_int_equal(rc, 1);
+	pram_unregister();
+
+	/* Another "twin" is loaded when Pram0 comes back: Pram0's stays on disk, unloaded. */
+	make_malloc("M4");
+	create_lvs("M4", "twin", u2);
+	pram_register();
+	lvs = ust_lvs_get_by_name("twin");
+	assert_non_null(lvs);
+	assert_string_equal(ust_lvs_get_base_bdev_name(lvs), "M4");
+	assert_null(lvs_on("Pram0"));
+	assert_false(ust_bdev_is_claimed(&g_pram_bdev));
+
+	/* Once the other is gone, Pram0's loads. */
+	rpc_expect_true("bdev_lvol_delete_lvstore", json_pack("{s:s}", "uuid", u2));
+	drop_malloc("M4");
+	pram_unregister();
+	pram_register();
+	lvs = ust_lvs_get_by_name("twin");
+	assert_non_null(lvs);
+	assert_string_equal(ust_lvs_get_base_bdev_name(lvs), "Pram0");
+
+	/* "moved" back for the shutdown in teardown. */
+	rc = 0;
+	ust_lvs_unload(lvs, deleted, &rc);
+	poll_threads();
+	assert_int_equal(rc, 1);
+	pram_unregister();
+	free(g_pram_data);
+	g_pram_data = saved;
+	pram_register();
+	assert_non_null(ust_bdev_get_by_name("moved/a"));
+}
+
+/* ---- setup -------------------------------------------------------------------------- */
+
+static void init_done(void *ctx, int rc)
+{
+	*(int *)ctx = rc == 0 ? 1 : rc;
+}
+
+static void fini_done(void *ctx)
+{
+	*(int *)ctx = 1;
+}
+
+static int setup(void **state)
+{
+	int done = 0;
+
+	if (ust_thread_lib_init(NULL) != 0)
+		return -1;
+	g_t0 = ust_thread_create("t0", NULL);
+	g_t1 = ust_thread_create("t1", NULL);
+	ust_set_thread(g_t0);
+	ust_rpc_set_state(UST_RPC_RUNTIME);
+	ust_bdev_initialize(init_done, &done);
+	poll_threads();
+	return done == 1 ? 0 : -1;
+}
+
+static void exit_thread(struct ust_thread *t)
+{
+	int i;
+
+	ust_set_thread(t);
+	ust_thread_exit(t);
+	for (i = 0; i < 1000 && !ust_thread_is_exited(t); i++)
+		ust_thread_poll(t, 0, 0);
+	ust_thread_destroy(t);
+}
+
+static int teardown(void **state)
+{
+	int done = 0;
+
+	/* lvs0 (with lvols, on M0) and "moved" (on Pram0) are still loaded. */
+	ust_bdev_finish(fini_done, &done);
+	poll_threads();
+	if (done != 1)
+		return -1;
+	if (ust_lvs_first() != NULL || g_pram_registered)
+		return -1;
+	exit_thread(g_t1);
+	exit_thread(g_t0);
+	ust_set_thread(NULL);
+	ust_thread_lib_fini();
+	free(g_pram_data);
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_lvstore_create_list_delete),
+		cmocka_unit_test(test_lvols_io),
+		cmocka_unit_test(test_resize_rename_delete),
+		cmocka_unit_test(test_restart),
+		cmocka_unit_test(test_duplicate_store_name_at_examine),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

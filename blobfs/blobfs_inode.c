@@ -1,0 +1,674 @@
+/*
+ * blobfs inodes in memory: the inode cache (every inode touched stays
+ * loaded, its blob open, until unmount), loading an inode from its blob's
+ * xattrs and storing it back, directory entries (a cookie-ordered array for
+ * stable readdir offsets plus a name hash) and the refs that are an inode's
+ * hard links. Everything here runs on the metadata thread and changes blob
+ * xattrs in memory only; the callers sync.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <dirent.h>
+
+#include "ustor/log.h"
+
+#include "blobfs_internal.h"
+
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "on-disk records are little-endian");
+
+struct bfs_waiter {
+	struct bfs_inode **out;
+	void (*cb)(struct bfs_req *req);
+	struct bfs_req *req;
+	struct bfs_waiter *next;
+};
+
+uint64_t bfs_ino_in(struct ust_blobfs *fs, uint64_t ino)
+{
+	return ino == UST_BLOBFS_ROOT_INO ? fs->root->ino : ino;
+}
+
+uint64_t bfs_ino_out(struct ust_blobfs *fs, uint64_t ino)
+{
+	return fs->root != NULL && ino == fs->root->ino ? UST_BLOBFS_ROOT_INO : ino;
+}
+
+void bfs_now(struct timespec *ts)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+}
+
+uint8_t bfs_mode_to_dt(uint32_t mode)
+{
+	return (uint8_t)((mode & S_IFMT) >> 12);
+}
+
+static uint64_t hash_name(const char *name)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	while (*name != '\0') {
+		h ^= (uint8_t)*name++;
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+/* ---- the cache ------------------------------------------------------------------------ */
+
+static size_t ibucket(struct ust_blobfs *fs, uint64_t ino)
+{
+	return (size_t)((ino * 0x9e3779b97f4a7c15ull) >> 20) % fs->nibuckets;
+}
+
+struct bfs_inode *bfs_icache_find(struct ust_blobfs *fs, uint64_t ino)
+{
+	struct bfs_inode *ip;
+
+	for (ip = fs->itab[ibucket(fs, ino)]; ip != NULL; ip = ip->hnext) {
+		if (ip->ino == ino) {
+			return ip;
+		}
+	}
+	return NULL;
+}
+
+static void icache_grow(struct ust_blobfs *fs)
+{
+	size_t n = fs->nibuckets * 4, i, b;
+	struct bfs_inode **t = calloc(n, sizeof(*t)), *ip, *next;
+
+	if (t == NULL) {
+		return; /* stay at the old size: slower lookups, nothing lost */
+	}
+	for (i = 0; i < fs->nibuckets; i++) {
+		for (ip = fs->itab[i]; ip != NULL; ip = next) {
+			next = ip->hnext;
+			b = (size_t)((ip->ino * 0x9e3779b97f4a7c15ull) >> 20) % n;
+			ip->hnext = t[b];
+			t[b] = ip;
+		}
+	}
+	free(fs->itab);
+	fs->itab = t;
+	fs->nibuckets = n;
+}
+
+static void icache_insert(struct ust_blobfs *fs, struct bfs_inode *ip)
+{
+	size_t b;
+
+	if (fs->ninodes >= fs->nibuckets * 2) {
+		icache_grow(fs);
+	}
+	b = ibucket(fs, ip->ino);
+	ip->hnext = fs->itab[b];
+	fs->itab[b] = ip;
+	fs->ninodes++;
+}
+
+void bfs_icache_remove(struct ust_blobfs *fs, struct bfs_inode *ip)
+{
+	struct bfs_inode **pp = &fs->itab[ibucket(fs, ip->ino)];
+
+	while (*pp != NULL && *pp != ip) {
+		pp = &(*pp)->hnext;
+	}
+	if (*pp == ip) {
+		*pp = ip->hnext;
+		fs->ninodes--;
+	}
+}
+
+static void dir_clear(struct bfs_inode *ip)
+{
+	size_t i;
+
+	for (i = 0; i < ip->nents; i++) {
+		free(ip->ents[i]);
+	}
+	free(ip->ents);
+	free(ip->hash);
+	ip->ents = NULL;
+	ip->hash = NULL;
+	ip->nents = ip->cap = ip->nbuckets = 0;
+	ip->nsubdirs = 0;
+}
+
+void bfs_inode_free(struct bfs_inode *ip)
+{
+	dir_clear(ip);
+	free(ip->refs);
+	free(ip->link);
+	free(ip);
+}
+
+/* ---- decoding and encoding ------------------------------------------------------------- */
+
+static struct timespec ts_in(const struct bfs_disk_ts *t)
+{
+	struct timespec ts = {.tv_sec = (time_t)t->sec, .tv_nsec = t->nsec};
+
+	return ts;
+}
+
+static struct bfs_disk_ts ts_out(const struct timespec *ts)
+{
+	struct bfs_disk_ts t = {.sec = ts->tv_sec, .nsec = (uint32_t)ts->tv_nsec};
+
+	return t;
+}
+
+int bfs_encode_inode(const struct bfs_inode *ip, struct bfs_disk_inode *d)
+{
+	memset(d, 0, sizeof(*d));
+	d->magic = BFS_INODE_MAGIC;
+	d->version = BFS_VERSION;
+	d->mode = ip->mode;
+	d->uid = ip->uid;
+	d->gid = ip->gid;
+	d->rdev = ip->rdev;
+	d->size = ip->size;
+	d->birth_seq = ip->birth_seq;
+	d->next_cookie = ip->next_cookie;
+	d->atime = ts_out(&ip->atime);
+	d->mtime = ts_out(&ip->mtime);
+	d->ctime = ts_out(&ip->ctime);
+	d->btime = ts_out(&ip->btime);
+	return 0;
+}
+
+static int dir_insert(struct bfs_inode *dp, struct bfs_dirent *de);
+
+static void parse_dirent_name(void *ctx, const char *name)
+{
+	struct bfs_inode *ip = ctx;
+	const struct bfs_disk_dirent *d;
+	struct bfs_dirent *de;
+	const void *v;
+	size_t len;
+	char *end;
+	uint64_t cookie;
+
+	if (strncmp(name, BFS_DIRENT_PREFIX, 2) != 0 || ip->load_rc != 0) {
+		return;
+	}
+	cookie = strtoull(name + 2, &end, 16);
+	if (*end != '\0' || ust_blob_get_xattr(ip->blob, name, &v, &len) != 0 ||
+	    len < sizeof(*d)) {
+		UST_ERRLOG("blobfs: directory 0x%" PRIx64 ": bad entry %s\n", ip->ino, name);
+		ip->load_rc = -EIO;
+		return;
+	}
+	d = v;
+	if (d->name_len == 0 || len != sizeof(*d) + d->name_len) {
+		UST_ERRLOG("blobfs: directory 0x%" PRIx64 ": bad entry %s\n", ip->ino, name);
+		ip->load_rc = -EIO;
+		return;
+	}
+	de = calloc(1, sizeof(*de));
+	if (de == NULL) {
+		ip->load_rc = -ENOMEM;
+		return;
+	}
+	de->cookie = cookie;
+	de->ino = d->ino;
+	de->type = d->type;
+	de->len = d->name_len;
+	memcpy(de->name, (const char *)v + sizeof(*d), d->name_len);
+	if (dir_insert(ip, de) != 0) {
+		free(de);
+		ip->load_rc = -ENOMEM;
+	}
+}
+
+static int cmp_cookie(const void *a, const void *b)
+{
+	const struct bfs_dirent *x = *(const struct bfs_dirent *const *)a;
+	const struct bfs_dirent *y = *(const struct bfs_dirent *const *)b;
+
+	return x->cookie < y->cookie ? -1 : x->cookie > y->cookie;
+}
+
+/* Read every xattr of an open inode blob into ip. */
+int bfs_inode_parse(struct bfs_inode *ip)
+{
+	const struct bfs_disk_inode *d;
+	const uint8_t *p;
+	const void *v;
+	size_t len, off;
+	int rc;
+
+	rc = ust_blob_get_internal_xattr(ip->blob, BFS_XA_INODE, &v, &len);
+	if (rc != 0 || len < sizeof(*d)) {
+		return -ESTALE; /* not a blobfs inode */
+	}
+	d = v;
+	if (d->magic != BFS_INODE_MAGIC) {
+		return -ESTALE;
+	}
+	if (d->version != BFS_VERSION) {
+		UST_ERRLOG("blobfs: inode 0x%" PRIx64 ": version %u unsupported\n", ip->ino, d->version);
+		return -EIO;
+	}
+	ip->mode = d->mode;
+	ip->uid = d->uid;
+	ip->gid = d->gid;
+	ip->rdev = d->rdev;
+	ip->size = d->size;
+	ip->birth_seq = d->birth_seq;
+	ip->next_cookie = d->next_cookie;
+	ip->atime = ts_in(&d->atime);
+	ip->mtime = ts_in(&d->mtime);
+	ip->ctime = ts_in(&d->ctime);
+	ip->btime = ts_in(&d->btime);
+
+	if (ust_blob_get_internal_xattr(ip->blob, BFS_XA_REFS, &v, &len) == 0) {
+		p = v;
+		for (off = 0; off + 10 <= len;) {
+			uint64_t parent;
+			uint16_t nl;
+			char name[UST_BLOBFS_NAME_MAX + 1];
+
+			memcpy(&parent, p + off, 8);
+			memcpy(&nl, p + off + 8, 2);
+			if (nl == 0 || nl > UST_BLOBFS_NAME_MAX || off + 10 + nl > len) {
+				return -EIO;
+			}
+			memcpy(name, p + off + 10, nl);
+			name[nl] = '\0';
+			if (bfs_ref_add(ip, parent, name) != 0) {
+				return -ENOMEM;
+			}
+			off += 10u + nl;
+		}
+	}
+	if (S_ISLNK(ip->mode)) {
+		if (ust_blob_get_internal_xattr(ip->blob, BFS_XA_LINK, &v, &len) != 0) {
+			return -EIO;
+		}
+		ip->link = malloc(len + 1);
+		if (ip->link == NULL) {
+			return -ENOMEM;
+		}
+		memcpy(ip->link, v, len);
+		ip->link[len] = '\0';
+	}
+	if (S_ISDIR(ip->mode)) {
+		ip->load_rc = 0;
+		ust_blob_list_xattrs(ip->blob, parse_dirent_name, ip);
+		if (ip->load_rc != 0) {
+			return ip->load_rc;
+		}
+		if (ip->nents > 1) {
+			qsort(ip->ents, ip->nents, sizeof(*ip->ents), cmp_cookie);
+		}
+	}
+	return 0;
+}
+
+/* The inode attributes and refs into the blob's xattrs (memory; caller syncs). */
+void bfs_inode_store(struct ust_blobfs *fs, struct bfs_inode *ip)
+{
+	struct bfs_disk_inode d;
+	int rc;
+
+	(void)fs;
+	bfs_encode_inode(ip, &d);
+	rc = ust_blob_set_internal_xattr(ip->blob, BFS_XA_INODE, &d, sizeof(d));
+	if (rc != 0) {
+		/* 120 bytes replacing 120 bytes cannot run out of room */
+		UST_ERRLOG("blobfs: inode 0x%" PRIx64 ": storing attributes: %d\n", ip->ino, rc);
+	}
+}
+
+int bfs_refs_store(struct bfs_inode *ip)
+{
+	uint8_t *buf;
+	size_t len = 0, i;
+	int rc;
+
+	if (ip->nrefs == 0) {
+		rc = ust_blob_remove_internal_xattr(ip->blob, BFS_XA_REFS);
+		return rc == -ENOENT ? 0 : rc;
+	}
+	for (i = 0; i < ip->nrefs; i++) {
+		len += 10u + ip->refs[i].len;
+	}
+	buf = malloc(len);
+	if (buf == NULL) {
+		return -ENOMEM;
+	}
+	len = 0;
+	for (i = 0; i < ip->nrefs; i++) {
+		memcpy(buf + len, &ip->refs[i].parent, 8);
+		memcpy(buf + len + 8, &ip->refs[i].len, 2);
+		memcpy(buf + len + 10, ip->refs[i].name, ip->refs[i].len);
+		len += 10u + ip->refs[i].len;
+	}
+	rc = ust_blob_set_internal_xattr(ip->blob, BFS_XA_REFS, buf, len);
+	free(buf);
+	return rc;
+}
+
+/* ---- loading ------------------------------------------------------------------------------ */
+
+static void iget_wake(struct ust_blobfs *fs, struct bfs_inode *ip, int rc)
+{
+	struct bfs_waiter *w = ip->waiters, *next;
+
+	ip->waiters = NULL;
+	ip->loading = false;
+	if (rc != 0) {
+		bfs_icache_remove(fs, ip);
+		if (ip->blob != NULL) {
+			ust_blob_close(ip->blob, bfs_ignore_cb, NULL);
+		}
+		ip->blob = NULL;
+	}
+	for (; w != NULL; w = next) {
+		next = w->next;
+		*w->out = rc == 0 ? ip : NULL;
+		w->req->rc = rc;
+		w->cb(w->req);
+		free(w);
+	}
+	if (rc != 0) {
+		bfs_inode_free(ip);
+	}
+}
+
+static void iget_opened(void *arg, struct ust_blob *blob, int rc)
+{
+	struct bfs_inode *ip = arg;
+	struct ust_blobfs *fs = ip->fs;
+
+	if (rc == 0) {
+		ip->blob = blob;
+		rc = bfs_inode_parse(ip);
+	}
+	iget_wake(fs, ip, rc);
+}
+
+int bfs_iget(struct ust_blobfs *fs, uint64_t ino, struct bfs_inode **out, void (*cb)(struct bfs_req *),
+	     struct bfs_req *req)
+{
+	struct bfs_inode *ip = bfs_icache_find(fs, ino);
+	struct bfs_waiter *w;
+
+	if (ip != NULL && !ip->loading) {
+		*out = ip;
+		return 1;
+	}
+	w = calloc(1, sizeof(*w));
+	if (w == NULL) {
+		req->rc = -ENOMEM;
+		*out = NULL;
+		return 1;
+	}
+	w->out = out;
+	w->cb = cb;
+	w->req = req;
+	if (ip != NULL) {
+		w->next = ip->waiters;
+		ip->waiters = w;
+		return 0;
+	}
+	ip = calloc(1, sizeof(*ip));
+	if (ip == NULL) {
+		free(w);
+		req->rc = -ENOMEM;
+		*out = NULL;
+		return 1;
+	}
+	ip->fs = fs;
+	ip->ino = ino;
+	ip->loading = true;
+	ip->waiters = w;
+	icache_insert(fs, ip);
+	ust_bs_open_blob(fs->bs, ino, iget_opened, ip);
+	return 0;
+}
+
+/* ---- attributes ----------------------------------------------------------------------------- */
+
+uint32_t bfs_nlink(const struct bfs_inode *ip)
+{
+	if (ip->deleted) {
+		return 0;
+	}
+	if (S_ISDIR(ip->mode)) {
+		return 2 + ip->nsubdirs;
+	}
+	return ip->nrefs;
+}
+
+void bfs_fill_attr(struct ust_blobfs *fs, const struct bfs_inode *ip, struct ust_blobfs_attr *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->ino = bfs_ino_out(fs, ip->ino);
+	a->mode = ip->mode;
+	a->nlink = bfs_nlink(ip);
+	a->uid = ip->uid;
+	a->gid = ip->gid;
+	a->rdev = ip->rdev;
+	a->size = ip->size;
+	if (ip->blob != NULL) {
+		a->blocks = ust_blob_get_num_allocated_clusters(ip->blob) * (fs->cluster / 512);
+	}
+	a->blksize = (uint32_t)fs->cluster;
+	a->atime = ip->atime;
+	a->mtime = ip->mtime;
+	a->ctime = ip->ctime;
+	a->btime = ip->btime;
+}
+
+/* ---- directories ------------------------------------------------------------------------------ */
+
+static int dir_hash_grow(struct bfs_inode *dp)
+{
+	size_t n = dp->nbuckets == 0 ? 16 : dp->nbuckets * 4, i, b;
+	struct bfs_dirent **h = calloc(n, sizeof(*h));
+
+	if (h == NULL) {
+		return -ENOMEM;
+	}
+	for (i = 0; i < dp->nents; i++) {
+		b = hash_name(dp->ents[i]->name) % n;
+		dp->ents[i]->hnext = h[b];
+		h[b] = dp->ents[i];
+	}
+	free(dp->hash);
+	dp->hash = h;
+	dp->nbuckets = n;
+	return 0;
+}
+
+/* Append in cookie order (cookies only grow; load sorts afterwards). */
+static int dir_insert(struct bfs_inode *dp, struct bfs_dirent *de)
+{
+	size_t b;
+
+	if (dp->nents == dp->cap) {
+		size_t cap = dp->cap == 0 ? 16 : dp->cap * 2;
+		struct bfs_dirent **e = realloc(dp->ents, cap * sizeof(*e));
+
+		if (e == NULL) {
+			return -ENOMEM;
+		}
+		dp->ents = e;
+		dp->cap = cap;
+	}
+	if (dp->nents + 1 > dp->nbuckets && dir_hash_grow(dp) != 0) {
+		return -ENOMEM;
+	}
+	dp->ents[dp->nents++] = de;
+	b = hash_name(de->name) % dp->nbuckets;
+	de->hnext = dp->hash[b];
+	dp->hash[b] = de;
+	if (de->type == DT_DIR) {
+		dp->nsubdirs++;
+	}
+	return 0;
+}
+
+struct bfs_dirent *bfs_dir_find(struct bfs_inode *dp, const char *name)
+{
+	struct bfs_dirent *de;
+
+	if (dp->nbuckets == 0) {
+		return NULL;
+	}
+	for (de = dp->hash[hash_name(name) % dp->nbuckets]; de != NULL; de = de->hnext) {
+		if (strcmp(de->name, name) == 0) {
+			return de;
+		}
+	}
+	return NULL;
+}
+
+size_t bfs_dir_seek(const struct bfs_inode *dp, uint64_t offset)
+{
+	size_t lo = 0, hi = dp->nents, mid;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (dp->ents[mid]->cookie <= offset) {
+			lo = mid + 1;
+		} else {
+			hi = mid;
+		}
+	}
+	return lo;
+}
+
+static void xa_name(char *buf, uint64_t cookie)
+{
+	snprintf(buf, 24, BFS_DIRENT_PREFIX "%016" PRIx64, cookie);
+}
+
+static void dir_unlink_mem(struct bfs_inode *dp, struct bfs_dirent *de)
+{
+	struct bfs_dirent **pp = &dp->hash[hash_name(de->name) % dp->nbuckets];
+	size_t i = bfs_dir_seek(dp, de->cookie - 1);
+
+	while (*pp != de) {
+		pp = &(*pp)->hnext;
+	}
+	*pp = de->hnext;
+	memmove(&dp->ents[i], &dp->ents[i + 1], (dp->nents - i - 1) * sizeof(*dp->ents));
+	dp->nents--;
+	if (de->type == DT_DIR) {
+		dp->nsubdirs--;
+	}
+	free(de);
+}
+
+/* name -> ino (replacing what name named); a no-op if it already names ino. */
+int bfs_dir_set(struct bfs_inode *dp, const char *name, uint64_t ino, uint8_t type)
+{
+	struct bfs_dirent *old = bfs_dir_find(dp, name), *de;
+	char xa[24];
+	uint8_t val[sizeof(struct bfs_disk_dirent) + UST_BLOBFS_NAME_MAX];
+	struct bfs_disk_dirent d = {.ino = ino, .type = type};
+	size_t len = strlen(name);
+	int rc;
+
+	if (old != NULL && old->ino == ino) {
+		return 0;
+	}
+	de = calloc(1, sizeof(*de));
+	if (de == NULL) {
+		return -ENOMEM;
+	}
+	de->cookie = dp->next_cookie++;
+	de->ino = ino;
+	de->type = type;
+	de->len = (uint8_t)len;
+	memcpy(de->name, name, len);
+	d.name_len = (uint8_t)len;
+	memcpy(val, &d, sizeof(d));
+	memcpy(val + sizeof(d), name, len);
+	xa_name(xa, de->cookie);
+	rc = ust_blob_set_xattr(dp->blob, xa, val, sizeof(d) + len);
+	if (rc != 0) {
+		free(de);
+		return rc;
+	}
+	if (old != NULL) {
+		xa_name(xa, old->cookie);
+		ust_blob_remove_xattr(dp->blob, xa);
+		dir_unlink_mem(dp, old);
+	}
+	rc = dir_insert(dp, de);
+	if (rc != 0) {
+		xa_name(xa, de->cookie);
+		ust_blob_remove_xattr(dp->blob, xa);
+		free(de);
+	}
+	return rc;
+}
+
+int bfs_dir_remove(struct bfs_inode *dp, const char *name)
+{
+	struct bfs_dirent *de = bfs_dir_find(dp, name);
+	char xa[24];
+
+	if (de == NULL) {
+		return -ENOENT;
+	}
+	xa_name(xa, de->cookie);
+	ust_blob_remove_xattr(dp->blob, xa);
+	dir_unlink_mem(dp, de);
+	return 0;
+}
+
+/* ---- refs (hard links) --------------------------------------------------------------------------- */
+
+int bfs_ref_find(const struct bfs_inode *ip, uint64_t parent, const char *name)
+{
+	uint32_t i;
+
+	for (i = 0; i < ip->nrefs; i++) {
+		if (ip->refs[i].parent == parent && strcmp(ip->refs[i].name, name) == 0) {
+			return (int)i;
+		}
+	}
+	return -1;
+}
+
+int bfs_ref_add(struct bfs_inode *ip, uint64_t parent, const char *name)
+{
+	struct bfs_ref *r;
+	size_t len = strlen(name);
+
+	if (bfs_ref_find(ip, parent, name) >= 0) {
+		return 0;
+	}
+	r = realloc(ip->refs, (ip->nrefs + 1) * sizeof(*r));
+	if (r == NULL) {
+		return -ENOMEM;
+	}
+	ip->refs = r;
+	r = &ip->refs[ip->nrefs++];
+	memset(r, 0, sizeof(*r));
+	r->parent = parent;
+	r->len = (uint16_t)len;
+	memcpy(r->name, name, len);
+	return 0;
+}
+
+void bfs_ref_del(struct bfs_inode *ip, uint64_t parent, const char *name)
+{
+	int i = bfs_ref_find(ip, parent, name);
+
+	if (i < 0) {
+		return;
+	}
+	memmove(&ip->refs[i], &ip->refs[i + 1], (ip->nrefs - (uint32_t)i - 1) * sizeof(*ip->refs));
+	ip->nrefs--;
+}

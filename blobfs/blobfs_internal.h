@@ -1,0 +1,387 @@
+/*
+ * blobfs private structures: the on-disk records of docs/blobfs-format.md,
+ * the in-memory file system, inode cache and the request that carries every
+ * call from its thread to the metadata thread and back.
+ */
+#ifndef BLOBFS_INTERNAL_H
+#define BLOBFS_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ustor/blob.h"
+#include "ustor/blobfs.h"
+#include "ustor/thread.h"
+
+/* ---- on disk (little-endian, packed; host is little-endian, asserted) ------------ */
+
+#define BFS_SUPER_MAGIC 0x53465342u  /* "BSFS" */
+#define BFS_INODE_MAGIC 0x49534642u  /* "BFSI" */
+#define BFS_INTENT_MAGIC 0x544e4942u /* "BINT" */
+#define BFS_VERSION 1
+
+#define BFS_XA_SUPER "blobfs.super"
+#define BFS_XA_INTENT "blobfs.intent"
+#define BFS_XA_ORPHANS "blobfs.orphans"
+#define BFS_XA_INODE "blobfs.inode"
+#define BFS_XA_REFS "blobfs.refs"
+#define BFS_XA_LINK "blobfs.link"
+#define BFS_DIRENT_PREFIX "e."
+
+struct bfs_disk_super {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t reserved;
+	uint64_t root_ino;
+	uint64_t next_seq;
+	uint64_t reserved2;
+} __attribute__((packed));
+_Static_assert(sizeof(struct bfs_disk_super) == 32, "bfs_disk_super");
+
+struct bfs_disk_ts {
+	int64_t sec;
+	uint32_t nsec;
+	uint32_t reserved;
+} __attribute__((packed));
+_Static_assert(sizeof(struct bfs_disk_ts) == 16, "bfs_disk_ts");
+
+struct bfs_disk_inode {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t reserved;
+	uint32_t mode;
+	uint32_t uid;
+	uint32_t gid;
+	uint32_t flags;
+	uint64_t rdev;
+	uint64_t size;
+	uint64_t birth_seq;
+	uint64_t next_cookie;
+	struct bfs_disk_ts atime, mtime, ctime, btime;
+} __attribute__((packed));
+_Static_assert(sizeof(struct bfs_disk_inode) == 120, "bfs_disk_inode");
+
+struct bfs_disk_dirent {
+	uint64_t ino;
+	uint8_t type;
+	uint8_t name_len;
+	uint16_t reserved;
+} __attribute__((packed));
+_Static_assert(sizeof(struct bfs_disk_dirent) == 12, "bfs_disk_dirent");
+
+enum bfs_intent_op {
+	BFS_OP_CREATE = 1,
+	BFS_OP_LINK = 2,
+	BFS_OP_UNLINK = 3,
+	BFS_OP_RENAME = 4,
+	BFS_OP_EXCHANGE = 5,
+};
+
+struct bfs_disk_intent {
+	uint32_t magic;
+	uint16_t op;
+	uint16_t flags;
+	uint64_t seq;
+	uint64_t dir1;
+	uint64_t ino1;
+	uint64_t dir2;
+	uint64_t ino2;
+	uint16_t name1_len;
+	uint16_t name2_len;
+	uint8_t type1;
+	uint8_t type2;
+	uint8_t reserved[10];
+} __attribute__((packed));
+_Static_assert(sizeof(struct bfs_disk_intent) == 64, "bfs_disk_intent");
+
+/* ---- in memory ------------------------------------------------------------------- */
+
+struct bfs_dirent {
+	uint64_t cookie;
+	uint64_t ino;
+	uint8_t type;
+	uint8_t len;
+	char name[UST_BLOBFS_NAME_MAX + 1];
+	struct bfs_dirent *hnext;
+};
+
+struct bfs_ref {
+	uint64_t parent;
+	uint16_t len;
+	char name[UST_BLOBFS_NAME_MAX + 1];
+};
+
+struct bfs_waiter;
+struct bfs_req;
+
+struct bfs_inode {
+	struct ust_blobfs *fs;
+	uint64_t ino; /* blob id */
+	struct ust_blob *blob;
+	struct bfs_inode *hnext;
+	bool loading;
+	bool deleted;   /* blob gone: only attributes remain for FUSE */
+	bool dirty;     /* size/times changed by writes, not yet synced */
+	int load_rc;
+	struct bfs_waiter *waiters;
+
+	uint32_t mode, uid, gid;
+	uint64_t rdev, size, birth_seq, next_cookie;
+	struct timespec atime, mtime, ctime, btime;
+
+	struct bfs_ref *refs;
+	uint32_t nrefs;
+	char *link; /* symlink target */
+
+	/* directories */
+	struct bfs_dirent **ents; /* by cookie, ascending */
+	size_t nents, cap;
+	struct bfs_dirent **hash;
+	size_t nbuckets;
+	uint32_t nsubdirs;
+
+	uint64_t nlookup;
+	uint32_t nopen;
+	/* data: writes and truncates that overlap wait for each other */
+	struct bfs_req *io_active;
+	struct bfs_req *io_waiting;
+};
+
+struct ust_blobfs_file {
+	struct bfs_inode *ip;
+	int flags;
+	bool dir;
+};
+
+struct ust_blobfs {
+	struct ust_blob_store *bs;
+	struct ust_thread *thread;
+	struct ust_io_channel *ch;
+	uint64_t io_unit;
+	uint64_t cluster;
+	struct bfs_inode *root;
+	struct ust_blob *super;
+	uint64_t next_seq;
+	uint64_t *orphans;
+	size_t norphans;
+	struct bfs_inode **itab;
+	size_t nibuckets;
+	size_t ninodes;
+	uint32_t nopen_files;
+	uint32_t inflight;
+	struct bfs_req *ns_active;
+	struct bfs_req *ns_head, *ns_tail;
+	struct ust_poller *flusher;
+	uint32_t sync_interval_ms;
+	bool unmounting;
+};
+
+/* ---- requests -------------------------------------------------------------------- */
+
+enum bfs_kind {
+	BFS_R_LOOKUP,
+	BFS_R_GETATTR,
+	BFS_R_SETATTR,
+	BFS_R_READLINK,
+	BFS_R_MKNOD,
+	BFS_R_MKDIR,
+	BFS_R_SYMLINK,
+	BFS_R_LINK,
+	BFS_R_UNLINK,
+	BFS_R_RMDIR,
+	BFS_R_RENAME,
+	BFS_R_OPEN,
+	BFS_R_CREATE,
+	BFS_R_READ,
+	BFS_R_WRITE,
+	BFS_R_FSYNC,
+	BFS_R_RELEASE,
+	BFS_R_FALLOCATE,
+	BFS_R_OPENDIR,
+	BFS_R_READDIR,
+	BFS_R_RELEASEDIR,
+	BFS_R_STATFS,
+	BFS_R_SETXATTR,
+	BFS_R_GETXATTR,
+	BFS_R_LISTXATTR,
+	BFS_R_REMOVEXATTR,
+	BFS_R_FORGET,
+	BFS_R_PATH,
+	BFS_R_UNMOUNT,
+	BFS_R_INTERNAL, /* resume(req) continues its owner */
+};
+
+enum bfs_cb_kind {
+	BFS_CB_OP,
+	BFS_CB_ENTRY,
+	BFS_CB_ATTR,
+	BFS_CB_OPEN,
+	BFS_CB_CREATE,
+	BFS_CB_SIZE,
+	BFS_CB_STATFS,
+	BFS_CB_NONE,
+};
+
+/* The namespace engine's actions (docs/blobfs-format.md section 5). */
+enum bfs_act {
+	BFS_A_CREATE_BLOB,
+	BFS_A_DIR_SET,
+	BFS_A_DIR_REMOVE,
+	BFS_A_REF_ADD,
+	BFS_A_REF_DEL,
+	BFS_A_REF_MOVE,
+	BFS_A_RECLAIM,
+};
+
+struct bfs_action {
+	enum bfs_act act;
+	uint64_t target; /* the blob this action changes */
+	uint64_t dir;    /* entry / ref directory */
+	const char *name;
+	uint64_t ino;    /* the inode the entry names / whose ref moves */
+	uint8_t type;
+	uint64_t dir_b;  /* REF_MOVE: the new (dir, name) */
+	const char *name_b;
+};
+
+#define BFS_MAX_ACTIONS 8
+
+struct bfs_req {
+	struct ust_blobfs *fs;
+	enum bfs_kind kind;
+	struct ust_blobfs_ctx ctx;
+	struct ust_thread *caller;
+	struct bfs_req *next;
+
+	/* arguments */
+	uint64_t ino, ino2;
+	const char *name, *name2;
+	const char *path, *path2;
+	uint32_t mode, flags, valid;
+	uint64_t rdev;
+	int oflags;
+	void *buf;
+	const void *cbuf;
+	size_t size;
+	uint64_t offset, length;
+	struct ust_blobfs_attr in_attr;
+	struct ust_blobfs_file *fh;
+	ust_blobfs_fill_fn fill;
+	void *fill_arg;
+	bool plus, datasync;
+
+	/* results */
+	int rc;
+	int64_t result;
+	struct ust_blobfs_entry entry;
+	struct ust_blobfs_attr attr;
+	struct ust_blobfs_file *out_fh;
+	struct ust_blobfs_statfs st;
+
+	enum bfs_cb_kind cb_kind;
+	union {
+		ust_blobfs_op_cb op;
+		ust_blobfs_entry_cb entry;
+		ust_blobfs_attr_cb attr;
+		ust_blobfs_open_cb open;
+		ust_blobfs_create_cb create;
+		ust_blobfs_size_cb size;
+		ust_blobfs_statfs_cb statfs;
+	} cb;
+	void *cb_arg;
+
+	/* step machines: every op keeps its place here */
+	int state;
+	struct bfs_inode *ip, *dp, *dp2, *ip2, *tmp;
+	/* namespace engine */
+	bool replay;
+	bool is_ns;
+	struct bfs_disk_intent intent;
+	char iname1[UST_BLOBFS_NAME_MAX + 1], iname2[UST_BLOBFS_NAME_MAX + 1];
+	struct bfs_action acts[BFS_MAX_ACTIONS];
+	int nacts, cur;
+	uint64_t new_ino;
+	/* the new blob's xattrs: the store reads them until create completes */
+	struct bfs_disk_inode cdi;
+	uint8_t crefs[10 + UST_BLOBFS_NAME_MAX];
+	struct ust_blob_xattr cxa[3];
+	struct ust_blob_opts copts;
+	/* data path */
+	uint64_t u0, u1; /* io-unit range locked */
+	bool locked;
+	void *bounce;
+	uint64_t end;
+	uint64_t rmw_unit;
+	uint32_t rmw_from, rmw_to;
+	int rmw_next;
+	int after_trunc;
+	uint64_t new_size;
+	bool changed;
+	/* readdir */
+	size_t di;
+	/* path walk */
+	struct bfs_path *pw;
+	void (*resume)(struct bfs_req *req);
+	/* a request that made this one and resumes when it finishes */
+	struct bfs_req *parent;
+};
+
+/* blobfs_inode.c */
+uint64_t bfs_ino_in(struct ust_blobfs *fs, uint64_t ino);
+uint64_t bfs_ino_out(struct ust_blobfs *fs, uint64_t ino);
+struct bfs_inode *bfs_icache_find(struct ust_blobfs *fs, uint64_t ino);
+/* 1: *out is loaded now; 0: cb(req) later with req->rc set. */
+int bfs_iget(struct ust_blobfs *fs, uint64_t ino, struct bfs_inode **out, void (*cb)(struct bfs_req *),
+	     struct bfs_req *req);
+int bfs_inode_parse(struct bfs_inode *ip);
+void bfs_inode_store(struct ust_blobfs *fs, struct bfs_inode *ip);
+int bfs_refs_store(struct bfs_inode *ip);
+void bfs_inode_free(struct bfs_inode *ip);
+void bfs_icache_remove(struct ust_blobfs *fs, struct bfs_inode *ip);
+void bfs_fill_attr(struct ust_blobfs *fs, const struct bfs_inode *ip, struct ust_blobfs_attr *a);
+void bfs_now(struct timespec *ts);
+uint8_t bfs_mode_to_dt(uint32_t mode);
+struct bfs_dirent *bfs_dir_find(struct bfs_inode *dp, const char *name);
+/* Index of the first entry with a cookie > offset. */
+size_t bfs_dir_seek(const struct bfs_inode *dp, uint64_t offset);
+int bfs_dir_set(struct bfs_inode *dp, const char *name, uint64_t ino, uint8_t type);
+int bfs_dir_remove(struct bfs_inode *dp, const char *name);
+int bfs_ref_find(const struct bfs_inode *ip, uint64_t parent, const char *name);
+int bfs_ref_add(struct bfs_inode *ip, uint64_t parent, const char *name);
+void bfs_ref_del(struct bfs_inode *ip, uint64_t parent, const char *name);
+uint32_t bfs_nlink(const struct bfs_inode *ip);
+int bfs_encode_inode(const struct bfs_inode *ip, struct bfs_disk_inode *d);
+
+/* blobfs.c */
+/* For closes whose outcome nobody waits for (the store logs failures). */
+void bfs_ignore_cb(void *arg, int rc);
+void bfs_complete(struct bfs_req *req, int rc);
+struct bfs_req *bfs_req_new(struct ust_blobfs *fs, enum bfs_kind kind, const struct ust_blobfs_ctx *ctx);
+void bfs_submit(struct bfs_req *req);
+int bfs_super_store(struct ust_blobfs *fs);
+void bfs_orphan_add(struct ust_blobfs *fs, uint64_t ino);
+void bfs_orphan_del(struct ust_blobfs *fs, uint64_t ino);
+int bfs_check_name(const char *name);
+bool bfs_may(const struct ust_blobfs_ctx *ctx, const struct bfs_inode *ip, int mask);
+
+/* blobfs_ns.c */
+void bfs_ns_run(struct bfs_req *req);
+void bfs_ns_replay(struct bfs_req *req);
+void bfs_reclaim_inode(struct ust_blobfs *fs, struct bfs_inode *ip, void (*cb)(struct bfs_req *),
+		       struct bfs_req *req);
+
+/* blobfs_io.c */
+void bfs_io_run(struct bfs_req *req);
+void bfs_sync_inode(struct ust_blobfs *fs, struct bfs_inode *ip, void (*cb)(struct bfs_req *),
+		    struct bfs_req *req);
+
+/* blobfs_path.c */
+void bfs_path_run(struct bfs_req *req);
+void bfs_path_free(struct bfs_req *req);
+
+/* run a request on the metadata thread (dispatch by kind) */
+void bfs_dispatch(struct bfs_req *req);
+void bfs_attr_run(struct bfs_req *req);
+
+#endif

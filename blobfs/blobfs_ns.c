@@ -1,0 +1,954 @@
+/*
+ * blobfs namespace changes: create, mknod, mkdir, symlink, link, unlink,
+ * rmdir and rename (plain, NOREPLACE, EXCHANGE), and their replay at mount.
+ *
+ * Guarantee (docs/blobfs-format.md section 5): changes run one at a time;
+ * each is validated against the cached tree, recorded as an intent in the
+ * super blob (synced), then carried out as a list of idempotent actions,
+ * one blob sync each. A crash anywhere after the intent is durable is
+ * finished by replaying the same actions at the next mount, so every change
+ * is all or nothing. Unlinked inodes that are still open become orphans and
+ * are deleted at their last release (or at the next mount).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <dirent.h>
+
+#include "ustor/log.h"
+
+#include "blobfs_internal.h"
+
+enum ns_state {
+	NS_START,
+	NS_DIR1,
+	NS_DIR2,
+	NS_SRC,
+	NS_VICTIM,
+	NS_WALK,
+	NS_INTENT_SYNCED,
+	NS_ACT_LOAD,
+	NS_ACT_DONE,
+	NS_ACT_SYNCED,
+	NS_CREATED,
+	NS_CREATED_LOADED,
+	NS_REPLAY_CREATE_DIR,
+	NS_REPLAY_CREATE_CHILD,
+	NS_SCAN,
+	NS_SCAN_DELETE,
+	NS_FINISH,
+};
+
+static void ns_step(struct bfs_req *req);
+
+static void ns_resume(struct bfs_req *req)
+{
+	ns_step(req);
+}
+
+static void ns_op_cb(void *arg, int rc)
+{
+	struct bfs_req *req = arg;
+
+	req->rc = rc;
+	ns_step(req);
+}
+
+static bool is_create(const struct bfs_req *req)
+{
+	return req->kind == BFS_R_MKNOD || req->kind == BFS_R_MKDIR || req->kind == BFS_R_SYMLINK ||
+	       req->kind == BFS_R_CREATE;
+}
+
+/* Finish and let the next queued change run. */
+static void ns_done(struct bfs_req *req, int rc)
+{
+	struct ust_blobfs *fs = req->fs;
+	struct bfs_req *next = NULL;
+
+	if (req->is_ns && fs->ns_active == req) {
+		fs->ns_active = NULL;
+		next = fs->ns_head;
+		if (next != NULL) {
+			fs->ns_head = next->next;
+			if (fs->ns_head == NULL) {
+				fs->ns_tail = NULL;
+			}
+		}
+	}
+	bfs_complete(req, rc);
+	if (next != NULL) {
+		fs->ns_active = next;
+		ns_step(next);
+	}
+}
+
+void bfs_ns_run(struct bfs_req *req)
+{
+	struct ust_blobfs *fs = req->fs;
+
+	req->is_ns = true;
+	if (fs->ns_active != NULL) {
+		if (fs->ns_tail != NULL) {
+			fs->ns_tail->next = req;
+		} else {
+			fs->ns_head = req;
+		}
+		fs->ns_tail = req;
+		return;
+	}
+	fs->ns_active = req;
+	ns_step(req);
+}
+
+/* ---- reclaim: delete an inode's blob once it has no refs and no open handles ---------------- */
+
+struct reclaim {
+	struct ust_blobfs *fs;
+	struct bfs_inode *ip;
+	uint64_t ino;
+	int state;
+	void (*cb)(struct bfs_req *req);
+	struct bfs_req *req;
+};
+
+static void reclaim_step(void *arg, int rc)
+{
+	struct reclaim *r = arg;
+
+	switch (r->state) {
+	case 0:
+		r->state = 1;
+		ust_blob_close(r->ip->blob, reclaim_step, r);
+		r->ip->blob = NULL;
+		return;
+	case 1:
+		if (rc != 0) {
+			UST_ERRLOG("blobfs: closing 0x%" PRIx64 " for deletion: %d\n", r->ino, rc);
+		}
+		r->state = 2;
+		ust_bs_delete_blob(r->fs->bs, r->ino, reclaim_step, r);
+		return;
+	default:
+		if (rc != 0 && rc != -ENOENT) {
+			/* still listed (or still in the intent): the next mount retries */
+			UST_ERRLOG("blobfs: deleting 0x%" PRIx64 ": %d\n", r->ino, rc);
+		} else {
+			bfs_orphan_del(r->fs, r->ino);
+		}
+		if (r->req != NULL) {
+			r->req->rc = rc == -ENOENT ? 0 : rc;
+			r->cb(r->req);
+		}
+		free(r);
+		return;
+	}
+}
+
+void bfs_reclaim_inode(struct ust_blobfs *fs, struct bfs_inode *ip, void (*cb)(struct bfs_req *),
+		       struct bfs_req *req)
+{
+	struct reclaim *r;
+
+	if (ip->nrefs > 0 || ip->deleted || ip == fs->root) {
+		req->rc = 0;
+		cb(req);
+		return;
+	}
+	if (ip->nopen > 0) {
+		bfs_orphan_add(fs, ip->ino);
+		req->rc = 0;
+		cb(req);
+		return;
+	}
+	r = calloc(1, sizeof(*r));
+	if (r == NULL) {
+		req->rc = -ENOMEM;
+		cb(req);
+		return;
+	}
+	/* From here on the inode is gone for every caller; attributes stay for FUSE. */
+	ip->deleted = true;
+	ip->dirty = false;
+	r->fs = fs;
+	r->ip = ip;
+	r->ino = ip->ino;
+	r->cb = cb;
+	r->req = req;
+	reclaim_step(r, 0);
+}
+
+/* ---- building the action list ---------------------------------------------------------------- */
+
+static void add_act(struct bfs_req *req, enum bfs_act act, uint64_t target, uint64_t dir,
+		    const char *name, uint64_t ino, uint8_t type)
+{
+	struct bfs_action *a = &req->acts[req->nacts++];
+
+	memset(a, 0, sizeof(*a));
+	a->act = act;
+	a->target = target;
+	a->dir = dir;
+	a->name = name;
+	a->ino = ino;
+	a->type = type;
+}
+
+static void add_move(struct bfs_req *req, uint64_t ino, uint64_t dir, const char *name,
+		     uint64_t dir_b, const char *name_b)
+{
+	add_act(req, BFS_A_REF_MOVE, ino, dir, name, ino, 0);
+	req->acts[req->nacts - 1].dir_b = dir_b;
+	req->acts[req->nacts - 1].name_b = name_b;
+}
+
+/* The actions of docs/blobfs-format.md section 5's table, from the intent. */
+static void build_actions(struct bfs_req *req)
+{
+	const struct bfs_disk_intent *in = &req->intent;
+	const char *n1 = req->iname1, *n2 = req->iname2;
+
+	req->nacts = 0;
+	req->cur = 0;
+	switch (in->op) {
+	case BFS_OP_CREATE:
+		add_act(req, BFS_A_CREATE_BLOB, 0, in->dir1, n1, 0, in->type1);
+		add_act(req, BFS_A_DIR_SET, in->dir1, in->dir1, n1, 0, in->type1);
+		break;
+	case BFS_OP_LINK:
+		add_act(req, BFS_A_REF_ADD, in->ino1, in->dir1, n1, in->ino1, in->type1);
+		add_act(req, BFS_A_DIR_SET, in->dir1, in->dir1, n1, in->ino1, in->type1);
+		break;
+	case BFS_OP_UNLINK:
+		add_act(req, BFS_A_DIR_REMOVE, in->dir1, in->dir1, n1, in->ino1, in->type1);
+		add_act(req, BFS_A_REF_DEL, in->ino1, in->dir1, n1, in->ino1, in->type1);
+		add_act(req, BFS_A_RECLAIM, in->ino1, 0, NULL, in->ino1, 0);
+		break;
+	case BFS_OP_RENAME:
+		add_act(req, BFS_A_DIR_SET, in->dir2, in->dir2, n2, in->ino1, in->type1);
+		add_act(req, BFS_A_DIR_REMOVE, in->dir1, in->dir1, n1, in->ino1, in->type1);
+		add_move(req, in->ino1, in->dir1, n1, in->dir2, n2);
+		if (in->ino2 != 0) {
+			add_act(req, BFS_A_REF_DEL, in->ino2, in->dir2, n2, in->ino2, in->type2);
+			add_act(req, BFS_A_RECLAIM, in->ino2, 0, NULL, in->ino2, 0);
+		}
+		break;
+	case BFS_OP_EXCHANGE:
+		add_act(req, BFS_A_DIR_SET, in->dir2, in->dir2, n2, in->ino1, in->type1);
+		add_act(req, BFS_A_DIR_SET, in->dir1, in->dir1, n1, in->ino2, in->type2);
+		add_move(req, in->ino1, in->dir1, n1, in->dir2, n2);
+		add_move(req, in->ino2, in->dir2, n2, in->dir1, n1);
+		break;
+	default:
+		break;
+	}
+}
+
+/* ---- validation ---------------------------------------------------------------------------------- */
+
+static bool sticky_denied(const struct bfs_req *req, const struct bfs_inode *dp,
+			  const struct bfs_inode *ip)
+{
+	return (dp->mode & S_ISVTX) && req->ctx.uid != 0 && req->ctx.uid != dp->uid &&
+	       req->ctx.uid != ip->uid;
+}
+
+static bool dot_name(const char *name)
+{
+	return strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
+}
+
+static void set_intent(struct bfs_req *req, uint16_t op, uint64_t dir1, const char *n1, uint64_t ino1,
+		       uint8_t t1, uint64_t dir2, const char *n2, uint64_t ino2, uint8_t t2)
+{
+	struct bfs_disk_intent *in = &req->intent;
+
+	memset(in, 0, sizeof(*in));
+	in->magic = BFS_INTENT_MAGIC;
+	in->op = op;
+	in->dir1 = dir1;
+	in->ino1 = ino1;
+	in->type1 = t1;
+	in->dir2 = dir2;
+	in->ino2 = ino2;
+	in->type2 = t2;
+	in->name1_len = (uint16_t)strlen(n1);
+	memcpy(req->iname1, n1, in->name1_len + 1u);
+	if (n2 != NULL) {
+		in->name2_len = (uint16_t)strlen(n2);
+		memcpy(req->iname2, n2, in->name2_len + 1u);
+	}
+}
+
+/*
+ * Check the request against the cached tree and fill the intent.
+ * Returns 0 to go on, 1 when done without a change (rename onto itself),
+ * or a negative errno.
+ */
+static int validate(struct bfs_req *req)
+{
+	struct ust_blobfs *fs = req->fs;
+	struct bfs_inode *dp = req->dp, *dp2 = req->dp2, *ip = req->ip, *v = req->ip2;
+	uint32_t fmt;
+
+	if (is_create(req)) {
+		fmt = req->mode & S_IFMT;
+		if (req->kind == BFS_R_MKNOD) {
+			if (fmt == 0) {
+				fmt = S_IFREG;
+				req->mode |= S_IFREG;
+			}
+			if (fmt != S_IFREG && fmt != S_IFIFO && fmt != S_IFSOCK && fmt != S_IFCHR &&
+			    fmt != S_IFBLK) {
+				return -EINVAL;
+			}
+		}
+		set_intent(req, BFS_OP_CREATE, dp->ino, req->name, 0, bfs_mode_to_dt(req->mode), 0,
+			   NULL, 0, 0);
+		return 0;
+	}
+	switch (req->kind) {
+	case BFS_R_LINK:
+		if (S_ISDIR(ip->mode)) {
+			return -EPERM;
+		}
+		if (ip->deleted || ip->nrefs == 0) {
+			return -ENOENT;
+		}
+		if (ip->nrefs >= 65000) {
+			return -EMLINK;
+		}
+		set_intent(req, BFS_OP_LINK, dp->ino, req->name, ip->ino, bfs_mode_to_dt(ip->mode), 0,
+			   NULL, 0, 0);
+		return 0;
+	case BFS_R_UNLINK:
+	case BFS_R_RMDIR:
+		if (ip == fs->root) {
+			return -EBUSY;
+		}
+		if (req->kind == BFS_R_UNLINK && S_ISDIR(ip->mode)) {
+			return -EISDIR;
+		}
+		if (req->kind == BFS_R_RMDIR) {
+			if (!S_ISDIR(ip->mode)) {
+				return -ENOTDIR;
+			}
+			if (ip->nents > 0) {
+				return -ENOTEMPTY;
+			}
+		}
+		if (sticky_denied(req, dp, ip)) {
+			return -EPERM;
+		}
+		set_intent(req, BFS_OP_UNLINK, dp->ino, req->name, ip->ino, bfs_mode_to_dt(ip->mode), 0,
+			   NULL, 0, 0);
+		return 0;
+	case BFS_R_RENAME:
+		if (sticky_denied(req, dp, ip) || (v != NULL && sticky_denied(req, dp2, v))) {
+			return -EPERM;
+		}
+		if (req->flags & UST_BLOBFS_RENAME_EXCHANGE) {
+			if (v == NULL) {
+				return -ENOENT;
+			}
+			if (v == ip) {
+				return 1;
+			}
+			set_intent(req, BFS_OP_EXCHANGE, dp->ino, req->name, ip->ino,
+				   bfs_mode_to_dt(ip->mode), dp2->ino, req->name2, v->ino,
+				   bfs_mode_to_dt(v->mode));
+			return 0;
+		}
+		if (v != NULL) {
+			if (req->flags & UST_BLOBFS_RENAME_NOREPLACE) {
+				return -EEXIST;
+			}
+			if (v == ip) {
+				return 1; /* two links of one inode: POSIX says do nothing */
+			}
+			if (S_ISDIR(ip->mode) && !S_ISDIR(v->mode)) {
+				return -ENOTDIR;
+			}
+			if (!S_ISDIR(ip->mode) && S_ISDIR(v->mode)) {
+				return -EISDIR;
+			}
+			if (S_ISDIR(v->mode) && v->nents > 0) {
+				return -ENOTEMPTY;
+			}
+		}
+		set_intent(req, BFS_OP_RENAME, dp->ino, req->name, ip->ino, bfs_mode_to_dt(ip->mode),
+			   dp2->ino, req->name2, v != NULL ? v->ino : 0,
+			   v != NULL ? bfs_mode_to_dt(v->mode) : 0);
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
+/* ---- carrying out one action ------------------------------------------------------------------- */
+
+/* Apply action a to its loaded blob in memory. 1: something changed (sync), 0: nothing to do. */
+static int apply(struct bfs_req *req, struct bfs_action *a, struct bfs_inode *t)
+{
+	struct bfs_dirent *de;
+	struct timespec now;
+	uint64_t ino = a->ino != 0 ? a->ino : req->new_ino;
+	int rc;
+
+	bfs_now(&now);
+	switch (a->act) {
+	case BFS_A_DIR_SET:
+		de = bfs_dir_find(t, a->name);
+		if (de != NULL && de->ino == ino) {
+			return 0;
+		}
+		rc = bfs_dir_set(t, a->name, ino, a->type);
+		if (rc != 0) {
+			return rc;
+		}
+		t->mtime = t->ctime = now;
+		break;
+	case BFS_A_DIR_REMOVE:
+		de = bfs_dir_find(t, a->name);
+		if (de == NULL || de->ino != ino) {
+			return 0;
+		}
+		bfs_dir_remove(t, a->name);
+		t->mtime = t->ctime = now;
+		break;
+	case BFS_A_REF_ADD:
+		if (bfs_ref_find(t, a->dir, a->name) >= 0) {
+			return 0;
+		}
+		rc = bfs_ref_add(t, a->dir, a->name);
+		if (rc != 0) {
+			return rc;
+		}
+		t->ctime = now;
+		break;
+	case BFS_A_REF_DEL:
+		if (bfs_ref_find(t, a->dir, a->name) < 0) {
+			return 0;
+		}
+		bfs_ref_del(t, a->dir, a->name);
+		t->ctime = now;
+		break;
+	case BFS_A_REF_MOVE:
+		if (bfs_ref_find(t, a->dir, a->name) < 0 && bfs_ref_find(t, a->dir_b, a->name_b) >= 0) {
+			return 0;
+		}
+		bfs_ref_del(t, a->dir, a->name);
+		rc = bfs_ref_add(t, a->dir_b, a->name_b);
+		if (rc != 0) {
+			return rc;
+		}
+		t->ctime = now;
+		break;
+	default:
+		return 0;
+	}
+	rc = bfs_refs_store(t);
+	if (rc != 0) {
+		return rc;
+	}
+	bfs_inode_store(req->fs, t);
+	return 1;
+}
+
+static void ns_id_cb(void *arg, ust_blob_id id, int rc)
+{
+	struct bfs_req *req = arg;
+
+	req->new_ino = id;
+	req->rc = rc;
+	ns_step(req);
+}
+
+static void create_blob(struct bfs_req *req)
+{
+	struct ust_blobfs *fs = req->fs;
+	struct bfs_inode tmp;
+	uint16_t nl = req->intent.name1_len;
+	struct timespec now;
+	size_t n = 0;
+
+	memset(&tmp, 0, sizeof(tmp));
+	bfs_now(&now);
+	tmp.mode = req->mode;
+	tmp.uid = req->ctx.uid;
+	tmp.gid = req->ctx.gid;
+	if (req->dp->mode & S_ISGID) {
+		tmp.gid = req->dp->gid; /* BSD group semantics of a set-group-ID directory */
+		if (S_ISDIR(tmp.mode)) {
+			tmp.mode |= S_ISGID;
+		}
+	}
+	tmp.rdev = req->rdev;
+	tmp.birth_seq = req->intent.seq;
+	tmp.next_cookie = 3;
+	tmp.atime = tmp.mtime = tmp.ctime = tmp.btime = now;
+	if (S_ISLNK(tmp.mode)) {
+		tmp.size = strlen(req->path);
+	}
+	bfs_encode_inode(&tmp, &req->cdi);
+	req->cxa[n++] = (struct ust_blob_xattr){.name = BFS_XA_INODE, .value = &req->cdi,
+						.value_len = sizeof(req->cdi), .internal = true};
+	memcpy(req->crefs, &req->intent.dir1, 8);
+	memcpy(req->crefs + 8, &nl, 2);
+	memcpy(req->crefs + 10, req->iname1, nl);
+	req->cxa[n++] = (struct ust_blob_xattr){.name = BFS_XA_REFS, .value = req->crefs,
+						.value_len = 10u + nl, .internal = true};
+	if (S_ISLNK(tmp.mode)) {
+		req->cxa[n++] = (struct ust_blob_xattr){.name = BFS_XA_LINK, .value = req->path,
+							.value_len = strlen(req->path), .internal = true};
+	}
+	ust_blob_opts_init(&req->copts);
+	req->copts.thin_provision = true;
+	req->copts.xattrs = req->cxa;
+	req->copts.xattr_count = n;
+	req->state = NS_CREATED;
+	ust_bs_create_blob(fs->bs, &req->copts, ns_id_cb, req);
+}
+
+/* ---- the replay scan (a CREATE that did not complete) ------------------------------------------ */
+
+struct scan {
+	struct bfs_req *req;
+	uint64_t *ids;
+	size_t n;
+	size_t i;
+};
+
+static void scan_cb(void *arg, struct ust_blob *blob, int rc)
+{
+	struct scan *sc = arg;
+	struct bfs_req *req = sc->req;
+	const struct bfs_disk_inode *d;
+	const void *v;
+	size_t len;
+
+	if (rc != 0) {
+		req->rc = rc == -ENOENT ? 0 : rc;
+		req->state = NS_SCAN_DELETE;
+		req->tmp = (struct bfs_inode *)sc;
+		ns_step(req);
+		return;
+	}
+	if (ust_blob_get_internal_xattr(blob, BFS_XA_INODE, &v, &len) == 0 && len >= sizeof(*d)) {
+		d = v;
+		if (d->magic == BFS_INODE_MAGIC && d->birth_seq == req->intent.seq) {
+			uint64_t *ids = realloc(sc->ids, (sc->n + 1) * sizeof(*ids));
+
+			if (ids != NULL) {
+				sc->ids = ids;
+				sc->ids[sc->n++] = ust_blob_get_id(blob);
+			}
+		}
+	}
+	ust_bs_iter_next(req->fs->bs, blob, scan_cb, sc);
+}
+
+/* ---- the step machine ---------------------------------------------------------------------------- */
+
+/* Load ino into *slot: 1 if it is there now (req->rc says how it went), 0 if ns_step comes later. */
+static int load(struct bfs_req *req, uint64_t ino, struct bfs_inode **slot, int next_state)
+{
+	req->state = next_state;
+	req->rc = 0;
+	return bfs_iget(req->fs, ino, slot, ns_resume, req);
+}
+
+static void finish_result(struct bfs_req *req)
+{
+	struct ust_blobfs *fs = req->fs;
+	struct bfs_inode *ip = req->ip;
+
+	if (ip == NULL) {
+		return;
+	}
+	ip->nlookup++;
+	req->entry.ino = bfs_ino_out(fs, ip->ino);
+	bfs_fill_attr(fs, ip, &req->entry.attr);
+	if (req->kind == BFS_R_CREATE) {
+		req->out_fh = calloc(1, sizeof(*req->out_fh));
+		if (req->out_fh == NULL) {
+			ip->nlookup--;
+			req->rc = -ENOMEM;
+			return;
+		}
+		req->out_fh->ip = ip;
+		req->out_fh->flags = req->oflags;
+		ip->nopen++;
+		fs->nopen_files++;
+	}
+}
+
+static void ns_step(struct bfs_req *req)
+{
+	struct ust_blobfs *fs = req->fs;
+	struct bfs_dirent *de;
+	struct bfs_action *a;
+	struct bfs_inode *t;
+	uint8_t ibuf[sizeof(struct bfs_disk_intent) + 2 * UST_BLOBFS_NAME_MAX];
+	int rc;
+
+	for (;;) {
+		switch (req->state) {
+		case NS_START:
+			if (fs->unmounting) {
+				ns_done(req, -EBUSY);
+				return;
+			}
+			if (load(req, bfs_ino_in(fs, req->ino), &req->dp, NS_DIR1) == 0) {
+				return;
+			}
+			continue;
+		case NS_DIR1:
+			if (req->rc != 0) {
+				ns_done(req, req->rc);
+				return;
+			}
+			if (!S_ISDIR(req->dp->mode)) {
+				ns_done(req, -ENOTDIR);
+				return;
+			}
+			if (req->dp->deleted || (req->dp->nrefs == 0 && req->dp != fs->root)) {
+				ns_done(req, -ENOENT);
+				return;
+			}
+			if (!bfs_may(&req->ctx, req->dp, 3)) {
+				ns_done(req, -EACCES);
+				return;
+			}
+			req->dp2 = req->dp;
+			if (req->kind == BFS_R_RENAME) {
+				if (load(req, bfs_ino_in(fs, req->ino2), &req->dp2, NS_DIR2) == 0) {
+					return;
+				}
+				continue;
+			}
+			req->state = NS_DIR2;
+			req->rc = 0;
+			continue;
+		case NS_DIR2:
+			if (req->rc != 0) {
+				ns_done(req, req->rc);
+				return;
+			}
+			if (!S_ISDIR(req->dp2->mode)) {
+				ns_done(req, -ENOTDIR);
+				return;
+			}
+			if (req->dp2->deleted || (req->dp2->nrefs == 0 && req->dp2 != fs->root)) {
+				ns_done(req, -ENOENT);
+				return;
+			}
+			if (!bfs_may(&req->ctx, req->dp2, 3)) {
+				ns_done(req, -EACCES);
+				return;
+			}
+			if (is_create(req)) {
+				de = bfs_dir_find(req->dp, req->name);
+				if (de != NULL) {
+					if (req->kind != BFS_R_CREATE || (req->oflags & O_EXCL)) {
+						ns_done(req, -EEXIST);
+						return;
+					}
+					/* create of an existing name without O_EXCL opens it */
+					if (load(req, de->ino, &req->ip, NS_FINISH) == 0) {
+						return;
+					}
+					continue;
+				}
+				req->state = NS_WALK;
+				continue;
+			}
+			if (req->kind == BFS_R_LINK) {
+				if (bfs_dir_find(req->dp, req->name) != NULL) {
+					ns_done(req, -EEXIST);
+					return;
+				}
+				if (load(req, bfs_ino_in(fs, req->ino2), &req->ip, NS_SRC) == 0) {
+					return;
+				}
+				continue;
+			}
+			if (dot_name(req->name) || (req->name2 != NULL && dot_name(req->name2))) {
+				ns_done(req, -EINVAL);
+				return;
+			}
+			de = bfs_dir_find(req->dp, req->name);
+			if (de == NULL) {
+				ns_done(req, -ENOENT);
+				return;
+			}
+			if (load(req, de->ino, &req->ip, NS_SRC) == 0) {
+				return;
+			}
+			continue;
+		case NS_SRC:
+			if (req->rc != 0) {
+				ns_done(req, req->rc);
+				return;
+			}
+			req->ip2 = NULL;
+			if (req->kind == BFS_R_RENAME) {
+				de = bfs_dir_find(req->dp2, req->name2);
+				if (de != NULL) {
+					if (load(req, de->ino, &req->ip2, NS_VICTIM) == 0) {
+						return;
+					}
+					continue;
+				}
+			}
+			req->state = NS_VICTIM;
+			req->rc = 0;
+			continue;
+		case NS_VICTIM:
+			if (req->rc != 0) {
+				ns_done(req, req->rc);
+				return;
+			}
+			/* a directory may not move below itself: walk up from the target directory */
+			req->tmp = NULL;
+			if (req->kind == BFS_R_RENAME && S_ISDIR(req->ip->mode) && req->dp2 != req->dp) {
+				req->tmp = req->dp2;
+			}
+			req->state = NS_WALK;
+			req->rc = 0;
+			continue;
+		case NS_WALK:
+			if (req->rc != 0) {
+				ns_done(req, req->rc);
+				return;
+			}
+			if (req->tmp != NULL) {
+				t = req->tmp;
+				if (t == req->ip) {
+					ns_done(req, -EINVAL);
+					return;
+				}
+				if (t != fs->root && t->nrefs > 0) {
+					if (load(req, t->refs[0].parent, &req->tmp, NS_WALK) == 0) {
+						return;
+					}
+					continue;
+				}
+				req->tmp = NULL;
+			}
+			if ((req->flags & UST_BLOBFS_RENAME_EXCHANGE) && req->ip2 != NULL &&
+			    S_ISDIR(req->ip2->mode) && req->dp2 != req->dp && !req->locked) {
+				/* the exchanged directory moves below dp: walk from there too */
+				req->locked = true;
+				req->tmp = req->dp;
+				{
+					struct bfs_inode *swap = req->ip;
+
+					req->ip = req->ip2;
+					req->ip2 = swap;
+					req->u0 = 1; /* swapped: undo after the walk */
+				}
+				continue;
+			}
+			if (req->u0 == 1) {
+				struct bfs_inode *swap = req->ip;
+
+				req->ip = req->ip2;
+				req->ip2 = swap;
+				req->u0 = 0;
+			}
+			rc = validate(req);
+			if (rc != 0) {
+				ns_done(req, rc < 0 ? rc : 0);
+				return;
+			}
+			/* the intent: durable before any blob changes */
+			req->intent.seq = fs->next_seq++;
+			memcpy(ibuf, &req->intent, sizeof(req->intent));
+			memcpy(ibuf + sizeof(req->intent), req->iname1, req->intent.name1_len);
+			memcpy(ibuf + sizeof(req->intent) + req->intent.name1_len, req->iname2,
+			       req->intent.name2_len);
+			rc = ust_blob_set_internal_xattr(fs->super, BFS_XA_INTENT, ibuf,
+							 sizeof(req->intent) + req->intent.name1_len +
+								 req->intent.name2_len);
+			if (rc == 0) {
+				rc = bfs_super_store(fs);
+			}
+			if (rc != 0) {
+				ns_done(req, rc);
+				return;
+			}
+			req->state = NS_INTENT_SYNCED;
+			ust_blob_sync_md(fs->super, ns_op_cb, req);
+			return;
+		case NS_INTENT_SYNCED:
+			if (req->rc != 0) {
+				/* Whether the intent reached the disk is unknown: the next mount decides. */
+				ns_done(req, req->rc);
+				return;
+			}
+			build_actions(req);
+			req->state = NS_ACT_LOAD;
+			continue;
+		case NS_ACT_LOAD:
+			if (req->cur >= req->nacts) {
+				req->state = NS_FINISH;
+				req->rc = 0;
+				if (is_create(req)) {
+					req->ip = bfs_icache_find(fs, req->new_ino);
+				}
+				continue;
+			}
+			a = &req->acts[req->cur];
+			if (a->act == BFS_A_CREATE_BLOB) {
+				if (req->replay) {
+					if (load(req, a->dir, &req->dp, NS_REPLAY_CREATE_DIR) == 0) {
+						return;
+					}
+					continue;
+				}
+				create_blob(req);
+				return;
+			}
+			if (load(req, a->target, &req->tmp, NS_ACT_DONE) == 0) {
+				return;
+			}
+			continue;
+		case NS_ACT_DONE:
+			a = &req->acts[req->cur];
+			if (req->rc == -ENOENT || (req->rc == 0 && req->tmp->deleted)) {
+				/* the blob is gone: by this change or a later release (6.1) */
+				req->cur++;
+				req->state = NS_ACT_LOAD;
+				continue;
+			}
+			if (req->rc != 0) {
+				ns_done(req, req->rc);
+				return;
+			}
+			t = req->tmp;
+			req->state = NS_ACT_SYNCED;
+			if (a->act == BFS_A_RECLAIM) {
+				bfs_reclaim_inode(fs, t, ns_resume, req);
+				return;
+			}
+			rc = apply(req, a, t);
+			if (rc < 0) {
+				/* e.g. a directory whose metadata is full: the intent stays, the next mount retries */
+				UST_ERRLOG("blobfs: change %" PRIu64 " step %d: %d\n", req->intent.seq, req->cur, rc);
+				ns_done(req, rc);
+				return;
+			}
+			if (rc == 0) {
+				req->rc = 0;
+				continue;
+			}
+			ust_blob_sync_md(t->blob, ns_op_cb, req);
+			return;
+		case NS_ACT_SYNCED:
+			if (req->rc != 0) {
+				ns_done(req, req->rc);
+				return;
+			}
+			req->cur++;
+			req->state = NS_ACT_LOAD;
+			continue;
+		case NS_CREATED:
+			if (req->rc != 0) {
+				/* nothing names the blob: drop the intent's promise by rolling back at mount */
+				ns_done(req, req->rc);
+				return;
+			}
+			if (load(req, req->new_ino, &req->ip, NS_CREATED_LOADED) == 0) {
+				return;
+			}
+			continue;
+		case NS_CREATED_LOADED:
+			if (req->rc != 0) {
+				ns_done(req, req->rc);
+				return;
+			}
+			req->cur++;
+			req->state = NS_ACT_LOAD;
+			continue;
+		case NS_REPLAY_CREATE_DIR:
+			/* replay of a CREATE: completed if dir1/name1 names a blob born of this intent */
+			if (req->rc != 0) {
+				req->state = NS_SCAN;
+				continue;
+			}
+			de = bfs_dir_find(req->dp, req->iname1);
+			if (de == NULL) {
+				req->state = NS_SCAN;
+				continue;
+			}
+			if (load(req, de->ino, &req->ip, NS_REPLAY_CREATE_CHILD) == 0) {
+				return;
+			}
+			continue;
+		case NS_REPLAY_CREATE_CHILD:
+			if (req->rc == 0 && req->ip->birth_seq == req->intent.seq) {
+				ns_done(req, 0);
+				return;
+			}
+			req->state = NS_SCAN;
+			continue;
+		case NS_SCAN: {
+			struct scan *sc = calloc(1, sizeof(*sc));
+
+			if (sc == NULL) {
+				ns_done(req, -ENOMEM);
+				return;
+			}
+			UST_NOTICELOG("blobfs: rolling back an interrupted create (scan)\n");
+			sc->req = req;
+			ust_bs_iter_first(fs->bs, scan_cb, sc);
+			return;
+		}
+		case NS_SCAN_DELETE: {
+			struct scan *sc = (struct scan *)req->tmp;
+
+			if (req->rc != 0 || sc->i >= sc->n) {
+				rc = req->rc;
+				free(sc->ids);
+				free(sc);
+				req->tmp = NULL;
+				ns_done(req, rc);
+				return;
+			}
+			ust_bs_delete_blob(fs->bs, sc->ids[sc->i++], ns_op_cb, req);
+			return;
+		}
+		case NS_FINISH:
+			if (req->rc != 0) {
+				ns_done(req, req->rc);
+				return;
+			}
+			if (req->kind == BFS_R_CREATE && req->ip != NULL && S_ISDIR(req->ip->mode)) {
+				ns_done(req, -EISDIR);
+				return;
+			}
+			if (req->kind == BFS_R_CREATE && req->ip != NULL && !S_ISREG(req->ip->mode)) {
+				ns_done(req, -EEXIST);
+				return;
+			}
+			if (req->kind == BFS_R_LINK || is_create(req)) {
+				finish_result(req);
+			}
+			ns_done(req, req->rc);
+			return;
+		}
+	}
+}
+
+void bfs_ns_replay(struct bfs_req *req)
+{
+	req->replay = true;
+	req->is_ns = false;
+	build_actions(req);
+	req->state = NS_ACT_LOAD;
+	ns_step(req);
+}

@@ -133,6 +133,30 @@ struct ust_blob {
 	bool sync_wanted;
 	struct bs_alloc_list allocs;
 	uint32_t closing;             /* close calls waiting for their sync */
+
+	/*
+	 * Snapshots and clones (format 8.1, 9.4; bs_snapshot.c). parent is the
+	 * open handle of parent_id, holding one reference (counted in the
+	 * parent's child_refs); I/O threads follow it with atomic loads, and a
+	 * replaced parent is released only after a pass over the channels.
+	 * parent_broken: the parent could not be opened (damaged): reads that
+	 * fall through to it fail with -EIO (9.5).
+	 */
+	struct ust_blob *parent;
+	bool parent_broken;
+	uint32_t child_refs;
+	/* A PENDING_OP descriptor this version carries (9.4): written in the root. */
+	bool has_pending;
+	struct ust_bs_pending_op pending;
+	/* A multi-blob operation (snapshot, merge, inflate, decouple) holds it. */
+	bool op_busy;
+	/* Write freeze: writes arriving while frozen wait on the metadata thread
+	 * (frozen_pieces); freeze_done runs once no counted write is in flight. */
+	uint32_t frozen;      /* atomic */
+	uint64_t wr_inflight; /* atomic: write pieces past the freeze check */
+	struct bs_piece_list frozen_pieces;
+	bs_done_fn freeze_done;
+	void *freeze_arg;
 };
 
 static inline struct bs_map *bs_blob_map(const struct ust_blob *blob)
@@ -144,6 +168,17 @@ static inline struct bs_map *bs_blob_map(const struct ust_blob *blob)
 
 struct bs_damaged {
 	struct ust_bs_damage d;
+};
+
+/*
+ * What the store knows of a live slot without opening it: the blob's id and
+ * its parent. The snapshot tree is derived from it (parents never list their
+ * children, format 8.1); filled at load (clean: from the roots, dirty: by
+ * recovery) and kept current by every operation that changes a parent.
+ */
+struct bs_slot_rel {
+	ust_blob_id id;
+	ust_blob_id parent;
 };
 
 struct ust_blob_store {
@@ -179,6 +214,7 @@ struct ust_blob_store {
 	 * deleted damaged blob): unload leaves clean = 0 so that the next load
 	 * recovers it (format 9.3). */
 	bool leaked;
+	struct bs_slot_rel *rel; /* max_blobs entries */
 };
 
 /* ---- bit arrays ------------------------------------------------------------------ */
@@ -307,6 +343,37 @@ void bs_xattr_free(struct bs_xattr *x);
 
 /* Rebuild the bitmaps from the root slots (format 9.3). bs->sb is loaded. */
 void bs_recover(struct ust_blob_store *bs, bs_done_fn done, void *arg);
+/*
+ * Clean load: read the root halves of the live slots and fill bs->rel.
+ * -EAGAIN when a current root carries a PENDING_OP (a clean shutdown never
+ * leaves one): the caller then recovers as after a dirty shutdown.
+ */
+void bs_scan_relations(struct ust_blob_store *bs, bs_done_fn done, void *arg);
+
+/* ---- bs_blob.c: shared with the snapshot operations --------------------------------- */
+
+struct ust_blob *bs_blob_find_open(struct ust_blob_store *bs, uint32_t slot);
+/*
+ * Reserve a free slot and read it, so that the new blob gets the slot's next
+ * generation and incarnation (format 7): done(arg, blob, rc) with a blob
+ * holding only its id, half and generation (no map), not yet listed as open.
+ * bs_blob_new_abort() gives the slot back.
+ */
+void bs_blob_new(struct ust_blob_store *bs,
+		 void (*done)(void *arg, struct ust_blob *blob, int rc), void *arg);
+void bs_blob_new_abort(struct ust_blob *blob);
+/* List a blob built in memory as open, with one reference. */
+void bs_blob_list_open(struct ust_blob *blob);
+int bs_blob_set_xattrs(struct ust_blob *blob, const struct ust_blob_xattr *x, size_t n);
+/* Drop the reference a blob holds on its parent (now). */
+void bs_blob_put_parent(struct ust_blob *blob);
+
+/* ---- bs_snapshot.c ------------------------------------------------------------------ */
+
+/* Clones of id known to the store; *only gets one of them. */
+uint32_t bs_count_clones(const struct ust_blob_store *bs, ust_blob_id id, ust_blob_id *only);
+/* Delete snapshot id, which has exactly one clone, by merging it into the clone. */
+void bs_delete_merge(struct ust_blob_store *bs, ust_blob_id id, ust_blob_op_cb cb, void *arg);
 
 /* ---- bs_io.c: data path ------------------------------------------------------------ */
 
@@ -315,5 +382,21 @@ void bs_channel_destroy(void *io_device, void *ctx_buf);
 size_t bs_channel_ctx_size(void);
 /* Metadata thread: allocations of this blob that a sync may include. */
 void bs_allocs_committed(struct ust_blob *blob, int rc);
+struct bs_alloc *bs_alloc_find(struct ust_blob *blob, uint64_t index);
+/* Drop an allocation whose fill failed: the cluster is free, its waiters retry. */
+void bs_alloc_abandon(struct ust_blob *blob, struct bs_alloc *a, int rc);
+/*
+ * The device cluster blob cluster index reads: the blob's own, else the
+ * nearest ancestor's (format 8.1 THIN); 0 reads zeros. *broken is set when
+ * the walk reaches a parent that could not be opened. Any thread.
+ */
+uint32_t bs_chain_lookup(const struct ust_blob *blob, uint64_t index, bool *broken);
+/*
+ * Stop new writes (write, write_zeroes, unmap) to the blob and call done
+ * once none is in flight; writes arriving meanwhile wait and run after
+ * bs_blob_unfreeze(). Metadata thread; one freeze at a time per blob.
+ */
+void bs_blob_freeze(struct ust_blob *blob, bs_done_fn done, void *arg);
+void bs_blob_unfreeze(struct ust_blob *blob);
 
 #endif

@@ -9,7 +9,10 @@
  * incarnation from what is on disk, writes the first root into the half not
  * holding the slot's newest version and reports the id only after the commit
  * flush (9.4); delete refuses an open blob (-EBUSY), writes a tombstone and
- * releases clusters, pages and the slot only after its flush.
+ * releases clusters, pages and the slot only after its flush. Opening a
+ * clone opens its parent chain (a damaged parent: the clone opens and reads
+ * through it fail); deleting a snapshot with one clone merges it
+ * (bs_snapshot.c), with several is refused (-EBUSY).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -32,6 +35,7 @@ enum open_state {
 	OPEN_READ_HALVES,
 	OPEN_CHOOSE,
 	OPEN_TREE_READ,
+	OPEN_PARENT, /* a clone: its parent is being opened */
 };
 
 struct open_op {
@@ -77,6 +81,31 @@ static struct ust_blob *find_open(struct ust_blob_store *bs, uint32_t slot)
 	return NULL;
 }
 
+struct ust_blob *bs_blob_find_open(struct ust_blob_store *bs, uint32_t slot)
+{
+	return find_open(bs, slot);
+}
+
+static void parent_closed(void *arg, int rc)
+{
+	(void)arg;
+	if (rc != 0) {
+		UST_ERRLOG("blobstore: closing a clone's parent failed: %s\n", strerror(-rc));
+	}
+}
+
+void bs_blob_put_parent(struct ust_blob *blob)
+{
+	struct ust_blob *parent = blob->parent;
+
+	if (parent == NULL) {
+		return;
+	}
+	__atomic_store_n(&blob->parent, NULL, __ATOMIC_RELEASE);
+	parent->child_refs--;
+	ust_blob_close(parent, parent_closed, NULL);
+}
+
 static bool id_wellformed(const struct ust_blob_store *bs, ust_blob_id id)
 {
 	return ust_bs_blobid_incarnation(id) != 0 && ust_bs_blobid_slot(id) < bs->sb.max_blobs;
@@ -93,10 +122,12 @@ static void open_finish(struct open_op *op, int rc)
 		/* Another open of the same blob may have finished first. */
 		other = find_open(bs, op->slot);
 		if (other != NULL && !other->deleting) {
+			bs_blob_put_parent(blob);
 			bs_blob_free(blob);
 			blob = other;
 			blob->refs++;
 		} else if (other != NULL) {
+			bs_blob_put_parent(blob);
 			bs_blob_free(blob);
 			blob = NULL;
 			rc = -ENOENT;
@@ -106,6 +137,7 @@ static void open_finish(struct open_op *op, int rc)
 			TAILQ_INSERT_TAIL(&bs->blobs, blob, link);
 		}
 	} else if (blob != NULL) {
+		bs_blob_put_parent(blob);
 		bs_blob_free(blob);
 		blob = NULL;
 	}
@@ -138,6 +170,24 @@ static void open_tree_done(void *arg, int verdict)
 	struct open_op *op = arg;
 
 	op->verdict = verdict;
+	open_step(op);
+}
+
+/* A clone keeps its parent open: I/O reads through it (format 8.1 THIN). */
+static void open_parent_done(void *arg, struct ust_blob *parent, int rc)
+{
+	struct open_op *op = arg;
+
+	if (rc == 0) {
+		op->blob->parent = parent;
+		parent->child_refs++;
+	} else {
+		/* 9.5: the clone opens; reads that reach the parent fail with -EIO. */
+		UST_ERRLOG("blob 0x%llx: its parent 0x%llx cannot be opened (%s); reads through it fail\n",
+			   (unsigned long long)op->blob->id, (unsigned long long)op->blob->parent_id,
+			   strerror(-rc));
+		op->blob->parent_broken = true;
+	}
 	open_step(op);
 }
 
@@ -222,12 +272,23 @@ static void open_step(struct open_op *op)
 			/* v1 knows no per-blob ro_compat feature. */
 			op->blob->md_read_only = true;
 		}
-		if (op->blob->parent_id != 0 && op->purpose != OPEN_DELETE) {
-			UST_ERRLOG("blob 0x%llx is a clone: not supported by this version\n",
-				   (unsigned long long)op->blob->id);
-			open_finish(op, -ENOTSUP);
+		if (op->blob->has_pending) {
+			/* An operation whose last step failed: the next load resolves
+			 * it (9.4; the store is marked so that the load is dirty). */
+			UST_ERRLOG("blob 0x%llx: pending operation %u with 0x%llx not finished\n",
+				   (unsigned long long)op->blob->id, op->blob->pending.op,
+				   (unsigned long long)op->blob->pending.other_blob_id);
+			open_finish(op, -EBUSY);
 			return;
 		}
+		if (op->blob->parent_id != 0 && op->purpose != OPEN_DELETE) {
+			op->state = OPEN_PARENT;
+			ust_bs_open_blob(bs, op->blob->parent_id, open_parent_done, op);
+			return;
+		}
+		open_finish(op, 0);
+		break;
+	case OPEN_PARENT:
 		open_finish(op, 0);
 		break;
 	}
@@ -306,6 +367,7 @@ struct close_ctx {
 static void blob_forget(struct ust_blob *blob)
 {
 	TAILQ_REMOVE(&blob->bs->blobs, blob, link);
+	bs_blob_put_parent(blob);
 	bs_blob_free(blob);
 }
 
@@ -403,6 +465,8 @@ static void create_finish(struct create_op *op)
 	if (blob != NULL) {
 		if (op->rc == 0) {
 			id = blob->id;
+			bs->rel[op->slot].id = id;
+			bs->rel[op->slot].parent = 0;
 		} else if (blob->map != NULL) {
 			for (i = 0; i < blob->map->len; i++) {
 				if (blob->map->c[i] != 0) {
@@ -443,18 +507,18 @@ static bool xattr_name_ok(const char *name)
 static int xattr_set(struct ust_blob *blob, const char *name, const void *value, size_t len,
 		     bool internal);
 
-/* The new blob in memory: generation and incarnation follow what the slot holds. */
-static int create_build(struct create_op *op)
+/* A blob for a free slot: generation and incarnation follow what the slot holds. */
+static int slot_identity(struct ust_blob_store *bs, uint32_t slot, const uint8_t *halves,
+			 struct ust_blob **out)
 {
-	struct ust_blob_store *bs = op->bs;
 	struct ust_bs_fmt_err err[2];
 	struct ust_bs_root r[2];
 	uint32_t incarnation = 1;
 	struct ust_blob *blob;
-	uint64_t i, maxgen = 0;
-	int drc[2], newest, h, rc;
+	uint64_t maxgen = 0;
+	int drc[2], newest, h;
 
-	decode_halves(bs, op->halves, drc, r, err);
+	decode_halves(bs, halves, drc, r, err);
 	newest = bs_pick_half(drc, r, -1);
 	for (h = 0; h < 2; h++) {
 		if (drc[h] == 0) {
@@ -467,17 +531,33 @@ static int create_build(struct create_op *op)
 		}
 	}
 	if (incarnation == 0) {
-		UST_ERRLOG("blobstore: slot %u has used every incarnation\n", op->slot);
+		UST_ERRLOG("blobstore: slot %u has used every incarnation\n", slot);
 		return -ENOSPC;
 	}
-	blob = bs_blob_alloc(bs, ust_bs_blobid_make(incarnation, op->slot));
+	blob = bs_blob_alloc(bs, ust_bs_blobid_make(incarnation, slot));
 	if (blob == NULL) {
 		return -ENOMEM;
 	}
-	op->blob = blob;
 	/* Write into the half not holding the slot's newest root (A if none). */
 	blob->cur_half = newest < 0 ? 1 : newest;
 	blob->next_gen = maxgen + 1;
+	*out = blob;
+	return 0;
+}
+
+/* The new blob in memory. */
+static int create_build(struct create_op *op)
+{
+	struct ust_blob_store *bs = op->bs;
+	struct ust_blob *blob;
+	uint64_t i;
+	int rc;
+
+	rc = slot_identity(bs, op->slot, op->halves, &op->blob);
+	if (rc != 0) {
+		return rc;
+	}
+	blob = op->blob;
 	blob->num_clusters = op->opts.num_clusters;
 	blob->flags = op->opts.thin_provision ? UST_BS_BLOB_THIN : 0;
 	blob->change_seq = 1;
@@ -581,6 +661,74 @@ void ust_bs_create_blob(struct ust_blob_store *bs, const struct ust_blob_opts *o
 	create_step(op);
 }
 
+/* ---- new blobs for the snapshot operations ------------------------------------------------ */
+
+struct new_op {
+	struct ust_blob_store *bs;
+	uint32_t slot;
+	uint8_t *halves;
+	void (*done)(void *arg, struct ust_blob *blob, int rc);
+	void *arg;
+};
+
+static void new_read(void *arg, int rc)
+{
+	struct new_op *op = arg;
+	struct ust_blob_store *bs = op->bs;
+	struct ust_blob *blob = NULL;
+
+	if (rc == 0) {
+		rc = slot_identity(bs, op->slot, op->halves, &blob);
+	}
+	if (rc != 0) {
+		bs_bit_clear(bs->bbm, op->slot);
+	}
+	bs_dma_free(op->halves);
+	bs->ops--;
+	op->done(op->arg, blob, rc);
+	free(op);
+}
+
+void bs_blob_new(struct ust_blob_store *bs,
+		 void (*done)(void *arg, struct ust_blob *blob, int rc), void *arg)
+{
+	struct new_op *op;
+	uint64_t slot = bs_bit_find_clear(bs->bbm, 0, bs->sb.max_blobs);
+
+	if (slot == bs->sb.max_blobs) {
+		UST_ERRLOG("blobstore: all %u blob slots are in use\n", bs->sb.max_blobs);
+		done(arg, NULL, -ENOSPC);
+		return;
+	}
+	op = calloc(1, sizeof(*op));
+	if (op == NULL || (op->halves = bs_dma_page_alloc(2)) == NULL) {
+		free(op);
+		done(arg, NULL, -ENOMEM);
+		return;
+	}
+	op->bs = bs;
+	op->slot = (uint32_t)slot;
+	op->done = done;
+	op->arg = arg;
+	/* Taken now so a concurrent create picks another slot. */
+	bs_bit_set(bs->bbm, slot);
+	bs->ops++;
+	bs_dev_read_pages(bs, bs_root_page(bs, op->slot, 0), 2, op->halves, new_read, op);
+}
+
+void bs_blob_new_abort(struct ust_blob *blob)
+{
+	bs_bit_clear(blob->bs->bbm, blob->slot);
+	bs_blob_put_parent(blob);
+	bs_blob_free(blob);
+}
+
+void bs_blob_list_open(struct ust_blob *blob)
+{
+	blob->refs = 1;
+	TAILQ_INSERT_TAIL(&blob->bs->blobs, blob, link);
+}
+
 /* ---- delete ----------------------------------------------------------------------------- */
 
 struct delete_op {
@@ -619,6 +767,7 @@ static void delete_committed(void *arg, int rc)
 		}
 		blob->nfreed = 0;
 		bs_bit_clear(bs->bbm, d->slot);
+		memset(&bs->rel[d->slot], 0, sizeof(bs->rel[d->slot]));
 		if (d->was_damaged) {
 			bs_forget_damage(bs, d->slot);
 			bs->leaked = true;
@@ -688,6 +837,7 @@ void ust_bs_delete_blob(struct ust_blob_store *bs, ust_blob_id id, ust_blob_op_c
 {
 	struct delete_op *d;
 	uint32_t slot = ust_bs_blobid_slot(id);
+	uint32_t clones;
 	uint8_t *pages;
 	int rc = md_thread_check(bs);
 
@@ -696,6 +846,18 @@ void ust_bs_delete_blob(struct ust_blob_store *bs, ust_blob_id id, ust_blob_op_c
 	}
 	if (rc != 0) {
 		cb(arg, rc);
+		return;
+	}
+	clones = bs_count_clones(bs, id, NULL);
+	if (clones > 1) {
+		UST_ERRLOG("blob 0x%llx has %u clones: cannot delete it\n", (unsigned long long)id,
+			   clones);
+		cb(arg, -EBUSY);
+		return;
+	}
+	if (clones == 1 && !bs_is_damaged(bs, slot)) {
+		/* Format 9.4: the clone takes the snapshot's data over. */
+		bs_delete_merge(bs, id, cb, arg);
 		return;
 	}
 	d = calloc(1, sizeof(*d));
@@ -849,6 +1011,10 @@ static int blob_md_writable(struct ust_blob *blob)
 	if ((blob->flags & UST_BS_BLOB_READ_ONLY) || blob->md_read_only) {
 		return -EPERM;
 	}
+	if (blob->op_busy) {
+		/* A snapshot, merge, inflate or decouple is rewriting it. */
+		return -EBUSY;
+	}
 	return 0;
 }
 
@@ -995,6 +1161,21 @@ bool ust_blob_is_read_only(const struct ust_blob *blob)
 	return (blob->flags & UST_BS_BLOB_READ_ONLY) != 0 || blob->md_read_only;
 }
 
+ust_blob_id ust_blob_get_parent_id(const struct ust_blob *blob)
+{
+	return blob->parent_id;
+}
+
+bool ust_blob_is_snapshot(const struct ust_blob *blob)
+{
+	return (blob->flags & UST_BS_BLOB_SNAPSHOT) != 0;
+}
+
+bool ust_blob_is_clone(const struct ust_blob *blob)
+{
+	return blob->parent_id != 0;
+}
+
 /* ---- xattrs ------------------------------------------------------------------------------ */
 
 static struct bs_xattr *xattr_lookup(struct ust_blob *blob, const char *name, bool internal)
@@ -1099,6 +1280,20 @@ static int xattr_remove(struct ust_blob *blob, const char *name, bool internal)
 	TAILQ_REMOVE(&blob->xattrs, x, link);
 	bs_xattr_free(x);
 	blob->change_seq++;
+	return 0;
+}
+
+int bs_blob_set_xattrs(struct ust_blob *blob, const struct ust_blob_xattr *x, size_t n)
+{
+	size_t i;
+	int rc;
+
+	for (i = 0; i < n; i++) {
+		rc = xattr_set(blob, x[i].name, x[i].value, x[i].value_len, x[i].internal);
+		if (rc != 0) {
+			return rc;
+		}
+	}
 	return 0;
 }
 

@@ -13,6 +13,14 @@
  * only after that commit. Other writers to the cluster wait for the commit
  * and then write normally, so nothing they write can be overwritten by the
  * zero fill. A failed allocation leaves the store consistent.
+ *
+ * Clones (8.1): a hole reads the nearest ancestor's cluster, or zeros; the
+ * first write to such a cluster fills the new cluster with the ancestor's
+ * data merged with the write (copy-on-write), under the same rules; a
+ * hole that must read zeros after write_zeroes or unmap gets a zeroed
+ * cluster. A frozen blob's writes (snapshot, merge) wait on the metadata
+ * thread and run after the unfreeze; the freeze completes only when no
+ * write that passed it is still in flight.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -47,7 +55,9 @@ struct bs_request {
 
 enum piece_state {
 	PIECE_SUBMIT,     /* on the caller's thread: use the map */
+	PIECE_FROZEN,     /* on the metadata thread: a write that waits for an unfreeze */
 	PIECE_CLAIM,      /* on the metadata thread: find or start an allocation */
+	PIECE_COW_READ,   /* the parent's cluster is in the bounce buffer: merge, write */
 	PIECE_FILLED,     /* fill writes done */
 	PIECE_FLUSHED,    /* fill durable: the map may now be committed */
 	PIECE_RELEASE,    /* on the metadata thread: unmap a whole thin cluster */
@@ -63,6 +73,9 @@ struct bs_io_piece {
 	uint64_t unit;    /* first io unit within the cluster */
 	uint64_t units;
 	uint32_t cluster; /* device cluster being filled */
+	uint32_t src;     /* the parent chain's cluster a fill copies (0: zeros) */
+	uint8_t *bounce;  /* a whole cluster, for a copy-on-write fill */
+	bool counted;     /* in blob->wr_inflight (the freeze) */
 	uint32_t pending;
 	int rc;
 	int iovcnt;
@@ -70,6 +83,7 @@ struct bs_io_piece {
 };
 
 static void piece_step(struct bs_io_piece *p);
+static void piece_send(struct bs_io_piece *p, struct ust_thread *t);
 
 /* ---- channels ---------------------------------------------------------------------- */
 
@@ -124,11 +138,91 @@ static void req_piece_done(struct bs_request *req, int rc)
 	}
 }
 
+/* ---- write freeze (snapshot and the other multi-blob operations) ------------------------ */
+
+struct freeze_msg {
+	struct ust_blob_store *bs;
+	ust_blob_id id;
+};
+
+/* Metadata thread: the freezer waits for the last counted write. */
+static void freeze_check(struct ust_blob *blob)
+{
+	bs_done_fn fn = blob->freeze_done;
+
+	if (fn != NULL && __atomic_load_n(&blob->wr_inflight, __ATOMIC_SEQ_CST) == 0) {
+		blob->freeze_done = NULL;
+		fn(blob->freeze_arg, 0);
+	}
+}
+
+static void freeze_check_msg(void *ctx)
+{
+	struct freeze_msg *m = ctx;
+	struct ust_blob *blob = bs_blob_find_open(m->bs, ust_bs_blobid_slot(m->id));
+
+	/* By id: the message may arrive after the blob was closed. */
+	if (blob != NULL && blob->id == m->id) {
+		freeze_check(blob);
+	}
+	free(m);
+}
+
+static void write_uncount(struct ust_blob *blob)
+{
+	struct freeze_msg *m;
+
+	if (__atomic_sub_fetch(&blob->wr_inflight, 1, __ATOMIC_SEQ_CST) != 0 ||
+	    __atomic_load_n(&blob->frozen, __ATOMIC_SEQ_CST) == 0) {
+		return;
+	}
+	m = malloc(sizeof(*m));
+	if (m == NULL) {
+		UST_ERRLOG("blob 0x%llx: no memory to report a drained freeze\n",
+			   (unsigned long long)blob->id);
+		return;
+	}
+	m->bs = blob->bs;
+	m->id = blob->id;
+	if (bs_md_send(blob->bs, freeze_check_msg, m) != 0) {
+		free(m);
+	}
+}
+
+void bs_blob_freeze(struct ust_blob *blob, bs_done_fn done, void *arg)
+{
+	/* Set, then look at the count; writers count, then look at the flag
+	 * (sequentially consistent): one of the two sides sees the other. */
+	__atomic_add_fetch(&blob->frozen, 1, __ATOMIC_SEQ_CST);
+	blob->freeze_done = done;
+	blob->freeze_arg = arg;
+	freeze_check(blob);
+}
+
+void bs_blob_unfreeze(struct ust_blob *blob)
+{
+	struct bs_io_piece *p;
+
+	blob->freeze_done = NULL;
+	if (__atomic_sub_fetch(&blob->frozen, 1, __ATOMIC_SEQ_CST) != 0) {
+		return;
+	}
+	while ((p = TAILQ_FIRST(&blob->frozen_pieces)) != NULL) {
+		TAILQ_REMOVE(&blob->frozen_pieces, p, link);
+		p->state = PIECE_SUBMIT;
+		piece_send(p, p->req->thread);
+	}
+}
+
 static void piece_finish(struct bs_io_piece *p)
 {
 	struct bs_request *req = p->req;
 	int rc = p->rc;
 
+	if (p->counted) {
+		write_uncount(req->blob);
+	}
+	bs_dma_free(p->bounce);
 	free(p);
 	req_piece_done(req, rc);
 }
@@ -214,30 +308,112 @@ static int piece_submit_direct(struct bs_io_piece *p, uint32_t c)
 	}
 }
 
+static struct ust_blob *blob_parent(const struct ust_blob *blob)
+{
+	return __atomic_load_n(&blob->parent, __ATOMIC_ACQUIRE);
+}
+
+uint32_t bs_chain_lookup(const struct ust_blob *blob, uint64_t index, bool *broken)
+{
+	const struct ust_blob *b = blob;
+	const struct bs_map *m;
+	uint32_t c;
+
+	*broken = false;
+	while (b != NULL) {
+		m = bs_blob_map(b);
+		/* Past an ancestor's end nothing further up shows through. */
+		if (index >= m->len) {
+			return 0;
+		}
+		c = bs_map_get(m, index);
+		if (c != 0) {
+			return c;
+		}
+		if (b->parent_broken) {
+			*broken = true;
+			return 0;
+		}
+		b = blob_parent(b);
+	}
+	return 0;
+}
+
+/*
+ * Caller's thread, a write of any kind: count it for the freeze, or, when
+ * the blob is frozen, park it on the metadata thread. False if parked.
+ */
+static bool piece_pass_freeze(struct bs_io_piece *p)
+{
+	struct ust_blob *blob = p->req->blob;
+
+	if (p->req->op == REQ_READ || p->counted) {
+		return true;
+	}
+	__atomic_add_fetch(&blob->wr_inflight, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&blob->frozen, __ATOMIC_SEQ_CST) != 0) {
+		write_uncount(blob);
+		p->state = PIECE_FROZEN;
+		piece_send(p, blob->bs->md_thread);
+		return false;
+	}
+	p->counted = true;
+	return true;
+}
+
 /* Caller's thread: the piece looks at the published map. */
 static void piece_submit(struct bs_io_piece *p)
 {
 	struct bs_request *req = p->req;
 	struct ust_blob *blob = req->blob;
 	struct ust_blob_store *bs = blob->bs;
-	const struct bs_map *m = bs_blob_map(blob);
-	uint32_t c = p->index < m->len ? bs_map_get(m, p->index) : 0;
+	const struct bs_map *m;
+	uint32_t c, src;
 	bool whole = p->unit == 0 && p->units == bs->units_per_cluster;
+	bool broken;
 	int rc;
 
+	if (!piece_pass_freeze(p)) {
+		return;
+	}
+	m = bs_blob_map(blob);
+	c = p->index < m->len ? bs_map_get(m, p->index) : 0;
 	if (p->index >= m->len) {
 		p->rc = -EINVAL;
 		piece_finish(p);
 		return;
 	}
 	if (c == 0) {
+		/* A hole shows the parent chain's cluster, or zeros at its end. */
+		src = bs_chain_lookup(blob, p->index, &broken);
+		if (broken) {
+			p->rc = -EIO;
+			piece_finish(p);
+			return;
+		}
 		switch (req->op) {
 		case REQ_READ:
+			if (src != 0) {
+				p->state = PIECE_DONE;
+				rc = piece_submit_direct(p, src);
+				if (rc != 0) {
+					p->rc = rc;
+					piece_finish(p);
+				}
+				return;
+			}
 			piece_zero_iov(p);
-			/* fall through */
+			piece_finish(p);
+			return;
 		case REQ_WRITE_ZEROES:
 		case REQ_UNMAP:
-			piece_finish(p);
+			if (src == 0) {
+				piece_finish(p);
+				return;
+			}
+			/* It must read zeros, not the parent's data: allocate. */
+			p->state = PIECE_CLAIM;
+			piece_send(p, bs->md_thread);
 			return;
 		case REQ_WRITE:
 			p->state = PIECE_CLAIM;
@@ -245,7 +421,9 @@ static void piece_submit(struct bs_io_piece *p)
 			return;
 		}
 	}
-	if (req->op == REQ_UNMAP && whole && (blob->flags & UST_BS_BLOB_THIN)) {
+	if (req->op == REQ_UNMAP && whole && (blob->flags & UST_BS_BLOB_THIN) &&
+	    blob_parent(blob) == NULL && !blob->parent_broken) {
+		/* (With a parent, releasing would show the parent's data: zero instead.) */
 		p->state = PIECE_RELEASE;
 		piece_send(p, bs->md_thread);
 		return;
@@ -260,7 +438,7 @@ static void piece_submit(struct bs_io_piece *p)
 
 /* ---- allocation on the metadata thread ------------------------------------------------ */
 
-static struct bs_alloc *alloc_find(struct ust_blob *blob, uint64_t index)
+struct bs_alloc *bs_alloc_find(struct ust_blob *blob, uint64_t index)
 {
 	struct bs_alloc *a;
 
@@ -279,6 +457,30 @@ static void alloc_sync_done(void *arg, int rc)
 	(void)rc;
 }
 
+/* Copy-on-write: the parent's cluster, with the piece's data (or zeros) over it. */
+static void piece_cow_write(struct bs_io_piece *p)
+{
+	struct ust_blob_store *bs = p->req->blob->bs;
+	uint8_t *at = p->bounce + p->unit * bs->io_unit;
+	int i, rc;
+
+	if (p->req->op == REQ_WRITE) {
+		for (i = 0; i < p->iovcnt; i++) {
+			memcpy(at, p->iov[i].iov_base, p->iov[i].iov_len);
+			at += p->iov[i].iov_len;
+		}
+	} else {
+		memset(at, 0, p->units * bs->io_unit);
+	}
+	p->state = PIECE_FILLED;
+	p->pending = 1;
+	rc = ust_bdev_write_blocks(bs->desc, bs->md_ch, p->bounce, dev_block(bs, p->cluster, 0),
+				   bs->cluster_size / bs->blocklen, piece_bdev_done, p);
+	if (rc != 0) {
+		piece_io_done(p, rc);
+	}
+}
+
 /* Write zeros around the user's data and the data itself into the new cluster. */
 static void piece_fill(struct bs_io_piece *p)
 {
@@ -286,8 +488,24 @@ static void piece_fill(struct bs_io_piece *p)
 	uint64_t per_unit = bs->io_unit / bs->blocklen;
 	uint64_t base = dev_block(bs, p->cluster, 0);
 	uint64_t head = p->unit, tail_start = p->unit + p->units;
+	bool whole = head == 0 && p->units == bs->units_per_cluster;
 	int rc;
 
+	if (p->src != 0 && !whole) {
+		/* Rule 5 of 9.1: the parent's data, merged, written whole, then flushed. */
+		p->bounce = bs_dma_page_alloc((uint32_t)(bs->cluster_size / UST_BS_PAGE_SIZE));
+		p->state = PIECE_COW_READ;
+		p->pending = 1;
+		rc = p->bounce == NULL ? -ENOMEM
+				       : ust_bdev_read_blocks(bs->desc, bs->md_ch, p->bounce,
+							      dev_block(bs, p->src, 0),
+							      bs->cluster_size / bs->blocklen,
+							      piece_bdev_done, p);
+		if (rc != 0) {
+			piece_io_done(p, rc);
+		}
+		return;
+	}
 	p->state = PIECE_FILLED;
 	p->pending = 1;
 	if (head > 0) {
@@ -308,8 +526,14 @@ static void piece_fill(struct bs_io_piece *p)
 		}
 	}
 	p->pending++;
-	rc = ust_bdev_writev_blocks(bs->desc, bs->md_ch, p->iov, p->iovcnt, base + head * per_unit,
-				    p->units * per_unit, piece_bdev_done, p);
+	if (p->req->op == REQ_WRITE) {
+		rc = ust_bdev_writev_blocks(bs->desc, bs->md_ch, p->iov, p->iovcnt,
+					    base + head * per_unit, p->units * per_unit, piece_bdev_done,
+					    p);
+	} else {
+		rc = ust_bdev_write_zeroes_blocks(bs->desc, bs->md_ch, base + head * per_unit,
+						  p->units * per_unit, piece_bdev_done, p);
+	}
 	if (rc != 0) {
 		piece_io_done(p, rc);
 	}
@@ -332,13 +556,15 @@ static void waiters_resubmit(struct bs_piece_list *list, int rc)
 }
 
 /* The fill failed: no metadata names the cluster, so it is simply free again. */
-static void alloc_abandon(struct ust_blob *blob, struct bs_alloc *a, int rc)
+void bs_alloc_abandon(struct ust_blob *blob, struct bs_alloc *a, int rc)
 {
 	TAILQ_REMOVE(&blob->allocs, a, link);
 	bs_cluster_free(blob->bs, a->cluster);
 	/* Other writers try again: the failure was this write's. */
 	waiters_resubmit(&a->waiters, 0);
-	piece_back(a->owner, rc);
+	if (a->owner != NULL) {
+		piece_back(a->owner, rc);
+	}
 	free(a);
 }
 
@@ -348,6 +574,7 @@ static void piece_claim(struct bs_io_piece *p)
 	struct ust_blob_store *bs = blob->bs;
 	const struct bs_map *m = blob->map;
 	struct bs_alloc *a;
+	bool broken;
 
 	if (p->index >= m->len) {
 		piece_back(p, -EINVAL);
@@ -359,7 +586,7 @@ static void piece_claim(struct bs_io_piece *p)
 		piece_send(p, p->req->thread);
 		return;
 	}
-	a = alloc_find(blob, p->index);
+	a = bs_alloc_find(blob, p->index);
 	if (a != NULL) {
 		TAILQ_INSERT_TAIL(&a->waiters, p, link);
 		if (a->state == BS_ALLOC_FILLED) {
@@ -386,6 +613,12 @@ static void piece_claim(struct bs_io_piece *p)
 	TAILQ_INIT(&a->waiters);
 	TAILQ_INSERT_TAIL(&blob->allocs, a, link);
 	p->cluster = a->cluster;
+	p->src = bs_chain_lookup(blob, p->index, &broken);
+	if (broken && !(p->unit == 0 && p->units == bs->units_per_cluster)) {
+		/* The rest of the cluster would come from a damaged parent (9.5). */
+		bs_alloc_abandon(blob, a, -EIO);
+		return;
+	}
 	piece_fill(p);
 }
 
@@ -457,16 +690,35 @@ static void piece_step(struct bs_io_piece *p)
 	case PIECE_SUBMIT:
 		piece_submit(p);
 		break;
+	case PIECE_FROZEN:
+		if (__atomic_load_n(&blob->frozen, __ATOMIC_SEQ_CST) != 0) {
+			TAILQ_INSERT_TAIL(&blob->frozen_pieces, p, link);
+		} else {
+			p->state = PIECE_SUBMIT;
+			piece_send(p, p->req->thread);
+		}
+		break;
 	case PIECE_CLAIM:
 		piece_claim(p);
 		break;
-	case PIECE_FILLED:
-		a = alloc_find(blob, p->index);
+	case PIECE_COW_READ:
 		if (p->rc != 0) {
-			alloc_abandon(blob, a, p->rc);
+			bs_dma_free(p->bounce);
+			p->bounce = NULL;
+			bs_alloc_abandon(blob, bs_alloc_find(blob, p->index), p->rc);
 			return;
 		}
-		if (p->unit == 0 && p->units == bs->units_per_cluster) {
+		piece_cow_write(p);
+		break;
+	case PIECE_FILLED:
+		bs_dma_free(p->bounce);
+		p->bounce = NULL;
+		a = bs_alloc_find(blob, p->index);
+		if (p->rc != 0) {
+			bs_alloc_abandon(blob, a, p->rc);
+			return;
+		}
+		if (p->unit == 0 && p->units == bs->units_per_cluster && p->req->op == REQ_WRITE) {
 			/* A whole-cluster write: the commit flush covers it (9.1 rule 5). */
 			p->state = PIECE_FLUSHED;
 			piece_step(p);
@@ -477,9 +729,9 @@ static void piece_step(struct bs_io_piece *p)
 		bs_dev_flush(bs, piece_io_done, p);
 		break;
 	case PIECE_FLUSHED:
-		a = alloc_find(blob, p->index);
+		a = bs_alloc_find(blob, p->index);
 		if (p->rc != 0) {
-			alloc_abandon(blob, a, p->rc);
+			bs_alloc_abandon(blob, a, p->rc);
 			return;
 		}
 		a->state = BS_ALLOC_FILLED;

@@ -9,6 +9,9 @@
  * are released only after that flush; one sync per blob is in flight, and
  * requests arriving meanwhile are served together by the next one.
  *
+ * A PENDING_OP the blob carries goes first in the root (8.3); a tombstone
+ * has no descriptors at all (8.1).
+ *
  * The writer always stores the cluster map as run lists (EXTENT_RLE); the
  * reader (bs_tree.c) accepts extent pages too, and rewriting such a blob
  * converts it (its extent pages are released after the commit).
@@ -84,6 +87,7 @@ struct ust_blob *bs_blob_alloc(struct ust_blob_store *bs, ust_blob_id id)
 	TAILQ_INIT(&blob->raw);
 	TAILQ_INIT(&blob->queued);
 	TAILQ_INIT(&blob->allocs);
+	TAILQ_INIT(&blob->frozen_pieces);
 	return blob;
 }
 
@@ -368,14 +372,22 @@ static int pack_attempt(struct bs_sync *s, struct packer *p, const struct ust_bs
 	p->max_chain = max_chain;
 	p->reserve = max_chain ? DESC_HDR + 8u + 16u * max_chain : 0;
 	root_begin(s, &p->b);
-	rc = pack_runs(p, runs, nruns);
+	rc = 0;
+	if (!s->tombstone && blob->has_pending) {
+		/* Root only (8.3); first, so it never separates xattr fragments. */
+		rc = ust_bs_fmt_add_pending(&p->b, &blob->pending);
+	}
+	if (rc == 0) {
+		rc = pack_runs(p, runs, nruns);
+	}
+	/* A tombstone has no descriptors at all (8.1): not the xattrs either. */
 	TAILQ_FOREACH(x, &blob->xattrs, link) {
-		if (rc == 0) {
+		if (rc == 0 && !s->tombstone) {
 			rc = pack_xattr(p, x);
 		}
 	}
 	TAILQ_FOREACH(r, &blob->raw, link) {
-		if (rc == 0) {
+		if (rc == 0 && !s->tombstone) {
 			rc = pack_raw(p, r);
 		}
 	}

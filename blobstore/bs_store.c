@@ -238,6 +238,7 @@ static void bs_free(struct ust_blob_store *bs)
 	free(bs->cbm);
 	free(bs->pbm);
 	free(bs->bbm);
+	free(bs->rel);
 	free(bs->damaged);
 	free(bs);
 }
@@ -247,7 +248,8 @@ static int bitmaps_alloc(struct ust_blob_store *bs)
 	bs->cbm = calloc(bs->sb.cluster_bitmap.pages, UST_BS_PAGE_SIZE);
 	bs->pbm = calloc(bs->sb.page_bitmap.pages, UST_BS_PAGE_SIZE);
 	bs->bbm = calloc(bs->sb.blobid_bitmap.pages, UST_BS_PAGE_SIZE);
-	return bs->cbm && bs->pbm && bs->bbm ? 0 : -ENOMEM;
+	bs->rel = calloc(bs->sb.max_blobs, sizeof(*bs->rel));
+	return bs->cbm && bs->pbm && bs->bbm && bs->rel ? 0 : -ENOMEM;
 }
 
 /* The state a fresh store and a dirty load start from: only metadata used. */
@@ -258,6 +260,7 @@ static void bitmaps_reset(struct ust_blob_store *bs)
 	memset(bs->cbm, 0, (size_t)bs->sb.cluster_bitmap.pages * UST_BS_PAGE_SIZE);
 	memset(bs->pbm, 0, (size_t)bs->sb.page_bitmap.pages * UST_BS_PAGE_SIZE);
 	memset(bs->bbm, 0, (size_t)bs->sb.blobid_bitmap.pages * UST_BS_PAGE_SIZE);
+	memset(bs->rel, 0, (size_t)bs->sb.max_blobs * sizeof(*bs->rel));
 	for (c = 0; c < bs->sb.md_clusters; c++) {
 		bs_bit_set(bs->cbm, c);
 	}
@@ -511,6 +514,26 @@ static void recover_done(void *arg, int rc)
 	store_step(op);
 }
 
+/* Clean load: the snapshot tree is read from the live roots. */
+static void scan_done(void *arg, int rc)
+{
+	struct store_op *op = arg;
+	struct ust_blob_store *bs = op->bs;
+
+	if (rc == -EAGAIN) {
+		/* A pending operation after a "clean" shutdown: trust nothing (9.3). */
+		UST_WARNLOG("blobstore on %s: a pending operation survived a clean shutdown; recovering\n",
+			    ust_bdev_get_name(bs->bdev));
+		op->dirty_load = true;
+		bitmaps_reset(bs);
+		bs->free_clusters = count_free_clusters(bs);
+		bs_recover(bs, recover_done, op);
+		return;
+	}
+	op->rc = rc;
+	store_step(op);
+}
+
 /* Primary decoded with this rc: decide whether to run on it or on the backup. */
 static void primary_verdict(struct store_op *op, int rc, const struct ust_bs_fmt_err *err)
 {
@@ -690,7 +713,7 @@ static void store_step(struct store_op *op)
 			bs_recover(bs, recover_done, op);
 			break;
 		}
-		store_step(op);
+		bs_scan_relations(bs, scan_done, op);
 		break;
 	case ST_RECOVERED:
 		op->state = ST_REPAIR_BACKUP;

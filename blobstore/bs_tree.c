@@ -568,9 +568,10 @@ static int take_desc(struct assembly *a, const struct ust_bs_desc *d)
 	case UST_BS_DESC_XATTR:
 		return take_xattr(a, d);
 	case UST_BS_DESC_PENDING_OP:
-		snprintf(a->msg, a->msglen,
-			 "a pending snapshot/clone operation: not supported by this version");
-		return -ENOTSUP;
+		/* The decoder allows one, in the root only (8.3); recovery resolves it (9.4). */
+		ust_bs_fmt_desc_pending(d, &a->blob->pending);
+		a->blob->has_pending = true;
+		return 0;
 	default:
 		return take_raw(a, d);
 	}

@@ -144,7 +144,7 @@ void ust_bs_create_blob(struct ust_blob_store *bs, const struct ust_blob_opts *o
 /*
  * Open (or take another reference to) a blob: opening an open blob returns
  * the same handle. -ENOENT no such blob, -EUCLEAN damaged, -ENOTSUP a
- * feature this reader lacks (or a clone: not supported yet).
+ * feature this reader lacks. Opening a clone opens its parents too.
  */
 void ust_bs_open_blob(struct ust_blob_store *bs, ust_blob_id id, ust_blob_op_with_handle_cb cb,
 		      void *arg);
@@ -152,7 +152,11 @@ void ust_bs_open_blob(struct ust_blob_store *bs, ust_blob_id id, ust_blob_op_wit
 /* Drop a reference; the last one syncs pending metadata changes first. */
 void ust_blob_close(struct ust_blob *blob, ust_blob_op_cb cb, void *arg);
 
-/* -EBUSY if the blob is open, -ENOENT if it does not exist. */
+/*
+ * -EBUSY if the blob is open, -ENOENT if it does not exist. A snapshot with
+ * one clone is merged into the clone (which takes the snapshot's clusters it
+ * does not override, and its parent); one with several clones: -EBUSY.
+ */
 void ust_bs_delete_blob(struct ust_blob_store *bs, ust_blob_id id, ust_blob_op_cb cb, void *arg);
 
 /*
@@ -180,6 +184,55 @@ uint64_t ust_blob_get_num_io_units(const struct ust_blob *blob);
 uint64_t ust_blob_get_num_allocated_clusters(const struct ust_blob *blob);
 bool ust_blob_is_thin(const struct ust_blob *blob);
 bool ust_blob_is_read_only(const struct ust_blob *blob);
+
+/* ---- snapshots and clones ------------------------------------------------------------ */
+
+/*
+ * Snapshot blob_id: a new read-only blob S takes the blob's clusters and the
+ * blob keeps its id, size and xattrs and becomes a thin clone of S (its
+ * unwritten clusters read S's data; its first write to a cluster copies it).
+ * Writes to the blob wait while the snapshot is taken. xattrs (may be NULL)
+ * go to S. cb gets S's id once the whole operation is durable. -ENOENT no
+ * such blob, -EINVAL the blob is read-only (a snapshot), -EBUSY another
+ * snapshot/clone operation holds the blob, -ENOSPC no free slot, -EIO.
+ */
+void ust_bs_create_snapshot(struct ust_blob_store *bs, ust_blob_id blob_id,
+			    const struct ust_blob_xattr *xattrs, size_t xattr_count,
+			    ust_blob_op_with_id_cb cb, void *arg);
+/*
+ * A new thin blob whose parent is snapshot_id (a snapshot or another
+ * read-only blob), of the same size. -EINVAL the parent is writable.
+ */
+void ust_bs_create_clone(struct ust_blob_store *bs, ust_blob_id snapshot_id,
+			 const struct ust_blob_xattr *xattrs, size_t xattr_count,
+			 ust_blob_op_with_id_cb cb, void *arg);
+/*
+ * Give the blob its own copy of every cluster it reads through its parent
+ * chain, then drop the parent. Durable when cb reports 0. -ENOSPC (the
+ * blob's data and parent unchanged) when the copies do not fit, -EPERM a
+ * read-only blob, -EBUSY another operation holds it or its parent. A blob
+ * without a parent: 0, nothing to do. ch may be NULL: the copies run on the
+ * metadata thread's channel.
+ */
+void ust_bs_inflate_blob(struct ust_blob_store *bs, struct ust_io_channel *ch, ust_blob_id id,
+			 ust_blob_op_cb cb, void *arg);
+/*
+ * Copy only the clusters the blob reads from its immediate parent, then
+ * make the parent's parent its parent. -EINVAL the blob has no parent.
+ */
+void ust_bs_blob_decouple_parent(struct ust_blob_store *bs, struct ust_io_channel *ch,
+				 ust_blob_id id, ust_blob_op_cb cb, void *arg);
+
+/* The parent's id (a clone's snapshot), 0 if none. */
+ust_blob_id ust_blob_get_parent_id(const struct ust_blob *blob);
+bool ust_blob_is_snapshot(const struct ust_blob *blob);
+bool ust_blob_is_clone(const struct ust_blob *blob);
+/*
+ * The blobs whose parent is id. *count holds the capacity of ids on entry
+ * and the number of clones on return; -ENOMEM if ids was too small (ids may
+ * be NULL with *count 0 to ask for the number). Metadata thread (-EXDEV).
+ */
+int ust_bs_get_clones(struct ust_blob_store *bs, ust_blob_id id, ust_blob_id *ids, size_t *count);
 
 /* ---- extended attributes (in memory until ust_blob_sync_md) -------------------- */
 

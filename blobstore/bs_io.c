@@ -7,8 +7,8 @@
  * a cluster is claimed on the metadata thread, so two writers racing for the
  * same unallocated cluster produce one allocation; the claimed cluster's full
  * content (zeros around the user's data) is written and flushed before the
- * metadata that maps it is committed (the flush is skipped only when the
- * write covers the whole cluster, then the commit flush covers both); the
+ * metadata that maps it is committed, also when the write covers the whole
+ * cluster (else the map could outlive the data in a volatile cache); the
  * map entry becomes visible to other threads, and any write is acknowledged,
  * only after that commit. Other writers to the cluster wait for the commit
  * and then write normally, so nothing they write can be overwritten by the
@@ -718,12 +718,12 @@ static void piece_step(struct bs_io_piece *p)
 			bs_alloc_abandon(blob, a, p->rc);
 			return;
 		}
-		if (p->unit == 0 && p->units == bs->units_per_cluster && p->req->op == REQ_WRITE) {
-			/* A whole-cluster write: the commit flush covers it (9.1 rule 5). */
-			p->state = PIECE_FLUSHED;
-			piece_step(p);
-			return;
-		}
+		/*
+		 * Flush even when the user's write covers the whole cluster:
+		 * without it a volatile cache may keep the map and lose the data,
+		 * and the cluster would show what it held before, possibly a
+		 * deleted blob's data (9.1 rule 5).
+		 */
 		p->state = PIECE_FLUSHED;
 		p->pending = 1;
 		bs_dev_flush(bs, piece_io_done, p);

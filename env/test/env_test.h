@@ -31,6 +31,19 @@ void ust_env_test_advance_ticks(uint64_t ticks);
 /* Let the clock run again, continuing from the frozen value (no jump back). */
 void ust_env_test_unfreeze_ticks(void);
 
+/*
+ * Fake PCI functions (env/test/pci.c) for drivers' unit tests: a device at
+ * addr with identity id whose BAR 0 is the test's memory bar0 of size bytes
+ * (a model of the device's registers that the test drives). It appears in
+ * ust_pci_enumerate() as bound to "vfio-pci". -EEXIST if addr is taken,
+ * -ENOSPC when 16 are registered. Remove it when the test ends.
+ */
+struct ust_pci_addr;
+struct ust_pci_id;
+int ust_env_test_pci_add(const struct ust_pci_addr *addr, const struct ust_pci_id *id, void *bar0,
+			 uint64_t size);
+void ust_env_test_pci_remove(const struct ust_pci_addr *addr);
+
 #ifdef __cplusplus
 }
 #endif

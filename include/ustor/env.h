@@ -127,6 +127,67 @@ uint64_t ust_get_ticks(void);
 uint64_t ust_get_ticks_hz(void);
 void ust_delay_us(unsigned int us);
 
+/* ---- PCI devices -------------------------------------------------------- */
+
+/*
+ * Userspace access to PCI functions bound to vfio-pci (with an IOMMU or in
+ * no-IOMMU mode) or uio_pci_generic. env/dpdk implements it over sysfs and
+ * DPDK's VFIO container (so DMA memory is mapped for the device); env/test
+ * serves fake devices whose BARs are test memory. Control path only.
+ */
+struct ust_pci_addr {
+	uint32_t domain;
+	uint8_t bus;
+	uint8_t dev;
+	uint8_t func;
+};
+
+struct ust_pci_id {
+	uint16_t vendor_id;
+	uint16_t device_id;
+	uint16_t subvendor_id;
+	uint16_t subdevice_id;
+	uint32_t class_id; /* base class 23:16, subclass 15:8, prog-if 7:0 */
+};
+
+#define UST_PCI_CLASS_NVME 0x010802
+#define UST_PCI_ADDR_STRLEN 16 /* "DDDD:BB:DD.F" and the NUL, with room */
+
+struct ust_pci_device;
+
+/* "DDDD:BB:DD.F" or "BB:DD.F" (domain 0), hexadecimal; -EINVAL otherwise. */
+int ust_pci_addr_parse(struct ust_pci_addr *addr, const char *str);
+/* "0000:00:04.0"; -ENOSPC if len is too small. */
+int ust_pci_addr_fmt(char *buf, size_t len, const struct ust_pci_addr *addr);
+int ust_pci_addr_compare(const struct ust_pci_addr *a, const struct ust_pci_addr *b);
+
+/*
+ * Call cb for every PCI function of class class_id (0: any) that is bound to
+ * a userspace driver; driver is "vfio-pci" or "uio_pci_generic". cb returns 0
+ * to go on, anything else stops the walk and is returned.
+ */
+typedef int (*ust_pci_enum_cb)(void *ctx, const struct ust_pci_addr *addr,
+			       const struct ust_pci_id *id, const char *driver);
+int ust_pci_enumerate(uint32_t class_id, ust_pci_enum_cb cb, void *ctx);
+
+/*
+ * Open a function for use: -ENODEV not present, -EPERM not bound to a
+ * userspace driver (or no permission), -EBUSY already attached. Bus
+ * mastering is enabled.
+ */
+int ust_pci_device_attach(const struct ust_pci_addr *addr, struct ust_pci_device **dev);
+/* Unmap every BAR, disable bus mastering and close the device. */
+void ust_pci_device_detach(struct ust_pci_device *dev);
+/* Map memory BAR bar (0-5); mapped once, the same address is returned again. */
+int ust_pci_device_map_bar(struct ust_pci_device *dev, uint32_t bar, void **addr,
+			   uint64_t *size);
+struct ust_pci_addr ust_pci_device_get_addr(const struct ust_pci_device *dev);
+struct ust_pci_id ust_pci_device_get_id(const struct ust_pci_device *dev);
+int ust_pci_device_cfg_read(struct ust_pci_device *dev, void *buf, uint32_t len,
+			    uint32_t offset);
+int ust_pci_device_cfg_write(struct ust_pci_device *dev, const void *buf, uint32_t len,
+			     uint32_t offset);
+
 /* Process-unique prefix in use (for shared-memory names), e.g. "ustor_1234". */
 const char *ust_env_get_file_prefix(void);
 

@@ -22,6 +22,10 @@ if [ ! -r "$config" ]; then
 	echo "$0: cannot read config $config" >&2
 	exit 1
 fi
+# The default config (etc/ustor.json) serves a file system from an image
+# under ./var mounted at ./mnt: make both, and the sparse image on first run.
+mkdir -p var mnt
+[ -e var/ustor.img ] || truncate -s "${USTOR_IMAGE_SIZE:-8G}" var/ustor.img
 huge=$(awk '/^HugePages_Total:/ {print $2}' /proc/meminfo 2>/dev/null || echo 0)
 extra=""
 if [ "${huge:-0}" -eq 0 ]; then

@@ -1,0 +1,164 @@
+/*
+ * fuse/ private header: the mount structure shared by the mount life cycle
+ * (fuse_mount.c), the request handlers (fuse_ops.c) and the transport that
+ * carries requests in and replies out (fuse_dev.c for /dev/fuse).
+ */
+#ifndef USTOR_FUSE_INTERNAL_H
+#define USTOR_FUSE_INTERNAL_H
+
+#define FUSE_USE_VERSION 314
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include <fuse_lowlevel.h>
+
+#include "ustor/blobfs.h"
+#include "ustor/fuse.h"
+#include "ustor/thread.h"
+
+/* Requests up to 1 MiB of data each way (max_write, max_read, readahead). */
+#define FMNT_MAX_IO (1u << 20)
+
+struct fmnt;
+
+/*
+ * The transport: how requests arrive and how the kernel mount is made and
+ * undone. Requests are handed to fuse_session_process_buf() on the
+ * transport's own (non-reactor) thread; the handlers in fuse_ops.c then
+ * forward them to the mount's ust_thread. Replies leave through libfuse's
+ * fuse_reply_*(), from the mount's thread.
+ *
+ * Every event goes back to the mount's thread by message, in this order:
+ * fmnt_transport_mounted(rc) once; if rc was 0, fmnt_transport_stopped()
+ * once no more requests will be dispatched (after stop() or when the kernel
+ * ends the session); fmnt_transport_closed() after close(). After posting
+ * closed the transport touches nothing of the mount again.
+ */
+struct fmnt_transport_ops {
+	const char *name;
+	/* Make the kernel mount of m->se at m->mountpoint and start serving. */
+	int (*start)(struct fmnt *m);
+	/* Stop taking requests (idempotent; no-op once stopped). */
+	void (*stop)(struct fmnt *m);
+	/*
+	 * All dispatched requests are answered: unmount the kernel side (lazy
+	 * detach + abort of the connection), destroy the session, free the
+	 * transport's state, post closed.
+	 */
+	void (*close)(struct fmnt *m);
+};
+
+extern const struct fmnt_transport_ops g_fmnt_dev_transport;
+
+/* An open file or directory: FUSE's fi->fh. Owned by the mount's thread. */
+struct fhandle {
+	struct ust_blobfs_file *bfh;
+	bool dir;
+	bool dirty; /* written since the last flush/fsync */
+	TAILQ_ENTRY(fhandle) link;
+};
+
+enum fmnt_state {
+	FM_WAIT_EXAMINE,
+	FM_CHECK_EMPTY,
+	FM_FORMAT,
+	FM_MOUNT_FS,
+	FM_NEW_SESSION,
+	FM_START_TRANSPORT,
+	FM_WAIT_MOUNTED,
+	FM_LIVE,
+	FM_STOPPING,
+	FM_DRAINING,
+	FM_CLOSING,
+	FM_RELEASE_HANDLES,
+	FM_UNMOUNT_FS,
+	FM_DONE,
+};
+
+struct fmnt_waiter {
+	ust_fuse_op_cb cb;
+	void *arg;
+	struct fmnt_waiter *next;
+};
+
+struct fmnt {
+	/* Identity: set at creation, immutable. */
+	char *bdev_name;
+	char *mountpoint;
+	char *options;      /* as given (for save_config) */
+	enum ust_fuse_format format;
+	uint32_t cluster_size;
+
+	/* From the options. */
+	bool default_permissions;
+	bool writeback_cache;
+	double attr_timeout;
+	double entry_timeout;
+	double negative_timeout;
+	uint32_t sync_interval_ms;
+	int fuse_argc;
+	char **fuse_argv; /* what libfuse gets: argv[0], -o, its options */
+
+	struct ust_thread *owner;  /* the app thread: callbacks */
+	struct ust_thread *thread; /* the mount's thread: blobfs and every request */
+
+	/* ---- mount thread only ---- */
+	enum fmnt_state state;
+	int rc;
+	bool was_live;
+	bool do_format; /* FM_CHECK_EMPTY's verdict */
+	bool stop_requested; /* an unmount or a forced stop was asked for */
+	bool transport_stopped;
+	struct ust_blobfs *fs;
+	struct fuse_session *se;
+	const struct fmnt_transport_ops *tops;
+	void *tctx; /* the transport's state */
+	uint64_t completed;
+	TAILQ_HEAD(, fhandle) handles;
+	/* FM_CHECK_EMPTY */
+	struct ust_bdev_desc *desc;
+	struct ust_io_channel *ch;
+	void *probe_buf;
+	uint32_t probe_len;
+
+	/* ---- app thread only ---- */
+	ust_fuse_mount_cb mount_cb;
+	void *mount_arg;
+	struct fmnt_waiter *waiters; /* ust_fuse_umount callers */
+	bool umount_pending;         /* a non-forced kernel unmount is being tried */
+	bool ending;                 /* teardown started: no more umount tries */
+	void (*ended_cb)(void *arg, struct ust_fuse_mount *m, int rc);
+	void *ended_arg;
+	TAILQ_ENTRY(fmnt) link;
+
+	/* ---- any thread ---- */
+	atomic_bool live;
+	atomic_bool init_done; /* the kernel's INIT was answered */
+	atomic_uint_fast64_t dispatched; /* requests forwarded to the thread */
+	atomic_uint_fast64_t requests;
+	atomic_uint_fast64_t errors;
+	atomic_uint_fast64_t bytes_read;
+	atomic_uint_fast64_t bytes_written;
+	atomic_uint_fast64_t max_write;
+	atomic_uint_fast64_t max_read;
+	atomic_uint_fast64_t open_handles;
+};
+
+/* fuse_mount.c: transport events, posted to the mount's thread. */
+void fmnt_transport_mounted(struct fmnt *m, int rc);
+void fmnt_transport_stopped(struct fmnt *m);
+void fmnt_transport_closed(struct fmnt *m);
+/* Run fn(m) on the mount's thread; retries while the ring is full (non-reactor threads only). */
+void fmnt_post(struct fmnt *m, ust_msg_fn fn);
+/* A request forwarded earlier is finished (mount thread). */
+void fmnt_request_done(struct fmnt *m);
+
+/* fuse_ops.c */
+extern const struct fuse_lowlevel_ops g_fmnt_ll_ops;
+/* Release every handle the kernel left open, one by one; cb when none is left. */
+void fmnt_release_all(struct fmnt *m, void (*cb)(struct fmnt *m));
+
+#endif

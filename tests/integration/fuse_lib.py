@@ -1,0 +1,124 @@
+"""Shared helpers of the FUSE integration tests (not a test itself: not executable).
+
+Mount runs `ustor-mount -f` in the background on a temporary image, waits
+until the kernel mount is live, and unmounts with fusermount3 -u, checking
+that the daemon then exits 0 (a clean blobstore unload). Every test
+registers cleanup() with atexit so that no mount or process is left behind.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILDDIR = os.environ.get("USTOR_BUILDDIR", os.path.join(ROOT, "build"))
+BIN = os.path.join(BUILDDIR, "bin")
+MOUNT_TIMEOUT = 60
+UMOUNT_TIMEOUT = 60
+
+_live = []
+_dirs = []
+
+
+def skip(reason):
+    print("SKIP: " + reason)
+    sys.exit(77)
+
+
+def fail(msg):
+    print("FAIL: " + msg)
+    sys.stdout.flush()
+    sys.exit(1)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+
+
+def require_fuse():
+    if not os.path.exists(os.path.join(BIN, "ustor-mount")):
+        skip("ustor-mount is not built in " + BUILDDIR)
+    if not os.path.exists("/dev/fuse"):
+        skip("no /dev/fuse on this machine")
+    if shutil.which("fusermount3") is None:
+        skip("fusermount3 is not installed (Debian package fuse3)")
+    if os.geteuid() != 0:
+        skip("the FUSE tests mount file systems and switch users: run as root")
+
+
+def is_mounted(path):
+    path = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == path:
+                return True
+    return False
+
+
+def tmpdir(tag):
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else "/tmp"
+    d = tempfile.mkdtemp(prefix="ustor_%s_" % tag, dir=base)
+    _dirs.append(d)
+    return d
+
+
+class Mount:
+    """One `ustor-mount -f` process and its mount point."""
+
+    def __init__(self, image, mnt, fmt=False, size="2G", options=None, extra=None):
+        self.image = image
+        self.mnt = mnt
+        self.log = tempfile.TemporaryFile()
+        args = [os.path.join(BIN, "ustor-mount"), "-f", "--no-huge", "--image", image]
+        if fmt:
+            args += ["--format", "--size", size]
+        if options:
+            args += ["-o", options]
+        args += extra or []
+        args.append(mnt)
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        _live.append(self)
+        deadline = time.time() + MOUNT_TIMEOUT
+        while not is_mounted(mnt):
+            if self.proc.poll() is not None:
+                fail("ustor-mount exited with %d before mounting:\n%s"
+                     % (self.proc.returncode, self.output()))
+            if time.time() > deadline:
+                fail("%s not mounted after %d s:\n%s" % (mnt, MOUNT_TIMEOUT, self.output()))
+            time.sleep(0.05)
+
+    def output(self):
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def umount(self):
+        """fusermount3 -u, then the daemon must exit 0 (clean unload)."""
+        r = subprocess.run(["fusermount3", "-u", self.mnt], capture_output=True, text=True)
+        check(r.returncode == 0, "fusermount3 -u %s failed: %s" % (self.mnt, r.stderr))
+        try:
+            rc = self.proc.wait(UMOUNT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            fail("ustor-mount did not exit %d s after the unmount:\n%s"
+                 % (UMOUNT_TIMEOUT, self.output()))
+        _live.remove(self)
+        check(rc == 0, "ustor-mount exited %d after the unmount:\n%s" % (rc, self.output()))
+        check(not is_mounted(self.mnt), "%s still mounted" % self.mnt)
+        return self.output()
+
+
+def cleanup():
+    """Never leave a mount or a daemon behind, whatever happened."""
+    for m in list(_live):
+        subprocess.run(["fusermount3", "-u", "-z", m.mnt], capture_output=True)
+        try:
+            m.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            m.proc.kill()
+            m.proc.wait()
+    for d in _dirs:
+        if not any(is_mounted(os.path.join(d, n)) for n in ("mnt",)):
+            shutil.rmtree(d, ignore_errors=True)

@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""blobfs FUSE mounts in ustord, driven through scripts/rpc.py: blobfs_mount with
+format_if_empty on a blank file bdev, blobfs_get_mounts, a non-forced
+blobfs_umount refused while a file is open and accepted once it is closed,
+blobfs_create (reformat), save_config replaying the mount after a restart
+(data persists), an external fusermount3 -u noticed by the daemon, and
+SIGTERM with a live mount: exit 0, mount gone, store unloaded cleanly (the
+next mount finds the data).
+
+Exit 0 on pass, 1 on failure, 77 to skip (reason on the last line).
+"""
+import atexit
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fuse_lib as fl  # noqa: E402
+from fuse_lib import check, fail  # noqa: E402
+
+RPC_PY = os.path.join(fl.ROOT, "scripts", "rpc.py")
+USTORD = os.path.join(fl.BIN, "ustord")
+daemons = []
+
+
+def cleanup():
+    for d in daemons:
+        if d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait()
+    for mnt in mounts_to_clean:
+        if fl.is_mounted(mnt):
+            subprocess.run(["fusermount3", "-u", "-z", mnt], capture_output=True)
+    fl.cleanup()
+
+
+mounts_to_clean = []
+atexit.register(cleanup)
+fl.require_fuse()
+if not os.path.exists(USTORD):
+    fl.skip("ustord is not built in " + fl.BUILDDIR)
+
+
+class Daemon:
+    def __init__(self, sock, *args, cwd=None):
+        self.sock = sock
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen([USTORD, "--no-huge", "-r", sock] + list(args),
+                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=cwd)
+        daemons.append(self)
+        deadline = time.time() + 60
+        while not os.path.exists(sock):
+            if self.proc.poll() is not None:
+                fail("ustord exited %d:\n%s" % (self.proc.returncode, self.output()))
+            if time.time() > deadline:
+                fail("ustord did not start:\n" + self.output())
+            time.sleep(0.05)
+
+    def output(self):
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def rpc(self, *args, ok=True):
+        r = subprocess.run([sys.executable, RPC_PY, "-s", self.sock, "-t", "120"] + list(args),
+                           capture_output=True, text=True)
+        if ok and r.returncode != 0:
+            fail("rpc.py %s: %s\n%s" % (" ".join(args), r.stderr, self.output()))
+        if not ok:
+            check(r.returncode != 0, "rpc.py %s should have failed" % " ".join(args))
+            return r.stderr
+        out = r.stdout.strip()
+        if not out:
+            return None
+        try:
+            return json.loads(out)
+        except ValueError:
+            return out  # rpc.py prints a plain string bare
+
+    def stop(self, sig=signal.SIGTERM):
+        self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            fail("ustord did not stop:\n" + self.output())
+        check(rc == 0, "ustord exited %d:\n%s" % (rc, self.output()))
+        daemons.remove(self)
+        return self.output()
+
+
+def main():
+    work = fl.tmpdir("fuse_rpc")
+    img = os.path.join(work, "img")
+    mnt = os.path.join(work, "mnt")
+    sock = os.path.join(work, "rpc.sock")
+    cfg = os.path.join(work, "saved.json")
+    os.mkdir(mnt)
+    mounts_to_clean.append(mnt)
+    with open(img, "wb") as f:
+        f.truncate(1 << 30)
+
+    d = Daemon(sock)
+    d.rpc("bdev_aio_create", img, "fs0", "4096")
+    d.rpc("blobfs_mount", "fs0", mnt, "--format-if-empty", "-o", "default_permissions")
+    check(fl.is_mounted(mnt), "blobfs_mount did not mount")
+    with open(os.path.join(mnt, "hello"), "w") as f:
+        f.write("world")
+    mounts = d.rpc("blobfs_get_mounts")
+    check(len(mounts) == 1 and mounts[0]["mountpoint"] == mnt and mounts[0]["live"]
+          and mounts[0]["bdev_name"] == "fs0", "blobfs_get_mounts: %r" % mounts)
+    check(mounts[0]["stats"]["requests"] > 0, "requests counted")
+    err = d.rpc("blobfs_mount", "fs0", mnt, ok=False)
+    check("already mounted" in err, "second mount: " + err)
+
+    # busy: refused and still serving; then accepted
+    fd = os.open(os.path.join(mnt, "hello"), os.O_RDONLY)
+    err = d.rpc("blobfs_umount", mnt, ok=False)
+    check("busy" in err, "umount of a busy mount: " + err)
+    check(os.pread(fd, 10, 0) == b"world", "still serving after the refused umount")
+    os.close(fd)
+    d.rpc("blobfs_umount", mnt)
+    check(not fl.is_mounted(mnt), "blobfs_umount left the mount")
+    check(d.rpc("blobfs_get_mounts") == [], "mount list after umount")
+
+    # mount again: data is there (the blank check must not reformat)
+    d.rpc("blobfs_mount", "fs0", mnt, "--format-if-empty")
+    with open(os.path.join(mnt, "hello")) as f:
+        check(f.read() == "world", "data after umount/mount")
+    d.rpc("blobfs_umount", mnt)
+
+    # blobfs_create reformats
+    d.rpc("blobfs_create", "fs0")
+    d.rpc("blobfs_mount", "fs0", mnt, "-o", "default_permissions,attr_timeout=5")
+    check(os.listdir(mnt) == [], "reformatted file system is empty: %r" % os.listdir(mnt))
+    os.mkdir(os.path.join(mnt, "dir"))
+    with open(os.path.join(mnt, "dir", "kept"), "wb") as f:
+        f.write(b"k" * 100000)
+
+    # save_config carries the mount, without anything that would reformat
+    config = d.rpc("save_config")
+    with open(cfg, "w") as f:
+        json.dump(config, f)
+    subs = {s["subsystem"]: s["config"] for s in config["subsystems"]}
+    check("blobfs" in subs, "no blobfs subsystem in save_config")
+    calls = subs["blobfs"]
+    check(calls == [{"method": "blobfs_mount", "params": {
+        "bdev_name": "fs0", "mountpoint": mnt, "options": "default_permissions,attr_timeout=5"}}],
+        "blobfs config: %r" % calls)
+    order = [s["subsystem"] for s in config["subsystems"]]
+    check(order.index("bdev") < order.index("blobfs"), "blobfs after bdev: %r" % order)
+
+    # SIGTERM with a live mount: clean exit, mount gone
+    out = d.stop()
+    check(not fl.is_mounted(mnt), "mount left after SIGTERM")
+    check("did not unmount cleanly" not in out, "unclean unmount:\n" + out)
+
+    # restart from the saved config: mounted again, data there
+    d = Daemon(sock, "-c", cfg)
+    check(fl.is_mounted(mnt), "not mounted from the saved config")
+    with open(os.path.join(mnt, "dir", "kept"), "rb") as f:
+        check(f.read() == b"k" * 100000, "data after restart")
+
+    # external unmount: the daemon notices and keeps running
+    r = subprocess.run(["fusermount3", "-u", mnt], capture_output=True, text=True)
+    check(r.returncode == 0, "fusermount3 -u: " + r.stderr)
+    deadline = time.time() + 30
+    while d.rpc("blobfs_get_mounts") != []:
+        check(time.time() < deadline, "daemon did not notice the external unmount")
+        time.sleep(0.1)
+    check(d.proc.poll() is None, "ustord died after the external unmount")
+    d.rpc("blobfs_mount", "fs0", mnt)
+    with open(os.path.join(mnt, "dir", "kept"), "rb") as f:
+        check(f.read() == b"k" * 100000, "data after the external unmount")
+    d.stop(signal.SIGINT)
+    check(not fl.is_mounted(mnt), "mount left after SIGINT")
+
+    # etc/ustor.json (make run's file system): relative paths, formatted on first use
+    os.mkdir(os.path.join(work, "var"))
+    run_img = os.path.join(work, "var", "ustor.img")
+    with open(run_img, "wb") as f:
+        f.truncate(8 << 30)
+    for start in (1, 2):
+        d = Daemon(sock, "-c", os.path.join(fl.ROOT, "etc", "ustor.json"), cwd=work)
+        check(fl.is_mounted(mnt), "etc/ustor.json did not mount ./mnt")
+        if start == 1:
+            with open(os.path.join(mnt, "first"), "w") as f:
+                f.write("run")
+        else:
+            with open(os.path.join(mnt, "first")) as f:
+                check(f.read() == "run", "second start reformatted the image")
+        check(d.rpc("blobfs_get_mounts")[0]["mountpoint"] == mnt, "absolute mountpoint")
+        d.stop()
+    os.unlink(run_img)
+    os.rmdir(os.path.join(work, "var"))
+    for p in (img, cfg):
+        os.unlink(p)
+    os.rmdir(mnt)
+    os.rmdir(work)
+    print("PASS")
+
+
+if __name__ == "__main__":
+    main()

@@ -209,6 +209,12 @@ struct ust_blob_store {
 	size_t ndamaged;
 	uint32_t ops;       /* metadata operations in flight */
 	uint32_t channels;  /* I/O channels alive (atomic: created on any thread) */
+	/* Channels a caller holds (ust_bs_alloc_io_channel() not yet matched by
+	 * ust_bs_free_io_channel(); atomic). Unload refuses while any is held;
+	 * a freed channel whose destroy is still queued on its thread is not
+	 * counted: the unload's teardown waits for it instead. */
+	uint32_t channels_held;
+	void *teardown_op; /* bs_store.c: the operation a teardown completes */
 	bool read_only;
 	/* Something stays reserved that no metadata names (a failed commit, a
 	 * deleted damaged blob): unload leaves clean = 0 so that the next load
@@ -367,6 +373,8 @@ void bs_blob_list_open(struct ust_blob *blob);
 int bs_blob_set_xattrs(struct ust_blob *blob, const struct ust_blob_xattr *x, size_t n);
 /* Drop the reference a blob holds on its parent (now). */
 void bs_blob_put_parent(struct ust_blob *blob);
+/* A callback that does nothing: what a NULL optional callback becomes. */
+void bs_noop_cb(void *arg, int rc);
 
 /* ---- bs_snapshot.c ------------------------------------------------------------------ */
 

@@ -60,6 +60,15 @@ struct open_op {
 static void open_step(struct open_op *op);
 static void delete_opened(void *arg, struct ust_blob *blob, int rc);
 
+void bs_noop_cb(void *arg, int rc)
+{
+	(void)arg;
+	if (rc != 0) {
+		UST_ERRLOG("blobstore: an operation called without a callback failed: %s\n",
+			   strerror(-rc));
+	}
+}
+
 static int md_thread_check(struct ust_blob_store *bs)
 {
 	if (!bs_on_md_thread(bs)) {
@@ -398,6 +407,9 @@ void ust_blob_close(struct ust_blob *blob, ust_blob_op_cb cb, void *arg)
 	struct close_ctx *c;
 	int rc = md_thread_check(blob->bs);
 
+	if (cb == NULL) {
+		cb = bs_noop_cb;
+	}
 	if (rc == 0 && blob->refs == 0) {
 		rc = -EINVAL;
 	}
@@ -441,7 +453,8 @@ struct create_op {
 	struct ust_blob_store *bs;
 	uint32_t slot;
 	uint8_t *halves;
-	struct ust_blob_opts opts;
+	struct ust_blob_opts opts; /* without the xattrs: see xattrs */
+	struct ust_blob *xattrs;   /* the caller's xattrs, copied at the call */
 	struct ust_blob *blob;
 	int rc;
 	ust_blob_op_with_id_cb cb;
@@ -479,6 +492,9 @@ static void create_finish(struct create_op *op)
 	if (op->rc != 0) {
 		bs_bit_clear(bs->bbm, op->slot);
 	}
+	if (op->xattrs != NULL) {
+		bs_blob_free(op->xattrs);
+	}
 	bs_dma_free(op->halves);
 	bs->ops--;
 	op->cb(op->arg, id, op->rc);
@@ -503,9 +519,6 @@ static bool xattr_name_ok(const char *name)
 
 	return len >= 1 && len <= UST_BS_XATTR_NAME_MAX;
 }
-
-static int xattr_set(struct ust_blob *blob, const char *name, const void *value, size_t len,
-		     bool internal);
 
 /* A blob for a free slot: generation and incarnation follow what the slot holds. */
 static int slot_identity(struct ust_blob_store *bs, uint32_t slot, const uint8_t *halves,
@@ -578,13 +591,8 @@ static int create_build(struct create_op *op)
 		}
 		blob->num_allocated = blob->num_clusters;
 	}
-	for (i = 0; i < op->opts.xattr_count; i++) {
-		const struct ust_blob_xattr *x = &op->opts.xattrs[i];
-
-		rc = xattr_set(blob, x->name, x->value, x->value_len, x->internal);
-		if (rc != 0) {
-			return rc;
-		}
+	if (op->xattrs != NULL) {
+		TAILQ_CONCAT(&blob->xattrs, &op->xattrs->xattrs, link);
 	}
 	return 0;
 }
@@ -621,15 +629,40 @@ static void create_step(struct create_op *op)
 	}
 }
 
+/* The caller's xattrs, validated and copied into a holder blob's list. */
+static int create_copy_xattrs(struct ust_blob_store *bs, const struct ust_blob_opts *opts,
+			      struct ust_blob **out)
+{
+	struct ust_blob *holder = bs_blob_alloc(bs, 0);
+	int rc;
+
+	if (holder == NULL) {
+		return -ENOMEM;
+	}
+	rc = bs_blob_set_xattrs(holder, opts->xattrs, opts->xattr_count);
+	if (rc != 0) {
+		bs_blob_free(holder);
+		return rc;
+	}
+	*out = holder;
+	return 0;
+}
+
 void ust_bs_create_blob(struct ust_blob_store *bs, const struct ust_blob_opts *opts,
 			ust_blob_op_with_id_cb cb, void *arg)
 {
 	struct create_op *op;
 	uint64_t slot;
+	struct ust_blob *xattrs = NULL;
 	int rc = md_thread_check(bs);
 
 	if (rc == 0 && opts != NULL && opts->num_clusters > UST_BS_MAX_BLOB_CLUSTERS) {
 		rc = -EINVAL;
+	}
+	if (rc == 0 && opts != NULL && opts->xattr_count != 0) {
+		/* Copied now: the caller's array and strings may be gone before
+		 * the create reaches the disk. Also validates them. */
+		rc = opts->xattrs == NULL ? -EINVAL : create_copy_xattrs(bs, opts, &xattrs);
 	}
 	if (rc != 0) {
 		cb(arg, 0, rc);
@@ -638,18 +671,27 @@ void ust_bs_create_blob(struct ust_blob_store *bs, const struct ust_blob_opts *o
 	slot = bs_bit_find_clear(bs->bbm, 0, bs->sb.max_blobs);
 	if (slot == bs->sb.max_blobs) {
 		UST_ERRLOG("blobstore: all %u blob slots are in use\n", bs->sb.max_blobs);
+		if (xattrs != NULL) {
+			bs_blob_free(xattrs);
+		}
 		cb(arg, 0, -ENOSPC);
 		return;
 	}
 	op = calloc(1, sizeof(*op));
 	if (op == NULL || (op->halves = bs_dma_page_alloc(2)) == NULL) {
 		free(op);
+		if (xattrs != NULL) {
+			bs_blob_free(xattrs);
+		}
 		cb(arg, 0, -ENOMEM);
 		return;
 	}
 	if (opts != NULL) {
 		op->opts = *opts;
+		op->opts.xattrs = NULL;
+		op->opts.xattr_count = 0;
 	}
+	op->xattrs = xattrs;
 	op->bs = bs;
 	op->slot = (uint32_t)slot;
 	op->cb = cb;
@@ -841,6 +883,9 @@ void ust_bs_delete_blob(struct ust_blob_store *bs, ust_blob_id id, ust_blob_op_c
 	uint8_t *pages;
 	int rc = md_thread_check(bs);
 
+	if (cb == NULL) {
+		cb = bs_noop_cb;
+	}
 	if (rc == 0 && (!id_wellformed(bs, id) || !bs_bit_get(bs->bbm, slot))) {
 		rc = -ENOENT;
 	}
@@ -1076,6 +1121,9 @@ void ust_blob_resize(struct ust_blob *blob, uint64_t num_clusters, ust_blob_op_c
 {
 	int rc = blob_md_writable(blob);
 
+	if (cb == NULL) {
+		cb = bs_noop_cb;
+	}
 	if (rc == 0 && num_clusters > UST_BS_MAX_BLOB_CLUSTERS) {
 		rc = -EINVAL;
 	}
@@ -1110,6 +1158,9 @@ void ust_blob_sync_md(struct ust_blob *blob, ust_blob_op_cb cb, void *arg)
 	struct sync_ctx *c;
 	int rc = md_thread_check(blob->bs);
 
+	if (cb == NULL) {
+		cb = bs_noop_cb;
+	}
 	if (rc == 0 && blob->md_read_only) {
 		rc = -EPERM;
 	}
@@ -1333,14 +1384,14 @@ int ust_blob_remove_internal_xattr(struct ust_blob *blob, const char *name)
 	return xattr_remove(blob, name, true);
 }
 
-size_t ust_blob_list_xattrs(struct ust_blob *blob, void (*fn)(void *ctx, const char *name),
-			    void *ctx)
+static size_t xattr_list(struct ust_blob *blob, void (*fn)(void *ctx, const char *name),
+			 void *ctx, bool internal)
 {
 	struct bs_xattr *x;
 	size_t n = 0;
 
 	TAILQ_FOREACH(x, &blob->xattrs, link) {
-		if (!x->internal) {
+		if (x->internal == internal) {
 			if (fn != NULL) {
 				fn(ctx, x->name);
 			}
@@ -1348,4 +1399,16 @@ size_t ust_blob_list_xattrs(struct ust_blob *blob, void (*fn)(void *ctx, const c
 		}
 	}
 	return n;
+}
+
+size_t ust_blob_list_xattrs(struct ust_blob *blob, void (*fn)(void *ctx, const char *name),
+			    void *ctx)
+{
+	return xattr_list(blob, fn, ctx, false);
+}
+
+size_t ust_blob_list_internal_xattrs(struct ust_blob *blob,
+				     void (*fn)(void *ctx, const char *name), void *ctx)
+{
+	return xattr_list(blob, fn, ctx, true);
 }

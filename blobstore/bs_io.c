@@ -40,6 +40,7 @@ enum req_op {
 struct bs_channel {
 	struct ust_blob_store *bs;
 	struct ust_io_channel *bdev_ch;
+	uint32_t user_refs; /* ust_bs_alloc_io_channel() references (its thread only) */
 };
 
 struct bs_request {
@@ -98,6 +99,7 @@ int bs_channel_create(void *io_device, void *ctx_buf)
 	struct bs_channel *ch = ctx_buf;
 
 	ch->bs = bs;
+	ch->user_refs = 0;
 	ch->bdev_ch = ust_bdev_get_io_channel(bs->desc);
 	if (ch->bdev_ch == NULL) {
 		return -ENOMEM;
@@ -117,11 +119,43 @@ void bs_channel_destroy(void *io_device, void *ctx_buf)
 
 struct ust_io_channel *ust_bs_alloc_io_channel(struct ust_blob_store *bs)
 {
-	return ust_get_io_channel(bs);
+	struct ust_io_channel *ch = ust_get_io_channel(bs);
+	struct bs_channel *c;
+
+	if (ch == NULL) {
+		return NULL;
+	}
+	c = ust_io_channel_get_ctx(ch);
+	if (c->user_refs++ == 0) {
+		__atomic_add_fetch(&bs->channels_held, 1, __ATOMIC_RELAXED);
+	}
+	return ch;
 }
 
+/*
+ * The core destroys the channel later, from a message to its thread; the
+ * store stops counting it as held now, so an unload right after succeeds
+ * (its teardown waits for the destroy).
+ */
 void ust_bs_free_io_channel(struct ust_io_channel *ch)
 {
+	struct bs_channel *c;
+
+	if (ch == NULL) {
+		return;
+	}
+	if (ust_io_channel_get_thread(ch) != ust_get_thread()) {
+		UST_ERRLOG("blobstore: I/O channel freed from a thread other than its own\n");
+		return;
+	}
+	c = ust_io_channel_get_ctx(ch);
+	if (c->user_refs == 0) {
+		UST_ERRLOG("blobstore: I/O channel freed more often than allocated\n");
+		return;
+	}
+	if (--c->user_refs == 0) {
+		__atomic_sub_fetch(&c->bs->channels_held, 1, __ATOMIC_RELAXED);
+	}
 	ust_put_io_channel(ch);
 }
 
@@ -906,4 +940,78 @@ void ust_blob_unmap(struct ust_blob *blob, struct ust_io_channel *ch, uint64_t o
 		    uint64_t length, ust_blob_op_cb cb, void *arg)
 {
 	blob_io(blob, ch, REQ_UNMAP, NULL, 0, offset, length, cb, arg);
+}
+
+/* ---- flush ---------------------------------------------------------------------------- */
+
+struct bs_flush {
+	ust_blob_op_cb cb;
+	void *arg;
+	int rc;
+};
+
+static void flush_deliver(void *ctx)
+{
+	struct bs_flush *f = ctx;
+
+	f->cb(f->arg, f->rc);
+	free(f);
+}
+
+static void flush_complete(struct ust_bdev_io *bio, int status, void *ctx)
+{
+	struct bs_flush *f = ctx;
+
+	(void)bio;
+	f->rc = status;
+	flush_deliver(f);
+}
+
+/*
+ * A device flush on the caller's own channel: no message to the metadata
+ * thread. It covers every write acknowledged before the call (writes into
+ * new clusters are durable at their acknowledgement anyway).
+ */
+void ust_bs_flush(struct ust_blob_store *bs, struct ust_io_channel *ch, ust_bs_op_cb cb, void *arg)
+{
+	struct bs_channel *c;
+	struct bs_flush *f;
+	int rc;
+
+	if (cb == NULL) {
+		cb = bs_noop_cb;
+	}
+	if (bs == NULL || ch == NULL || ust_io_channel_get_io_device(ch) != bs ||
+	    ust_io_channel_get_thread(ch) != ust_get_thread()) {
+		cb(arg, -EINVAL);
+		return;
+	}
+	c = ust_io_channel_get_ctx(ch);
+	f = calloc(1, sizeof(*f));
+	if (f == NULL) {
+		cb(arg, -ENOMEM);
+		return;
+	}
+	f->cb = cb;
+	f->arg = arg;
+	rc = ust_bdev_flush_blocks(bs->desc, c->bdev_ch, 0, ust_bdev_get_num_blocks(bs->bdev),
+				   flush_complete, f);
+	if (rc != 0) {
+		/* Refused at submit: still complete after the call returns. */
+		f->rc = rc;
+		if (ust_thread_send_msg(ust_get_thread(), flush_deliver, f) != 0) {
+			flush_deliver(f);
+		}
+	}
+}
+
+void ust_blob_flush(struct ust_blob *blob, struct ust_io_channel *ch, ust_blob_op_cb cb, void *arg)
+{
+	if (blob == NULL) {
+		if (cb != NULL) {
+			cb(arg, -EINVAL);
+		}
+		return;
+	}
+	ust_bs_flush(blob->bs, ch, cb, arg);
 }

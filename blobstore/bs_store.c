@@ -426,38 +426,70 @@ static void op_free(struct store_op *op)
 	free(op);
 }
 
-static void store_teardown_done(void *io_device)
-{
-	(void)io_device;
-}
-
-/* Release the bdev and free the store; the op's callbacks are the caller's. */
-static void store_teardown(struct ust_blob_store *bs)
+/* Release the bdev and free the store, now: no channel may exist. */
+static void store_release(struct ust_blob_store *bs)
 {
 	if (bs->io_device) {
-		ust_io_device_unregister(bs, store_teardown_done);
+		ust_io_device_unregister(bs, NULL);
 		bs->io_device = false;
 	}
 	bs_dev_close(bs);
 	bs_free(bs);
 }
 
-static void op_finish(struct store_op *op)
+/* The caller's callback, once the operation (and any teardown) is over. */
+static void op_done(struct store_op *op)
 {
-	struct ust_blob_store *bs = op->bs;
-	int rc = op->rc;
-
 	if (op->hcb != NULL) {
 		/* init / load */
-		if (rc != 0) {
-			store_teardown(bs);
-			bs = NULL;
-		}
-		op->hcb(op->arg, bs, rc);
+		op->hcb(op->arg, op->rc == 0 ? op->bs : NULL, op->rc);
 	} else {
-		op->cb(op->arg, rc);
+		op->cb(op->arg, op->rc);
 	}
 	op_free(op);
+}
+
+static void store_teardown_done(void *io_device)
+{
+	struct ust_blob_store *bs = io_device;
+	struct store_op *op = bs->teardown_op;
+
+	/* Every channel is destroyed: their bdev channels are released. */
+	bs_dev_close(bs);
+	bs_free(bs);
+	op->bs = NULL;
+	op_done(op);
+}
+
+/*
+ * Unregister the store's channels, then release the bdev, free the store
+ * and complete op. A channel the caller freed may still have its destroy
+ * queued on its thread (ust_bs_free_io_channel()): the core calls
+ * store_teardown_done only after the last one ran.
+ */
+static void store_teardown(struct store_op *op)
+{
+	struct ust_blob_store *bs = op->bs;
+
+	if (!bs->io_device) {
+		store_release(bs);
+		op->bs = NULL;
+		op_done(op);
+		return;
+	}
+	bs->io_device = false;
+	bs->teardown_op = op;
+	ust_io_device_unregister(bs, store_teardown_done);
+}
+
+static void op_finish(struct store_op *op)
+{
+	if (op->hcb != NULL && op->rc != 0) {
+		/* A failed init or load leaves nothing behind. */
+		store_teardown(op);
+		return;
+	}
+	op_done(op);
 }
 
 /* Check what the superblock asks of this reader and this bdev. */
@@ -469,8 +501,9 @@ static int super_accept(struct store_op *op)
 	const char *name = ust_bdev_get_name(bs->bdev);
 
 	if (op->bstype[0] != '\0' && strcmp(op->bstype, sb->bstype) != 0) {
-		UST_ERRLOG("blobstore on %s has type \"%s\", expected \"%s\"\n", name, sb->bstype,
-			   op->bstype);
+		/* Not the caller's store (an examine tries every bdev): not an error. */
+		UST_INFOLOG("blobstore on %s has type \"%s\", expected \"%s\"\n", name, sb->bstype,
+			    op->bstype);
 		return -EILSEQ;
 	}
 	if (sb->incompat & ~UST_BS_FEAT_INCOMPAT_SUPPORTED) {
@@ -632,8 +665,18 @@ static void store_step(struct store_op *op)
 		}
 		primary_verdict(op, rc, &err);
 		if (op->rc != 0) {
-			UST_ERRLOG("blobstore: no store on %s: primary superblock: %s (%s)\n",
-				   ust_bdev_get_name(bs->bdev), ust_bs_fmt_damage_str(err.kind), err.msg);
+			if (op->rc == -ENODATA ||
+			    (op->rc == -EUCLEAN && err.kind == UST_BS_FMT_BAD_MAGIC)) {
+				/* Blank or someone else's: the ordinary "no store here"
+				 * of an examine that tries every bdev. */
+				UST_INFOLOG("blobstore: no store on %s: primary superblock: %s\n",
+					    ust_bdev_get_name(bs->bdev),
+					    ust_bs_fmt_damage_str(err.kind));
+			} else {
+				UST_ERRLOG("blobstore: no usable store on %s: primary superblock: %s (%s)\n",
+					   ust_bdev_get_name(bs->bdev), ust_bs_fmt_damage_str(err.kind),
+					   err.msg);
+			}
 			op_finish(op);
 			return;
 		}
@@ -759,9 +802,7 @@ static void store_step(struct store_op *op)
 		io_end(op);
 		break;
 	case ST_CLOSE:
-		store_teardown(bs);
-		op->bs = NULL;
-		op_finish(op);
+		store_teardown(op);
 		break;
 
 	/* ---- superblock change (9.4): backup, flush, primary, flush ---- */
@@ -878,7 +919,7 @@ static void start_open(const char *bdev_name, const struct ust_bs_opts *opts, bo
 	}
 	op = op_new(bs, format ? ST_FMT_ZERO_SB : ST_READ_PRIMARY);
 	if (op == NULL) {
-		store_teardown(bs);
+		store_release(bs);
 		cb(arg, NULL, -ENOMEM);
 		return;
 	}
@@ -918,9 +959,10 @@ static int store_busy(struct ust_blob_store *bs)
 			   ust_bdev_get_name(bs->bdev));
 		return -EBUSY;
 	}
-	if (bs->ops != 0 || bs->channels != 0) {
-		UST_ERRLOG("blobstore on %s: cannot unload with %u operations in flight and %u I/O channels\n",
-			   ust_bdev_get_name(bs->bdev), bs->ops, bs->channels);
+	if (bs->ops != 0 || __atomic_load_n(&bs->channels_held, __ATOMIC_RELAXED) != 0) {
+		UST_ERRLOG("blobstore on %s: cannot unload with %u operations in flight and %u I/O channels held\n",
+			   ust_bdev_get_name(bs->bdev), bs->ops,
+			   __atomic_load_n(&bs->channels_held, __ATOMIC_RELAXED));
 		return -EBUSY;
 	}
 	return 0;
@@ -960,6 +1002,9 @@ void ust_bs_set_super(struct ust_blob_store *bs, ust_blob_id id, ust_bs_op_cb cb
 {
 	struct store_op *op;
 
+	if (cb == NULL) {
+		cb = bs_noop_cb;
+	}
 	if (!bs_on_md_thread(bs)) {
 		cb(arg, -EXDEV);
 		return;

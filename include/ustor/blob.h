@@ -12,7 +12,7 @@
  *    metadata thread. Every call that is not data I/O (store, blob lifecycle,
  *    resize, xattrs, sync, getters that change nothing are exempt) must be
  *    made on it; a call from another thread fails with -EXDEV.
- *  - Data I/O (read, write, write_zeroes, unmap) may be issued from any
+ *  - Data I/O (read, write, write_zeroes, unmap, flush) may be issued from any
  *    thread on that thread's channel (ust_bs_alloc_io_channel()).
  *  - Every callback runs on the thread that made the call.
  *
@@ -82,14 +82,21 @@ void ust_bs_init(const char *bdev_name, const struct ust_bs_opts *opts,
  * superblock blank or not ours), -ENOTSUP newer format or unknown incompat
  * feature, -EINVAL the bdev's block size does not divide the io unit.
  * A damaged blob does not fail the load: see ust_bs_get_damaged().
+ * The "no store here" outcomes (-ENODATA, -EUCLEAN for a blank or foreign
+ * primary, -EILSEQ) log at info level only, so that an examine may try
+ * every bdev; damage (a torn primary with no usable backup ...) logs errors.
  */
 void ust_bs_load(const char *bdev_name, const struct ust_bs_opts *opts,
 		 ust_bs_op_with_handle_cb cb, void *arg);
 
 /*
  * Persist the allocation state, mark the store clean, flush and release the
- * bdev. -EBUSY (and nothing happens) while blobs are open or operations
- * are in flight.
+ * bdev. -EBUSY (and nothing happens) while blobs are open, operations are
+ * in flight or an I/O channel is held (allocated and not freed). A channel
+ * freed just before does not count: its destroy, which the core defers to
+ * a message on its thread, may still be queued; cb then runs only after
+ * that message ran (so the thread must keep polling), and nothing of the
+ * store is left when it does.
  */
 void ust_bs_unload(struct ust_blob_store *bs, ust_bs_op_cb cb, void *arg);
 
@@ -137,7 +144,12 @@ struct ust_blob_opts {
 
 void ust_blob_opts_init(struct ust_blob_opts *opts);
 
-/* opts NULL: an empty thick blob. -ENOSPC no free slot or clusters. */
+/*
+ * opts NULL: an empty thick blob. The xattrs (array, names and values) are
+ * copied before the call returns: the caller may reuse or free them at
+ * once. -EINVAL/-E2BIG/-ENOSPC a bad xattr (as ust_blob_set_xattr(), before
+ * anything is written), -ENOSPC no free slot or clusters.
+ */
 void ust_bs_create_blob(struct ust_blob_store *bs, const struct ust_blob_opts *opts,
 			ust_blob_op_with_id_cb cb, void *arg);
 
@@ -149,7 +161,12 @@ void ust_bs_create_blob(struct ust_blob_store *bs, const struct ust_blob_opts *o
 void ust_bs_open_blob(struct ust_blob_store *bs, ust_blob_id id, ust_blob_op_with_handle_cb cb,
 		      void *arg);
 
-/* Drop a reference; the last one syncs pending metadata changes first. */
+/*
+ * Drop a reference; the last one syncs pending metadata changes first.
+ * cb may be NULL (as for ust_blob_sync_md(), ust_blob_resize(),
+ * ust_bs_delete_blob(), ust_bs_set_super() and the flushes): the outcome is
+ * then only logged when it is an error.
+ */
 void ust_blob_close(struct ust_blob *blob, ust_blob_op_cb cb, void *arg);
 
 /*
@@ -244,7 +261,7 @@ int ust_blob_set_xattr(struct ust_blob *blob, const char *name, const void *valu
 /* *value stays valid until the xattr is changed or the blob closed. -ENOENT. */
 int ust_blob_get_xattr(struct ust_blob *blob, const char *name, const void **value, size_t *len);
 int ust_blob_remove_xattr(struct ust_blob *blob, const char *name);
-/* Calls fn for every user xattr name; returns how many. */
+/* Calls fn (may be NULL) for every user xattr name; returns how many. */
 size_t ust_blob_list_xattrs(struct ust_blob *blob, void (*fn)(void *ctx, const char *name),
 			    void *ctx);
 
@@ -254,10 +271,17 @@ int ust_blob_set_internal_xattr(struct ust_blob *blob, const char *name, const v
 int ust_blob_get_internal_xattr(struct ust_blob *blob, const char *name, const void **value,
 				size_t *len);
 int ust_blob_remove_internal_xattr(struct ust_blob *blob, const char *name);
+/* Calls fn (may be NULL) for every internal xattr name; returns how many. */
+size_t ust_blob_list_internal_xattrs(struct ust_blob *blob,
+				     void (*fn)(void *ctx, const char *name), void *ctx);
 
 /* ---- data ------------------------------------------------------------------------ */
 
-/* The calling thread's channel for blob I/O on this store (refcounted). */
+/*
+ * The calling thread's channel for blob I/O on this store (refcounted).
+ * Free each one on its own thread once its I/O has completed; an unload may
+ * follow at once (see ust_bs_unload()).
+ */
 struct ust_io_channel *ust_bs_alloc_io_channel(struct ust_blob_store *bs);
 void ust_bs_free_io_channel(struct ust_io_channel *ch);
 
@@ -283,6 +307,18 @@ void ust_blob_write_zeroes(struct ust_blob *blob, struct ust_io_channel *ch, uin
  */
 void ust_blob_unmap(struct ust_blob *blob, struct ust_io_channel *ch, uint64_t offset,
 		    uint64_t length, ust_blob_op_cb cb, void *arg);
+
+/*
+ * Flush the store's device on the calling thread's channel ch (data path:
+ * any thread, no message to the metadata thread): every write acknowledged
+ * before the call is durable when cb reports 0. Metadata changes still
+ * need ust_blob_sync_md() (the flush does not write them). A bdev flush
+ * covers the whole device, so ust_blob_flush(blob, ...) is the same as
+ * ust_bs_flush() of its store. cb may be NULL. -EINVAL ch is not this
+ * thread's channel of the store, -EIO.
+ */
+void ust_bs_flush(struct ust_blob_store *bs, struct ust_io_channel *ch, ust_bs_op_cb cb, void *arg);
+void ust_blob_flush(struct ust_blob *blob, struct ust_io_channel *ch, ust_blob_op_cb cb, void *arg);
 
 #ifdef __cplusplus
 }

@@ -1126,6 +1126,378 @@ static void test_superblock_damage(void **state)
 	free(zero);
 }
 
+/* ---- API requests from the store's users (lvol, blobfs) ----------------------------------- */
+
+/* Creates a blob whose xattrs live in this frame, then overwrites the frame. */
+static void create_with_stack_xattrs(struct ust_blob_store *bs)
+{
+	char name0[16], name1[16], val0[16], val1[16];
+	struct ust_blob_xattr x[2];
+	struct ust_blob_opts o;
+
+	snprintf(name0, sizeof(name0), "name");
+	snprintf(val0, sizeof(val0), "lvol-A");
+	snprintf(name1, sizeof(name1), "uuid");
+	snprintf(val1, sizeof(val1), "1234");
+	x[0] = (struct ust_blob_xattr){.name = name0, .value = val0, .value_len = 6,
+				       .internal = true};
+	x[1] = (struct ust_blob_xattr){.name = name1, .value = val1, .value_len = 4};
+	ust_blob_opts_init(&o);
+	o.num_clusters = 1;
+	o.xattrs = x;
+	o.xattr_count = 2;
+	ust_bs_create_blob(bs, &o, id_cb, begin());
+	/* The create is still reading its slot: clobber everything it was given. */
+	assert_false(g_r.done);
+	memset(name0, 'Z', sizeof(name0) - 1);
+	memset(val0, 'Z', sizeof(val0));
+	memset(name1, 'Y', sizeof(name1) - 1);
+	memset(val1, 'Y', sizeof(val1));
+	memset(x, 0xa5, sizeof(x));
+	memset(&o, 0xa5, sizeof(o));
+}
+
+static void test_create_xattrs_copied(void **state)
+{
+	struct ust_blob_store *bs;
+	struct ust_blob *blob;
+	struct ust_blob_xattr bad = {.name = "", .value = "x", .value_len = 1};
+	struct ust_blob_opts o;
+	const void *v;
+	size_t len;
+	ust_blob_id id;
+
+	(void)state;
+	assert_int_equal(init_store(NULL, &bs), 0);
+	create_with_stack_xattrs(bs);
+	finish();
+	assert_int_equal(g_r.rc, 0);
+	id = g_r.id;
+	assert_int_equal(open_blob(bs, id, &blob), 0);
+	assert_int_equal(ust_blob_get_internal_xattr(blob, "name", &v, &len), 0);
+	assert_int_equal(len, 6);
+	assert_memory_equal(v, "lvol-A", 6);
+	assert_int_equal(ust_blob_get_xattr(blob, "uuid", &v, &len), 0);
+	assert_int_equal(len, 4);
+	assert_memory_equal(v, "1234", 4);
+	assert_int_equal(close_blob(blob), 0);
+
+	/* A bad xattr is refused before a slot is taken. */
+	ust_blob_opts_init(&o);
+	o.xattrs = &bad;
+	o.xattr_count = 1;
+	ust_bs_create_blob(bs, &o, id_cb, begin());
+	finish();
+	assert_int_equal(g_r.rc, -EINVAL);
+	o.xattrs = NULL;
+	ust_bs_create_blob(bs, &o, id_cb, begin());
+	finish();
+	assert_int_equal(g_r.rc, -EINVAL);
+	assert_int_equal(unload(bs), 0);
+
+	/* And the copies reached the disk. */
+	assert_int_equal(load_store(NULL, &bs), 0);
+	assert_int_equal(open_blob(bs, id, &blob), 0);
+	assert_int_equal(ust_blob_get_internal_xattr(blob, "name", &v, &len), 0);
+	assert_memory_equal(v, "lvol-A", 6);
+	assert_int_equal(close_blob(blob), 0);
+	assert_int_equal(unload(bs), 0);
+}
+
+static void test_null_callbacks(void **state)
+{
+	struct ust_blob_store *bs;
+	struct ust_blob *blob, *again;
+	const void *v;
+	size_t len;
+	ust_blob_id id, id2;
+
+	(void)state;
+	assert_int_equal(init_store(NULL, &bs), 0);
+	assert_int_equal(create(bs, 1, false, &id), 0);
+	assert_int_equal(create(bs, 1, false, &id2), 0);
+	assert_int_equal(open_blob(bs, id, &blob), 0);
+	assert_int_equal(ust_blob_set_xattr(blob, "k", "v", 1), 0);
+	ust_blob_resize(blob, 3, NULL, NULL);
+	ust_blob_sync_md(blob, NULL, NULL);
+	poll_threads();
+	assert_int_equal(open_blob(bs, id, &again), 0);
+	assert_ptr_equal(again, blob);
+	ust_blob_close(again, NULL, NULL); /* not the last reference */
+	ust_blob_set_xattr(blob, "k", "w", 1);
+	ust_blob_close(blob, NULL, NULL);  /* the last: syncs first */
+	poll_threads();
+	ust_bs_delete_blob(bs, id2, NULL, NULL);
+	ust_bs_set_super(bs, id, NULL, NULL);
+	poll_threads();
+	/* Everything happened: the blob is closed, so unload works. */
+	assert_int_equal(delete_blob(bs, id2), -ENOENT);
+	assert_int_equal(unload(bs), 0);
+	assert_int_equal(load_store(NULL, &bs), 0);
+	assert_int_equal(ust_bs_get_super(bs), id);
+	assert_int_equal(open_blob(bs, id, &blob), 0);
+	assert_int_equal(ust_blob_get_num_clusters(blob), 3);
+	assert_int_equal(ust_blob_get_xattr(blob, "k", &v, &len), 0);
+	assert_memory_equal(v, "w", 1);
+	assert_int_equal(close_blob(blob), 0);
+	assert_int_equal(open_blob(bs, id2, &blob), -ENOENT);
+	assert_int_equal(unload(bs), 0);
+}
+
+static int g_errors;
+
+static void count_errors(enum ust_log_level level, const char *msg)
+{
+	(void)msg;
+	if (level == UST_LOG_ERROR) {
+		g_errors++;
+	}
+}
+
+static void test_load_not_a_store_quiet(void **state)
+{
+	struct ust_blob_store *bs;
+	uint8_t *page = calloc(1, UST_BS_PAGE_SIZE);
+
+	(void)state;
+	ust_log_set_sink(count_errors);
+	g_errors = 0;
+	/* A blank bdev. */
+	assert_int_equal(load_store(NULL, &bs), -ENODATA);
+	/* Another store type. */
+	assert_int_equal(init_store("lvs", &bs), 0);
+	assert_int_equal(unload(bs), 0);
+	assert_int_equal(load_store("blobfs", &bs), -EILSEQ);
+	assert_int_equal(g_errors, 0);
+	/* Something else's data (a foreign primary). */
+	memset(page, 0x5a, UST_BS_PAGE_SIZE);
+	raw_io(true, 0, page, UST_BS_PAGE_SIZE);
+	assert_int_equal(load_store(NULL, &bs), -EUCLEAN);
+	assert_null(bs);
+	assert_int_equal(g_errors, 0);
+
+	/* Real damage still logs errors: our primary torn, the backup gone too. */
+	assert_int_equal(init_store(NULL, &bs), 0);
+	assert_int_equal(unload(bs), 0);
+	flip_bit(64 + 40, 0x04);
+	memset(page, 0, UST_BS_PAGE_SIZE);
+	raw_io(true, ust_bs_fmt_backup_offset(BDEV_BYTES), page, UST_BS_PAGE_SIZE);
+	assert_int_equal(load_store(NULL, &bs), -EUCLEAN);
+	assert_true(g_errors > 0);
+	ust_log_set_sink(NULL);
+	free(page);
+}
+
+struct chan_user {
+	struct ust_blob_store *bs;
+	struct ust_blob *blob;
+	struct ust_io_channel *ch;
+	uint8_t *buf;
+	bool done;
+	int rc;
+};
+
+static void chan_io_done(void *arg, int rc)
+{
+	struct chan_user *u = arg;
+
+	u->done = true;
+	u->rc = rc;
+	/* Freed from inside the I/O completion, as lvol does. */
+	ust_bs_free_io_channel(u->ch);
+	u->ch = NULL;
+}
+
+static void chan_user_start(void *arg)
+{
+	struct chan_user *u = arg;
+
+	u->ch = ust_bs_alloc_io_channel(u->bs);
+	assert_non_null(u->ch);
+	ust_blob_write(u->blob, u->ch, u->buf, 0, 4, chan_io_done, u);
+}
+
+static void test_unload_after_free_channel(void **state)
+{
+	struct ust_blob_store *bs;
+	struct ust_blob *blob;
+	struct ust_io_channel *ch;
+	struct chan_user u = {0};
+	uint8_t buf[4 * BLOCK], r[4 * BLOCK];
+	ust_blob_id id;
+
+	(void)state;
+	fill(buf, sizeof(buf), 3);
+	assert_int_equal(init_store(NULL, &bs), 0);
+	assert_int_equal(create(bs, 2, false, &id), 0);
+	assert_int_equal(open_blob(bs, id, &blob), 0);
+
+	/* A held channel still refuses the unload. */
+	ch = ust_bs_alloc_io_channel(bs);
+	assert_int_equal(close_blob(blob), 0);
+	assert_int_equal(unload(bs), -EBUSY);
+	assert_int_equal(open_blob(bs, id, &blob), 0);
+	assert_int_equal(bwrite(blob, ch, buf, 8, 4), 0);
+	assert_int_equal(close_blob(blob), 0);
+	/* Freed and unloaded at once, without polling in between. */
+	ust_bs_free_io_channel(ch);
+	ust_bs_unload(bs, op_cb, begin());
+	finish();
+	assert_int_equal(g_r.rc, 0);
+
+	/* The same with I/O and the free on another thread. */
+	assert_int_equal(load_store(NULL, &bs), 0);
+	assert_int_equal(open_blob(bs, id, &blob), 0);
+	u.bs = bs;
+	u.blob = blob;
+	u.buf = buf;
+	assert_int_equal(ust_thread_send_msg(g_t1, chan_user_start, &u), 0);
+	poll_threads();
+	assert_true(u.done);
+	assert_int_equal(u.rc, 0);
+	assert_int_equal(close_blob(blob), 0);
+	ust_bs_unload(bs, op_cb, begin());
+	finish();
+	assert_int_equal(g_r.rc, 0);
+
+	assert_int_equal(load_store(NULL, &bs), 0);
+	ch = ust_bs_alloc_io_channel(bs);
+	assert_int_equal(open_blob(bs, id, &blob), 0);
+	assert_int_equal(bread(blob, ch, r, 0, 4), 0);
+	assert_memory_equal(r, buf, sizeof(buf));
+	assert_int_equal(bread(blob, ch, r, 8, 4), 0);
+	assert_memory_equal(r, buf, sizeof(buf));
+	assert_int_equal(close_blob(blob), 0);
+	/* Allocated twice on one thread: one free leaves it held. */
+	assert_ptr_equal(ust_bs_alloc_io_channel(bs), ch);
+	ust_bs_free_io_channel(ch);
+	assert_int_equal(unload(bs), -EBUSY);
+	ust_bs_free_io_channel(ch);
+	assert_int_equal(unload(bs), 0);
+}
+
+static void test_list_internal_xattrs(void **state)
+{
+	struct ust_blob_store *bs;
+	struct ust_blob *blob;
+	ust_blob_id id;
+	int n = 0;
+
+	(void)state;
+	assert_int_equal(init_store(NULL, &bs), 0);
+	assert_int_equal(create(bs, 1, false, &id), 0);
+	assert_int_equal(open_blob(bs, id, &blob), 0);
+	assert_int_equal(ust_blob_list_internal_xattrs(blob, count_name, &n), 0);
+	assert_int_equal(ust_blob_set_internal_xattr(blob, "a", "1", 1), 0);
+	assert_int_equal(ust_blob_set_internal_xattr(blob, "b", "2", 1), 0);
+	assert_int_equal(ust_blob_set_xattr(blob, "user", "3", 1), 0);
+	assert_int_equal(ust_blob_list_internal_xattrs(blob, count_name, &n), 2);
+	assert_int_equal(n, 2);
+	assert_int_equal(ust_blob_list_internal_xattrs(blob, NULL, NULL), 2);
+	assert_int_equal(ust_blob_list_xattrs(blob, NULL, NULL), 1);
+	assert_int_equal(ust_blob_remove_internal_xattr(blob, "a"), 0);
+	assert_int_equal(close_blob(blob), 0);
+	assert_int_equal(unload(bs), 0);
+	assert_int_equal(load_store(NULL, &bs), 0);
+	assert_int_equal(open_blob(bs, id, &blob), 0);
+	n = 0;
+	assert_int_equal(ust_blob_list_internal_xattrs(blob, count_name, &n), 1);
+	assert_int_equal(n, 1);
+	assert_int_equal(close_blob(blob), 0);
+	assert_int_equal(unload(bs), 0);
+}
+
+struct flusher {
+	struct ust_blob_store *bs;
+	struct ust_blob *blob;
+	struct ust_io_channel *ch;
+	struct ust_thread *cb_thread;
+	bool done;
+	int rc;
+};
+
+static void flusher_done(void *arg, int rc)
+{
+	struct flusher *f = arg;
+
+	f->done = true;
+	f->rc = rc;
+	f->cb_thread = ust_get_thread();
+	ust_bs_free_io_channel(f->ch);
+}
+
+static void flusher_start(void *arg)
+{
+	struct flusher *f = arg;
+
+	f->ch = ust_bs_alloc_io_channel(f->bs);
+	ust_blob_flush(f->blob, f->ch, flusher_done, f);
+}
+
+static void stat_done(struct ust_bdev *bdev, struct ust_bdev_io_stat *stat, void *ctx, int rc)
+{
+	(void)bdev;
+	(void)stat;
+	op_cb(ctx, rc);
+}
+
+static uint64_t flush_count(void)
+{
+	struct ust_bdev_io_stat st;
+
+	ust_bdev_get_iostat(ust_bdev_get_by_name("M0"), &st, stat_done, begin());
+	finish();
+	assert_int_equal(g_r.rc, 0);
+	return st.num_flush_ops;
+}
+
+static void test_flush(void **state)
+{
+	struct ust_blob_store *bs;
+	struct ust_blob *blob;
+	struct ust_io_channel *ch;
+	struct flusher f = {0};
+	uint64_t before;
+	ust_blob_id id;
+
+	(void)state;
+	assert_int_equal(init_store(NULL, &bs), 0);
+	assert_int_equal(create(bs, 1, false, &id), 0);
+	assert_int_equal(open_blob(bs, id, &blob), 0);
+
+	/* From another thread's channel: one device flush, completed there. */
+	before = flush_count();
+	f.bs = bs;
+	f.blob = blob;
+	assert_int_equal(ust_thread_send_msg(g_t1, flusher_start, &f), 0);
+	poll_threads();
+	assert_true(f.done);
+	assert_int_equal(f.rc, 0);
+	assert_ptr_equal(f.cb_thread, g_t1);
+	assert_int_equal(flush_count(), before + 1);
+
+	/* The store variant, and a NULL callback. */
+	ch = ust_bs_alloc_io_channel(bs);
+	ust_bs_flush(bs, ch, op_cb, begin());
+	finish();
+	assert_int_equal(g_r.rc, 0);
+	ust_blob_flush(blob, ch, NULL, NULL);
+	poll_threads();
+	assert_int_equal(flush_count(), before + 3);
+	/* Another thread's channel is refused. */
+	ust_set_thread(g_t1);
+	ust_blob_flush(blob, ch, op_cb, begin());
+	ust_set_thread(g_t0);
+	assert_true(g_r.done);
+	assert_int_equal(g_r.rc, -EINVAL);
+	ust_bs_flush(bs, NULL, op_cb, begin());
+	assert_int_equal(g_r.rc, -EINVAL);
+	assert_int_equal(flush_count(), before + 3);
+	ust_bs_free_io_channel(ch);
+	assert_int_equal(close_blob(blob), 0);
+	assert_int_equal(unload(bs), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1141,6 +1513,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_damaged_root_isolated, make_bdev, drop_bdev),
 		cmocka_unit_test_setup_teardown(test_damaged_chain_dirty, make_bdev, drop_bdev),
 		cmocka_unit_test_setup_teardown(test_superblock_damage, make_bdev, drop_bdev),
+		cmocka_unit_test_setup_teardown(test_create_xattrs_copied, make_bdev, drop_bdev),
+		cmocka_unit_test_setup_teardown(test_null_callbacks, make_bdev, drop_bdev),
+		cmocka_unit_test_setup_teardown(test_load_not_a_store_quiet, make_bdev, drop_bdev),
+		cmocka_unit_test_setup_teardown(test_unload_after_free_channel, make_bdev, drop_bdev),
+		cmocka_unit_test_setup_teardown(test_list_internal_xattrs, make_bdev, drop_bdev),
+		cmocka_unit_test_setup_teardown(test_flush, make_bdev, drop_bdev),
 	};
 
 	ust_log_set_print_level(UST_LOG_WARN);

@@ -41,6 +41,17 @@ struct ust_lvol *lvol_find(struct ust_lvol_store *lvs, const char *name)
 	return NULL;
 }
 
+struct ust_lvol *lvol_find_id(struct ust_lvol_store *lvs, ust_blob_id id)
+{
+	struct ust_lvol *lvol;
+
+	TAILQ_FOREACH(lvol, &lvs->lvols, link) {
+		if (lvol->id == id && lvol->blob != NULL)
+			return lvol;
+	}
+	return NULL;
+}
+
 struct ust_lvol *lvol_alloc(struct ust_lvol_store *lvs)
 {
 	struct ust_lvol *lvol = calloc(1, sizeof(*lvol));
@@ -74,7 +85,7 @@ static int get_str_xattr(struct ust_blob *blob, const char *key, char *buf, size
 
 int lvol_from_blob(struct ust_lvol *lvol, struct ust_blob *blob)
 {
-	char uuid[UST_UUID_STRING_LEN], clear[16];
+	char uuid[UST_UUID_STRING_LEN], clear[16], hex[24];
 	int rc;
 
 	rc = get_str_xattr(blob, LVOL_XATTR_NAME, lvol->name, sizeof(lvol->name));
@@ -92,6 +103,17 @@ int lvol_from_blob(struct ust_lvol *lvol, struct ust_blob *blob)
 		rc = ust_lvol_clear_method_parse(clear, &lvol->clear_method);
 	if (rc != 0 && rc != -ENOENT)
 		return -EINVAL;
+	lvol->revert_of = 0;
+	rc = get_str_xattr(blob, LVOL_XATTR_REVERT_OF, hex, sizeof(hex));
+	if (rc == 0) {
+		char *end;
+
+		lvol->revert_of = strtoull(hex, &end, 16);
+		if (*end != '\0' || lvol->revert_of == 0)
+			return -EINVAL;
+	} else if (rc != -ENOENT) {
+		return -EINVAL;
+	}
 	lvol->blob = blob;
 	lvol->id = ust_blob_get_id(blob);
 	lvol_build_alias(lvol);
@@ -273,19 +295,48 @@ static int lvol_destruct(void *ctxt)
 	return 1; /* finished by lvs_lvol_gone() */
 }
 
+void lvol_family_json(struct ust_lvol *lvol, json_t *obj)
+{
+	struct ust_blob_store *bs = lvol->lvs->bs;
+	struct ust_lvol *parent = ust_lvol_get_parent(lvol), *c;
+	ust_blob_id *ids;
+	size_t n = 0, i;
+	json_t *list;
+
+	if (parent != NULL)
+		json_object_set_new(obj, "base_snapshot", json_string(parent->name));
+	if (!ust_lvol_is_snapshot(lvol))
+		return;
+	list = json_array();
+	if (ust_bs_get_clones(bs, lvol->id, NULL, &n) == -ENOMEM && n > 0) {
+		ids = calloc(n, sizeof(*ids));
+		if (ids != NULL && ust_bs_get_clones(bs, lvol->id, ids, &n) == 0) {
+			for (i = 0; i < n; i++) {
+				c = lvol_find_id(lvol->lvs, ids[i]);
+				if (c != NULL)
+					json_array_append_new(list, json_string(c->name));
+			}
+		}
+		free(ids);
+	}
+	json_object_set_new(obj, "clones", list);
+}
+
 static int lvol_dump_info_json(void *ctxt, json_t *driver_specific)
 {
 	struct ust_lvol *lvol = ctxt;
 	char lvs_uuid[UST_UUID_STRING_LEN];
+	json_t *obj;
 
 	ust_uuid_fmt(lvs_uuid, sizeof(lvs_uuid), &lvol->lvs->uuid);
-	json_object_set_new(
-		driver_specific, "lvol",
-		json_pack("{s:s, s:s, s:b, s:I, s:b, s:b, s:b}", "lvol_store_uuid", lvs_uuid,
-			  "base_bdev", lvol->lvs->base_name, "thin_provision",
-			  ust_blob_is_thin(lvol->blob), "num_allocated_clusters",
-			  (json_int_t)ust_blob_get_num_allocated_clusters(lvol->blob), "snapshot",
-			  0, "clone", 0, "esnap_clone", 0));
+	obj = json_pack("{s:s, s:s, s:b, s:I, s:b, s:b, s:b}", "lvol_store_uuid", lvs_uuid,
+			"base_bdev", lvol->lvs->base_name, "thin_provision",
+			ust_blob_is_thin(lvol->blob), "num_allocated_clusters",
+			(json_int_t)ust_blob_get_num_allocated_clusters(lvol->blob), "snapshot",
+			ust_lvol_is_snapshot(lvol), "clone", ust_lvol_is_clone(lvol),
+			"esnap_clone", 0);
+	lvol_family_json(lvol, obj);
+	json_object_set_new(driver_specific, "lvol", obj);
 	return 0;
 }
 
@@ -377,6 +428,22 @@ enum lvol_op_state {
 	/* rename */
 	LVOL_RENAME_SYNC,
 	LVOL_RENAME_DONE,
+	/* snapshot and clone: the new blob, then on as create from LVOL_CREATE_OPEN */
+	LVOL_SNAPSHOT_BLOB,
+	LVOL_CLONE_BLOB,
+	/* inflate and decouple */
+	LVOL_PARENT_START,
+	LVOL_PARENT_DONE,
+	/* revert (README "Revert") */
+	LVOL_REVERT_CLONE,
+	LVOL_REVERT_OPEN,
+	LVOL_REVERT_UNREGISTER,
+	LVOL_REVERT_SWAP,
+	LVOL_REVERT_DELETE_OLD,
+	LVOL_REVERT_CLEANUP,
+	LVOL_REVERT_DONE,
+	LVOL_REVERT_UNDO,
+	LVOL_REVERT_UNDO_DELETE,
 	/* delete */
 	LVOL_DELETE_UNREGISTERED,
 	LVOL_DELETE_CLEARED,
@@ -388,6 +455,12 @@ enum lvol_op_state {
 struct lvol_op {
 	enum lvol_op_state state;
 	struct ust_lvol *lvol;
+	/* Held busy as well: a snapshot's origin, a clone's or revert's snapshot. */
+	struct ust_lvol *other;
+	bool decouple;        /* LVOL_PARENT_*: decouple instead of inflate */
+	struct ust_blob *old_blob;
+	ust_blob_id old_id;
+	char revert_of[24];
 	int rc;     /* status of the call that just completed */
 	int result; /* what the caller is told */
 	ust_blob_id new_id;
@@ -398,8 +471,8 @@ struct lvol_op {
 	char new_name[UST_LVOL_NAME_MAX + 1];
 	char new_alias[LVOL_ALIAS_MAX];
 	struct ust_io_channel *ch;
-	/* The blobstore reads these after ust_bs_create_blob() returns. */
-	struct ust_blob_xattr xattrs[3];
+	/* The blobstore reads these after the create call returns. */
+	struct ust_blob_xattr xattrs[4];
 	ust_lvol_op_cb cb;
 	ust_lvol_op_with_handle_cb hcb;
 	void *arg;
@@ -440,6 +513,8 @@ static void lvol_op_finish(struct lvol_op *op, bool lvol_gone)
 	struct ust_lvol_store *lvs = lvol->lvs;
 
 	lvol->op = NULL;
+	if (op->other != NULL)
+		op->other->op = NULL;
 	lvs->lvol_ops--;
 	if (lvol_gone) {
 		TAILQ_REMOVE(&lvs->lvols, lvol, link);
@@ -461,24 +536,32 @@ static uint64_t lvol_blocks_for(struct ust_lvol *lvol, uint64_t clusters)
 	return clusters * (ust_bs_get_cluster_size(bs) / ust_bs_get_io_unit_size(bs));
 }
 
+/* The lvol's identity as the internal xattrs of a new blob: 3 of them. */
+static size_t lvol_identity_xattrs(struct ust_lvol *lvol, struct ust_blob_xattr *xattrs)
+{
+	const char *clear = lvol_clear_method_name(lvol->clear_method);
+
+	xattrs[0] = (struct ust_blob_xattr){LVOL_XATTR_NAME, lvol->name, strlen(lvol->name), true};
+	xattrs[1] = (struct ust_blob_xattr){LVOL_XATTR_UUID, lvol->uuid_str,
+					    strlen(lvol->uuid_str), true};
+	xattrs[2] = (struct ust_blob_xattr){LVOL_XATTR_CLEAR, clear, strlen(clear), true};
+	return 3;
+}
+
 static void lvol_op_step(struct lvol_op *op)
 {
 	struct ust_lvol *lvol = op->lvol;
 	struct ust_lvol_store *lvs = lvol->lvs;
 	struct ust_blob_opts opts;
 	struct ust_blob_xattr *xattrs = op->xattrs;
-	const char *clear;
+	struct ust_blob *blob;
+	size_t n;
 	int rc;
 
 	switch (op->state) {
 	/* ---- create: blob with its xattrs, open it, expose it ---- */
 	case LVOL_CREATE_BLOB:
-		clear = lvol_clear_method_name(lvol->clear_method);
-		xattrs[0] = (struct ust_blob_xattr){LVOL_XATTR_NAME, lvol->name, strlen(lvol->name),
-						    true};
-		xattrs[1] = (struct ust_blob_xattr){LVOL_XATTR_UUID, lvol->uuid_str,
-						    strlen(lvol->uuid_str), true};
-		xattrs[2] = (struct ust_blob_xattr){LVOL_XATTR_CLEAR, clear, strlen(clear), true};
+		lvol_identity_xattrs(lvol, xattrs);
 		ust_blob_opts_init(&opts);
 		opts.num_clusters = op->new_clusters;
 		opts.thin_provision = op->thin;
@@ -523,6 +606,162 @@ static void lvol_op_step(struct lvol_op *op)
 	case LVOL_CREATE_UNDO_DELETE:
 		op->state = LVOL_OP_FINISH;
 		ust_bs_delete_blob(lvs->bs, lvol->id, lvol_op_done, op);
+		return;
+
+	/* ---- snapshot / clone: a new read-only or thin blob, then as create ---- */
+	case LVOL_SNAPSHOT_BLOB:
+		n = lvol_identity_xattrs(lvol, xattrs);
+		op->state = LVOL_CREATE_OPEN;
+		ust_bs_create_snapshot(lvs->bs, op->other->id, xattrs, n, lvol_op_id_done, op);
+		return;
+	case LVOL_CLONE_BLOB:
+		n = lvol_identity_xattrs(lvol, xattrs);
+		op->state = LVOL_CREATE_OPEN;
+		ust_bs_create_clone(lvs->bs, op->other->id, xattrs, n, lvol_op_id_done, op);
+		return;
+
+	/* ---- inflate / decouple: the blobstore copies, the bdev stays as it is ---- */
+	case LVOL_PARENT_START:
+		op->state = LVOL_PARENT_DONE;
+		if (op->decouple)
+			ust_bs_blob_decouple_parent(lvs->bs, NULL, lvol->id, lvol_op_done, op);
+		else
+			ust_bs_inflate_blob(lvs->bs, NULL, lvol->id, lvol_op_done, op);
+		return;
+	case LVOL_PARENT_DONE:
+		op->result = op->rc;
+		if (op->rc != 0)
+			UST_ERRLOG("lvol %s: %s failed: %s\n", lvol->alias,
+				   op->decouple ? "decoupling its parent" : "inflating", strerror(-op->rc));
+		op->state = LVOL_OP_FINISH;
+		lvol_op_step(op);
+		return;
+
+	/*
+	 * ---- revert: a clone of the snapshot carrying the lvol's identity and
+	 * "revert_of" the old blob; the bdev re-registered on it; then the old
+	 * blob deleted, which is the commit point (a load before it deletes the
+	 * clone, a load after it finds only the clone) ----
+	 */
+	case LVOL_REVERT_CLONE:
+		n = lvol_identity_xattrs(lvol, xattrs);
+		snprintf(op->revert_of, sizeof(op->revert_of), "%llx", (unsigned long long)lvol->id);
+		xattrs[n++] = (struct ust_blob_xattr){LVOL_XATTR_REVERT_OF, op->revert_of,
+						      strlen(op->revert_of), true};
+		op->state = LVOL_REVERT_OPEN;
+		ust_bs_create_clone(lvs->bs, op->other->id, xattrs, n, lvol_op_id_done, op);
+		return;
+	case LVOL_REVERT_OPEN:
+		if (op->rc != 0) {
+			op->result = op->rc;
+			op->state = LVOL_OP_FINISH;
+			lvol_op_step(op);
+			return;
+		}
+		op->state = LVOL_REVERT_UNREGISTER;
+		ust_bs_open_blob(lvs->bs, op->new_id, lvol_op_blob_done, op);
+		return;
+	case LVOL_REVERT_UNREGISTER:
+		if (op->rc != 0) {
+			op->result = op->rc;
+			op->new_blob = NULL;
+			op->state = LVOL_REVERT_UNDO_DELETE;
+			op->rc = 0;
+			lvol_op_step(op);
+			return;
+		}
+		/* Opened for writing meanwhile? Then nothing happens. */
+		rc = lvol_check_not_open(lvol);
+		if (rc == 0) {
+			lvol->deleting = true; /* destruct keeps the old blob open */
+			op->state = LVOL_REVERT_SWAP;
+			rc = ust_bdev_unregister_by_name(lvol->uuid_str, &g_lvol_module, lvol_op_done,
+							 op);
+			if (rc != 0) {
+				lvol->deleting = false;
+				rc = -EBUSY;
+			}
+		}
+		if (rc != 0) {
+			op->result = rc;
+			op->state = LVOL_REVERT_UNDO;
+			lvol_op_step(op);
+		}
+		return;
+	case LVOL_REVERT_SWAP:
+		/* No opener is left: the bdev is re-registered, same name and UUID, on the clone. */
+		if (op->rc != 0)
+			UST_ERRLOG("lvol %s: unregistering its bdev for the revert: %s\n", lvol->alias,
+				   strerror(-op->rc));
+		lvol->deleting = false;
+		op->old_blob = lvol->blob;
+		op->old_id = lvol->id;
+		lvol->blob = op->new_blob;
+		lvol->id = op->new_id;
+		rc = lvol_register(lvol);
+		if (rc != 0) {
+			op->result = rc;
+			lvol->blob = op->old_blob;
+			lvol->id = op->old_id;
+			op->old_blob = NULL;
+			if (lvol_register(lvol) != 0)
+				UST_ERRLOG("lvol %s: its bdev is gone until the next load\n",
+					   lvol->alias);
+			op->state = LVOL_REVERT_UNDO;
+			lvol_op_step(op);
+			return;
+		}
+		op->new_blob = NULL;
+		op->state = LVOL_REVERT_DELETE_OLD;
+		blob = op->old_blob;
+		op->old_blob = NULL;
+		ust_blob_close(blob, lvol_op_done, op);
+		return;
+	case LVOL_REVERT_DELETE_OLD:
+		if (op->rc != 0)
+			UST_ERRLOG("lvol %s: closing the replaced blob: %s\n", lvol->alias,
+				   strerror(-op->rc));
+		op->state = LVOL_REVERT_CLEANUP;
+		ust_bs_delete_blob(lvs->bs, op->old_id, lvol_op_done, op);
+		return;
+	case LVOL_REVERT_CLEANUP:
+		if (op->rc != 0) {
+			UST_ERRLOG("lvol %s: deleting the replaced blob 0x%llx failed: %s; the next load undoes the revert\n",
+				   lvol->alias, (unsigned long long)op->old_id, strerror(-op->rc));
+			op->result = op->rc;
+			op->state = LVOL_OP_FINISH;
+			lvol_op_step(op);
+			return;
+		}
+		/* Committed. The marker is harmless now (its target is gone); drop it anyway. */
+		op->state = LVOL_REVERT_DONE;
+		if (ust_blob_remove_internal_xattr(lvol->blob, LVOL_XATTR_REVERT_OF) != 0) {
+			op->rc = 0;
+			lvol_op_step(op);
+			return;
+		}
+		ust_blob_sync_md(lvol->blob, lvol_op_done, op);
+		return;
+	case LVOL_REVERT_DONE:
+		if (op->rc != 0)
+			UST_NOTICELOG("lvol %s: reverted; dropping the revert marker failed: %s\n",
+				      lvol->alias, strerror(-op->rc));
+		op->result = 0;
+		op->state = LVOL_OP_FINISH;
+		lvol_op_step(op);
+		return;
+	case LVOL_REVERT_UNDO:
+		op->state = LVOL_REVERT_UNDO_DELETE;
+		blob = op->new_blob;
+		op->new_blob = NULL;
+		ust_blob_close(blob, lvol_op_done, op);
+		return;
+	case LVOL_REVERT_UNDO_DELETE:
+		if (op->rc != 0)
+			UST_ERRLOG("lvol %s: closing the unused revert clone: %s\n", lvol->alias,
+				   strerror(-op->rc));
+		op->state = LVOL_OP_FINISH;
+		ust_bs_delete_blob(lvs->bs, op->new_id, lvol_op_done, op);
 		return;
 
 	/* ---- resize: shrink the bdev first (refused while open), grow it last ---- */
@@ -616,7 +855,9 @@ static void lvol_op_step(struct lvol_op *op)
 		}
 		op->state = LVOL_DELETE_CLEARED;
 		op->rc = 0;
-		if (lvol->clear_method == UST_LVOL_CLEAR_NONE || ust_blob_get_num_io_units(lvol->blob) == 0) {
+		/* A snapshot's data is its clone's too (the delete merges it): never cleared. */
+		if (lvol->clear_method == UST_LVOL_CLEAR_NONE || ust_blob_is_read_only(lvol->blob) ||
+		    ust_blob_get_num_io_units(lvol->blob) == 0) {
 			lvol_op_step(op);
 			return;
 		}
@@ -824,6 +1065,37 @@ void ust_lvol_rename(struct ust_lvol *lvol, const char *new_name, ust_lvol_op_cb
 	lvol_op_step(op);
 }
 
+/*
+ * A snapshot with one clone is merged into it by the blobstore's delete, so
+ * that clone must be idle; with several clones it cannot go (-EBUSY). Checked
+ * before the bdev is unregistered, so a refusal changes nothing.
+ */
+static int lvol_check_deletable(struct ust_lvol *lvol)
+{
+	ust_blob_id clone_id;
+	struct ust_lvol *clone;
+	size_t n = 1;
+	int rc;
+
+	if (!ust_blob_is_read_only(lvol->blob))
+		return 0;
+	rc = ust_bs_get_clones(lvol->lvs->bs, lvol->id, &clone_id, &n);
+	if (rc == -ENOMEM) {
+		UST_ERRLOG("lvol %s is a snapshot with %zu clones; delete or inflate all but one first\n",
+			   lvol->alias, n);
+		return -EBUSY;
+	}
+	if (rc != 0)
+		return rc;
+	clone = n == 1 ? lvol_find_id(lvol->lvs, clone_id) : NULL;
+	if (clone != NULL && clone->op != NULL) {
+		UST_ERRLOG("lvol %s: its clone %s is busy with another operation\n", lvol->alias,
+			   clone->alias);
+		return -EBUSY;
+	}
+	return 0;
+}
+
 void ust_lvol_delete(struct ust_lvol *lvol, ust_lvol_op_cb cb, void *arg)
 {
 	struct lvol_op *op;
@@ -846,6 +1118,8 @@ void ust_lvol_delete(struct ust_lvol *lvol, ust_lvol_op_cb cb, void *arg)
 	op->cb = cb;
 	op->arg = arg;
 	rc = lvol_check_not_open(lvol);
+	if (rc == 0)
+		rc = lvol_check_deletable(lvol);
 	if (rc == 0) {
 		lvol->deleting = true;
 		rc = ust_bdev_unregister_by_name(lvol->uuid_str, &g_lvol_module, lvol_op_done, op);
@@ -860,6 +1134,190 @@ void ust_lvol_delete(struct ust_lvol *lvol, ust_lvol_op_cb cb, void *arg)
 		op->state = LVOL_OP_FINISH;
 		lvol_op_step(op);
 	}
+}
+
+/* ---- snapshots, clones, inflate, decouple, revert ------------------------------------- */
+
+/* Name checks and a new lvol (listed, not yet registered) for a snapshot or clone. */
+static struct ust_lvol *lvol_new_named(struct ust_lvol_store *lvs, const char *name,
+				       enum ust_lvol_clear_method clear_method, int *rc)
+{
+	struct ust_lvol *lvol;
+	char alias[LVOL_ALIAS_MAX];
+
+	snprintf(alias, sizeof(alias), "%s/%s", lvs->name, name);
+	if (lvol_find(lvs, name) != NULL || ust_bdev_get_by_name(alias) != NULL) {
+		UST_ERRLOG("lvol %s exists already\n", alias);
+		*rc = -EEXIST;
+		return NULL;
+	}
+	lvol = lvol_alloc(lvs);
+	if (lvol == NULL) {
+		*rc = -ENOMEM;
+		return NULL;
+	}
+	snprintf(lvol->name, sizeof(lvol->name), "%s", name);
+	lvol_build_alias(lvol);
+	do {
+		ust_uuid_generate(&lvol->uuid);
+		ust_uuid_fmt(lvol->uuid_str, sizeof(lvol->uuid_str), &lvol->uuid);
+	} while (ust_bdev_get_by_name(lvol->uuid_str) != NULL);
+	lvol->clear_method = clear_method;
+	TAILQ_INSERT_TAIL(&lvs->lvols, lvol, link);
+	*rc = 0;
+	return lvol;
+}
+
+/* Hold other busy for op as well; -EBUSY if it has an operation of its own. */
+static int lvol_op_hold(struct lvol_op *op, struct ust_lvol *other)
+{
+	if (other->op != NULL || !other->registered) {
+		UST_ERRLOG("lvol %s: another operation is in progress\n", other->alias);
+		return -EBUSY;
+	}
+	op->other = other;
+	other->op = op;
+	return 0;
+}
+
+/* Snapshot (origin given) or clone (snapshot given) named name. */
+static void lvol_derive(struct ust_lvol *from, const char *name, bool snapshot,
+			ust_lvol_op_with_handle_cb cb, void *arg)
+{
+	struct ust_lvol_store *lvs;
+	struct ust_lvol *lvol;
+	struct lvol_op *op;
+	int rc;
+
+	if (from == NULL || cb == NULL || !lvs_name_valid(name, UST_LVOL_NAME_MAX)) {
+		if (cb != NULL)
+			cb(arg, NULL, -EINVAL);
+		return;
+	}
+	lvs = from->lvs;
+	if (!lvs_on_thread(lvs)) {
+		cb(arg, NULL, -EXDEV);
+		return;
+	}
+	if (lvs_is_closing(lvs) || lvs->op != NULL || !from->registered || from->op != NULL) {
+		cb(arg, NULL, -EBUSY);
+		return;
+	}
+	/* Snapshots are of writable lvols; clones of read-only ones (snapshots). */
+	if (ust_blob_is_read_only(from->blob) == snapshot) {
+		UST_ERRLOG("lvol %s: %s\n", from->alias,
+			   snapshot ? "is a snapshot already; clone it instead" :
+				      "is not a snapshot; only snapshots can be cloned");
+		cb(arg, NULL, -EINVAL);
+		return;
+	}
+	lvol = lvol_new_named(lvs, name, from->clear_method, &rc);
+	if (lvol == NULL) {
+		cb(arg, NULL, rc);
+		return;
+	}
+	op = lvol_op_new(lvol, snapshot ? LVOL_SNAPSHOT_BLOB : LVOL_CLONE_BLOB, &rc);
+	if (op == NULL) {
+		TAILQ_REMOVE(&lvs->lvols, lvol, link);
+		lvol_free(lvol);
+		cb(arg, NULL, rc);
+		return;
+	}
+	op->hcb = cb;
+	op->arg = arg;
+	rc = lvol_op_hold(op, from);
+	if (rc != 0) {
+		op->result = rc;
+		op->state = LVOL_OP_FINISH; /* frees the unregistered lvol */
+	}
+	lvol_op_step(op);
+}
+
+void ust_lvol_create_snapshot(struct ust_lvol *lvol, const char *snapshot_name,
+			      ust_lvol_op_with_handle_cb cb, void *arg)
+{
+	lvol_derive(lvol, snapshot_name, true, cb, arg);
+}
+
+void ust_lvol_create_clone(struct ust_lvol *snapshot, const char *clone_name,
+			   ust_lvol_op_with_handle_cb cb, void *arg)
+{
+	lvol_derive(snapshot, clone_name, false, cb, arg);
+}
+
+static void lvol_parent_op(struct ust_lvol *lvol, bool decouple, ust_lvol_op_cb cb, void *arg)
+{
+	struct lvol_op *op;
+	int rc;
+
+	if (lvol == NULL || cb == NULL) {
+		if (cb != NULL)
+			cb(arg, -EINVAL);
+		return;
+	}
+	if (!lvol->registered) {
+		cb(arg, -EBUSY);
+		return;
+	}
+	op = lvol_op_new(lvol, LVOL_PARENT_START, &rc);
+	if (op == NULL) {
+		cb(arg, rc);
+		return;
+	}
+	op->decouple = decouple;
+	op->cb = cb;
+	op->arg = arg;
+	lvol_op_step(op);
+}
+
+void ust_lvol_inflate(struct ust_lvol *lvol, ust_lvol_op_cb cb, void *arg)
+{
+	lvol_parent_op(lvol, false, cb, arg);
+}
+
+void ust_lvol_decouple_parent(struct ust_lvol *lvol, ust_lvol_op_cb cb, void *arg)
+{
+	lvol_parent_op(lvol, true, cb, arg);
+}
+
+void ust_lvol_revert(struct ust_lvol *lvol, struct ust_lvol *snapshot, ust_lvol_op_cb cb,
+		     void *arg)
+{
+	struct lvol_op *op;
+	int rc;
+
+	if (lvol == NULL || snapshot == NULL || cb == NULL || lvol == snapshot ||
+	    lvol->lvs != snapshot->lvs) {
+		if (cb != NULL)
+			cb(arg, -EINVAL);
+		return;
+	}
+	if (!lvol->registered) {
+		cb(arg, -EBUSY);
+		return;
+	}
+	if (ust_blob_is_read_only(lvol->blob) || !ust_blob_is_read_only(snapshot->blob)) {
+		UST_ERRLOG("cannot revert %s to %s: %s\n", lvol->alias, snapshot->alias,
+			   ust_blob_is_read_only(lvol->blob) ? "it is a snapshot itself" :
+							      "that is not a snapshot");
+		cb(arg, -EINVAL);
+		return;
+	}
+	op = lvol_op_new(lvol, LVOL_REVERT_CLONE, &rc);
+	if (op == NULL) {
+		cb(arg, rc);
+		return;
+	}
+	op->cb = cb;
+	op->arg = arg;
+	rc = lvol_op_hold(op, snapshot);
+	if (rc == 0)
+		rc = lvol_check_not_open(lvol);
+	if (rc != 0) {
+		op->result = rc;
+		op->state = LVOL_OP_FINISH;
+	}
+	lvol_op_step(op);
 }
 
 /* ---- lookup ------------------------------------------------------------------------- */
@@ -909,6 +1367,23 @@ struct ust_bdev *ust_lvol_get_bdev(struct ust_lvol *lvol)
 bool ust_lvol_is_thin(const struct ust_lvol *lvol)
 {
 	return lvol->blob != NULL && ust_blob_is_thin(lvol->blob);
+}
+
+bool ust_lvol_is_snapshot(const struct ust_lvol *lvol)
+{
+	return lvol->blob != NULL && ust_blob_is_snapshot(lvol->blob);
+}
+
+bool ust_lvol_is_clone(const struct ust_lvol *lvol)
+{
+	return lvol->blob != NULL && ust_blob_is_clone(lvol->blob);
+}
+
+struct ust_lvol *ust_lvol_get_parent(const struct ust_lvol *lvol)
+{
+	ust_blob_id id = lvol->blob != NULL ? ust_blob_get_parent_id(lvol->blob) : 0;
+
+	return id != 0 ? lvol_find_id(lvol->lvs, id) : NULL;
 }
 
 uint64_t ust_lvol_get_num_clusters(const struct ust_lvol *lvol)

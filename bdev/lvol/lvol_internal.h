@@ -21,6 +21,12 @@
 #define LVOL_XATTR_NAME "lvol.name"
 #define LVOL_XATTR_UUID "lvol.uuid"
 #define LVOL_XATTR_CLEAR "lvol.clear_method"
+/*
+ * On a blob made by a revert that may not have finished: the hex id of the
+ * blob it replaces. While that blob exists, this one is the leftover and is
+ * deleted at load; once it is gone, this one is the lvol.
+ */
+#define LVOL_XATTR_REVERT_OF "lvol.revert_of"
 
 #define LVOL_ALIAS_MAX (UST_LVS_NAME_MAX + 1 + UST_LVOL_NAME_MAX + 1)
 
@@ -54,6 +60,7 @@ struct ust_lvol {
 	struct ust_uuid uuid;
 	char uuid_str[UST_UUID_STRING_LEN];
 	enum ust_lvol_clear_method clear_method;
+	ust_blob_id revert_of; /* load only: LVOL_XATTR_REVERT_OF, 0 if absent */
 	bool registered;  /* the bdev is registered and not yet destructed */
 	bool deleting;    /* destruct must keep the blob open for the delete */
 	struct lvol_op *op;
@@ -92,6 +99,10 @@ void lvol_build_alias(struct ust_lvol *lvol);
 /* Replace the "lvs/name" alias after a rename: add new, drop old. */
 int lvol_alias_change(struct ust_lvol *lvol, const char *new_alias);
 struct ust_lvol *lvol_find(struct ust_lvol_store *lvs, const char *name);
+/* The store's lvol whose blob is id; NULL if none. */
+struct ust_lvol *lvol_find_id(struct ust_lvol_store *lvs, ust_blob_id id);
 const char *lvol_clear_method_name(enum ust_lvol_clear_method m);
+/* "base_snapshot" (a clone's parent's name) and "clones" (a snapshot's) into obj. */
+void lvol_family_json(struct ust_lvol *lvol, json_t *obj);
 
 #endif

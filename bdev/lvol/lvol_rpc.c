@@ -149,15 +149,19 @@ static json_t *lvol_json(struct ust_lvol *lvol)
 
 	ust_uuid_fmt(uuid, sizeof(uuid), ust_lvol_get_uuid(lvol));
 	ust_uuid_fmt(lvs_uuid, sizeof(lvs_uuid), ust_lvs_get_uuid(lvs));
+	json_t *obj;
+
 	snprintf(alias, sizeof(alias), "%s/%s", ust_lvs_get_name(lvs), ust_lvol_get_name(lvol));
-	return json_pack("{s:s, s:s, s:s, s:b, s:b, s:b, s:b, s:b, s:I, s:I, s:{s:s, s:s}}",
-			 "alias", alias, "uuid", uuid, "name", ust_lvol_get_name(lvol),
-			 "is_thin_provisioned", ust_lvol_is_thin(lvol), "is_snapshot", 0,
-			 "is_clone", 0, "is_esnap_clone", 0, "is_degraded", 0,
-			 "num_clusters", (json_int_t)ust_lvol_get_num_clusters(lvol),
-			 "num_allocated_clusters",
-			 (json_int_t)ust_lvol_get_num_allocated_clusters(lvol), "lvs", "name",
-			 ust_lvs_get_name(lvs), "uuid", lvs_uuid);
+	obj = json_pack("{s:s, s:s, s:s, s:b, s:b, s:b, s:b, s:b, s:I, s:I, s:{s:s, s:s}}",
+			"alias", alias, "uuid", uuid, "name", ust_lvol_get_name(lvol),
+			"is_thin_provisioned", ust_lvol_is_thin(lvol), "is_snapshot",
+			ust_lvol_is_snapshot(lvol), "is_clone", ust_lvol_is_clone(lvol),
+			"is_esnap_clone", 0, "is_degraded", 0, "num_clusters",
+			(json_int_t)ust_lvol_get_num_clusters(lvol), "num_allocated_clusters",
+			(json_int_t)ust_lvol_get_num_allocated_clusters(lvol), "lvs", "name",
+			ust_lvs_get_name(lvs), "uuid", lvs_uuid);
+	lvol_family_json(lvol, obj);
+	return obj;
 }
 
 /* An asynchronous call answered with true, or with an error saying what failed. */
@@ -585,3 +589,168 @@ out:
 }
 UST_RPC_REGISTER("bdev_lvol_delete", rpc_bdev_lvol_delete, UST_RPC_RUNTIME)
 UST_RPC_REGISTER_ALIAS_DEPRECATED("bdev_lvol_delete", destroy_lvol_bdev)
+
+/* ---- snapshots and clones --------------------------------------------------------------- */
+
+struct rpc_snapshot {
+	char *lvol_name;
+	char *snapshot_name;
+};
+
+static const struct ust_json_object_decoder g_snapshot_decoders[] = {
+	{"lvol_name", offsetof(struct rpc_snapshot, lvol_name), ust_json_decode_string, false},
+	{"snapshot_name", offsetof(struct rpc_snapshot, snapshot_name), ust_json_decode_string,
+	 false},
+};
+
+/* A new lvol (snapshot or clone): its bdev name, or the error. */
+static void rpc_new_lvol_done(void *arg, struct ust_lvol *lvol, int rc)
+{
+	struct rpc_op *op = arg;
+
+	if (rc == -EBUSY)
+		ust_rpc_send_error(op->req, UST_JSONRPC_ERROR_INVALID_STATE,
+				   "%s: busy with another operation", op->what);
+	else if (rc != 0)
+		rpc_send_rc(op->req, rc, op->what);
+	else
+		ust_rpc_send_result(op->req,
+				    json_string(ust_bdev_get_name(ust_lvol_get_bdev(lvol))));
+	free(op);
+}
+
+static bool rpc_lvol_name_ok(struct ust_rpc_request *req, const char *key, const char *name)
+{
+	if (lvs_name_valid(name, UST_LVOL_NAME_MAX))
+		return true;
+	ust_rpc_send_error(req, UST_JSONRPC_ERROR_INVALID_PARAMS,
+			   "%s must be 1 to %d bytes without '/'", key, UST_LVOL_NAME_MAX);
+	return false;
+}
+
+static void rpc_bdev_lvol_snapshot(struct ust_rpc_request *req, const json_t *params)
+{
+	struct rpc_snapshot p = {0};
+	struct ust_lvol *lvol;
+	struct rpc_op *op;
+
+	if (!ust_rpc_decode_params(req, params, g_snapshot_decoders, 2, &p))
+		goto out;
+	if (!rpc_lvol_name_ok(req, "snapshot_name", p.snapshot_name))
+		goto out;
+	lvol = rpc_find_lvol(req, p.lvol_name);
+	op = lvol != NULL ? rpc_op_new(req, "cannot snapshot lvol %s as %s", p.lvol_name,
+				       p.snapshot_name) :
+			    NULL;
+	if (op != NULL)
+		ust_lvol_create_snapshot(lvol, p.snapshot_name, rpc_new_lvol_done, op);
+out:
+	free(p.lvol_name);
+	free(p.snapshot_name);
+}
+UST_RPC_REGISTER("bdev_lvol_snapshot", rpc_bdev_lvol_snapshot, UST_RPC_RUNTIME)
+UST_RPC_REGISTER_ALIAS_DEPRECATED("bdev_lvol_snapshot", snapshot_lvol_bdev)
+
+struct rpc_clone {
+	char *snapshot_name;
+	char *clone_name;
+};
+
+static const struct ust_json_object_decoder g_clone_decoders[] = {
+	{"snapshot_name", offsetof(struct rpc_clone, snapshot_name), ust_json_decode_string, false},
+	{"clone_name", offsetof(struct rpc_clone, clone_name), ust_json_decode_string, false},
+};
+
+static void rpc_bdev_lvol_clone(struct ust_rpc_request *req, const json_t *params)
+{
+	struct rpc_clone p = {0};
+	struct ust_lvol *snap;
+	struct rpc_op *op;
+
+	if (!ust_rpc_decode_params(req, params, g_clone_decoders, 2, &p))
+		goto out;
+	if (!rpc_lvol_name_ok(req, "clone_name", p.clone_name))
+		goto out;
+	snap = rpc_find_lvol(req, p.snapshot_name);
+	op = snap != NULL ? rpc_op_new(req, "cannot clone %s as %s", p.snapshot_name,
+				       p.clone_name) :
+			    NULL;
+	if (op != NULL)
+		ust_lvol_create_clone(snap, p.clone_name, rpc_new_lvol_done, op);
+out:
+	free(p.snapshot_name);
+	free(p.clone_name);
+}
+UST_RPC_REGISTER("bdev_lvol_clone", rpc_bdev_lvol_clone, UST_RPC_RUNTIME)
+UST_RPC_REGISTER_ALIAS_DEPRECATED("bdev_lvol_clone", clone_lvol_bdev)
+
+static void rpc_bdev_lvol_inflate(struct ust_rpc_request *req, const json_t *params)
+{
+	struct rpc_delete p = {0};
+	struct ust_lvol *lvol;
+	struct rpc_op *op;
+
+	if (!ust_rpc_decode_params(req, params, g_delete_decoders, 1, &p))
+		goto out;
+	lvol = rpc_find_lvol(req, p.name);
+	op = lvol != NULL ? rpc_op_new(req, "cannot inflate lvol %s", p.name) : NULL;
+	if (op != NULL)
+		ust_lvol_inflate(lvol, rpc_bool_done, op);
+out:
+	free(p.name);
+}
+UST_RPC_REGISTER("bdev_lvol_inflate", rpc_bdev_lvol_inflate, UST_RPC_RUNTIME)
+UST_RPC_REGISTER_ALIAS_DEPRECATED("bdev_lvol_inflate", inflate_lvol_bdev)
+
+static void rpc_bdev_lvol_decouple_parent(struct ust_rpc_request *req, const json_t *params)
+{
+	struct rpc_delete p = {0};
+	struct ust_lvol *lvol;
+	struct rpc_op *op;
+
+	if (!ust_rpc_decode_params(req, params, g_delete_decoders, 1, &p))
+		goto out;
+	lvol = rpc_find_lvol(req, p.name);
+	op = lvol != NULL ? rpc_op_new(req, "cannot decouple lvol %s from its parent", p.name) :
+			    NULL;
+	if (op != NULL)
+		ust_lvol_decouple_parent(lvol, rpc_bool_done, op);
+out:
+	free(p.name);
+}
+UST_RPC_REGISTER("bdev_lvol_decouple_parent", rpc_bdev_lvol_decouple_parent, UST_RPC_RUNTIME)
+UST_RPC_REGISTER_ALIAS_DEPRECATED("bdev_lvol_decouple_parent", decouple_parent_lvol_bdev)
+
+/* ustor's own method (SPDK has no revert): {name, snapshot_name}. */
+struct rpc_revert {
+	char *name;
+	char *snapshot_name;
+};
+
+static const struct ust_json_object_decoder g_revert_decoders[] = {
+	{"name", offsetof(struct rpc_revert, name), ust_json_decode_string, false},
+	{"snapshot_name", offsetof(struct rpc_revert, snapshot_name), ust_json_decode_string,
+	 false},
+};
+
+static void rpc_bdev_lvol_revert(struct ust_rpc_request *req, const json_t *params)
+{
+	struct rpc_revert p = {0};
+	struct ust_lvol *lvol, *snap = NULL;
+	struct rpc_op *op;
+
+	if (!ust_rpc_decode_params(req, params, g_revert_decoders, 2, &p))
+		goto out;
+	lvol = rpc_find_lvol(req, p.name);
+	if (lvol != NULL)
+		snap = rpc_find_lvol(req, p.snapshot_name);
+	op = snap != NULL ? rpc_op_new(req, "cannot revert lvol %s to %s", p.name,
+				       p.snapshot_name) :
+			    NULL;
+	if (op != NULL)
+		ust_lvol_revert(lvol, snap, rpc_bool_done, op);
+out:
+	free(p.name);
+	free(p.snapshot_name);
+}
+UST_RPC_REGISTER("bdev_lvol_revert", rpc_bdev_lvol_revert, UST_RPC_RUNTIME)

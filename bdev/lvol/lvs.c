@@ -60,6 +60,8 @@ enum lvs_op_state {
 	LVS_LOAD_SUPER_CLOSED,
 	LVS_LOAD_ITER,
 	LVS_LOAD_LVOL_OPENED,
+	LVS_LOAD_STALE,
+	LVS_LOAD_STALE_DELETE,
 	LVS_LOAD_DONE,
 	LVS_LOAD_ABORT_CLOSE,
 	LVS_LOAD_ABORT_UNLOAD,
@@ -95,6 +97,8 @@ struct lvs_op {
 	struct ust_blob *iter_blob;  /* load: the blob the walk handed us */
 	ust_blob_id id;
 	struct ust_lvol *lvol;       /* the lvol being loaded */
+	/* load: leftovers of unfinished reverts, deleted before the store goes live */
+	TAILQ_HEAD(, ust_lvol) stale;
 	uint32_t pending;            /* blob closes in flight (load abort) */
 	char new_name[UST_LVS_NAME_MAX + 1];
 	/* create: the blobstore reads these after ust_bs_create_blob() returns */
@@ -303,6 +307,16 @@ static void lvs_op_load_close_done(void *arg, int rc)
 		lvs_op_step(op);
 }
 
+static void lvs_op_stale_deleted(void *arg, int rc)
+{
+	struct lvs_op *op = arg;
+
+	if (rc != 0)
+		UST_ERRLOG("lvstore %s: deleting blob 0x%llx left by an unfinished revert failed: %s\n",
+			   op->lvs->name, (unsigned long long)op->id, strerror(-rc));
+	lvs_op_step(op);
+}
+
 /* A string from the super blob into buf; -EINVAL if missing or malformed. */
 static int super_str(struct ust_blob *blob, const char *key, char *buf, size_t size)
 {
@@ -442,7 +456,7 @@ static void lvs_op_step(struct lvs_op *op)
 	struct ust_bs_opts bs_opts;
 	struct ust_blob_opts blob_opts;
 	struct ust_blob_xattr *xattrs = op->xattrs;
-	struct ust_lvol *lvol, *next;
+	struct ust_lvol *lvol, *next, *other;
 	struct ust_blob_store *bs;
 	struct ust_blob *blob;
 	char uuid[UST_UUID_STRING_LEN];
@@ -607,7 +621,7 @@ static void lvs_op_step(struct lvs_op *op)
 	case LVS_LOAD_ITER:
 		/* op->blob: the next blob of the walk (open), or the end. */
 		if (op->rc == -ENOENT) {
-			op->state = LVS_LOAD_DONE;
+			op->state = LVS_LOAD_STALE;
 			lvs_op_step(op);
 			return;
 		}
@@ -628,7 +642,25 @@ static void lvs_op_step(struct lvs_op *op)
 			return;
 		}
 		rc = lvol_from_blob(lvol, op->blob);
-		if (rc == 0 && lvol_find(lvs, lvol->name) != NULL) {
+		other = rc == 0 ? lvol_find(lvs, lvol->name) : NULL;
+		if (other != NULL && lvol->revert_of == other->id) {
+			/* A revert that did not commit: its new blob goes (README "Revert"). */
+			UST_NOTICELOG("lvstore %s: lvol %s: undoing an unfinished revert (blob 0x%llx)\n",
+				      lvs->name, lvol->name,
+				      (unsigned long long)ust_blob_get_id(op->blob));
+			lvol->blob = NULL;
+			TAILQ_INSERT_TAIL(&op->stale, lvol, link);
+			ust_bs_iter_next(lvs->bs, op->iter_blob, lvs_op_blob_done, op);
+			return;
+		}
+		if (other != NULL && other->revert_of == lvol->id) {
+			UST_NOTICELOG("lvstore %s: lvol %s: undoing an unfinished revert (blob 0x%llx)\n",
+				      lvs->name, lvol->name, (unsigned long long)other->id);
+			TAILQ_REMOVE(&lvs->lvols, other, link);
+			TAILQ_INSERT_TAIL(&op->stale, other, link);
+			other = NULL;
+		}
+		if (other != NULL) {
 			UST_ERRLOG("lvstore %s: two lvols named %s; blob 0x%llx not loaded\n", lvs->name,
 				   lvol->name, (unsigned long long)ust_blob_get_id(op->blob));
 			rc = -EEXIST;
@@ -661,6 +693,32 @@ static void lvs_op_step(struct lvs_op *op)
 		op->state = LVS_LOAD_ITER;
 		ust_bs_iter_next(lvs->bs, op->iter_blob, lvs_op_blob_done, op);
 		return;
+	case LVS_LOAD_STALE:
+		/* The walk is over: delete each leftover (closing our reference first). */
+		lvol = TAILQ_FIRST(&op->stale);
+		if (lvol == NULL) {
+			op->state = LVS_LOAD_DONE;
+			lvs_op_step(op);
+			return;
+		}
+		op->state = LVS_LOAD_STALE_DELETE;
+		op->rc = 0;
+		if (lvol->blob == NULL) {
+			lvs_op_step(op);
+			return;
+		}
+		blob = lvol->blob;
+		lvol->blob = NULL;
+		ust_blob_close(blob, lvs_op_done, op);
+		return;
+	case LVS_LOAD_STALE_DELETE:
+		lvol = TAILQ_FIRST(&op->stale);
+		TAILQ_REMOVE(&op->stale, lvol, link);
+		op->id = lvol->id;
+		lvol_free(lvol);
+		op->state = LVS_LOAD_STALE;
+		ust_bs_delete_blob(lvs->bs, op->id, lvs_op_stale_deleted, op);
+		return;
 	case LVS_LOAD_DONE:
 		rc = lvs_go_live(lvs);
 		if (rc != 0) {
@@ -677,6 +735,14 @@ static void lvs_op_step(struct lvs_op *op)
 		return;
 	case LVS_LOAD_ABORT_CLOSE:
 		op->pending = 1;
+		while ((lvol = TAILQ_FIRST(&op->stale)) != NULL) {
+			TAILQ_REMOVE(&op->stale, lvol, link);
+			if (lvol->blob != NULL) {
+				op->pending++;
+				ust_blob_close(lvol->blob, lvs_op_load_close_done, op);
+			}
+			lvol_free(lvol);
+		}
 		for (lvol = TAILQ_FIRST(&lvs->lvols); lvol != NULL; lvol = next) {
 			next = TAILQ_NEXT(lvol, link);
 			TAILQ_REMOVE(&lvs->lvols, lvol, link);
@@ -867,6 +933,7 @@ static struct lvs_op *lvs_op_new(struct ust_lvol_store *lvs, enum lvs_op_kind ki
 	op->kind = kind;
 	op->state = first;
 	op->lvs = lvs;
+	TAILQ_INIT(&op->stale);
 	lvs->op = op;
 	return op;
 }

@@ -129,9 +129,43 @@ void ust_lvol_rename(struct ust_lvol *lvol, const char *new_name, ust_lvol_op_cb
 /*
  * Unregister the lvol bdev, clear its data as chosen at creation, and
  * delete the blob. -EBUSY (nothing done) if the bdev is open for writing or
- * claimed; read-only openers are sent UST_BDEV_EVENT_REMOVE.
+ * claimed; read-only openers are sent UST_BDEV_EVENT_REMOVE. A snapshot is
+ * not cleared: with one clone it is merged into the clone; with several,
+ * -EBUSY (nothing done).
  */
 void ust_lvol_delete(struct ust_lvol *lvol, ust_lvol_op_cb cb, void *arg);
+
+/* ---- snapshots and clones ----------------------------------------------------------- */
+
+/*
+ * Snapshot lvol as a new read-only lvol named snapshot_name (its own bdev,
+ * UUID and alias): it takes the lvol's current data, and the lvol becomes a
+ * thin clone of it (writes wait while the snapshot is taken). -EEXIST the
+ * name is taken, -EINVAL lvol is a snapshot itself, -EBUSY lvol busy.
+ */
+void ust_lvol_create_snapshot(struct ust_lvol *lvol, const char *snapshot_name,
+			      ust_lvol_op_with_handle_cb cb, void *arg);
+/* A new thin lvol reading snapshot's data. -EINVAL snapshot is writable. */
+void ust_lvol_create_clone(struct ust_lvol *snapshot, const char *clone_name,
+			   ust_lvol_op_with_handle_cb cb, void *arg);
+/* Copy every cluster read through the parent chain, then drop the parent. -ENOSPC. */
+void ust_lvol_inflate(struct ust_lvol *lvol, ust_lvol_op_cb cb, void *arg);
+/* Copy what is read from the immediate parent; its parent becomes ours. -EINVAL no parent. */
+void ust_lvol_decouple_parent(struct ust_lvol *lvol, ust_lvol_op_cb cb, void *arg);
+/*
+ * Revert lvol to snapshot (any snapshot of the store): lvol's data is
+ * replaced by a fresh clone of the snapshot, which keeps lvol's name, UUID
+ * and bdev name (the bdev is unregistered and registered again, so
+ * read-only openers get REMOVE; its size becomes the snapshot's). -EBUSY
+ * open for writing or claimed; -EINVAL lvol is a snapshot or snapshot is
+ * not. Crash-safe: a load finds either the old or the new lvol.
+ */
+void ust_lvol_revert(struct ust_lvol *lvol, struct ust_lvol *snapshot, ust_lvol_op_cb cb,
+		     void *arg);
+bool ust_lvol_is_snapshot(const struct ust_lvol *lvol);
+bool ust_lvol_is_clone(const struct ust_lvol *lvol);
+/* A clone's snapshot (its parent lvol); NULL if none. */
+struct ust_lvol *ust_lvol_get_parent(const struct ust_lvol *lvol);
 
 /* By bdev name, UUID or "LVS_NAME/LVOL_NAME" alias; NULL if not an lvol. */
 struct ust_lvol *ust_lvol_get_by_bdev_name(const char *name);

@@ -5,7 +5,9 @@
  * and thin lvols, I/O through the lvol bdev (flush from a second thread),
  * resize up and down, renames, deletes (refused while open), a restart that
  * brings every lvstore and lvol back with its names, UUIDs, sizes and data,
- * shutdown with live lvols, and the RPC error paths.
+ * shutdown with live lvols, the RPC error paths; snapshots, clones,
+ * inflate, decouple, revert (and a revert cut short, resolved at load),
+ * delete-merge, all across restarts.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -933,6 +935,353 @@ static void test_duplicate_store_name_at_examine(void **state)
 	assert_non_null(ust_bdev_get_by_name("moved/a"));
 }
 
+/* ---- snapshots, clones, inflate, decouple, revert ------------------------------------- */
+
+/* The entry of bdev_lvol_get_lvols {lvs_name} named name; NULL if absent. Caller decrefs *resp. */
+static json_t *lvol_entry(const char *lvs, const char *name, json_t **resp)
+{
+	json_t *list, *e;
+	size_t i;
+
+	*resp = rpc("bdev_lvol_get_lvols", json_pack("{s:s}", "lvs_name", lvs));
+	list = json_object_get(*resp, "result");
+	assert_true(json_is_array(list));
+	json_array_foreach(list, i, e) {
+		if (strcmp(json_string_value(json_object_get(e, "name")), name) == 0)
+			return e;
+	}
+	return NULL;
+}
+
+static size_t lvol_count(const char *lvs)
+{
+	json_t *resp = rpc("bdev_lvol_get_lvols", json_pack("{s:s}", "lvs_name", lvs));
+	size_t n = json_array_size(json_object_get(resp, "result"));
+
+	json_decref(resp);
+	return n;
+}
+
+/* is_snapshot, is_clone, base_snapshot (NULL: absent) and the clones' names joined by ','. */
+static void expect_family(const char *lvs, const char *name, bool snap, bool clone,
+			  const char *base, const char *clones)
+{
+	json_t *resp, *e = lvol_entry(lvs, name, &resp), *c, *x;
+	char joined[256] = "";
+	size_t i;
+
+	assert_non_null(e);
+	assert_int_equal(json_is_true(json_object_get(e, "is_snapshot")), snap);
+	assert_int_equal(json_is_true(json_object_get(e, "is_clone")), clone);
+	x = json_object_get(e, "base_snapshot");
+	if (base == NULL)
+		assert_null(x);
+	else
+		assert_string_equal(json_string_value(x), base);
+	c = json_object_get(e, "clones");
+	if (clones == NULL) {
+		assert_null(c);
+	} else {
+		json_array_foreach(c, i, x) {
+			if (i > 0)
+				strcat(joined, ",");
+			strcat(joined, json_string_value(x));
+		}
+		assert_string_equal(joined, clones);
+	}
+	json_decref(resp);
+}
+
+static void unload_store(const char *name)
+{
+	int rc = 0;
+
+	ust_lvs_unload(ust_lvs_get_by_name(name), deleted, &rc);
+	poll_threads();
+	assert_int_equal(rc, 1);
+}
+
+static void restart_pram(const char *store)
+{
+	unload_store(store);
+	pram_unregister();
+	pram_register();
+	assert_non_null(ust_lvs_get_by_name(store));
+}
+
+struct blob_wait {
+	int done;
+	int rc;
+	ust_blob_id id;
+	struct ust_blob *blob;
+};
+
+static void blob_id_cb(void *arg, ust_blob_id id, int rc)
+{
+	struct blob_wait *w = arg;
+
+	w->id = id;
+	w->rc = rc;
+	w->done = 1;
+}
+
+static void blob_rc_cb(void *arg, int rc)
+{
+	struct blob_wait *w = arg;
+
+	w->rc = rc;
+	w->done = 1;
+}
+
+/* The blob of the lvol named name: found by walking the store as examine does. */
+static void iter_cb(void *arg, struct ust_blob *blob, int rc)
+{
+	struct blob_wait *w = arg;
+
+	w->blob = rc == 0 ? blob : NULL;
+	w->rc = rc;
+	w->done = 1;
+}
+
+static ust_blob_id lvol_blob_id(struct ust_blob_store *bs, const char *name)
+{
+	struct blob_wait w = {0};
+	ust_blob_id id = 0;
+	const void *v;
+	size_t len;
+
+	ust_bs_iter_first(bs, iter_cb, &w);
+	poll_threads();
+	while (w.rc == 0) {
+		assert_int_equal(w.done, 1);
+		if (ust_blob_get_internal_xattr(w.blob, "lvol.name", &v, &len) == 0 &&
+		    len == strlen(name) && memcmp(v, name, len) == 0)
+			id = ust_blob_get_id(w.blob);
+		w.done = 0;
+		ust_bs_iter_next(bs, w.blob, iter_cb, &w);
+		poll_threads();
+	}
+	assert_int_equal(w.rc, -ENOENT);
+	assert_int_not_equal(id, 0);
+	return id;
+}
+
+/* A clone of parent carrying an lvol identity and "lvol.revert_of" target: a revert's leftover. */
+static void make_revert_leftover(struct ust_blob_store *bs, ust_blob_id parent, const char *name,
+				 const char *uuid, ust_blob_id target)
+{
+	char hex[24];
+	struct ust_blob_xattr x[4];
+	struct blob_wait w = {0};
+
+	snprintf(hex, sizeof(hex), "%llx", (unsigned long long)target);
+	x[0] = (struct ust_blob_xattr){"lvol.name", name, strlen(name), true};
+	x[1] = (struct ust_blob_xattr){"lvol.uuid", uuid, strlen(uuid), true};
+	x[2] = (struct ust_blob_xattr){"lvol.clear_method", "unmap", 5, true};
+	x[3] = (struct ust_blob_xattr){"lvol.revert_of", hex, strlen(hex), true};
+	ust_bs_create_clone(bs, parent, x, 4, blob_id_cb, &w);
+	poll_threads();
+	assert_int_equal(w.done, 1);
+	assert_int_equal(w.rc, 0);
+}
+
+static bool bdev_writable(const char *name)
+{
+	return ust_bdev_io_type_supported(ust_bdev_get_by_name(name), UST_BDEV_IO_TYPE_WRITE);
+}
+
+static void test_snapshots(void **state)
+{
+	char u[UST_UUID_STRING_LEN], v[UST_UUID_STRING_LEN], s1[UST_UUID_STRING_LEN];
+	char c1[UST_UUID_STRING_LEN], s2[UST_UUID_STRING_LEN], s3[UST_UUID_STRING_LEN];
+	char x[UST_UUID_STRING_LEN];
+	uint8_t *a = malloc(64 * BLOCK), *b = malloc(64 * BLOCK), *c = malloc(64 * BLOCK);
+	uint8_t *r = malloc(64 * BLOCK);
+	struct ust_blob_store *bs;
+	struct blob_wait w = {0};
+	uint8_t *saved;
+	json_int_t free_before;
+	ust_blob_id vid, gone;
+
+	/* "moved" aside; a fresh store on new bytes of Pram0. */
+	unload_store("moved");
+	pram_unregister();
+	saved = g_pram_data;
+	g_pram_data = calloc(1, PRAM_BYTES);
+	pram_register();
+	create_lvs("Pram0", "snaps", u);
+	create_lvol("snaps", "v", 1, false, v);
+	fill(a, 64 * BLOCK, 1);
+	fill(b, 64 * BLOCK, 2);
+	fill(c, 64 * BLOCK, 3);
+	write_bdev(v, 0, a, 64);
+	write_bdev(v, 1024, a, 64);
+
+	/* Snapshot: a read-only lvol bdev with the data; the lvol becomes its clone. */
+	rpc_expect_string("bdev_lvol_snapshot",
+			  json_pack("{s:s, s:s}", "lvol_name", "snaps/v", "snapshot_name", "s1"),
+			  s1, sizeof(s1));
+	assert_ptr_equal(ust_bdev_get_by_name("snaps/s1"), ust_bdev_get_by_name(s1));
+	assert_false(bdev_writable(s1));
+	assert_true(bdev_writable(v));
+	expect_family("snaps", "s1", true, false, NULL, "v");
+	expect_family("snaps", "v", false, true, "s1", NULL);
+	write_bdev(v, 0, b, 64);
+	read_bdev(s1, 0, r, 64);
+	assert_memory_equal(r, a, 64 * BLOCK);
+	read_bdev(v, 0, r, 64);
+	assert_memory_equal(r, b, 64 * BLOCK);
+	read_bdev(v, 1024, r, 64);
+	assert_memory_equal(r, a, 64 * BLOCK);
+	rpc_expect_error("bdev_lvol_snapshot",
+			 json_pack("{s:s, s:s}", "lvol_name", "snaps/s1", "snapshot_name", "s9"),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS, NULL);
+	rpc_expect_error("bdev_lvol_snapshot",
+			 json_pack("{s:s, s:s}", "lvol_name", "snaps/v", "snapshot_name", "s1"),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS, "exists");
+
+	/* Clone: a writable lvol reading the snapshot; a writable lvol cannot be cloned. */
+	rpc_expect_string("bdev_lvol_clone",
+			  json_pack("{s:s, s:s}", "snapshot_name", "snaps/s1", "clone_name", "c1"),
+			  c1, sizeof(c1));
+	rpc_expect_error("bdev_lvol_clone",
+			 json_pack("{s:s, s:s}", "snapshot_name", v, "clone_name", "c2"),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS, NULL);
+	read_bdev(c1, 0, r, 64);
+	assert_memory_equal(r, a, 64 * BLOCK);
+	expect_family("snaps", "s1", true, false, NULL, "v,c1");
+	expect_family("snaps", "c1", false, true, "s1", NULL);
+
+	/* Revert: same bdev name and UUID, the snapshot's data, a fresh clone of it. */
+	rpc_expect_true("bdev_lvol_revert",
+			json_pack("{s:s, s:s}", "name", "snaps/v", "snapshot_name", "snaps/s1"));
+	assert_ptr_equal(ust_bdev_get_by_name("snaps/v"), ust_bdev_get_by_name(v));
+	read_bdev(v, 0, r, 64);
+	assert_memory_equal(r, a, 64 * BLOCK);
+	expect_family("snaps", "v", false, true, "s1", NULL);
+	assert_int_equal(lvol_count("snaps"), 3);
+	/* Not onto a writable lvol, not while open for writing. */
+	rpc_expect_error("bdev_lvol_revert",
+			 json_pack("{s:s, s:s}", "name", "snaps/v", "snapshot_name", "snaps/c1"),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS, NULL);
+	{
+		struct ust_bdev_desc *desc;
+
+		assert_int_equal(ust_bdev_open_ext(v, true, event_cb, NULL, &desc), 0);
+		rpc_expect_error("bdev_lvol_revert",
+				 json_pack("{s:s, s:s}", "name", v, "snapshot_name", s1),
+				 UST_JSONRPC_ERROR_INVALID_STATE, NULL);
+		ust_bdev_close(desc);
+		poll_threads();
+	}
+
+	/* Two clones: the snapshot cannot be deleted, and nothing changed. */
+	rpc_expect_error("bdev_lvol_delete", json_pack("{s:s}", "name", "snaps/s1"),
+			 UST_JSONRPC_ERROR_INVALID_STATE, NULL);
+	assert_non_null(ust_bdev_get_by_name(s1));
+
+	/* Inflate: c1 keeps its data and leaves the snapshot. */
+	rpc_expect_true("bdev_lvol_inflate", json_pack("{s:s}", "name", "snaps/c1"));
+	expect_family("snaps", "c1", false, false, NULL, NULL);
+	read_bdev(c1, 0, r, 64);
+	assert_memory_equal(r, a, 64 * BLOCK);
+	expect_family("snaps", "s1", true, false, NULL, "v");
+
+	/* One clone left: deleting the snapshot merges it into v. */
+	write_bdev(v, 0, c, 64);
+	rpc_expect_true("bdev_lvol_delete", json_pack("{s:s}", "name", "snaps/s1"));
+	assert_null(ust_bdev_get_by_name(s1));
+	expect_family("snaps", "v", false, false, NULL, NULL);
+	read_bdev(v, 0, r, 64);
+	assert_memory_equal(r, c, 64 * BLOCK);
+	read_bdev(v, 1024, r, 64);
+	assert_memory_equal(r, a, 64 * BLOCK);
+
+	/* Decouple: v -> s3 -> s2 becomes v -> s2. */
+	rpc_expect_string("bdev_lvol_snapshot",
+			  json_pack("{s:s, s:s}", "lvol_name", v, "snapshot_name", "s2"), s2,
+			  sizeof(s2));
+	write_bdev(v, 0, b, 64);
+	rpc_expect_string("bdev_lvol_snapshot",
+			  json_pack("{s:s, s:s}", "lvol_name", v, "snapshot_name", "s3"), s3,
+			  sizeof(s3));
+	expect_family("snaps", "s3", true, true, "s2", "v");
+	rpc_expect_error("bdev_lvol_decouple_parent", json_pack("{s:s}", "name", "snaps/c1"),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS, NULL);
+	rpc_expect_true("bdev_lvol_decouple_parent", json_pack("{s:s}", "name", "snaps/v"));
+	expect_family("snaps", "v", false, true, "s2", NULL);
+	expect_family("snaps", "s3", true, true, "s2", "");
+	read_bdev(v, 0, r, 64);
+	assert_memory_equal(r, b, 64 * BLOCK);
+	read_bdev(v, 1024, r, 64);
+	assert_memory_equal(r, a, 64 * BLOCK);
+
+	/* Restart: every lvol, its family and its data come back. */
+	free_before = lvs_int("snaps", "free_clusters");
+	restart_pram("snaps");
+	assert_int_equal(lvs_int("snaps", "free_clusters"), free_before);
+	assert_int_equal(lvol_count("snaps"), 4);
+	assert_ptr_equal(ust_bdev_get_by_name("snaps/v"), ust_bdev_get_by_name(v));
+	assert_ptr_equal(ust_bdev_get_by_name("snaps/s2"), ust_bdev_get_by_name(s2));
+	expect_family("snaps", "v", false, true, "s2", NULL);
+	expect_family("snaps", "s2", true, false, NULL, "s3,v");
+	expect_family("snaps", "s3", true, true, "s2", "");
+	expect_family("snaps", "c1", false, false, NULL, NULL);
+	assert_false(bdev_writable(s2));
+	read_bdev(v, 0, r, 64);
+	assert_memory_equal(r, b, 64 * BLOCK);
+	read_bdev(s2, 0, r, 64);
+	assert_memory_equal(r, c, 64 * BLOCK);
+	read_bdev(c1, 0, r, 64);
+	assert_memory_equal(r, a, 64 * BLOCK);
+
+	/*
+	 * A revert cut short before its commit (the old blob still exists): the
+	 * load deletes the new blob and keeps the old lvol. One cut short after
+	 * it (the old blob gone): the new blob is the lvol.
+	 */
+	bs = ust_lvs_get_bs(ust_lvs_get_by_name("snaps"));
+	vid = lvol_blob_id(bs, "v");
+	make_revert_leftover(bs, lvol_blob_id(bs, "s2"), "v", v, vid);
+	ust_bs_create_blob(bs, NULL, blob_id_cb, &w);
+	poll_threads();
+	assert_int_equal(w.rc, 0);
+	gone = w.id;
+	w.done = 0;
+	ust_bs_delete_blob(bs, gone, blob_rc_cb, &w);
+	poll_threads();
+	assert_int_equal(w.done, 1);
+	assert_int_equal(w.rc, 0);
+	snprintf(x, sizeof(x), "%s", "0b5c7a52-1d0f-4c43-9e4b-6a7f0e3d2c11");
+	make_revert_leftover(bs, lvol_blob_id(bs, "s2"), "x", x, gone);
+	restart_pram("snaps");
+	assert_int_equal(lvol_count("snaps"), 5);
+	assert_ptr_equal(ust_bdev_get_by_name("snaps/v"), ust_bdev_get_by_name(v));
+	read_bdev(v, 0, r, 64);
+	assert_memory_equal(r, b, 64 * BLOCK);
+	assert_ptr_equal(ust_bdev_get_by_name("snaps/x"), ust_bdev_get_by_name(x));
+	read_bdev(x, 0, r, 64);
+	assert_memory_equal(r, c, 64 * BLOCK);
+	expect_family("snaps", "s2", true, false, NULL, "s3,v,x");
+	/* The leftover is gone for good: the next load finds the same. */
+	bs = ust_lvs_get_bs(ust_lvs_get_by_name("snaps"));
+	assert_int_equal(lvol_blob_id(bs, "v"), vid);
+	restart_pram("snaps");
+	assert_int_equal(lvol_count("snaps"), 5);
+
+	/* "moved" back for the shutdown in teardown. */
+	unload_store("snaps");
+	pram_unregister();
+	free(g_pram_data);
+	g_pram_data = saved;
+	pram_register();
+	assert_non_null(ust_bdev_get_by_name("moved/a"));
+	free(a);
+	free(b);
+	free(c);
+	free(r);
+}
+
 /* ---- setup -------------------------------------------------------------------------- */
 
 static void init_done(void *ctx, int rc)
@@ -998,6 +1347,7 @@ int main(void)
 		cmocka_unit_test(test_resize_rename_delete),
 		cmocka_unit_test(test_restart),
 		cmocka_unit_test(test_duplicate_store_name_at_examine),
+		cmocka_unit_test(test_snapshots),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -18,6 +18,11 @@
  *  - The bdev reports a volatile write cache, so consumers flush. Flushes
  *    reach the base when it supports them and complete here otherwise.
  *
+ * Identity: the bdev's UUID belongs to the configuration, not to one build:
+ * given to bdev_crashsim_create ("uuid") or generated once at create time,
+ * kept when the base goes and comes back, and written by save_config, so a
+ * replayed config brings back the same UUID.
+ *
  * The I/O path takes the crashsim's mutex (briefly, a few times per logged
  * operation): this is a test tool, and one global order across threads is
  * the point of it.
@@ -56,6 +61,21 @@ struct crashsim_start {
 	void (*cb)(void *ctx, int rc);
 	void *ctx;
 };
+
+/*
+ * A configuration with its UUID. Every crashsim_config is allocated here as
+ * the first member of one of these (config_alloc), so config_uuid() can get
+ * from the config to its UUID.
+ */
+struct crashsim_config_ext {
+	struct crashsim_config c;
+	struct ust_uuid uuid;
+};
+
+static struct ust_uuid *config_uuid(struct crashsim_config *c)
+{
+	return &((struct crashsim_config_ext *)c)->uuid;
+}
 
 static TAILQ_HEAD(, crashsim_config) g_configs = TAILQ_HEAD_INITIALIZER(g_configs);
 static TAILQ_HEAD(, ust_crashsim) g_crashsims = TAILQ_HEAD_INITIALIZER(g_crashsims);
@@ -650,11 +670,14 @@ static void crashsim_write_config_json(struct ust_bdev *bdev, json_t *calls)
 {
 	struct ust_crashsim *cs = bdev->ctxt;
 
-	if (cs->config == NULL)
+	char uuid[UST_UUID_STRING_LEN];
+
+	if (cs->config == NULL || ust_uuid_fmt(uuid, sizeof(uuid), config_uuid(cs->config)) != 0)
 		return;
-	json_array_append_new(calls, json_pack("{s:s, s:{s:s, s:s}}", "method",
+	json_array_append_new(calls, json_pack("{s:s, s:{s:s, s:s, s:s}}", "method",
 					       "bdev_crashsim_create", "params", "base_bdev_name",
-					       cs->config->base_name, "name", cs->config->name));
+					       cs->config->base_name, "name", cs->config->name,
+					       "uuid", uuid));
 }
 
 static const struct ust_bdev_fn_table g_crashsim_fn_table = {
@@ -722,6 +745,7 @@ static int build(struct crashsim_config *config, struct ust_bdev *base)
 	cs->bdev.blocklen = ust_bdev_get_block_size(base);
 	cs->bdev.blockcnt = ust_bdev_get_num_blocks(base);
 	cs->bdev.write_cache = true; /* what we simulate */
+	cs->bdev.uuid = *config_uuid(config);
 	cs->bdev.ctxt = cs;
 	cs->bdev.module = &g_crashsim_module;
 	cs->bdev.fn_table = &g_crashsim_fn_table;
@@ -767,8 +791,10 @@ static void config_free(struct crashsim_config *c)
 	free(c);
 }
 
-int ust_crashsim_create(const char *base_name, const char *name)
+/* ust_crashsim_create() with the bdev's UUID (NULL or all zero: a random one). */
+static int crashsim_create(const char *base_name, const char *name, const struct ust_uuid *uuid)
 {
+	struct crashsim_config_ext *ext;
 	struct crashsim_config *c;
 	struct ust_bdev *base;
 	int rc;
@@ -777,9 +803,14 @@ int ust_crashsim_create(const char *base_name, const char *name)
 		return -EINVAL;
 	if (config_find(name) != NULL || ust_bdev_get_by_name(name) != NULL)
 		return -EEXIST;
-	c = calloc(1, sizeof(*c));
-	if (c == NULL)
+	ext = calloc(1, sizeof(*ext));
+	if (ext == NULL)
 		return -ENOMEM;
+	c = &ext->c;
+	if (uuid != NULL && !ust_uuid_is_null(uuid))
+		ext->uuid = *uuid;
+	else
+		ust_uuid_generate(&ext->uuid);
 	c->name = strdup(name);
 	c->base_name = strdup(base_name);
 	TAILQ_INSERT_TAIL(&g_configs, c, link);
@@ -794,6 +825,11 @@ int ust_crashsim_create(const char *base_name, const char *name)
 	if (rc != 0)
 		config_free(c);
 	return rc;
+}
+
+int ust_crashsim_create(const char *base_name, const char *name)
+{
+	return crashsim_create(base_name, name, NULL);
 }
 
 int ust_crashsim_delete(const char *name, void (*cb)(void *ctx, int rc), void *ctx)
@@ -859,22 +895,30 @@ UST_BDEV_MODULE_REGISTER(crashsim, &g_crashsim_module)
 struct rpc_crashsim_create {
 	char *base_bdev_name;
 	char *name;
+	char *uuid;
 };
 
 static const struct ust_json_object_decoder g_rpc_create_decoders[] = {
 	{"base_bdev_name", offsetof(struct rpc_crashsim_create, base_bdev_name),
 	 ust_json_decode_string, false},
 	{"name", offsetof(struct rpc_crashsim_create, name), ust_json_decode_string, false},
+	{"uuid", offsetof(struct rpc_crashsim_create, uuid), ust_json_decode_string, true},
 };
 
 static void rpc_bdev_crashsim_create(struct ust_rpc_request *req, const json_t *params)
 {
 	struct rpc_crashsim_create p = {0};
+	struct ust_uuid uuid = {0};
 	int rc;
 
-	if (!ust_rpc_decode_params(req, params, g_rpc_create_decoders, 2, &p))
+	if (!ust_rpc_decode_params(req, params, g_rpc_create_decoders, 3, &p))
 		goto out;
-	rc = ust_crashsim_create(p.base_bdev_name, p.name);
+	if (p.uuid != NULL && ust_uuid_parse(&uuid, p.uuid) != 0) {
+		ust_rpc_send_error(req, UST_JSONRPC_ERROR_INVALID_PARAMS, "invalid uuid '%s'",
+				   p.uuid);
+		goto out;
+	}
+	rc = crashsim_create(p.base_bdev_name, p.name, &uuid);
 	if (rc != 0) {
 		ust_rpc_send_error(req, rc == -EINVAL ? UST_JSONRPC_ERROR_INVALID_PARAMS :
 							UST_JSONRPC_ERROR_INTERNAL_ERROR,
@@ -886,6 +930,7 @@ static void rpc_bdev_crashsim_create(struct ust_rpc_request *req, const json_t *
 out:
 	free(p.base_bdev_name);
 	free(p.name);
+	free(p.uuid);
 }
 UST_RPC_REGISTER("bdev_crashsim_create", rpc_bdev_crashsim_create,
 		 UST_RPC_STARTUP | UST_RPC_RUNTIME)

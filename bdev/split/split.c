@@ -13,12 +13,23 @@
  * it; a part's I/O goes to the base shifted by the part's start and, since
  * the core checks ranges against the part's size, never leaves the part.
  * All parts of a base share one per-thread channel holding the base channel.
+ *
+ * Identity: part i's UUID is a function of the base's UUID and i alone, so
+ * a part keeps its UUID across delete/recreate, hot removal and a restart
+ * that replays the configuration. The rule (also in README.md): hash the
+ * 16 bytes "ustor-split-uuid" (a domain tag), the base UUID's 16 bytes and
+ * i as 4 bytes little-endian with XXH3_128bits (seed 0); take the
+ * canonical (big-endian) 16 bytes of the hash, then set the version nibble
+ * to 8 (byte 6 = 0x8X, RFC 9562 custom UUID) and the variant bits to 10
+ * (byte 8 = 0b10XXXXXX).
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <xxhash.h>
 
 #include "ustor/log.h"
 #include "ustor/rpc.h"
@@ -239,6 +250,28 @@ static const struct ust_bdev_fn_table g_split_fn_table = {
 
 /* ---- construction ------------------------------------------------------- */
 
+/* Part index's UUID, derived from the base's UUID (rule in the file comment). */
+static void split_part_uuid(const struct ust_uuid *base_uuid, uint32_t index,
+			    struct ust_uuid *out)
+{
+	static const char tag[16] = {'u', 's', 't', 'o', 'r', '-', 's', 'p',
+				     'l', 'i', 't', '-', 'u', 'u', 'i', 'd'};
+	uint8_t in[sizeof(tag) + sizeof(base_uuid->u) + 4];
+	XXH128_canonical_t canon;
+
+	memcpy(in, tag, sizeof(tag));
+	memcpy(in + sizeof(tag), base_uuid->u, sizeof(base_uuid->u));
+	in[32] = (uint8_t)index;
+	in[33] = (uint8_t)(index >> 8);
+	in[34] = (uint8_t)(index >> 16);
+	in[35] = (uint8_t)(index >> 24);
+	XXH128_canonicalFromHash(&canon, XXH3_128bits(in, sizeof(in)));
+	_Static_assert(sizeof(canon.digest) == sizeof(out->u), "a UUID is 128 bits");
+	memcpy(out->u, canon.digest, sizeof(out->u));
+	out->u[6] = (uint8_t)((out->u[6] & 0x0f) | 0x80);
+	out->u[8] = (uint8_t)((out->u[8] & 0x3f) | 0x80);
+}
+
 static int split_part_blocks(const struct split_config *c, struct ust_bdev *base, uint64_t *blocks)
 {
 	uint64_t base_blocks = ust_bdev_get_num_blocks(base);
@@ -287,6 +320,7 @@ static int split_part_init(struct split_base *sb, struct ust_bdev *base, uint32_
 	part->bdev.md_len = ust_bdev_get_md_size(base);
 	part->bdev.md_interleave = ust_bdev_is_md_interleaved(base);
 	part->bdev.dif_type = ust_bdev_get_dif_type(base);
+	split_part_uuid(ust_bdev_get_uuid(base), i, &part->bdev.uuid);
 	part->bdev.ctxt = part;
 	part->bdev.module = &g_split_module;
 	part->bdev.fn_table = &g_split_fn_table;

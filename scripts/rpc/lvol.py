@@ -1,12 +1,18 @@
 """Logical volume subcommands: lvstores and lvol bdevs.
 
 Command lines follow SPDK's rpc.py (sizes in MiB, -u UUID / -l LVS_NAME to
-pick a store), so SPDK scripts run unchanged; the JSON parameters are SPDK's.
+pick a store), so SPDK scripts run unchanged; the JSON parameters are SPDK's. SPDK's old
+names (construct_lvol_store, get_lvol_stores, destroy_lvol_store,
+rename_lvol_store, construct_lvol_bdev, rename_lvol_bdev, resize_lvol_bdev,
+destroy_lvol_bdev) take the same command lines, call the current method and
+note on stderr that they are deprecated. Snapshots and clones are in
+lvol_snap.py.
 """
 
 import argparse
 
 from rpc import cmd
+from rpc.bdev import command
 
 _CLEAR_METHODS = ("none", "unmap", "write_zeroes")
 
@@ -86,9 +92,7 @@ def _delete(client, args):
     return client.call("bdev_lvol_delete", {"name": args.name})
 
 
-def register(sub):
-    p = cmd.add(sub, "bdev_lvol_create_lvstore",
-                "Format a bdev as a logical volume store; prints its UUID", _create_lvstore)
+def _args_create_lvstore(p):
     p.add_argument("bdev_name", help="base bdev")
     p.add_argument("lvs_name", help="name of the new lvstore")
     p.add_argument("-c", "--cluster-sz", type=_positive,
@@ -98,25 +102,15 @@ def register(sub):
     p.add_argument("-m", "--md-pages-per-cluster-ratio", type=_positive,
                    help="metadata pages per 100 clusters")
 
-    p = cmd.add(sub, "bdev_lvol_get_lvstores", "List lvstores (all, or the one given)",
-                _get_lvstores)
-    _store_args(p)
 
-    p = cmd.add(sub, "bdev_lvol_delete_lvstore", "Erase an lvstore and every lvol in it",
-                _delete_lvstore)
-    _store_args(p)
+def _args_rename(what_old, what_new):
+    def arguments(p):
+        p.add_argument("old_name", help=what_old)
+        p.add_argument("new_name", help=what_new)
+    return arguments
 
-    p = cmd.add(sub, "bdev_lvol_grow_lvstore",
-                "Grow an lvstore to its grown base bdev (not supported yet)", _grow_lvstore)
-    _store_args(p)
 
-    p = cmd.add(sub, "bdev_lvol_rename_lvstore", "Rename an lvstore",
-                _rename("bdev_lvol_rename_lvstore"))
-    p.add_argument("old_name", help="current lvstore name")
-    p.add_argument("new_name", help="new lvstore name")
-
-    p = cmd.add(sub, "bdev_lvol_create",
-                "Create a logical volume; prints its bdev name (its UUID)", _create)
+def _args_create(p):
     p.add_argument("lvol_name", help="name of the lvol inside its lvstore")
     p.add_argument("size_in_mib", type=_positive, help="size in MiB (rounded up to clusters)")
     p.add_argument("-t", "--thin-provision", action="store_true",
@@ -125,17 +119,45 @@ def register(sub):
     p.add_argument("-c", "--clear-method", choices=_CLEAR_METHODS,
                    help="how the data is cleared when the lvol is deleted (default unmap)")
 
-    p = cmd.add(sub, "bdev_lvol_get_lvols", "List lvols (all, or one lvstore's)", _get_lvols)
-    _store_args(p, uuid_key="lvs_uuid")
 
-    p = cmd.add(sub, "bdev_lvol_resize", "Grow or shrink a logical volume", _resize)
+def _args_resize(p):
     p.add_argument("name", help="lvol bdev name, UUID or LVS_NAME/LVOL_NAME")
     p.add_argument("size_in_mib", type=_positive, help="new size in MiB")
 
-    p = cmd.add(sub, "bdev_lvol_rename", "Rename a logical volume within its lvstore",
-                _rename("bdev_lvol_rename"))
-    p.add_argument("old_name", help="lvol bdev name, UUID or LVS_NAME/LVOL_NAME")
-    p.add_argument("new_name", help="new lvol name (without the lvstore)")
 
-    p = cmd.add(sub, "bdev_lvol_delete", "Delete a logical volume", _delete)
+def _args_lvol_name(p):
     p.add_argument("name", help="lvol bdev name, UUID or LVS_NAME/LVOL_NAME")
+
+
+def register(sub):
+    # The old names (SPDK before 20.01) keep their command lines, which are the
+    # same as the current ones; they send the current method after a note on
+    # stderr.
+    command(sub, "bdev_lvol_create_lvstore",
+            "Format a bdev as a logical volume store; prints its UUID", _create_lvstore,
+            _args_create_lvstore, deprecated=("construct_lvol_store",))
+    command(sub, "bdev_lvol_get_lvstores", "List lvstores (all, or the one given)",
+            _get_lvstores, _store_args, deprecated=("get_lvol_stores",))
+    command(sub, "bdev_lvol_delete_lvstore", "Erase an lvstore and every lvol in it",
+            _delete_lvstore, _store_args, deprecated=("destroy_lvol_store",))
+    command(sub, "bdev_lvol_grow_lvstore",
+            "Grow an lvstore to its grown base bdev (not supported yet)", _grow_lvstore,
+            _store_args)
+    command(sub, "bdev_lvol_rename_lvstore", "Rename an lvstore",
+            _rename("bdev_lvol_rename_lvstore"),
+            _args_rename("current lvstore name", "new lvstore name"),
+            deprecated=("rename_lvol_store",))
+    command(sub, "bdev_lvol_create",
+            "Create a logical volume; prints its bdev name (its UUID)", _create, _args_create,
+            deprecated=("construct_lvol_bdev",))
+    command(sub, "bdev_lvol_get_lvols", "List lvols (all, or one lvstore's)", _get_lvols,
+            lambda p: _store_args(p, uuid_key="lvs_uuid"))
+    command(sub, "bdev_lvol_resize", "Grow or shrink a logical volume", _resize, _args_resize,
+            deprecated=("resize_lvol_bdev",))
+    command(sub, "bdev_lvol_rename", "Rename a logical volume within its lvstore",
+            _rename("bdev_lvol_rename"),
+            _args_rename("lvol bdev name, UUID or LVS_NAME/LVOL_NAME",
+                         "new lvol name (without the lvstore)"),
+            deprecated=("rename_lvol_bdev",))
+    command(sub, "bdev_lvol_delete", "Delete a logical volume", _delete, _args_lvol_name,
+            deprecated=("destroy_lvol_bdev",))

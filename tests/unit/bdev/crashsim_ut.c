@@ -11,7 +11,8 @@
  * deterministic and identical between images and plain buffers; a flush
  * not completed at the cut guarantees nothing. Also: the image bdev as a
  * restart target (reads the crash, undoes the restarted consumer's writes),
- * error cases, the RPCs, and thousands of cuts on a 16 MiB device.
+ * error cases, the RPCs (a crashsim's UUID given, generated, saved and
+ * kept across a replay and the base's return), and thousands of cuts on a 16 MiB device.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -788,6 +789,86 @@ static void test_rpcs(void **state)
 	poll_threads();
 }
 
+static void uuid_of(const char *name, char fmt[UST_UUID_STRING_LEN])
+{
+	struct ust_bdev *b = ust_bdev_get_by_name(name);
+
+	assert_non_null(b);
+	assert_int_equal(ust_uuid_fmt(fmt, UST_UUID_STRING_LEN, ust_bdev_get_uuid(b)), 0);
+}
+
+/*
+ * The UUID: given to bdev_crashsim_create, kept when the base goes and comes
+ * back, written by save_config, and the same after a replay of that call;
+ * without one, a generated UUID that is still kept and saved. Bad UUIDs are
+ * refused.
+ */
+static void test_rpc_uuid(void **state)
+{
+	struct ust_malloc_opts mo = {.name = "Malloc5", .num_blocks = 16, .block_size = BS};
+	const char *text = "6a1f0c3e-2b4d-4e5f-9a0b-1c2d3e4f5a6b";
+	char fmt[UST_UUID_STRING_LEN], generated[UST_UUID_STRING_LEN];
+	struct ust_bdev *b;
+	json_t *calls, *params, *saved;
+
+	assert_int_equal(ust_bdev_malloc_create(&mo, NULL), 0);
+	assert_false(rpc_ok(rpc("bdev_crashsim_create",
+				json_pack("{s:s, s:s, s:s}", "base_bdev_name", "Malloc5", "name",
+					  "CS5", "uuid", "not-a-uuid"))));
+	assert_null(ust_bdev_get_by_name("CS5"));
+	assert_true(rpc_ok(rpc("bdev_crashsim_create",
+			       json_pack("{s:s, s:s, s:s}", "base_bdev_name", "Malloc5", "name",
+					 "CS5", "uuid", text))));
+	b = ust_bdev_get_by_name("CS5");
+	assert_non_null(b);
+	assert_int_equal(ust_uuid_fmt(fmt, sizeof(fmt), ust_bdev_get_uuid(b)), 0);
+	assert_string_equal(fmt, text);
+
+	/* save_config carries it; replaying the saved call gives the same UUID. */
+	calls = json_array();
+	b->fn_table->write_config_json(b, calls);
+	params = json_object_get(json_array_get(calls, 0), "params");
+	assert_string_equal(json_string_value(json_object_get(params, "uuid")), text);
+	saved = json_deep_copy(params);
+	json_decref(calls);
+	assert_true(rpc_ok(rpc("bdev_crashsim_delete", json_pack("{s:s}", "name", "CS5"))));
+	assert_null(ust_bdev_get_by_name("CS5"));
+	assert_true(rpc_ok(rpc("bdev_crashsim_create", saved)));
+	uuid_of("CS5", fmt);
+	assert_string_equal(fmt, text);
+
+	/* The base goes and comes back: the rebuilt bdev keeps the UUID. */
+	assert_int_equal(ust_bdev_malloc_delete("Malloc5", NULL, NULL), 0);
+	poll_threads();
+	assert_null(ust_bdev_get_by_name("CS5"));
+	assert_int_equal(ust_bdev_malloc_create(&mo, NULL), 0);
+	assert_non_null(ust_bdev_get_by_name("CS5"));
+	uuid_of("CS5", fmt);
+	assert_string_equal(fmt, text);
+	assert_true(rpc_ok(rpc("bdev_crashsim_delete", json_pack("{s:s}", "name", "CS5"))));
+
+	/* No UUID given: one is generated, saved, and survives the base's return. */
+	assert_true(rpc_ok(rpc("bdev_crashsim_create",
+			       json_pack("{s:s, s:s}", "base_bdev_name", "Malloc5", "name", "CS5"))));
+	b = ust_bdev_get_by_name("CS5");
+	assert_false(ust_uuid_is_null(ust_bdev_get_uuid(b)));
+	assert_int_equal(ust_uuid_fmt(generated, sizeof(generated), ust_bdev_get_uuid(b)), 0);
+	assert_string_not_equal(generated, text);
+	calls = json_array();
+	b->fn_table->write_config_json(b, calls);
+	params = json_object_get(json_array_get(calls, 0), "params");
+	assert_string_equal(json_string_value(json_object_get(params, "uuid")), generated);
+	json_decref(calls);
+	assert_int_equal(ust_bdev_malloc_delete("Malloc5", NULL, NULL), 0);
+	poll_threads();
+	assert_int_equal(ust_bdev_malloc_create(&mo, NULL), 0);
+	uuid_of("CS5", fmt);
+	assert_string_equal(fmt, generated);
+	assert_true(rpc_ok(rpc("bdev_crashsim_delete", json_pack("{s:s}", "name", "CS5"))));
+	assert_int_equal(ust_bdev_malloc_delete("Malloc5", NULL, NULL), 0);
+	poll_threads();
+}
+
 /* Recording from two threads: one log, one order; a crashsim stacks on an image. */
 static void test_two_threads_and_stacking(void **state)
 {
@@ -1012,6 +1093,7 @@ int main(void)
 		cmocka_unit_test(test_image_bdev_restart),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_rpcs),
+		cmocka_unit_test(test_rpc_uuid),
 		cmocka_unit_test(test_two_threads_and_stacking),
 		cmocka_unit_test(test_many_cuts),
 	};

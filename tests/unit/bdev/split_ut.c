@@ -4,7 +4,10 @@
  * I/O past a part's end is rejected, split_size_mb, the claim (no second
  * split, no split of a claimed base, no write open of the base), a split
  * configured before its base exists, hot removal and return of the base,
- * delete, the RPCs and save_config output.
+ * delete, the RPCs and save_config output; each part's UUID follows the
+ * documented rule (from the base UUID and the index), so it is the same
+ * after delete/recreate and after the base comes back, and differs per part
+ * and per base.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -16,6 +19,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <xxhash.h>
 
 #include "ustor/bdev.h"
 #include "ustor/bdev_module.h"
@@ -78,12 +82,19 @@ static void event_cb(enum ust_bdev_event_type type, struct ust_bdev *bdev, void 
 {
 }
 
-static void make_malloc(const char *name, uint64_t blocks)
+static void make_malloc_uuid(const char *name, uint64_t blocks, const struct ust_uuid *uuid)
 {
 	struct ust_malloc_opts opts = {.name = name, .num_blocks = blocks, .block_size = BS};
 
+	if (uuid != NULL)
+		opts.uuid = *uuid;
 	assert_int_equal(ust_bdev_malloc_create(&opts, NULL), 0);
 	poll_threads();
+}
+
+static void make_malloc(const char *name, uint64_t blocks)
+{
+	make_malloc_uuid(name, blocks, NULL);
 }
 
 static void delete_malloc(const char *name)
@@ -265,6 +276,91 @@ static void test_late_base_hot_remove_and_config(void **state)
 	delete_malloc("M2");
 }
 
+/* The rule of bdev/split/README.md, written out independently. */
+static void expected_part_uuid(const struct ust_uuid *base, uint32_t index, uint8_t out[16])
+{
+	uint8_t in[36];
+	XXH128_canonical_t c;
+
+	memcpy(in, "ustor-split-uuid", 16);
+	memcpy(in + 16, base->u, 16);
+	in[32] = index & 0xff;
+	in[33] = (index >> 8) & 0xff;
+	in[34] = (index >> 16) & 0xff;
+	in[35] = index >> 24;
+	XXH128_canonicalFromHash(&c, XXH3_128bits(in, sizeof(in)));
+	memcpy(out, c.digest, 16);
+	out[6] = (out[6] & 0x0f) | 0x80;
+	out[8] = (out[8] & 0x3f) | 0x80;
+}
+
+#define UUID_PARTS 3
+
+static void part_uuids(const char *base, struct ust_uuid *out)
+{
+	char name[16];
+	int i;
+
+	for (i = 0; i < UUID_PARTS; i++) {
+		snprintf(name, sizeof(name), "%sp%d", base, i);
+		assert_non_null(ust_bdev_get_by_name(name));
+		out[i] = *ust_bdev_get_uuid(ust_bdev_get_by_name(name));
+	}
+}
+
+static void test_part_uuids_stable(void **state)
+{
+	struct ust_uuid base_uuid, other_uuid, first[UUID_PARTS], again[UUID_PARTS];
+	uint8_t want[16];
+	json_t *r;
+	int i, j;
+
+	assert_int_equal(ust_uuid_parse(&base_uuid, "0b4f3c2a-1d5e-4f60-8a7b-9c8d7e6f5a4b"), 0);
+	assert_int_equal(ust_uuid_parse(&other_uuid, "0b4f3c2a-1d5e-4f60-8a7b-9c8d7e6f5a4c"), 0);
+	make_malloc_uuid("M3", 96, &base_uuid);
+	assert_int_equal(ust_bdev_split_create("M3", UUID_PARTS, 0), 0);
+	part_uuids("M3", first);
+	for (i = 0; i < UUID_PARTS; i++) {
+		expected_part_uuid(&base_uuid, (uint32_t)i, want);
+		assert_memory_equal(first[i].u, want, 16);
+		assert_int_equal(first[i].u[6] >> 4, 8);      /* version 8 */
+		assert_int_equal(first[i].u[8] & 0xc0, 0x80); /* RFC variant */
+		assert_int_not_equal(ust_uuid_compare(&first[i], &base_uuid), 0);
+		for (j = 0; j < i; j++)
+			assert_int_not_equal(ust_uuid_compare(&first[i], &first[j]), 0);
+	}
+
+	/* Delete and recreate the split (through the RPC, as a config replay does). */
+	assert_int_equal(ust_bdev_split_delete("M3", NULL, NULL), 0);
+	poll_threads();
+	assert_null(ust_bdev_get_by_name("M3p0"));
+	r = rpc("bdev_split_create", json_pack("{s:s, s:i}", "base_bdev", "M3", "split_count",
+					       UUID_PARTS));
+	assert_int_equal(json_array_size(json_object_get(r, "result")), UUID_PARTS);
+	json_decref(r);
+	part_uuids("M3", again);
+	assert_memory_equal(first, again, sizeof(first));
+
+	/* The base goes away and comes back with its UUID: the same part UUIDs. */
+	delete_malloc("M3");
+	assert_null(ust_bdev_get_by_name("M3p0"));
+	make_malloc_uuid("M3", 96, &base_uuid);
+	part_uuids("M3", again);
+	assert_memory_equal(first, again, sizeof(first));
+
+	/* A base with another UUID (one bit apart) gives other part UUIDs. */
+	delete_malloc("M3");
+	make_malloc_uuid("M3", 96, &other_uuid);
+	part_uuids("M3", again);
+	for (i = 0; i < UUID_PARTS; i++) {
+		for (j = 0; j < UUID_PARTS; j++)
+			assert_int_not_equal(ust_uuid_compare(&again[i], &first[j]), 0);
+	}
+	assert_int_equal(ust_bdev_split_delete("M3", NULL, NULL), 0);
+	poll_threads();
+	delete_malloc("M3");
+}
+
 /* ---- setup -------------------------------------------------------------- */
 
 static void init_done(void *ctx, int rc)
@@ -312,6 +408,7 @@ int main(void)
 		cmocka_unit_test(test_roundtrip_and_bounds),
 		cmocka_unit_test(test_sizes_and_claimed_base),
 		cmocka_unit_test(test_late_base_hot_remove_and_config),
+		cmocka_unit_test(test_part_uuids_stable),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

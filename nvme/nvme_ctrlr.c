@@ -1210,6 +1210,36 @@ static bool init_running(int state)
 	       state != NVME_CTRLR_STATE_SHUTDOWN_DONE;
 }
 
+/*
+ * A register access still in flight. On PCIe reg_read/reg_write call back
+ * before returning, so this is only ever seen on fabrics, where a register
+ * is a Property Get/Set capsule on the admin queue, completed by polling it.
+ */
+static bool reg_access_pending(const struct ust_nvme_ctrlr *ctrlr)
+{
+	return (ctrlr->init.pending && !ctrlr->init.awaiting_admin) || ctrlr->health_check_pending;
+}
+
+/*
+ * Poll the admin queue when it carries commands (CONNECTED) or a register
+ * access (fabrics: from the first CAP read of a bring-up, before the queue
+ * counts as connected, and during a shutdown). Caller holds the lock.
+ */
+static int32_t poll_adminq(struct ust_nvme_ctrlr *ctrlr)
+{
+	int32_t n;
+
+	if (ctrlr->adminq->state != NVME_QPAIR_CONNECTED &&
+	    !(ctrlr->adminq->state != NVME_QPAIR_FAILED && reg_access_pending(ctrlr)))
+		return 0;
+	n = ctrlr->ops->qpair_process_completions(ctrlr->adminq, 0);
+	if (n < 0) {
+		fail_removed(ctrlr);
+		n = 0;
+	}
+	return n;
+}
+
 int32_t ust_nvme_ctrlr_process_admin_completions(struct ust_nvme_ctrlr *ctrlr)
 {
 	uint64_t now;
@@ -1218,13 +1248,7 @@ int32_t ust_nvme_ctrlr_process_admin_completions(struct ust_nvme_ctrlr *ctrlr)
 	pthread_mutex_lock(&ctrlr->lock);
 	if (init_running(ctrlr->state) && !ctrlr->init.pending)
 		nvme_ctrlr_init_step(ctrlr);
-	if (ctrlr->adminq->state == NVME_QPAIR_CONNECTED) {
-		n = ctrlr->ops->qpair_process_completions(ctrlr->adminq, 0);
-		if (n < 0) {
-			fail_removed(ctrlr);
-			n = 0;
-		}
-	}
+	n = poll_adminq(ctrlr);
 	now = ust_get_ticks();
 	if (ctrlr->adminq->state == NVME_QPAIR_CONNECTED)
 		nvme_qpair_check_timeouts(ctrlr->adminq, now);
@@ -1423,6 +1447,9 @@ int ust_nvme_ctrlr_detach_poll(struct ust_nvme_ctrlr *ctrlr)
 	pthread_mutex_lock(&ctrlr->lock);
 	if (ctrlr->state != NVME_CTRLR_STATE_SHUTDOWN_DONE && !ctrlr->init.pending)
 		nvme_ctrlr_init_step(ctrlr);
+	/* The shutdown's CC/CSTS accesses complete from the admin queue on fabrics. */
+	if (ctrlr->state != NVME_CTRLR_STATE_SHUTDOWN_DONE)
+		poll_adminq(ctrlr);
 	if (ctrlr->state != NVME_CTRLR_STATE_SHUTDOWN_DONE) {
 		pthread_mutex_unlock(&ctrlr->lock);
 		return -EAGAIN;

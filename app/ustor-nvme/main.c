@@ -8,11 +8,17 @@
  *   ustor-nvme smart-log -r TRID
  *   ustor-nvme error-log -r TRID [-e N]
  *   ustor-nvme perf      -r TRID -q 128 -o 4096 -w randread -t 10 [-c MASK] [-M 70] [-n NSID]
+ *   ustor-nvme write     -r TRID --lba LBA [-n NSID] FILE
+ *   ustor-nvme read      -r TRID --lba LBA --count BLOCKS [-n NSID] FILE
  *
  * identify prints the Identify Controller and Identify Namespace data in the
  * spirit of nvme-cli's id-ctrl/id-ns; perf runs one worker per core of the
  * mask, each with its own I/O queue pair, and prints IOPS, MiB/s and latency
- * percentiles per core and in total. Exit status: 0 success, 1 failure
+ * percentiles per core and in total, and what the run cost in CPU: process
+ * CPU time and TSC cycles per I/O, in all and in the polls that reaped
+ * something (the driver's own work, without empty polls). write copies FILE
+ * (a whole number of blocks) to the namespace from LBA on and flushes; read
+ * copies BLOCKS blocks from LBA on into FILE. Exit status: 0 success, 1 failure
  * (device, I/O error), 2 bad arguments.
  */
 #include <errno.h>
@@ -21,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "ustor/env.h"
 #include "ustor/log.h"
@@ -39,6 +46,8 @@ static void usage(FILE *f)
 		   "       ustor-nvme error-log -r TRID [-e ENTRIES]\n"
 		   "       ustor-nvme perf -r TRID [-q DEPTH] [-o BYTES] [-w read|write|randread|"
 		   "randwrite|randrw] [-M READ%%] [-t SECONDS] [-c CORE_MASK] [-n NSID]\n"
+		   "       ustor-nvme write -r TRID --lba LBA [-n NSID] FILE\n"
+		   "       ustor-nvme read  -r TRID --lba LBA --count BLOCKS [-n NSID] FILE\n"
 		   "TRID is e.g. 'trtype:PCIe traddr:0000:00:04.0'\n");
 }
 
@@ -368,6 +377,7 @@ struct worker {
 	uint64_t ios_done;
 	uint64_t errors;
 	uint64_t lat_sum_ns;
+	uint64_t busy_ticks;
 	uint64_t hist[HIST_BUCKETS];
 	uint32_t outstanding;
 	bool stop;
@@ -458,11 +468,17 @@ static int worker_run(void *arg)
 		}
 	}
 	while (w->outstanding > 0) {
-		if (ust_nvme_qpair_process_completions(w->qpair, 0) < 0) {
+		uint64_t t0 = ust_get_ticks();
+		int32_t n = ust_nvme_qpair_process_completions(w->qpair, 0);
+
+		if (n < 0) {
 			fprintf(stderr, "ustor-nvme: core %u: the controller failed\n", w->core);
 			w->rc = -ENXIO;
 			break;
 		}
+		/* Reaping and resubmitting; empty polls are left out. */
+		if (n > 0)
+			w->busy_ticks += ust_get_ticks() - t0;
 		if (!w->stop && ust_get_ticks() >= end)
 			w->stop = true;
 		/* The main core also keeps the admin queue going (AERs, health). */
@@ -564,7 +580,9 @@ static int cmd_perf(struct perf_cfg *c)
 	struct worker *workers[UST_ENV_MAX_CORES] = {0};
 	uint32_t core, n = 0, i, j, bs = ust_nvme_ns_get_sector_size(c->ns);
 	uint32_t max_qd;
-	uint64_t total_ios = 0, total_lat = 0, errors = 0;
+	uint64_t total_ios = 0, total_lat = 0, errors = 0, busy = 0, t_start, t_end;
+	struct rusage ru0, ru1;
+	double cpu_s, wall_s;
 	char label[32];
 	int rc = 0;
 
@@ -595,6 +613,8 @@ static int cmd_perf(struct perf_cfg *c)
 	printf("%s of %u bytes, queue depth %u, %u core(s), %.1f s on namespace %u\n",
 	       (const char *[]){"read", "write", "randread", "randwrite", "randrw"}[c->wl],
 	       c->io_size, c->qd, n, c->seconds, ust_nvme_ns_get_id(c->ns));
+	getrusage(RUSAGE_SELF, &ru0);
+	t_start = ust_get_ticks();
 	for (i = 0; i < n; i++) {
 		if (workers[i]->core != ust_env_get_main_core() &&
 		    ust_env_launch_on_core(workers[i]->core, worker_run, workers[i]) != 0) {
@@ -607,6 +627,8 @@ static int cmd_perf(struct perf_cfg *c)
 			worker_run(workers[i]);
 	}
 	ust_env_wait_all_cores();
+	t_end = ust_get_ticks();
+	getrusage(RUSAGE_SELF, &ru1);
 	printf("%-10s %12s %10s %10s %10s %10s %10s %10s\n", "core", "IOPS", "MiB/s", "avg us",
 	       "p50 us", "p99 us", "p99.9 us", "p99.99 us");
 	for (i = 0; i < n; i++) {
@@ -618,11 +640,26 @@ static int cmd_perf(struct perf_cfg *c)
 			total_hist[j] += w->hist[j];
 		total_ios += w->ios_done;
 		total_lat += w->lat_sum_ns;
+		busy += w->busy_ticks;
 		errors += w->errors;
 		if (w->rc != 0)
 			rc = 1;
 	}
 	print_result("Total", c, total_hist, total_ios, total_lat);
+	cpu_s = (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec) +
+		(double)(ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) +
+		(double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec) / 1e6 +
+		(double)(ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) / 1e6;
+	wall_s = (double)(t_end - t_start) / (double)ust_get_ticks_hz();
+	if (total_ios > 0) {
+		/* A polling worker burns its core whether or not I/O is due: the
+		 * total is an upper bound, the busy figure the driver's own cost. */
+		printf("CPU: %.2f s (usr+sys) in %.2f s, %.2f us/IO; cycles/IO %.0f total, %.0f busy "
+		       "(TSC %.0f MHz)\n",
+		       cpu_s, wall_s, cpu_s * 1e6 / (double)total_ios,
+		       (double)(t_end - t_start) * n / (double)total_ios, (double)busy / (double)total_ios,
+		       (double)ust_get_ticks_hz() / 1e6);
+	}
 	if (errors > 0) {
 		fprintf(stderr, "ustor-nvme: %" PRIu64 " I/O error(s)\n", errors);
 		rc = 1;
@@ -637,6 +674,141 @@ out:
 	return rc;
 }
 
+/* ---- write / read ------------------------------------------------------------------------ */
+
+struct sync_io {
+	bool done;
+	bool failed;
+	char status[64];
+};
+
+static void sync_io_done(void *arg, const struct ust_nvme_cpl *cpl)
+{
+	struct sync_io *io = arg;
+
+	io->done = true;
+	if (ust_nvme_cpl_is_error(cpl)) {
+		io->failed = true;
+		snprintf(io->status, sizeof(io->status), "%s", ust_nvme_cpl_status_str(cpl));
+	}
+}
+
+/* Wait for one command submitted with sync_io_done; rc from submission. */
+static int sync_io_wait(struct ust_nvme_qpair *qpair, struct sync_io *io, int rc, const char *what,
+			uint64_t lba)
+{
+	if (rc != 0) {
+		fprintf(stderr, "ustor-nvme: cannot submit %s at LBA %" PRIu64 ": %s\n", what, lba,
+			strerror(-rc));
+		return 1;
+	}
+	while (!io->done) {
+		if (ust_nvme_qpair_process_completions(qpair, 0) < 0) {
+			fprintf(stderr, "ustor-nvme: the controller failed during %s\n", what);
+			return 1;
+		}
+	}
+	if (io->failed) {
+		fprintf(stderr, "ustor-nvme: %s at LBA %" PRIu64 " failed: %s\n", what, lba,
+			io->status);
+		return 1;
+	}
+	return 0;
+}
+
+/* Copy between FILE and blocks [lba, lba + count) (count 0 on write: the file's size). */
+static int cmd_rw(struct ust_nvme_ctrlr *ctrlr, struct ust_nvme_ns *ns, bool write, uint64_t lba,
+		  uint64_t count, const char *path)
+{
+	uint32_t bs = ust_nvme_ns_get_sector_size(ns);
+	uint64_t nsect = ust_nvme_ns_get_num_sectors(ns), done = 0;
+	uint32_t chunk_blocks = ust_nvme_ns_get_max_io_blocks(ns);
+	struct ust_nvme_qpair *qpair = NULL;
+	struct sync_io io;
+	FILE *f;
+	void *buf = NULL;
+	int rc = 1;
+
+	if (chunk_blocks > (1u << 20) / bs)
+		chunk_blocks = (1u << 20) / bs;
+	f = fopen(path, write ? "rb" : "wb");
+	if (f == NULL) {
+		fprintf(stderr, "ustor-nvme: %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	if (write) {
+		long size;
+
+		if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+			fprintf(stderr, "ustor-nvme: %s: cannot get its size\n", path);
+			goto out;
+		}
+		if (size == 0 || (uint64_t)size % bs != 0) {
+			fprintf(stderr, "ustor-nvme: %s: %ld bytes is not a whole number of %u-byte "
+				"blocks\n", path, size, bs);
+			goto out;
+		}
+		count = (uint64_t)size / bs;
+	}
+	if (count == 0 || lba >= nsect || count > nsect - lba) {
+		fprintf(stderr, "ustor-nvme: blocks %" PRIu64 "+%" PRIu64 " are not all inside the "
+			"namespace (%" PRIu64 " blocks)\n", lba, count, nsect);
+		goto out;
+	}
+	buf = ust_dma_zmalloc((size_t)chunk_blocks * bs, 4096);
+	qpair = ust_nvme_ctrlr_alloc_io_qpair(ctrlr, NULL);
+	if (buf == NULL || qpair == NULL) {
+		fprintf(stderr, "ustor-nvme: no DMA memory or I/O queue pair\n");
+		goto out;
+	}
+	while (done < count) {
+		uint32_t n = count - done < chunk_blocks ? (uint32_t)(count - done) : chunk_blocks;
+		size_t bytes = (size_t)n * bs;
+
+		memset(&io, 0, sizeof(io));
+		if (write) {
+			if (fread(buf, 1, bytes, f) != bytes) {
+				fprintf(stderr, "ustor-nvme: %s: short read\n", path);
+				goto out;
+			}
+			if (sync_io_wait(qpair, &io,
+					 ust_nvme_ns_cmd_write(ns, qpair, buf, lba + done, n,
+							       sync_io_done, &io, 0),
+					 "write", lba + done) != 0)
+				goto out;
+		} else {
+			if (sync_io_wait(qpair, &io,
+					 ust_nvme_ns_cmd_read(ns, qpair, buf, lba + done, n,
+							      sync_io_done, &io, 0),
+					 "read", lba + done) != 0)
+				goto out;
+			if (fwrite(buf, 1, bytes, f) != bytes) {
+				fprintf(stderr, "ustor-nvme: %s: %s\n", path, strerror(errno));
+				goto out;
+			}
+		}
+		done += n;
+	}
+	if (write) {
+		memset(&io, 0, sizeof(io));
+		if (sync_io_wait(qpair, &io, ust_nvme_ns_cmd_flush(ns, qpair, sync_io_done, &io),
+				 "flush", lba) != 0)
+			goto out;
+	}
+	printf("%s %" PRIu64 " blocks of %u bytes %s LBA %" PRIu64 "\n", write ? "wrote" : "read",
+	       count, bs, write ? "at" : "from", lba);
+	rc = 0;
+out:
+	if (qpair != NULL)
+		ust_nvme_ctrlr_free_io_qpair(qpair);
+	ust_dma_free(buf);
+	if (fclose(f) != 0 && rc == 0) {
+		fprintf(stderr, "ustor-nvme: %s: %s\n", path, strerror(errno));
+		rc = 1;
+	}
+	return rc;
+}
+
 /* ---- main -------------------------------------------------------------------------------- */
 
 struct args {
@@ -644,8 +816,25 @@ struct args {
 	const char *core_mask;
 	uint32_t nsid;
 	uint32_t entries;
+	uint64_t lba;
+	uint64_t count;
+	bool have_lba;
+	const char *file;
 	struct perf_cfg perf;
 };
+
+static int parse_u64(const char *s, uint64_t *v)
+{
+	char *end;
+	unsigned long long x;
+
+	errno = 0;
+	x = strtoull(s, &end, 0);
+	if (errno != 0 || *end != '\0' || end == s || s[0] == '-')
+		return -EINVAL;
+	*v = x;
+	return 0;
+}
 
 static int parse_u32(const char *s, uint32_t *v)
 {
@@ -662,11 +851,23 @@ static int parse_u32(const char *s, uint32_t *v)
 
 static int parse_args(int argc, char **argv, struct args *a)
 {
+	static const struct option longopts[] = {
+		{"lba", required_argument, NULL, 'L'},
+		{"count", required_argument, NULL, 'C'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
 	char *end;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "r:n:q:o:w:M:t:c:e:h")) != -1) {
+	while ((opt = getopt_long(argc, argv, "r:n:q:o:w:M:t:c:e:h", longopts, NULL)) != -1) {
 		switch (opt) {
+		case 'L':
+			if (parse_u64(optarg, &a->lba))
+				return -1;
+			a->have_lba = true;
+			break;
+		case 'C': if (parse_u64(optarg, &a->count) || a->count == 0) return -1; break;
 		case 'r': a->trid = optarg; break;
 		case 'c': a->core_mask = optarg; break;
 		case 'n': if (parse_u32(optarg, &a->nsid)) return -1; break;
@@ -699,6 +900,7 @@ int main(int argc, char **argv)
 				  .seconds = 10.0}};
 	struct ust_nvme_ctrlr *ctrlr;
 	const char *cmd;
+	bool rw;
 	int rc;
 
 	if (argc < 2) {
@@ -707,15 +909,29 @@ int main(int argc, char **argv)
 	}
 	cmd = argv[1];
 	optind = 2;
-	if (parse_args(argc, argv, &a) != 0 || optind != argc) {
+	if (parse_args(argc, argv, &a) != 0) {
 		usage(stderr);
+		return 2;
+	}
+	rw = strcmp(cmd, "write") == 0 || strcmp(cmd, "read") == 0;
+	if (rw && optind == argc - 1)
+		a.file = argv[optind++];
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (rw && (!a.have_lba || (strcmp(cmd, "read") == 0) != (a.count != 0))) {
+		fprintf(stderr, "ustor-nvme: %s\n",
+			strcmp(cmd, "read") == 0 ? "read needs --lba, --count and a FILE"
+						 : "write needs --lba and a FILE (no --count: the "
+						   "file's size is the count)");
 		return 2;
 	}
 	ust_log_set_print_level(UST_LOG_NOTICE);
 	if (strcmp(cmd, "list") == 0)
 		return cmd_list();
 	if (strcmp(cmd, "identify") != 0 && strcmp(cmd, "smart-log") != 0 &&
-	    strcmp(cmd, "error-log") != 0 && strcmp(cmd, "perf") != 0) {
+	    strcmp(cmd, "error-log") != 0 && strcmp(cmd, "perf") != 0 && !rw) {
 		fprintf(stderr, "ustor-nvme: unknown command '%s'\n", cmd);
 		usage(stderr);
 		return 2;
@@ -744,6 +960,8 @@ int main(int argc, char **argv)
 		if (a.perf.ns == NULL) {
 			fprintf(stderr, "ustor-nvme: no such active namespace\n");
 			rc = 1;
+		} else if (rw) {
+			rc = cmd_rw(ctrlr, a.perf.ns, strcmp(cmd, "write") == 0, a.lba, a.count, a.file);
 		} else {
 			rc = cmd_perf(&a.perf);
 		}

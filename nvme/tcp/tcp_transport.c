@@ -500,18 +500,6 @@ static void admin_sync_gen(struct nvme_tcp_ctrlr *tctrlr)
 		admin_teardown(tctrlr);
 }
 
-/*
- * The core polls the admin queue only while its state is CONNECTED. On a
- * fabrics controller the admin queue exists as soon as Connect succeeded,
- * before CC.EN (NVMe-oF 1.1 3.5), and Property Get/Set complete on it, so
- * the transport marks it connected while register accesses are pending.
- */
-static void admin_make_polled(struct nvme_tcp_ctrlr *tctrlr)
-{
-	if (tctrlr->ctrlr.adminq->state == NVME_QPAIR_DISCONNECTED)
-		tctrlr->ctrlr.adminq->state = NVME_QPAIR_CONNECTED;
-}
-
 static void prop_pump(struct nvme_tcp_ctrlr *tctrlr)
 {
 	struct nvme_tcp_qpair *tq = tctrlr->adminq;
@@ -581,38 +569,6 @@ static int admin_drive(struct nvme_tcp_ctrlr *tctrlr)
 	return rc;
 }
 
-/*
- * ust_nvme_ctrlr_detach_poll() steps the shutdown (CC.SHN, CSTS.SHST) but
- * does not poll the admin queue, so a Property Get/Set would never complete
- * there. During a detach the accesses are therefore run to completion here,
- * bounded by the admin timeout (a control-path wait, like PCIe's MMIO).
- */
-static void props_drain_sync(struct nvme_tcp_ctrlr *tctrlr)
-{
-	struct nvme_tcp_qpair *tq = tctrlr->adminq;
-	uint64_t deadline = ust_get_ticks() + setup_timeout_ticks(tctrlr);
-	int rc = 0;
-
-	while (rc >= 0 && (tctrlr->prop_inflight != NULL || !TAILQ_EMPTY(&tctrlr->props))) {
-		rc = nvme_tcp_qpair_step(tq);
-		if (rc == 0 && tq->state == NVME_TCP_QPAIR_READY) {
-			prop_pump(tctrlr);
-			rc = nvme_tcp_conn_process(&tq->conn, 0);
-		}
-		if (rc >= 0 && (int64_t)(ust_get_ticks() - deadline) >= 0)
-			rc = -ETIMEDOUT;
-		if (rc >= 0)
-			wait_socket(tq);
-	}
-	if (rc < 0) {
-		/* Nothing more to say to this controller; the detach goes on. */
-		UST_WARNLOG("NVMe/TCP %s: shutdown access failed: %s\n", tq->conn.peer,
-			    strerror(-rc));
-		admin_teardown(tctrlr);
-		nvme_ctrlr_fail(&tctrlr->ctrlr, rc, "NVMe/TCP admin queue lost during detach");
-	}
-}
-
 static int queue_prop(struct ust_nvme_ctrlr *ctrlr, bool is_set, uint32_t offset, uint32_t size,
 		      uint64_t value, nvme_reg_cb cb, void *cb_arg)
 {
@@ -635,10 +591,7 @@ static int queue_prop(struct ust_nvme_ctrlr *ctrlr, bool is_set, uint32_t offset
 	op->cb = cb;
 	op->cb_arg = cb_arg;
 	TAILQ_INSERT_TAIL(&tctrlr->props, op, link);
-	admin_make_polled(tctrlr);
 	prop_pump(tctrlr);
-	if (__atomic_load_n(&ctrlr->detaching, __ATOMIC_ACQUIRE))
-		props_drain_sync(tctrlr);
 	return 0;
 }
 
@@ -661,7 +614,6 @@ static int tcp_ctrlr_enable(struct ust_nvme_ctrlr *ctrlr)
 
 	if (rc != 0)
 		return rc;
-	admin_make_polled(tctrlr);
 	return tctrlr->adminq->state == NVME_TCP_QPAIR_READY ? 0 : -EAGAIN;
 }
 

@@ -268,6 +268,8 @@ struct bfs_mount {
 	ust_blob_id root_id, super_id;
 	struct bfs_disk_intent intent;
 	char names[2 * (UST_BLOBFS_NAME_MAX + 1)];
+	uint8_t *irecs; /* the intent's directory block records */
+	size_t irecs_len;
 	bool has_intent;
 	size_t orphan_i;
 	uint64_t *orphans;
@@ -367,7 +369,7 @@ static void inode_init(struct bfs_disk_inode *d, uint32_t mode, const struct ust
 	tmp.mode = mode;
 	tmp.uid = ctx->uid;
 	tmp.gid = ctx->gid;
-	tmp.next_cookie = 3;
+	tmp.dir_seed = bfs_dir_new_seed();
 	tmp.atime = tmp.mtime = tmp.ctime = tmp.btime = now;
 	bfs_encode_inode(&tmp, d);
 }
@@ -389,25 +391,53 @@ static void mount_finish(struct bfs_mount *m)
 		free(fs);
 	}
 	free(m->orphans);
+	free(m->irecs);
 	free(m->r);
 	free(m);
 }
 
+/*
+ * Closing every blob at unmount goes one blob at a time: a close may start
+ * a cross-thread walk (the store's deferred frees), and tens of thousands of
+ * them at once would overrun the threads' message rings.
+ */
 struct close_all {
-	size_t pending;
+	struct ust_blob **blobs;
+	size_t n, next;
+	bool in_loop, again;
 	void (*done)(void *arg);
 	void *arg;
 };
+
+static void close_next(struct close_all *c);
 
 static void close_one_done(void *arg, int rc)
 {
 	struct close_all *c = arg;
 
 	(void)rc;
-	if (--c->pending == 0) {
-		c->done(c->arg);
-		free(c);
+	if (c->in_loop) {
+		c->again = true; /* completed inside the call: the loop goes on */
+		return;
 	}
+	close_next(c);
+}
+
+static void close_next(struct close_all *c)
+{
+	c->in_loop = true;
+	while (c->next < c->n) {
+		c->again = false;
+		ust_blob_close(c->blobs[c->next++], close_one_done, c);
+		if (!c->again) {
+			c->in_loop = false;
+			return; /* close_one_done continues */
+		}
+	}
+	c->in_loop = false;
+	c->done(c->arg);
+	free(c->blobs);
+	free(c);
 }
 
 /* Close every cached inode's blob and the super blob; done(arg) once all are closed. */
@@ -417,12 +447,8 @@ static void close_all_inodes(struct ust_blobfs *fs, void (*done)(void *arg), voi
 	struct bfs_inode *ip, *next;
 	size_t i;
 
-	if (c == NULL) {
-		/* without memory to wait, close anyway; the unload reports -EBUSY if it must */
-		c = NULL;
-	}
 	if (c != NULL) {
-		c->pending = 1;
+		c->blobs = calloc(fs->ninodes + 1, sizeof(*c->blobs));
 		c->done = done;
 		c->arg = arg;
 	}
@@ -430,10 +456,12 @@ static void close_all_inodes(struct ust_blobfs *fs, void (*done)(void *arg), voi
 		for (ip = fs->itab[i]; ip != NULL; ip = next) {
 			next = ip->hnext;
 			if (ip->blob != NULL) {
-				if (c != NULL) {
-					c->pending++;
+				if (c != NULL && c->blobs != NULL && c->n < fs->ninodes) {
+					c->blobs[c->n++] = ip->blob;
+				} else {
+					/* without memory to wait, close anyway; the unload reports -EBUSY if it must */
+					ust_blob_close(ip->blob, bfs_ignore_cb, NULL);
 				}
-				ust_blob_close(ip->blob, c != NULL ? close_one_done : bfs_ignore_cb, c);
 			}
 			bfs_inode_free(ip);
 		}
@@ -442,17 +470,21 @@ static void close_all_inodes(struct ust_blobfs *fs, void (*done)(void *arg), voi
 	fs->ninodes = 0;
 	fs->root = NULL;
 	if (fs->super != NULL) {
-		if (c != NULL) {
-			c->pending++;
+		if (c != NULL && c->blobs != NULL) {
+			c->blobs[c->n++] = fs->super;
+		} else {
+			ust_blob_close(fs->super, bfs_ignore_cb, NULL);
 		}
-		ust_blob_close(fs->super, c != NULL ? close_one_done : bfs_ignore_cb, c);
 		fs->super = NULL;
 	}
-	if (c != NULL) {
-		close_one_done(c, 0);
-	} else {
+	if (c == NULL || c->blobs == NULL) {
+		if (c != NULL) {
+			free(c);
+		}
 		done(arg);
+		return;
 	}
+	close_next(c);
 }
 
 static void m_msg(void *arg)
@@ -625,9 +657,12 @@ static void mount_step(struct bfs_mount *m)
 		if (ust_blob_get_internal_xattr(fs->super, BFS_XA_INTENT, &v, &len) == 0) {
 			const struct bfs_disk_intent *in = v;
 
-			if (len < sizeof(*in) || in->magic != BFS_INTENT_MAGIC ||
-			    len != sizeof(*in) + in->name1_len + in->name2_len ||
-			    in->name1_len > UST_BLOBFS_NAME_MAX || in->name2_len > UST_BLOBFS_NAME_MAX) {
+			size_t head = sizeof(*in) + (len >= sizeof(*in) ? in->name1_len + in->name2_len : 0);
+
+			if (len < sizeof(*in) || in->magic != BFS_INTENT_MAGIC || len < head ||
+			    in->name1_len > UST_BLOBFS_NAME_MAX || in->name2_len > UST_BLOBFS_NAME_MAX ||
+			    in->nblocks > BFS_INTENT_MAX_BLOCKS ||
+			    bfs_intent_records_check((const uint8_t *)v + head, len - head, in->nblocks) != 0) {
 				UST_ERRLOG("blobfs: malformed intent record\n");
 				m->rc = -EIO;
 				m->state = M_FAIL_CLOSE;
@@ -636,6 +671,17 @@ static void mount_step(struct bfs_mount *m)
 			}
 			m->intent = *in;
 			memcpy(m->names, (const uint8_t *)v + sizeof(*in), in->name1_len + in->name2_len);
+			m->irecs_len = len - head;
+			if (m->irecs_len > 0) {
+				m->irecs = malloc(m->irecs_len);
+				if (m->irecs == NULL) {
+					m->rc = -ENOMEM;
+					m->state = M_FAIL_CLOSE;
+					mount_step(m);
+					return;
+				}
+				memcpy(m->irecs, (const uint8_t *)v + head, m->irecs_len);
+			}
 			m->has_intent = true;
 		}
 		if (ust_blob_get_internal_xattr(fs->super, BFS_XA_ORPHANS, &v, &len) == 0 && len >= 8) {
@@ -687,6 +733,8 @@ static void mount_step(struct bfs_mount *m)
 			r->intent = m->intent;
 			memcpy(r->iname1, m->names, m->intent.name1_len);
 			memcpy(r->iname2, m->names + m->intent.name1_len, m->intent.name2_len);
+			r->irecs = m->irecs;
+			r->irecs_len = m->irecs_len;
 			r->parent = m->r;
 			m->r->rc = 0;
 			m->r->state = 0;
@@ -1228,7 +1276,6 @@ static void readdir_loop(struct bfs_req *req)
 	struct ust_blobfs_dirent d;
 	struct ust_blobfs_attr a;
 	struct bfs_dirent *de;
-	size_t i;
 
 	if (req->state == A_DIR_CHILD) {
 		req->state = A_LOADED;
@@ -1265,12 +1312,11 @@ static void readdir_loop(struct bfs_req *req)
 			bfs_complete(req, 0); /* a removed directory is empty */
 			return;
 		}
-		i = bfs_dir_seek(dp, req->offset);
-		if (i >= dp->nents) {
+		de = bfs_dir_next(dp, req->offset);
+		if (de == NULL) {
 			bfs_complete(req, 0);
 			return;
 		}
-		de = dp->ents[i];
 		if (req->plus) {
 			req->length = de->cookie;
 			req->state = A_DIR_CHILD;
@@ -1285,12 +1331,10 @@ static void readdir_loop(struct bfs_req *req)
 			}
 have_child:
 			/* the entry may have gone while its inode loaded: look again */
-			i = bfs_dir_seek(dp, req->offset);
-			if (i >= dp->nents || dp->ents[i]->cookie != req->length ||
-			    dp->ents[i]->ino != req->ip2->ino) {
+			de = bfs_dir_next(dp, req->offset);
+			if (de == NULL || de->cookie != req->length || de->ino != req->ip2->ino) {
 				continue;
 			}
-			de = dp->ents[i];
 			bfs_fill_attr(fs, req->ip2, &a);
 			d.attr = &a;
 		}

@@ -1,10 +1,10 @@
 /*
  * blobfs inodes in memory: the inode cache (every inode touched stays
  * loaded, its blob open, until unmount), loading an inode from its blob's
- * xattrs and storing it back, directory entries (a cookie-ordered array for
- * stable readdir offsets plus a name hash) and the refs that are an inode's
- * hard links. Everything here runs on the metadata thread and changes blob
- * xattrs in memory only; the callers sync.
+ * xattrs (and a directory's blocks, blobfs_dir.c) and storing it back, and
+ * the refs that are an inode's hard links. Everything here runs on the
+ * metadata thread and changes blob xattrs in memory only; the callers sync.
+ * An inode is handed out only once it is completely loaded.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -45,17 +45,6 @@ void bfs_now(struct timespec *ts)
 uint8_t bfs_mode_to_dt(uint32_t mode)
 {
 	return (uint8_t)((mode & S_IFMT) >> 12);
-}
-
-static uint64_t hash_name(const char *name)
-{
-	uint64_t h = 1469598103934665603ull;
-
-	while (*name != '\0') {
-		h ^= (uint8_t)*name++;
-		h *= 1099511628211ull;
-	}
-	return h;
 }
 
 /* ---- the cache ------------------------------------------------------------------------ */
@@ -124,24 +113,9 @@ void bfs_icache_remove(struct ust_blobfs *fs, struct bfs_inode *ip)
 	}
 }
 
-static void dir_clear(struct bfs_inode *ip)
-{
-	size_t i;
-
-	for (i = 0; i < ip->nents; i++) {
-		free(ip->ents[i]);
-	}
-	free(ip->ents);
-	free(ip->hash);
-	ip->ents = NULL;
-	ip->hash = NULL;
-	ip->nents = ip->cap = ip->nbuckets = 0;
-	ip->nsubdirs = 0;
-}
-
 void bfs_inode_free(struct bfs_inode *ip)
 {
-	dir_clear(ip);
+	bfs_dir_free(ip);
 	free(ip->refs);
 	free(ip->link);
 	free(ip);
@@ -174,64 +148,12 @@ int bfs_encode_inode(const struct bfs_inode *ip, struct bfs_disk_inode *d)
 	d->rdev = ip->rdev;
 	d->size = ip->size;
 	d->birth_seq = ip->birth_seq;
-	d->next_cookie = ip->next_cookie;
+	d->dir_seed = ip->dir_seed;
 	d->atime = ts_out(&ip->atime);
 	d->mtime = ts_out(&ip->mtime);
 	d->ctime = ts_out(&ip->ctime);
 	d->btime = ts_out(&ip->btime);
 	return 0;
-}
-
-static int dir_insert(struct bfs_inode *dp, struct bfs_dirent *de);
-
-static void parse_dirent_name(void *ctx, const char *name)
-{
-	struct bfs_inode *ip = ctx;
-	const struct bfs_disk_dirent *d;
-	struct bfs_dirent *de;
-	const void *v;
-	size_t len;
-	char *end;
-	uint64_t cookie;
-
-	if (strncmp(name, BFS_DIRENT_PREFIX, 2) != 0 || ip->load_rc != 0) {
-		return;
-	}
-	cookie = strtoull(name + 2, &end, 16);
-	if (*end != '\0' || ust_blob_get_xattr(ip->blob, name, &v, &len) != 0 ||
-	    len < sizeof(*d)) {
-		UST_ERRLOG("blobfs: directory 0x%" PRIx64 ": bad entry %s\n", ip->ino, name);
-		ip->load_rc = -EIO;
-		return;
-	}
-	d = v;
-	if (d->name_len == 0 || len != sizeof(*d) + d->name_len) {
-		UST_ERRLOG("blobfs: directory 0x%" PRIx64 ": bad entry %s\n", ip->ino, name);
-		ip->load_rc = -EIO;
-		return;
-	}
-	de = calloc(1, sizeof(*de));
-	if (de == NULL) {
-		ip->load_rc = -ENOMEM;
-		return;
-	}
-	de->cookie = cookie;
-	de->ino = d->ino;
-	de->type = d->type;
-	de->len = d->name_len;
-	memcpy(de->name, (const char *)v + sizeof(*d), d->name_len);
-	if (dir_insert(ip, de) != 0) {
-		free(de);
-		ip->load_rc = -ENOMEM;
-	}
-}
-
-static int cmp_cookie(const void *a, const void *b)
-{
-	const struct bfs_dirent *x = *(const struct bfs_dirent *const *)a;
-	const struct bfs_dirent *y = *(const struct bfs_dirent *const *)b;
-
-	return x->cookie < y->cookie ? -1 : x->cookie > y->cookie;
 }
 
 /* Read every xattr of an open inode blob into ip. */
@@ -261,7 +183,7 @@ int bfs_inode_parse(struct bfs_inode *ip)
 	ip->rdev = d->rdev;
 	ip->size = d->size;
 	ip->birth_seq = d->birth_seq;
-	ip->next_cookie = d->next_cookie;
+	ip->dir_seed = d->dir_seed;
 	ip->atime = ts_in(&d->atime);
 	ip->mtime = ts_in(&d->mtime);
 	ip->ctime = ts_in(&d->ctime);
@@ -297,16 +219,6 @@ int bfs_inode_parse(struct bfs_inode *ip)
 		}
 		memcpy(ip->link, v, len);
 		ip->link[len] = '\0';
-	}
-	if (S_ISDIR(ip->mode)) {
-		ip->load_rc = 0;
-		ust_blob_list_xattrs(ip->blob, parse_dirent_name, ip);
-		if (ip->load_rc != 0) {
-			return ip->load_rc;
-		}
-		if (ip->nents > 1) {
-			qsort(ip->ents, ip->nents, sizeof(*ip->ents), cmp_cookie);
-		}
 	}
 	return 0;
 }
@@ -391,7 +303,16 @@ static void iget_opened(void *arg, struct ust_blob *blob, int rc)
 		ip->blob = blob;
 		rc = bfs_inode_parse(ip);
 	}
+	if (rc == 0 && S_ISDIR(ip->mode)) {
+		bfs_dir_load(ip); /* then bfs_iget_dir_loaded() */
+		return;
+	}
 	iget_wake(fs, ip, rc);
+}
+
+void bfs_iget_dir_loaded(struct bfs_inode *ip, int rc)
+{
+	iget_wake(ip->fs, ip, rc);
 }
 
 int bfs_iget(struct ust_blobfs *fs, uint64_t ino, struct bfs_inode **out, void (*cb)(struct bfs_req *),
@@ -465,166 +386,6 @@ void bfs_fill_attr(struct ust_blobfs *fs, const struct bfs_inode *ip, struct ust
 	a->mtime = ip->mtime;
 	a->ctime = ip->ctime;
 	a->btime = ip->btime;
-}
-
-/* ---- directories ------------------------------------------------------------------------------ */
-
-static int dir_hash_grow(struct bfs_inode *dp)
-{
-	size_t n = dp->nbuckets == 0 ? 16 : dp->nbuckets * 4, i, b;
-	struct bfs_dirent **h = calloc(n, sizeof(*h));
-
-	if (h == NULL) {
-		return -ENOMEM;
-	}
-	for (i = 0; i < dp->nents; i++) {
-		b = hash_name(dp->ents[i]->name) % n;
-		dp->ents[i]->hnext = h[b];
-		h[b] = dp->ents[i];
-	}
-	free(dp->hash);
-	dp->hash = h;
-	dp->nbuckets = n;
-	return 0;
-}
-
-/* Append in cookie order (cookies only grow; load sorts afterwards). */
-static int dir_insert(struct bfs_inode *dp, struct bfs_dirent *de)
-{
-	size_t b;
-
-	if (dp->nents == dp->cap) {
-		size_t cap = dp->cap == 0 ? 16 : dp->cap * 2;
-		struct bfs_dirent **e = realloc(dp->ents, cap * sizeof(*e));
-
-		if (e == NULL) {
-			return -ENOMEM;
-		}
-		dp->ents = e;
-		dp->cap = cap;
-	}
-	if (dp->nents + 1 > dp->nbuckets && dir_hash_grow(dp) != 0) {
-		return -ENOMEM;
-	}
-	dp->ents[dp->nents++] = de;
-	b = hash_name(de->name) % dp->nbuckets;
-	de->hnext = dp->hash[b];
-	dp->hash[b] = de;
-	if (de->type == DT_DIR) {
-		dp->nsubdirs++;
-	}
-	return 0;
-}
-
-struct bfs_dirent *bfs_dir_find(struct bfs_inode *dp, const char *name)
-{
-	struct bfs_dirent *de;
-
-	if (dp->nbuckets == 0) {
-		return NULL;
-	}
-	for (de = dp->hash[hash_name(name) % dp->nbuckets]; de != NULL; de = de->hnext) {
-		if (strcmp(de->name, name) == 0) {
-			return de;
-		}
-	}
-	return NULL;
-}
-
-size_t bfs_dir_seek(const struct bfs_inode *dp, uint64_t offset)
-{
-	size_t lo = 0, hi = dp->nents, mid;
-
-	while (lo < hi) {
-		mid = lo + (hi - lo) / 2;
-		if (dp->ents[mid]->cookie <= offset) {
-			lo = mid + 1;
-		} else {
-			hi = mid;
-		}
-	}
-	return lo;
-}
-
-static void xa_name(char *buf, uint64_t cookie)
-{
-	snprintf(buf, 24, BFS_DIRENT_PREFIX "%016" PRIx64, cookie);
-}
-
-static void dir_unlink_mem(struct bfs_inode *dp, struct bfs_dirent *de)
-{
-	struct bfs_dirent **pp = &dp->hash[hash_name(de->name) % dp->nbuckets];
-	size_t i = bfs_dir_seek(dp, de->cookie - 1);
-
-	while (*pp != de) {
-		pp = &(*pp)->hnext;
-	}
-	*pp = de->hnext;
-	memmove(&dp->ents[i], &dp->ents[i + 1], (dp->nents - i - 1) * sizeof(*dp->ents));
-	dp->nents--;
-	if (de->type == DT_DIR) {
-		dp->nsubdirs--;
-	}
-	free(de);
-}
-
-/* name -> ino (replacing what name named); a no-op if it already names ino. */
-int bfs_dir_set(struct bfs_inode *dp, const char *name, uint64_t ino, uint8_t type)
-{
-	struct bfs_dirent *old = bfs_dir_find(dp, name), *de;
-	char xa[24];
-	uint8_t val[sizeof(struct bfs_disk_dirent) + UST_BLOBFS_NAME_MAX];
-	struct bfs_disk_dirent d = {.ino = ino, .type = type};
-	size_t len = strlen(name);
-	int rc;
-
-	if (old != NULL && old->ino == ino) {
-		return 0;
-	}
-	de = calloc(1, sizeof(*de));
-	if (de == NULL) {
-		return -ENOMEM;
-	}
-	de->cookie = dp->next_cookie++;
-	de->ino = ino;
-	de->type = type;
-	de->len = (uint8_t)len;
-	memcpy(de->name, name, len);
-	d.name_len = (uint8_t)len;
-	memcpy(val, &d, sizeof(d));
-	memcpy(val + sizeof(d), name, len);
-	xa_name(xa, de->cookie);
-	rc = ust_blob_set_xattr(dp->blob, xa, val, sizeof(d) + len);
-	if (rc != 0) {
-		free(de);
-		return rc;
-	}
-	if (old != NULL) {
-		xa_name(xa, old->cookie);
-		ust_blob_remove_xattr(dp->blob, xa);
-		dir_unlink_mem(dp, old);
-	}
-	rc = dir_insert(dp, de);
-	if (rc != 0) {
-		xa_name(xa, de->cookie);
-		ust_blob_remove_xattr(dp->blob, xa);
-		free(de);
-	}
-	return rc;
-}
-
-int bfs_dir_remove(struct bfs_inode *dp, const char *name)
-{
-	struct bfs_dirent *de = bfs_dir_find(dp, name);
-	char xa[24];
-
-	if (de == NULL) {
-		return -ENOENT;
-	}
-	xa_name(xa, de->cookie);
-	ust_blob_remove_xattr(dp->blob, xa);
-	dir_unlink_mem(dp, de);
-	return 0;
 }
 
 /* ---- refs (hard links) --------------------------------------------------------------------------- */

@@ -19,7 +19,15 @@
 #define BFS_SUPER_MAGIC 0x53465342u  /* "BSFS" */
 #define BFS_INODE_MAGIC 0x49534642u  /* "BFSI" */
 #define BFS_INTENT_MAGIC 0x544e4942u /* "BINT" */
-#define BFS_VERSION 1
+#define BFS_DBLOCK_MAGIC 0x44534642u /* "BFSD" */
+#define BFS_VERSION 2
+
+/* Directory blocks (docs/blobfs-format.md 4.2). */
+#define BFS_DBLOCK_SIZE 4096u
+#define BFS_DIR_MAX_DEPTH 24
+#define BFS_DIR_MAX_SPLITS 4
+/* Blocks one directory step may write: the bucket and its splits. */
+#define BFS_DIR_MAX_WRITES 32
 
 #define BFS_XA_SUPER "blobfs.super"
 #define BFS_XA_INTENT "blobfs.intent"
@@ -27,7 +35,6 @@
 #define BFS_XA_INODE "blobfs.inode"
 #define BFS_XA_REFS "blobfs.refs"
 #define BFS_XA_LINK "blobfs.link"
-#define BFS_DIRENT_PREFIX "e."
 
 struct bfs_disk_super {
 	uint32_t magic;
@@ -57,18 +64,32 @@ struct bfs_disk_inode {
 	uint64_t rdev;
 	uint64_t size;
 	uint64_t birth_seq;
-	uint64_t next_cookie;
+	uint64_t dir_seed;
 	struct bfs_disk_ts atime, mtime, ctime, btime;
 } __attribute__((packed));
 _Static_assert(sizeof(struct bfs_disk_inode) == 120, "bfs_disk_inode");
 
-struct bfs_disk_dirent {
+struct bfs_disk_dblock {
+	uint32_t magic;
+	uint8_t depth;
+	uint8_t reserved;
+	uint16_t nents;
+	uint32_t index;
+	uint32_t reserved2;
+	uint64_t dir_ino;
+	uint64_t checksum;
+} __attribute__((packed));
+_Static_assert(sizeof(struct bfs_disk_dblock) == 32, "bfs_disk_dblock");
+
+struct bfs_disk_dentry {
+	uint64_t cookie;
 	uint64_t ino;
 	uint8_t type;
 	uint8_t name_len;
-	uint16_t reserved;
 } __attribute__((packed));
-_Static_assert(sizeof(struct bfs_disk_dirent) == 12, "bfs_disk_dirent");
+_Static_assert(sizeof(struct bfs_disk_dentry) == 18, "bfs_disk_dentry");
+
+#define BFS_DBLOCK_ROOM (BFS_DBLOCK_SIZE - sizeof(struct bfs_disk_dblock))
 
 enum bfs_intent_op {
 	BFS_OP_CREATE = 1,
@@ -91,19 +112,47 @@ struct bfs_disk_intent {
 	uint16_t name2_len;
 	uint8_t type1;
 	uint8_t type2;
-	uint8_t reserved[10];
+	uint8_t nblocks;
+	uint8_t reserved[9];
 } __attribute__((packed));
 _Static_assert(sizeof(struct bfs_disk_intent) == 64, "bfs_disk_intent");
 
+#define BFS_IBLK_EMPTY 1 /* the directory had no block: no image follows */
+#define BFS_INTENT_MAX_BLOCKS 2
+
+struct bfs_disk_intent_block {
+	uint64_t dir;
+	uint32_t index;
+	uint8_t depth;
+	uint8_t flags;
+	uint16_t reserved;
+} __attribute__((packed));
+_Static_assert(sizeof(struct bfs_disk_intent_block) == 16, "bfs_disk_intent_block");
+
+#define BFS_INTENT_MAX_BYTES                                                                 \
+	(sizeof(struct bfs_disk_intent) + 2 * UST_BLOBFS_NAME_MAX +                          \
+	 BFS_INTENT_MAX_BLOCKS * (sizeof(struct bfs_disk_intent_block) + BFS_DBLOCK_SIZE))
+
 /* ---- in memory ------------------------------------------------------------------- */
 
+/* One directory entry, cached (the name follows, NUL-terminated). */
 struct bfs_dirent {
 	uint64_t cookie;
 	uint64_t ino;
+	uint32_t key;
 	uint8_t type;
 	uint8_t len;
-	char name[UST_BLOBFS_NAME_MAX + 1];
-	struct bfs_dirent *hnext;
+	char name[];
+};
+
+/* One directory block (bucket), cached: entries by ascending cookie. */
+struct bfs_dblock {
+	uint32_t index;
+	uint8_t depth;
+	bool bad;       /* failed validation at load (torn or damaged): no entries */
+	uint32_t nents, cap;
+	uint32_t bytes; /* on-disk size of the entries */
+	struct bfs_dirent **ents;
 };
 
 struct bfs_ref {
@@ -127,19 +176,22 @@ struct bfs_inode {
 	struct bfs_waiter *waiters;
 
 	uint32_t mode, uid, gid;
-	uint64_t rdev, size, birth_seq, next_cookie;
+	uint64_t rdev, size, birth_seq, dir_seed;
 	struct timespec atime, mtime, ctime, btime;
 
 	struct bfs_ref *refs;
 	uint32_t nrefs;
 	char *link; /* symlink target */
 
-	/* directories */
-	struct bfs_dirent **ents; /* by cookie, ascending */
-	size_t nents, cap;
-	struct bfs_dirent **hash;
-	size_t nbuckets;
+	/* directories: blocks[i] is block i (NULL: absent), i < nblocks */
+	struct bfs_dblock **blocks;
+	uint32_t nblocks;
+	uint8_t max_depth;
+	size_t nents;
 	uint32_t nsubdirs;
+	/* directory load in progress */
+	uint8_t *dload_buf;
+	uint64_t dload_next, dload_end;
 
 	uint64_t nlookup;
 	uint32_t nopen;
@@ -318,6 +370,16 @@ struct bfs_req {
 	int after_trunc;
 	uint64_t new_size;
 	bool changed;
+	/* directory block writes of the current step (dw: indexes, written one by one) */
+	struct bfs_inode *dw_dir;
+	uint32_t dw[BFS_DIR_MAX_WRITES];
+	int ndw, dw_cur;
+	int dw_next_state;
+	/* replay: the intent's directory block records (owned by the mount) */
+	const uint8_t *irecs;
+	size_t irecs_len;
+	int rec_cur;
+	int rec_then; /* the state after the records are restored */
 	/* readdir */
 	size_t di;
 	/* path walk */
@@ -342,16 +404,41 @@ void bfs_icache_remove(struct ust_blobfs *fs, struct bfs_inode *ip);
 void bfs_fill_attr(struct ust_blobfs *fs, const struct bfs_inode *ip, struct ust_blobfs_attr *a);
 void bfs_now(struct timespec *ts);
 uint8_t bfs_mode_to_dt(uint32_t mode);
-struct bfs_dirent *bfs_dir_find(struct bfs_inode *dp, const char *name);
-/* Index of the first entry with a cookie > offset. */
-size_t bfs_dir_seek(const struct bfs_inode *dp, uint64_t offset);
-int bfs_dir_set(struct bfs_inode *dp, const char *name, uint64_t ino, uint8_t type);
-int bfs_dir_remove(struct bfs_inode *dp, const char *name);
+void bfs_iget_dir_loaded(struct bfs_inode *ip, int rc);
 int bfs_ref_find(const struct bfs_inode *ip, uint64_t parent, const char *name);
 int bfs_ref_add(struct bfs_inode *ip, uint64_t parent, const char *name);
 void bfs_ref_del(struct bfs_inode *ip, uint64_t parent, const char *name);
 uint32_t bfs_nlink(const struct bfs_inode *ip);
 int bfs_encode_inode(const struct bfs_inode *ip, struct bfs_disk_inode *d);
+
+/* blobfs_dir.c: directory blocks (docs/blobfs-format.md 4.2, 5.2) */
+uint64_t bfs_dir_new_seed(void);
+void bfs_dir_free(struct bfs_inode *dp);
+/* Read and parse every block of an open directory blob; then bfs_iget_dir_loaded(). */
+void bfs_dir_load(struct bfs_inode *dp);
+struct bfs_dirent *bfs_dir_find(struct bfs_inode *dp, const char *name);
+/* The entry with the smallest cookie > offset, NULL at the end. */
+struct bfs_dirent *bfs_dir_next(struct bfs_inode *dp, uint64_t offset);
+/* 0 if name can be added (splits included), -ENOSPC, -EIO (its bucket is invalid). */
+int bfs_dir_can_add(struct bfs_inode *dp, const char *name);
+/*
+ * Change the cache; the indexes of the blocks to write are appended to
+ * w[*nw] (at most BFS_DIR_MAX_WRITES in all).
+ */
+int bfs_dir_set(struct bfs_inode *dp, const char *name, uint64_t ino, uint8_t type, uint32_t *w,
+		int *nw);
+int bfs_dir_remove(struct bfs_inode *dp, const char *name, uint32_t *w, int *nw);
+/* Append the pre-image record of name's bucket to buf (room: 16 + 4096). Returns bytes. */
+size_t bfs_dir_record(struct bfs_inode *dp, const char *name, uint8_t *buf);
+/* true if rec (a record of this directory) already names name's bucket */
+bool bfs_dir_record_covers(struct bfs_inode *dp, const char *name, const uint8_t *rec);
+/* Restore a record's range in the cache (5.2); blocks to write go to w. */
+int bfs_dir_restore(struct bfs_inode *dp, const struct bfs_disk_intent_block *r, const uint8_t *img,
+		    uint32_t *w, int *nw);
+/* The record's range is valid and completely covered by its blocks. */
+bool bfs_dir_range_valid(struct bfs_inode *dp, const struct bfs_disk_intent_block *r);
+/* The 4096-byte on-disk image of block index (zeros when absent). */
+void bfs_dir_encode(struct bfs_inode *dp, uint32_t index, uint8_t *out);
 
 /* blobfs.c */
 /* For closes whose outcome nobody waits for (the store logs failures). */
@@ -368,6 +455,8 @@ bool bfs_may(const struct ust_blobfs_ctx *ctx, const struct bfs_inode *ip, int m
 /* blobfs_ns.c */
 void bfs_ns_run(struct bfs_req *req);
 void bfs_ns_replay(struct bfs_req *req);
+/* 0 if p[0, len) holds exactly n well-formed intent block records. */
+int bfs_intent_records_check(const uint8_t *p, size_t len, int n);
 void bfs_reclaim_inode(struct ust_blobfs *fs, struct bfs_inode *ip, void (*cb)(struct bfs_req *),
 		       struct bfs_req *req);
 

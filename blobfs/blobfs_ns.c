@@ -4,10 +4,13 @@
  *
  * Guarantee (docs/blobfs-format.md section 5): changes run one at a time;
  * each is validated against the cached tree, recorded as an intent in the
- * super blob (synced), then carried out as a list of idempotent actions,
- * one blob sync each. A crash anywhere after the intent is durable is
- * finished by replaying the same actions at the next mount, so every change
- * is all or nothing. Unlinked inodes that are still open become orphans and
+ * super blob (synced) together with the pre-images of the directory
+ * buckets it touches, then carried out as a list of idempotent actions:
+ * an inode action is one blob metadata sync, a directory action writes the
+ * directory blocks it changed in place and flushes. A crash anywhere after
+ * the intent is durable is finished at the next mount by restoring the
+ * buckets from their pre-images (undoing torn or partial block writes) and
+ * replaying the same actions, so every change is all or nothing. Unlinked inodes that are still open become orphans and
  * are deleted at their last release (or at the next mount).
  */
 #include <errno.h>
@@ -18,6 +21,7 @@
 #include <sys/stat.h>
 #include <dirent.h>
 
+#include "ustor/env.h"
 #include "ustor/log.h"
 
 #include "blobfs_internal.h"
@@ -40,6 +44,16 @@ enum ns_state {
 	NS_SCAN,
 	NS_SCAN_DELETE,
 	NS_FINISH,
+	/* writing the directory blocks of one step, then dw_next_state */
+	NS_DW_START,
+	NS_DW_RESIZED,
+	NS_DW_WRITE,
+	NS_DW_WRITTEN,
+	NS_DW_SYNCED,
+	/* replay: restore the intent's bucket pre-images, then rec_then */
+	NS_RESTORE,
+	NS_RESTORE_LOADED,
+	NS_REPLAY_REDO,
 };
 
 static void ns_step(struct bfs_req *req);
@@ -69,6 +83,10 @@ static void ns_done(struct bfs_req *req, int rc)
 	struct ust_blobfs *fs = req->fs;
 	struct bfs_req *next = NULL;
 
+	if (req->bounce != NULL) {
+		ust_dma_free(req->bounce);
+		req->bounce = NULL;
+	}
 	if (req->is_ns && fs->ns_active == req) {
 		fs->ns_active = NULL;
 		next = fs->ns_head;
@@ -293,6 +311,7 @@ static int validate(struct bfs_req *req)
 	struct ust_blobfs *fs = req->fs;
 	struct bfs_inode *dp = req->dp, *dp2 = req->dp2, *ip = req->ip, *v = req->ip2;
 	uint32_t fmt;
+	int rc;
 
 	if (is_create(req)) {
 		fmt = req->mode & S_IFMT;
@@ -305,6 +324,10 @@ static int validate(struct bfs_req *req)
 			    fmt != S_IFBLK) {
 				return -EINVAL;
 			}
+		}
+		rc = bfs_dir_can_add(dp, req->name);
+		if (rc != 0) {
+			return rc;
 		}
 		set_intent(req, BFS_OP_CREATE, dp->ino, req->name, 0, bfs_mode_to_dt(req->mode), 0,
 			   NULL, 0, 0);
@@ -320,6 +343,10 @@ static int validate(struct bfs_req *req)
 		}
 		if (ip->nrefs >= 65000) {
 			return -EMLINK;
+		}
+		rc = bfs_dir_can_add(dp, req->name);
+		if (rc != 0) {
+			return rc;
 		}
 		set_intent(req, BFS_OP_LINK, dp->ino, req->name, ip->ino, bfs_mode_to_dt(ip->mode), 0,
 			   NULL, 0, 0);
@@ -378,6 +405,11 @@ static int validate(struct bfs_req *req)
 			if (S_ISDIR(v->mode) && v->nents > 0) {
 				return -ENOTEMPTY;
 			}
+		} else {
+			rc = bfs_dir_can_add(dp2, req->name2);
+			if (rc != 0) {
+				return rc;
+			}
 		}
 		set_intent(req, BFS_OP_RENAME, dp->ino, req->name, ip->ino, bfs_mode_to_dt(ip->mode),
 			   dp2->ino, req->name2, v != NULL ? v->ino : 0,
@@ -390,7 +422,10 @@ static int validate(struct bfs_req *req)
 
 /* ---- carrying out one action ------------------------------------------------------------------- */
 
-/* Apply action a to its loaded blob in memory. 1: something changed (sync), 0: nothing to do. */
+/*
+ * Apply action a to its loaded blob in memory. 1: the inode changed (sync
+ * it), 2: directory blocks changed (req->dw lists them), 0: nothing to do.
+ */
 static int apply(struct bfs_req *req, struct bfs_action *a, struct bfs_inode *t)
 {
 	struct bfs_dirent *de;
@@ -405,20 +440,28 @@ static int apply(struct bfs_req *req, struct bfs_action *a, struct bfs_inode *t)
 		if (de != NULL && de->ino == ino) {
 			return 0;
 		}
-		rc = bfs_dir_set(t, a->name, ino, a->type);
+		req->ndw = 0;
+		rc = bfs_dir_set(t, a->name, ino, a->type, req->dw, &req->ndw);
 		if (rc != 0) {
 			return rc;
 		}
+		/* times reach the inode xattr like a file's size (flusher, unmount) */
 		t->mtime = t->ctime = now;
-		break;
+		t->dirty = true;
+		return 2;
 	case BFS_A_DIR_REMOVE:
 		de = bfs_dir_find(t, a->name);
 		if (de == NULL || de->ino != ino) {
 			return 0;
 		}
-		bfs_dir_remove(t, a->name);
+		req->ndw = 0;
+		rc = bfs_dir_remove(t, a->name, req->dw, &req->ndw);
+		if (rc != 0) {
+			return rc;
+		}
 		t->mtime = t->ctime = now;
-		break;
+		t->dirty = true;
+		return 2;
 	case BFS_A_REF_ADD:
 		if (bfs_ref_find(t, a->dir, a->name) >= 0) {
 			return 0;
@@ -488,7 +531,7 @@ static void create_blob(struct bfs_req *req)
 	}
 	tmp.rdev = req->rdev;
 	tmp.birth_seq = req->intent.seq;
-	tmp.next_cookie = 3;
+	tmp.dir_seed = S_ISDIR(tmp.mode) ? bfs_dir_new_seed() : 0;
 	tmp.atime = tmp.mtime = tmp.ctime = tmp.btime = now;
 	if (S_ISLNK(tmp.mode)) {
 		tmp.size = strlen(req->path);
@@ -551,6 +594,75 @@ static void scan_cb(void *arg, struct ust_blob *blob, int rc)
 	ust_bs_iter_next(req->fs->bs, blob, scan_cb, sc);
 }
 
+/* ---- intent block records (docs/blobfs-format.md 5, 5.2) ------------------------------------------- */
+
+int bfs_intent_records_check(const uint8_t *p, size_t len, int n)
+{
+	struct bfs_disk_intent_block r;
+	size_t off = 0;
+	int k;
+
+	for (k = 0; k < n; k++) {
+		if (off + sizeof(r) > len) {
+			return -EIO;
+		}
+		memcpy(&r, p + off, sizeof(r));
+		off += sizeof(r) + ((r.flags & BFS_IBLK_EMPTY) ? 0 : BFS_DBLOCK_SIZE);
+		if ((r.flags & ~BFS_IBLK_EMPTY) != 0 || off > len) {
+			return -EIO;
+		}
+	}
+	return off == len ? 0 : -EIO;
+}
+
+/* Record k of the intent: *r and its image (NULL for EMPTY). */
+static const uint8_t *rec_at(const struct bfs_req *req, int k, struct bfs_disk_intent_block *r)
+{
+	size_t off = 0;
+	int i;
+
+	for (i = 0;; i++) {
+		memcpy(r, req->irecs + off, sizeof(*r));
+		if (i == k) {
+			return (r->flags & BFS_IBLK_EMPTY) ? NULL : req->irecs + off + sizeof(*r);
+		}
+		off += sizeof(*r) + ((r->flags & BFS_IBLK_EMPTY) ? 0 : BFS_DBLOCK_SIZE);
+	}
+}
+
+/*
+ * Append the pre-image records of the buckets the change touches: (dir1,
+ * name1) and, for RENAME/EXCHANGE, (dir2, name2) unless the first covers it.
+ */
+static size_t build_records(struct bfs_req *req, uint8_t *buf)
+{
+	size_t len;
+
+	len = bfs_dir_record(req->dp, req->iname1, buf);
+	req->intent.nblocks = 1;
+	if ((req->intent.op == BFS_OP_RENAME || req->intent.op == BFS_OP_EXCHANGE) &&
+	    !bfs_dir_record_covers(req->dp2, req->iname2, buf)) {
+		len += bfs_dir_record(req->dp2, req->iname2, buf + len);
+		req->intent.nblocks = 2;
+	}
+	return len;
+}
+
+/* Every record of directory dp: its range is valid. */
+static bool records_valid(struct bfs_req *req, struct bfs_inode *dp)
+{
+	struct bfs_disk_intent_block r;
+	int k;
+
+	for (k = 0; k < req->intent.nblocks; k++) {
+		rec_at(req, k, &r);
+		if (r.dir == dp->ino && !bfs_dir_range_valid(dp, &r)) {
+			return false;
+		}
+	}
+	return true;
+}
+
 /* ---- the step machine ---------------------------------------------------------------------------- */
 
 /* Load ino into *slot: 1 if it is there now (req->rc says how it went), 0 if ns_step comes later. */
@@ -592,8 +704,13 @@ static void ns_step(struct bfs_req *req)
 	struct bfs_dirent *de;
 	struct bfs_action *a;
 	struct bfs_inode *t;
-	uint8_t ibuf[sizeof(struct bfs_disk_intent) + 2 * UST_BLOBFS_NAME_MAX];
-	int rc;
+	struct bfs_disk_intent_block r;
+	const uint8_t *img;
+	uint8_t *ibuf;
+	size_t ilen;
+	uint64_t need, have, units;
+	uint32_t idx;
+	int k, rc;
 
 	for (;;) {
 		switch (req->state) {
@@ -765,15 +882,21 @@ static void ns_step(struct bfs_req *req)
 				ns_done(req, rc < 0 ? rc : 0);
 				return;
 			}
-			/* the intent: durable before any blob changes */
+			/* the intent with the buckets' pre-images: durable before any blob changes */
+			ibuf = malloc(BFS_INTENT_MAX_BYTES);
+			if (ibuf == NULL) {
+				ns_done(req, -ENOMEM);
+				return;
+			}
 			req->intent.seq = fs->next_seq++;
+			ilen = sizeof(req->intent) + req->intent.name1_len + req->intent.name2_len;
+			ilen += build_records(req, ibuf + ilen);
 			memcpy(ibuf, &req->intent, sizeof(req->intent));
 			memcpy(ibuf + sizeof(req->intent), req->iname1, req->intent.name1_len);
 			memcpy(ibuf + sizeof(req->intent) + req->intent.name1_len, req->iname2,
 			       req->intent.name2_len);
-			rc = ust_blob_set_internal_xattr(fs->super, BFS_XA_INTENT, ibuf,
-							 sizeof(req->intent) + req->intent.name1_len +
-								 req->intent.name2_len);
+			rc = ust_blob_set_internal_xattr(fs->super, BFS_XA_INTENT, ibuf, ilen);
+			free(ibuf);
 			if (rc == 0) {
 				rc = bfs_super_store(fs);
 			}
@@ -846,6 +969,12 @@ static void ns_step(struct bfs_req *req)
 				req->rc = 0;
 				continue;
 			}
+			if (rc == 2) {
+				req->dw_dir = t;
+				req->dw_next_state = NS_ACT_SYNCED;
+				req->state = NS_DW_START;
+				continue;
+			}
 			ust_blob_sync_md(t->blob, ns_op_cb, req);
 			return;
 		case NS_ACT_SYNCED:
@@ -875,14 +1004,20 @@ static void ns_step(struct bfs_req *req)
 			req->state = NS_ACT_LOAD;
 			continue;
 		case NS_REPLAY_CREATE_DIR:
-			/* replay of a CREATE: completed if dir1/name1 names a blob born of this intent */
-			if (req->rc != 0) {
-				req->state = NS_SCAN;
+			/*
+			 * replay of a CREATE: completed if dir1's touched blocks are all
+			 * valid and dir1/name1 names a blob born of this intent; else
+			 * restore the blocks and roll back
+			 */
+			req->rec_cur = 0;
+			req->rec_then = NS_SCAN;
+			if (req->rc != 0 || !records_valid(req, req->dp)) {
+				req->state = NS_RESTORE;
 				continue;
 			}
 			de = bfs_dir_find(req->dp, req->iname1);
 			if (de == NULL) {
-				req->state = NS_SCAN;
+				req->state = NS_RESTORE;
 				continue;
 			}
 			if (load(req, de->ino, &req->ip, NS_REPLAY_CREATE_CHILD) == 0) {
@@ -894,7 +1029,111 @@ static void ns_step(struct bfs_req *req)
 				ns_done(req, 0);
 				return;
 			}
-			req->state = NS_SCAN;
+			req->ip = NULL;
+			req->state = NS_RESTORE;
+			continue;
+		case NS_RESTORE:
+			if (req->rec_cur >= req->intent.nblocks) {
+				req->state = req->rec_then;
+				req->rc = 0;
+				continue;
+			}
+			rec_at(req, req->rec_cur, &r);
+			if (load(req, r.dir, &req->dw_dir, NS_RESTORE_LOADED) == 0) {
+				return;
+			}
+			continue;
+		case NS_RESTORE_LOADED:
+			img = rec_at(req, req->rec_cur++, &r);
+			if (req->rc == -ENOENT || req->rc == -ESTALE ||
+			    (req->rc == 0 && req->dw_dir->deleted)) {
+				req->state = NS_RESTORE; /* the directory is gone: nothing to restore */
+				continue;
+			}
+			if (req->rc != 0) {
+				ns_done(req, req->rc);
+				return;
+			}
+			req->ndw = 0;
+			rc = bfs_dir_restore(req->dw_dir, &r, img, req->dw, &req->ndw);
+			if (rc != 0) {
+				ns_done(req, rc);
+				return;
+			}
+			req->dw_next_state = NS_RESTORE;
+			req->state = NS_DW_START;
+			continue;
+		case NS_REPLAY_REDO:
+			build_actions(req);
+			req->state = NS_ACT_LOAD;
+			continue;
+		case NS_DW_START:
+			/* write req->dw of req->dw_dir, growing the blob first if a block lies past it */
+			t = req->dw_dir;
+			need = 0;
+			for (k = 0; k < req->ndw; k++) {
+				if (req->dw[k] + 1ull > need) {
+					need = req->dw[k] + 1ull;
+				}
+			}
+			need = (need * BFS_DBLOCK_SIZE + fs->cluster - 1) / fs->cluster;
+			have = ust_blob_get_num_clusters(t->blob);
+			req->state = NS_DW_RESIZED;
+			req->rc = 0;
+			if (need > have) {
+				ust_blob_resize(t->blob, need > 2 * have ? need : 2 * have, ns_op_cb, req);
+				return;
+			}
+			continue;
+		case NS_DW_RESIZED:
+			if (req->rc != 0) {
+				UST_ERRLOG("blobfs: growing directory 0x%" PRIx64 ": %d\n", req->dw_dir->ino, req->rc);
+				ns_done(req, req->rc);
+				return;
+			}
+			if (req->bounce == NULL) {
+				req->bounce = ust_dma_malloc(BFS_DBLOCK_SIZE, 4096);
+				if (req->bounce == NULL) {
+					ns_done(req, -ENOMEM);
+					return;
+				}
+			}
+			req->dw_cur = 0;
+			req->state = NS_DW_WRITE;
+			continue;
+		case NS_DW_WRITE:
+			t = req->dw_dir;
+			if (req->dw_cur >= req->ndw) {
+				/* the flush that makes the blocks durable (and the blob's growth) */
+				req->state = NS_DW_SYNCED;
+				ust_blob_sync_md(t->blob, ns_op_cb, req);
+				return;
+			}
+			idx = req->dw[req->dw_cur++];
+			units = BFS_DBLOCK_SIZE / fs->io_unit;
+			req->state = NS_DW_WRITTEN;
+			if (idx >= t->nblocks || t->blocks[idx] == NULL) {
+				ust_blob_write_zeroes(t->blob, fs->ch, idx * units, units, ns_op_cb, req);
+				return;
+			}
+			bfs_dir_encode(t, idx, req->bounce);
+			ust_blob_write(t->blob, fs->ch, req->bounce, idx * units, units, ns_op_cb, req);
+			return;
+		case NS_DW_WRITTEN:
+			if (req->rc != 0) {
+				UST_ERRLOG("blobfs: writing directory 0x%" PRIx64 ": %d\n", req->dw_dir->ino, req->rc);
+				ns_done(req, req->rc);
+				return;
+			}
+			req->state = NS_DW_WRITE;
+			continue;
+		case NS_DW_SYNCED:
+			if (req->rc != 0) {
+				ns_done(req, req->rc);
+				return;
+			}
+			req->state = req->dw_next_state;
+			req->rc = 0;
 			continue;
 		case NS_SCAN: {
 			struct scan *sc = calloc(1, sizeof(*sc));
@@ -948,7 +1187,14 @@ void bfs_ns_replay(struct bfs_req *req)
 {
 	req->replay = true;
 	req->is_ns = false;
-	build_actions(req);
-	req->state = NS_ACT_LOAD;
+	if (req->intent.op == BFS_OP_CREATE) {
+		/* first find out whether it completed (NS_REPLAY_CREATE_DIR) */
+		build_actions(req);
+		req->state = NS_ACT_LOAD;
+	} else {
+		req->rec_cur = 0;
+		req->rec_then = NS_REPLAY_REDO;
+		req->state = NS_RESTORE;
+	}
 	ns_step(req);
 }

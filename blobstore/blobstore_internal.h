@@ -245,7 +245,10 @@ uint64_t bs_bit_find_clear(const uint8_t *bm, uint64_t from, uint64_t end);
 
 /* ---- bs_dev.c: the device adapter ------------------------------------------------ */
 
-int bs_dev_open(struct ust_blob_store *bs, const char *bdev_name);
+/* Open the bdev; claim it now, or later with bs_dev_claim() (a load claims
+ * only once the superblock shows a store of its type). */
+int bs_dev_open(struct ust_blob_store *bs, const char *bdev_name, bool claim);
+int bs_dev_claim(struct ust_blob_store *bs);
 void bs_dev_close(struct ust_blob_store *bs);
 /* Metadata-thread I/O in 4 KiB pages; done(arg, rc) runs once. */
 void bs_dev_read_pages(struct ust_blob_store *bs, uint64_t page, uint32_t count, void *buf,

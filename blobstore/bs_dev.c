@@ -43,7 +43,24 @@ bool bs_on_md_thread(const struct ust_blob_store *bs)
 	return ust_get_thread() == bs->md_thread;
 }
 
-int bs_dev_open(struct ust_blob_store *bs, const char *bdev_name)
+int bs_dev_claim(struct ust_blob_store *bs)
+{
+	int rc;
+
+	if (bs->claimed) {
+		return 0;
+	}
+	rc = ust_bdev_module_claim_bdev(bs->bdev, bs->desc, &g_bs_claim_module);
+	if (rc != 0) {
+		UST_ERRLOG("blobstore: cannot claim bdev %s: %s\n", ust_bdev_get_name(bs->bdev),
+			   strerror(-rc));
+		return rc;
+	}
+	bs->claimed = true;
+	return 0;
+}
+
+int bs_dev_open(struct ust_blob_store *bs, const char *bdev_name, bool claim)
 {
 	int rc;
 
@@ -53,14 +70,12 @@ int bs_dev_open(struct ust_blob_store *bs, const char *bdev_name)
 		return rc;
 	}
 	bs->bdev = ust_bdev_desc_get_bdev(bs->desc);
-	rc = ust_bdev_module_claim_bdev(bs->bdev, bs->desc, &g_bs_claim_module);
+	rc = claim ? bs_dev_claim(bs) : 0;
 	if (rc != 0) {
-		UST_ERRLOG("blobstore: cannot claim bdev %s: %s\n", bdev_name, strerror(-rc));
 		ust_bdev_close(bs->desc);
 		bs->desc = NULL;
 		return rc;
 	}
-	bs->claimed = true;
 	bs->md_ch = ust_bdev_get_io_channel(bs->desc);
 	if (bs->md_ch == NULL) {
 		bs_dev_close(bs);

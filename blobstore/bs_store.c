@@ -712,6 +712,15 @@ static void store_step(struct store_op *op)
 		}
 		op->rc = super_accept(op);
 		if (op->rc == 0) {
+			/*
+			 * Claim only now that the bdev holds a store of the
+			 * caller's type: an examine that probes every new bdev
+			 * must not hold other modules off bdevs that are not
+			 * its store (a vbdev created right after its base).
+			 */
+			op->rc = bs_dev_claim(bs);
+		}
+		if (op->rc == 0) {
 			store_geometry(bs);
 			op->rc = bitmaps_alloc(bs);
 		}
@@ -828,7 +837,7 @@ static void store_step(struct store_op *op)
 
 /* ---- public calls ----------------------------------------------------------------- */
 
-static struct ust_blob_store *store_new(const char *bdev_name, int *rc)
+static struct ust_blob_store *store_new(const char *bdev_name, bool claim, int *rc)
 {
 	struct ust_blob_store *bs = calloc(1, sizeof(*bs));
 
@@ -837,7 +846,7 @@ static struct ust_blob_store *store_new(const char *bdev_name, int *rc)
 		return NULL;
 	}
 	TAILQ_INIT(&bs->blobs);
-	*rc = bs_dev_open(bs, bdev_name);
+	*rc = bs_dev_open(bs, bdev_name, claim);
 	if (*rc != 0) {
 		free(bs);
 		return NULL;
@@ -912,7 +921,8 @@ static void start_open(const char *bdev_name, const struct ust_bs_opts *opts, bo
 		}
 		return;
 	}
-	bs = store_new(bdev_name, &rc);
+	/* A format claims at once; a load once the superblock says it is ours. */
+	bs = store_new(bdev_name, format, &rc);
 	if (bs == NULL) {
 		cb(arg, NULL, rc);
 		return;

@@ -129,7 +129,9 @@ wait $cpid
 rc=$?
 cat "$VM_RUNDIR/outage.log"
 [ $rc = 0 ] || { vm_kill; fail "outage handling (exit $rc)"; }
-[ -e "$VM_CTL/outage-done" ] || { vm_kill; fail "the guest did not remove the port"; }
+# The initiator can see the connections drop before the guest's touch of
+# outage-done lands (9p, TCG): wait for it rather than race it.
+vm_wait_file outage-done 30 || { vm_kill; fail "the guest did not remove the port"; }
 
 touch "$VM_CTL/finish"
 vm_wait

@@ -129,6 +129,7 @@ struct fmnt {
 	void *mount_arg;
 	struct fmnt_waiter *waiters; /* ust_fuse_umount callers */
 	bool umount_pending;         /* a non-forced kernel unmount is being tried */
+	bool finish_deferred;        /* torn down while that try still points at us */
 	bool ending;                 /* teardown started: no more umount tries */
 	void (*ended_cb)(void *arg, struct ust_fuse_mount *m, int rc);
 	void *ended_arg;

@@ -230,6 +230,15 @@ static void owner_finished(void *ctx)
 	struct fmnt_waiter *w, *next;
 	int rc = m->rc;
 
+	if (m->umount_pending) {
+		/*
+		 * A successful umount(2) ends the session, so the teardown can
+		 * finish before the helper thread that made the call reports
+		 * back; it still points at m. Finish when it does.
+		 */
+		m->finish_deferred = true;
+		return;
+	}
 	TAILQ_REMOVE(&g_mounts, m, link);
 	if (m->mount_cb != NULL) {
 		/* never went live */
@@ -715,6 +724,10 @@ static void umount_try_done(void *ctx)
 
 	free(t);
 	m->umount_pending = false;
+	if (m->finish_deferred) {
+		owner_finished(m);
+		return;
+	}
 	if (rc == 0 || m->ending) {
 		/* The session ends now (the reader sees it); make sure of it either way. */
 		m->ending = true;

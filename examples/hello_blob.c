@@ -117,9 +117,14 @@ static void hello_step(struct hello *h)
 		ust_bs_free_io_channel(h->ch);
 		ust_blob_close(h->blob, op_done, h);
 		break;
-	case UNLOAD:
-		ust_bs_unload(h->bs, op_done, h);
+	case UNLOAD: {
+		/* The store is gone once unloaded: nothing may use it after. */
+		struct ust_blob_store *bs = h->bs;
+
+		h->bs = NULL;
+		ust_bs_unload(bs, op_done, h);
 		break;
+	}
 	case DONE:
 		hello_stop(h, 0);
 		break;

@@ -26,6 +26,7 @@
 
 #include "../../../bdev/malloc/bdev_malloc.h"
 #include "../../../blobstore/format.h"
+#include "blob_test.h"
 
 #define BLOCK 512
 #define BDEV_BYTES (16u << 20)
@@ -33,79 +34,6 @@
 #define UPC (CLUSTER / BLOCK) /* io units per cluster */
 
 static struct ust_thread *g_t0, *g_t1;
-
-static void poll_threads(void)
-{
-	int round, busy;
-
-	for (round = 0; round < 1000000; round++) {
-		busy = ust_thread_poll(g_t0, 0, 0);
-		busy |= ust_thread_poll(g_t1, 0, 0);
-		if (!busy) {
-			break;
-		}
-	}
-	ust_set_thread(g_t0);
-}
-
-/* ---- synchronous wrappers ------------------------------------------------------------- */
-
-struct result {
-	bool done;
-	int rc;
-	struct ust_blob_store *bs;
-	struct ust_blob *blob;
-	ust_blob_id id;
-};
-
-static struct result g_r;
-
-static void bs_cb(void *arg, struct ust_blob_store *bs, int rc)
-{
-	struct result *r = arg;
-
-	r->done = true;
-	r->rc = rc;
-	r->bs = bs;
-}
-
-static void op_cb(void *arg, int rc)
-{
-	struct result *r = arg;
-
-	r->done = true;
-	r->rc = rc;
-}
-
-static void id_cb(void *arg, ust_blob_id id, int rc)
-{
-	struct result *r = arg;
-
-	r->done = true;
-	r->rc = rc;
-	r->id = id;
-}
-
-static void blob_cb(void *arg, struct ust_blob *blob, int rc)
-{
-	struct result *r = arg;
-
-	r->done = true;
-	r->rc = rc;
-	r->blob = blob;
-}
-
-static struct result *begin(void)
-{
-	memset(&g_r, 0, sizeof(g_r));
-	return &g_r;
-}
-
-static void finish(void)
-{
-	poll_threads();
-	assert_true(g_r.done);
-}
 
 static int init_store(const char *bstype, struct ust_blob_store **bs)
 {
@@ -116,10 +44,10 @@ static int init_store(const char *bstype, struct ust_blob_store **bs)
 	if (bstype != NULL) {
 		snprintf(o.bstype, sizeof(o.bstype), "%s", bstype);
 	}
-	ust_bs_init("M0", &o, bs_cb, begin());
-	finish();
-	*bs = g_r.bs;
-	return g_r.rc;
+	ust_bs_init("M0", &o, bt_bs_cb, bt_begin());
+	bt_finish();
+	*bs = bt_r.bs;
+	return bt_r.rc;
 }
 
 static int load_store(const char *bstype, struct ust_blob_store **bs)
@@ -130,17 +58,17 @@ static int load_store(const char *bstype, struct ust_blob_store **bs)
 	if (bstype != NULL) {
 		snprintf(o.bstype, sizeof(o.bstype), "%s", bstype);
 	}
-	ust_bs_load("M0", &o, bs_cb, begin());
-	finish();
-	*bs = g_r.bs;
-	return g_r.rc;
+	ust_bs_load("M0", &o, bt_bs_cb, bt_begin());
+	bt_finish();
+	*bs = bt_r.bs;
+	return bt_r.rc;
 }
 
 static int unload(struct ust_blob_store *bs)
 {
-	ust_bs_unload(bs, op_cb, begin());
-	finish();
-	return g_r.rc;
+	ust_bs_unload(bs, bt_op_cb, bt_begin());
+	bt_finish();
+	return bt_r.rc;
 }
 
 static int create(struct ust_blob_store *bs, uint64_t clusters, bool thin, ust_blob_id *id)
@@ -150,62 +78,62 @@ static int create(struct ust_blob_store *bs, uint64_t clusters, bool thin, ust_b
 	ust_blob_opts_init(&o);
 	o.num_clusters = clusters;
 	o.thin_provision = thin;
-	ust_bs_create_blob(bs, &o, id_cb, begin());
-	finish();
-	*id = g_r.id;
-	return g_r.rc;
+	ust_bs_create_blob(bs, &o, bt_id_cb, bt_begin());
+	bt_finish();
+	*id = bt_r.id;
+	return bt_r.rc;
 }
 
 static int open_blob(struct ust_blob_store *bs, ust_blob_id id, struct ust_blob **blob)
 {
-	ust_bs_open_blob(bs, id, blob_cb, begin());
-	finish();
-	*blob = g_r.blob;
-	return g_r.rc;
+	ust_bs_open_blob(bs, id, bt_blob_cb, bt_begin());
+	bt_finish();
+	*blob = bt_r.blob;
+	return bt_r.rc;
 }
 
 static int close_blob(struct ust_blob *blob)
 {
-	ust_blob_close(blob, op_cb, begin());
-	finish();
-	return g_r.rc;
+	ust_blob_close(blob, bt_op_cb, bt_begin());
+	bt_finish();
+	return bt_r.rc;
 }
 
 static int delete_blob(struct ust_blob_store *bs, ust_blob_id id)
 {
-	ust_bs_delete_blob(bs, id, op_cb, begin());
-	finish();
-	return g_r.rc;
+	ust_bs_delete_blob(bs, id, bt_op_cb, bt_begin());
+	bt_finish();
+	return bt_r.rc;
 }
 
 static int sync_md(struct ust_blob *blob)
 {
-	ust_blob_sync_md(blob, op_cb, begin());
-	finish();
-	return g_r.rc;
+	ust_blob_sync_md(blob, bt_op_cb, bt_begin());
+	bt_finish();
+	return bt_r.rc;
 }
 
 static int resize(struct ust_blob *blob, uint64_t n)
 {
-	ust_blob_resize(blob, n, op_cb, begin());
-	finish();
-	return g_r.rc;
+	ust_blob_resize(blob, n, bt_op_cb, bt_begin());
+	bt_finish();
+	return bt_r.rc;
 }
 
 static int bwrite(struct ust_blob *blob, struct ust_io_channel *ch, void *buf, uint64_t off,
 		  uint64_t len)
 {
-	ust_blob_write(blob, ch, buf, off, len, op_cb, begin());
-	finish();
-	return g_r.rc;
+	ust_blob_write(blob, ch, buf, off, len, bt_op_cb, bt_begin());
+	bt_finish();
+	return bt_r.rc;
 }
 
 static int bread(struct ust_blob *blob, struct ust_io_channel *ch, void *buf, uint64_t off,
 		 uint64_t len)
 {
-	ust_blob_read(blob, ch, buf, off, len, op_cb, begin());
-	finish();
-	return g_r.rc;
+	ust_blob_read(blob, ch, buf, off, len, bt_op_cb, bt_begin());
+	bt_finish();
+	return bt_r.rc;
 }
 
 static void fill(uint8_t *buf, size_t len, uint32_t seed)
@@ -229,7 +157,7 @@ static void raw_event(enum ust_bdev_event_type type, struct ust_bdev *bdev, void
 static void raw_cb(struct ust_bdev_io *io, int status, void *arg)
 {
 	(void)io;
-	op_cb(arg, status);
+	bt_op_cb(arg, status);
 }
 
 static void raw_io(bool write, uint64_t offset, void *buf, uint64_t len)
@@ -241,16 +169,16 @@ static void raw_io(bool write, uint64_t offset, void *buf, uint64_t len)
 	ch = ust_bdev_get_io_channel(desc);
 	assert_non_null(ch);
 	if (write) {
-		assert_int_equal(ust_bdev_write(desc, ch, buf, offset, len, raw_cb, begin()), 0);
+		assert_int_equal(ust_bdev_write(desc, ch, buf, offset, len, raw_cb, bt_begin()), 0);
 	} else {
-		assert_int_equal(ust_bdev_read(desc, ch, buf, offset, len, raw_cb, begin()), 0);
+		assert_int_equal(ust_bdev_read(desc, ch, buf, offset, len, raw_cb, bt_begin()), 0);
 	}
-	finish();
-	assert_int_equal(g_r.rc, 0);
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
 	ust_put_io_channel(ch);
-	poll_threads();
+	bt_poll();
 	ust_bdev_close(desc);
-	poll_threads();
+	bt_poll();
 }
 
 static void flip_bit(uint64_t byte_offset, uint8_t mask)
@@ -304,84 +232,33 @@ static int newest_half(const struct ust_bs_super *sb, ust_blob_id id)
 
 /* ---- fixtures --------------------------------------------------------------------------- */
 
-static void init_done(void *ctx, int rc)
-{
-	*(int *)ctx = rc == 0 ? 1 : rc;
-}
-
 static int setup(void **state)
 {
-	int done = 0;
-
 	(void)state;
-	if (ust_thread_lib_init(NULL) != 0) {
+	if (bt_env_setup_threads(2) != 0) {
 		return -1;
 	}
-	g_t0 = ust_thread_create("t0", NULL);
-	g_t1 = ust_thread_create("t1", NULL);
-	ust_set_thread(g_t0);
-	ust_rpc_set_state(UST_RPC_RUNTIME);
-	ust_bdev_initialize(init_done, &done);
-	poll_threads();
-	return done == 1 ? 0 : -1;
-}
-
-static void exit_thread(struct ust_thread *t)
-{
-	int i;
-
-	ust_set_thread(t);
-	ust_thread_exit(t);
-	for (i = 0; i < 1000 && !ust_thread_is_exited(t); i++) {
-		ust_thread_poll(t, 0, 0);
-	}
-	ust_thread_destroy(t);
-}
-
-static void fini_done(void *ctx)
-{
-	*(int *)ctx = 1;
+	g_t0 = bt_thread(0);
+	g_t1 = bt_thread(1);
+	return 0;
 }
 
 static int teardown(void **state)
 {
-	int done = 0;
-
 	(void)state;
-	ust_bdev_finish(fini_done, &done);
-	poll_threads();
-	exit_thread(g_t1);
-	exit_thread(g_t0);
-	ust_set_thread(NULL);
-	ust_thread_lib_fini();
-	return done == 1 ? 0 : -1;
+	return bt_env_teardown();
 }
 
 static int make_bdev(void **state)
 {
-	struct ust_malloc_opts o = {.name = "M0", .num_blocks = BDEV_BYTES / BLOCK, .block_size = BLOCK};
-
 	(void)state;
-	ust_set_thread(g_t0);
-	return ust_bdev_malloc_create(&o, NULL);
-}
-
-static void deleted(void *ctx, int rc)
-{
-	*(int *)ctx = rc == 0 ? 1 : rc;
+	return bt_malloc_create("M0", BDEV_BYTES, BLOCK);
 }
 
 static int drop_bdev(void **state)
 {
-	int done = 0;
-
 	(void)state;
-	ust_set_thread(g_t0);
-	if (ust_bdev_malloc_delete("M0", deleted, &done) != 0) {
-		return -1;
-	}
-	poll_threads();
-	return done == 1 ? 0 : -1;
+	return bt_malloc_delete("M0");
 }
 
 /* ---- store ------------------------------------------------------------------------------ */
@@ -408,12 +285,12 @@ static void test_store_lifecycle(void **state)
 	assert_null(bs2);
 
 	assert_int_equal(create(bs, 2, false, &id), 0);
-	ust_bs_set_super(bs, id, op_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, 0);
-	ust_bs_set_super(bs, 5, op_cb, begin()); /* incarnation 0: not a blob id */
-	finish();
-	assert_int_equal(g_r.rc, -EINVAL);
+	ust_bs_set_super(bs, id, bt_op_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
+	ust_bs_set_super(bs, 5, bt_op_cb, bt_begin()); /* incarnation 0: not a blob id */
+	bt_finish();
+	assert_int_equal(bt_r.rc, -EINVAL);
 
 	/* Unload refuses while a blob is open. */
 	assert_int_equal(open_blob(bs, id, &blob), 0);
@@ -429,23 +306,23 @@ static void test_store_lifecycle(void **state)
 
 	/* Destroy erases the store: nothing loads afterwards. */
 	assert_int_equal(load_store(NULL, &bs), 0);
-	ust_bs_destroy(bs, op_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, 0);
+	ust_bs_destroy(bs, bt_op_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
 	assert_int_equal(load_store(NULL, &bs), -ENODATA);
 
 	/* Bad options and missing bdevs. */
-	ust_bs_init("nope", NULL, bs_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, -ENODEV);
+	ust_bs_init("nope", NULL, bt_bs_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, -ENODEV);
 	{
 		struct ust_bs_opts o;
 
 		ust_bs_opts_init(&o);
 		o.cluster_size = 3000;
-		ust_bs_init("M0", &o, bs_cb, begin());
-		finish();
-		assert_int_equal(g_r.rc, -EINVAL);
+		ust_bs_init("M0", &o, bt_bs_cb, bt_begin());
+		bt_finish();
+		assert_int_equal(bt_r.rc, -EINVAL);
 	}
 }
 
@@ -509,17 +386,17 @@ static void test_iterate(void **state)
 		assert_int_equal(create(bs, (uint64_t)i, true, &ids[i]), 0);
 	}
 	assert_int_equal(delete_blob(bs, ids[2]), 0);
-	ust_bs_iter_first(bs, blob_cb, begin());
-	finish();
-	while (g_r.rc == 0) {
-		blob = g_r.blob;
+	ust_bs_iter_first(bs, bt_blob_cb, bt_begin());
+	bt_finish();
+	while (bt_r.rc == 0) {
+		blob = bt_r.blob;
 		assert_int_not_equal(ust_blob_get_id(blob), ids[2]);
 		seen++;
-		ust_bs_iter_next(bs, blob, blob_cb, begin());
-		finish();
+		ust_bs_iter_next(bs, blob, bt_blob_cb, bt_begin());
+		bt_finish();
 	}
-	assert_int_equal(g_r.rc, -ENOENT);
-	assert_null(g_r.blob);
+	assert_int_equal(bt_r.rc, -ENOENT);
+	assert_null(bt_r.blob);
 	assert_int_equal(seen, 4);
 	assert_int_equal(unload(bs), 0);
 }
@@ -593,9 +470,9 @@ static void test_data_roundtrip(void **state)
 	iov[1].iov_len = 3000;
 	iov[2].iov_base = w + 4000;
 	iov[2].iov_len = bytes - 4000;
-	ust_blob_writev(blob, ch, iov, 3, off, len, op_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, 0);
+	ust_blob_writev(blob, ch, iov, 3, off, len, bt_op_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
 	memset(r, 0, bytes);
 	assert_int_equal(bread(blob, ch, r, off, len), 0);
 	assert_memory_equal(w, r, bytes);
@@ -604,26 +481,26 @@ static void test_data_roundtrip(void **state)
 	assert_int_equal(bread(blob, ch, r, 3 * UPC - 1, 2), -EINVAL);
 	assert_int_equal(bread(blob, ch, r, 0, 0), -EINVAL);
 	iov[0].iov_len = 10;
-	ust_blob_readv(blob, ch, iov, 1, 0, 1, op_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, -EINVAL);
+	ust_blob_readv(blob, ch, iov, 1, 0, 1, bt_op_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, -EINVAL);
 
 	/* write_zeroes and unmap of a thick blob read back as zeros. */
-	ust_blob_write_zeroes(blob, ch, off, 7, op_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, 0);
+	ust_blob_write_zeroes(blob, ch, off, 7, bt_op_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
 	assert_int_equal(bread(blob, ch, r, off, 7), 0);
 	assert_memory_equal(r, z, 7 * BLOCK);
-	ust_blob_unmap(blob, ch, UPC, UPC, op_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, 0);
+	ust_blob_unmap(blob, ch, UPC, UPC, bt_op_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
 	assert_int_equal(bread(blob, ch, r, UPC, UPC), 0);
 	assert_memory_equal(r, z, UPC * BLOCK);
 	assert_int_equal(ust_blob_get_num_allocated_clusters(blob), 3);
 
 	assert_int_equal(close_blob(blob), 0);
 	ust_bs_free_io_channel(ch);
-	poll_threads();
+	bt_poll();
 	assert_int_equal(unload(bs), 0);
 
 	/* Data survives unload and load. */
@@ -636,7 +513,7 @@ static void test_data_roundtrip(void **state)
 	assert_memory_equal(r, w + (2 * UPC - off) * BLOCK, 13 * BLOCK);
 	assert_int_equal(close_blob(blob), 0);
 	ust_bs_free_io_channel(ch);
-	poll_threads();
+	bt_poll();
 	assert_int_equal(unload(bs), 0);
 	free(w);
 	free(r);
@@ -710,10 +587,10 @@ static void test_thin_race(void **state)
 	/* Each writer on its own thread, both into blob cluster 1, unallocated. */
 	assert_int_equal(ust_thread_send_msg(g_t0, get_channel, &a), 0);
 	assert_int_equal(ust_thread_send_msg(g_t1, get_channel, &b), 0);
-	poll_threads();
+	bt_poll();
 	assert_int_equal(ust_thread_send_msg(g_t0, racer_start, &a), 0);
 	assert_int_equal(ust_thread_send_msg(g_t1, racer_start, &b), 0);
-	poll_threads();
+	bt_poll();
 	assert_true(a.done && b.done);
 	assert_int_equal(a.rc, 0);
 	assert_int_equal(b.rc, 0);
@@ -731,9 +608,9 @@ static void test_thin_race(void **state)
 	assert_memory_equal(r, expect, UPC * BLOCK);
 
 	/* Unmapping the whole cluster of a thin blob releases it. */
-	ust_blob_unmap(blob, ch, UPC, UPC, op_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, 0);
+	ust_blob_unmap(blob, ch, UPC, UPC, bt_op_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
 	assert_int_equal(ust_blob_get_num_allocated_clusters(blob), 0);
 	assert_int_equal(ust_bs_get_free_cluster_count(bs), total);
 	assert_int_equal(bread(blob, ch, r, UPC, UPC), 0);
@@ -745,7 +622,7 @@ static void test_thin_race(void **state)
 	ust_bs_free_io_channel(ch);
 	assert_int_equal(ust_thread_send_msg(g_t0, put_channel, &a), 0);
 	assert_int_equal(ust_thread_send_msg(g_t1, put_channel, &b), 0);
-	poll_threads();
+	bt_poll();
 	assert_int_equal(unload(bs), 0);
 	assert_int_equal(load_store(NULL, &bs), 0);
 	ch = ust_bs_alloc_io_channel(bs);
@@ -755,7 +632,7 @@ static void test_thin_race(void **state)
 	assert_memory_equal(r, a.buf, 8 * BLOCK);
 	assert_int_equal(close_blob(blob), 0);
 	ust_bs_free_io_channel(ch);
-	poll_threads();
+	bt_poll();
 	assert_int_equal(unload(bs), 0);
 	free(a.buf);
 	free(b.buf);
@@ -791,7 +668,7 @@ static void test_enospc(void **state)
 	assert_int_equal(bwrite(blob, ch, buf, 0, 1), 0);
 	assert_int_equal(close_blob(blob), 0);
 	ust_bs_free_io_channel(ch);
-	poll_threads();
+	bt_poll();
 	assert_int_equal(unload(bs), 0);
 	assert_int_equal(load_store(NULL, &bs), 0);
 	assert_int_equal(ust_bs_get_free_cluster_count(bs), total - 1);
@@ -828,10 +705,10 @@ static void test_xattrs(void **state)
 	o.num_clusters = 1;
 	o.xattrs = init;
 	o.xattr_count = 2;
-	ust_bs_create_blob(bs, &o, id_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, 0);
-	id = g_r.id;
+	ust_bs_create_blob(bs, &o, bt_id_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
+	id = bt_r.id;
 	assert_int_equal(open_blob(bs, id, &blob), 0);
 	assert_int_equal(ust_blob_get_xattr(blob, "owner", &v, &len), 0);
 	assert_int_equal(len, 5);
@@ -932,18 +809,18 @@ static void test_dirty_load(void **state)
 
 	/* "Crash": keep the device image as it is now, unload, put it back. */
 	ust_bs_free_io_channel(ch);
-	poll_threads();
+	bt_poll();
 	{
 		struct ust_bdev_desc *desc;
 		struct ust_io_channel *bch;
 
 		assert_int_equal(ust_bdev_open_ext("M0", false, raw_event, NULL, &desc), 0);
 		bch = ust_bdev_get_io_channel(desc);
-		assert_int_equal(ust_bdev_read(desc, bch, image, 0, BDEV_BYTES, raw_cb, begin()), 0);
-		finish();
-		assert_int_equal(g_r.rc, 0);
+		assert_int_equal(ust_bdev_read(desc, bch, image, 0, BDEV_BYTES, raw_cb, bt_begin()), 0);
+		bt_finish();
+		assert_int_equal(bt_r.rc, 0);
 		ust_put_io_channel(bch);
-		poll_threads();
+		bt_poll();
 		ust_bdev_close(desc);
 	}
 	/* The blob was changed but not synced; closing would sync it: delete
@@ -972,7 +849,7 @@ static void test_dirty_load(void **state)
 	assert_int_equal(ust_blob_get_num_clusters(blob), 3);
 	assert_int_equal(close_blob(blob), 0);
 	ust_bs_free_io_channel(ch);
-	poll_threads();
+	bt_poll();
 	assert_int_equal(unload(bs), 0);
 	assert_true(read_super().clean);
 	assert_int_equal(load_store(NULL, &bs), 0);
@@ -1146,9 +1023,9 @@ static void create_with_stack_xattrs(struct ust_blob_store *bs)
 	o.num_clusters = 1;
 	o.xattrs = x;
 	o.xattr_count = 2;
-	ust_bs_create_blob(bs, &o, id_cb, begin());
+	ust_bs_create_blob(bs, &o, bt_id_cb, bt_begin());
 	/* The create is still reading its slot: clobber everything it was given. */
-	assert_false(g_r.done);
+	assert_false(bt_r.done);
 	memset(name0, 'Z', sizeof(name0) - 1);
 	memset(val0, 'Z', sizeof(val0));
 	memset(name1, 'Y', sizeof(name1) - 1);
@@ -1170,9 +1047,9 @@ static void test_create_xattrs_copied(void **state)
 	(void)state;
 	assert_int_equal(init_store(NULL, &bs), 0);
 	create_with_stack_xattrs(bs);
-	finish();
-	assert_int_equal(g_r.rc, 0);
-	id = g_r.id;
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
+	id = bt_r.id;
 	assert_int_equal(open_blob(bs, id, &blob), 0);
 	assert_int_equal(ust_blob_get_internal_xattr(blob, "name", &v, &len), 0);
 	assert_int_equal(len, 6);
@@ -1186,13 +1063,13 @@ static void test_create_xattrs_copied(void **state)
 	ust_blob_opts_init(&o);
 	o.xattrs = &bad;
 	o.xattr_count = 1;
-	ust_bs_create_blob(bs, &o, id_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, -EINVAL);
+	ust_bs_create_blob(bs, &o, bt_id_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, -EINVAL);
 	o.xattrs = NULL;
-	ust_bs_create_blob(bs, &o, id_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, -EINVAL);
+	ust_bs_create_blob(bs, &o, bt_id_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, -EINVAL);
 	assert_int_equal(unload(bs), 0);
 
 	/* And the copies reached the disk. */
@@ -1220,16 +1097,16 @@ static void test_null_callbacks(void **state)
 	assert_int_equal(ust_blob_set_xattr(blob, "k", "v", 1), 0);
 	ust_blob_resize(blob, 3, NULL, NULL);
 	ust_blob_sync_md(blob, NULL, NULL);
-	poll_threads();
+	bt_poll();
 	assert_int_equal(open_blob(bs, id, &again), 0);
 	assert_ptr_equal(again, blob);
 	ust_blob_close(again, NULL, NULL); /* not the last reference */
 	ust_blob_set_xattr(blob, "k", "w", 1);
 	ust_blob_close(blob, NULL, NULL);  /* the last: syncs first */
-	poll_threads();
+	bt_poll();
 	ust_bs_delete_blob(bs, id2, NULL, NULL);
 	ust_bs_set_super(bs, id, NULL, NULL);
-	poll_threads();
+	bt_poll();
 	/* Everything happened: the blob is closed, so unload works. */
 	assert_int_equal(delete_blob(bs, id2), -ENOENT);
 	assert_int_equal(unload(bs), 0);
@@ -1341,9 +1218,9 @@ static void test_unload_after_free_channel(void **state)
 	assert_int_equal(close_blob(blob), 0);
 	/* Freed and unloaded at once, without polling in between. */
 	ust_bs_free_io_channel(ch);
-	ust_bs_unload(bs, op_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, 0);
+	ust_bs_unload(bs, bt_op_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
 
 	/* The same with I/O and the free on another thread. */
 	assert_int_equal(load_store(NULL, &bs), 0);
@@ -1352,13 +1229,13 @@ static void test_unload_after_free_channel(void **state)
 	u.blob = blob;
 	u.buf = buf;
 	assert_int_equal(ust_thread_send_msg(g_t1, chan_user_start, &u), 0);
-	poll_threads();
+	bt_poll();
 	assert_true(u.done);
 	assert_int_equal(u.rc, 0);
 	assert_int_equal(close_blob(blob), 0);
-	ust_bs_unload(bs, op_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, 0);
+	ust_bs_unload(bs, bt_op_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
 
 	assert_int_equal(load_store(NULL, &bs), 0);
 	ch = ust_bs_alloc_io_channel(bs);
@@ -1438,16 +1315,16 @@ static void stat_done(struct ust_bdev *bdev, struct ust_bdev_io_stat *stat, void
 {
 	(void)bdev;
 	(void)stat;
-	op_cb(ctx, rc);
+	bt_op_cb(ctx, rc);
 }
 
 static uint64_t flush_count(void)
 {
 	struct ust_bdev_io_stat st;
 
-	ust_bdev_get_iostat(ust_bdev_get_by_name("M0"), &st, stat_done, begin());
-	finish();
-	assert_int_equal(g_r.rc, 0);
+	ust_bdev_get_iostat(ust_bdev_get_by_name("M0"), &st, stat_done, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
 	return st.num_flush_ops;
 }
 
@@ -1470,7 +1347,7 @@ static void test_flush(void **state)
 	f.bs = bs;
 	f.blob = blob;
 	assert_int_equal(ust_thread_send_msg(g_t1, flusher_start, &f), 0);
-	poll_threads();
+	bt_poll();
 	assert_true(f.done);
 	assert_int_equal(f.rc, 0);
 	assert_ptr_equal(f.cb_thread, g_t1);
@@ -1478,20 +1355,20 @@ static void test_flush(void **state)
 
 	/* The store variant, and a NULL callback. */
 	ch = ust_bs_alloc_io_channel(bs);
-	ust_bs_flush(bs, ch, op_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, 0);
+	ust_bs_flush(bs, ch, bt_op_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
 	ust_blob_flush(blob, ch, NULL, NULL);
-	poll_threads();
+	bt_poll();
 	assert_int_equal(flush_count(), before + 3);
 	/* Another thread's channel is refused. */
 	ust_set_thread(g_t1);
-	ust_blob_flush(blob, ch, op_cb, begin());
+	ust_blob_flush(blob, ch, bt_op_cb, bt_begin());
 	ust_set_thread(g_t0);
-	assert_true(g_r.done);
-	assert_int_equal(g_r.rc, -EINVAL);
-	ust_bs_flush(bs, NULL, op_cb, begin());
-	assert_int_equal(g_r.rc, -EINVAL);
+	assert_true(bt_r.done);
+	assert_int_equal(bt_r.rc, -EINVAL);
+	ust_bs_flush(bs, NULL, bt_op_cb, bt_begin());
+	assert_int_equal(bt_r.rc, -EINVAL);
 	assert_int_equal(flush_count(), before + 3);
 	ust_bs_free_io_channel(ch);
 	assert_int_equal(close_blob(blob), 0);

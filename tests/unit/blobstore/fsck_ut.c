@@ -32,93 +32,12 @@
 
 #include "../../../bdev/malloc/bdev_malloc.h"
 #include "../../../blobstore/format.h"
+#include "blob_test.h"
 
 #define BLOCK 512
 #define BDEV_BYTES (8u << 20)
 #define CLUSTER (64u << 10)
 #define UPC (CLUSTER / BLOCK)
-
-static struct ust_thread *g_t0;
-
-static void poll_threads(void)
-{
-	int round;
-
-	for (round = 0; round < 1000000; round++) {
-		if (!ust_thread_poll(g_t0, 0, 0)) {
-			break;
-		}
-	}
-}
-
-/* ---- synchronous wrappers ------------------------------------------------------------- */
-
-struct result {
-	bool done;
-	int rc;
-	struct ust_blob_store *bs;
-	struct ust_blob *blob;
-	ust_blob_id id;
-	struct ust_bs_fsck_report *rep;
-};
-
-static struct result g_r;
-
-static void bs_cb(void *arg, struct ust_blob_store *bs, int rc)
-{
-	struct result *r = arg;
-
-	r->done = true;
-	r->rc = rc;
-	r->bs = bs;
-}
-
-static void op_cb(void *arg, int rc)
-{
-	struct result *r = arg;
-
-	r->done = true;
-	r->rc = rc;
-}
-
-static void id_cb(void *arg, ust_blob_id id, int rc)
-{
-	struct result *r = arg;
-
-	r->done = true;
-	r->rc = rc;
-	r->id = id;
-}
-
-static void blob_cb(void *arg, struct ust_blob *blob, int rc)
-{
-	struct result *r = arg;
-
-	r->done = true;
-	r->rc = rc;
-	r->blob = blob;
-}
-
-static void fsck_cb(void *arg, struct ust_bs_fsck_report *rep, int rc)
-{
-	struct result *r = arg;
-
-	r->done = true;
-	r->rc = rc;
-	r->rep = rep;
-}
-
-static struct result *begin(void)
-{
-	memset(&g_r, 0, sizeof(g_r));
-	return &g_r;
-}
-
-static void finish(void)
-{
-	poll_threads();
-	assert_true(g_r.done);
-}
 
 static struct ust_blob_store *init_store(void)
 {
@@ -126,25 +45,25 @@ static struct ust_blob_store *init_store(void)
 
 	ust_bs_opts_init(&o);
 	o.cluster_size = CLUSTER;
-	ust_bs_init("M0", &o, bs_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, 0);
-	return g_r.bs;
+	ust_bs_init("M0", &o, bt_bs_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
+	return bt_r.bs;
 }
 
 static int load_store(struct ust_blob_store **bs)
 {
-	ust_bs_load("M0", NULL, bs_cb, begin());
-	finish();
-	*bs = g_r.bs;
-	return g_r.rc;
+	ust_bs_load("M0", NULL, bt_bs_cb, bt_begin());
+	bt_finish();
+	*bs = bt_r.bs;
+	return bt_r.rc;
 }
 
 static void unload(struct ust_blob_store *bs)
 {
-	ust_bs_unload(bs, op_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, 0);
+	ust_bs_unload(bs, bt_op_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
 }
 
 static ust_blob_id create(struct ust_blob_store *bs, uint64_t clusters, bool thin)
@@ -154,25 +73,25 @@ static ust_blob_id create(struct ust_blob_store *bs, uint64_t clusters, bool thi
 	ust_blob_opts_init(&o);
 	o.num_clusters = clusters;
 	o.thin_provision = thin;
-	ust_bs_create_blob(bs, &o, id_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, 0);
-	return g_r.id;
+	ust_bs_create_blob(bs, &o, bt_id_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
+	return bt_r.id;
 }
 
 static struct ust_blob *open_blob(struct ust_blob_store *bs, ust_blob_id id)
 {
-	ust_bs_open_blob(bs, id, blob_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, 0);
-	return g_r.blob;
+	ust_bs_open_blob(bs, id, bt_blob_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
+	return bt_r.blob;
 }
 
 static void close_blob(struct ust_blob *blob)
 {
-	ust_blob_close(blob, op_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, 0);
+	ust_blob_close(blob, bt_op_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
 }
 
 static struct ust_bs_fsck_report *fsck(bool repair)
@@ -181,11 +100,11 @@ static struct ust_bs_fsck_report *fsck(bool repair)
 
 	ust_bs_fsck_opts_init(&o);
 	o.repair = repair;
-	ust_bs_fsck("M0", &o, fsck_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, 0);
-	assert_non_null(g_r.rep);
-	return g_r.rep;
+	ust_bs_fsck("M0", &o, bt_fsck_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
+	assert_non_null(bt_r.rep);
+	return bt_r.rep;
 }
 
 /* Print the findings when a test is about to fail on them. */
@@ -232,7 +151,7 @@ static void raw_event(enum ust_bdev_event_type type, struct ust_bdev *bdev, void
 static void raw_cb(struct ust_bdev_io *io, int status, void *arg)
 {
 	(void)io;
-	op_cb(arg, status);
+	bt_op_cb(arg, status);
 }
 
 static void raw_io(bool write, uint64_t offset, void *buf, uint64_t len)
@@ -244,16 +163,16 @@ static void raw_io(bool write, uint64_t offset, void *buf, uint64_t len)
 	ch = ust_bdev_get_io_channel(desc);
 	assert_non_null(ch);
 	if (write) {
-		assert_int_equal(ust_bdev_write(desc, ch, buf, offset, len, raw_cb, begin()), 0);
+		assert_int_equal(ust_bdev_write(desc, ch, buf, offset, len, raw_cb, bt_begin()), 0);
 	} else {
-		assert_int_equal(ust_bdev_read(desc, ch, buf, offset, len, raw_cb, begin()), 0);
+		assert_int_equal(ust_bdev_read(desc, ch, buf, offset, len, raw_cb, bt_begin()), 0);
 	}
-	finish();
-	assert_int_equal(g_r.rc, 0);
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
 	ust_put_io_channel(ch);
-	poll_threads();
+	bt_poll();
 	ust_bdev_close(desc);
-	poll_threads();
+	bt_poll();
 }
 
 static void read_page(uint64_t page, uint8_t *buf)
@@ -374,72 +293,28 @@ static void set_cluster_bit(uint64_t c, bool used)
 
 /* ---- fixtures --------------------------------------------------------------------------- */
 
-static void init_done(void *ctx, int rc)
-{
-	*(int *)ctx = rc == 0 ? 1 : rc;
-}
-
 static int setup(void **state)
 {
-	int done = 0;
-
 	(void)state;
-	if (ust_thread_lib_init(NULL) != 0) {
-		return -1;
-	}
-	g_t0 = ust_thread_create("t0", NULL);
-	ust_set_thread(g_t0);
-	ust_rpc_set_state(UST_RPC_RUNTIME);
-	ust_bdev_initialize(init_done, &done);
-	poll_threads();
-	return done == 1 ? 0 : -1;
-}
-
-static void fini_done(void *ctx)
-{
-	*(int *)ctx = 1;
+	return bt_env_setup();
 }
 
 static int teardown(void **state)
 {
-	int done = 0, i;
-
 	(void)state;
-	ust_bdev_finish(fini_done, &done);
-	poll_threads();
-	ust_thread_exit(g_t0);
-	for (i = 0; i < 1000 && !ust_thread_is_exited(g_t0); i++) {
-		ust_thread_poll(g_t0, 0, 0);
-	}
-	ust_thread_destroy(g_t0);
-	ust_set_thread(NULL);
-	ust_thread_lib_fini();
-	return done == 1 ? 0 : -1;
+	return bt_env_teardown();
 }
 
 static int make_bdev(void **state)
 {
-	struct ust_malloc_opts o = {.name = "M0", .num_blocks = BDEV_BYTES / BLOCK, .block_size = BLOCK};
-
 	(void)state;
-	return ust_bdev_malloc_create(&o, NULL);
-}
-
-static void deleted(void *ctx, int rc)
-{
-	*(int *)ctx = rc == 0 ? 1 : rc;
+	return bt_malloc_create("M0", BDEV_BYTES, BLOCK);
 }
 
 static int drop_bdev(void **state)
 {
-	int done = 0;
-
 	(void)state;
-	if (ust_bdev_malloc_delete("M0", deleted, &done) != 0) {
-		return -1;
-	}
-	poll_threads();
-	return done == 1 ? 0 : -1;
+	return bt_malloc_delete("M0");
 }
 
 /* ---- tests --------------------------------------------------------------------------------- */
@@ -470,9 +345,9 @@ static void test_clean_store(void **state)
 	blob = open_blob(bs, thin);
 	ch = ust_bs_alloc_io_channel(bs);
 	memset(buf, 0x5a, BLOCK);
-	ust_blob_write(blob, ch, buf, 3 * UPC, 1, op_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, 0);
+	ust_blob_write(blob, ch, buf, 3 * UPC, 1, bt_op_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
 	ust_bs_free_io_channel(ch);
 	close_blob(blob);
 	blob = open_blob(bs, big);
@@ -481,10 +356,10 @@ static void test_clean_store(void **state)
 	close_blob(blob);
 
 	/* The store holds the bdev: fsck must not read under it. */
-	ust_bs_fsck("M0", NULL, fsck_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, -EPERM);
-	assert_null(g_r.rep);
+	ust_bs_fsck("M0", NULL, bt_fsck_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, -EPERM);
+	assert_null(bt_r.rep);
 
 	unload(bs);
 	rep = fsck(false);
@@ -895,14 +770,14 @@ static void test_parents(void **state)
 	(void)state;
 	bs = init_store();
 	a = create(bs, 3, false);
-	ust_bs_create_snapshot(bs, a, NULL, 0, id_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, 0);
-	snap = g_r.id;
-	ust_bs_create_clone(bs, snap, NULL, 0, id_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, 0);
-	clone = g_r.id;
+	ust_bs_create_snapshot(bs, a, NULL, 0, bt_id_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
+	snap = bt_r.id;
+	ust_bs_create_clone(bs, snap, NULL, 0, bt_id_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
+	clone = bt_r.id;
 	unload(bs);
 	rep = fsck(false);
 	show(rep);
@@ -944,9 +819,9 @@ static void test_dump(void **state)
 	unload(bs);
 	out = open_memstream(&text, &len);
 	assert_non_null(out);
-	ust_bs_dump("M0", out, op_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, 0);
+	ust_bs_dump("M0", out, bt_op_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
 	fclose(out);
 	assert_non_null(strstr(text, "superblock primary: page 0"));
 	assert_non_null(strstr(text, "superblock backup"));

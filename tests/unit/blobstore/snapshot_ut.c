@@ -32,6 +32,7 @@
 
 #include "../../../bdev/malloc/bdev_malloc.h"
 #include "../../../blobstore/format.h"
+#include "blob_test.h"
 
 #define BLOCK 512
 #define BDEV_BYTES (16u << 20)
@@ -42,104 +43,31 @@
 static struct ust_thread *g_t0, *g_t1;
 static const char *g_dev = "M0"; /* the bdev the store lives on */
 
-static void poll_threads(void)
-{
-	int round, busy;
-
-	for (round = 0; round < 1000000; round++) {
-		busy = ust_thread_poll(g_t0, 0, 0);
-		busy |= ust_thread_poll(g_t1, 0, 0);
-		if (!busy) {
-			break;
-		}
-	}
-	ust_set_thread(g_t0);
-}
-
-/* ---- synchronous wrappers ------------------------------------------------------------- */
-
-struct result {
-	bool done;
-	int rc;
-	struct ust_blob_store *bs;
-	struct ust_blob *blob;
-	ust_blob_id id;
-};
-
-static struct result g_r;
-
-static void bs_cb(void *arg, struct ust_blob_store *bs, int rc)
-{
-	struct result *r = arg;
-
-	r->done = true;
-	r->rc = rc;
-	r->bs = bs;
-}
-
-static void op_cb(void *arg, int rc)
-{
-	struct result *r = arg;
-
-	r->done = true;
-	r->rc = rc;
-}
-
-static void id_cb(void *arg, ust_blob_id id, int rc)
-{
-	struct result *r = arg;
-
-	r->done = true;
-	r->rc = rc;
-	r->id = id;
-}
-
-static void blob_cb(void *arg, struct ust_blob *blob, int rc)
-{
-	struct result *r = arg;
-
-	r->done = true;
-	r->rc = rc;
-	r->blob = blob;
-}
-
-static struct result *begin(void)
-{
-	memset(&g_r, 0, sizeof(g_r));
-	return &g_r;
-}
-
-static void finish(void)
-{
-	poll_threads();
-	assert_true(g_r.done);
-}
-
 static int init_store(struct ust_blob_store **bs)
 {
 	struct ust_bs_opts o;
 
 	ust_bs_opts_init(&o);
 	o.cluster_size = CLUSTER;
-	ust_bs_init(g_dev, &o, bs_cb, begin());
-	finish();
-	*bs = g_r.bs;
-	return g_r.rc;
+	ust_bs_init(g_dev, &o, bt_bs_cb, bt_begin());
+	bt_finish();
+	*bs = bt_r.bs;
+	return bt_r.rc;
 }
 
 static int load_store(const char *dev, struct ust_blob_store **bs)
 {
-	ust_bs_load(dev, NULL, bs_cb, begin());
-	finish();
-	*bs = g_r.bs;
-	return g_r.rc;
+	ust_bs_load(dev, NULL, bt_bs_cb, bt_begin());
+	bt_finish();
+	*bs = bt_r.bs;
+	return bt_r.rc;
 }
 
 static int unload(struct ust_blob_store *bs)
 {
-	ust_bs_unload(bs, op_cb, begin());
-	finish();
-	return g_r.rc;
+	ust_bs_unload(bs, bt_op_cb, bt_begin());
+	bt_finish();
+	return bt_r.rc;
 }
 
 static int create(struct ust_blob_store *bs, uint64_t clusters, bool thin, ust_blob_id *id)
@@ -149,78 +77,78 @@ static int create(struct ust_blob_store *bs, uint64_t clusters, bool thin, ust_b
 	ust_blob_opts_init(&o);
 	o.num_clusters = clusters;
 	o.thin_provision = thin;
-	ust_bs_create_blob(bs, &o, id_cb, begin());
-	finish();
-	*id = g_r.id;
-	return g_r.rc;
+	ust_bs_create_blob(bs, &o, bt_id_cb, bt_begin());
+	bt_finish();
+	*id = bt_r.id;
+	return bt_r.rc;
 }
 
 static int open_blob(struct ust_blob_store *bs, ust_blob_id id, struct ust_blob **blob)
 {
-	ust_bs_open_blob(bs, id, blob_cb, begin());
-	finish();
-	*blob = g_r.blob;
-	return g_r.rc;
+	ust_bs_open_blob(bs, id, bt_blob_cb, bt_begin());
+	bt_finish();
+	*blob = bt_r.blob;
+	return bt_r.rc;
 }
 
 static int close_blob(struct ust_blob *blob)
 {
-	ust_blob_close(blob, op_cb, begin());
-	finish();
-	return g_r.rc;
+	ust_blob_close(blob, bt_op_cb, bt_begin());
+	bt_finish();
+	return bt_r.rc;
 }
 
 static int delete_blob(struct ust_blob_store *bs, ust_blob_id id)
 {
-	ust_bs_delete_blob(bs, id, op_cb, begin());
-	finish();
-	return g_r.rc;
+	ust_bs_delete_blob(bs, id, bt_op_cb, bt_begin());
+	bt_finish();
+	return bt_r.rc;
 }
 
 static int snapshot(struct ust_blob_store *bs, ust_blob_id id, ust_blob_id *sid)
 {
-	ust_bs_create_snapshot(bs, id, NULL, 0, id_cb, begin());
-	finish();
-	*sid = g_r.id;
-	return g_r.rc;
+	ust_bs_create_snapshot(bs, id, NULL, 0, bt_id_cb, bt_begin());
+	bt_finish();
+	*sid = bt_r.id;
+	return bt_r.rc;
 }
 
 static int clone_of(struct ust_blob_store *bs, ust_blob_id id, ust_blob_id *cid)
 {
-	ust_bs_create_clone(bs, id, NULL, 0, id_cb, begin());
-	finish();
-	*cid = g_r.id;
-	return g_r.rc;
+	ust_bs_create_clone(bs, id, NULL, 0, bt_id_cb, bt_begin());
+	bt_finish();
+	*cid = bt_r.id;
+	return bt_r.rc;
 }
 
 static int inflate(struct ust_blob_store *bs, ust_blob_id id)
 {
-	ust_bs_inflate_blob(bs, NULL, id, op_cb, begin());
-	finish();
-	return g_r.rc;
+	ust_bs_inflate_blob(bs, NULL, id, bt_op_cb, bt_begin());
+	bt_finish();
+	return bt_r.rc;
 }
 
 static int decouple(struct ust_blob_store *bs, ust_blob_id id)
 {
-	ust_bs_blob_decouple_parent(bs, NULL, id, op_cb, begin());
-	finish();
-	return g_r.rc;
+	ust_bs_blob_decouple_parent(bs, NULL, id, bt_op_cb, bt_begin());
+	bt_finish();
+	return bt_r.rc;
 }
 
 static int bwrite(struct ust_blob *blob, struct ust_io_channel *ch, void *buf, uint64_t off,
 		  uint64_t len)
 {
-	ust_blob_write(blob, ch, buf, off, len, op_cb, begin());
-	finish();
-	return g_r.rc;
+	ust_blob_write(blob, ch, buf, off, len, bt_op_cb, bt_begin());
+	bt_finish();
+	return bt_r.rc;
 }
 
 static int bread(struct ust_blob *blob, struct ust_io_channel *ch, void *buf, uint64_t off,
 		 uint64_t len)
 {
-	ust_blob_read(blob, ch, buf, off, len, op_cb, begin());
-	finish();
-	return g_r.rc;
+	ust_blob_read(blob, ch, buf, off, len, bt_op_cb, bt_begin());
+	bt_finish();
+	return bt_r.rc;
 }
 
 static void fill(uint8_t *buf, size_t len, uint32_t seed)
@@ -355,7 +283,7 @@ static void raw_event(enum ust_bdev_event_type type, struct ust_bdev *bdev, void
 static void raw_cb(struct ust_bdev_io *io, int status, void *arg)
 {
 	(void)io;
-	op_cb(arg, status);
+	bt_op_cb(arg, status);
 }
 
 static void raw_io(bool write, uint64_t offset, void *buf, uint64_t len)
@@ -367,16 +295,16 @@ static void raw_io(bool write, uint64_t offset, void *buf, uint64_t len)
 	ch = ust_bdev_get_io_channel(desc);
 	assert_non_null(ch);
 	if (write) {
-		assert_int_equal(ust_bdev_write(desc, ch, buf, offset, len, raw_cb, begin()), 0);
+		assert_int_equal(ust_bdev_write(desc, ch, buf, offset, len, raw_cb, bt_begin()), 0);
 	} else {
-		assert_int_equal(ust_bdev_read(desc, ch, buf, offset, len, raw_cb, begin()), 0);
+		assert_int_equal(ust_bdev_read(desc, ch, buf, offset, len, raw_cb, bt_begin()), 0);
 	}
-	finish();
-	assert_int_equal(g_r.rc, 0);
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
 	ust_put_io_channel(ch);
-	poll_threads();
+	bt_poll();
 	ust_bdev_close(desc);
-	poll_threads();
+	bt_poll();
 }
 
 static bool super_clean(void)
@@ -400,7 +328,7 @@ static void dirty_reload(struct ust_blob_store **bs, struct ust_io_channel **ch)
 	uint8_t *image = malloc(BDEV_BYTES);
 
 	ust_bs_free_io_channel(*ch);
-	poll_threads();
+	bt_poll();
 	raw_io(false, 0, image, BDEV_BYTES);
 	assert_int_equal(unload(*bs), 0);
 	raw_io(true, 0, image, BDEV_BYTES);
@@ -414,7 +342,7 @@ static void dirty_reload(struct ust_blob_store **bs, struct ust_io_channel **ch)
 static void clean_reload(struct ust_blob_store **bs, struct ust_io_channel **ch)
 {
 	ust_bs_free_io_channel(*ch);
-	poll_threads();
+	bt_poll();
 	assert_int_equal(unload(*bs), 0);
 	assert_true(super_clean());
 	assert_int_equal(load_store(g_dev, bs), 0);
@@ -424,85 +352,34 @@ static void clean_reload(struct ust_blob_store **bs, struct ust_io_channel **ch)
 
 /* ---- fixtures --------------------------------------------------------------------------- */
 
-static void init_done(void *ctx, int rc)
-{
-	*(int *)ctx = rc == 0 ? 1 : rc;
-}
-
 static int setup(void **state)
 {
-	int done = 0;
-
 	(void)state;
-	if (ust_thread_lib_init(NULL) != 0) {
+	if (bt_env_setup_threads(2) != 0) {
 		return -1;
 	}
-	g_t0 = ust_thread_create("t0", NULL);
-	g_t1 = ust_thread_create("t1", NULL);
-	ust_set_thread(g_t0);
-	ust_rpc_set_state(UST_RPC_RUNTIME);
-	ust_bdev_initialize(init_done, &done);
-	poll_threads();
-	return done == 1 ? 0 : -1;
-}
-
-static void exit_thread(struct ust_thread *t)
-{
-	int i;
-
-	ust_set_thread(t);
-	ust_thread_exit(t);
-	for (i = 0; i < 1000 && !ust_thread_is_exited(t); i++) {
-		ust_thread_poll(t, 0, 0);
-	}
-	ust_thread_destroy(t);
-}
-
-static void fini_done(void *ctx)
-{
-	*(int *)ctx = 1;
+	g_t0 = bt_thread(0);
+	g_t1 = bt_thread(1);
+	return 0;
 }
 
 static int teardown(void **state)
 {
-	int done = 0;
-
 	(void)state;
-	ust_bdev_finish(fini_done, &done);
-	poll_threads();
-	exit_thread(g_t1);
-	exit_thread(g_t0);
-	ust_set_thread(NULL);
-	ust_thread_lib_fini();
-	return done == 1 ? 0 : -1;
+	return bt_env_teardown();
 }
 
 static int make_bdev(void **state)
 {
-	struct ust_malloc_opts o = {.name = "M0", .num_blocks = BDEV_BYTES / BLOCK, .block_size = BLOCK};
-
 	(void)state;
-	ust_set_thread(g_t0);
 	g_dev = "M0";
-	return ust_bdev_malloc_create(&o, NULL);
-}
-
-static void deleted(void *ctx, int rc)
-{
-	*(int *)ctx = rc == 0 ? 1 : rc;
+	return bt_malloc_create("M0", BDEV_BYTES, BLOCK);
 }
 
 static int drop_bdev(void **state)
 {
-	int done = 0;
-
 	(void)state;
-	ust_set_thread(g_t0);
-	if (ust_bdev_malloc_delete("M0", deleted, &done) != 0) {
-		return -1;
-	}
-	poll_threads();
-	return done == 1 ? 0 : -1;
+	return bt_malloc_delete("M0");
 }
 
 /* ---- snapshot and copy-on-write ------------------------------------------------------------ */
@@ -548,10 +425,10 @@ static void test_snapshot_cow(void **state)
 	free_before = ust_bs_get_free_cluster_count(bs);
 	assert_int_equal(info(bs, b).allocated, 6);
 
-	ust_bs_create_snapshot(bs, b, &sx, 1, id_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, 0);
-	s = g_r.id;
+	ust_bs_create_snapshot(bs, b, &sx, 1, bt_id_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
+	s = bt_r.id;
 	assert_true(s != 0 && s != b);
 	/* The snapshot took the clusters: none was allocated or freed. */
 	assert_int_equal(ust_bs_get_free_cluster_count(bs), free_before);
@@ -594,13 +471,13 @@ static void test_snapshot_cow(void **state)
 		uint8_t buf[BLOCK] = {0};
 
 		assert_int_equal(bwrite(snap, ch, buf, 0, 1), -EPERM);
-		ust_blob_write_zeroes(snap, ch, 0, 1, op_cb, begin());
-		finish();
-		assert_int_equal(g_r.rc, -EPERM);
+		ust_blob_write_zeroes(snap, ch, 0, 1, bt_op_cb, bt_begin());
+		bt_finish();
+		assert_int_equal(bt_r.rc, -EPERM);
 	}
-	ust_blob_resize(snap, NCL + 1, op_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, -EPERM);
+	ust_blob_resize(snap, NCL + 1, bt_op_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, -EPERM);
 	assert_int_equal(ust_blob_set_xattr(snap, "x", "y", 1), -EPERM);
 	assert_int_equal(ust_blob_remove_xattr(snap, "snapname"), -EPERM);
 	assert_int_equal(ust_blob_get_xattr(snap, "snapname", &v, &len), 0);
@@ -627,7 +504,7 @@ static void test_snapshot_cow(void **state)
 		check_blob(bs, ch, s, &ms);
 	}
 	ust_bs_free_io_channel(ch);
-	poll_threads();
+	bt_poll();
 	assert_int_equal(unload(bs), 0);
 	model_free(&mb);
 	model_free(&ms);
@@ -650,28 +527,28 @@ static void test_clone_zeroes(void **state)
 	ms = model_dup(&mb);
 	assert_int_equal(open_blob(bs, b, &blob), 0);
 	/* Whole cluster 0 unmapped, part of 2 zeroed, all of 3 zeroed. */
-	ust_blob_unmap(blob, ch, 0, UPC, op_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, 0);
+	ust_blob_unmap(blob, ch, 0, UPC, bt_op_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
 	memset(mb.data, 0, CLUSTER);
-	ust_blob_write_zeroes(blob, ch, 2 * UPC + 10, 20, op_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, 0);
+	ust_blob_write_zeroes(blob, ch, 2 * UPC + 10, 20, bt_op_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
 	memset(mb.data + (2 * UPC + 10) * BLOCK, 0, 20 * BLOCK);
-	ust_blob_write_zeroes(blob, ch, 3 * UPC, UPC, op_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, 0);
+	ust_blob_write_zeroes(blob, ch, 3 * UPC, UPC, bt_op_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
 	memset(mb.data + 3 * CLUSTER, 0, CLUSTER);
 	/* Unmapping a hole of the whole chain changes nothing. */
-	ust_blob_unmap(blob, ch, 6 * UPC, UPC, op_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, 0);
+	ust_blob_unmap(blob, ch, 6 * UPC, UPC, bt_op_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
 	check_open(blob, ch, &mb);
 	assert_int_equal(ust_blob_get_num_allocated_clusters(blob), 3);
 	/* An allocated cluster of a clone, unmapped whole, reads zeros too. */
-	ust_blob_unmap(blob, ch, 2 * UPC, UPC, op_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, 0);
+	ust_blob_unmap(blob, ch, 2 * UPC, UPC, bt_op_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
 	memset(mb.data + 2 * CLUSTER, 0, CLUSTER);
 	check_open(blob, ch, &mb);
 	assert_int_equal(close_blob(blob), 0);
@@ -680,7 +557,7 @@ static void test_clone_zeroes(void **state)
 	check_blob(bs, ch, b, &mb);
 	check_blob(bs, ch, s, &ms);
 	ust_bs_free_io_channel(ch);
-	poll_threads();
+	bt_poll();
 	assert_int_equal(unload(bs), 0);
 	model_free(&mb);
 	model_free(&ms);
@@ -750,13 +627,13 @@ static void test_snapshot_concurrent_writes(void **state)
 	/* Two writes go out before the snapshot starts, two right after. */
 	assert_int_equal(ust_thread_send_msg(g_t1, tw_submit, &w[0]), 0);
 	assert_int_equal(ust_thread_send_msg(g_t1, tw_submit, &w[1]), 0);
-	ust_bs_create_snapshot(bs, b, NULL, 0, id_cb, begin());
+	ust_bs_create_snapshot(bs, b, NULL, 0, bt_id_cb, bt_begin());
 	assert_int_equal(ust_thread_send_msg(g_t1, tw_submit, &w[2]), 0);
 	assert_int_equal(ust_thread_send_msg(g_t1, tw_submit, &w[3]), 0);
-	finish();
-	assert_int_equal(g_r.rc, 0);
-	s = g_r.id;
-	poll_threads();
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
+	s = bt_r.id;
+	bt_poll();
 	for (i = 0; i < 4; i++) {
 		assert_true(w[i].done);
 		assert_int_equal(w[i].rc, 0);
@@ -781,7 +658,7 @@ static void test_snapshot_concurrent_writes(void **state)
 	for (i = 0; i < 4; i++) {
 		assert_int_equal(ust_thread_send_msg(g_t1, tw_put, &w[i]), 0);
 	}
-	poll_threads();
+	bt_poll();
 	assert_int_equal(close_blob(blob), 0);
 	dirty_reload(&bs, &ch);
 	check_blob(bs, ch, b, &mb);
@@ -790,7 +667,7 @@ static void test_snapshot_concurrent_writes(void **state)
 		free(w[i].buf);
 	}
 	ust_bs_free_io_channel(ch);
-	poll_threads();
+	bt_poll();
 	assert_int_equal(unload(bs), 0);
 	model_free(&mb);
 	model_free(&ms);
@@ -819,10 +696,10 @@ static void test_clones(void **state)
 	/* Only read-only blobs are cloned. */
 	assert_int_equal(clone_of(bs, b, &x), -EINVAL);
 	free0 = ust_bs_get_free_cluster_count(bs);
-	ust_bs_create_clone(bs, s, &cx, 1, id_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, 0);
-	c1 = g_r.id;
+	ust_bs_create_clone(bs, s, &cx, 1, bt_id_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
+	c1 = bt_r.id;
 	assert_int_equal(clone_of(bs, s, &c2), 0);
 	assert_int_equal(ust_bs_get_free_cluster_count(bs), free0);
 	assert_int_equal(info(bs, c1).parent, s);
@@ -875,7 +752,7 @@ static void test_clones(void **state)
 	assert_int_equal(info(bs, b).allocated, 6);
 	assert_int_equal(ust_bs_get_free_cluster_count(bs), free1);
 	ust_bs_free_io_channel(ch);
-	poll_threads();
+	bt_poll();
 	assert_int_equal(unload(bs), 0);
 	model_free(&mb);
 	model_free(&ms);
@@ -951,7 +828,7 @@ static void test_chain(void **state)
 	check_blob(bs, ch, s[1], &ms[1]);
 	check_blob(bs, ch, b, &mb);
 	ust_bs_free_io_channel(ch);
-	poll_threads();
+	bt_poll();
 	assert_int_equal(unload(bs), 0);
 	model_free(&mb);
 	for (k = 0; k < DEPTH; k++) {
@@ -1039,7 +916,7 @@ static void test_inflate_decouple(void **state)
 		assert_int_equal(delete_blob(bs, c), 0);
 	}
 	ust_bs_free_io_channel(ch);
-	poll_threads();
+	bt_poll();
 	assert_int_equal(unload(bs), 0);
 	model_free(&mb);
 	model_free(&m1);
@@ -1093,7 +970,7 @@ static void test_inflate_enospc(void **state)
 	assert_int_equal(info(bs, b).parent, 0);
 	check_blob(bs, ch, b, &mb);
 	ust_bs_free_io_channel(ch);
-	poll_threads();
+	bt_poll();
 	assert_int_equal(unload(bs), 0);
 	model_free(&mb);
 	free(buf);
@@ -1119,10 +996,10 @@ static void test_delete_merge(void **state)
 		/* With an xattr: its tombstone must still carry no descriptor (8.1). */
 		struct ust_blob_xattr x = {.name = "snap", .value = "v", .value_len = 1};
 
-		ust_bs_create_snapshot(bs, b, &x, 1, id_cb, begin());
-		finish();
-		assert_int_equal(g_r.rc, 0);
-		s = g_r.id;
+		ust_bs_create_snapshot(bs, b, &x, 1, bt_id_cb, bt_begin());
+		bt_finish();
+		assert_int_equal(bt_r.rc, 0);
+		s = bt_r.id;
 	}
 	ms = model_dup(&mb);
 	assert_int_equal(open_blob(bs, b, &blob), 0);
@@ -1163,7 +1040,7 @@ static void test_delete_merge(void **state)
 	assert_int_equal(ust_bs_get_free_cluster_count(bs), free0 + 2);
 	check_blob(bs, ch, b, &mb);
 	ust_bs_free_io_channel(ch);
-	poll_threads();
+	bt_poll();
 	assert_int_equal(unload(bs), 0);
 	model_free(&mb);
 	model_free(&ms);
@@ -1204,22 +1081,22 @@ static void crash_record(void)
 {
 	int done = 0;
 
-	poll_threads();
+	bt_poll();
 	assert_int_equal(ust_crashsim_start(g_c.cs, start_done, &done), 0);
-	poll_threads();
+	bt_poll();
 	assert_int_equal(done, 1);
 }
 
 static void ack_id_cb(void *arg, ust_blob_id id, int rc)
 {
 	g_c.ack = ust_crashsim_num_events(g_c.cs);
-	id_cb(arg, id, rc);
+	bt_id_cb(arg, id, rc);
 }
 
 static void ack_op_cb(void *arg, int rc)
 {
 	g_c.ack = ust_crashsim_num_events(g_c.cs);
-	op_cb(arg, rc);
+	bt_op_cb(arg, rc);
 }
 
 /*
@@ -1260,7 +1137,7 @@ static void crash_cuts(void (*check)(struct ust_blob_store *bs, struct ust_io_ch
 				ch = ust_bs_alloc_io_channel(bs);
 				check(bs, ch, cut >= g_c.ack, ctx);
 				ust_bs_free_io_channel(ch);
-				poll_threads();
+				bt_poll();
 				assert_int_equal(unload(bs), 0);
 				if (round == 0) {
 					assert_true(super_clean());
@@ -1275,7 +1152,7 @@ static void crash_cuts(void (*check)(struct ust_blob_store *bs, struct ust_io_ch
 	/* Both sides of the operation's commit point were reached. */
 	assert_true(g_c.before > 0 && g_c.after > 0);
 	ust_crashsim_image_free(g_c.img, NULL, NULL);
-	poll_threads();
+	bt_poll();
 	g_dev = "M0";
 }
 
@@ -1284,7 +1161,7 @@ static void crash_teardown(struct ust_blob_store *bs)
 	g_dev = "CS0";
 	assert_int_equal(unload(bs), 0);
 	assert_int_equal(ust_crashsim_delete("CS0", NULL, NULL), 0);
-	poll_threads();
+	bt_poll();
 	g_dev = "M0";
 }
 
@@ -1293,15 +1170,15 @@ static uint64_t count_blobs(struct ust_blob_store *bs)
 	struct ust_blob *blob;
 	uint64_t n = 0;
 
-	ust_bs_iter_first(bs, blob_cb, begin());
-	finish();
-	while (g_r.rc == 0) {
+	ust_bs_iter_first(bs, bt_blob_cb, bt_begin());
+	bt_finish();
+	while (bt_r.rc == 0) {
 		n++;
-		blob = g_r.blob;
-		ust_bs_iter_next(bs, blob, blob_cb, begin());
-		finish();
+		blob = bt_r.blob;
+		ust_bs_iter_next(bs, blob, bt_blob_cb, bt_begin());
+		bt_finish();
 	}
-	assert_int_equal(g_r.rc, -ENOENT);
+	assert_int_equal(bt_r.rc, -ENOENT);
 	return n;
 }
 
@@ -1382,10 +1259,10 @@ static void test_crash_snapshot(void **state)
 	ust_bs_free_io_channel(ch);
 	crash_record();
 	ch = ust_bs_alloc_io_channel(bs);
-	ust_bs_create_snapshot(bs, c.b, NULL, 0, ack_id_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, 0);
-	c.s = g_r.id;
+	ust_bs_create_snapshot(bs, c.b, NULL, 0, ack_id_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
+	c.s = bt_r.id;
 	/* A copy-on-write into the middle of the snapshot's cluster 3. */
 	c.woff = 3 * UPC + 20;
 	fill(c.wbuf, sizeof(c.wbuf), 77);
@@ -1393,7 +1270,7 @@ static void test_crash_snapshot(void **state)
 	assert_int_equal(bwrite(blob, ch, c.wbuf, c.woff, 4), 0);
 	assert_int_equal(close_blob(blob), 0);
 	ust_bs_free_io_channel(ch);
-	poll_threads();
+	bt_poll();
 	crash_cuts(snap_check, &c);
 	crash_teardown(bs);
 	model_free(&c.m);
@@ -1455,10 +1332,10 @@ static void test_crash_merge(void **state)
 	c.free0 = ust_bs_get_free_cluster_count(bs);
 	ust_bs_free_io_channel(ch);
 	crash_record();
-	ust_bs_delete_blob(bs, c.s, ack_op_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, 0);
-	poll_threads();
+	ust_bs_delete_blob(bs, c.s, ack_op_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
+	bt_poll();
 	crash_cuts(merge_check, &c);
 	crash_teardown(bs);
 	model_free(&c.mb);
@@ -1529,13 +1406,13 @@ static void crash_copy(bool decouple)
 	ust_bs_free_io_channel(ch);
 	crash_record();
 	if (decouple) {
-		ust_bs_blob_decouple_parent(bs, NULL, c.b, ack_op_cb, begin());
+		ust_bs_blob_decouple_parent(bs, NULL, c.b, ack_op_cb, bt_begin());
 	} else {
-		ust_bs_inflate_blob(bs, NULL, c.b, ack_op_cb, begin());
+		ust_bs_inflate_blob(bs, NULL, c.b, ack_op_cb, bt_begin());
 	}
-	finish();
-	assert_int_equal(g_r.rc, 0);
-	poll_threads();
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
+	bt_poll();
 	crash_cuts(copy_check, &c);
 	assert_true(g_c.partial > 0);
 	crash_teardown(bs);
@@ -1595,11 +1472,11 @@ static void test_crash_clone(void **state)
 	c.blobs = 2;
 	ust_bs_free_io_channel(ch);
 	crash_record();
-	ust_bs_create_clone(bs, c.s, NULL, 0, ack_id_cb, begin());
-	finish();
-	assert_int_equal(g_r.rc, 0);
-	c.c = g_r.id;
-	poll_threads();
+	ust_bs_create_clone(bs, c.s, NULL, 0, ack_id_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
+	c.c = bt_r.id;
+	bt_poll();
 	crash_cuts(clone_check, &c);
 	crash_teardown(bs);
 	model_free(&c.ms);

@@ -1,9 +1,9 @@
 /*
- * Shared helpers for the blobstore crash and corruption tests
- * (tests/unit/blobstore/crash_ut.c, corrupt_ut.c): one ust_thread polled by
- * hand, synchronous wrappers around the asynchronous blobstore calls, raw
- * bdev I/O and malloc bdevs. Every wrapper polls until its callback ran and
- * fails the test (cmocka) if it never does.
+ * Shared helpers for the blobstore unit tests (tests/unit/blobstore/):
+ * ust_threads polled by hand, synchronous wrappers around the asynchronous
+ * blobstore calls, a begin/finish record for tests that make the calls
+ * themselves, raw bdev I/O and malloc bdevs. Every wrapper polls until its
+ * callback ran and fails the test (cmocka) if it never does.
  */
 #ifndef USTOR_BLOB_TEST_H
 #define USTOR_BLOB_TEST_H
@@ -13,11 +13,19 @@
 #include <stdint.h>
 
 #include "ustor/blob.h"
+#include "ustor/blob_fsck.h"
+#include "ustor/thread.h"
 
-/* Thread library, one thread "t0" and the bdev layer; 0 on success. */
+#define BT_MAX_THREADS 4
+
+/* Thread library, threads "t0".."t<n-1>" and the bdev layer; 0 on success. */
+int bt_env_setup_threads(unsigned nthreads);
+/* The same with the one thread "t0". */
 int bt_env_setup(void);
 int bt_env_teardown(void);
-/* Poll until nothing is left to do. */
+/* Thread i of those made by the setup. */
+struct ust_thread *bt_thread(unsigned i);
+/* Poll every thread until none has anything left to do; thread 0 is then current. */
 void bt_poll(void);
 
 /* A malloc bdev of bytes / block blocks. */
@@ -54,6 +62,7 @@ struct bt_done {
 	ust_blob_id id;
 	struct ust_blob *blob;
 	struct ust_blob_store *bs;
+	struct ust_bs_fsck_report *rep;
 	uint64_t at_event; /* filled by the caller's hook, if any (see bt_set_ack_hook) */
 };
 
@@ -64,6 +73,17 @@ void bt_op_cb(void *arg, int rc);
 void bt_id_cb(void *arg, ust_blob_id id, int rc);
 void bt_blob_cb(void *arg, struct ust_blob *blob, int rc);
 void bt_bs_cb(void *arg, struct ust_blob_store *bs, int rc);
+void bt_fsck_cb(void *arg, struct ust_bs_fsck_report *rep, int rc);
+
+/*
+ * One call at a time made by the test itself:
+ *   ust_bs_open_blob(bs, id, bt_blob_cb, bt_begin()); bt_finish(); use bt_r.blob
+ * bt_begin() clears bt_r and returns it as the callback argument; bt_finish()
+ * polls and fails the test unless the callback ran.
+ */
+extern struct bt_done bt_r;
+struct bt_done *bt_begin(void);
+void bt_finish(void);
 
 /* Deterministic pseudo-random numbers (xorshift64*); seed must not be 0. */
 uint64_t bt_rand(uint64_t *state);

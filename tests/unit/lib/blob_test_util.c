@@ -1,11 +1,13 @@
 /*
- * Test helpers for the blobstore crash and corruption tests (blob_test.h):
- * a single polled ust_thread, synchronous wrappers over the blobstore API,
- * raw bdev reads and writes, and a small deterministic PRNG.
+ * Test helpers for the blobstore unit tests (blob_test.h): ust_threads
+ * polled by hand, synchronous wrappers over the blobstore API, the
+ * begin/finish record for tests that call the API themselves, raw bdev
+ * reads and writes, and a small deterministic PRNG.
  *
  * Guarantees: a wrapper returns only after its callback ran (it fails the
- * running cmocka test if the callback never comes); nothing here keeps a
- * bdev open or a channel alive between calls.
+ * running cmocka test if the callback never comes); polling always ends
+ * with thread 0 current; nothing here keeps a bdev open or a channel alive
+ * between calls.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -26,19 +28,34 @@
 #include "../../../bdev/malloc/bdev_malloc.h"
 #include "blob_test.h"
 
-static struct ust_thread *g_bt_thread;
+static struct ust_thread *g_bt_threads[BT_MAX_THREADS];
+static unsigned g_bt_nthreads;
 static void (*g_ack_hook)(struct bt_done *d);
 
+struct bt_done bt_r;
+
+/* Round-robin over every thread until a whole round found nothing to do. */
 void bt_poll(void)
 {
-	int round;
+	int round, busy;
+	unsigned i;
 
 	for (round = 0; round < 10000000; round++) {
-		if (ust_thread_poll(g_bt_thread, 0, 0) == 0) {
+		busy = 0;
+		for (i = 0; i < g_bt_nthreads; i++) {
+			busy |= ust_thread_poll(g_bt_threads[i], 0, 0);
+		}
+		if (!busy) {
 			break;
 		}
 	}
-	ust_set_thread(g_bt_thread);
+	ust_set_thread(g_bt_threads[0]);
+}
+
+struct ust_thread *bt_thread(unsigned i)
+{
+	assert_true(i < g_bt_nthreads);
+	return g_bt_threads[i];
 }
 
 static void bt_init_done(void *ctx, int rc)
@@ -46,22 +63,31 @@ static void bt_init_done(void *ctx, int rc)
 	*(int *)ctx = rc == 0 ? 1 : rc;
 }
 
-int bt_env_setup(void)
+int bt_env_setup_threads(unsigned nthreads)
 {
+	char name[16];
 	int done = 0;
 
-	if (ust_thread_lib_init(NULL) != 0) {
+	if (nthreads == 0 || nthreads > BT_MAX_THREADS || ust_thread_lib_init(NULL) != 0) {
 		return -1;
 	}
-	g_bt_thread = ust_thread_create("t0", NULL);
-	if (g_bt_thread == NULL) {
-		return -1;
+	for (g_bt_nthreads = 0; g_bt_nthreads < nthreads; g_bt_nthreads++) {
+		snprintf(name, sizeof(name), "t%u", g_bt_nthreads);
+		g_bt_threads[g_bt_nthreads] = ust_thread_create(name, NULL);
+		if (g_bt_threads[g_bt_nthreads] == NULL) {
+			return -1;
+		}
 	}
-	ust_set_thread(g_bt_thread);
+	ust_set_thread(g_bt_threads[0]);
 	ust_rpc_set_state(UST_RPC_RUNTIME);
 	ust_bdev_initialize(bt_init_done, &done);
 	bt_poll();
 	return done == 1 ? 0 : -1;
+}
+
+int bt_env_setup(void)
+{
+	return bt_env_setup_threads(1);
 }
 
 static void bt_fini_done(void *ctx)
@@ -69,17 +95,28 @@ static void bt_fini_done(void *ctx)
 	*(int *)ctx = 1;
 }
 
+static void bt_exit_thread(struct ust_thread *t)
+{
+	int i;
+
+	ust_set_thread(t);
+	ust_thread_exit(t);
+	for (i = 0; i < 1000 && !ust_thread_is_exited(t); i++) {
+		ust_thread_poll(t, 0, 0);
+	}
+	ust_thread_destroy(t);
+}
+
+/* Threads leave in the reverse order of their creation, thread 0 last. */
 int bt_env_teardown(void)
 {
-	int done = 0, i;
+	int done = 0;
 
 	ust_bdev_finish(bt_fini_done, &done);
 	bt_poll();
-	ust_thread_exit(g_bt_thread);
-	for (i = 0; i < 1000 && !ust_thread_is_exited(g_bt_thread); i++) {
-		ust_thread_poll(g_bt_thread, 0, 0);
+	while (g_bt_nthreads > 0) {
+		bt_exit_thread(g_bt_threads[--g_bt_nthreads]);
 	}
-	ust_thread_destroy(g_bt_thread);
 	ust_set_thread(NULL);
 	ust_thread_lib_fini();
 	return done == 1 ? 0 : -1;
@@ -89,7 +126,7 @@ int bt_malloc_create(const char *name, uint64_t bytes, uint32_t block)
 {
 	struct ust_malloc_opts o = {.name = name, .num_blocks = bytes / block, .block_size = block};
 
-	ust_set_thread(g_bt_thread);
+	ust_set_thread(g_bt_threads[0]);
 	return ust_bdev_malloc_create(&o, NULL);
 }
 
@@ -102,6 +139,7 @@ int bt_malloc_delete(const char *name)
 {
 	int done = 0;
 
+	ust_set_thread(g_bt_threads[0]);
 	if (ust_bdev_malloc_delete(name, bt_deleted, &done) != 0) {
 		return -1;
 	}
@@ -154,10 +192,29 @@ void bt_bs_cb(void *arg, struct ust_blob_store *bs, int rc)
 	bt_ack(d, rc);
 }
 
+void bt_fsck_cb(void *arg, struct ust_bs_fsck_report *rep, int rc)
+{
+	struct bt_done *d = arg;
+
+	d->rep = rep;
+	bt_ack(d, rc);
+}
+
 static void bt_wait(struct bt_done *d)
 {
 	bt_poll();
 	assert_true(d->done);
+}
+
+struct bt_done *bt_begin(void)
+{
+	memset(&bt_r, 0, sizeof(bt_r));
+	return &bt_r;
+}
+
+void bt_finish(void)
+{
+	bt_wait(&bt_r);
 }
 
 /* ---- raw bdev I/O ------------------------------------------------------------------- */

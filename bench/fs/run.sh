@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# bench/fs/run.sh: blobfs through FUSE (ustor-mount) beside the kernel's
+# ext4, same fio jobs and the same metadata loop on both. See README.md.
+#
+#   bench/fs/run.sh [BUILDDIR]          (default build; needs root and fio)
+#   RUNTIME=5 N=10000 SIZE=256M bench/fs/run.sh      (a short run)
+#
+# Environment:
+#   RUNTIME  seconds per fio job (default 30)
+#   SIZE     size of the fio data file (default 1G)
+#   N        files of the metadata phases (default 100000)
+#   IOENGINE fio engine (default libaio; io_uring works too)
+#   PROFILE  1: perf record ustor-mount during its jobs, print the top symbols
+#   MOUNT_ARGS extra ustor-mount arguments (e.g. "-m 0x2 -o writeback_cache")
+#
+# Everything lives in one directory under /dev/shm: ustor's image file (a
+# file bdev on tmpfs) and ext4's image file behind a loop device, so neither
+# side waits for a disk and the figures are the file systems' own costs.
+# The mounts, the loop device, ustor-mount and the files are removed on any
+# exit (trap), also when a step fails or the run is interrupted.
+#
+# A benchmark, not a test: prints the table and exits 0; 1 when a step
+# itself fails (mount, mkfs, fio).
+set -u
+cd "$(dirname "$0")/../.."
+BUILDDIR=${1:-${USTOR_BUILDDIR:-build}}
+RUNTIME=${RUNTIME:-30}
+SIZE=${SIZE:-1G}
+N=${N:-100000}
+IOENGINE=${IOENGINE:-libaio}
+PROFILE=${PROFILE:-0}
+MOUNT_ARGS=${MOUNT_ARGS:-}
+MOUNT_BIN=$BUILDDIR/bin/ustor-mount
+META_BIN=$BUILDDIR/bench/fs
+
+die() { echo "bench/fs: $*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "needs root (loop device, mount)"
+[ -x "$MOUNT_BIN" ] && [ -x "$META_BIN" ] || die "build first: make BUILDDIR=$BUILDDIR apps benches"
+for t in fio losetup mkfs.ext4 fusermount3 python3; do
+	command -v $t >/dev/null || die "$t is not installed"
+done
+size_bytes=$(numfmt --from=iec "$SIZE") || die "bad SIZE '$SIZE'"
+# Both images are sparse files of the same size: room for the data file and
+# its metadata, and for N inodes on ustor, whose blobstore formats one inode
+# (blob) per 4 clusters of 64 KiB (ust_bs_opts.max_blobs default).
+img_bytes=$((size_bytes * 2 + (1 << 30)))
+meta_bytes=$(((N + 1024) * 4 * 65536))
+[ "$meta_bytes" -gt "$img_bytes" ] && img_bytes=$meta_bytes
+
+work=$(mktemp -d /dev/shm/ustor_benchfs.XXXXXX) || die "mktemp failed"
+loopdev=
+mount_pid=
+cleanup() {
+	if mountpoint -q "$work/ext4" 2>/dev/null; then
+		umount "$work/ext4" || umount -l "$work/ext4"
+	fi
+	[ -n "$loopdev" ] && losetup -d "$loopdev"
+	if [ -n "$mount_pid" ] && kill -0 "$mount_pid" 2>/dev/null; then
+		fusermount3 -u "$work/ustor" 2>/dev/null || fusermount3 -u -z "$work/ustor"
+		for _ in $(seq 100); do kill -0 "$mount_pid" 2>/dev/null || break; sleep 0.1; done
+		kill "$mount_pid" 2>/dev/null
+		wait "$mount_pid" 2>/dev/null
+	fi
+	mountpoint -q "$work/ustor" 2>/dev/null && fusermount3 -u -z "$work/ustor"
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+mkdir "$work/ustor" "$work/ext4" "$work/res"
+
+# ---- the two file systems ----------------------------------------------------------
+
+# ustor-mount in the foreground of a background job, so its pid is ours to
+# profile and to wait for; the mount point appearing means it is serving.
+start_ustor() {
+	# shellcheck disable=SC2086
+	"$MOUNT_BIN" -f --no-huge --format --size "$img_bytes" --image "$work/ustor.img" \
+		$MOUNT_ARGS "$work/ustor" >"$work/ustor-mount.log" 2>&1 &
+	mount_pid=$!
+	for _ in $(seq 600); do
+		mountpoint -q "$work/ustor" && return 0
+		kill -0 "$mount_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	cat "$work/ustor-mount.log" >&2
+	die "ustor-mount did not mount"
+}
+
+# ext4 without lazy init, so no background zeroing runs during the jobs.
+start_ext4() {
+	truncate -s "$img_bytes" "$work/ext4.img" || die "cannot create the ext4 image"
+	loopdev=$(losetup --find --show "$work/ext4.img") || die "losetup failed"
+	mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$loopdev" ||
+		die "mkfs.ext4 failed"
+	mount -t ext4 "$loopdev" "$work/ext4" || die "mount ext4 failed"
+}
+
+# ---- the jobs --------------------------------------------------------------------------
+
+# name : fio arguments. O_DIRECT on both sides: the page cache would
+# otherwise answer the reads of both file systems alike, and buffered writes
+# would measure the kernel's writeback instead of the file system.
+JOBS=(
+	"seqwrite:--rw=write --bs=1M --iodepth=4 --numjobs=1"
+	"seqread:--rw=read --bs=1M --iodepth=4 --numjobs=1"
+	"randread-qd1:--rw=randread --bs=4k --iodepth=1 --numjobs=2"
+	"randread-qd32:--rw=randread --bs=4k --iodepth=32 --numjobs=2"
+	"randwrite-qd1:--rw=randwrite --bs=4k --iodepth=1 --numjobs=2"
+	"randwrite-qd32:--rw=randwrite --bs=4k --iodepth=32 --numjobs=2"
+)
+
+# profile_on TAG: start perf on ustor-mount (PROFILE=1 only).
+perf_pid=
+profile_on() {
+	[ "$PROFILE" = 1 ] && [ "$2" = ustor ] || return 0
+	perf record -q -g -e cpu-clock -p "$mount_pid" -o "$work/res/$1.perf" >/dev/null 2>&1 &
+	perf_pid=$!
+	sleep 0.5
+}
+profile_off() {
+	[ -n "$perf_pid" ] || return 0
+	kill -INT "$perf_pid" 2>/dev/null
+	wait "$perf_pid" 2>/dev/null
+	perf_pid=
+}
+
+# run_fio FS DIR: every job in turn on one data file, results in res/FS.JOB.json.
+run_fio() {
+	local fs=$1 dir=$2 job name args
+	for job in "${JOBS[@]}"; do
+		name=${job%%:*}
+		args=${job#*:}
+		profile_on "$name" "$fs"
+		# shellcheck disable=SC2086
+		fio --name="$name" --filename="$dir/fio.dat" --size="$SIZE" --ioengine="$IOENGINE" \
+			--direct=1 --time_based --runtime="$RUNTIME" --group_reporting \
+			--output-format=json --output="$work/res/$fs.$name.json" $args >/dev/null ||
+			{ profile_off; die "fio $name on $fs failed"; }
+		profile_off
+		python3 - "$work/res/$fs.$name.json" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))["jobs"][0]
+print("    %-16s %10.0f IOPS %8.1f MiB/s" % (j["jobname"], j["read"]["iops"] + j["write"]["iops"],
+      (j["read"]["bw_bytes"] + j["write"]["bw_bytes"]) / 2**20))
+PY
+	done
+	rm -f "$dir/fio.dat"
+}
+
+# run_meta FS DIR: create, stat, unlink of N files in a fresh directory.
+run_meta() {
+	local fs=$1 dir=$2/meta
+	mkdir "$dir" || die "mkdir $dir failed"
+	profile_on meta "$fs"
+	"$META_BIN" "$dir" "$N" >"$work/res/$fs.meta.txt" || { profile_off; die "metadata phases on $fs failed"; }
+	profile_off
+	sed 's/^/    /' "$work/res/$fs.meta.txt"
+	rmdir "$dir"
+}
+
+echo "bench/fs: RUNTIME=${RUNTIME}s SIZE=$SIZE N=$N ioengine=$IOENGINE direct=1, load $(cut -d' ' -f1-3 /proc/loadavg)"
+start_ustor
+echo "  ustor: running the fio jobs and $N files on $work/ustor"
+run_fio ustor "$work/ustor"
+run_meta ustor "$work/ustor"
+start_ext4
+echo "  ext4:  running the fio jobs and $N files on $work/ext4 ($loopdev)"
+run_fio ext4 "$work/ext4"
+run_meta ext4 "$work/ext4"
+
+# ---- the table -------------------------------------------------------------------------
+
+python3 - "$work/res" "${JOBS[@]%%:*}" <<'EOF'
+import json, os, sys
+
+res, jobs = sys.argv[1], sys.argv[2:]
+GOALS = {"seqwrite": 0.8, "seqread": 0.8, "create": 0.5, "stat": 0.5, "unlink": 0.5}
+
+def fio(fs, job):
+    j = json.load(open(os.path.join(res, "%s.%s.json" % (fs, job))))["jobs"][0]
+    if job.startswith("seq"):
+        return (j["read"]["bw_bytes"] + j["write"]["bw_bytes"]) / 2**20, "MiB/s"
+    return j["read"]["iops"] + j["write"]["iops"], "IOPS"
+
+def meta(fs):
+    out = {}
+    for line in open(os.path.join(res, "%s.meta.txt" % fs)):
+        phase, _n, _secs, rate = line.split()
+        out[phase] = float(rate)
+    return out
+
+rows = [(job,) + fio("ustor", job)[:1] + fio("ext4", job) for job in jobs]
+mu, me = meta("ustor"), meta("ext4")
+rows += [(p, mu[p], me[p], "ops/s") for p in ("create", "stat", "unlink")]
+print("\n%-16s %12s %12s %-6s %7s  %s" % ("job", "ustor", "ext4", "unit", "ratio", "goal"))
+for name, u, e, unit in rows:
+    ratio = u / e if e > 0 else 0.0
+    goal = GOALS.get(name)
+    verdict = "-" if goal is None else ">=%.2f %s" % (goal, "met" if ratio >= goal else "MISSED")
+    print("%-16s %12.0f %12.0f %-6s %7.2f  %s" % (name, u, e, unit, ratio, verdict))
+EOF
+
+if [ "$PROFILE" = 1 ]; then
+	for f in "$work"/res/*.perf; do
+		echo
+		echo "== ustor-mount profile during $(basename "$f" .perf) (cpu-clock, self time) =="
+		perf report -i "$f" --stdio --no-children --percent-limit 2 --sort comm,dso,symbol \
+			-g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -20
+	done
+fi
+exit 0

@@ -22,7 +22,7 @@
 # A benchmark, not a test: prints the table and exits 0; 1 when a step
 # itself fails (mount, mkfs, fio).
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 BUILDDIR=${1:-${USTOR_BUILDDIR:-build}}
 RUNTIME=${RUNTIME:-30}
 SIZE=${SIZE:-1G}
@@ -35,7 +35,9 @@ META_BIN=$BUILDDIR/bench/fs
 
 die() { echo "bench/fs: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "needs root (loop device, mount)"
-[ -x "$MOUNT_BIN" ] && [ -x "$META_BIN" ] || die "build first: make BUILDDIR=$BUILDDIR apps benches"
+if [ ! -x "$MOUNT_BIN" ] || [ ! -x "$META_BIN" ]; then
+	die "build first: make BUILDDIR=$BUILDDIR apps benches"
+fi
 for t in fio losetup mkfs.ext4 fusermount3 python3; do
 	command -v $t >/dev/null || die "$t is not installed"
 done
@@ -50,6 +52,7 @@ meta_bytes=$(((N + 1024) * 4 * 65536))
 work=$(mktemp -d /dev/shm/ustor_benchfs.XXXXXX) || die "mktemp failed"
 loopdev=
 mount_pid=
+# shellcheck disable=SC2317  # runs from the trap
 cleanup() {
 	if mountpoint -q "$work/ext4" 2>/dev/null; then
 		umount "$work/ext4" || umount -l "$work/ext4"
@@ -205,7 +208,8 @@ if [ "$PROFILE" = 1 ]; then
 		echo
 		echo "== ustor-mount profile during $(basename "$f" .perf) (cpu-clock, self time) =="
 		perf report -i "$f" --stdio --no-children --percent-limit 2 --sort comm,dso,symbol \
-			-g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -20
+			-g none 2>/dev/null | grep -v '^#' | grep -v '^$' |
+			sed 's/[[:space:]]*-[[:space:]]*-[[:space:]]*$//' | head -20
 	done
 fi
 exit 0

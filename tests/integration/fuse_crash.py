@@ -287,10 +287,10 @@ def main():
     mnt = os.path.join(work, "mnt")
     os.mkdir(mnt)
     expect = Expect()
-    m = fl.Mount(img, mnt, fmt=True, size="2G")
+    m = fl.Mount(img, mnt, fmt=True, size="512M")
     for rnd in range(ROUNDS):
         journal = os.path.join(work, "journal%d" % rnd)
-        delay = rng.uniform(0.3, 3.0)
+        delay = rng.uniform(0.2, 2.0)
         pid = run_workload(mnt, journal, rnd, rng.randrange(1 << 32))
         time.sleep(delay)
         kill_mount(m)

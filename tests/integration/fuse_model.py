@@ -16,7 +16,8 @@ symlink targets, and which names are hard links of one another.
 
 Seeded and reproducible: the seed is printed; USTOR_FUSE_MODEL_SEED=N runs
 that seed again, USTOR_FUSE_MODEL_OPS=N sets the number of operations
-(default 3000). A failure prints the seed, the step and the operation.
+(default 3000), USTOR_FUSE_EXTRA_OPTS=OPTS mounts with -o OPTS (e.g.
+writeback_cache). A failure prints the seed, the step and the operation.
 
 Exit 0 on pass, 1 on failure, 77 to skip (reason on the last line).
 """
@@ -336,7 +337,10 @@ def main():
     os.mkdir(mnt)
     os.mkdir(ref)
     os.umask(0o022)
-    m = fl.Mount(img, mnt, fmt=True, size="2G")
+    opts = os.environ.get("USTOR_FUSE_EXTRA_OPTS") or None
+    if opts:
+        print("mount options: " + opts)
+    m = fl.Mount(img, mnt, fmt=True, size="2G", options=opts)
     for d in DIRS[1:]:
         os.mkdir(os.path.join(mnt, d))
         os.mkdir(os.path.join(ref, d))
@@ -347,13 +351,13 @@ def main():
     model.close_all()
     model.compare_trees()
     m.umount()
-    m = fl.Mount(img, mnt)
+    m = fl.Mount(img, mnt, options=opts)
     model.compare_trees()
     model.run(OPS - OPS // 2)
     model.close_all()
     model.compare_trees()
     m.umount()
-    m = fl.Mount(img, mnt)
+    m = fl.Mount(img, mnt, options=opts)
     model.compare_trees()
     m.umount()
     print("succeeded/failed (same errno) per operation: " +

@@ -194,7 +194,8 @@ void ust_blob_sync_md(struct ust_blob *blob, ust_blob_op_cb cb, void *arg);
  * cannot fit); when writes took the clusters meanwhile, the clusters
  * committed so far stay allocated. -EINVAL past the end, -EPERM a
  * read-only blob, -EBUSY a snapshot operation holds the blob, -EIO. A
- * thick blob: 0, nothing to do. Metadata thread.
+ * thick blob: 0, nothing to do. Metadata thread; keep the blob open until
+ * cb runs.
  */
 void ust_blob_allocate(struct ust_blob *blob, uint64_t offset, uint64_t length, ust_blob_op_cb cb,
 		       void *arg);

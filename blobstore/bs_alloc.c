@@ -28,11 +28,11 @@
 #define BATCH 32
 
 enum alloc_state {
-	AL_SCAN,    /* pick the next batch of unallocated clusters */
-	AL_FILLED,  /* one cluster's content written (or failed) */
+	AL_SCAN,      /* pick the next batch of unallocated clusters */
+	AL_FILLED,    /* one cluster's content written (or failed) */
 	AL_COPY_READ, /* a clone's cluster: the parent's data read */
-	AL_FLUSHED, /* the batch's content is durable */
-	AL_SYNCED,  /* the batch is named by the durable map */
+	AL_FLUSHED,   /* the batch's content is durable */
+	AL_SYNCED,    /* the batch is named by the durable map */
 };
 
 struct alloc_op {
@@ -69,7 +69,7 @@ static void alloc_finish(struct alloc_op *op)
 	free(op);
 }
 
-/* Clusters of [next, end) that neither the map nor a fill in flight has. */
+/* Clusters of [from, end) that neither the map nor a fill in flight has. */
 static uint64_t count_unallocated(struct ust_blob *blob, uint64_t from, uint64_t end)
 {
 	const struct bs_map *m = bs_blob_map(blob);
@@ -155,7 +155,7 @@ static void fill_next(struct alloc_op *op)
 			  alloc_io_done, op);
 }
 
-/* The batch from index i on will not be committed: its clusters are free again. */
+/* The batch from entry `from` on will not be committed: its clusters are free again. */
 static void batch_abandon(struct alloc_op *op, uint32_t from)
 {
 	uint32_t i;

@@ -393,14 +393,17 @@ void nvme_cmd_dsm(struct ust_nvme_cmd *cmd, uint32_t nsid, uint32_t attributes,
 /* ---- PCIe data pointers (nvme_pcie_prp.c), exposed for unit tests ------- */
 
 /*
- * Build PRP1/PRP2 for req's payload with memory page size page_size; list
- * (list_bus its IO address) holds up to list_entries entries. -EINVAL for
- * a payload PRPs cannot describe (first entry not dword aligned, a later
- * element not page aligned, an element other than the last not ending on a
- * page boundary, too many entries); -EFAULT for memory with no IO address.
+ * Build PRP1/PRP2 for req's payload with memory page size page_size; list is
+ * list_pages virtually contiguous pages, list_bus[i] the IO address of page
+ * i, chained when one page is not enough. -EINVAL for a payload PRPs cannot
+ * describe (first entry not dword aligned, a later element not page aligned,
+ * an element other than the last not ending on a page boundary, more entries
+ * than the pages hold); -EFAULT for memory with no IO address.
  */
 int nvme_pcie_build_prps(struct nvme_request *req, uint32_t page_size, uint64_t *list,
-			 uint64_t list_bus, uint32_t list_entries);
+			 const uint64_t *list_bus, uint32_t list_pages);
+/* PRP list pages one request needs for transfers up to max_xfer bytes. */
+uint32_t nvme_pcie_prp_list_pages(uint32_t page_size, uint32_t max_xfer);
 /*
  * Build SGL1 (one Data Block descriptor, or a Last Segment descriptor
  * pointing at list) for req's payload; list holds max_desc descriptors.

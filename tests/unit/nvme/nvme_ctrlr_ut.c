@@ -202,6 +202,12 @@ static int gather(const struct ust_nvme_cmd *cmd, uint32_t len, struct seg *segs
 	}
 	list = (uint64_t *)(uintptr_t)prp2;
 	for (i = 0; remaining > 0 && ns < max; i++) {
+		/* the last slot of a list page chains to the next page when more follow */
+		if (i == PAGE / 8 - 1 && remaining > PAGE) {
+			list = (uint64_t *)(uintptr_t)list[i];
+			i = (uint32_t)-1;
+			continue;
+		}
 		if (list[i] % PAGE)
 			return -1;
 		segs[ns].p = (uint8_t *)(uintptr_t)list[i];

@@ -286,6 +286,7 @@ struct ust_nvme_ctrlr {
 
 	int state;      /* enum nvme_ctrlr_state, read atomically by I/O threads */
 	uint32_t gen;   /* bumped when the queues are lost (disable, failure) */
+	uint32_t fail_gen; /* the generation the last failure started */
 	int init_status; /* -EAGAIN, 0, or the failure */
 	bool failed;
 	bool removed;   /* registers read all ones */
@@ -316,6 +317,7 @@ struct ust_nvme_ctrlr {
 	struct ust_nvme_qpair *adminq;
 	TAILQ_HEAD(, ust_nvme_qpair) io_qpairs;
 	bool *qid_used; /* [num_io_queues + 1] */
+	uint32_t last_qid; /* the QID handed out last (0: none yet) */
 
 	/* asynchronous events */
 	uint32_t num_aers;

@@ -18,8 +18,9 @@
  * poller, at once and then after each failed attempt with a doubling
  * delay, while its bdevs stay registered. The driver's reset builds a new
  * association on fabrics; each thread's qpair reconnects itself at its next
- * poll once the controller is ready. I/O threads only read two flags
- * (reconnecting, fast_fail) to choose between holding and failing new I/O.
+ * poll once the controller is ready. I/O threads read only the fixed
+ * ctrlr_loss_timeout_sec and the fast_fail flag to choose between holding
+ * and failing new I/O.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -91,8 +92,7 @@ struct nvme_bdev_ctrlr {
 	uint64_t loss_tick;         /* when the failure was noticed */
 	uint64_t next_attempt_tick;
 	uint32_t attempts;          /* failed attempts since the loss */
-	bool reconnecting;          /* read by I/O threads: hold new I/O */
-	bool fast_fail;             /* read by I/O threads: fail it instead */
+	bool fast_fail;             /* read by I/O threads: fail held I/O */
 	TAILQ_ENTRY(nvme_bdev_ctrlr) link;
 };
 
@@ -191,10 +191,14 @@ static void io_done(void *arg, const struct ust_nvme_cpl *cpl)
 	ust_bdev_io_complete_errno(arg, ust_nvme_cpl_to_errno(cpl));
 }
 
-/* While the controller is being reconnected: hold new I/O, or fail it fast. */
+/*
+ * On a failed controller: hold new I/O when a reconnect is coming (from the
+ * failure on, even before the admin poller noticed it), unless the fast-fail
+ * time passed or the controller is going away (both set fast_fail).
+ */
 static bool hold_while_reconnecting(const struct nvme_bdev_ctrlr *n)
 {
-	return __atomic_load_n(&n->reconnecting, __ATOMIC_ACQUIRE) &&
+	return n->ropts.ctrlr_loss_timeout_sec != 0 &&
 	       !__atomic_load_n(&n->fast_fail, __ATOMIC_ACQUIRE);
 }
 
@@ -554,6 +558,8 @@ static void start_detach(struct nvme_bdev_ctrlr *n, bdev_nvme_done_cb cb, void *
 	struct nvme_bdev *nb, *tmp;
 
 	n->state = NCTRLR_DETACHING;
+	/* I/O held for a reconnect that will not come now fails instead. */
+	__atomic_store_n(&n->fast_fail, true, __ATOMIC_RELEASE);
 	n->detach_cb = cb;
 	n->detach_ctx = ctx;
 	for (nb = TAILQ_FIRST(&n->bdevs); nb != NULL; nb = tmp) {
@@ -654,7 +660,6 @@ static void reconnect_poll(struct nvme_bdev_ctrlr *n)
 			   strerror(-st));
 		n->loss_tick = now;
 		n->attempts = 0;
-		__atomic_store_n(&n->reconnecting, true, __ATOMIC_RELEASE);
 		reconnect_attempt(n);
 		return;
 	}
@@ -664,7 +669,6 @@ static void reconnect_poll(struct nvme_bdev_ctrlr *n)
 			      n->attempts);
 		n->rstate = RECONNECT_IDLE;
 		__atomic_store_n(&n->fast_fail, false, __ATOMIC_RELEASE);
-		__atomic_store_n(&n->reconnecting, false, __ATOMIC_RELEASE);
 		return;
 	}
 	if (n->rstate == RECONNECT_RESETTING && st != -EAGAIN)
@@ -680,7 +684,6 @@ static void reconnect_poll(struct nvme_bdev_ctrlr *n)
 		UST_ERRLOG("bdev_nvme %s: not reconnected within ctrlr_loss_timeout_sec (%d); "
 			   "removing its bdevs\n",
 			   n->name, n->ropts.ctrlr_loss_timeout_sec);
-		__atomic_store_n(&n->fast_fail, true, __ATOMIC_RELEASE);
 		n->rstate = RECONNECT_IDLE;
 		n->removed = true;
 		start_detach(n, NULL, NULL);

@@ -304,6 +304,12 @@ static void test_io(void **state)
 	assert_false(g_f.sq[1].valid || g_f.cq[1].valid);
 	assert_int_equal(g_f.n_admin[UST_NVME_OPC_DELETE_IO_SQ], 1);
 	assert_int_equal(g_f.n_admin[UST_NVME_OPC_DELETE_IO_CQ], 1);
+	/* QIDs go round robin: the one just freed is handed out last (4 granted) */
+	for (i = 2; i <= 5; i++) {
+		qpair = alloc_qpair(ctrlr, NULL);
+		assert_int_equal(ust_nvme_qpair_get_id(qpair), (i - 1) % 4 + 1);
+		free_qpair(qpair);
+	}
 	ust_dma_free(wbuf);
 	ust_dma_free(rbuf);
 	detach(ctrlr);
@@ -499,6 +505,43 @@ static void test_reset_recreates_queues(void **state)
 	assert_int_equal(r.done, 2);
 	assert_int_equal(r.rc, 0);
 	free_qpair(late);
+	free_qpair(qpair);
+	ust_dma_free(buf);
+	detach(ctrlr);
+}
+
+/*
+ * A failure, then a reset (a reconnect) started before the qpair's thread
+ * polled: what was outstanding still ends as a failure (DNR, -ENXIO), not
+ * as a reset's retryable abort, and the queue comes back.
+ */
+static void test_failure_noticed_after_reset_began(void **state)
+{
+	struct ust_nvme_ctrlr *ctrlr = attach(NULL);
+	struct ust_nvme_ns *ns = ust_nvme_ctrlr_get_ns(ctrlr, 1);
+	struct ust_nvme_qpair *qpair = alloc_qpair(ctrlr, NULL);
+	uint8_t *buf = ust_dma_zmalloc(512, PAGE);
+	struct io_result held = {0}, r = {0};
+	int i;
+
+	g_f.hold_io_opc = UST_NVME_OPC_READ;
+	assert_int_equal(ust_nvme_ns_cmd_read(ns, qpair, buf, 0, 1, io_done, &held, 0), 0);
+	poll_io(qpair, 2);
+	assert_int_equal(held.done, 0);
+	g_f.hold_io_opc = -1;
+	ust_nvme_ctrlr_fail(ctrlr);
+	assert_int_equal(ust_nvme_ctrlr_reset(ctrlr), 0);
+	assert_int_equal(drive(ctrlr, 100), 0);
+	fake_thread_start();
+	for (i = 0; i < 1000 && held.done == 0; i++)
+		ust_nvme_qpair_process_completions(qpair, 0);
+	fake_thread_stop();
+	assert_int_equal(held.done, 1);
+	assert_int_equal(held.rc, -ENXIO);
+	assert_true(ust_nvme_cpl_dnr(&held.cpl));
+	assert_int_equal(ust_nvme_ns_cmd_read(ns, qpair, buf, 0, 1, io_done, &r, 0), 0);
+	poll_io(qpair, 2);
+	assert_int_equal(r.rc, 0);
 	free_qpair(qpair);
 	ust_dma_free(buf);
 	detach(ctrlr);
@@ -879,6 +922,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_phase_wrap_and_queue_full, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delayed_doorbell, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reset_recreates_queues, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failure_noticed_after_reset_began, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_cfs_fails_everything, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_surprise_removal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_io_timeout_abort, setup, teardown),

@@ -34,8 +34,12 @@
  *    requests are completed by the core, not by the transport.
  *  - qpair_connect/qpair_disconnect create/delete the I/O queue on the
  *    controller (PCIe: Create/Delete I/O CQ and SQ over the admin queue,
- *    synchronously; TCP: the Connect command). They are never called for
- *    qid 0: an admin queue exists from ctrlr_construct to ctrlr_destruct.
+ *    synchronously; TCP: the connection and its Connect command). A
+ *    transport may answer -EAGAIN from qpair_connect when qpair->async_connect
+ *    is set, or when reconnecting after a reset: the core calls it again
+ *    from the qpair's process_completions until it answers 0 or an error.
+ *    They are never called for qid 0: an admin queue exists from
+ *    ctrlr_construct to ctrlr_destruct.
  *  - Keep-alive: when opts.keep_alive_timeout_ms != 0 and the controller
  *    reports KAS, the core sets the Keep Alive Timer feature (transports
  *    whose Connect carries KATO set nvme_ctrlr flag kato_in_connect) and
@@ -134,6 +138,7 @@ struct ust_nvme_qpair {
 	enum nvme_qpair_state state;
 	uint32_t ctrlr_gen; /* the controller generation the queue was created in */
 	bool delay_sq_doorbell;
+	bool async_connect; /* qpair_connect may answer -EAGAIN: finish it from polls */
 	uint64_t next_timeout_check;
 	TAILQ_ENTRY(ust_nvme_qpair) link; /* controller's list of I/O qpairs */
 };

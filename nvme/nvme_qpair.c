@@ -257,8 +257,11 @@ static int qpair_handle_lost_queue(struct ust_nvme_qpair *qpair)
 	state = nvme_ctrlr_get_state(ctrlr);
 	rc = state == NVME_CTRLR_STATE_READY ? ctrlr->ops->qpair_connect(qpair) : -EAGAIN;
 	pthread_mutex_unlock(&ctrlr->lock);
-	if (rc == -EAGAIN)
+	if (rc == -EAGAIN) {
+		/* Connecting (or waiting for the reset): submissions get -EAGAIN, not -ENXIO. */
+		qpair->state = NVME_QPAIR_DISCONNECTED;
 		return 0;
+	}
 	if (rc != 0) {
 		UST_ERRLOG("NVMe %s: cannot recreate I/O queue %u: %d\n", ctrlr->trid.traddr,
 			   qpair->id, rc);
@@ -387,15 +390,17 @@ struct ust_nvme_qpair *ust_nvme_ctrlr_alloc_io_qpair(struct ust_nvme_ctrlr *ctrl
 		return NULL;
 	}
 	qpair->delay_sq_doorbell = opts.delay_sq_doorbell;
+	qpair->async_connect = opts.async_connect;
 	qpair->ctrlr_gen = __atomic_load_n(&ctrlr->gen, __ATOMIC_ACQUIRE);
-	if (!ready) {
-		qpair->ctrlr_gen--; /* "lost": reconnects in process_completions */
+	rc = ready ? ctrlr->ops->qpair_connect(qpair) : -EAGAIN;
+	if (rc == -EAGAIN) {
+		/* Not ready, or connecting asynchronously: finishes in process_completions. */
+		qpair->ctrlr_gen--;
 		qpair->state = NVME_QPAIR_DISCONNECTED;
 		TAILQ_INSERT_TAIL(&ctrlr->io_qpairs, qpair, link);
 		pthread_mutex_unlock(&ctrlr->lock);
 		return qpair;
 	}
-	rc = ctrlr->ops->qpair_connect(qpair);
 	if (rc != 0) {
 		ctrlr->ops->qpair_destroy(qpair);
 		ctrlr->qid_used[qid] = false;

@@ -150,8 +150,12 @@ static int channel_create(void *io_device, void *ctx)
 {
 	struct nvme_bdev_ctrlr *n = io_device;
 	struct nvme_io_channel *ch = ctx;
+	struct ust_nvme_io_qpair_opts qopts;
 
-	ch->qpair = ust_nvme_ctrlr_alloc_io_qpair(n->ctrlr, NULL);
+	/* A reactor does not wait for a fabrics connection: the qpair finishes it in its poller. */
+	ust_nvme_io_qpair_opts_init(n->ctrlr, &qopts);
+	qopts.async_connect = true;
+	ch->qpair = ust_nvme_ctrlr_alloc_io_qpair(n->ctrlr, &qopts);
 	if (ch->qpair == NULL) {
 		UST_ERRLOG("bdev_nvme %s: cannot allocate an I/O queue pair: %s\n", n->name,
 			   strerror(errno));
@@ -198,8 +202,10 @@ static void io_done(void *arg, const struct ust_nvme_cpl *cpl)
  */
 static bool hold_while_reconnecting(const struct nvme_bdev_ctrlr *n)
 {
+	/* A ready controller (a qpair that failed alone) has nothing to wait for. */
 	return n->ropts.ctrlr_loss_timeout_sec != 0 &&
-	       !__atomic_load_n(&n->fast_fail, __ATOMIC_ACQUIRE);
+	       !__atomic_load_n(&n->fast_fail, __ATOMIC_ACQUIRE) &&
+	       ust_nvme_ctrlr_get_init_status(n->ctrlr) != 0;
 }
 
 static void submit_result(struct ust_bdev_io *io, int rc)

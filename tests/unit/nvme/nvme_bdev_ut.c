@@ -12,9 +12,13 @@
  *    and that its "link" can go down: then register accesses are refused,
  *    the admin queue fails the controller and I/O queues report an error,
  *    as NVMe/TCP does when the target goes away.
+ *    An I/O queue asked for with async_connect answers -EAGAIN to its
+ *    first connect steps, as NVMe/TCP's non-blocking set-up does.
  *  - With it: bring-up and detach complete only because the core polls the
  *    admin queue while a register access is pending (the fix of commit
- *    e01cfbf); and the bdev module's reconnect state machine: outstanding
+ *    e01cfbf); an async_connect qpair is returned at once and connects
+ *    from its polls (the bdev module's channels use that); and the bdev
+ *    module's reconnect state machine: outstanding
  *    I/O fails, new I/O is held, attempts back off (immediate, +2 s, +4 s),
  *    I/O resumes with its data once the link is back, fast_io_fail fails
  *    held I/O, ctrlr_loss_timeout removes the bdevs.
@@ -64,6 +68,9 @@ static struct {
 	int nops;
 	int deferred;      /* accesses completed from an admin poll */
 	int refused;       /* accesses refused while the link was down */
+	int connect_steps; /* -EAGAIN answers before an async I/O queue connects */
+	int connect_eagain; /* -EAGAIN answers given */
+	int sync_connects; /* I/O queues connected without async_connect */
 } g_shim;
 
 static struct nvme_transport_ops g_shim_ops;
@@ -150,6 +157,24 @@ static int32_t shim_process(struct ust_nvme_qpair *qpair, uint32_t max)
 	return nvme_pcie_transport.qpair_process_completions(qpair, max);
 }
 
+/* Like NVMe/TCP: an async_connect queue takes a few polls to connect. */
+static int shim_qpair_connect(struct ust_nvme_qpair *qpair)
+{
+	static int steps_left;
+
+	if (!qpair->async_connect) {
+		g_shim.sync_connects++;
+		return nvme_pcie_transport.qpair_connect(qpair);
+	}
+	if (steps_left == 0)
+		steps_left = g_shim.connect_steps + 1;
+	if (--steps_left > 0) {
+		g_shim.connect_eagain++;
+		return -EAGAIN;
+	}
+	return nvme_pcie_transport.qpair_connect(qpair);
+}
+
 static void shim_init(void)
 {
 	memset(&g_shim, 0, sizeof(g_shim));
@@ -161,6 +186,8 @@ static void shim_init(void)
 	g_shim_ops.reg_read = shim_reg_read;
 	g_shim_ops.reg_write = shim_reg_write;
 	g_shim_ops.qpair_process_completions = shim_process;
+	g_shim_ops.qpair_connect = shim_qpair_connect;
+	g_shim.connect_steps = 3;
 	/* Registered once per process; the ops are refreshed in place. */
 	if (nvme_transport_get(UST_NVME_TRANSPORT_FC) == NULL)
 		nvme_transport_register(&g_shim_ops);
@@ -204,6 +231,48 @@ static void test_delayed_registers_bringup_and_detach(void **state)
 	assert_true(i < 500);
 	assert_int_equal(reg32(UST_NVME_REG_CC) & UST_NVME_CC_SHN_MASK, UST_NVME_CC_SHN_NORMAL);
 	assert_int_equal(g_shim.nops, 0);
+}
+
+/* ---- asynchronous I/O qpair connection --------------------------------------------- */
+
+static void test_async_connect(void **state)
+{
+	struct ust_nvme_transport_id trid;
+	struct ust_nvme_ctrlr *ctrlr = NULL;
+	struct ust_nvme_io_qpair_opts qopts;
+	struct ust_nvme_qpair *qpair;
+	struct ust_nvme_ns *ns;
+	uint8_t *buf = ust_dma_zmalloc(512, PAGE);
+	struct io_result r = {0};
+	int i;
+
+	shim_init();
+	shim_trid(&trid);
+	assert_int_equal(ust_nvme_ctrlr_construct(&trid, NULL, &ctrlr), 0);
+	assert_int_equal(drive(ctrlr, 500), 0);
+	ns = ust_nvme_ctrlr_get_ns(ctrlr, 1);
+	ust_nvme_io_qpair_opts_init(ctrlr, &qopts);
+	qopts.async_connect = true;
+	/* returned at once after one step, unconnected: I/O waits (-EAGAIN) */
+	qpair = ust_nvme_ctrlr_alloc_io_qpair(ctrlr, &qopts);
+	assert_non_null(qpair);
+	assert_int_equal(g_shim.connect_eagain, 1);
+	assert_int_equal(ust_nvme_ns_cmd_read(ns, qpair, buf, 0, 1, io_done, &r, 0), -EAGAIN);
+	/* each poll takes one more step; the last creates the queues */
+	fake_thread_start();
+	for (i = 0; i < 10 && !g_f.sq[ust_nvme_qpair_get_id(qpair)].valid; i++)
+		assert_int_equal(ust_nvme_qpair_process_completions(qpair, 0), 0);
+	fake_thread_stop();
+	assert_int_equal(g_shim.connect_eagain, 3);
+	assert_int_equal(g_shim.sync_connects, 0);
+	assert_true(g_f.sq[ust_nvme_qpair_get_id(qpair)].valid);
+	assert_int_equal(ust_nvme_ns_cmd_read(ns, qpair, buf, 0, 1, io_done, &r, 0), 0);
+	poll_io(qpair, 2);
+	assert_int_equal(r.done, 1);
+	assert_int_equal(r.rc, 0);
+	free_qpair(qpair);
+	ust_dma_free(buf);
+	detach(ctrlr);
 }
 
 /* ---- the bdev module ------------------------------------------------------------ */
@@ -447,6 +516,8 @@ static void test_bdev_nvme_reconnect(void **state)
 	assert_int_equal(attach_shim(&a, &bad), -EINVAL);
 	assert_int_equal(attach_shim(&a, &ro), 0);
 	assert_int_equal(ust_bdev_open_ext("Fab0n1", true, bdev_event, &removed, &desc), 0);
+	/* the channel's qpair connects from its poller (async_connect), not in a wait */
+	g_shim.connect_eagain = 0;
 	ch = ust_bdev_get_io_channel(desc);
 	assert_non_null(ch);
 	for (i = 0; i < 8 * 512; i++)
@@ -454,6 +525,8 @@ static void test_bdev_nvme_reconnect(void **state)
 	assert_int_equal(ust_bdev_write_blocks(desc, ch, w, 0, 8, bio_done, &r), 0);
 	bdev_wait(&r, 1);
 	assert_int_equal(r.status, 0);
+	assert_int_equal(g_shim.connect_eagain, 3);
+	assert_int_equal(g_shim.sync_connects, 0);
 
 	/* the link goes down under an outstanding read: it fails */
 	pthread_mutex_lock(&g_f.lock);
@@ -572,6 +645,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_delayed_registers_bringup_and_detach, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_async_connect, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bdev_nvme, bdev_setup, bdev_teardown),
 		cmocka_unit_test_setup_teardown(test_bdev_nvme_attach_failure, bdev_setup,
 						bdev_teardown),

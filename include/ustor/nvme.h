@@ -25,8 +25,9 @@
  * until the completion callback. Errors are negative errno; a submit that
  * returns an error called nothing back. -ENOMEM means the qpair has no free
  * request (queue full): retry after completions, nothing is queued hidden.
- * -EAGAIN means the qpair is waiting for a controller reset to finish (keep
- * polling it, then retry); -ENXIO that the controller failed.
+ * -EAGAIN means the qpair is waiting for a controller reset or for its own
+ * connection (async_connect) to finish (keep polling it, then retry);
+ * -ENXIO that the controller failed.
  */
 #ifndef USTOR_NVME_H
 #define USTOR_NVME_H

@@ -222,7 +222,9 @@ void nvme_ctrlr_fail(struct ust_nvme_ctrlr *ctrlr, int rc, const char *why)
 	ctrlr->rescanning = false;
 	ctrlr->init_status = rc;
 	__atomic_store_n(&ctrlr->failed, true, __ATOMIC_RELEASE);
-	__atomic_add_fetch(&ctrlr->gen, 1, __ATOMIC_ACQ_REL);
+	/* Remembered so that a qpair that notices only after a reset began still knows. */
+	__atomic_store_n(&ctrlr->fail_gen, __atomic_add_fetch(&ctrlr->gen, 1, __ATOMIC_ACQ_REL),
+			 __ATOMIC_RELEASE);
 	set_state(ctrlr, ctrlr->detaching ? NVME_CTRLR_STATE_SHUTDOWN_DONE : NVME_CTRLR_STATE_FAILED);
 	ctrlr->adminq->state = NVME_QPAIR_FAILED;
 	nvme_qpair_abort_outstanding(ctrlr->adminq, true);

@@ -34,8 +34,12 @@
  *    requests are completed by the core, not by the transport.
  *  - qpair_connect/qpair_disconnect create/delete the I/O queue on the
  *    controller (PCIe: Create/Delete I/O CQ and SQ over the admin queue,
- *    synchronously; TCP: the Connect command). They are never called for
- *    qid 0: an admin queue exists from ctrlr_construct to ctrlr_destruct.
+ *    synchronously; TCP: the connection and its Connect command). A
+ *    transport may answer -EAGAIN from qpair_connect when qpair->async_connect
+ *    is set, or when reconnecting after a reset: the core calls it again
+ *    from the qpair's process_completions until it answers 0 or an error.
+ *    They are never called for qid 0: an admin queue exists from
+ *    ctrlr_construct to ctrlr_destruct.
  *  - Keep-alive: when opts.keep_alive_timeout_ms != 0 and the controller
  *    reports KAS, the core sets the Keep Alive Timer feature (transports
  *    whose Connect carries KATO set nvme_ctrlr flag kato_in_connect) and
@@ -134,6 +138,7 @@ struct ust_nvme_qpair {
 	enum nvme_qpair_state state;
 	uint32_t ctrlr_gen; /* the controller generation the queue was created in */
 	bool delay_sq_doorbell;
+	bool async_connect; /* qpair_connect may answer -EAGAIN: finish it from polls */
 	uint64_t next_timeout_check;
 	TAILQ_ENTRY(ust_nvme_qpair) link; /* controller's list of I/O qpairs */
 };
@@ -286,6 +291,7 @@ struct ust_nvme_ctrlr {
 
 	int state;      /* enum nvme_ctrlr_state, read atomically by I/O threads */
 	uint32_t gen;   /* bumped when the queues are lost (disable, failure) */
+	uint32_t fail_gen; /* the generation the last failure started */
 	int init_status; /* -EAGAIN, 0, or the failure */
 	bool failed;
 	bool removed;   /* registers read all ones */
@@ -316,6 +322,7 @@ struct ust_nvme_ctrlr {
 	struct ust_nvme_qpair *adminq;
 	TAILQ_HEAD(, ust_nvme_qpair) io_qpairs;
 	bool *qid_used; /* [num_io_queues + 1] */
+	uint32_t last_qid; /* the QID handed out last (0: none yet) */
 
 	/* asynchronous events */
 	uint32_t num_aers;
@@ -393,14 +400,17 @@ void nvme_cmd_dsm(struct ust_nvme_cmd *cmd, uint32_t nsid, uint32_t attributes,
 /* ---- PCIe data pointers (nvme_pcie_prp.c), exposed for unit tests ------- */
 
 /*
- * Build PRP1/PRP2 for req's payload with memory page size page_size; list
- * (list_bus its IO address) holds up to list_entries entries. -EINVAL for
- * a payload PRPs cannot describe (first entry not dword aligned, a later
- * element not page aligned, an element other than the last not ending on a
- * page boundary, too many entries); -EFAULT for memory with no IO address.
+ * Build PRP1/PRP2 for req's payload with memory page size page_size; list is
+ * list_pages virtually contiguous pages, list_bus[i] the IO address of page
+ * i, chained when one page is not enough. -EINVAL for a payload PRPs cannot
+ * describe (first entry not dword aligned, a later element not page aligned,
+ * an element other than the last not ending on a page boundary, more entries
+ * than the pages hold); -EFAULT for memory with no IO address.
  */
 int nvme_pcie_build_prps(struct nvme_request *req, uint32_t page_size, uint64_t *list,
-			 uint64_t list_bus, uint32_t list_entries);
+			 const uint64_t *list_bus, uint32_t list_pages);
+/* PRP list pages one request needs for transfers up to max_xfer bytes. */
+uint32_t nvme_pcie_prp_list_pages(uint32_t page_size, uint32_t max_xfer);
 /*
  * Build SGL1 (one Data Block descriptor, or a Last Segment descriptor
  * pointing at list) for req's payload; list holds max_desc descriptors.

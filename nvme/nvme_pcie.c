@@ -74,12 +74,16 @@ static int pcie_ctrlr_enable(struct ust_nvme_ctrlr *ctrlr)
 	return 0;
 }
 
-/* One PRP list page (page_size / 8 entries) after PRP1 bounds a transfer. */
+/*
+ * The driver's own bound, below MDTS when MDTS is larger or 0 (unlimited):
+ * each request slot of an I/O queue keeps the chained PRP list pages for
+ * this much (3 pages of 4 KiB for 4 MiB), allocated with the queue.
+ */
+#define PCIE_MAX_XFER_SIZE (4u << 20)
+
 static uint32_t pcie_max_xfer_size(struct ust_nvme_ctrlr *ctrlr)
 {
-	uint64_t max = (uint64_t)(ctrlr->page_size / 8) * ctrlr->page_size;
-
-	return max > UINT32_MAX ? UINT32_MAX : (uint32_t)max;
+	return PCIE_MAX_XFER_SIZE;
 }
 
 static void pcie_ctrlr_destruct(struct ust_nvme_ctrlr *ctrlr)

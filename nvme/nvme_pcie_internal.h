@@ -29,8 +29,10 @@ struct nvme_pcie_qpair {
 	uint8_t phase;          /* the phase tag of new CQEs */
 	bool sq_tail_dirty;     /* tail moved since the doorbell was rung */
 	uint8_t *lists;         /* list_size bytes per request: PRP list or SGL segment */
-	uint32_t list_size;
-	uint64_t *list_bus;
+	uint32_t list_size;     /* list_pages * page_size */
+	uint32_t list_pages;
+	uint32_t page_size;     /* of the lists (the admin queue's predates CC.MPS) */
+	uint64_t *list_bus;     /* IO address of every list page, list_pages per request */
 };
 
 static inline struct nvme_pcie_ctrlr *to_pcie_ctrlr(struct ust_nvme_ctrlr *ctrlr)

@@ -11,8 +11,14 @@
  *    other than the last must end page aligned and every element after the
  *    first must start page aligned;
  *  - one or two entries go in PRP1/PRP2; more make PRP2 a pointer to a PRP
- *    list holding entries 2..n (the driver's transfer limit keeps the list
- *    in one page, so no list chaining is needed).
+ *    list holding entries 2..n. A list page holds page_size / 8 entries;
+ *    when more follow, the last entry of a full page is instead a pointer to
+ *    the next list page ("PRP List" in Base spec 4.1.1), so a list of L
+ *    entries needs ceil((L - 1) / (page_size / 8 - 1)) pages.
+ *
+ * The list is built in one pass without knowing its length: an entry that
+ * lands in the last slot of a page stays there until another entry comes,
+ * which moves it to the next page and puts the chain pointer in its place.
  */
 #include <errno.h>
 #include <string.h>
@@ -59,8 +65,10 @@ static int for_each_chunk(struct nvme_request *req, chunk_fn fn, void *ctx)
 
 struct prp_ctx {
 	uint32_t page_size;
-	uint64_t *list;
-	uint32_t list_max;
+	uint64_t *list;           /* list_pages pages, virtually contiguous */
+	const uint64_t *list_bus; /* IO address of each list page */
+	uint32_t list_pages;
+	uint32_t nslots;          /* list slots used: entries and chain pointers */
 	uint64_t prp1;
 	uint32_t nentries;
 	bool prev_ends_page; /* the last entry so far ended on a page boundary */
@@ -68,13 +76,26 @@ struct prp_ctx {
 
 static int prp_add_entry(struct prp_ctx *c, uint64_t addr)
 {
+	uint32_t per_page = c->page_size / 8, page;
+
 	if (c->nentries == 0) {
 		c->prp1 = addr;
-	} else {
-		if (c->nentries - 1 >= c->list_max)
-			return -EINVAL;
-		c->list[c->nentries - 1] = addr;
+		c->nentries++;
+		return 0;
 	}
+	/* With no list pages only PRP2 itself can hold the second entry. */
+	if (c->nslots > 0 && c->list_pages == 0)
+		return -EINVAL;
+	if (c->nslots > 0 && c->nslots % per_page == 0) {
+		/* The page is full and more follow: its last slot becomes the chain pointer. */
+		page = c->nslots / per_page;
+		if (page >= c->list_pages)
+			return -EINVAL;
+		c->list[c->nslots] = c->list[c->nslots - 1];
+		c->list[c->nslots - 1] = c->list_bus[page];
+		c->nslots++;
+	}
+	c->list[c->nslots++] = addr;
 	c->nentries++;
 	return 0;
 }
@@ -142,10 +163,24 @@ static int prp_merge_chunk(void *arg, uint64_t bus, uint32_t len)
 	return rc;
 }
 
-int nvme_pcie_build_prps(struct nvme_request *req, uint32_t page_size, uint64_t *list,
-			 uint64_t list_bus, uint32_t list_entries)
+uint32_t nvme_pcie_prp_list_pages(uint32_t page_size, uint32_t max_xfer)
 {
-	struct prp_ctx c = {.page_size = page_size, .list = list, .list_max = list_entries};
+	/* An unaligned PRP1 makes max_xfer / page_size list entries (PRP1 holds the rest). */
+	uint64_t entries = (uint64_t)max_xfer / page_size, per_page = page_size / 8;
+
+	if (entries <= per_page)
+		return 1;
+	/* Every page but the last gives its last slot to the chain pointer. */
+	return (uint32_t)((entries - 1 + per_page - 2) / (per_page - 1));
+}
+
+int nvme_pcie_build_prps(struct nvme_request *req, uint32_t page_size, uint64_t *list,
+			 const uint64_t *list_bus, uint32_t list_pages)
+{
+	struct prp_ctx c = {.page_size = page_size,
+			    .list = list,
+			    .list_bus = list_bus,
+			    .list_pages = list_pages};
 	struct prp_merge m = {.c = &c};
 	int rc;
 
@@ -162,7 +197,7 @@ int nvme_pcie_build_prps(struct nvme_request *req, uint32_t page_size, uint64_t 
 	if (c.nentries == 2)
 		req->cmd.dptr.prp.prp2 = list[0];
 	else if (c.nentries > 2)
-		req->cmd.dptr.prp.prp2 = list_bus;
+		req->cmd.dptr.prp.prp2 = list_bus[0];
 	return 0;
 }
 

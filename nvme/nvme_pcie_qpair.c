@@ -8,7 +8,10 @@
  *  - Completions are new while their phase tag equals the expected phase,
  *    which flips each time the head wraps; the CQyHDBL doorbell is written
  *    once per batch, after the batch's callbacks.
- *  - Each request slot owns one page for its PRP list or SGL segment.
+ *  - Each request slot owns the pages of its PRP list (as many as the
+ *    controller's largest transfer needs, chained; one for the admin queue,
+ *    made before the transfer size is known) or, in its first page, its SGL
+ *    segment.
  *  - I/O queues are created with PC = 1 (physically contiguous) and no
  *    interrupts; Create I/O CQ precedes Create I/O SQ, deletion goes the
  *    other way (Base spec 5.4, 5.5, 5.6, 5.7).
@@ -35,15 +38,18 @@ static void *alloc_ring(size_t size, uint32_t page_size, uint64_t *bus)
 	return ring;
 }
 
-static int alloc_lists(struct nvme_pcie_qpair *pq, uint32_t page_size)
+static int alloc_lists(struct nvme_pcie_qpair *pq, uint32_t page_size, uint32_t list_pages)
 {
-	uint32_t i, n = pq->qpair.num_reqs;
+	uint32_t i, n = pq->qpair.num_reqs * list_pages;
 
-	pq->list_size = page_size;
+	pq->page_size = page_size;
+	pq->list_pages = list_pages;
+	pq->list_size = list_pages * page_size;
 	pq->lists = ust_dma_zmalloc((size_t)n * page_size, page_size);
 	pq->list_bus = calloc(n, sizeof(*pq->list_bus));
 	if (pq->lists == NULL || pq->list_bus == NULL)
 		return -ENOMEM;
+	/* Per page: a request's list pages need not be contiguous in IO space. */
 	for (i = 0; i < n; i++) {
 		uint64_t len = page_size;
 
@@ -84,6 +90,7 @@ struct ust_nvme_qpair *nvme_pcie_qpair_create(struct ust_nvme_ctrlr *ctrlr, uint
 	uint32_t entries = qid == 0 ? ctrlr->opts.admin_queue_size : opts->io_queue_size;
 	/* The page size is known once CAP is read; the admin queue comes first. */
 	uint32_t page_size = ctrlr->page_size ? ctrlr->page_size : 4096;
+	uint32_t list_pages = qid == 0 ? 1 : nvme_pcie_prp_list_pages(page_size, ctrlr->max_xfer_size);
 	struct nvme_pcie_qpair *pq;
 
 	if (qid != 0 && (uint64_t)UST_NVME_REG_DOORBELL_BASE +
@@ -97,7 +104,7 @@ struct ust_nvme_qpair *nvme_pcie_qpair_create(struct ust_nvme_ctrlr *ctrlr, uint
 		goto fail;
 	pq->sq = alloc_ring(sizeof(*pq->sq) * entries, page_size, &pq->sq_bus);
 	pq->cq = alloc_ring(sizeof(*pq->cq) * entries, page_size, &pq->cq_bus);
-	if (pq->sq == NULL || pq->cq == NULL || alloc_lists(pq, page_size) != 0)
+	if (pq->sq == NULL || pq->cq == NULL || alloc_lists(pq, page_size, list_pages) != 0)
 		goto fail;
 	pq->phase = 1;
 	if (qid != 0)
@@ -184,14 +191,19 @@ static int build_data_pointer(struct nvme_pcie_qpair *pq, struct nvme_request *r
 {
 	struct ust_nvme_ctrlr *ctrlr = pq->qpair.ctrlr;
 	void *list = pq->lists + (size_t)req->cid * pq->list_size;
-	uint64_t list_bus = pq->list_bus[req->cid];
+	const uint64_t *list_bus = &pq->list_bus[(size_t)req->cid * pq->list_pages];
 
 	/* Admin commands always use PRPs over PCIe (Base spec 4.1.2). */
 	if (ctrlr->use_sgl && pq->qpair.id != 0 && req->payload_size > 0)
-		return nvme_pcie_build_sgl(req, list, list_bus,
-					   pq->list_size / sizeof(struct ust_nvme_sgl_descriptor),
+		return nvme_pcie_build_sgl(req, list, list_bus[0],
+					   pq->page_size / sizeof(struct ust_nvme_sgl_descriptor),
 					   ctrlr->sgl_dword_aligned);
-	return nvme_pcie_build_prps(req, ctrlr->page_size, list, list_bus, pq->list_size / 8);
+	/*
+	 * The admin queue's list page was sized before CC.MPS was chosen; with
+	 * a larger memory page it cannot be a list page, so PRP1/PRP2 only.
+	 */
+	return nvme_pcie_build_prps(req, ctrlr->page_size, list, list_bus,
+				    pq->page_size == ctrlr->page_size ? pq->list_pages : 0);
 }
 
 int nvme_pcie_qpair_submit(struct ust_nvme_qpair *qpair, struct nvme_request *req)

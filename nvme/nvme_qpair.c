@@ -213,6 +213,19 @@ void nvme_qpair_check_timeouts(struct ust_nvme_qpair *qpair, uint64_t now)
 /* ---- I/O qpairs ---------------------------------------------------------------- */
 
 /*
+ * Whether the controller failed since this queue was made: then its
+ * requests end with DNR set (errors), also when a reset (a reconnect) has
+ * already cleared the failure by the time this thread looks.
+ */
+static bool lost_to_failure(const struct ust_nvme_qpair *qpair)
+{
+	const struct ust_nvme_ctrlr *ctrlr = qpair->ctrlr;
+
+	return __atomic_load_n(&ctrlr->failed, __ATOMIC_ACQUIRE) ||
+	       (int32_t)(__atomic_load_n(&ctrlr->fail_gen, __ATOMIC_ACQUIRE) - qpair->ctrlr_gen) > 0;
+}
+
+/*
  * The controller lost this queue (reset, failure): finish what was
  * outstanding, then reconnect once the controller is ready again.
  * Returns 0 (connected, or waiting for the reset) or -ENXIO.
@@ -225,7 +238,7 @@ static int qpair_handle_lost_queue(struct ust_nvme_qpair *qpair)
 
 	if (qpair->state == NVME_QPAIR_CONNECTED) {
 		qpair->state = NVME_QPAIR_DISCONNECTED;
-		nvme_qpair_abort_outstanding(qpair, __atomic_load_n(&ctrlr->failed, __ATOMIC_ACQUIRE));
+		nvme_qpair_abort_outstanding(qpair, lost_to_failure(qpair));
 		ctrlr->ops->qpair_reset(qpair);
 	}
 	if (__atomic_load_n(&ctrlr->failed, __ATOMIC_ACQUIRE)) {
@@ -244,8 +257,11 @@ static int qpair_handle_lost_queue(struct ust_nvme_qpair *qpair)
 	state = nvme_ctrlr_get_state(ctrlr);
 	rc = state == NVME_CTRLR_STATE_READY ? ctrlr->ops->qpair_connect(qpair) : -EAGAIN;
 	pthread_mutex_unlock(&ctrlr->lock);
-	if (rc == -EAGAIN)
+	if (rc == -EAGAIN) {
+		/* Connecting (or waiting for the reset): submissions get -EAGAIN, not -ENXIO. */
+		qpair->state = NVME_QPAIR_DISCONNECTED;
 		return 0;
+	}
 	if (rc != 0) {
 		UST_ERRLOG("NVMe %s: cannot recreate I/O queue %u: %d\n", ctrlr->trid.traddr,
 			   qpair->id, rc);
@@ -310,14 +326,22 @@ void ust_nvme_io_qpair_opts_init(struct ust_nvme_ctrlr *ctrlr, struct ust_nvme_i
 	opts->io_queue_size = ctrlr->io_queue_size;
 }
 
+/*
+ * Round robin from the last QID handed out: a QID freed just now is taken
+ * last. A fabrics target tears a closed queue's connection down on its own
+ * time, and the Linux target refuses a Connect for a QID it still has
+ * ("Command Sequence Error"), so an immediate reuse would race it.
+ */
 static int alloc_qid(struct ust_nvme_ctrlr *ctrlr)
 {
-	uint32_t i;
+	uint32_t i, qid, n = ctrlr->num_io_queues;
 
-	for (i = 1; i <= ctrlr->num_io_queues; i++) {
-		if (!ctrlr->qid_used[i]) {
-			ctrlr->qid_used[i] = true;
-			return (int)i;
+	for (i = 0; i < n; i++) {
+		qid = (ctrlr->last_qid + i) % n + 1;
+		if (!ctrlr->qid_used[qid]) {
+			ctrlr->qid_used[qid] = true;
+			ctrlr->last_qid = qid;
+			return (int)qid;
 		}
 	}
 	return -ENOSPC;
@@ -366,15 +390,17 @@ struct ust_nvme_qpair *ust_nvme_ctrlr_alloc_io_qpair(struct ust_nvme_ctrlr *ctrl
 		return NULL;
 	}
 	qpair->delay_sq_doorbell = opts.delay_sq_doorbell;
+	qpair->async_connect = opts.async_connect;
 	qpair->ctrlr_gen = __atomic_load_n(&ctrlr->gen, __ATOMIC_ACQUIRE);
-	if (!ready) {
-		qpair->ctrlr_gen--; /* "lost": reconnects in process_completions */
+	rc = ready ? ctrlr->ops->qpair_connect(qpair) : -EAGAIN;
+	if (rc == -EAGAIN) {
+		/* Not ready, or connecting asynchronously: finishes in process_completions. */
+		qpair->ctrlr_gen--;
 		qpair->state = NVME_QPAIR_DISCONNECTED;
 		TAILQ_INSERT_TAIL(&ctrlr->io_qpairs, qpair, link);
 		pthread_mutex_unlock(&ctrlr->lock);
 		return qpair;
 	}
-	rc = ctrlr->ops->qpair_connect(qpair);
 	if (rc != 0) {
 		ctrlr->ops->qpair_destroy(qpair);
 		ctrlr->qid_used[qid] = false;

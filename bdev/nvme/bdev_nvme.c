@@ -9,9 +9,18 @@
  * reset each qpair recreates its queues inside its own poll.
  *
  * Lifetimes: a controller lives until bdev_nvme_detach_controller (or
- * module shutdown, or surprise removal): its bdevs are unregistered first,
- * then the io_device (waiting for every channel, and so every qpair, to be
- * gone), then the controller is shut down (CC.SHN) from the admin poller.
+ * module shutdown, surprise removal, or ctrlr_loss_timeout_sec running out):
+ * its bdevs are unregistered first, then the io_device (waiting for every
+ * channel, and so every qpair, to be gone), then the controller is shut
+ * down (CC.SHN) from the admin poller.
+ *
+ * Reconnect: a failed controller (not a removed one) is reset by the admin
+ * poller, at once and then after each failed attempt with a doubling
+ * delay, while its bdevs stay registered. The driver's reset builds a new
+ * association on fabrics; each thread's qpair reconnects itself at its next
+ * poll once the controller is ready. I/O threads read only the fixed
+ * ctrlr_loss_timeout_sec and the fast_fail flag to choose between holding
+ * and failing new I/O.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -26,6 +35,10 @@
 #include "bdev_nvme.h"
 
 #define ADMIN_POLL_US 1000
+/* The reconnect delay doubles after each failed attempt, up to 1 << this (8 x). */
+#define RECONNECT_BACKOFF_MAX_SHIFT 3
+
+static struct bdev_nvme_reconnect_opts g_default_reconnect;
 
 struct nvme_bdev_ctrlr;
 
@@ -51,6 +64,12 @@ struct reset_waiter {
 	TAILQ_ENTRY(reset_waiter) link;
 };
 
+enum reconnect_state {
+	RECONNECT_IDLE,     /* ready, or failed with no reconnecting asked for */
+	RECONNECT_WAIT,     /* failed; the next attempt at next_attempt_tick */
+	RECONNECT_RESETTING, /* an attempt (a driver reset) is running */
+};
+
 struct nvme_bdev_ctrlr {
 	char *name;
 	struct ust_nvme_ctrlr *ctrlr;
@@ -68,6 +87,12 @@ struct nvme_bdev_ctrlr {
 	bool resetting;
 	bdev_nvme_done_cb detach_cb;
 	void *detach_ctx;
+	struct bdev_nvme_reconnect_opts ropts;
+	enum reconnect_state rstate;
+	uint64_t loss_tick;         /* when the failure was noticed */
+	uint64_t next_attempt_tick;
+	uint32_t attempts;          /* failed attempts since the loss */
+	bool fast_fail;             /* read by I/O threads: fail held I/O */
 	TAILQ_ENTRY(nvme_bdev_ctrlr) link;
 };
 
@@ -125,8 +150,12 @@ static int channel_create(void *io_device, void *ctx)
 {
 	struct nvme_bdev_ctrlr *n = io_device;
 	struct nvme_io_channel *ch = ctx;
+	struct ust_nvme_io_qpair_opts qopts;
 
-	ch->qpair = ust_nvme_ctrlr_alloc_io_qpair(n->ctrlr, NULL);
+	/* A reactor does not wait for a fabrics connection: the qpair finishes it in its poller. */
+	ust_nvme_io_qpair_opts_init(n->ctrlr, &qopts);
+	qopts.async_connect = true;
+	ch->qpair = ust_nvme_ctrlr_alloc_io_qpair(n->ctrlr, &qopts);
 	if (ch->qpair == NULL) {
 		UST_ERRLOG("bdev_nvme %s: cannot allocate an I/O queue pair: %s\n", n->name,
 			   strerror(errno));
@@ -166,15 +195,35 @@ static void io_done(void *arg, const struct ust_nvme_cpl *cpl)
 	ust_bdev_io_complete_errno(arg, ust_nvme_cpl_to_errno(cpl));
 }
 
+/*
+ * On a failed controller: hold new I/O when a reconnect is coming (from the
+ * failure on, even before the admin poller noticed it), unless the fast-fail
+ * time passed or the controller is going away (both set fast_fail).
+ */
+static bool hold_while_reconnecting(const struct nvme_bdev_ctrlr *n)
+{
+	/* A ready controller (a qpair that failed alone) has nothing to wait for. */
+	return n->ropts.ctrlr_loss_timeout_sec != 0 &&
+	       !__atomic_load_n(&n->fast_fail, __ATOMIC_ACQUIRE) &&
+	       ust_nvme_ctrlr_get_init_status(n->ctrlr) != 0;
+}
+
 static void submit_result(struct ust_bdev_io *io, int rc)
 {
+	struct nvme_bdev *nb = io->bdev->ctxt;
+
 	if (rc == 0)
 		return;
-	/* Queue full, or the controller resetting: the core requeues it. */
-	if (rc == -ENOMEM || rc == -EAGAIN)
+	/*
+	 * Queue full, the controller resetting, or failed with a reconnect to
+	 * come: the core requeues it (retrying it from its NOMEM poller).
+	 */
+	if (rc == -ENOMEM || (rc == -EAGAIN && !__atomic_load_n(&nb->nctrlr->fast_fail,
+								 __ATOMIC_ACQUIRE)) ||
+	    (rc == -ENXIO && hold_while_reconnecting(nb->nctrlr)))
 		ust_bdev_io_complete(io, UST_BDEV_IO_STATUS_NOMEM);
 	else
-		ust_bdev_io_complete_errno(io, rc);
+		ust_bdev_io_complete_errno(io, rc == -EAGAIN ? -ENXIO : rc);
 }
 
 static void read_with_buf(struct ust_io_channel *ch, struct ust_bdev_io *io, bool success)
@@ -515,6 +564,8 @@ static void start_detach(struct nvme_bdev_ctrlr *n, bdev_nvme_done_cb cb, void *
 	struct nvme_bdev *nb, *tmp;
 
 	n->state = NCTRLR_DETACHING;
+	/* I/O held for a reconnect that will not come now fails instead. */
+	__atomic_store_n(&n->fast_fail, true, __ATOMIC_RELEASE);
 	n->detach_cb = cb;
 	n->detach_ctx = ctx;
 	for (nb = TAILQ_FIRST(&n->bdevs); nb != NULL; nb = tmp) {
@@ -553,6 +604,150 @@ static void ctrlr_gone(struct nvme_bdev_ctrlr *n)
 		cb(ctx, 0);
 	if (g_fini_started && TAILQ_EMPTY(&g_nctrlrs))
 		ust_bdev_module_fini_done();
+}
+
+/* ---- reconnect ------------------------------------------------------------------------ */
+
+static uint64_t sec_to_ticks(uint64_t sec)
+{
+	return sec * ust_get_ticks_hz();
+}
+
+static bool reconnect_wanted(const struct nvme_bdev_ctrlr *n)
+{
+	return n->ropts.ctrlr_loss_timeout_sec != 0;
+}
+
+static void reconnect_attempt(struct nvme_bdev_ctrlr *n)
+{
+	int rc = ust_nvme_ctrlr_reset(n->ctrlr);
+
+	/* -EBUSY: a reset is running already; its outcome counts as this attempt. */
+	if (rc != 0 && rc != -EBUSY) {
+		UST_ERRLOG("bdev_nvme %s: reconnect attempt cannot start: %s\n", n->name,
+			   strerror(-rc));
+		n->rstate = RECONNECT_WAIT;
+		n->next_attempt_tick = ust_get_ticks() + sec_to_ticks(n->ropts.reconnect_delay_sec);
+		return;
+	}
+	n->rstate = RECONNECT_RESETTING;
+}
+
+static void reconnect_schedule(struct nvme_bdev_ctrlr *n, uint64_t now)
+{
+	uint32_t shift = n->attempts < RECONNECT_BACKOFF_MAX_SHIFT ? n->attempts
+								   : RECONNECT_BACKOFF_MAX_SHIFT;
+	uint64_t delay = (uint64_t)n->ropts.reconnect_delay_sec << shift;
+
+	n->attempts++;
+	n->rstate = RECONNECT_WAIT;
+	n->next_attempt_tick = now + sec_to_ticks(delay);
+	UST_WARNLOG("bdev_nvme %s: reconnect attempt %u failed; next in %" PRIu64 " s\n",
+		    n->name, n->attempts, delay);
+}
+
+/*
+ * Runs from the admin poller while the controller is attached: notices a
+ * failure, drives the attempts and the two deadlines, and gives up (detach)
+ * at ctrlr_loss_timeout_sec.
+ */
+static void reconnect_poll(struct nvme_bdev_ctrlr *n)
+{
+	uint64_t now = ust_get_ticks();
+	int st;
+
+	if (n->resetting || !reconnect_wanted(n))
+		return;
+	st = ust_nvme_ctrlr_get_init_status(n->ctrlr);
+	if (n->rstate == RECONNECT_IDLE) {
+		if (!ust_nvme_ctrlr_is_failed(n->ctrlr) || st == -ENODEV)
+			return;
+		UST_ERRLOG("bdev_nvme %s: controller lost (%s); reconnecting\n", n->name,
+			   strerror(-st));
+		n->loss_tick = now;
+		n->attempts = 0;
+		reconnect_attempt(n);
+		return;
+	}
+	/* Back, by our attempt or by a reset someone else asked for. */
+	if (st == 0) {
+		UST_NOTICELOG("bdev_nvme %s: reconnected after %u failed attempt(s)\n", n->name,
+			      n->attempts);
+		n->rstate = RECONNECT_IDLE;
+		__atomic_store_n(&n->fast_fail, false, __ATOMIC_RELEASE);
+		return;
+	}
+	if (n->rstate == RECONNECT_RESETTING && st != -EAGAIN)
+		reconnect_schedule(n, now);
+	if (n->ropts.fast_io_fail_timeout_sec != 0 && !n->fast_fail &&
+	    now - n->loss_tick >= sec_to_ticks(n->ropts.fast_io_fail_timeout_sec)) {
+		UST_WARNLOG("bdev_nvme %s: fast_io_fail_timeout_sec passed; failing I/O\n",
+			    n->name);
+		__atomic_store_n(&n->fast_fail, true, __ATOMIC_RELEASE);
+	}
+	if (n->ropts.ctrlr_loss_timeout_sec > 0 &&
+	    now - n->loss_tick >= sec_to_ticks((uint64_t)n->ropts.ctrlr_loss_timeout_sec)) {
+		UST_ERRLOG("bdev_nvme %s: not reconnected within ctrlr_loss_timeout_sec (%d); "
+			   "removing its bdevs\n",
+			   n->name, n->ropts.ctrlr_loss_timeout_sec);
+		n->rstate = RECONNECT_IDLE;
+		n->removed = true;
+		start_detach(n, NULL, NULL);
+		return;
+	}
+	if (n->rstate == RECONNECT_WAIT && (int64_t)(now - n->next_attempt_tick) >= 0)
+		reconnect_attempt(n);
+	return;
+}
+
+static const char *sec_rule(const struct bdev_nvme_reconnect_opts *o)
+{
+	int64_t loss = o->ctrlr_loss_timeout_sec;
+
+	if (loss < -1)
+		return "ctrlr_loss_timeout_sec must be -1, 0 or positive";
+	if (loss == 0) {
+		if (o->reconnect_delay_sec != 0 || o->fast_io_fail_timeout_sec != 0)
+			return "reconnect_delay_sec and fast_io_fail_timeout_sec need a "
+			       "ctrlr_loss_timeout_sec";
+		return NULL;
+	}
+	if (o->reconnect_delay_sec == 0)
+		return "reconnect_delay_sec must be positive when reconnecting";
+	if (loss > 0 && o->reconnect_delay_sec > (uint64_t)loss)
+		return "reconnect_delay_sec must not exceed ctrlr_loss_timeout_sec";
+	if (o->fast_io_fail_timeout_sec != 0 &&
+	    (o->fast_io_fail_timeout_sec < o->reconnect_delay_sec ||
+	     (loss > 0 && o->fast_io_fail_timeout_sec > (uint64_t)loss)))
+		return "fast_io_fail_timeout_sec must lie between reconnect_delay_sec and "
+		       "ctrlr_loss_timeout_sec";
+	return NULL;
+}
+
+int bdev_nvme_check_reconnect_opts(const struct bdev_nvme_reconnect_opts *o, char *err,
+				   size_t errlen)
+{
+	const char *why = o != NULL ? sec_rule(o) : "no options";
+
+	if (why == NULL)
+		return 0;
+	if (err != NULL)
+		snprintf(err, errlen, "%s", why);
+	return -EINVAL;
+}
+
+int bdev_nvme_set_options(const struct bdev_nvme_reconnect_opts *o)
+{
+	int rc = bdev_nvme_check_reconnect_opts(o, NULL, 0);
+
+	if (rc == 0)
+		g_default_reconnect = *o;
+	return rc;
+}
+
+void bdev_nvme_get_options(struct bdev_nvme_reconnect_opts *o)
+{
+	*o = g_default_reconnect;
 }
 
 /* ---- the admin poller -------------------------------------------------------------- */
@@ -616,6 +811,8 @@ static int admin_poll(void *arg)
 		n->removed = true;
 		start_detach(n, NULL, NULL);
 	}
+	if (n->state == NCTRLR_ATTACHED && !n->removed)
+		reconnect_poll(n);
 	return rc > 0 ? UST_POLLER_BUSY : UST_POLLER_IDLE;
 }
 
@@ -642,6 +839,8 @@ int bdev_nvme_attach_controller(const struct bdev_nvme_attach_opts *opts, bdev_n
 	if (opts == NULL || opts->name == NULL || opts->name[0] == '\0' ||
 	    opts->trid.traddr[0] == '\0')
 		return -EINVAL;
+	if (opts->reconnect != NULL && bdev_nvme_check_reconnect_opts(opts->reconnect, NULL, 0))
+		return -EINVAL;
 	if (g_fini_started)
 		return -ESHUTDOWN;
 	if (find_ctrlr(opts->name) != NULL)
@@ -660,6 +859,7 @@ int bdev_nvme_attach_controller(const struct bdev_nvme_attach_opts *opts, bdev_n
 	n->name = strdup(opts->name);
 	n->hostnqn = opts->hostnqn != NULL ? strdup(opts->hostnqn) : NULL;
 	n->trid = opts->trid;
+	n->ropts = opts->reconnect != NULL ? *opts->reconnect : g_default_reconnect;
 	TAILQ_INIT(&n->bdevs);
 	TAILQ_INIT(&n->reset_waiters);
 	n->attach_cb = cb;
@@ -738,7 +938,9 @@ static const char *ctrlr_state_str(struct nvme_bdev_ctrlr *n)
 		break;
 	}
 	if (ust_nvme_ctrlr_is_failed(n->ctrlr))
-		return "failed";
+		return n->rstate != RECONNECT_IDLE ? "reconnecting" : "failed";
+	if (n->rstate != RECONNECT_IDLE)
+		return "reconnecting";
 	st = ust_nvme_ctrlr_get_init_status(n->ctrlr);
 	return st == -EAGAIN ? "resetting" : "enabled";
 }
@@ -761,6 +963,7 @@ int bdev_nvme_get_controllers(const char *name, json_t *array)
 		host = json_object();
 		json_object_set_new(host, "nqn", json_string(n->hostnqn ? n->hostnqn : ""));
 		json_object_set_new(c, "host", host);
+		json_object_set_new(c, "reconnect_attempts", json_integer(n->attempts));
 		json_array_append_new(array, json_pack("{s:s, s:[o]}", "name", n->name, "ctrlrs", c));
 	}
 	return name != NULL && !found ? -ENODEV : 0;
@@ -771,6 +974,7 @@ int bdev_nvme_get_controllers(const char *name, json_t *array)
 static int nvme_module_init(void)
 {
 	g_fini_started = false;
+	memset(&g_default_reconnect, 0, sizeof(g_default_reconnect));
 	return 0;
 }
 
@@ -795,11 +999,24 @@ static void nvme_module_fini(void)
 	}
 }
 
+static json_t *reconnect_json(const struct bdev_nvme_reconnect_opts *o, json_t *obj)
+{
+	json_object_set_new(obj, "ctrlr_loss_timeout_sec", json_integer(o->ctrlr_loss_timeout_sec));
+	json_object_set_new(obj, "reconnect_delay_sec", json_integer(o->reconnect_delay_sec));
+	json_object_set_new(obj, "fast_io_fail_timeout_sec",
+			    json_integer(o->fast_io_fail_timeout_sec));
+	return obj;
+}
+
 static void nvme_config_json(json_t *calls)
 {
 	struct nvme_bdev_ctrlr *n;
 	json_t *params;
 
+	/* The defaults first, so that a replay attaches with the same ones. */
+	json_array_append_new(calls, json_pack("{s:s, s:o}", "method", "bdev_nvme_set_options",
+					       "params", reconnect_json(&g_default_reconnect,
+									json_object())));
 	TAILQ_FOREACH(n, &g_nctrlrs, link) {
 		if (n->state != NCTRLR_ATTACHED)
 			continue;
@@ -807,6 +1024,7 @@ static void nvme_config_json(json_t *calls)
 		json_object_set_new(params, "name", json_string(n->name));
 		if (n->hostnqn != NULL)
 			json_object_set_new(params, "hostnqn", json_string(n->hostnqn));
+		reconnect_json(&n->ropts, params);
 		json_array_append_new(calls, json_pack("{s:s, s:o}", "method",
 						       "bdev_nvme_attach_controller", "params",
 						       params));

@@ -1,7 +1,10 @@
 /*
  * RPCs of the NVMe bdev module, with SPDK's method and parameter names:
- * bdev_nvme_attach_controller, bdev_nvme_detach_controller,
- * bdev_nvme_get_controllers, bdev_nvme_reset_controller.
+ * bdev_nvme_set_options, bdev_nvme_attach_controller,
+ * bdev_nvme_detach_controller, bdev_nvme_get_controllers,
+ * bdev_nvme_reset_controller. The reconnect parameters
+ * (ctrlr_loss_timeout_sec, reconnect_delay_sec, fast_io_fail_timeout_sec)
+ * of an attach default to those set by bdev_nvme_set_options.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -21,7 +24,16 @@ struct rpc_attach {
 	char *trsvcid;
 	char *subnqn;
 	char *hostnqn;
+	struct bdev_nvme_reconnect_opts reconnect;
 };
+
+#define RECONNECT_DECODERS(type, prefix)                                                          \
+	{"ctrlr_loss_timeout_sec", offsetof(type, prefix ctrlr_loss_timeout_sec),                \
+	 ust_json_decode_int32, true},                                                          \
+	{"reconnect_delay_sec", offsetof(type, prefix reconnect_delay_sec),                     \
+	 ust_json_decode_uint32, true},                                                          \
+	{"fast_io_fail_timeout_sec", offsetof(type, prefix fast_io_fail_timeout_sec),           \
+	 ust_json_decode_uint32, true}
 
 static const struct ust_json_object_decoder g_attach_decoders[] = {
 	{"name", offsetof(struct rpc_attach, name), ust_json_decode_string, false},
@@ -31,6 +43,7 @@ static const struct ust_json_object_decoder g_attach_decoders[] = {
 	{"trsvcid", offsetof(struct rpc_attach, trsvcid), ust_json_decode_string, true},
 	{"subnqn", offsetof(struct rpc_attach, subnqn), ust_json_decode_string, true},
 	{"hostnqn", offsetof(struct rpc_attach, hostnqn), ust_json_decode_string, true},
+	RECONNECT_DECODERS(struct rpc_attach, reconnect.),
 };
 
 static void free_attach(struct rpc_attach *r)
@@ -91,10 +104,17 @@ static void rpc_bdev_nvme_attach_controller(struct ust_rpc_request *req, const j
 	char err[256];
 	int rc;
 
+	/* Parameters left out keep bdev_nvme_set_options' values. */
+	bdev_nvme_get_options(&r.reconnect);
 	if (!ust_rpc_decode_params(req, params, g_attach_decoders,
 				   sizeof(g_attach_decoders) / sizeof(g_attach_decoders[0]), &r))
 		goto out;
+	if (bdev_nvme_check_reconnect_opts(&r.reconnect, err, sizeof(err)) != 0) {
+		ust_rpc_send_error(req, UST_JSONRPC_ERROR_INVALID_PARAMS, "%s", err);
+		goto out;
+	}
 	memset(&opts, 0, sizeof(opts));
+	opts.reconnect = &r.reconnect;
 	if (build_trid(&r, &opts.trid, err, sizeof(err)) != 0) {
 		ust_rpc_send_error(req, UST_JSONRPC_ERROR_INVALID_PARAMS, "%s", err);
 		goto out;
@@ -122,6 +142,32 @@ out:
 	free_attach(&r);
 }
 UST_RPC_REGISTER("bdev_nvme_attach_controller", rpc_bdev_nvme_attach_controller,
+		 UST_RPC_STARTUP | UST_RPC_RUNTIME)
+
+static const struct ust_json_object_decoder g_set_options_decoders[] = {
+	RECONNECT_DECODERS(struct bdev_nvme_reconnect_opts, ),
+};
+
+/* Only the reconnect parameters of SPDK's bdev_nvme_set_options are known here. */
+static void rpc_bdev_nvme_set_options(struct ust_rpc_request *req, const json_t *params)
+{
+	struct bdev_nvme_reconnect_opts o;
+	char err[256];
+
+	bdev_nvme_get_options(&o);
+	if (params != NULL &&
+	    !ust_rpc_decode_params(req, params, g_set_options_decoders,
+				   sizeof(g_set_options_decoders) / sizeof(g_set_options_decoders[0]),
+				   &o))
+		return;
+	if (bdev_nvme_check_reconnect_opts(&o, err, sizeof(err)) != 0) {
+		ust_rpc_send_error(req, UST_JSONRPC_ERROR_INVALID_PARAMS, "%s", err);
+		return;
+	}
+	bdev_nvme_set_options(&o);
+	ust_rpc_send_bool(req, true);
+}
+UST_RPC_REGISTER("bdev_nvme_set_options", rpc_bdev_nvme_set_options,
 		 UST_RPC_STARTUP | UST_RPC_RUNTIME)
 
 struct rpc_name {

@@ -25,8 +25,9 @@
  * until the completion callback. Errors are negative errno; a submit that
  * returns an error called nothing back. -ENOMEM means the qpair has no free
  * request (queue full): retry after completions, nothing is queued hidden.
- * -EAGAIN means the qpair is waiting for a controller reset to finish (keep
- * polling it, then retry); -ENXIO that the controller failed.
+ * -EAGAIN means the qpair is waiting for a controller reset or for its own
+ * connection (async_connect) to finish (keep polling it, then retry);
+ * -ENXIO that the controller failed.
  */
 #ifndef USTOR_NVME_H
 #define USTOR_NVME_H
@@ -288,15 +289,24 @@ struct ust_nvme_io_qpair_opts {
 	/* Ring the SQ tail doorbell once per process_completions call (or
 	 * ust_nvme_qpair_flush) instead of once per submission. */
 	bool delay_sq_doorbell;
+	/*
+	 * Return without waiting for a fabrics queue's connection (NVMe/TCP:
+	 * TCP connect, ICReq/ICResp, Connect command): the qpair connects from
+	 * its own process_completions calls, and submissions return -EAGAIN
+	 * until it has. For reactors. PCIe queues are created synchronously
+	 * either way (two admin commands, microseconds on a live device).
+	 */
+	bool async_connect;
 };
 
 void ust_nvme_io_qpair_opts_init(struct ust_nvme_ctrlr *ctrlr, struct ust_nvme_io_qpair_opts *opts);
 /*
- * Allocate and connect an I/O qpair (Create I/O CQ, Create I/O SQ; this
- * waits on the admin queue for those two commands). During a controller
- * reset the qpair is returned unconnected and connects at its first poll
- * after the reset. opts may be NULL. NULL on failure with errno set
- * (ENOSPC: no queue left, EAGAIN: bring-up not finished, ENXIO: failed).
+ * Allocate and connect an I/O qpair (PCIe: Create I/O CQ, Create I/O SQ,
+ * waiting on the admin queue for those two commands; fabrics: the queue's
+ * connection, waited for unless opts->async_connect). During a controller
+ * reset, or with async_connect, the qpair may be returned unconnected and
+ * connects from its own polls. opts may be NULL. NULL on failure with errno
+ * set (ENOSPC: no queue left, EAGAIN: bring-up not finished, ENXIO: failed).
  */
 struct ust_nvme_qpair *ust_nvme_ctrlr_alloc_io_qpair(struct ust_nvme_ctrlr *ctrlr,
 						     const struct ust_nvme_io_qpair_opts *opts);

@@ -12,9 +12,10 @@
  * IDLE -> CONNECTING (non-blocking TCP connect, ICReq/ICResp) ->
  * FABRIC_CONNECT (Connect capsule with its 1024-byte data) -> READY.
  * The admin queue's machine runs from reg_read/reg_write, ctrlr_enable and
- * the admin poll; an I/O queue's first set-up (ust_nvme_ctrlr_alloc_io_qpair,
- * a synchronous call by the core's contract) polls its socket until READY,
- * a reconnect after a reset runs from the qpair's own polling (-EAGAIN).
+ * the admin poll; an I/O queue's set-up runs from the qpair's own polling
+ * (-EAGAIN until READY), except a first set-up without async_connect
+ * (ust_nvme_ctrlr_alloc_io_qpair's synchronous form, for tools), which
+ * polls its socket until READY.
  *
  * The transport keeps one command slot per queue for itself (CID num_reqs,
  * outside the core's CIDs): Connect, Property Get/Set and, for discovery,
@@ -673,11 +674,12 @@ static int tcp_qpair_connect(struct ust_nvme_qpair *qpair)
 		tq->state = NVME_TCP_QPAIR_IDLE;
 	}
 	/*
-	 * The first connect is synchronous (the core's alloc_io_qpair waits, as
-	 * PCIe's Create I/O SQ does); a reconnect after a reset runs from the
-	 * qpair's own polling and reports -EAGAIN until done.
+	 * The first connect waits (alloc_io_qpair's synchronous contract, as
+	 * PCIe's Create I/O SQ), unless the caller asked for async_connect;
+	 * otherwise, and for a reconnect after a reset, each call takes one
+	 * non-blocking step and reports -EAGAIN until the queue is ready.
 	 */
-	if (!tq->ever_connected)
+	if (!tq->ever_connected && !qpair->async_connect)
 		rc = nvme_tcp_qpair_connect_sync(tq);
 	else
 		rc = nvme_tcp_qpair_step(tq);

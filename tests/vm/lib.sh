@@ -337,17 +337,20 @@ vm_size_bytes() { # 64M, 1G, 4096 ...
 }
 
 # vm_add_nvme [--size SIZE] [--ns N] [--serial S] [--img PATH] [--lbads 9|12]
+#             [--mdts N]
 # Adds one emulated NVMe controller with N namespaces (default 1), each backed
 # by a raw file (created sparse with SIZE, default 64M, unless it exists).
+# --mdts sets the controller's MDTS (QEMU's default 7, 512 KiB; 0 no limit).
 # With --img, namespace k>1 uses PATH.k. Controller i (from 0) sits at guest
 # PCI address 0000:00:1i.0 (00:10.0, 00:11.0, ...).
 # Appends the backing files to VM_NVME_IMGS; VM_NVME_LAST holds this
 # controller's files.
 vm_add_nvme() {
 	[ -n "$VM_WORKDIR" ] || vm_die "vm_add_nvme before vm_setup"
-	local size=64M ns=1 serial='' img='' lbads=9
+	local size=64M ns=1 serial='' img='' lbads=9 mdts=''
 	while [ $# -gt 0 ]; do
 		case "$1" in
+		--mdts) mdts=$2; shift 2 ;;
 		--size) size=$2; shift 2 ;;
 		--ns) ns=$2; shift 2 ;;
 		--serial) serial=$2; shift 2 ;;
@@ -360,6 +363,7 @@ vm_add_nvme() {
 	[ "$i" -lt 16 ] || vm_die "at most 16 NVMe controllers"
 	[[ $ns =~ ^[0-9]+$ ]] && [ "$ns" -ge 1 ] && [ "$ns" -le 32 ] || vm_die "bad --ns $ns"
 	case "$lbads" in 9 | 12) ;; *) vm_die "bad --lbads $lbads (9 or 12)" ;; esac
+	[ -z "$mdts" ] || { [[ $mdts =~ ^[0-9]+$ ]] && [ "$mdts" -le 12 ]; } || vm_die "bad --mdts $mdts"
 	local bytes
 	bytes=$(vm_size_bytes "$size") || vm_die "bad --size $size"
 	serial=${serial:-ustor$i}
@@ -372,7 +376,7 @@ vm_add_nvme() {
 		[ -e "$f" ] || truncate -s "$bytes" "$f" || vm_die "cannot create $f"
 		files+=("$f")
 	done
-	VM_NVME_SPECS+=("$serial|$lbads|${files[*]}")
+	VM_NVME_SPECS+=("$serial|$lbads|$mdts|${files[*]}")
 	VM_NVME_IMGS+=("${files[@]}")
 	VM_NVME_LAST=("${files[@]}")
 }
@@ -441,10 +445,10 @@ vm_qemu_args() { # fills the array VM_ARGV
 	else
 		VM_ARGV+=(-nic none)
 	fi
-	local spec serial lbads files c=0 f nsid
+	local spec serial lbads mdts files c=0 f nsid
 	for spec in "${VM_NVME_SPECS[@]}"; do
-		IFS='|' read -r serial lbads files <<<"$spec"
-		VM_ARGV+=(-device "nvme,id=nvme$c,serial=$serial,addr=$(printf '0x%x' $((0x10 + c)))")
+		IFS='|' read -r serial lbads mdts files <<<"$spec"
+		VM_ARGV+=(-device "nvme,id=nvme$c,serial=$serial,addr=$(printf '0x%x' $((0x10 + c)))${mdts:+,mdts=$mdts}")
 		nsid=1
 		for f in $files; do
 			VM_ARGV+=(-drive "file=$f,if=none,id=nvme${c}n$nsid,format=raw,cache=writeback"

@@ -6,7 +6,9 @@
 #   - scripts/setup.sh (HUGEMEM=128) binds it to uio_pci_generic
 #   - `ustor-nvme identify` shows QEMU's model and our serial
 #   - `ustor-perf -w verify` passes on Nvme0n1 attached from a JSON config
-#     (bdev_nvme_attach_controller)
+#     (bdev_nvme_attach_controller), with 16 KiB and with 4 MiB I/Os (the
+#     controller has MDTS 0, so 4 MiB is the driver's limit: chained PRP
+#     lists)
 #   - 1 MiB of random data written by `ustor-nvme write` at LBA $LBA_U reads
 #     back identically through the kernel (dd from /dev/nvmeXn1, O_DIRECT)
 #     after `setup.sh reset`
@@ -72,8 +74,11 @@ if [ "${1:-}" = --guest ]; then
 		local out
 		out=$(timeout 120 "$BIN/ustor-nvme" identify -r "$TRID" 2>&1) ||
 			{ echo "$out"; fail "ustor-nvme identify failed"; }
-		grep -E '^(sn|mn|fr) ' <<<"$out"
+		grep -E '^(sn|mn|fr|mdts) ' <<<"$out"
 		grep -qx "mn *: $MODEL" <<<"$out" || { echo "$out"; fail "model is not '$MODEL'"; }
+		# MDTS 0 (no limit): the driver's own 4 MiB, which needs chained PRP lists
+		grep -qx "mdts *: 0 (max transfer 4096 KiB)" <<<"$out" ||
+			{ echo "$out"; fail "max transfer is not 4 MiB with MDTS 0"; }
 		grep -qx "sn *: $SERIAL" <<<"$out" || { echo "$out"; fail "serial is not '$SERIAL'"; }
 	}
 	verify() {
@@ -81,12 +86,18 @@ if [ "${1:-}" = --guest ]; then
 		cat >"$json" <<JSON
 {"subsystems":[{"subsystem":"bdev","config":[{"method":"bdev_nvme_attach_controller","params":{"name":"Nvme0","trtype":"PCIe","traddr":"$BDF"}}]}]}
 JSON
-		out=$(timeout 120 "$BIN/ustor-perf" -c "$json" -b Nvme0n1 -w verify -q 16 -o 16k -t 2 2>&1)
-		local rc=$?
+		perf_verify "$json" 16 16k
+		# 4 MiB per command (the driver's limit; MDTS 0): PRP lists chained over 2 pages
+		perf_verify "$json" 2 4m
+	}
+	perf_verify() { # CONFIG QD IOSIZE
+		local out rc
+		out=$(timeout 120 "$BIN/ustor-perf" -c "$1" -b Nvme0n1 -w verify -q "$2" -o "$3" -t 2 2>&1)
+		rc=$?
 		grep -v blobstore <<<"$out" | tail -n 6
-		[ $rc = 0 ] || fail "ustor-perf -w verify exited $rc"
+		[ $rc = 0 ] || fail "ustor-perf -w verify -o $3 exited $rc"
 		grep -Eq '^verify: [1-9][0-9]* blocks read back .* 0 miscompares' <<<"$out" ||
-			fail "ustor-perf -w verify checked nothing"
+			fail "ustor-perf -w verify -o $3 checked nothing"
 	}
 	uread() { # LBA OUT
 		timeout 120 "$BIN/ustor-nvme" read -r "$TRID" --lba "$1" --count $NBLK "$2" ||
@@ -145,10 +156,10 @@ for b in ustor-nvme ustor-perf; do
 	[ -x "$builddir/bin/$b" ] || fail "$builddir/bin/$b is not built"
 done
 
-vm_add_nvme --size 64M --serial "$SERIAL"
+vm_add_nvme --size 64M --serial "$SERIAL" --mdts 0
 img=${VM_NVME_LAST[0]}
 VM_ENV=("REPO=$VM_REPO")
-VM_TIMEOUT=200
+VM_TIMEOUT=400
 vm_run bash "$here/nvme_pcie_test.sh" --guest noiommu || fail "no-IOMMU guest failed (exit $VM_RC)"
 echo "no-IOMMU guest: boot ${VM_BOOT_SECS}s, checks ${VM_CMD_SECS}s"
 ctl1=$VM_CTL
@@ -159,11 +170,11 @@ cmp <(dd if="$img" bs=512 skip=$LBA_K count=$NBLK status=none) "$ctl1/kern.bin" 
 echo "host: both patterns are in the backing file"
 
 vm_reset
-vm_add_nvme --img "$img" --serial "$SERIAL"
+vm_add_nvme --img "$img" --serial "$SERIAL" --mdts 0
 VM_IOMMU=1
 VM_SHARES=("$ctl1")  # the first guest's control dir: kern.bin
 VM_ENV=("REPO=$VM_REPO" "KERN=$ctl1/kern.bin")
-VM_TIMEOUT=160
+VM_TIMEOUT=320
 vm_run bash "$here/nvme_pcie_test.sh" --guest iommu || fail "IOMMU guest failed (exit $VM_RC)"
 echo "IOMMU guest: boot ${VM_BOOT_SECS}s, checks ${VM_CMD_SECS}s"
 echo "total $((SECONDS - t0))s"

@@ -13,6 +13,14 @@
 #   4. keeps I/O in flight while the guest removes the port from the
 #      subsystem (the target drops the connections): every outstanding
 #      request must fail within 60 s, and a reset must fail cleanly.
+# Then the guest puts the subsystem back on the port and, from the host,
+#   5. ustor-perf -w verify (queue depth 8) runs on the bdev of
+#      bdev_nvme_attach_controller (ctrlr_loss_timeout_sec 60,
+#      reconnect_delay_sec 1) while the guest takes the subsystem off the
+#      port for 6 s and puts it back: the I/O in flight fails (errors seen),
+#      new I/O is held, attempts are refused meanwhile, the controller
+#      reconnects, I/O goes on for at least 8 s more and every block read
+#      back is what was written (no miscompare).
 # Exits 77 if QEMU cannot run or the guest kernel has no nvmet-tcp.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,6 +31,18 @@ SERIAL=ustor0123456789
 fail() {
 	echo "FAIL: $*"
 	exit 1
+}
+
+# Guest: wait up to 150 s for the host to create $ctl/NAME; 1 when "finish"
+# came first or the time ran out.
+wait_ctl() { # NAME
+	local i
+	for ((i = 0; i < 1500; i++)); do
+		[ -e "$ctl/$1" ] && return 0
+		[ -e "$ctl/finish" ] && return 1
+		sleep 0.1
+	done
+	return 1
 }
 
 if [ "${1:-}" = --guest ]; then
@@ -54,18 +74,23 @@ if [ "${1:-}" = --guest ]; then
 	touch "$ctl/ready"
 	echo "guest: kernel target ready on port 4420"
 	# Phase 4: take the subsystem off the port when the host says so.
-	for ((i = 0; i < 1500; i++)); do
-		[ -e "$ctl/go-outage" ] && break
-		[ -e "$ctl/finish" ] && exit 0
-		sleep 0.1
-	done
+	wait_ctl go-outage || exit 0
 	rm "ports/1/subsystems/$NQN"
 	echo "guest: subsystem removed from the port"
 	touch "$ctl/outage-done"
-	for ((i = 0; i < 1500; i++)); do
-		[ -e "$ctl/finish" ] && break
-		sleep 0.1
-	done
+	# Phase 5: back on the port; then off for 6 s and back, when asked.
+	wait_ctl restore || exit 0
+	ln -s "/sys/kernel/config/nvmet/subsystems/$NQN" "ports/1/subsystems/$NQN" || exit 1
+	echo "guest: subsystem back on the port"
+	touch "$ctl/restored"
+	wait_ctl go-outage2 || exit 0
+	rm "ports/1/subsystems/$NQN"
+	echo "guest: subsystem removed from the port for 6 s"
+	sleep 6
+	ln -s "/sys/kernel/config/nvmet/subsystems/$NQN" "ports/1/subsystems/$NQN" || exit 1
+	echo "guest: subsystem back on the port"
+	touch "$ctl/restored2"
+	wait_ctl finish
 	exit 0
 fi
 
@@ -76,7 +101,7 @@ check=$builddir/bin/ustor-nvmf-check
 [ -x "$check" ] || fail "$check is not built"
 VM_NET=1
 VM_FWD=(4420)
-VM_TIMEOUT=240
+VM_TIMEOUT=360
 vm_start bash "$here/nvmf_tcp_test.sh" --guest
 if ! vm_wait_file ready 180; then
 	vm_wait
@@ -132,6 +157,55 @@ cat "$VM_RUNDIR/outage.log"
 # The initiator can see the connections drop before the guest's touch of
 # outage-done lands (9p, TCG): wait for it rather than race it.
 vm_wait_file outage-done 30 || { vm_kill; fail "the guest did not remove the port"; }
+
+echo "== bdev_nvme reconnect: the target goes away for 6 s under ustor-perf -w verify"
+touch "$VM_CTL/restore"
+vm_wait_file restored 30 || { vm_kill; fail "the guest did not restore the port"; }
+perf=$builddir/bin/ustor-perf
+conf=$VM_RUNDIR/reconnect.json
+plog=$VM_RUNDIR/reconnect.log
+presult=$VM_RUNDIR/reconnect-result.json
+cat >"$conf" <<EOF
+{"subsystems": [{"subsystem": "bdev", "config": [
+  {"method": "bdev_nvme_set_options", "params": {"ctrlr_loss_timeout_sec": 60,
+   "reconnect_delay_sec": 1}},
+  {"method": "bdev_nvme_attach_controller", "params": {"name": "Nvme0", "trtype": "TCP",
+   "adrfam": "IPv4", "traddr": "127.0.0.1", "trsvcid": "$port", "subnqn": "$NQN"}}]}]}
+EOF
+timeout 150 "$perf" --no-huge -c "$conf" -b Nvme0n1 -w verify -q 8 -o 16k -t 30 \
+	--log-level notice -j "$presult" >"$plog" 2>&1 &
+ppid=$!
+for ((i = 0; i < 300; i++)); do
+	grep -q "attached with" "$plog" && break
+	kill -0 $ppid 2>/dev/null || break
+	sleep 0.2
+done
+grep -q "attached with" "$plog" || { cat "$plog"; vm_kill; fail "ustor-perf did not attach"; }
+sleep 4
+touch "$VM_CTL/go-outage2"
+vm_wait_file restored2 60 || { cat "$plog"; vm_kill; fail "the guest did not restore the port"; }
+restored_at=$(date +%s)
+wait $ppid
+prc=$?
+ended_at=$(date +%s)
+cat "$plog"
+echo "result: $(cat "$presult" 2>/dev/null)"
+# Exit 1 is expected: the I/O in flight when the target went away failed.
+[ $prc = 1 ] || { vm_kill; fail "ustor-perf exited $prc (expected 1: errors seen)"; }
+grep -q "controller lost" "$plog" || { vm_kill; fail "the failure was not noticed"; }
+grep -q "reconnect attempt 1 failed" "$plog" ||
+	{ vm_kill; fail "no refused reconnect attempt while the target was away"; }
+grep -q "reconnected after" "$plog" || { vm_kill; fail "the controller did not reconnect"; }
+! grep -q "was removed during the run" "$plog" || { vm_kill; fail "the bdev was removed"; }
+python3 - "$presult" <<'PY' || { vm_kill; fail "reconnect: errors or miscompares"; }
+import json, sys
+r = json.load(open(sys.argv[1]))
+errors, miscompares = r["errors"], r["miscompares"]
+print(f"errors {errors}, miscompares {miscompares}")
+sys.exit(0 if errors >= 1 and miscompares == 0 else 1)
+PY
+[ $((ended_at - restored_at)) -ge 8 ] ||
+	{ vm_kill; fail "the run ended too soon after the target came back"; }
 
 touch "$VM_CTL/finish"
 vm_wait

@@ -2,7 +2,10 @@
  * Unit tests for the PCIe transport's data pointers: PRP1/PRP2 and PRP
  * lists (single page, two pages, a list, an unaligned first entry, several
  * iovecs, the errors for an unaligned middle element and a non-dword first
- * entry, the list capacity) and SGLs (one data block, a last-segment list,
+ * entry, the list capacity), chained PRP lists (a full page of 512 entries
+ * without a chain, the chain pointer in the last slot when one more comes,
+ * an unaligned first entry, an exact two-page list, scattered iovecs, the
+ * page count for a transfer size) and SGLs (one data block, a last-segment list,
  * merging of adjacent elements, dword-alignment, capacity), for plain
  * buffers, iovec arrays and reset_sgl/next_sge callbacks. The test
  * environment's IO addresses equal virtual addresses, so expected entries
@@ -24,15 +27,23 @@
 #include "../../../nvme/nvme_internal.h"
 
 #define PAGE 4096u
+#define PER_PAGE (PAGE / 8) /* PRP entries in one list page */
+#define MEM_PAGES 1100      /* enough for a three-page chained list */
+#define LIST_PAGES 3
 
-static uint8_t *g_mem;    /* 64 pages, page aligned */
-static uint64_t *g_list;  /* one PRP list page */
+static uint8_t *g_mem;    /* MEM_PAGES pages, page aligned */
+static uint64_t *g_list;  /* LIST_PAGES PRP list pages */
+static uint64_t g_list_bus[LIST_PAGES];
 static struct ust_nvme_sgl_descriptor *g_sgl;
 
 static int setup(void **state)
 {
-	g_mem = ust_dma_zmalloc(64 * PAGE, PAGE);
-	g_list = ust_dma_zmalloc(PAGE, PAGE);
+	int i;
+
+	g_mem = ust_dma_zmalloc((size_t)MEM_PAGES * PAGE, PAGE);
+	g_list = ust_dma_zmalloc(LIST_PAGES * PAGE, PAGE);
+	for (i = 0; i < LIST_PAGES; i++)
+		g_list_bus[i] = (uint64_t)(uintptr_t)(g_list + i * PER_PAGE);
 	g_sgl = ust_dma_zmalloc(PAGE, PAGE);
 	return g_mem && g_list && g_sgl ? 0 : -1;
 }
@@ -67,10 +78,15 @@ static void req_iov(struct nvme_request *req, const struct iovec *iov, int n, ui
 	req->payload_size = len;
 }
 
+static int build_prps_pages(struct nvme_request *req, uint32_t list_pages)
+{
+	memset(g_list, 0, LIST_PAGES * PAGE);
+	return nvme_pcie_build_prps(req, PAGE, g_list, g_list_bus, list_pages);
+}
+
 static int build_prps(struct nvme_request *req)
 {
-	memset(g_list, 0, PAGE);
-	return nvme_pcie_build_prps(req, PAGE, g_list, bus(g_list), PAGE / 8);
+	return build_prps_pages(req, 1);
 }
 
 static void test_prp_single_page(void **state)
@@ -134,11 +150,132 @@ static void test_prp_list_capacity(void **state)
 {
 	struct nvme_request req;
 
-	/* PRP1 + 2 list entries fit a 2-entry list; a 4th page does not */
+	/* one list page: PRP1 + 512 entries fit, one more page needs a chain */
+	req_contig(&req, g_mem, (1 + PER_PAGE) * PAGE);
+	assert_int_equal(build_prps(&req), 0);
+	req_contig(&req, g_mem, (2 + PER_PAGE) * PAGE);
+	assert_int_equal(build_prps(&req), -EINVAL);
+	/* no list page at all (admin queue, larger MPS): PRP1 and PRP2 only */
+	req_contig(&req, g_mem, 2 * PAGE);
+	assert_int_equal(build_prps_pages(&req, 0), 0);
+	assert_int_equal(req.cmd.dptr.prp.prp2, bus(g_mem + PAGE));
 	req_contig(&req, g_mem, 3 * PAGE);
-	assert_int_equal(nvme_pcie_build_prps(&req, PAGE, g_list, bus(g_list), 2), 0);
-	req_contig(&req, g_mem, 4 * PAGE);
-	assert_int_equal(nvme_pcie_build_prps(&req, PAGE, g_list, bus(g_list), 2), -EINVAL);
+	assert_int_equal(build_prps_pages(&req, 0), -EINVAL);
+}
+
+/* Every list entry in slots [from, to) is page start + i pages. */
+static void assert_entries(uint32_t from, uint32_t to, const uint8_t *first_page)
+{
+	uint32_t i;
+
+	for (i = from; i < to; i++)
+		assert_int_equal(g_list[i], bus(first_page + (size_t)(i - from) * PAGE));
+}
+
+static void test_prp_chain_full_page_no_chain(void **state)
+{
+	struct nvme_request req;
+
+	/* 513 aligned pages: PRP1 and exactly 512 entries, the whole page, no pointer */
+	req_contig(&req, g_mem, (1 + PER_PAGE) * PAGE);
+	assert_int_equal(build_prps_pages(&req, 2), 0);
+	assert_int_equal(req.cmd.dptr.prp.prp1, bus(g_mem));
+	assert_int_equal(req.cmd.dptr.prp.prp2, g_list_bus[0]);
+	assert_entries(0, PER_PAGE, g_mem + PAGE);
+	assert_int_equal(g_list[PER_PAGE], 0); /* the second page is not used */
+}
+
+static void test_prp_chain_one_more(void **state)
+{
+	struct nvme_request req;
+
+	/* 514 aligned pages: 511 entries, the chain pointer, then 2 on the next page */
+	req_contig(&req, g_mem, (2 + PER_PAGE) * PAGE);
+	assert_int_equal(build_prps_pages(&req, 2), 0);
+	assert_int_equal(req.cmd.dptr.prp.prp1, bus(g_mem));
+	assert_int_equal(req.cmd.dptr.prp.prp2, g_list_bus[0]);
+	assert_entries(0, PER_PAGE - 1, g_mem + PAGE);
+	assert_int_equal(g_list[PER_PAGE - 1], g_list_bus[1]);
+	assert_int_equal(g_list[PER_PAGE], bus(g_mem + PER_PAGE * PAGE));
+	assert_int_equal(g_list[PER_PAGE + 1], bus(g_mem + (PER_PAGE + 1) * PAGE));
+	assert_int_equal(g_list[PER_PAGE + 2], 0);
+}
+
+static void test_prp_chain_unaligned_first(void **state)
+{
+	struct nvme_request req;
+	uint32_t len = 2048 + PER_PAGE * PAGE + 100;
+
+	/* 2 KiB in PRP1's page, 512 whole pages, 100 bytes: 513 list entries */
+	req_contig(&req, g_mem + 2048, len);
+	assert_int_equal(build_prps_pages(&req, 2), 0);
+	assert_int_equal(req.cmd.dptr.prp.prp1, bus(g_mem + 2048));
+	assert_int_equal(req.cmd.dptr.prp.prp2, g_list_bus[0]);
+	assert_entries(0, PER_PAGE - 1, g_mem + PAGE);
+	assert_int_equal(g_list[PER_PAGE - 1], g_list_bus[1]);
+	assert_entries(PER_PAGE, PER_PAGE + 2, g_mem + PER_PAGE * PAGE);
+	assert_int_equal(g_list[PER_PAGE + 2], 0);
+}
+
+static void test_prp_chain_exact_two_pages(void **state)
+{
+	struct nvme_request req;
+	/* PRP1 + 511 + 512 entries: two list pages, the second exactly full */
+	uint32_t pages = 1 + (PER_PAGE - 1) + PER_PAGE;
+
+	req_contig(&req, g_mem, pages * PAGE);
+	assert_int_equal(build_prps_pages(&req, 2), 0);
+	assert_int_equal(g_list[PER_PAGE - 1], g_list_bus[1]);
+	assert_entries(PER_PAGE, 2 * PER_PAGE, g_mem + PER_PAGE * PAGE);
+	/* one page more needs a third list page */
+	req_contig(&req, g_mem, (pages + 1) * PAGE);
+	assert_int_equal(build_prps_pages(&req, 2), -EINVAL);
+	req_contig(&req, g_mem, (pages + 1) * PAGE);
+	assert_int_equal(build_prps_pages(&req, 3), 0);
+	assert_int_equal(g_list[2 * PER_PAGE - 1], g_list_bus[2]);
+	assert_int_equal(g_list[2 * PER_PAGE], bus(g_mem + (pages - 1) * PAGE));
+	assert_int_equal(g_list[2 * PER_PAGE + 1], bus(g_mem + pages * PAGE));
+}
+
+static void test_prp_chain_scattered_iovecs(void **state)
+{
+	struct iovec iov[600];
+	struct nvme_request req;
+	uint32_t i, len = 0, slot;
+
+	/* a first element ending on a page, then 599 pages scattered through memory */
+	iov[0].iov_base = g_mem + 1024;
+	iov[0].iov_len = PAGE - 1024;
+	for (i = 1; i < 600; i++) {
+		iov[i].iov_base = g_mem + (size_t)((i * 37) % MEM_PAGES) * PAGE;
+		iov[i].iov_len = PAGE;
+	}
+	for (i = 0; i < 600; i++)
+		len += (uint32_t)iov[i].iov_len;
+	req_iov(&req, iov, 600, len);
+	assert_int_equal(build_prps_pages(&req, 2), 0);
+	assert_int_equal(req.cmd.dptr.prp.prp1, bus(g_mem + 1024));
+	assert_int_equal(req.cmd.dptr.prp.prp2, g_list_bus[0]);
+	for (i = 1, slot = 0; i < 600; i++, slot++) {
+		if (slot == PER_PAGE - 1) {
+			assert_int_equal(g_list[slot], g_list_bus[1]);
+			slot++;
+		}
+		assert_int_equal(g_list[slot], bus(iov[i].iov_base));
+	}
+}
+
+static void test_prp_list_pages_for_size(void **state)
+{
+	assert_int_equal(nvme_pcie_prp_list_pages(PAGE, 128 * 1024), 1);
+	/* 2 MiB: an unaligned PRP1 leaves 512 entries, one full page */
+	assert_int_equal(nvme_pcie_prp_list_pages(PAGE, 2u << 20), 1);
+	assert_int_equal(nvme_pcie_prp_list_pages(PAGE, (2u << 20) + PAGE), 2);
+	/* 511 + 512 entries in two pages; 1024 entries need a third */
+	assert_int_equal(nvme_pcie_prp_list_pages(PAGE, 1023 * PAGE), 2);
+	assert_int_equal(nvme_pcie_prp_list_pages(PAGE, 4u << 20), 3);
+	/* 8 KiB memory pages hold 1024 entries */
+	assert_int_equal(nvme_pcie_prp_list_pages(8192, 8u << 20), 1);
 }
 
 static void test_prp_iovecs(void **state)
@@ -318,6 +455,12 @@ int main(void)
 		cmocka_unit_test(test_prp_two_pages),
 		cmocka_unit_test(test_prp_list),
 		cmocka_unit_test(test_prp_list_capacity),
+		cmocka_unit_test(test_prp_chain_full_page_no_chain),
+		cmocka_unit_test(test_prp_chain_one_more),
+		cmocka_unit_test(test_prp_chain_unaligned_first),
+		cmocka_unit_test(test_prp_chain_exact_two_pages),
+		cmocka_unit_test(test_prp_chain_scattered_iovecs),
+		cmocka_unit_test(test_prp_list_pages_for_size),
 		cmocka_unit_test(test_prp_iovecs),
 		cmocka_unit_test(test_prp_errors),
 		cmocka_unit_test(test_prp_adjacent_iovecs_merge),

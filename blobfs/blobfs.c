@@ -238,7 +238,10 @@ void bfs_orphan_del(struct ust_blobfs *fs, uint64_t ino)
 
 enum mount_state {
 	M_START,
+	M_FORMAT_PROBED,
+	M_FORMAT_INIT,
 	M_STORE_READY,
+	M_CREATE_ROOT,
 	M_ROOT_CREATED,
 	M_SUPER_CREATED,
 	M_SUPER_SET,
@@ -265,6 +268,8 @@ enum mount_state {
 struct bfs_mount {
 	enum mount_state state;
 	bool format;
+	/* format into a store other owners hold (lvols): add the file system, never format */
+	bool join;
 	int rc;
 	char bdev[64];
 	struct ust_blobfs_opts opts;
@@ -382,6 +387,15 @@ static void inode_init(struct bfs_disk_inode *d, uint32_t mode, const struct ust
 
 static int flusher_poll(void *arg);
 
+static void mount_deliver(void *arg)
+{
+	struct bfs_mount *m = arg;
+
+	m->cb(m->arg, m->rc == 0 ? m->fs : NULL, m->rc);
+	free(m);
+}
+
+/* On the metadata thread; the caller's callback runs on the caller's thread. */
 static void mount_finish(struct bfs_mount *m)
 {
 	struct ust_blobfs *fs = m->fs;
@@ -389,17 +403,18 @@ static void mount_finish(struct bfs_mount *m)
 	if (m->rc == 0) {
 		fs->flusher = ust_poller_register(flusher_poll, fs, (uint64_t)fs->sync_interval_ms * 1000,
 						  "blobfs_flush");
-	}
-	m->cb(m->arg, m->rc == 0 ? fs : NULL, m->rc);
-	if (m->rc != 0) {
+	} else {
 		free(fs->itab);
 		free(fs->orphans);
 		free(fs);
+		m->fs = NULL;
 	}
 	free(m->orphans);
 	free(m->irecs);
 	free(m->r);
-	free(m);
+	if (m->caller == ust_get_thread() || ust_thread_send_msg(m->caller, mount_deliver, m) != 0) {
+		mount_deliver(m);
+	}
 }
 
 /*
@@ -517,20 +532,65 @@ static void mount_step(struct bfs_mount *m)
 
 	switch (m->state) {
 	case M_START:
+		/*
+		 * The store is held through the shared-store registry: lvols may
+		 * hold it too (docs/blobfs-format.md 1). A format first looks for
+		 * a store to join.
+		 */
 		ust_bs_opts_init(&bo);
 		snprintf(bo.bstype, sizeof(bo.bstype), "%s", UST_BLOBFS_BSTYPE);
-		m->state = M_STORE_READY;
-		if (m->format) {
-			bo.cluster_size = m->opts.cluster_size != 0 ? m->opts.cluster_size : 64u << 10;
-			bo.max_blobs = m->opts.max_inodes;
-			ust_bs_init(m->bdev, &bo, m_bs_cb, m);
-		} else {
-			ust_bs_load(m->bdev, &bo, m_bs_cb, m);
+		m->state = m->format ? M_FORMAT_PROBED : M_STORE_READY;
+		ust_bs_share_load(m->bdev, &bo, m_bs_cb, m);
+		return;
+	case M_FORMAT_PROBED:
+		if (m->rc == 0 && ust_bs_share_holders(fs->bs) > 1) {
+			/* Others keep blobs in it: add the file system beside them. */
+			UST_NOTICELOG("blobfs: %s holds a store in use (lvols); adding the file system to it\n",
+				      m->bdev);
+			m->join = true;
+			m->state = M_STORE_READY;
+			mount_step(m);
+			return;
 		}
+		m->state = M_FORMAT_INIT;
+		if (m->rc == 0) {
+			/* Only ours: formatting anew is what format means. */
+			ust_bs_share_put(fs->bs, m_op_cb, m);
+			return;
+		}
+		if (m->rc != -ENODATA && m->rc != -EUCLEAN && m->rc != -EILSEQ) {
+			m->state = M_STORE_READY; /* claimed, or unreadable: fail */
+			mount_step(m);
+			return;
+		}
+		m->rc = 0;
+		/* fall through */
+	case M_FORMAT_INIT:
+		fs->bs = NULL;
+		if (m->rc != 0) {
+			mount_finish(m);
+			return;
+		}
+		ust_bs_opts_init(&bo);
+		snprintf(bo.bstype, sizeof(bo.bstype), "%s", UST_BLOBFS_BSTYPE);
+		bo.cluster_size = m->opts.cluster_size != 0 ? m->opts.cluster_size : 64u << 10;
+		bo.max_blobs = m->opts.max_inodes;
+		m->state = M_STORE_READY;
+		ust_bs_share_init(m->bdev, &bo, m_bs_cb, m);
 		return;
 	case M_STORE_READY:
 		if (m->rc != 0) {
 			mount_finish(m);
+			return;
+		}
+		if (ust_bs_get_md_thread(fs->bs) != ust_get_thread()) {
+			/* Another owner loaded the store: run where it lives. */
+			fs->thread = ust_bs_get_md_thread(fs->bs);
+			if (ust_thread_send_msg(fs->thread, m_msg, m) != 0) {
+				UST_ERRLOG("blobfs: cannot reach the thread of the store on %s\n", m->bdev);
+				m->rc = -ENOMEM; /* the hold leaks until shutdown */
+				mount_finish(m);
+			}
 			return;
 		}
 		fs->io_unit = ust_bs_get_io_unit_size(fs->bs);
@@ -542,11 +602,14 @@ static void mount_step(struct bfs_mount *m)
 			mount_step(m);
 			return;
 		}
-		if (!m->format) {
+		if (!m->format || m->join) {
 			m->state = M_OPEN_SUPER;
 			mount_step(m);
 			return;
 		}
+		/* fall through */
+	case M_CREATE_ROOT:
+		m->join = false; /* from here on, the file system found is the one made here */
 		inode_init(&m->di, S_IFDIR | 0755, &m->ctx);
 		m->xa = (struct ust_blob_xattr){.name = BFS_XA_INODE, .value = &m->di,
 						.value_len = sizeof(m->di), .internal = true};
@@ -621,6 +684,11 @@ static void mount_step(struct bfs_mount *m)
 		ust_bs_iter_first(fs->bs, m_blob_cb, m);
 		return;
 	case M_ITER_NEXT:
+		if (m->rc == -ENOENT && m->blob == NULL && m->join) {
+			m->state = M_CREATE_ROOT;
+			mount_step(m);
+			return;
+		}
 		if (m->rc == -ENOENT && m->blob == NULL) {
 			UST_ERRLOG("blobfs: no file system on %s\n", m->bdev);
 			m->rc = -ENODATA;
@@ -645,6 +713,14 @@ static void mount_step(struct bfs_mount *m)
 		return;
 	case M_LOAD_ROOT:
 		fs->super = m->blob;
+		if (m->join) {
+			UST_ERRLOG("blobfs: %s holds a file system already; not formatting a store in use\n",
+				   m->bdev);
+			m->rc = -EEXIST;
+			m->state = M_FAIL_CLOSE;
+			mount_step(m);
+			return;
+		}
 		if (!is_super(fs->super, &ds)) {
 			m->rc = -ENODATA;
 			m->state = M_FAIL_CLOSE;
@@ -836,7 +912,7 @@ static void mount_step(struct bfs_mount *m)
 		return;
 	case M_FAIL_UNLOAD2:
 		m->state = M_DONE;
-		ust_bs_unload(fs->bs, m_unload_failed_cb, m);
+		ust_bs_share_put(fs->bs, m_unload_failed_cb, m);
 		return;
 	default:
 		break;
@@ -958,8 +1034,9 @@ static void um_step(struct bfs_req *req)
 		}
 		return;
 	case UM_CHANNEL_GONE:
+		/* The last holder unloads the store; lvols may still hold it. */
 		req->state = UM_UNLOADED;
-		ust_bs_unload(fs->bs, um_op_cb, req);
+		ust_bs_share_put(fs->bs, um_op_cb, req);
 		return;
 	case UM_UNLOADED:
 		if (req->rc != 0) {
@@ -1436,6 +1513,7 @@ static void start_mount(const char *bdev_name, const struct ust_blobfs_opts *opt
 		return;
 	}
 	fs->thread = ust_get_thread();
+	m->caller = fs->thread;
 	if (opts != NULL) {
 		m->opts = *opts;
 	} else {

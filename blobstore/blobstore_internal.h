@@ -216,6 +216,9 @@ struct ust_blob_store {
 	uint32_t channels_held;
 	void *teardown_op; /* bs_store.c: the operation a teardown completes */
 	bool read_only;
+	/* A superblock change (set_super, grow) is being written: one at a
+	 * time, so no write of an older copy lands after a newer one (9.4). */
+	uint32_t sb_changing;
 	/* Something stays reserved that no metadata names (a failed commit, a
 	 * deleted damaged blob): unload leaves clean = 0 so that the next load
 	 * recovers it (format 9.3). */
@@ -286,6 +289,14 @@ void bs_report_damage(struct ust_blob_store *bs, uint32_t slot, ust_blob_id id, 
 bool bs_is_damaged(const struct ust_blob_store *bs, uint32_t slot);
 void bs_forget_damage(struct ust_blob_store *bs, uint32_t slot);
 uint64_t bs_root_page(const struct ust_blob_store *bs, uint32_t slot, int half);
+/*
+ * Write next as the store's superblock (format 9.4): the backup at next's
+ * backup offset, flush, the primary (clean = 0), flush; done(arg, rc).
+ * bs->sb is left alone: the caller adopts next once done reports 0. The
+ * caller has set bs->sb_changing (cleared here before done runs).
+ */
+void bs_super_commit(struct ust_blob_store *bs, const struct ust_bs_super *next, bs_done_fn done,
+		     void *arg);
 
 /* ---- bs_tree.c: reading a blob's metadata tree -------------------------------------- */
 

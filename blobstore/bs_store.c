@@ -50,7 +50,7 @@ struct store_op {
 	enum store_state state;
 	enum store_state next; /* after ST_FLUSH */
 	bool dirty_load;
-	bool counts_op; /* holds a reference in bs->ops */
+	bool counts_op; /* a superblock change: holds bs->ops and bs->sb_changing */
 	struct ust_blob_store *bs;
 	int rc;
 	uint32_t pending;
@@ -59,6 +59,9 @@ struct store_op {
 	uint8_t *page;
 	uint8_t *page2;
 	uint64_t backup_offset;
+	/* bs_super_commit(): the superblock to write instead of bs->sb. */
+	bool use_next;
+	struct ust_bs_super next_sb;
 	char bstype[UST_BS_BSTYPE_MAX + 1];
 	struct ust_bs_opts opts;
 	ust_bs_op_with_handle_cb hcb;
@@ -349,7 +352,7 @@ static void io_end(struct store_op *op)
 static void write_super(struct store_op *op, bool backup, bool clean)
 {
 	struct ust_blob_store *bs = op->bs;
-	struct ust_bs_super sb = bs->sb;
+	struct ust_bs_super sb = op->use_next ? op->next_sb : bs->sb;
 
 	sb.hdr.seq = backup ? UST_BS_SUPER_BACKUP : UST_BS_SUPER_PRIMARY;
 	sb.clean = clean;
@@ -605,7 +608,9 @@ static void store_step(struct store_op *op)
 		UST_ERRLOG("blobstore on %s: operation failed in state %d: %s\n",
 			   ust_bdev_get_name(bs->bdev), op->state, strerror(-op->rc));
 		if (op->counts_op) {
+			/* Only superblock changes count: one ends here. */
 			bs->ops--;
+			bs->sb_changing--;
 		}
 		op_finish(op);
 		return;
@@ -830,6 +835,7 @@ static void store_step(struct store_op *op)
 	case ST_SUPER_DONE:
 		bs->ops--;
 		op->counts_op = false;
+		bs->sb_changing--;
 		op_finish(op);
 		break;
 	}
@@ -1024,6 +1030,12 @@ void ust_bs_set_super(struct ust_blob_store *bs, ust_blob_id id, ust_bs_op_cb cb
 		cb(arg, -EINVAL);
 		return;
 	}
+	if (bs->sb_changing != 0) {
+		UST_ERRLOG("blobstore on %s: another superblock change (grow) is in flight\n",
+			   ust_bdev_get_name(bs->bdev));
+		cb(arg, -EBUSY);
+		return;
+	}
 	op = op_new(bs, ST_SUPER_BACKUP);
 	if (op == NULL) {
 		cb(arg, -ENOMEM);
@@ -1032,9 +1044,29 @@ void ust_bs_set_super(struct ust_blob_store *bs, ust_blob_id id, ust_bs_op_cb cb
 	op->cb = cb;
 	op->arg = arg;
 	bs->ops++;
+	bs->sb_changing++;
 	op->counts_op = true;
 	bs->sb.super_blob_id = id;
 	bs->sb.hdr.generation++;
+	store_step(op);
+}
+
+void bs_super_commit(struct ust_blob_store *bs, const struct ust_bs_super *next, bs_done_fn done,
+		     void *arg)
+{
+	struct store_op *op = op_new(bs, ST_SUPER_BACKUP);
+
+	if (op == NULL) {
+		bs->sb_changing--;
+		done(arg, -ENOMEM);
+		return;
+	}
+	op->cb = done;
+	op->arg = arg;
+	op->use_next = true;
+	op->next_sb = *next;
+	bs->ops++;
+	op->counts_op = true;
 	store_step(op);
 }
 

@@ -344,6 +344,12 @@ static void fs_ready(void *arg, struct ust_blobfs *fs, int rc)
 {
 	struct fmnt *m = arg;
 
+	if (rc == -ENODATA && m->state == FM_MOUNT_FS && m->format == UST_FUSE_FORMAT_IF_EMPTY) {
+		/* A store without a file system (lvols only): blobfs adds one to it. */
+		m->state = FM_FORMAT;
+		fmnt_step(m);
+		return;
+	}
 	if (rc != 0) {
 		UST_ERRLOG("cannot %s blobfs on %s: %s\n",
 			   m->state == FM_FORMAT ? "format" : "mount", m->bdev_name, strerror(-rc));

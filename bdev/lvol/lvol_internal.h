@@ -47,6 +47,13 @@ struct ust_lvol_store {
 	bool io_device;                   /* registered as the lvol channels' io_device */
 	bool live;                        /* loaded or created, and not closing: visible */
 	bool close_pending;               /* shutdown or hot remove came during another op */
+	/*
+	 * The store is held through the shared-store registry (bstype "ustor";
+	 * other owners such as blobfs may hold it too): closing drops the hold
+	 * (ust_bs_share_put) and destroying deletes only the lvstore's own blobs.
+	 * false: a legacy "LVOLSTORE" store, loaded and unloaded exclusively.
+	 */
+	bool shared;
 	TAILQ_ENTRY(ust_lvol_store) link;
 };
 

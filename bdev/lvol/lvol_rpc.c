@@ -212,6 +212,7 @@ struct rpc_create_lvs {
 	uint32_t cluster_sz;
 	char *clear_method;
 	uint32_t num_md_pages_per_cluster_ratio;
+	bool exist_ok;
 };
 
 static const struct ust_json_object_decoder g_create_lvs_decoders[] = {
@@ -223,6 +224,17 @@ static const struct ust_json_object_decoder g_create_lvs_decoders[] = {
 	{"num_md_pages_per_cluster_ratio",
 	 offsetof(struct rpc_create_lvs, num_md_pages_per_cluster_ratio), ust_json_decode_uint32,
 	 true},
+	/* ustor's own: an lvstore of that name on that bdev is the answer, not -EEXIST */
+	{"exist_ok", offsetof(struct rpc_create_lvs, exist_ok), ust_json_decode_bool, true},
+};
+
+/* What the create needs once every examine (which may load the store) is over. */
+struct rpc_create_lvs_ctx {
+	struct ust_rpc_request *req;
+	char *bdev_name;
+	char *lvs_name;
+	bool exist_ok;
+	struct ust_lvs_opts opts;
 };
 
 static void rpc_create_lvs_done(void *arg, struct ust_lvol_store *lvs, int rc)
@@ -238,12 +250,30 @@ static void rpc_create_lvs_done(void *arg, struct ust_lvol_store *lvs, int rc)
 	ust_rpc_send_result(req, json_string(uuid));
 }
 
+static void rpc_create_lvs_examined(void *arg)
+{
+	struct rpc_create_lvs_ctx *c = arg;
+	struct ust_lvol_store *lvs = ust_lvs_get_by_name(c->lvs_name);
+	struct ust_bdev *base = ust_bdev_get_by_name(c->bdev_name);
+
+	if (c->exist_ok && lvs != NULL && base != NULL &&
+	    strcmp(ust_lvs_get_base_bdev_name(lvs), ust_bdev_get_name(base)) == 0)
+		rpc_create_lvs_done(c->req, lvs, 0);
+	else
+		ust_lvs_create(c->bdev_name, c->lvs_name, &c->opts, rpc_create_lvs_done, c->req);
+	free(c->bdev_name);
+	free(c->lvs_name);
+	free(c);
+}
+
 static void rpc_bdev_lvol_create_lvstore(struct ust_rpc_request *req, const json_t *params)
 {
 	struct rpc_create_lvs p = {0};
+	struct rpc_create_lvs_ctx *c;
 	struct ust_lvs_opts opts;
+	int rc;
 
-	if (!ust_rpc_decode_params(req, params, g_create_lvs_decoders, 5, &p))
+	if (!ust_rpc_decode_params(req, params, g_create_lvs_decoders, 6, &p))
 		goto out;
 	ust_lvs_opts_init(&opts);
 	if (!rpc_clear_method(req, p.clear_method, &opts.clear_method))
@@ -260,7 +290,21 @@ static void rpc_bdev_lvol_create_lvstore(struct ust_rpc_request *req, const json
 	}
 	opts.cluster_sz = p.cluster_sz;
 	opts.num_md_pages_per_cluster_ratio = p.num_md_pages_per_cluster_ratio;
-	ust_lvs_create(p.bdev_name, p.lvs_name, &opts, rpc_create_lvs_done, req);
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		ust_rpc_send_errno(req, -ENOMEM);
+		goto out;
+	}
+	*c = (struct rpc_create_lvs_ctx){req, p.bdev_name, p.lvs_name, p.exist_ok, opts};
+	p.bdev_name = p.lvs_name = NULL;
+	/* An examine in flight may be loading a store on the bdev: decide after it. */
+	rc = ust_bdev_wait_for_examine(rpc_create_lvs_examined, c);
+	if (rc != 0) {
+		ust_rpc_send_errno(req, rc);
+		free(c->bdev_name);
+		free(c->lvs_name);
+		free(c);
+	}
 out:
 	free(p.bdev_name);
 	free(p.lvs_name);
@@ -310,7 +354,17 @@ out:
 UST_RPC_REGISTER("bdev_lvol_get_lvstores", rpc_bdev_lvol_get_lvstores, UST_RPC_RUNTIME)
 UST_RPC_REGISTER_ALIAS_DEPRECATED("bdev_lvol_get_lvstores", get_lvol_stores)
 
-static void rpc_bdev_lvol_delete_lvstore(struct ust_rpc_request *req, const json_t *params)
+/*
+ * The lvstore RPCs of the form {uuid | lvs_name} -> one call on the store,
+ * answered true once it is durable: one decode, lookup and reply for all.
+ */
+struct rpc_lvs_method {
+	const char *verb;
+	void (*call)(struct ust_lvol_store *lvs, ust_lvs_op_cb cb, void *arg);
+};
+
+static void rpc_lvs_selected(struct ust_rpc_request *req, const json_t *params,
+			     const struct rpc_lvs_method *m)
 {
 	struct rpc_lvs_select p = {0};
 	struct ust_lvol_store *lvs;
@@ -319,31 +373,29 @@ static void rpc_bdev_lvol_delete_lvstore(struct ust_rpc_request *req, const json
 	if (!ust_rpc_decode_params(req, params, g_lvs_select_decoders, 2, &p))
 		goto out;
 	lvs = rpc_find_lvs(req, p.uuid, p.lvs_name);
-	op = lvs != NULL ? rpc_op_new(req, "cannot delete lvstore %s", ust_lvs_get_name(lvs)) : NULL;
+	op = lvs != NULL ? rpc_op_new(req, "cannot %s lvstore %s", m->verb, ust_lvs_get_name(lvs)) :
+			   NULL;
 	if (op != NULL)
-		ust_lvs_destroy(lvs, rpc_bool_done, op);
+		m->call(lvs, rpc_bool_done, op);
 out:
 	free(p.uuid);
 	free(p.lvs_name);
 }
+
+static const struct rpc_lvs_method g_lvs_delete = {"delete", ust_lvs_destroy};
+static const struct rpc_lvs_method g_lvs_grow = {"grow", ust_lvs_grow};
+
+static void rpc_bdev_lvol_delete_lvstore(struct ust_rpc_request *req, const json_t *params)
+{
+	rpc_lvs_selected(req, params, &g_lvs_delete);
+}
 UST_RPC_REGISTER("bdev_lvol_delete_lvstore", rpc_bdev_lvol_delete_lvstore, UST_RPC_RUNTIME)
 UST_RPC_REGISTER_ALIAS_DEPRECATED("bdev_lvol_delete_lvstore", destroy_lvol_store)
 
+/* The store takes the space its base bdev has grown by (after bdev_aio_rescan ...). */
 static void rpc_bdev_lvol_grow_lvstore(struct ust_rpc_request *req, const json_t *params)
 {
-	struct rpc_lvs_select p = {0};
-	struct ust_lvol_store *lvs;
-
-	if (!ust_rpc_decode_params(req, params, g_lvs_select_decoders, 2, &p))
-		goto out;
-	lvs = rpc_find_lvs(req, p.uuid, p.lvs_name);
-	if (lvs != NULL)
-		ust_rpc_send_error(req, UST_JSONRPC_ERROR_INTERNAL_ERROR,
-				   "lvstore %s: growing is not supported yet (the blobstore cannot grow with its bdev)",
-				   ust_lvs_get_name(lvs));
-out:
-	free(p.uuid);
-	free(p.lvs_name);
+	rpc_lvs_selected(req, params, &g_lvs_grow);
 }
 UST_RPC_REGISTER("bdev_lvol_grow_lvstore", rpc_bdev_lvol_grow_lvstore, UST_RPC_RUNTIME)
 
@@ -422,6 +474,7 @@ struct rpc_create_lvol {
 	uint64_t size;
 	bool thin_provision;
 	char *clear_method;
+	bool exist_ok;
 };
 
 static const struct ust_json_object_decoder g_create_lvol_decoders[] = {
@@ -435,6 +488,8 @@ static const struct ust_json_object_decoder g_create_lvol_decoders[] = {
 	 true},
 	{"clear_method", offsetof(struct rpc_create_lvol, clear_method), ust_json_decode_string,
 	 true},
+	/* ustor's own: an lvol of that name in the store is the answer (as it is) */
+	{"exist_ok", offsetof(struct rpc_create_lvol, exist_ok), ust_json_decode_bool, true},
 };
 
 static void rpc_create_lvol_done(void *arg, struct ust_lvol *lvol, int rc)
@@ -453,9 +508,10 @@ static void rpc_bdev_lvol_create(struct ust_rpc_request *req, const json_t *para
 	struct rpc_create_lvol p = {0};
 	enum ust_lvol_clear_method clear;
 	struct ust_lvol_store *lvs;
+	struct ust_lvol *lvol;
 	uint64_t bytes;
 
-	if (!ust_rpc_decode_params(req, params, g_create_lvol_decoders, 7, &p))
+	if (!ust_rpc_decode_params(req, params, g_create_lvol_decoders, 8, &p))
 		goto out;
 	if (!rpc_size(req, p.size_in_mib, p.size, &bytes) ||
 	    !rpc_clear_method(req, p.clear_method, &clear))
@@ -466,7 +522,10 @@ static void rpc_bdev_lvol_create(struct ust_rpc_request *req, const json_t *para
 		goto out;
 	}
 	lvs = rpc_find_lvs(req, p.uuid, p.lvs_name);
-	if (lvs != NULL)
+	lvol = lvs != NULL && p.exist_ok ? lvol_find(lvs, p.lvol_name) : NULL;
+	if (lvol != NULL && ust_lvol_get_bdev(lvol) != NULL)
+		rpc_create_lvol_done(req, lvol, 0);
+	else if (lvs != NULL)
 		ust_lvol_create(lvs, p.lvol_name, bytes, p.thin_provision, clear,
 				rpc_create_lvol_done, req);
 out:
@@ -475,7 +534,7 @@ out:
 	free(p.lvol_name);
 	free(p.clear_method);
 }
-UST_RPC_REGISTER("bdev_lvol_create", rpc_bdev_lvol_create, UST_RPC_RUNTIME)
+UST_RPC_REGISTER("bdev_lvol_create", rpc_bdev_lvol_create, UST_RPC_STARTUP | UST_RPC_RUNTIME)
 UST_RPC_REGISTER_ALIAS_DEPRECATED("bdev_lvol_create", construct_lvol_bdev)
 
 /* ---- bdev_lvol_get_lvols ------------------------------------------------------------ */
@@ -572,7 +631,18 @@ static const struct ust_json_object_decoder g_delete_decoders[] = {
 	{"name", offsetof(struct rpc_delete, name), ust_json_decode_string, false},
 };
 
-static void rpc_bdev_lvol_delete(struct ust_rpc_request *req, const json_t *params)
+/*
+ * The lvol RPCs of the form {name} -> one call on that lvol, answered true
+ * once it is durable: one decode, lookup and reply for all of them.
+ */
+struct rpc_lvol_method {
+	const char *verb;
+	const char *tail; /* after the lvol's name in the error text */
+	void (*call)(struct ust_lvol *lvol, ust_lvol_op_cb cb, void *arg);
+};
+
+static void rpc_lvol_named(struct ust_rpc_request *req, const json_t *params,
+			   const struct rpc_lvol_method *m)
 {
 	struct rpc_delete p = {0};
 	struct ust_lvol *lvol;
@@ -581,11 +651,21 @@ static void rpc_bdev_lvol_delete(struct ust_rpc_request *req, const json_t *para
 	if (!ust_rpc_decode_params(req, params, g_delete_decoders, 1, &p))
 		goto out;
 	lvol = rpc_find_lvol(req, p.name);
-	op = lvol != NULL ? rpc_op_new(req, "cannot delete lvol %s", p.name) : NULL;
+	op = lvol != NULL ? rpc_op_new(req, "cannot %s lvol %s%s", m->verb, p.name, m->tail) : NULL;
 	if (op != NULL)
-		ust_lvol_delete(lvol, rpc_bool_done, op);
+		m->call(lvol, rpc_bool_done, op);
 out:
 	free(p.name);
+}
+
+static const struct rpc_lvol_method g_lvol_delete = {"delete", "", ust_lvol_delete};
+static const struct rpc_lvol_method g_lvol_inflate = {"inflate", "", ust_lvol_inflate};
+static const struct rpc_lvol_method g_lvol_decouple = {"decouple", " from its parent",
+							ust_lvol_decouple_parent};
+
+static void rpc_bdev_lvol_delete(struct ust_rpc_request *req, const json_t *params)
+{
+	rpc_lvol_named(req, params, &g_lvol_delete);
 }
 UST_RPC_REGISTER("bdev_lvol_delete", rpc_bdev_lvol_delete, UST_RPC_RUNTIME)
 UST_RPC_REGISTER_ALIAS_DEPRECATED("bdev_lvol_delete", destroy_lvol_bdev)
@@ -686,37 +766,14 @@ UST_RPC_REGISTER_ALIAS_DEPRECATED("bdev_lvol_clone", clone_lvol_bdev)
 
 static void rpc_bdev_lvol_inflate(struct ust_rpc_request *req, const json_t *params)
 {
-	struct rpc_delete p = {0};
-	struct ust_lvol *lvol;
-	struct rpc_op *op;
-
-	if (!ust_rpc_decode_params(req, params, g_delete_decoders, 1, &p))
-		goto out;
-	lvol = rpc_find_lvol(req, p.name);
-	op = lvol != NULL ? rpc_op_new(req, "cannot inflate lvol %s", p.name) : NULL;
-	if (op != NULL)
-		ust_lvol_inflate(lvol, rpc_bool_done, op);
-out:
-	free(p.name);
+	rpc_lvol_named(req, params, &g_lvol_inflate);
 }
 UST_RPC_REGISTER("bdev_lvol_inflate", rpc_bdev_lvol_inflate, UST_RPC_RUNTIME)
 UST_RPC_REGISTER_ALIAS_DEPRECATED("bdev_lvol_inflate", inflate_lvol_bdev)
 
 static void rpc_bdev_lvol_decouple_parent(struct ust_rpc_request *req, const json_t *params)
 {
-	struct rpc_delete p = {0};
-	struct ust_lvol *lvol;
-	struct rpc_op *op;
-
-	if (!ust_rpc_decode_params(req, params, g_delete_decoders, 1, &p))
-		goto out;
-	lvol = rpc_find_lvol(req, p.name);
-	op = lvol != NULL ? rpc_op_new(req, "cannot decouple lvol %s from its parent", p.name) :
-			    NULL;
-	if (op != NULL)
-		ust_lvol_decouple_parent(lvol, rpc_bool_done, op);
-out:
-	free(p.name);
+	rpc_lvol_named(req, params, &g_lvol_decouple);
 }
 UST_RPC_REGISTER("bdev_lvol_decouple_parent", rpc_bdev_lvol_decouple_parent, UST_RPC_RUNTIME)
 UST_RPC_REGISTER_ALIAS_DEPRECATED("bdev_lvol_decouple_parent", decouple_parent_lvol_bdev)

@@ -1,11 +1,15 @@
 /*
  * Lvol stores: the "lvol" bdev module, and creating, loading (at examine),
- * renaming, unloading and destroying an lvstore, as one step machine.
+ * renaming, growing, unloading and destroying an lvstore, as one step
+ * machine.
  *
- * An lvstore is a blobstore of type UST_LVS_BSTYPE whose super blob holds
- * the store's name and UUID in internal xattrs; every blob carrying the
- * internal xattr "lvol.name" is an lvol, every other blob belongs to someone
- * else (blobfs) and is left alone.
+ * An lvstore lives in a blobstore of type UST_LVS_BSTYPE ("ustor", shared
+ * with blobfs through the blobstore's shared-store registry) or of the
+ * legacy type UST_LVS_BSTYPE_LEGACY (exclusive). Its marker blob holds the
+ * store's name and UUID in internal xattrs: the store's super blob when the
+ * lvstore came first, else found by walking the blobs. Every blob carrying
+ * the internal xattr "lvol.name" is an lvol, every other blob belongs to
+ * someone else (blobfs) and is left alone.
  *
  * Guarantees:
  *  - Every bdev that appears is examined: if it holds an lvstore, the store
@@ -44,10 +48,13 @@ enum lvs_op_kind {
 	LVS_OP_UNLOAD,
 	LVS_OP_DESTROY,
 	LVS_OP_RENAME,
+	LVS_OP_GROW,
 };
 
 enum lvs_op_state {
 	/* create */
+	LVS_CREATE_PROBE,
+	LVS_CREATE_PROBED,
 	LVS_CREATE_CLEAR,
 	LVS_CREATE_INIT,
 	LVS_CREATE_SUPER,
@@ -56,6 +63,7 @@ enum lvs_op_state {
 	LVS_CREATE_UNDO,
 	/* load (examine) */
 	LVS_LOAD_SUPER,
+	LVS_LOAD_LEGACY,
 	LVS_LOAD_READ_SUPER,
 	LVS_LOAD_SUPER_CLOSED,
 	LVS_LOAD_ITER,
@@ -70,12 +78,20 @@ enum lvs_op_state {
 	LVS_CLOSE_CHANNELS,
 	LVS_CLOSE_BARRIER,
 	LVS_CLOSE_STORE,
+	LVS_CLOSE_DELETE,
+	LVS_CLOSE_DELETED,
+	LVS_CLOSE_MARKER_DELETED,
+	LVS_CLOSE_PUT,
+	LVS_CLOSE_EMPTY_CHECKED,
+	LVS_CLOSE_RELEASE,
 	LVS_CLOSE_DONE,
 	/* rename */
 	LVS_RENAME_OPEN,
 	LVS_RENAME_SYNC,
 	LVS_RENAME_CLOSE,
 	LVS_RENAME_DONE,
+	/* grow */
+	LVS_GROW_DONE,
 	/* every kind */
 	LVS_OP_FINISH,
 };
@@ -88,6 +104,12 @@ struct lvs_op {
 	int result; /* what the caller is told */
 	bool force; /* unload at shutdown or hot remove: open lvols do not stop it */
 	bool fini;  /* counted in g_fini_closing */
+	bool joined; /* create: the lvstore went into a store that existed */
+	bool marker_found; /* load: the blob with lvs.name was found */
+	/* destroy in a shared store: the lvstore's blobs to delete (lvols, then the marker) */
+	ust_blob_id *del_ids;
+	size_t ndel, del_i;
+	bool del_progress;
 	struct ust_lvs_opts opts;
 	/* create: clearing the base */
 	struct ust_bdev_desc *clear_desc;
@@ -174,6 +196,18 @@ static struct ust_lvol_store *lvs_find_uuid(const struct ust_uuid *uuid,
 	return NULL;
 }
 
+/* The lvstore on base_name that is loaded or being created, if any. */
+static struct ust_lvol_store *lvs_find_base(const char *base_name)
+{
+	struct ust_lvol_store *lvs;
+
+	TAILQ_FOREACH(lvs, &g_lvstores, link) {
+		if (strcmp(lvs->base_name, base_name) == 0 && (lvs->live || lvs->op != NULL))
+			return lvs;
+	}
+	return NULL;
+}
+
 static void lvs_free(struct ust_lvol_store *lvs)
 {
 	free(lvs->base_name);
@@ -199,12 +233,29 @@ static void lvs_channel_destroy(void *io_device, void *ctx_buf)
 	ust_bs_free_io_channel(lch->bs_ch);
 }
 
+static void lvs_resize_grown(void *arg, int rc)
+{
+	struct ust_lvol_store *lvs = arg;
+
+	if (rc != 0)
+		UST_ERRLOG("lvstore %s: growing with its base failed: %s (bdev_lvol_grow_lvstore retries)\n",
+			   lvs->name, strerror(-rc));
+}
+
 static void lvs_base_event(enum ust_bdev_event_type type, struct ust_bdev *bdev, void *ctx)
 {
 	struct ust_lvol_store *lvs = ctx;
 
+	if (type == UST_BDEV_EVENT_RESIZE) {
+		/* Cheap when nothing changed; busy: the RPC can grow it later. */
+		UST_NOTICELOG("lvstore %s: base bdev %s resized to %llu blocks; growing the store\n",
+			      lvs->name, ust_bdev_get_name(bdev),
+			      (unsigned long long)ust_bdev_get_num_blocks(bdev));
+		ust_lvs_grow(lvs, lvs_resize_grown, lvs);
+		return;
+	}
 	if (type != UST_BDEV_EVENT_REMOVE)
-		return; /* growing needs the blobstore's help (README "Known limits") */
+		return;
 	UST_WARNLOG("lvstore %s: base bdev %s is being removed; unloading the store\n", lvs->name,
 		    ust_bdev_get_name(bdev));
 	if (!lvs_is_closing(lvs))
@@ -332,6 +383,70 @@ static int super_str(struct ust_blob *blob, const char *key, char *buf, size_t s
 	return 0;
 }
 
+/*
+ * The blob is the lvstore's marker: take name and UUID from it. -ENOENT not
+ * a marker (another owner's blob), -EINVAL malformed, -EEXIST the name or
+ * UUID is loaded already.
+ */
+static int lvs_take_marker(struct ust_lvol_store *lvs, struct ust_blob *blob)
+{
+	char uuid[UST_UUID_STRING_LEN];
+	const void *value;
+	size_t len;
+
+	if (ust_blob_get_internal_xattr(blob, LVS_XATTR_NAME, &value, &len) != 0)
+		return -ENOENT;
+	if (super_str(blob, LVS_XATTR_NAME, lvs->name, sizeof(lvs->name)) != 0 ||
+	    !lvs_name_valid(lvs->name, UST_LVS_NAME_MAX) ||
+	    super_str(blob, LVS_XATTR_UUID, uuid, sizeof(uuid)) != 0 ||
+	    ust_uuid_parse(&lvs->uuid, uuid) != 0) {
+		UST_ERRLOG("lvstore on %s: its name or UUID is missing or malformed\n",
+			   lvs->base_name);
+		return -EINVAL;
+	}
+	if (lvs_find_name(lvs->name, lvs) != NULL) {
+		UST_ERRLOG("lvstore %s on %s: an lvstore of that name is loaded already; not loading this one\n",
+			   lvs->name, lvs->base_name);
+		return -EEXIST;
+	}
+	if (lvs_find_uuid(&lvs->uuid, lvs) != NULL) {
+		UST_ERRLOG("lvstore %s on %s: an lvstore with UUID %s is loaded already; not loading this one\n",
+			   lvs->name, lvs->base_name, uuid);
+		return -EEXIST;
+	}
+	lvs->super_id = ust_blob_get_id(blob);
+	return 0;
+}
+
+static void lvs_put_msg(void *arg)
+{
+	ust_bs_share_put(arg, NULL, NULL);
+}
+
+/*
+ * A shared store another thread serves (a blobfs mount loaded it first):
+ * lvols need it on this thread (README "Threading"), so give the hold back
+ * on its thread. -EXDEV for the caller.
+ */
+static int lvs_refuse_foreign_thread(struct ust_lvol_store *lvs, struct ust_blob_store *bs)
+{
+	UST_ERRLOG("lvstore on %s: its store is served by another thread (a blobfs mount loaded it first); "
+		   "unmount it, create or load the lvstore, then mount again\n", lvs->base_name);
+	if (ust_thread_send_msg(ust_bs_get_md_thread(bs), lvs_put_msg, bs) != 0)
+		UST_ERRLOG("lvstore on %s: cannot release the store\n", lvs->base_name);
+	return -EXDEV;
+}
+
+/* Give the store up: drop the shared hold, or unload an exclusive store. */
+static void lvs_store_release(struct ust_lvol_store *lvs, struct ust_blob_store *bs,
+			      ust_bs_op_cb cb, void *arg)
+{
+	if (lvs->shared)
+		ust_bs_share_put(bs, cb, arg);
+	else
+		ust_bs_unload(bs, cb, arg);
+}
+
 /* Start clearing the base before formatting; false if there is nothing to do. */
 static bool lvs_start_clear(struct lvs_op *op)
 {
@@ -388,6 +503,17 @@ static void lvs_clear_release(struct lvs_op *op)
 	}
 }
 
+/* Destroy in a shared store: lvols not deleted yet. */
+static int lvs_count_left(const struct lvs_op *op)
+{
+	size_t i;
+	int left = 0;
+
+	for (i = 0; i < op->ndel; i++)
+		left += op->del_ids[i] != UST_BLOBID_INVALID;
+	return left;
+}
+
 static void lvs_load_register_all(struct ust_lvol_store *lvs)
 {
 	struct ust_lvol *lvol, *next;
@@ -441,6 +567,7 @@ static void lvs_op_finish(struct lvs_op *op, bool lvs_gone)
 		op->hcb(op->arg, lvs, op->result);
 	else if (op->cb != NULL)
 		op->cb(op->arg, op->result);
+	free(op->del_ids);
 	free(op);
 	if (kind == LVS_OP_LOAD)
 		ust_bdev_module_examine_done(&g_lvol_module);
@@ -459,11 +586,47 @@ static void lvs_op_step(struct lvs_op *op)
 	struct ust_lvol *lvol, *next, *other;
 	struct ust_blob_store *bs;
 	struct ust_blob *blob;
-	char uuid[UST_UUID_STRING_LEN];
+	ust_blob_id id;
 	int rc;
 
 	switch (op->state) {
-	/* ---- create: clear the base, format, write the super blob ---- */
+	/* ---- create: join the shared store, or clear the base and format ---- */
+	case LVS_CREATE_PROBE:
+		ust_bs_opts_init(&bs_opts);
+		snprintf(bs_opts.bstype, sizeof(bs_opts.bstype), "%s", UST_LVS_BSTYPE);
+		op->state = LVS_CREATE_PROBED;
+		ust_bs_share_load(lvs->base_name, &bs_opts, lvs_op_bs_done, op);
+		return;
+	case LVS_CREATE_PROBED:
+		if (op->rc == 0) {
+			/* A store of the shared type (blobfs's): add the marker, never format. */
+			lvs->shared = true;
+			if (ust_bs_get_md_thread(lvs->bs) != ust_get_thread()) {
+				op->result = lvs_refuse_foreign_thread(lvs, lvs->bs);
+				lvs->bs = NULL;
+				op->state = LVS_OP_FINISH;
+				lvs_op_step(op);
+				return;
+			}
+			UST_NOTICELOG("lvstore %s: adding it to the store on %s (its other blobs stay)\n",
+				      lvs->name, lvs->base_name);
+			op->joined = true;
+			op->state = LVS_CREATE_SUPER;
+			lvs_op_step(op);
+			return;
+		}
+		lvs->bs = NULL;
+		if (op->rc != -ENODATA && op->rc != -EUCLEAN && op->rc != -EILSEQ) {
+			/* Claimed (another store is loaded on it) or unreadable. */
+			UST_ERRLOG("lvstore %s: cannot use %s: %s\n", lvs->name, lvs->base_name,
+				   strerror(-op->rc));
+			op->result = op->rc;
+			op->state = LVS_OP_FINISH;
+			lvs_op_step(op);
+			return;
+		}
+		op->state = LVS_CREATE_CLEAR;
+		/* fall through */
 	case LVS_CREATE_CLEAR:
 		op->state = LVS_CREATE_INIT;
 		op->rc = 0;
@@ -494,7 +657,8 @@ static void lvs_op_step(struct lvs_op *op)
 			bs_opts.md_pages = pages > UINT32_MAX ? UINT32_MAX : (uint32_t)pages;
 		}
 		op->state = LVS_CREATE_SUPER;
-		ust_bs_init(lvs->base_name, &bs_opts, lvs_op_bs_done, op);
+		lvs->shared = true;
+		ust_bs_share_init(lvs->base_name, &bs_opts, lvs_op_bs_done, op);
 		return;
 	case LVS_CREATE_SUPER:
 		if (op->rc != 0) {
@@ -525,6 +689,11 @@ static void lvs_op_step(struct lvs_op *op)
 		}
 		lvs->super_id = op->id;
 		op->state = LVS_CREATE_DONE;
+		if (ust_bs_get_super(lvs->bs) != UST_BLOBID_INVALID) {
+			/* Another owner's super blob: ours is found by the walk at load. */
+			lvs_op_step(op);
+			return;
+		}
 		ust_bs_set_super(lvs->bs, op->id, lvs_op_done, op);
 		return;
 	case LVS_CREATE_DONE:
@@ -541,16 +710,37 @@ static void lvs_op_step(struct lvs_op *op)
 		lvs_op_step(op);
 		return;
 	case LVS_CREATE_UNDO:
-		UST_ERRLOG("lvstore %s: creation failed: %s; erasing the new store\n", lvs->name,
-			   strerror(-op->result));
 		bs = lvs->bs;
+		if (op->joined && op->id != UST_BLOBID_INVALID) {
+			/* Take the marker out again; the store is not ours to erase. */
+			UST_ERRLOG("lvstore %s: creation failed: %s; removing its marker blob\n",
+				   lvs->name, strerror(-op->result));
+			id = op->id;
+			op->id = UST_BLOBID_INVALID;
+			ust_bs_delete_blob(bs, id, lvs_op_done, op);
+			return;
+		}
 		lvs->bs = NULL; /* before the call: its callback may run inline */
 		op->state = LVS_OP_FINISH;
-		ust_bs_destroy(bs, lvs_op_done, op);
+		if (op->joined) {
+			ust_bs_share_put(bs, lvs_op_done, op);
+			return;
+		}
+		UST_ERRLOG("lvstore %s: creation failed: %s; erasing the new store\n", lvs->name,
+			   strerror(-op->result));
+		ust_bs_share_destroy(bs, lvs_op_done, op);
 		return;
 
 	/* ---- load: super blob, then every lvol blob ---- */
 	case LVS_LOAD_SUPER:
+		if (op->rc == -EILSEQ && lvs->shared) {
+			/* Not the shared type: perhaps a legacy lvol-only store. */
+			lvs->shared = false;
+			lvs->bs = NULL;
+			op->state = LVS_LOAD_LEGACY;
+			lvs_op_step(op);
+			return;
+		}
 		if (op->rc == -EILSEQ || op->rc == -ENODATA || op->rc == -EUCLEAN) {
 			/* Not an lvstore: the normal case for most bdevs. */
 			lvs->bs = NULL;
@@ -567,17 +757,42 @@ static void lvs_op_step(struct lvs_op *op)
 			return;
 		}
 		lvs->thread = ust_get_thread();
-		lvs->super_id = ust_bs_get_super(lvs->bs);
-		if (lvs->super_id == UST_BLOBID_INVALID) {
+		if (lvs->shared && ust_bs_get_md_thread(lvs->bs) != lvs->thread) {
+			lvs_refuse_foreign_thread(lvs, lvs->bs);
+			lvs->bs = NULL;
+			op->state = LVS_OP_FINISH;
+			lvs_op_step(op);
+			return;
+		}
+		id = ust_bs_get_super(lvs->bs);
+		if (id == UST_BLOBID_INVALID && lvs->shared) {
+			/* The marker, if any, is found by the walk. */
+			op->state = LVS_LOAD_ITER;
+			ust_bs_iter_first(lvs->bs, lvs_op_blob_done, op);
+			return;
+		}
+		if (id == UST_BLOBID_INVALID) {
 			UST_ERRLOG("lvstore on %s has no super blob; not loading it\n", lvs->base_name);
 			op->state = LVS_LOAD_ABORT_CLOSE;
 			lvs_op_step(op);
 			return;
 		}
 		op->state = LVS_LOAD_READ_SUPER;
-		ust_bs_open_blob(lvs->bs, lvs->super_id, lvs_op_blob_done, op);
+		ust_bs_open_blob(lvs->bs, id, lvs_op_blob_done, op);
+		return;
+	case LVS_LOAD_LEGACY:
+		ust_bs_opts_init(&bs_opts);
+		snprintf(bs_opts.bstype, sizeof(bs_opts.bstype), "%s", UST_LVS_BSTYPE_LEGACY);
+		op->state = LVS_LOAD_SUPER;
+		ust_bs_load(lvs->base_name, &bs_opts, lvs_op_bs_done, op);
 		return;
 	case LVS_LOAD_READ_SUPER:
+		if (op->rc != 0 && lvs->shared) {
+			/* The super blob is another owner's (and may be gone): walk. */
+			op->state = LVS_LOAD_ITER;
+			ust_bs_iter_first(lvs->bs, lvs_op_blob_done, op);
+			return;
+		}
 		if (op->rc != 0) {
 			UST_ERRLOG("lvstore on %s: cannot open its super blob: %s\n", lvs->base_name,
 				   strerror(-op->rc));
@@ -585,23 +800,12 @@ static void lvs_op_step(struct lvs_op *op)
 			lvs_op_step(op);
 			return;
 		}
-		op->result = 0;
-		if (super_str(op->blob, LVS_XATTR_NAME, lvs->name, sizeof(lvs->name)) != 0 ||
-		    !lvs_name_valid(lvs->name, UST_LVS_NAME_MAX) ||
-		    super_str(op->blob, LVS_XATTR_UUID, uuid, sizeof(uuid)) != 0 ||
-		    ust_uuid_parse(&lvs->uuid, uuid) != 0) {
-			UST_ERRLOG("lvstore on %s: its name or UUID is missing or malformed\n",
-				   lvs->base_name);
-			op->result = -EINVAL;
-		} else if (lvs_find_name(lvs->name, lvs) != NULL) {
-			UST_ERRLOG("lvstore %s on %s: an lvstore of that name is loaded already; not loading this one\n",
-				   lvs->name, lvs->base_name);
-			op->result = -EEXIST;
-		} else if (lvs_find_uuid(&lvs->uuid, lvs) != NULL) {
-			UST_ERRLOG("lvstore %s on %s: an lvstore with UUID %s is loaded already; not loading this one\n",
-				   lvs->name, lvs->base_name, uuid);
-			op->result = -EEXIST;
-		}
+		op->result = lvs_take_marker(lvs, op->blob);
+		op->marker_found = op->result == 0;
+		if (op->result == -ENOENT && lvs->shared)
+			op->result = 0; /* another owner's super blob: the walk finds ours */
+		else if (op->result == -ENOENT)
+			UST_ERRLOG("lvstore on %s: its super blob has no name\n", lvs->base_name);
 		op->state = LVS_LOAD_SUPER_CLOSED;
 		blob = op->blob;
 		op->blob = NULL; /* before the call: its callback may run inline */
@@ -620,6 +824,14 @@ static void lvs_op_step(struct lvs_op *op)
 		return;
 	case LVS_LOAD_ITER:
 		/* op->blob: the next blob of the walk (open), or the end. */
+		if (op->rc == -ENOENT && !op->marker_found) {
+			/* A shared store without an lvstore (a file system only). */
+			UST_INFOLOG("no lvstore in the store on %s\n", lvs->base_name);
+			op->result = -ENODATA;
+			op->state = LVS_LOAD_ABORT_CLOSE;
+			lvs_op_step(op);
+			return;
+		}
 		if (op->rc == -ENOENT) {
 			op->state = LVS_LOAD_STALE;
 			lvs_op_step(op);
@@ -634,6 +846,20 @@ static void lvs_op_step(struct lvs_op *op)
 			return;
 		}
 		op->iter_blob = op->blob;
+		if (!op->marker_found) {
+			rc = lvs_take_marker(lvs, op->blob);
+			if (rc == 0) {
+				op->marker_found = true;
+				ust_bs_iter_next(lvs->bs, op->iter_blob, lvs_op_blob_done, op);
+				return;
+			}
+			if (rc != -ENOENT) {
+				op->result = rc;
+				op->state = LVS_LOAD_ABORT_CLOSE;
+				ust_blob_close(op->iter_blob, lvs_op_done, op);
+				return;
+			}
+		}
 		lvol = lvol_alloc(lvs);
 		if (lvol == NULL) {
 			op->result = -ENOMEM;
@@ -757,7 +983,7 @@ static void lvs_op_step(struct lvs_op *op)
 		bs = lvs->bs;
 		lvs->bs = NULL; /* before the call: its callback may run inline */
 		op->state = LVS_OP_FINISH;
-		ust_bs_unload(bs, lvs_op_done, op);
+		lvs_store_release(lvs, bs, lvs_op_done, op);
 		return;
 
 	/* ---- unload / destroy: lvols, channels, then the store ---- */
@@ -793,10 +1019,103 @@ static void lvs_op_step(struct lvs_op *op)
 		return;
 	case LVS_CLOSE_STORE:
 		op->state = LVS_CLOSE_DONE;
-		if (op->kind == LVS_OP_DESTROY)
+		if (op->kind == LVS_OP_DESTROY && lvs->shared) {
+			op->state = LVS_CLOSE_DELETE;
+			op->del_i = 0;
+			op->del_progress = false;
+			lvs_op_step(op);
+		} else if (op->kind == LVS_OP_DESTROY) {
 			ust_bs_destroy(lvs->bs, lvs_op_done, op);
-		else
-			ust_bs_unload(lvs->bs, lvs_op_done, op);
+		} else {
+			lvs_store_release(lvs, lvs->bs, lvs_op_done, op);
+		}
+		return;
+	case LVS_CLOSE_DELETE:
+		/*
+		 * Destroy in a shared store: delete the lvstore's own blobs only.
+		 * A snapshot with several clones answers -EBUSY until its clones
+		 * are gone, so passes repeat while one makes progress. The marker
+		 * goes last, so a crash leaves an lvstore with fewer lvols, never
+		 * lvols without their lvstore.
+		 */
+		while (op->del_i < op->ndel && op->del_ids[op->del_i] == UST_BLOBID_INVALID)
+			op->del_i++;
+		if (op->del_i < op->ndel) {
+			op->state = LVS_CLOSE_DELETED;
+			ust_bs_delete_blob(lvs->bs, op->del_ids[op->del_i], lvs_op_done, op);
+			return;
+		}
+		rc = lvs_count_left(op);
+		if (rc != 0 && op->del_progress) {
+			op->del_i = 0;
+			op->del_progress = false;
+			lvs_op_step(op);
+			return;
+		}
+		if (rc != 0) {
+			UST_ERRLOG("lvstore %s: %d lvols could not be deleted; keeping the lvstore\n",
+				   lvs->name, rc);
+			op->rc = -EBUSY;
+			op->state = LVS_CLOSE_DONE;
+			lvs_op_step(op);
+			return;
+		}
+		op->state = LVS_CLOSE_MARKER_DELETED;
+		ust_bs_delete_blob(lvs->bs, lvs->super_id, lvs_op_done, op);
+		return;
+	case LVS_CLOSE_DELETED:
+		if (op->rc == 0 || op->rc == -ENOENT) {
+			op->del_ids[op->del_i] = UST_BLOBID_INVALID;
+			op->del_progress = true;
+		} else if (op->rc != -EBUSY) {
+			UST_ERRLOG("lvstore %s: deleting blob 0x%llx failed: %s\n", lvs->name,
+				   (unsigned long long)op->del_ids[op->del_i], strerror(-op->rc));
+		}
+		op->del_i++;
+		op->state = LVS_CLOSE_DELETE;
+		lvs_op_step(op);
+		return;
+	case LVS_CLOSE_MARKER_DELETED:
+		if (op->rc != 0) {
+			op->state = LVS_CLOSE_DONE;
+			lvs_op_step(op);
+			return;
+		}
+		op->state = LVS_CLOSE_PUT;
+		if (ust_bs_get_super(lvs->bs) == lvs->super_id) {
+			/* The store's super blob id must not name the deleted marker. */
+			ust_bs_set_super(lvs->bs, UST_BLOBID_INVALID, lvs_op_done, op);
+			return;
+		}
+		lvs_op_step(op);
+		return;
+	case LVS_CLOSE_PUT:
+		if (op->rc != 0)
+			UST_ERRLOG("lvstore %s: clearing the store's super blob id failed: %s\n",
+				   lvs->name, strerror(-op->rc));
+		/* Is anything of another owner left in the store? */
+		op->state = LVS_CLOSE_EMPTY_CHECKED;
+		ust_bs_iter_first(lvs->bs, lvs_op_blob_done, op);
+		return;
+	case LVS_CLOSE_EMPTY_CHECKED:
+		op->state = LVS_CLOSE_DONE;
+		if (op->rc == -ENOENT && ust_bs_share_holders(lvs->bs) == 1) {
+			/* Nothing but ours was in it, and nobody else holds it: erase it. */
+			ust_bs_share_destroy(lvs->bs, lvs_op_done, op);
+			return;
+		}
+		if (op->rc == 0) {
+			/* Another owner's blob: the store stays. */
+			op->state = LVS_CLOSE_RELEASE;
+			blob = op->blob;
+			op->blob = NULL;
+			ust_blob_close(blob, lvs_op_done, op);
+			return;
+		}
+		/* fall through */
+	case LVS_CLOSE_RELEASE:
+		op->state = LVS_CLOSE_DONE;
+		ust_bs_share_put(lvs->bs, lvs_op_done, op);
 		return;
 	case LVS_CLOSE_DONE:
 		op->result = op->rc;
@@ -865,6 +1184,17 @@ static void lvs_op_step(struct lvs_op *op)
 				lvol_build_alias(lvol);
 			}
 		}
+		op->state = LVS_OP_FINISH;
+		lvs_op_step(op);
+		return;
+
+	/* ---- grow: the blobstore takes the base's new size ---- */
+	case LVS_GROW_DONE:
+		op->result = op->rc;
+		if (op->rc == 0)
+			UST_NOTICELOG("lvstore %s: %llu data clusters, %llu free\n", lvs->name,
+				      (unsigned long long)ust_bs_get_total_data_cluster_count(lvs->bs),
+				      (unsigned long long)ust_bs_get_free_cluster_count(lvs->bs));
 		op->state = LVS_OP_FINISH;
 		lvs_op_step(op);
 		return;
@@ -973,7 +1303,14 @@ void ust_lvs_create(const char *bdev_name, const char *lvs_name, const struct us
 		cb(arg, NULL, -EINVAL);
 		return;
 	}
-	if (ust_bdev_is_claimed(base)) {
+	if (lvs_find_base(ust_bdev_get_name(base)) != NULL) {
+		UST_ERRLOG("lvstore %s: bdev %s has an lvstore already\n", lvs_name, bdev_name);
+		cb(arg, NULL, -EEXIST);
+		return;
+	}
+	/* Claimed by a blobstore: a loaded shared store may take the lvstore (the probe decides). */
+	if (ust_bdev_is_claimed(base) &&
+	    strcmp(ust_bdev_get_claim_module(base)->name, "blobstore") != 0) {
 		UST_ERRLOG("lvstore %s: bdev %s is claimed by module %s\n", lvs_name, bdev_name,
 			   ust_bdev_get_claim_module(base)->name);
 		cb(arg, NULL, -EPERM);
@@ -988,7 +1325,7 @@ void ust_lvs_create(const char *bdev_name, const char *lvs_name, const struct us
 	do {
 		ust_uuid_generate(&lvs->uuid);
 	} while (lvs_find_uuid(&lvs->uuid, NULL) != NULL);
-	op = lvs_op_new(lvs, LVS_OP_CREATE, LVS_CREATE_CLEAR);
+	op = lvs_op_new(lvs, LVS_OP_CREATE, LVS_CREATE_PROBE);
 	if (op == NULL) {
 		lvs_free(lvs);
 		cb(arg, NULL, -ENOMEM);
@@ -1020,6 +1357,24 @@ static void lvs_start_close(struct ust_lvol_store *lvs, bool destroy, bool force
 		if (cb != NULL)
 			cb(arg, -ENOMEM);
 		return;
+	}
+	if (destroy && lvs->shared) {
+		/* The blobs to delete, known now: the lvols are freed as they go. */
+		struct ust_lvol *lvol;
+		size_t n = 0;
+
+		TAILQ_FOREACH(lvol, &lvs->lvols, link)
+			n++;
+		op->del_ids = calloc(n + 1, sizeof(*op->del_ids));
+		if (op->del_ids == NULL) {
+			lvs->op = NULL;
+			free(op);
+			if (cb != NULL)
+				cb(arg, -ENOMEM);
+			return;
+		}
+		TAILQ_FOREACH(lvol, &lvs->lvols, link)
+			op->del_ids[op->ndel++] = lvol->id;
 	}
 	op->force = force;
 	if (force && g_fini_started) {
@@ -1074,6 +1429,31 @@ void ust_lvs_unload(struct ust_lvol_store *lvs, ust_lvs_op_cb cb, void *arg)
 void ust_lvs_destroy(struct ust_lvol_store *lvs, ust_lvs_op_cb cb, void *arg)
 {
 	lvs_user_close(lvs, true, cb, arg);
+}
+
+void ust_lvs_grow(struct ust_lvol_store *lvs, ust_lvs_op_cb cb, void *arg)
+{
+	struct lvs_op *op;
+	int rc;
+
+	if (lvs == NULL || cb == NULL) {
+		if (cb != NULL)
+			cb(arg, -EINVAL);
+		return;
+	}
+	rc = lvs_check_idle(lvs);
+	if (rc != 0) {
+		cb(arg, rc);
+		return;
+	}
+	op = lvs_op_new(lvs, LVS_OP_GROW, LVS_GROW_DONE);
+	if (op == NULL) {
+		cb(arg, -ENOMEM);
+		return;
+	}
+	op->cb = cb;
+	op->arg = arg;
+	ust_bs_grow(lvs->bs, lvs_op_done, op);
 }
 
 void ust_lvs_rename(struct ust_lvol_store *lvs, const char *new_name, ust_lvs_op_cb cb, void *arg)
@@ -1202,9 +1582,11 @@ static void lvs_examine_disk(struct ust_bdev *bdev)
 		return;
 	}
 	TAILQ_INSERT_TAIL(&g_lvstores, lvs, link);
+	/* The shared type first (a hold on it if blobfs has it loaded), then legacy. */
 	ust_bs_opts_init(&opts);
 	snprintf(opts.bstype, sizeof(opts.bstype), "%s", UST_LVS_BSTYPE);
-	ust_bs_load(lvs->base_name, &opts, lvs_op_bs_done, op);
+	lvs->shared = true;
+	ust_bs_share_load(lvs->base_name, &opts, lvs_op_bs_done, op);
 }
 
 /* Unload every store before the core unregisters the bdevs beneath them. */

@@ -40,6 +40,7 @@ extern "C" {
 struct ust_blob_store;
 struct ust_blob;
 struct ust_io_channel;
+struct ust_thread;
 
 /* incarnation << 32 | root slot; 0 is never a blob. */
 typedef uint64_t ust_blob_id;
@@ -102,6 +103,50 @@ void ust_bs_unload(struct ust_blob_store *bs, ust_bs_op_cb cb, void *arg);
 
 /* Erase both superblocks and release the bdev: the store is gone. -EBUSY as unload. */
 void ust_bs_destroy(struct ust_blob_store *bs, ust_bs_op_cb cb, void *arg);
+
+/*
+ * Shared stores (blobstore/bs_share.c): one loaded store per bdev, held by
+ * several owners at once (lvols and a blobfs mount in one store). A store
+ * claims its bdev, so owners that share one never call ust_bs_load() or
+ * ust_bs_unload() themselves:
+ *  - ust_bs_share_load() loads the store on the calling thread (which becomes
+ *    its metadata thread), or takes a hold on the one already loaded (cb then
+ *    runs at once; -EILSEQ if it was loaded with another bstype). A hold
+ *    asked for while a load or unload runs waits for it. Errors as
+ *    ust_bs_load(). cb runs on the calling thread.
+ *  - ust_bs_share_init() formats the bdev (as ust_bs_init()) and holds the
+ *    new store; -EBUSY if the bdev's store is loaded as shared.
+ *  - ust_bs_share_put() drops a hold; the last one unloads the store (cb
+ *    after the unload, with its result; on failure the hold is kept).
+ *  - ust_bs_share_destroy() erases the store as ust_bs_destroy(), only for
+ *    the last holder (-EBUSY while others hold it).
+ * put and destroy are metadata-thread calls (-EXDEV); a holder on another
+ * thread forwards its blobstore calls to ust_bs_get_md_thread().
+ */
+void ust_bs_share_load(const char *bdev_name, const struct ust_bs_opts *opts,
+		       ust_bs_op_with_handle_cb cb, void *arg);
+void ust_bs_share_init(const char *bdev_name, const struct ust_bs_opts *opts,
+		       ust_bs_op_with_handle_cb cb, void *arg);
+void ust_bs_share_put(struct ust_blob_store *bs, ust_bs_op_cb cb, void *arg);
+void ust_bs_share_destroy(struct ust_blob_store *bs, ust_bs_op_cb cb, void *arg);
+/* Holders of a shared store (0: not loaded as shared). Any thread. */
+uint32_t ust_bs_share_holders(const struct ust_blob_store *bs);
+/* The store's metadata thread (the thread that loaded or formatted it). */
+struct ust_thread *ust_bs_get_md_thread(const struct ust_blob_store *bs);
+
+/*
+ * Grow the store into a bdev that has grown (blobstore/bs_grow.c, format
+ * document 9.4 "grow"): the new clusters become free space once the new
+ * superblock is durable (backup at the new end, flush, primary, flush). A
+ * crash at any point leaves the old or the new size, never a mix. 0 and no
+ * change when the bdev has not grown by a whole cluster; -EFBIG when the
+ * new cluster count exceeds what the used-cluster bitmap region can hold
+ * (cluster_bitmap pages x 32768, fixed at format); -EROFS read-only store;
+ * -EBUSY another superblock change in flight; -EXDEV not the metadata thread.
+ */
+void ust_bs_grow(struct ust_blob_store *bs, ust_bs_op_cb cb, void *arg);
+/* Clusters (metadata included) the store's used-cluster bitmap can describe. */
+uint64_t ust_bs_get_max_cluster_count(const struct ust_blob_store *bs);
 
 /* The owner's well-known blob (0: none). set is durable when cb reports 0. */
 void ust_bs_set_super(struct ust_blob_store *bs, ust_blob_id id, ust_bs_op_cb cb, void *arg);

@@ -37,8 +37,14 @@ struct ust_blob_store;
 
 #define UST_LVS_NAME_MAX 63
 #define UST_LVOL_NAME_MAX 63
-/* The blobstore type written into every lvstore's superblock. */
-#define UST_LVS_BSTYPE "LVOLSTORE"
+/*
+ * The blobstore type of a new lvstore's store: the shared type, which the
+ * file layer (blobfs) uses too, so both can keep their blobs in one store
+ * (bdev/lvol/README.md "On disk"). Stores of the older, lvol-only type are
+ * still found at examine and used as before (not shareable).
+ */
+#define UST_LVS_BSTYPE "ustor"
+#define UST_LVS_BSTYPE_LEGACY "LVOLSTORE"
 
 /* What is overwritten: the whole base bdev at lvstore creation, an lvol's data at its deletion. */
 enum ust_lvol_clear_method {
@@ -68,10 +74,15 @@ struct ust_lvs_opts {
 void ust_lvs_opts_init(struct ust_lvs_opts *opts);
 
 /*
- * Format bdev_name as a new lvstore named lvs_name (the bdev is cleared
- * first as opts->clear_method says). -EEXIST the name is taken, -EINVAL bad
- * name or options (or the bdev is itself an lvol: nesting is not supported),
- * -ENODEV no such bdev, -EPERM the bdev is claimed, -ENOSPC too small.
+ * Create a new lvstore named lvs_name on bdev_name. If the bdev holds a
+ * store of the shared type (a blobfs file system, loaded or not), the
+ * lvstore is added to it: one marker blob, nothing else is touched, and
+ * cluster_sz and clear_method do not apply. Otherwise the bdev is cleared
+ * as opts->clear_method says and formatted. -EEXIST the name is taken or
+ * the bdev has an lvstore, -EINVAL bad name or options (or the bdev is
+ * itself an lvol: nesting is not supported), -ENODEV no such bdev, -EPERM
+ * the bdev is claimed, -EXDEV its store is served by another thread (a
+ * blobfs mount that loaded it first), -ENOSPC too small.
  */
 void ust_lvs_create(const char *bdev_name, const char *lvs_name, const struct ust_lvs_opts *opts,
 		    ust_lvs_op_with_handle_cb cb, void *arg);
@@ -84,8 +95,19 @@ void ust_lvs_create(const char *bdev_name, const char *lvs_name, const struct us
  */
 void ust_lvs_unload(struct ust_lvol_store *lvs, ust_lvs_op_cb cb, void *arg);
 
-/* As unload, but the store (and every lvol in it) is erased. */
+/*
+ * As unload, but every lvol is deleted too. A store of its own is erased;
+ * in a shared store only the lvstore's blobs (lvols and marker) are deleted
+ * and the store stays for its other owners.
+ */
 void ust_lvs_destroy(struct ust_lvol_store *lvs, ust_lvs_op_cb cb, void *arg);
+
+/*
+ * Give the store the space its base bdev has grown by (ust_bs_grow()):
+ * answers once the new size is durable. 0 when the base has not grown,
+ * -EFBIG beyond what the store's format allows, -EBUSY another operation.
+ */
+void ust_lvs_grow(struct ust_lvol_store *lvs, ust_lvs_op_cb cb, void *arg);
 
 /* -EEXIST another lvstore (or a bdev alias it would need) has the name. */
 void ust_lvs_rename(struct ust_lvol_store *lvs, const char *new_name, ust_lvs_op_cb cb, void *arg);

@@ -50,7 +50,8 @@ def _create_lvstore(client, args):
     return client.call("bdev_lvol_create_lvstore", _params(
         bdev_name=args.bdev_name, lvs_name=args.lvs_name, cluster_sz=args.cluster_sz,
         clear_method=args.clear_method,
-        num_md_pages_per_cluster_ratio=args.md_pages_per_cluster_ratio))
+        num_md_pages_per_cluster_ratio=args.md_pages_per_cluster_ratio,
+        exist_ok=args.exist_ok or None))
 
 
 def _get_lvstores(client, args):
@@ -76,6 +77,8 @@ def _create(client, args):
                           clear_method=args.clear_method))
     if args.thin_provision:
         params["thin_provision"] = True
+    if args.exist_ok:
+        params["exist_ok"] = True
     return client.call("bdev_lvol_create", params)
 
 
@@ -101,6 +104,8 @@ def _args_create_lvstore(p):
                    help="how the base bdev is cleared first (default unmap)")
     p.add_argument("-m", "--md-pages-per-cluster-ratio", type=_positive,
                    help="metadata pages per 100 clusters")
+    p.add_argument("--exist-ok", action="store_true",
+                   help="an lvstore of that name on that bdev is the answer (ustor's own)")
 
 
 def _args_rename(what_old, what_new):
@@ -118,6 +123,8 @@ def _args_create(p):
     _store_args(p)
     p.add_argument("-c", "--clear-method", choices=_CLEAR_METHODS,
                    help="how the data is cleared when the lvol is deleted (default unmap)")
+    p.add_argument("--exist-ok", action="store_true",
+                   help="an lvol of that name in the lvstore is the answer (ustor's own)")
 
 
 def _args_resize(p):
@@ -141,7 +148,7 @@ def register(sub):
     command(sub, "bdev_lvol_delete_lvstore", "Erase an lvstore and every lvol in it",
             _delete_lvstore, _store_args, deprecated=("destroy_lvol_store",))
     command(sub, "bdev_lvol_grow_lvstore",
-            "Grow an lvstore to its grown base bdev (not supported yet)", _grow_lvstore,
+            "Grow an lvstore into the space its base bdev has grown by", _grow_lvstore,
             _store_args)
     command(sub, "bdev_lvol_rename_lvstore", "Rename an lvstore",
             _rename("bdev_lvol_rename_lvstore"),

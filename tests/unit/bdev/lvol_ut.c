@@ -376,6 +376,7 @@ static void test_lvstore_create_list_delete(void **state)
 	char uuid[UST_UUID_STRING_LEN], uuid2[UST_UUID_STRING_LEN];
 	struct ust_uuid u;
 	json_t *resp, *lvs, *list;
+	json_int_t clusters;
 
 	make_malloc("M0");
 	create_lvs("M0", "lvs0", uuid);
@@ -414,7 +415,7 @@ static void test_lvstore_create_list_delete(void **state)
 			 UST_JSONRPC_ERROR_INVALID_PARAMS, "File exists");
 	rpc_expect_error("bdev_lvol_create_lvstore",
 			 json_pack("{s:s, s:s}", "bdev_name", "M0", "lvs_name", "other"),
-			 UST_JSONRPC_ERROR_INTERNAL_ERROR, "not permitted");
+			 UST_JSONRPC_ERROR_INVALID_PARAMS, "File exists");
 	rpc_expect_error("bdev_lvol_create_lvstore",
 			 json_pack("{s:s, s:s}", "bdev_name", "nope", "lvs_name", "other"),
 			 UST_JSONRPC_ERROR_INVALID_PARAMS, "no bdev named nope");
@@ -432,9 +433,12 @@ static void test_lvstore_create_list_delete(void **state)
 			 UST_JSONRPC_ERROR_INVALID_PARAMS, "exactly one");
 	rpc_expect_error("bdev_lvol_delete_lvstore", json_pack("{s:s}", "uuid", "not-a-uuid"),
 			 UST_JSONRPC_ERROR_INVALID_PARAMS, "invalid uuid");
-	/* Growing needs the blobstore's help: a clear refusal, not a fake success. */
-	rpc_expect_error("bdev_lvol_grow_lvstore", json_pack("{s:s}", "lvs_name", "lvs0"),
-			 UST_JSONRPC_ERROR_INTERNAL_ERROR, "not supported");
+	/* Growing a store whose base has not grown changes nothing and succeeds. */
+	clusters = lvs_int("lvs0", "total_data_clusters");
+	rpc_expect_true("bdev_lvol_grow_lvstore", json_pack("{s:s}", "lvs_name", "lvs0"));
+	assert_int_equal(lvs_int("lvs0", "total_data_clusters"), clusters);
+	rpc_expect_error("bdev_lvol_grow_lvstore", json_pack("{s:s}", "lvs_name", "nope"),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS, "no lvstore nope");
 
 	/* A second store, with write_zeroes clearing; both listed. */
 	rpc_expect_string("bdev_lvol_create_lvstore",

@@ -1532,6 +1532,15 @@ static void test_rpc(void **state)
 	r = rpc("construct_null_bdev", "{\"name\":\"N2\",\"num_blocks\":16}");
 	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
 	json_decref(r);
+	/* A null bdev needs a name and has no optimal_io_boundary (malloc has both). */
+	r = rpc("bdev_null_create", "{\"num_blocks\":16,\"block_size\":512}");
+	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	json_decref(r);
+	r = rpc("bdev_null_create", "{\"name\":\"N3\",\"num_blocks\":16,\"block_size\":512,"
+				    "\"optimal_io_boundary\":8}");
+	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	json_decref(r);
+	assert_null(ust_bdev_get_by_name("N3"));
 	r = rpc("bdev_null_delete", "{\"name\":\"N1\"}");
 	assert_true(json_is_true(json_object_get(r, "result")));
 	json_decref(r);

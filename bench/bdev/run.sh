@@ -13,8 +13,11 @@
 #   malloc 1 GiB queue depth 128  (plus a 4 KiB memcpy per I/O)
 # each with --no-huge and, when hugepages can be reserved (root), with
 # hugepages. Prints IOPS, cycles (TSC ticks) of the job thread per I/O and
-# ns of core time per I/O for each, then a CPU profile (perf record -e
-# cpu-clock -g) of the null/QD128 case with its top entries.
+# ns of core time per I/O for each (both wall-clock based), the CPU time
+# the OS gave the job thread per I/O and the IOPS that makes per CPU-second
+# (what a dedicated core would do: on a shared machine the wall-clock
+# figures mostly measure the other load), then a CPU profile (perf record
+# -e cpu-clock -g) of the null/QD128 case with its top entries.
 #
 # A benchmark, not a test: it prints figures and exits 0 (1 only when a run
 # itself fails). Hugepages it reserved, and a hugetlbfs it mounted, are
@@ -50,7 +53,8 @@ cat >"$tmp/malloc.json" <<'EOF'
 {"subsystems":[{"subsystem":"bdev","config":[{"method":"bdev_malloc_create","params":{"name":"Malloc0","num_blocks":262144,"block_size":4096}}]}]}
 EOF
 
-printf '%-40s %12s %10s %10s %10s %10s\n' "case" "IOPS" "cyc/IO" "ns/IO" "avg us" "p99 us"
+printf '%-40s %10s %9s %9s %9s %11s %9s %9s\n' "case" "IOPS" "cyc/IO" "ns/IO" "cpu ns/IO" "IOPS/cpu-s" \
+	"avg us" "p99 us"
 status=0
 
 # one LABEL CONFIG BDEV QD ENVARGS...: RUNS runs, then the best and the median.
@@ -72,8 +76,9 @@ import json, sys
 label, files = sys.argv[1], sys.argv[2:]
 runs = sorted((json.load(open(f))["total"] for f in files), key=lambda t: t["iops"])
 def row(name, t):
-    print("%-40s %12.0f %10.1f %10.1f %10.2f %10.2f" % (name, t["iops"], t["cycles_per_io"],
-          t["ns_per_io"], t["lat_avg_us"], t["lat_p99_us"]))
+    print("%-40s %10.0f %9.1f %9.1f %9.1f %11.0f %9.2f %9.2f" % (name, t["iops"],
+          t["cycles_per_io"], t["ns_per_io"], t["cpu_ns_per_io"], t["iops_per_cpu_second"],
+          t["lat_avg_us"], t["lat_p99_us"]))
 if len(runs) == 1:
     row(label, runs[0])
 else:

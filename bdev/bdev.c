@@ -682,6 +682,24 @@ struct ust_bdev *ust_bdev_desc_get_bdev(struct ust_bdev_desc *desc)
 	return desc ? desc->bdev : NULL;
 }
 
+bool ust_bdev_is_open(const struct ust_bdev *bdev, bool write)
+{
+	struct ust_bdev_desc *desc;
+	bool open = false;
+
+	if (bdev == NULL || bdev->priv == NULL)
+		return false;
+	pthread_mutex_lock(&g_bdev_mgr.mutex);
+	TAILQ_FOREACH(desc, &bdev->priv->descs, link) {
+		if (!write || desc->write) {
+			open = true;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&g_bdev_mgr.mutex);
+	return open;
+}
+
 static void bdev_unregister_finish(void *arg);
 
 static void bdev_close_on_thread(void *arg)
@@ -1208,6 +1226,40 @@ static void bdev_fini_next(void)
 	bdev_fini_modules(TAILQ_LAST(&g_bdev_mgr.modules, bdev_module_list));
 }
 
+/* fini_starts still running, plus one for the loop starting them (g_fini_thread only). */
+static uint32_t g_fini_start_pending;
+
+/* One fini_start is finished: once all are, unregister the bdevs top-down. */
+static void bdev_fini_start_put(void)
+{
+	if (--g_fini_start_pending > 0)
+		return;
+	g_fini_in_progress = true;
+	bdev_fini_next();
+}
+
+static void bdev_fini_start_done_msg(void *arg)
+{
+	struct ust_bdev_module *m = arg;
+
+	if (!m->internal.fini_start_pending) {
+		UST_ERRLOG("bdev module %s: fini_start_done out of turn\n", m->name);
+		return;
+	}
+	m->internal.fini_start_pending = false;
+	bdev_fini_start_put();
+}
+
+void ust_bdev_module_fini_start_done(struct ust_bdev_module *module)
+{
+	if (module == NULL || g_fini_thread == NULL) {
+		UST_ERRLOG("bdev module fini_start_done outside of shutdown\n");
+		return;
+	}
+	/* Always by message: a fini_start may call this before returning. */
+	bdev_send_msg(g_fini_thread, bdev_fini_start_done_msg, module);
+}
+
 void ust_bdev_finish(ust_bdev_fini_cb cb, void *ctx)
 {
 	struct ust_bdev_module *m;
@@ -1220,12 +1272,17 @@ void ust_bdev_finish(ust_bdev_fini_cb cb, void *ctx)
 	g_fini_cb = cb;
 	g_fini_ctx = ctx;
 	g_fini_thread = ust_get_thread();
+	g_fini_start_pending = 1;
 	TAILQ_FOREACH(m, &g_bdev_mgr.modules, internal.link) {
-		if (m->fini_start != NULL && m->internal.init_done)
-			m->fini_start();
+		if (m->fini_start == NULL || !m->internal.init_done)
+			continue;
+		if (m->async_fini_start) {
+			m->internal.fini_start_pending = true;
+			g_fini_start_pending++;
+		}
+		m->fini_start();
 	}
-	g_fini_in_progress = true;
-	bdev_fini_next();
+	bdev_fini_start_put();
 }
 
 /* ---- the bdev subsystem ------------------------------------------------- */

@@ -150,6 +150,7 @@ struct perf_result {
 	uint64_t passes;        /* verify: write+read-back passes started */
 	uint64_t elapsed_ticks; /* first submit to last completion */
 	uint64_t busy_ticks;    /* the job thread's busy time during the run */
+	uint64_t cpu_ns;        /* CPU time the OS gave the job's thread during the run */
 	struct perf_hist hist;  /* latency in ticks */
 	char first_error[512];  /* the first error or miscompare, for the report */
 };

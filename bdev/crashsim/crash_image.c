@@ -170,7 +170,7 @@ struct tear {
 
 static uint32_t op_sectors(const struct ust_crashsim *cs, const struct crashsim_op *op)
 {
-	return (uint32_t)(op->num_blocks * cs->bdev.blocklen / UST_CRASHSIM_SECTOR_SIZE);
+	return (uint32_t)(op->num_blocks * cs->vb.bdev.blocklen / UST_CRASHSIM_SECTOR_SIZE);
 }
 
 /* Pick a survivor of at least two sectors and the sectors it keeps. */
@@ -285,7 +285,7 @@ static void code_survivors(struct ust_crashsim *cs, uint64_t nsurv, struct tear 
 static void put_op_bytes(const struct ust_crashsim *cs, const struct crashsim_op *op, uint8_t *dst,
 			 uint64_t from, uint64_t len)
 {
-	uint8_t *to = dst + op->offset_blocks * cs->bdev.blocklen + from;
+	uint8_t *to = dst + op->offset_blocks * cs->vb.bdev.blocklen + from;
 
 	if (op->data_off == CRASHSIM_NO_DATA)
 		memset(to, 0, len);
@@ -297,7 +297,7 @@ static void put_op_bytes(const struct ust_crashsim *cs, const struct crashsim_op
 static void put_block(const struct ust_crashsim *cs, uint8_t *dst, uint64_t b, uint32_t code)
 {
 	const struct crashsim_op *op;
-	uint64_t bs = cs->bdev.blocklen;
+	uint64_t bs = cs->vb.bdev.blocklen;
 
 	if (code == 0) {
 		memcpy(dst + b * bs, cs->snapshot + b * bs, bs);
@@ -311,7 +311,7 @@ static void put_torn_block(const struct ust_crashsim *cs, uint8_t *dst, uint64_t
 			   const struct tear *t)
 {
 	const struct crashsim_op *op = &cs->ops[t->op];
-	uint32_t per_block = cs->bdev.blocklen / UST_CRASHSIM_SECTOR_SIZE;
+	uint32_t per_block = cs->vb.bdev.blocklen / UST_CRASHSIM_SECTOR_SIZE;
 	uint64_t rel = b - op->offset_blocks;
 	uint32_t s;
 
@@ -352,7 +352,7 @@ static void write_buffer(struct ust_crashsim *cs, uint8_t *dst, uint64_t ntouche
 static void write_image(struct ust_crashsim *cs, uint8_t *dst, uint32_t *src, uint64_t *dirty,
 			uint64_t ntouched, const struct tear *t)
 {
-	uint64_t words = (cs->bdev.blockcnt + 63) / 64, w, b, i, bits;
+	uint64_t words = (cs->vb.bdev.blockcnt + 63) / 64, w, b, i, bits;
 	uint32_t code;
 
 	for (w = 0; w < words; w++) {
@@ -637,8 +637,8 @@ int ust_crashsim_image_create(struct ust_crashsim *cs, const char *bdev_name,
 		return -ENOMEM;
 	img->refs = 1;
 	img->size = cs->size;
-	img->blocklen = cs->bdev.blocklen;
-	img->nblocks = cs->bdev.blockcnt;
+	img->blocklen = cs->vb.bdev.blocklen;
+	img->nblocks = cs->vb.bdev.blockcnt;
 	img->data = aligned_alloc(4096, (img->size + 4095) / 4096 * 4096);
 	img->src = calloc(img->nblocks, sizeof(*img->src));
 	img->dirty = calloc((img->nblocks + 63) / 64, sizeof(*img->dirty));

@@ -42,10 +42,6 @@
 /* Bytes per read while taking the snapshot. */
 #define CRASHSIM_SNAPSHOT_CHUNK (1024 * 1024)
 
-struct crashsim_channel {
-	struct ust_io_channel *base_ch;
-};
-
 enum crashsim_start_state {
 	CRASHSIM_START_READ,
 	CRASHSIM_START_DONE,
@@ -62,23 +58,7 @@ struct crashsim_start {
 	void *ctx;
 };
 
-/*
- * A configuration with its UUID. Every crashsim_config is allocated here as
- * the first member of one of these (config_alloc), so config_uuid() can get
- * from the config to its UUID.
- */
-struct crashsim_config_ext {
-	struct crashsim_config c;
-	struct ust_uuid uuid;
-};
-
-static struct ust_uuid *config_uuid(struct crashsim_config *c)
-{
-	return &((struct crashsim_config_ext *)c)->uuid;
-}
-
-static TAILQ_HEAD(, crashsim_config) g_configs = TAILQ_HEAD_INITIALIZER(g_configs);
-static TAILQ_HEAD(, ust_crashsim) g_crashsims = TAILQ_HEAD_INITIALIZER(g_crashsims);
+static struct ust_vbdev_class g_crashsim_class;
 
 /* ---- the log ------------------------------------------------------------ */
 
@@ -133,7 +113,7 @@ static bool log_event(struct ust_crashsim *cs, uint64_t op, enum ust_crashsim_ev
 /* Append io as a new operation with its submit event (under lock). */
 static int log_submit(struct ust_crashsim *cs, struct ust_bdev_io *io, uint64_t *opp)
 {
-	uint64_t len = io->num_blocks * cs->bdev.blocklen;
+	uint64_t len = io->num_blocks * cs->vb.bdev.blocklen;
 	struct crashsim_op *op;
 
 	if (cs->nops >= CRASHSIM_MAX_OPS)
@@ -242,35 +222,7 @@ static void base_io_done(struct ust_bdev_io *base_io, int status, void *cb_arg)
 
 static bool base_supports(struct ust_crashsim *cs, enum ust_bdev_io_type type)
 {
-	return ust_bdev_io_type_supported(ust_bdev_desc_get_bdev(cs->base_desc), type);
-}
-
-static int forward(struct ust_crashsim *cs, struct ust_io_channel *base_ch, struct ust_bdev_io *io)
-{
-	struct ust_bdev_desc *d = cs->base_desc;
-	uint64_t off = io->offset_blocks, n = io->num_blocks;
-
-	switch (io->type) {
-	case UST_BDEV_IO_TYPE_READ:
-		return ust_bdev_readv_blocks(d, base_ch, io->iovs, io->iovcnt, off, n, base_io_done,
-					     io);
-	case UST_BDEV_IO_TYPE_WRITE:
-		return ust_bdev_writev_blocks(d, base_ch, io->iovs, io->iovcnt, off, n,
-					      base_io_done, io);
-	case UST_BDEV_IO_TYPE_UNMAP:
-		return ust_bdev_unmap_blocks(d, base_ch, off, n, base_io_done, io);
-	case UST_BDEV_IO_TYPE_WRITE_ZEROES:
-		return ust_bdev_write_zeroes_blocks(d, base_ch, off, n, base_io_done, io);
-	case UST_BDEV_IO_TYPE_FLUSH:
-		return ust_bdev_flush_blocks(d, base_ch, off, n, base_io_done, io);
-	case UST_BDEV_IO_TYPE_RESET:
-		return ust_bdev_reset(d, base_ch, base_io_done, io);
-	case UST_BDEV_IO_TYPE_COMPARE:
-		return ust_bdev_comparev_blocks(d, base_ch, io->iovs, io->iovcnt, off, n,
-						base_io_done, io);
-	default:
-		return -ENOTSUP;
-	}
+	return ust_vbdev_io_type_supported(cs, type);
 }
 
 /* A base without flush has no cache to flush: the flush is done at once. */
@@ -285,7 +237,7 @@ static void flush_without_base(struct ust_crashsim *cs, struct ust_bdev_io *io,
 static void crashsim_submit_request(struct ust_io_channel *ch, struct ust_bdev_io *io)
 {
 	struct ust_crashsim *cs = io->bdev->ctxt;
-	struct crashsim_channel *cch = ust_io_channel_get_ctx(ch);
+	struct ust_vbdev_channel *vch = ust_io_channel_get_ctx(ch);
 	struct crashsim_io *cio = ust_bdev_io_get_driver_ctx(io);
 	bool logged = io_type_is_logged(io->type);
 	int rc;
@@ -302,15 +254,11 @@ static void crashsim_submit_request(struct ust_io_channel *ch, struct ust_bdev_i
 		flush_without_base(cs, io, cio);
 		return;
 	}
-	rc = forward(cs, cch->base_ch, io);
+	rc = ust_vbdev_forward(&cs->vb, vch->base_ch, io, base_io_done);
 	if (rc != 0) {
 		if (logged)
 			io_unadmit(cs, cio);
-		/* NOMEM: the core requeues the I/O and submits it again later. */
-		if (rc == -ENOMEM)
-			ust_bdev_io_complete(io, UST_BDEV_IO_STATUS_NOMEM);
-		else
-			ust_bdev_io_complete_errno(io, rc);
+		ust_vbdev_io_submit_failed(io, rc);
 		return;
 	}
 	/* The base calls back only after this returns, so the submit is logged first. */
@@ -338,33 +286,9 @@ static bool crashsim_io_type_supported(void *ctxt, enum ust_bdev_io_type type)
 	}
 }
 
-/* ---- channels ----------------------------------------------------------- */
-
-static int crashsim_channel_create(void *io_device, void *ctx_buf)
-{
-	struct ust_crashsim *cs = io_device;
-	struct crashsim_channel *cch = ctx_buf;
-
-	cch->base_ch = ust_bdev_get_io_channel(cs->base_desc);
-	return cch->base_ch != NULL ? 0 : -ENOMEM;
-}
-
-static void crashsim_channel_destroy(void *io_device, void *ctx_buf)
-{
-	struct crashsim_channel *cch = ctx_buf;
-
-	ust_put_io_channel(cch->base_ch);
-}
-
-static struct ust_io_channel *crashsim_get_io_channel(void *ctxt)
-{
-	return ust_get_io_channel(ctxt);
-}
-
 /* ---- recording control -------------------------------------------------- */
 
 static void start_step(struct crashsim_start *st);
-static void teardown(struct ust_crashsim *cs);
 
 static void start_read_done(struct ust_bdev_io *io, int status, void *cb_arg)
 {
@@ -389,20 +313,20 @@ static void start_finish(struct crashsim_start *st)
 	pthread_mutex_unlock(&cs->lock);
 	cs->start = NULL;
 	if (rc != 0)
-		UST_ERRLOG("crashsim %s: snapshot of the base failed: %s\n", cs->bdev.name,
+		UST_ERRLOG("crashsim %s: snapshot of the base failed: %s\n", cs->vb.bdev.name,
 			   strerror(-rc));
 	if (st->cb != NULL)
 		st->cb(st->ctx, rc);
 	free(st);
 	if (cs->destruct_pending)
-		teardown(cs);
+		ust_vbdev_teardown(&cs->vb);
 }
 
 /* Read the base chunk by chunk into the snapshot; re-entered from each read. */
 static void start_step(struct crashsim_start *st)
 {
 	struct ust_crashsim *cs = st->cs;
-	uint64_t chunk = CRASHSIM_SNAPSHOT_CHUNK / cs->bdev.blocklen * cs->bdev.blocklen;
+	uint64_t chunk = CRASHSIM_SNAPSHOT_CHUNK / cs->vb.bdev.blocklen * cs->vb.bdev.blocklen;
 	uint64_t len;
 	int rc;
 
@@ -410,9 +334,9 @@ static void start_step(struct crashsim_start *st)
 	case CRASHSIM_START_READ:
 		if (st->rc == 0 && st->offset < cs->size && !cs->destruct_pending) {
 			if (chunk == 0)
-				chunk = cs->bdev.blocklen;
+				chunk = cs->vb.bdev.blocklen;
 			len = cs->size - st->offset < chunk ? cs->size - st->offset : chunk;
-			rc = ust_bdev_read(cs->base_desc, st->base_ch, cs->snapshot + st->offset,
+			rc = ust_bdev_read(cs->vb.base_desc, st->base_ch, cs->snapshot + st->offset,
 					   st->offset, len, start_read_done, st);
 			if (rc == 0) {
 				st->offset += len;
@@ -434,9 +358,9 @@ static int alloc_buffers(struct ust_crashsim *cs)
 	if (cs->snapshot == NULL)
 		cs->snapshot = aligned_alloc(4096, (cs->size + 4095) / 4096 * 4096);
 	if (cs->winner == NULL)
-		cs->winner = calloc(cs->bdev.blockcnt, sizeof(*cs->winner));
+		cs->winner = calloc(cs->vb.bdev.blockcnt, sizeof(*cs->winner));
 	if (cs->touched == NULL)
-		cs->touched = calloc(cs->bdev.blockcnt, sizeof(*cs->touched));
+		cs->touched = calloc(cs->vb.bdev.blockcnt, sizeof(*cs->touched));
 	return cs->snapshot && cs->winner && cs->touched ? 0 : -ENOMEM;
 }
 
@@ -476,7 +400,7 @@ int ust_crashsim_start(struct ust_crashsim *cs, void (*cb)(void *ctx, int rc), v
 	st = calloc(1, sizeof(*st));
 	if (st == NULL)
 		return -ENOMEM;
-	st->base_ch = ust_bdev_get_io_channel(cs->base_desc);
+	st->base_ch = ust_bdev_get_io_channel(cs->vb.base_desc);
 	if (st->base_ch == NULL) {
 		free(st);
 		return -ENOMEM;
@@ -564,31 +488,21 @@ int ust_crashsim_get_event(struct ust_crashsim *cs, uint64_t index,
 
 struct ust_bdev *ust_crashsim_get_bdev(struct ust_crashsim *cs)
 {
-	return &cs->bdev;
+	return &cs->vb.bdev;
 }
 
 struct ust_crashsim *ust_crashsim_get(const char *name)
 {
-	struct ust_crashsim *cs;
-
-	if (name == NULL)
-		return NULL;
-	TAILQ_FOREACH(cs, &g_crashsims, link) {
-		if (strcmp(cs->bdev.name, name) == 0)
-			return cs;
-	}
-	return NULL;
+	return (struct ust_crashsim *)ust_vbdev_find(&g_crashsim_class, name);
 }
 
 /* ---- teardown ----------------------------------------------------------- */
 
-static void close_base_desc(void *arg)
+/* Undo crashsim_init and free what recording allocated (vbdev helpers free the rest). */
+static void crashsim_fini(struct ust_vbdev *vb)
 {
-	ust_bdev_close(arg);
-}
+	struct ust_crashsim *cs = (struct ust_crashsim *)vb;
 
-static void free_crashsim(struct ust_crashsim *cs)
-{
 	pthread_mutex_destroy(&cs->lock);
 	free(cs->snapshot);
 	free(cs->ops);
@@ -597,57 +511,17 @@ static void free_crashsim(struct ust_crashsim *cs)
 	free(cs->winner);
 	free(cs->touched);
 	free(cs->pending);
-	free(cs->bdev.name);
-	free(cs);
 }
 
-/* Every channel of ours is gone: let go of the base and free. */
-static void device_gone(void *io_device)
+static bool crashsim_destruct(struct ust_vbdev *vb)
 {
-	struct ust_crashsim *cs = io_device;
+	struct ust_crashsim *cs = (struct ust_crashsim *)vb;
 
-	ust_bdev_module_release_bdev(ust_bdev_desc_get_bdev(cs->base_desc));
-	if (cs->desc_thread == ust_get_thread())
-		ust_bdev_close(cs->base_desc);
-	else
-		ust_thread_send_msg(cs->desc_thread, close_base_desc, cs->base_desc);
-	ust_bdev_destruct_done(&cs->bdev, 0);
-	free_crashsim(cs);
-}
-
-static void teardown(struct ust_crashsim *cs)
-{
-	ust_io_device_unregister(cs, device_gone);
-}
-
-static int crashsim_destruct(void *ctxt)
-{
-	struct ust_crashsim *cs = ctxt;
-
-	TAILQ_REMOVE(&g_crashsims, cs, link);
 	crashsim_images_detach(cs);
 	/* A snapshot read holds a base channel: it finishes the teardown. */
 	if (cs->start != NULL)
 		cs->destruct_pending = true;
-	else
-		teardown(cs);
-	return 1;
-}
-
-static void base_event(enum ust_bdev_event_type type, struct ust_bdev *base, void *ctx)
-{
-	struct ust_crashsim *cs = ctx;
-
-	switch (type) {
-	case UST_BDEV_EVENT_REMOVE:
-		ust_bdev_unregister(&cs->bdev, NULL, NULL);
-		break;
-	case UST_BDEV_EVENT_RESIZE:
-		/* The snapshot and the log are sized at creation: keep that size. */
-		UST_WARNLOG("crashsim %s: base %s resized; keeping %" PRIu64 " blocks\n",
-			    cs->bdev.name, ust_bdev_get_name(base), cs->bdev.blockcnt);
-		break;
-	}
+	return cs->destruct_pending;
 }
 
 /* ---- information -------------------------------------------------------- */
@@ -659,8 +533,8 @@ static int crashsim_dump_info_json(void *ctxt, json_t *driver_specific)
 
 	json_object_set_new(
 		driver_specific, "crashsim",
-		json_pack("{s:s, s:s, s:b, s:I, s:I}", "name", cs->bdev.name, "base_bdev_name",
-			  ust_bdev_get_name(ust_bdev_desc_get_bdev(cs->base_desc)), "recording",
+		json_pack("{s:s, s:s, s:b, s:I, s:I}", "name", cs->vb.bdev.name, "base_bdev_name",
+			  ust_bdev_get_name(ust_bdev_desc_get_bdev(cs->vb.base_desc)), "recording",
 			  recording, "num_events", (json_int_t)ust_crashsim_num_events(cs),
 			  "num_ops", (json_int_t)ust_crashsim_num_ops(cs)));
 	return 0;
@@ -672,35 +546,24 @@ static void crashsim_write_config_json(struct ust_bdev *bdev, json_t *calls)
 
 	char uuid[UST_UUID_STRING_LEN];
 
-	if (cs->config == NULL || ust_uuid_fmt(uuid, sizeof(uuid), config_uuid(cs->config)) != 0)
+	if (cs->vb.config == NULL || ust_uuid_fmt(uuid, sizeof(uuid), &cs->vb.config->uuid) != 0)
 		return;
 	json_array_append_new(calls, json_pack("{s:s, s:{s:s, s:s, s:s}}", "method",
 					       "bdev_crashsim_create", "params", "base_bdev_name",
-					       cs->config->base_name, "name", cs->config->name,
+					       cs->vb.config->base_name, "name", cs->vb.config->name,
 					       "uuid", uuid));
 }
 
 static const struct ust_bdev_fn_table g_crashsim_fn_table = {
-	.destruct = crashsim_destruct,
+	.destruct = ust_vbdev_destruct,
 	.submit_request = crashsim_submit_request,
 	.io_type_supported = crashsim_io_type_supported,
-	.get_io_channel = crashsim_get_io_channel,
+	.get_io_channel = ust_vbdev_get_io_channel,
 	.dump_info_json = crashsim_dump_info_json,
 	.write_config_json = crashsim_write_config_json,
 };
 
 /* ---- construction ------------------------------------------------------- */
-
-static struct ust_crashsim *find_by_config(const struct crashsim_config *config)
-{
-	struct ust_crashsim *cs;
-
-	TAILQ_FOREACH(cs, &g_crashsims, link) {
-		if (cs->config == config)
-			return cs;
-	}
-	return NULL;
-}
 
 static int check_base_geometry(struct ust_bdev *base)
 {
@@ -713,118 +576,32 @@ static int check_base_geometry(struct ust_bdev *base)
 	return 0;
 }
 
-static int build(struct crashsim_config *config, struct ust_bdev *base)
+/* The log is sized at creation and a crashsim simulates a volatile write cache. */
+static int crashsim_init(struct ust_vbdev *vb, struct ust_bdev *base)
 {
-	struct ust_crashsim *cs;
-	int rc;
+	struct ust_crashsim *cs = (struct ust_crashsim *)vb;
 
-	rc = check_base_geometry(base);
-	if (rc != 0)
-		goto err_log;
-	cs = calloc(1, sizeof(*cs));
-	if (cs == NULL) {
-		rc = -ENOMEM;
-		goto err_log;
-	}
 	pthread_mutex_init(&cs->lock, NULL);
 	TAILQ_INIT(&cs->images);
-	cs->config = config;
-	cs->desc_thread = ust_get_thread();
-	rc = ust_bdev_open_ext(ust_bdev_get_name(base), false, base_event, cs, &cs->base_desc);
-	if (rc != 0)
-		goto err_free;
-	rc = ust_bdev_module_claim_bdev(base, cs->base_desc, &g_crashsim_module);
-	if (rc != 0)
-		goto err_close;
-	cs->bdev.name = strdup(config->name);
-	if (cs->bdev.name == NULL) {
-		rc = -ENOMEM;
-		goto err_release;
-	}
-	cs->bdev.product_name = "crashsim";
-	cs->bdev.blocklen = ust_bdev_get_block_size(base);
-	cs->bdev.blockcnt = ust_bdev_get_num_blocks(base);
-	cs->bdev.write_cache = true; /* what we simulate */
-	cs->bdev.uuid = *config_uuid(config);
-	cs->bdev.ctxt = cs;
-	cs->bdev.module = &g_crashsim_module;
-	cs->bdev.fn_table = &g_crashsim_fn_table;
-	cs->size = cs->bdev.blockcnt * cs->bdev.blocklen;
-
-	ust_io_device_register(cs, crashsim_channel_create, crashsim_channel_destroy,
-			       sizeof(struct crashsim_channel), config->name);
-	TAILQ_INSERT_TAIL(&g_crashsims, cs, link);
-	rc = ust_bdev_register(&cs->bdev);
-	if (rc == 0)
-		return 0;
-	TAILQ_REMOVE(&g_crashsims, cs, link);
-	ust_io_device_unregister(cs, NULL);
-	free(cs->bdev.name);
-err_release:
-	ust_bdev_module_release_bdev(base);
-err_close:
-	ust_bdev_close(cs->base_desc);
-err_free:
-	pthread_mutex_destroy(&cs->lock);
-	free(cs);
-err_log:
-	UST_ERRLOG("crashsim %s on %s: %s\n", config->name, config->base_name, strerror(-rc));
-	return rc;
+	cs->vb.bdev.write_cache = true;
+	cs->size = cs->vb.bdev.blockcnt * cs->vb.bdev.blocklen;
+	return 0;
 }
 
-static struct crashsim_config *config_find(const char *name)
-{
-	struct crashsim_config *c;
-
-	TAILQ_FOREACH(c, &g_configs, link) {
-		if (strcmp(c->name, name) == 0)
-			return c;
-	}
-	return NULL;
-}
-
-static void config_free(struct crashsim_config *c)
-{
-	TAILQ_REMOVE(&g_configs, c, link);
-	free(c->name);
-	free(c->base_name);
-	free(c);
-}
-
-/* ust_crashsim_create() with the bdev's UUID (NULL or all zero: a random one). */
+/*
+ * ust_crashsim_create() with the bdev's UUID (NULL or all zero: a random
+ * one, generated here so that it belongs to the configuration and survives
+ * the base going and coming back).
+ */
 static int crashsim_create(const char *base_name, const char *name, const struct ust_uuid *uuid)
 {
-	struct crashsim_config_ext *ext;
-	struct crashsim_config *c;
-	struct ust_bdev *base;
-	int rc;
+	struct ust_vbdev_config c = {.name = name, .base_name = base_name};
 
-	if (base_name == NULL || name == NULL || name[0] == '\0' || strcmp(base_name, name) == 0)
-		return -EINVAL;
-	if (config_find(name) != NULL || ust_bdev_get_by_name(name) != NULL)
-		return -EEXIST;
-	ext = calloc(1, sizeof(*ext));
-	if (ext == NULL)
-		return -ENOMEM;
-	c = &ext->c;
 	if (uuid != NULL && !ust_uuid_is_null(uuid))
-		ext->uuid = *uuid;
+		c.uuid = *uuid;
 	else
-		ust_uuid_generate(&ext->uuid);
-	c->name = strdup(name);
-	c->base_name = strdup(base_name);
-	TAILQ_INSERT_TAIL(&g_configs, c, link);
-	if (c->name == NULL || c->base_name == NULL) {
-		config_free(c);
-		return -ENOMEM;
-	}
-	base = ust_bdev_get_by_name(base_name);
-	if (base == NULL)
-		return 0; /* built by examine_config when the base arrives */
-	rc = build(c, base);
-	if (rc != 0)
-		config_free(c);
-	return rc;
+		ust_uuid_generate(&c.uuid);
+	return ust_vbdev_create(&g_crashsim_class, &c);
 }
 
 int ust_crashsim_create(const char *base_name, const char *name)
@@ -834,39 +611,14 @@ int ust_crashsim_create(const char *base_name, const char *name)
 
 int ust_crashsim_delete(const char *name, void (*cb)(void *ctx, int rc), void *ctx)
 {
-	struct crashsim_config *c;
-	struct ust_crashsim *cs;
-
-	if (name == NULL)
-		return -EINVAL;
-	c = config_find(name);
-	if (c == NULL)
-		return -ENODEV;
-	cs = find_by_config(c);
-	if (cs != NULL)
-		cs->config = NULL;
-	config_free(c);
-	if (cs == NULL) {
-		if (cb != NULL)
-			cb(ctx, 0);
-		return 0;
-	}
-	ust_bdev_unregister(&cs->bdev, cb, ctx);
-	return 0;
+	return ust_vbdev_delete(&g_crashsim_class, name, cb, ctx);
 }
 
 /* ---- module ------------------------------------------------------------- */
 
 static void crashsim_examine_config(struct ust_bdev *bdev)
 {
-	struct crashsim_config *c;
-	const char *name = ust_bdev_get_name(bdev);
-
-	TAILQ_FOREACH(c, &g_configs, link) {
-		if (strcmp(c->base_name, name) == 0 && find_by_config(c) == NULL)
-			build(c, bdev);
-	}
-	ust_bdev_module_examine_done(&g_crashsim_module);
+	ust_vbdev_examine_config(&g_crashsim_class, bdev);
 }
 
 static int crashsim_get_ctx_size(void)
@@ -876,10 +628,7 @@ static int crashsim_get_ctx_size(void)
 
 static void crashsim_module_fini(void)
 {
-	struct crashsim_config *c;
-
-	while ((c = TAILQ_FIRST(&g_configs)) != NULL)
-		config_free(c);
+	ust_vbdev_class_fini(&g_crashsim_class);
 }
 
 struct ust_bdev_module g_crashsim_module = {
@@ -889,6 +638,20 @@ struct ust_bdev_module g_crashsim_module = {
 	.get_ctx_size = crashsim_get_ctx_size,
 };
 UST_BDEV_MODULE_REGISTER(crashsim, &g_crashsim_module)
+
+static struct ust_vbdev_class g_crashsim_class = {
+	.module = &g_crashsim_module,
+	.fn_table = &g_crashsim_fn_table,
+	.product_name = "crashsim",
+	.vbdev_size = sizeof(struct ust_crashsim),
+	.config_size = sizeof(struct ust_vbdev_config),
+	.channel_size = sizeof(struct ust_vbdev_channel),
+	.fixed_size = true, /* the snapshot and the log are sized at creation */
+	.check_base = check_base_geometry,
+	.init = crashsim_init,
+	.fini = crashsim_fini,
+	.destruct = crashsim_destruct,
+};
 
 /* ---- RPCs --------------------------------------------------------------- */
 

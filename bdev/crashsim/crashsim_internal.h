@@ -37,12 +37,6 @@ struct crashsim_event {
 	enum ust_crashsim_event_kind kind;
 };
 
-struct crashsim_config {
-	char *name;
-	char *base_name;
-	TAILQ_ENTRY(crashsim_config) link;
-};
-
 enum crashsim_state {
 	CRASHSIM_IDLE,      /* forwarding, not recording */
 	CRASHSIM_STARTING,  /* reading the snapshot: writes are refused */
@@ -52,12 +46,8 @@ enum crashsim_state {
 struct crashsim_start;
 
 struct ust_crashsim {
-	struct ust_bdev bdev; /* bdev.ctxt points back here */
-	struct ust_bdev_desc *base_desc;
-	struct ust_thread *desc_thread; /* base_desc is closed there */
-	struct crashsim_config *config; /* NULL once deleted */
-	uint64_t size;                  /* bytes: blockcnt * blocklen, fixed at creation */
-	TAILQ_ENTRY(ust_crashsim) link;
+	struct ust_vbdev vb; /* first: bdev.ctxt is this struct */
+	uint64_t size;       /* bytes: blockcnt * blocklen, fixed at creation */
 
 	/* Control path only. */
 	struct crashsim_start *start; /* the snapshot read under way, or NULL */

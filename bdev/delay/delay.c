@@ -32,20 +32,13 @@
 #define DELAY_POLL_PERIOD_US 1
 
 struct delay_config {
-	char *name;
-	char *base_name;
+	struct ust_vbdev_config vc; /* first: the helpers' part */
 	uint64_t latency_us[UST_BDEV_DELAY_NUM_LATENCIES];
-	struct ust_uuid uuid;
-	TAILQ_ENTRY(delay_config) link;
 };
 
 struct delay_disk {
-	struct ust_bdev bdev;
-	struct ust_bdev_desc *base_desc;
-	struct ust_thread *desc_thread;
-	struct delay_config *config; /* NULL once deleted; holds the latencies */
+	struct ust_vbdev vb; /* first: bdev.ctxt is this struct */
 	uint64_t latency_us[UST_BDEV_DELAY_NUM_LATENCIES]; /* atomic: read by I/O threads */
-	TAILQ_ENTRY(delay_disk) link;
 };
 
 struct delay_io {
@@ -55,15 +48,13 @@ struct delay_io {
 };
 
 struct delay_channel {
-	struct ust_io_channel *base_ch;
+	struct ust_vbdev_channel vch; /* first: holds the base channel */
 	TAILQ_HEAD(, delay_io) held;
 	struct ust_poller *poller;
 	uint64_t rand_state;
 };
 
-static TAILQ_HEAD(, delay_config) g_delay_configs = TAILQ_HEAD_INITIALIZER(g_delay_configs);
-static TAILQ_HEAD(, delay_disk) g_delay_disks = TAILQ_HEAD_INITIALIZER(g_delay_disks);
-static struct ust_bdev_module g_delay_module;
+static struct ust_vbdev_class g_delay_class;
 
 /* ---- latency ------------------------------------------------------------ */
 
@@ -144,38 +135,6 @@ static int delay_release_due(void *arg)
 	return busy;
 }
 
-static int delay_forward(struct delay_disk *dd, struct ust_io_channel *ch, struct ust_bdev_io *io)
-{
-	struct ust_bdev_desc *d = dd->base_desc;
-	uint64_t off = io->offset_blocks, n = io->num_blocks;
-
-	switch (io->type) {
-	case UST_BDEV_IO_TYPE_READ:
-		return ust_bdev_readv_blocks(d, ch, io->iovs, io->iovcnt, off, n,
-					     delay_base_io_done, io);
-	case UST_BDEV_IO_TYPE_WRITE:
-		return ust_bdev_writev_blocks(d, ch, io->iovs, io->iovcnt, off, n,
-					      delay_base_io_done, io);
-	case UST_BDEV_IO_TYPE_UNMAP:
-		return ust_bdev_unmap_blocks(d, ch, off, n, delay_base_io_done, io);
-	case UST_BDEV_IO_TYPE_FLUSH:
-		return ust_bdev_flush_blocks(d, ch, off, n, delay_base_io_done, io);
-	case UST_BDEV_IO_TYPE_WRITE_ZEROES:
-		return ust_bdev_write_zeroes_blocks(d, ch, off, n, delay_base_io_done, io);
-	case UST_BDEV_IO_TYPE_RESET:
-		return ust_bdev_reset(d, ch, delay_base_io_done, io);
-	case UST_BDEV_IO_TYPE_COMPARE:
-		return ust_bdev_comparev_blocks(d, ch, io->iovs, io->iovcnt, off, n,
-						delay_base_io_done, io);
-	case UST_BDEV_IO_TYPE_COMPARE_AND_WRITE:
-		return ust_bdev_comparev_and_writev_blocks(d, ch, io->iovs, io->iovcnt,
-							   io->fused_iovs, io->fused_iovcnt, off,
-							   n, delay_base_io_done, io);
-	default:
-		return -ENOTSUP;
-	}
-}
-
 static void delay_submit_request(struct ust_io_channel *ch, struct ust_bdev_io *io)
 {
 	struct delay_disk *dd = io->bdev->ctxt;
@@ -185,43 +144,26 @@ static void delay_submit_request(struct ust_io_channel *ch, struct ust_bdev_io *
 
 	dio->due = ust_get_ticks() + delay_us_to_ticks(delay_pick_latency_us(dd, dch, io->type));
 	dio->status = 0;
-	rc = delay_forward(dd, dch->base_ch, io);
-	if (rc == -ENOMEM)
-		ust_bdev_io_complete(io, UST_BDEV_IO_STATUS_NOMEM);
-	else if (rc != 0)
-		ust_bdev_io_complete_errno(io, rc);
-}
-
-static bool delay_io_type_supported(void *ctxt, enum ust_bdev_io_type type)
-{
-	struct delay_disk *dd = ctxt;
-
-	return ust_bdev_io_type_supported(ust_bdev_desc_get_bdev(dd->base_desc), type);
+	rc = ust_vbdev_forward(&dd->vb, dch->vch.base_ch, io, delay_base_io_done);
+	if (rc != 0)
+		ust_vbdev_io_submit_failed(io, rc);
 }
 
 /* ---- channels ----------------------------------------------------------- */
 
-static int delay_channel_create(void *io_device, void *ctx_buf)
+static int delay_channel_create(struct ust_vbdev *vb, void *ctx_buf)
 {
-	struct delay_disk *dd = io_device;
 	struct delay_channel *dch = ctx_buf;
 
 	TAILQ_INIT(&dch->held);
 	/* Any non-zero seed works; mixing in the address varies it per channel. */
 	dch->rand_state = ((uint64_t)(uintptr_t)dch * 0x9e3779b97f4a7c15ull) | 1;
-	dch->base_ch = ust_bdev_get_io_channel(dd->base_desc);
-	if (dch->base_ch == NULL)
-		return -ENOMEM;
 	dch->poller = ust_poller_register(delay_release_due, dch, DELAY_POLL_PERIOD_US,
 					  "delay_release");
-	if (dch->poller == NULL) {
-		ust_put_io_channel(dch->base_ch);
-		return -ENOMEM;
-	}
-	return 0;
+	return dch->poller != NULL ? 0 : -ENOMEM;
 }
 
-static void delay_channel_destroy(void *io_device, void *ctx_buf)
+static void delay_channel_destroy(struct ust_vbdev *vb, void *ctx_buf)
 {
 	struct delay_channel *dch = ctx_buf;
 	struct delay_io *dio;
@@ -232,52 +174,6 @@ static void delay_channel_destroy(void *io_device, void *ctx_buf)
 		ust_bdev_io_complete_errno(ust_bdev_io_from_ctx(dio), dio->status);
 	}
 	ust_poller_unregister(&dch->poller);
-	ust_put_io_channel(dch->base_ch);
-}
-
-static struct ust_io_channel *delay_get_io_channel(void *ctxt)
-{
-	return ust_get_io_channel(ctxt);
-}
-
-/* ---- teardown ----------------------------------------------------------- */
-
-static void delay_close_desc_msg(void *arg)
-{
-	ust_bdev_close(arg);
-}
-
-static void delay_device_gone(void *io_device)
-{
-	struct delay_disk *dd = io_device;
-
-	ust_bdev_module_release_bdev(ust_bdev_desc_get_bdev(dd->base_desc));
-	if (dd->desc_thread == ust_get_thread())
-		ust_bdev_close(dd->base_desc);
-	else
-		ust_thread_send_msg(dd->desc_thread, delay_close_desc_msg, dd->base_desc);
-	ust_bdev_destruct_done(&dd->bdev, 0);
-	free(dd->bdev.name);
-	free(dd);
-}
-
-static int delay_destruct(void *ctxt)
-{
-	struct delay_disk *dd = ctxt;
-
-	TAILQ_REMOVE(&g_delay_disks, dd, link);
-	ust_io_device_unregister(dd, delay_device_gone);
-	return 1;
-}
-
-static void delay_base_event(enum ust_bdev_event_type type, struct ust_bdev *base, void *ctx)
-{
-	struct delay_disk *dd = ctx;
-
-	if (type == UST_BDEV_EVENT_REMOVE)
-		ust_bdev_unregister(&dd->bdev, NULL, NULL);
-	else if (ust_bdev_notify_blockcnt_change(&dd->bdev, ust_bdev_get_num_blocks(base)) != 0)
-		UST_ERRLOG("%s: cannot follow the resize of its base\n", dd->bdev.name);
 }
 
 /* ---- information -------------------------------------------------------- */
@@ -306,8 +202,8 @@ static void delay_latencies_json(const uint64_t *lat, json_t *obj)
 static int delay_dump_info_json(void *ctxt, json_t *driver_specific)
 {
 	struct delay_disk *dd = ctxt;
-	json_t *o = json_pack("{s:s, s:s}", "name", dd->bdev.name, "base_bdev_name",
-			      ust_bdev_get_name(ust_bdev_desc_get_bdev(dd->base_desc)));
+	json_t *o = json_pack("{s:s, s:s}", "name", dd->vb.bdev.name, "base_bdev_name",
+			      ust_bdev_get_name(ust_vbdev_get_base(&dd->vb)));
 
 	delay_latencies_json(dd->latency_us, o);
 	json_object_set_new(driver_specific, "delay", o);
@@ -320,10 +216,10 @@ static void delay_write_config_json(struct ust_bdev *bdev, json_t *calls)
 	char uuid[UST_UUID_STRING_LEN];
 	json_t *params;
 
-	if (dd->config == NULL)
+	if (dd->vb.config == NULL)
 		return;
-	params = json_pack("{s:s, s:s}", "base_bdev_name", dd->config->base_name, "name",
-			   dd->bdev.name);
+	params = json_pack("{s:s, s:s}", "base_bdev_name", dd->vb.config->base_name, "name",
+			   dd->vb.bdev.name);
 	delay_latencies_json(dd->latency_us, params);
 	if (ust_uuid_fmt(uuid, sizeof(uuid), ust_bdev_get_uuid(bdev)) == 0)
 		json_object_set_new(params, "uuid", json_string(uuid));
@@ -332,10 +228,10 @@ static void delay_write_config_json(struct ust_bdev *bdev, json_t *calls)
 }
 
 static const struct ust_bdev_fn_table g_delay_fn_table = {
-	.destruct = delay_destruct,
+	.destruct = ust_vbdev_destruct,
 	.submit_request = delay_submit_request,
-	.io_type_supported = delay_io_type_supported,
-	.get_io_channel = delay_get_io_channel,
+	.io_type_supported = ust_vbdev_io_type_supported,
+	.get_io_channel = ust_vbdev_get_io_channel,
 	.dump_info_json = delay_dump_info_json,
 	.write_config_json = delay_write_config_json,
 };
@@ -344,84 +240,17 @@ static const struct ust_bdev_fn_table g_delay_fn_table = {
 
 static struct delay_disk *delay_disk_find(const char *name)
 {
-	struct delay_disk *dd;
-
-	TAILQ_FOREACH(dd, &g_delay_disks, link) {
-		if (strcmp(dd->bdev.name, name) == 0)
-			return dd;
-	}
-	return NULL;
+	return (struct delay_disk *)ust_vbdev_find(&g_delay_class, name);
 }
 
-static int delay_build(struct delay_config *c, struct ust_bdev *base)
+/* The vbdev starts with its configuration's latencies. */
+static int delay_init(struct ust_vbdev *vb, struct ust_bdev *base)
 {
-	struct delay_disk *dd;
-	int rc;
+	struct delay_disk *dd = (struct delay_disk *)vb;
+	struct delay_config *c = (struct delay_config *)vb->config;
 
-	dd = calloc(1, sizeof(*dd));
-	if (dd == NULL)
-		return -ENOMEM;
-	dd->config = c;
 	memcpy(dd->latency_us, c->latency_us, sizeof(dd->latency_us));
-	dd->desc_thread = ust_get_thread();
-	rc = ust_bdev_open_ext(ust_bdev_get_name(base), false, delay_base_event, dd, &dd->base_desc);
-	if (rc != 0)
-		goto err_free;
-	rc = ust_bdev_module_claim_bdev(base, dd->base_desc, &g_delay_module);
-	if (rc != 0)
-		goto err_close;
-	dd->bdev.name = strdup(c->name);
-	if (dd->bdev.name == NULL) {
-		rc = -ENOMEM;
-		goto err_release;
-	}
-	dd->bdev.product_name = "delay";
-	dd->bdev.blocklen = ust_bdev_get_block_size(base);
-	dd->bdev.blockcnt = ust_bdev_get_num_blocks(base);
-	dd->bdev.write_cache = ust_bdev_has_write_cache(base);
-	dd->bdev.md_len = ust_bdev_get_md_size(base);
-	dd->bdev.md_interleave = ust_bdev_is_md_interleaved(base);
-	dd->bdev.dif_type = ust_bdev_get_dif_type(base);
-	dd->bdev.uuid = c->uuid;
-	dd->bdev.ctxt = dd;
-	dd->bdev.module = &g_delay_module;
-	dd->bdev.fn_table = &g_delay_fn_table;
-	ust_io_device_register(dd, delay_channel_create, delay_channel_destroy,
-			       sizeof(struct delay_channel), c->name);
-	TAILQ_INSERT_TAIL(&g_delay_disks, dd, link);
-	rc = ust_bdev_register(&dd->bdev);
-	if (rc == 0)
-		return 0;
-	TAILQ_REMOVE(&g_delay_disks, dd, link);
-	ust_io_device_unregister(dd, NULL);
-	free(dd->bdev.name);
-err_release:
-	ust_bdev_module_release_bdev(base);
-err_close:
-	ust_bdev_close(dd->base_desc);
-err_free:
-	free(dd);
-	UST_ERRLOG("delay bdev %s on %s: %s\n", c->name, c->base_name, strerror(-rc));
-	return rc;
-}
-
-static struct delay_config *delay_config_find(const char *name)
-{
-	struct delay_config *c;
-
-	TAILQ_FOREACH(c, &g_delay_configs, link) {
-		if (strcmp(c->name, name) == 0)
-			return c;
-	}
-	return NULL;
-}
-
-static void delay_config_free(struct delay_config *c)
-{
-	TAILQ_REMOVE(&g_delay_configs, c, link);
-	free(c->name);
-	free(c->base_name);
-	free(c);
+	return 0;
 }
 
 static bool delay_latencies_valid(const uint64_t *lat)
@@ -432,9 +261,7 @@ static bool delay_latencies_valid(const uint64_t *lat)
 
 int ust_bdev_delay_create(const struct ust_bdev_delay_opts *opts)
 {
-	struct delay_config *c;
-	struct ust_bdev *base;
-	int rc;
+	struct delay_config c = {0};
 
 	if (opts == NULL || opts->base_bdev_name == NULL || opts->name == NULL ||
 	    opts->name[0] == '\0' || strcmp(opts->name, opts->base_bdev_name) == 0)
@@ -444,49 +271,16 @@ int ust_bdev_delay_create(const struct ust_bdev_delay_opts *opts)
 			   opts->name);
 		return -EINVAL;
 	}
-	if (delay_config_find(opts->name) != NULL || ust_bdev_get_by_name(opts->name) != NULL)
-		return -EEXIST;
-	c = calloc(1, sizeof(*c));
-	if (c == NULL)
-		return -ENOMEM;
-	c->name = strdup(opts->name);
-	c->base_name = strdup(opts->base_bdev_name);
-	memcpy(c->latency_us, opts->latency_us, sizeof(c->latency_us));
-	c->uuid = opts->uuid;
-	TAILQ_INSERT_TAIL(&g_delay_configs, c, link);
-	if (c->name == NULL || c->base_name == NULL) {
-		delay_config_free(c);
-		return -ENOMEM;
-	}
-	base = ust_bdev_get_by_name(opts->base_bdev_name);
-	if (base == NULL)
-		return 0;
-	rc = delay_build(c, base);
-	if (rc != 0)
-		delay_config_free(c);
-	return rc;
+	c.vc.name = opts->name;
+	c.vc.base_name = opts->base_bdev_name;
+	c.vc.uuid = opts->uuid;
+	memcpy(c.latency_us, opts->latency_us, sizeof(c.latency_us));
+	return ust_vbdev_create(&g_delay_class, &c.vc);
 }
 
 int ust_bdev_delay_delete(const char *name, void (*cb)(void *ctx, int rc), void *ctx)
 {
-	struct delay_config *c;
-	struct delay_disk *dd;
-
-	if (name == NULL)
-		return -EINVAL;
-	c = delay_config_find(name);
-	if (c == NULL)
-		return -ENODEV;
-	dd = delay_disk_find(name);
-	delay_config_free(c);
-	if (dd == NULL) {
-		if (cb != NULL)
-			cb(ctx, 0);
-		return 0;
-	}
-	dd->config = NULL;
-	ust_bdev_unregister(&dd->bdev, cb, ctx);
-	return 0;
+	return ust_vbdev_delete(&g_delay_class, name, cb, ctx);
 }
 
 int ust_bdev_delay_update_latency(const char *name, enum ust_bdev_delay_latency type,
@@ -507,8 +301,8 @@ int ust_bdev_delay_update_latency(const char *name, enum ust_bdev_delay_latency 
 	if (!delay_latencies_valid(lat))
 		return -EINVAL;
 	__atomic_store_n(&dd->latency_us[type], latency_us, __ATOMIC_RELAXED);
-	if (dd->config != NULL)
-		dd->config->latency_us[type] = latency_us;
+	if (dd->vb.config != NULL)
+		((struct delay_config *)dd->vb.config)->latency_us[type] = latency_us;
 	return 0;
 }
 
@@ -516,14 +310,7 @@ int ust_bdev_delay_update_latency(const char *name, enum ust_bdev_delay_latency 
 
 static void delay_examine_config(struct ust_bdev *bdev)
 {
-	struct delay_config *c;
-	const char *name = ust_bdev_get_name(bdev);
-
-	TAILQ_FOREACH(c, &g_delay_configs, link) {
-		if (strcmp(c->base_name, name) == 0 && delay_disk_find(c->name) == NULL)
-			delay_build(c, bdev);
-	}
-	ust_bdev_module_examine_done(&g_delay_module);
+	ust_vbdev_examine_config(&g_delay_class, bdev);
 }
 
 static int delay_get_ctx_size(void)
@@ -533,10 +320,7 @@ static int delay_get_ctx_size(void)
 
 static void delay_module_fini(void)
 {
-	struct delay_config *c;
-
-	while ((c = TAILQ_FIRST(&g_delay_configs)) != NULL)
-		delay_config_free(c);
+	ust_vbdev_class_fini(&g_delay_class);
 }
 
 static struct ust_bdev_module g_delay_module = {
@@ -546,6 +330,18 @@ static struct ust_bdev_module g_delay_module = {
 	.get_ctx_size = delay_get_ctx_size,
 };
 UST_BDEV_MODULE_REGISTER(delay, &g_delay_module)
+
+static struct ust_vbdev_class g_delay_class = {
+	.module = &g_delay_module,
+	.fn_table = &g_delay_fn_table,
+	.product_name = "delay",
+	.vbdev_size = sizeof(struct delay_disk),
+	.config_size = sizeof(struct delay_config),
+	.channel_size = sizeof(struct delay_channel),
+	.init = delay_init,
+	.channel_create = delay_channel_create,
+	.channel_destroy = delay_channel_destroy,
+};
 
 /* ---- RPCs --------------------------------------------------------------- */
 

@@ -13,8 +13,10 @@
  * buffer is never modified).
  *
  * Also here: the RPCs bdev_error_create, bdev_error_delete and
- * bdev_error_inject_error. Like passthru, the configuration is remembered
- * so that a base registered later gets its error bdev.
+ * bdev_error_inject_error. Configuration, build, base events and teardown
+ * are the shared vbdev helpers' (bdev/bdev_vbdev.c), as for passthru; this
+ * module adds a quiesce hook that releases held ("pending") I/O before the
+ * bdev is unregistered.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -27,13 +29,6 @@
 
 #include "bdev_error.h"
 
-struct error_config {
-	char *name; /* EE_<base_name> */
-	char *base_name;
-	struct ust_uuid uuid;
-	TAILQ_ENTRY(error_config) link;
-};
-
 /* One I/O type's injection; written by the control path, consumed by I/O threads. */
 struct error_inject {
 	uint32_t error_type;
@@ -42,16 +37,10 @@ struct error_inject {
 	uint8_t corrupt_value;
 };
 
+/* One error bdev: its config is a plain struct ust_vbdev_config named EE_<base>. */
 struct error_disk {
-	struct ust_bdev bdev;
-	struct ust_bdev_desc *base_desc;
-	struct ust_thread *desc_thread;
-	struct error_config *config; /* NULL once deleted */
+	struct ust_vbdev vb; /* first: bdev.ctxt is this struct */
 	struct error_inject inject[UST_BDEV_NUM_IO_TYPES];
-	bool unregistering;
-	void (*delete_cb)(void *ctx, int rc);
-	void *delete_ctx;
-	TAILQ_ENTRY(error_disk) link;
 };
 
 struct error_io {
@@ -63,13 +52,11 @@ struct error_io {
 };
 
 struct error_channel {
-	struct ust_io_channel *base_ch;
+	struct ust_vbdev_channel vch; /* first: holds the base channel */
 	TAILQ_HEAD(, error_io) pending;
 };
 
-static TAILQ_HEAD(, error_config) g_error_configs = TAILQ_HEAD_INITIALIZER(g_error_configs);
-static TAILQ_HEAD(, error_disk) g_error_disks = TAILQ_HEAD_INITIALIZER(g_error_disks);
-static struct ust_bdev_module g_error_module;
+static struct ust_vbdev_class g_error_class;
 
 /* ---- injections --------------------------------------------------------- */
 
@@ -155,7 +142,7 @@ static int error_write_corrupted(struct error_disk *ed, struct ust_io_channel *b
 				 struct ust_bdev_io *io)
 {
 	struct error_io *eio = ust_bdev_io_get_driver_ctx(io);
-	uint64_t len = io->num_blocks * ed->bdev.blocklen;
+	uint64_t len = io->num_blocks * ed->vb.bdev.blocklen;
 
 	eio->write_copy = malloc(len);
 	if (eio->write_copy == NULL)
@@ -164,40 +151,8 @@ static int error_write_corrupted(struct error_disk *ed, struct ust_io_channel *b
 	eio->write_iov.iov_base = eio->write_copy;
 	eio->write_iov.iov_len = len;
 	error_corrupt_iovs(&eio->write_iov, 1, len, eio->corrupt_offset, eio->corrupt_value);
-	return ust_bdev_writev_blocks(ed->base_desc, base_ch, &eio->write_iov, 1,
+	return ust_bdev_writev_blocks(ed->vb.base_desc, base_ch, &eio->write_iov, 1,
 				      io->offset_blocks, io->num_blocks, error_base_io_done, io);
-}
-
-static int error_forward(struct error_disk *ed, struct ust_io_channel *ch, struct ust_bdev_io *io)
-{
-	struct ust_bdev_desc *d = ed->base_desc;
-	uint64_t off = io->offset_blocks, n = io->num_blocks;
-
-	switch (io->type) {
-	case UST_BDEV_IO_TYPE_READ:
-		return ust_bdev_readv_blocks(d, ch, io->iovs, io->iovcnt, off, n,
-					     error_base_io_done, io);
-	case UST_BDEV_IO_TYPE_WRITE:
-		return ust_bdev_writev_blocks(d, ch, io->iovs, io->iovcnt, off, n,
-					      error_base_io_done, io);
-	case UST_BDEV_IO_TYPE_UNMAP:
-		return ust_bdev_unmap_blocks(d, ch, off, n, error_base_io_done, io);
-	case UST_BDEV_IO_TYPE_FLUSH:
-		return ust_bdev_flush_blocks(d, ch, off, n, error_base_io_done, io);
-	case UST_BDEV_IO_TYPE_WRITE_ZEROES:
-		return ust_bdev_write_zeroes_blocks(d, ch, off, n, error_base_io_done, io);
-	case UST_BDEV_IO_TYPE_RESET:
-		return ust_bdev_reset(d, ch, error_base_io_done, io);
-	case UST_BDEV_IO_TYPE_COMPARE:
-		return ust_bdev_comparev_blocks(d, ch, io->iovs, io->iovcnt, off, n,
-						error_base_io_done, io);
-	case UST_BDEV_IO_TYPE_COMPARE_AND_WRITE:
-		return ust_bdev_comparev_and_writev_blocks(d, ch, io->iovs, io->iovcnt,
-							   io->fused_iovs, io->fused_iovcnt, off,
-							   n, error_base_io_done, io);
-	default:
-		return -ENOTSUP;
-	}
 }
 
 static void error_reset_aborted(struct ust_io_channel_iter *i, int status);
@@ -239,32 +194,22 @@ static void error_submit_request(struct ust_io_channel *ch, struct ust_bdev_io *
 	switch (etype) {
 	case UST_BDEV_ERROR_CORRUPT_DATA:
 		if (io->type == UST_BDEV_IO_TYPE_WRITE) {
-			rc = error_write_corrupted(ed, ech->base_ch, io);
+			rc = error_write_corrupted(ed, ech->vch.base_ch, io);
 			break;
 		}
 		/* Reads are corrupted on completion; eio carries the byte. */
-		rc = error_forward(ed, ech->base_ch, io);
+		rc = ust_vbdev_forward(&ed->vb, ech->vch.base_ch, io, error_base_io_done);
 		break;
 	default:
 		eio->corrupt_value = 0;
-		rc = error_forward(ed, ech->base_ch, io);
+		rc = ust_vbdev_forward(&ed->vb, ech->vch.base_ch, io, error_base_io_done);
 		break;
 	}
 	if (rc == 0)
 		return;
 	free(eio->write_copy);
 	eio->write_copy = NULL;
-	if (rc == -ENOMEM)
-		ust_bdev_io_complete(io, UST_BDEV_IO_STATUS_NOMEM);
-	else
-		ust_bdev_io_complete_errno(io, rc);
-}
-
-static bool error_io_type_supported(void *ctxt, enum ust_bdev_io_type type)
-{
-	struct error_disk *ed = ctxt;
-
-	return ust_bdev_io_type_supported(ust_bdev_desc_get_bdev(ed->base_desc), type);
+	ust_vbdev_io_submit_failed(io, rc);
 }
 
 /* ---- channels and pending I/O ------------------------------------------- */
@@ -292,103 +237,46 @@ static void error_reset_aborted(struct ust_io_channel_iter *i, int status)
 	struct ust_bdev_io *io = ust_io_channel_iter_get_ctx(i);
 	struct error_disk *ed = io->bdev->ctxt;
 	struct error_channel *ech = ust_io_channel_get_ctx(ust_bdev_io_get_io_channel(io));
-	int rc = error_forward(ed, ech->base_ch, io);
+	int rc = ust_vbdev_forward(&ed->vb, ech->vch.base_ch, io, error_base_io_done);
 
-	if (rc == -ENOMEM)
-		ust_bdev_io_complete(io, UST_BDEV_IO_STATUS_NOMEM);
-	else if (rc != 0)
-		ust_bdev_io_complete_errno(io, rc);
+	if (rc != 0)
+		ust_vbdev_io_submit_failed(io, rc);
 }
 
-static void error_abort_pending_done(struct ust_io_channel_iter *i, int status)
+static void error_cleared(struct ust_io_channel_iter *i, int status)
+{
+}
+
+/* Complete every held I/O on every thread with -ECANCELED (injections cleared). */
+static void error_abort_all_pending(struct error_disk *ed)
+{
+	ust_for_each_channel(ed, error_abort_pending_on_channel, ed, error_cleared);
+}
+
+static void error_quiesced(struct ust_io_channel_iter *i, int status)
 {
 	struct error_disk *ed = ust_io_channel_iter_get_ctx(i);
 
-	if (ed->unregistering)
-		ust_bdev_unregister(&ed->bdev, ed->delete_cb, ed->delete_ctx);
+	ust_vbdev_quiesce_done(&ed->vb);
 }
 
-/* Complete every held I/O on every thread with -ECANCELED. */
-static void error_abort_all_pending(struct error_disk *ed)
+/* Delete or hot remove: held I/O would keep consumers' channels forever. */
+static void error_quiesce(struct ust_vbdev *vb)
 {
-	ust_for_each_channel(ed, error_abort_pending_on_channel, ed, error_abort_pending_done);
+	ust_for_each_channel(vb, error_abort_pending_on_channel, vb, error_quiesced);
 }
 
-static int error_channel_create(void *io_device, void *ctx_buf)
+static int error_channel_create(struct ust_vbdev *vb, void *ctx_buf)
 {
-	struct error_disk *ed = io_device;
 	struct error_channel *ech = ctx_buf;
 
 	TAILQ_INIT(&ech->pending);
-	ech->base_ch = ust_bdev_get_io_channel(ed->base_desc);
-	return ech->base_ch != NULL ? 0 : -ENOMEM;
+	return 0;
 }
 
-static void error_channel_destroy(void *io_device, void *ctx_buf)
+static void error_channel_destroy(struct ust_vbdev *vb, void *ctx_buf)
 {
-	struct error_channel *ech = ctx_buf;
-
-	error_channel_abort_pending(ech);
-	ust_put_io_channel(ech->base_ch);
-}
-
-static struct ust_io_channel *error_get_io_channel(void *ctxt)
-{
-	return ust_get_io_channel(ctxt);
-}
-
-/* ---- teardown ----------------------------------------------------------- */
-
-static void error_close_desc_msg(void *arg)
-{
-	ust_bdev_close(arg);
-}
-
-static void error_device_gone(void *io_device)
-{
-	struct error_disk *ed = io_device;
-
-	ust_bdev_module_release_bdev(ust_bdev_desc_get_bdev(ed->base_desc));
-	if (ed->desc_thread == ust_get_thread())
-		ust_bdev_close(ed->base_desc);
-	else
-		ust_thread_send_msg(ed->desc_thread, error_close_desc_msg, ed->base_desc);
-	ust_bdev_destruct_done(&ed->bdev, 0);
-	free(ed->bdev.name);
-	free(ed);
-}
-
-static int error_destruct(void *ctxt)
-{
-	struct error_disk *ed = ctxt;
-
-	TAILQ_REMOVE(&g_error_disks, ed, link);
-	ust_io_device_unregister(ed, error_device_gone);
-	return 1;
-}
-
-/* Abort what we hold, then unregister: held I/O would keep consumers' channels forever. */
-static void error_disk_remove(struct error_disk *ed, void (*cb)(void *ctx, int rc), void *ctx)
-{
-	if (ed->unregistering) {
-		if (cb != NULL)
-			cb(ctx, -EBUSY);
-		return;
-	}
-	ed->unregistering = true;
-	ed->delete_cb = cb;
-	ed->delete_ctx = ctx;
-	error_abort_all_pending(ed);
-}
-
-static void error_base_event(enum ust_bdev_event_type type, struct ust_bdev *base, void *ctx)
-{
-	struct error_disk *ed = ctx;
-
-	if (type == UST_BDEV_EVENT_REMOVE)
-		error_disk_remove(ed, NULL, NULL);
-	else if (ust_bdev_notify_blockcnt_change(&ed->bdev, ust_bdev_get_num_blocks(base)) != 0)
-		UST_ERRLOG("%s: cannot follow the resize of its base\n", ed->bdev.name);
+	error_channel_abort_pending(ctx_buf);
 }
 
 /* ---- information -------------------------------------------------------- */
@@ -420,7 +308,7 @@ static int error_dump_info_json(void *ctxt, json_t *driver_specific)
 	}
 	json_object_set_new(driver_specific, "error_disk",
 			    json_pack("{s:s, s:o}", "base_bdev",
-				      ust_bdev_get_name(ust_bdev_desc_get_bdev(ed->base_desc)),
+				      ust_bdev_get_name(ust_vbdev_get_base(&ed->vb)),
 				      "injections", injections));
 	return 0;
 }
@@ -431,9 +319,9 @@ static void error_write_config_json(struct ust_bdev *bdev, json_t *calls)
 	char uuid[UST_UUID_STRING_LEN];
 	json_t *params;
 
-	if (ed->config == NULL)
+	if (ed->vb.config == NULL)
 		return;
-	params = json_pack("{s:s}", "base_name", ed->config->base_name);
+	params = json_pack("{s:s}", "base_name", ed->vb.config->base_name);
 	if (ust_uuid_fmt(uuid, sizeof(uuid), ust_bdev_get_uuid(bdev)) == 0)
 		json_object_set_new(params, "uuid", json_string(uuid));
 	json_array_append_new(calls, json_pack("{s:s, s:o}", "method", "bdev_error_create",
@@ -441,10 +329,10 @@ static void error_write_config_json(struct ust_bdev *bdev, json_t *calls)
 }
 
 static const struct ust_bdev_fn_table g_error_fn_table = {
-	.destruct = error_destruct,
+	.destruct = ust_vbdev_destruct,
 	.submit_request = error_submit_request,
-	.io_type_supported = error_io_type_supported,
-	.get_io_channel = error_get_io_channel,
+	.io_type_supported = ust_vbdev_io_type_supported,
+	.get_io_channel = ust_vbdev_get_io_channel,
 	.dump_info_json = error_dump_info_json,
 	.write_config_json = error_write_config_json,
 };
@@ -453,138 +341,26 @@ static const struct ust_bdev_fn_table g_error_fn_table = {
 
 static struct error_disk *error_disk_find(const char *name)
 {
-	struct error_disk *ed;
-
-	TAILQ_FOREACH(ed, &g_error_disks, link) {
-		if (strcmp(ed->bdev.name, name) == 0)
-			return ed;
-	}
-	return NULL;
-}
-
-static int error_build(struct error_config *c, struct ust_bdev *base)
-{
-	struct error_disk *ed;
-	int rc;
-
-	ed = calloc(1, sizeof(*ed));
-	if (ed == NULL)
-		return -ENOMEM;
-	ed->config = c;
-	ed->desc_thread = ust_get_thread();
-	rc = ust_bdev_open_ext(ust_bdev_get_name(base), false, error_base_event, ed, &ed->base_desc);
-	if (rc != 0)
-		goto err_free;
-	rc = ust_bdev_module_claim_bdev(base, ed->base_desc, &g_error_module);
-	if (rc != 0)
-		goto err_close;
-	ed->bdev.name = strdup(c->name);
-	if (ed->bdev.name == NULL) {
-		rc = -ENOMEM;
-		goto err_release;
-	}
-	ed->bdev.product_name = "Error Injection Disk";
-	ed->bdev.blocklen = ust_bdev_get_block_size(base);
-	ed->bdev.blockcnt = ust_bdev_get_num_blocks(base);
-	ed->bdev.write_cache = ust_bdev_has_write_cache(base);
-	ed->bdev.md_len = ust_bdev_get_md_size(base);
-	ed->bdev.md_interleave = ust_bdev_is_md_interleaved(base);
-	ed->bdev.dif_type = ust_bdev_get_dif_type(base);
-	ed->bdev.uuid = c->uuid;
-	ed->bdev.ctxt = ed;
-	ed->bdev.module = &g_error_module;
-	ed->bdev.fn_table = &g_error_fn_table;
-	ust_io_device_register(ed, error_channel_create, error_channel_destroy,
-			       sizeof(struct error_channel), c->name);
-	TAILQ_INSERT_TAIL(&g_error_disks, ed, link);
-	rc = ust_bdev_register(&ed->bdev);
-	if (rc == 0)
-		return 0;
-	TAILQ_REMOVE(&g_error_disks, ed, link);
-	ust_io_device_unregister(ed, NULL);
-	free(ed->bdev.name);
-err_release:
-	ust_bdev_module_release_bdev(base);
-err_close:
-	ust_bdev_close(ed->base_desc);
-err_free:
-	free(ed);
-	UST_ERRLOG("error bdev %s on %s: %s\n", c->name, c->base_name, strerror(-rc));
-	return rc;
-}
-
-static struct error_config *error_config_find(const char *name)
-{
-	struct error_config *c;
-
-	TAILQ_FOREACH(c, &g_error_configs, link) {
-		if (strcmp(c->name, name) == 0)
-			return c;
-	}
-	return NULL;
-}
-
-static void error_config_free(struct error_config *c)
-{
-	TAILQ_REMOVE(&g_error_configs, c, link);
-	free(c->name);
-	free(c->base_name);
-	free(c);
+	return (struct error_disk *)ust_vbdev_find(&g_error_class, name);
 }
 
 int ust_bdev_error_create(const char *base_name, const struct ust_uuid *uuid)
 {
-	struct error_config *c;
-	struct ust_bdev *base;
+	struct ust_vbdev_config c = {.base_name = base_name};
 	char name[256];
-	int rc;
 
 	if (base_name == NULL || base_name[0] == '\0' ||
 	    snprintf(name, sizeof(name), "EE_%s", base_name) >= (int)sizeof(name))
 		return -EINVAL;
-	if (error_config_find(name) != NULL || ust_bdev_get_by_name(name) != NULL)
-		return -EEXIST;
-	c = calloc(1, sizeof(*c));
-	if (c == NULL)
-		return -ENOMEM;
-	c->name = strdup(name);
-	c->base_name = strdup(base_name);
+	c.name = name;
 	if (uuid != NULL)
-		c->uuid = *uuid;
-	TAILQ_INSERT_TAIL(&g_error_configs, c, link);
-	if (c->name == NULL || c->base_name == NULL) {
-		error_config_free(c);
-		return -ENOMEM;
-	}
-	base = ust_bdev_get_by_name(base_name);
-	if (base == NULL)
-		return 0;
-	rc = error_build(c, base);
-	if (rc != 0)
-		error_config_free(c);
-	return rc;
+		c.uuid = *uuid;
+	return ust_vbdev_create(&g_error_class, &c);
 }
 
 int ust_bdev_error_delete(const char *name, void (*cb)(void *ctx, int rc), void *ctx)
 {
-	struct error_config *c;
-	struct error_disk *ed;
-
-	if (name == NULL)
-		return -EINVAL;
-	c = error_config_find(name);
-	if (c == NULL)
-		return -ENODEV;
-	ed = error_disk_find(name);
-	error_config_free(c);
-	if (ed == NULL) {
-		if (cb != NULL)
-			cb(ctx, 0);
-		return 0;
-	}
-	ed->config = NULL;
-	error_disk_remove(ed, cb, ctx);
-	return 0;
+	return ust_vbdev_delete(&g_error_class, name, cb, ctx);
 }
 
 static bool error_type_valid_for(uint32_t io_type, uint32_t error_type)
@@ -604,7 +380,7 @@ int ust_bdev_error_inject(const char *name, uint32_t io_type, enum ust_bdev_erro
 	if (name == NULL || io_type > UST_BDEV_ERROR_IO_ALL)
 		return -EINVAL;
 	ed = error_disk_find(name);
-	if (ed == NULL || ed->unregistering)
+	if (ed == NULL || ed->vb.removing)
 		return -ENODEV;
 	if (io_type == UST_BDEV_ERROR_IO_CLEAR) {
 		for (t = 0; t < UST_BDEV_NUM_IO_TYPES; t++)
@@ -644,14 +420,7 @@ int64_t ust_bdev_error_remaining(const char *name, enum ust_bdev_io_type io_type
 
 static void error_examine_config(struct ust_bdev *bdev)
 {
-	struct error_config *c;
-	const char *name = ust_bdev_get_name(bdev);
-
-	TAILQ_FOREACH(c, &g_error_configs, link) {
-		if (strcmp(c->base_name, name) == 0 && error_disk_find(c->name) == NULL)
-			error_build(c, bdev);
-	}
-	ust_bdev_module_examine_done(&g_error_module);
+	ust_vbdev_examine_config(&g_error_class, bdev);
 }
 
 static int error_get_ctx_size(void)
@@ -661,10 +430,7 @@ static int error_get_ctx_size(void)
 
 static void error_module_fini(void)
 {
-	struct error_config *c;
-
-	while ((c = TAILQ_FIRST(&g_error_configs)) != NULL)
-		error_config_free(c);
+	ust_vbdev_class_fini(&g_error_class);
 }
 
 static struct ust_bdev_module g_error_module = {
@@ -674,6 +440,18 @@ static struct ust_bdev_module g_error_module = {
 	.get_ctx_size = error_get_ctx_size,
 };
 UST_BDEV_MODULE_REGISTER(error, &g_error_module)
+
+static struct ust_vbdev_class g_error_class = {
+	.module = &g_error_module,
+	.fn_table = &g_error_fn_table,
+	.product_name = "Error Injection Disk",
+	.vbdev_size = sizeof(struct error_disk),
+	.config_size = sizeof(struct ust_vbdev_config),
+	.channel_size = sizeof(struct error_channel),
+	.channel_create = error_channel_create,
+	.channel_destroy = error_channel_destroy,
+	.quiesce = error_quiesce,
+};
 
 /* ---- RPCs --------------------------------------------------------------- */
 

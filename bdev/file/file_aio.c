@@ -35,6 +35,7 @@ static const struct file_backend g_aio_backend = {
 	.module = &g_aio_module,
 	.group_device = (void *)&g_aio_backend,
 	.submit = aio_submit,
+	.readonly_option = true,
 };
 
 static int aio_group_poll(void *arg)
@@ -182,111 +183,24 @@ int ust_bdev_aio_rescan(const char *name)
 	return file_disk_rescan(&g_aio_backend, name);
 }
 
-/* ---- RPCs --------------------------------------------------------------- */
-
-struct rpc_aio_create {
-	char *name;
-	char *filename;
-	uint32_t block_size;
-	bool readonly;
-	char *uuid;
-};
-
-static const struct ust_json_object_decoder g_rpc_aio_create_decoders[] = {
-	{"name", offsetof(struct rpc_aio_create, name), ust_json_decode_string, false},
-	{"filename", offsetof(struct rpc_aio_create, filename), ust_json_decode_string, false},
-	{"block_size", offsetof(struct rpc_aio_create, block_size), ust_json_decode_uint32, true},
-	{"readonly", offsetof(struct rpc_aio_create, readonly), ust_json_decode_bool, true},
-	{"uuid", offsetof(struct rpc_aio_create, uuid), ust_json_decode_string, true},
-};
+/* ---- RPCs (bodies in file_rpc.c) ---------------------------------------- */
 
 static void rpc_bdev_aio_create(struct ust_rpc_request *req, const json_t *params)
 {
-	struct rpc_aio_create p = {0};
-	struct ust_bdev_file_opts opts = {0};
-	struct ust_bdev *bdev;
-	int rc;
-
-	if (!ust_rpc_decode_params(req, params, g_rpc_aio_create_decoders,
-				   sizeof(g_rpc_aio_create_decoders) /
-					   sizeof(g_rpc_aio_create_decoders[0]),
-				   &p))
-		goto out;
-	if (p.uuid != NULL && ust_uuid_parse(&opts.uuid, p.uuid) != 0) {
-		ust_rpc_send_error(req, UST_JSONRPC_ERROR_INVALID_PARAMS, "invalid uuid '%s'",
-				   p.uuid);
-		goto out;
-	}
-	opts.name = p.name;
-	opts.filename = p.filename;
-	opts.block_size = p.block_size;
-	opts.readonly = p.readonly;
-	rc = ust_bdev_aio_create(&opts, &bdev);
-	if (rc != 0) {
-		ust_rpc_send_error(req, rc == -EINVAL ? UST_JSONRPC_ERROR_INVALID_PARAMS :
-							UST_JSONRPC_ERROR_INTERNAL_ERROR,
-				   "cannot create aio bdev %s on %s: %s", p.name, p.filename,
-				   strerror(-rc));
-		goto out;
-	}
-	ust_rpc_send_result(req, json_string(ust_bdev_get_name(bdev)));
-out:
-	free(p.name);
-	free(p.filename);
-	free(p.uuid);
+	file_rpc_create(&g_aio_backend, req, params);
 }
 UST_RPC_REGISTER("bdev_aio_create", rpc_bdev_aio_create, UST_RPC_STARTUP | UST_RPC_RUNTIME)
 UST_RPC_REGISTER_ALIAS_DEPRECATED("bdev_aio_create", construct_aio_bdev)
 
-struct rpc_name {
-	char *name;
-};
-
-static const struct ust_json_object_decoder g_rpc_name_decoders[] = {
-	{"name", offsetof(struct rpc_name, name), ust_json_decode_string, false},
-};
-
-static void rpc_aio_delete_done(void *ctx, int rc)
-{
-	struct ust_rpc_request *req = ctx;
-
-	if (rc != 0)
-		ust_rpc_send_errno(req, rc);
-	else
-		ust_rpc_send_bool(req, true);
-}
-
 static void rpc_bdev_aio_delete(struct ust_rpc_request *req, const json_t *params)
 {
-	struct rpc_name p = {0};
-	int rc;
-
-	if (!ust_rpc_decode_params(req, params, g_rpc_name_decoders, 1, &p))
-		return;
-	rc = ust_bdev_aio_delete(p.name, rpc_aio_delete_done, req);
-	if (rc != 0)
-		ust_rpc_send_error(req, UST_JSONRPC_ERROR_INVALID_PARAMS, "no aio bdev named %s",
-				   p.name);
-	free(p.name);
+	file_rpc_delete(&g_aio_backend, req, params);
 }
 UST_RPC_REGISTER("bdev_aio_delete", rpc_bdev_aio_delete, UST_RPC_RUNTIME)
 UST_RPC_REGISTER_ALIAS_DEPRECATED("bdev_aio_delete", delete_aio_bdev)
 
 static void rpc_bdev_aio_rescan(struct ust_rpc_request *req, const json_t *params)
 {
-	struct rpc_name p = {0};
-	int rc;
-
-	if (!ust_rpc_decode_params(req, params, g_rpc_name_decoders, 1, &p))
-		return;
-	rc = ust_bdev_aio_rescan(p.name);
-	if (rc == -ENODEV)
-		ust_rpc_send_error(req, UST_JSONRPC_ERROR_INVALID_PARAMS, "no aio bdev named %s",
-				   p.name);
-	else if (rc != 0)
-		ust_rpc_send_errno(req, rc);
-	else
-		ust_rpc_send_bool(req, true);
-	free(p.name);
+	file_rpc_rescan(&g_aio_backend, req, params);
 }
 UST_RPC_REGISTER("bdev_aio_rescan", rpc_bdev_aio_rescan, UST_RPC_RUNTIME)

@@ -75,6 +75,7 @@ struct file_backend {
 	struct ust_bdev_module *module;
 	void *group_device; /* io_device of the per-thread queue */
 	int (*submit)(void *group_ctx, struct file_io *fio);
+	bool readonly_option; /* bdev_<name>_create takes "readonly" */
 };
 
 struct file_disk {
@@ -114,6 +115,17 @@ int file_get_ctx_size(void);
 /* Module-wide init and fini shared by both backends (the offload worker). */
 int file_module_common_init(void);
 void file_module_common_fini(void);
+
+/* ---- file_rpc.c --------------------------------------------------------- */
+
+/* The bodies of bdev_<backend>_create, _delete and _rescan. */
+struct ust_rpc_request;
+void file_rpc_create(const struct file_backend *backend, struct ust_rpc_request *req,
+		     const json_t *params);
+void file_rpc_delete(const struct file_backend *backend, struct ust_rpc_request *req,
+		     const json_t *params);
+void file_rpc_rescan(const struct file_backend *backend, struct ust_rpc_request *req,
+		     const json_t *params);
 
 /* ---- file_offload.c ----------------------------------------------------- */
 

@@ -242,104 +242,22 @@ int ust_bdev_uring_rescan(const char *name)
 	return file_disk_rescan(&g_uring_backend, name);
 }
 
-/* ---- RPCs --------------------------------------------------------------- */
-
-struct rpc_uring_create {
-	char *name;
-	char *filename;
-	uint32_t block_size;
-	char *uuid;
-};
-
-static const struct ust_json_object_decoder g_rpc_uring_create_decoders[] = {
-	{"name", offsetof(struct rpc_uring_create, name), ust_json_decode_string, false},
-	{"filename", offsetof(struct rpc_uring_create, filename), ust_json_decode_string, false},
-	{"block_size", offsetof(struct rpc_uring_create, block_size), ust_json_decode_uint32, true},
-	{"uuid", offsetof(struct rpc_uring_create, uuid), ust_json_decode_string, true},
-};
+/* ---- RPCs (bodies in file_rpc.c) ---------------------------------------- */
 
 static void rpc_bdev_uring_create(struct ust_rpc_request *req, const json_t *params)
 {
-	struct rpc_uring_create p = {0};
-	struct ust_bdev_file_opts opts = {0};
-	struct ust_bdev *bdev;
-	int rc;
-
-	if (!ust_rpc_decode_params(req, params, g_rpc_uring_create_decoders,
-				   sizeof(g_rpc_uring_create_decoders) /
-					   sizeof(g_rpc_uring_create_decoders[0]),
-				   &p))
-		goto out;
-	if (p.uuid != NULL && ust_uuid_parse(&opts.uuid, p.uuid) != 0) {
-		ust_rpc_send_error(req, UST_JSONRPC_ERROR_INVALID_PARAMS, "invalid uuid '%s'",
-				   p.uuid);
-		goto out;
-	}
-	opts.name = p.name;
-	opts.filename = p.filename;
-	opts.block_size = p.block_size;
-	rc = ust_bdev_uring_create(&opts, &bdev);
-	if (rc != 0) {
-		ust_rpc_send_error(req, rc == -EINVAL ? UST_JSONRPC_ERROR_INVALID_PARAMS :
-							UST_JSONRPC_ERROR_INTERNAL_ERROR,
-				   "cannot create uring bdev %s on %s: %s", p.name, p.filename,
-				   strerror(-rc));
-		goto out;
-	}
-	ust_rpc_send_result(req, json_string(ust_bdev_get_name(bdev)));
-out:
-	free(p.name);
-	free(p.filename);
-	free(p.uuid);
+	file_rpc_create(&g_uring_backend, req, params);
 }
 UST_RPC_REGISTER("bdev_uring_create", rpc_bdev_uring_create, UST_RPC_STARTUP | UST_RPC_RUNTIME)
 
-struct rpc_uring_name {
-	char *name;
-};
-
-static const struct ust_json_object_decoder g_rpc_uring_name_decoders[] = {
-	{"name", offsetof(struct rpc_uring_name, name), ust_json_decode_string, false},
-};
-
-static void rpc_uring_delete_done(void *ctx, int rc)
-{
-	struct ust_rpc_request *req = ctx;
-
-	if (rc != 0)
-		ust_rpc_send_errno(req, rc);
-	else
-		ust_rpc_send_bool(req, true);
-}
-
 static void rpc_bdev_uring_delete(struct ust_rpc_request *req, const json_t *params)
 {
-	struct rpc_uring_name p = {0};
-
-	if (!ust_rpc_decode_params(req, params, g_rpc_uring_name_decoders, 1, &p))
-		return;
-	if (ust_bdev_uring_delete(p.name, rpc_uring_delete_done, req) != 0)
-		ust_rpc_send_error(req, UST_JSONRPC_ERROR_INVALID_PARAMS, "no uring bdev named %s",
-				   p.name);
-	free(p.name);
+	file_rpc_delete(&g_uring_backend, req, params);
 }
 UST_RPC_REGISTER("bdev_uring_delete", rpc_bdev_uring_delete, UST_RPC_RUNTIME)
 
 static void rpc_bdev_uring_rescan(struct ust_rpc_request *req, const json_t *params)
 {
-	struct rpc_uring_name p = {0};
-	int rc;
-
-	if (!ust_rpc_decode_params(req, params, g_rpc_uring_name_decoders, 1, &p))
-		return;
-	rc = ust_bdev_uring_rescan(p.name);
-	if (rc == -ENODEV)
-		ust_rpc_send_error(req, UST_JSONRPC_ERROR_INVALID_PARAMS, "no uring bdev named %s",
-				   p.name);
-	else if (rc != 0)
-		ust_rpc_send_errno(req, rc);
-	else
-		ust_rpc_send_bool(req, true);
-	free(p.name);
+	file_rpc_rescan(&g_uring_backend, req, params);
 }
 UST_RPC_REGISTER("bdev_uring_rescan", rpc_bdev_uring_rescan, UST_RPC_RUNTIME)

@@ -3,14 +3,21 @@
 #
 #   bench/bdev/run.sh [BUILDDIR]     (default build; SECONDS_PER_RUN=10)
 #
+# RUNS=N repeats every case N times (default 1) and prints the best and the
+# median run (by IOPS): on a shared machine one run says little. CASES=
+# "null malloc" (default both) picks the bdevs; PROFILE=0 skips the profile.
+#
 # One core, 4 KiB random reads, 10 s per case:
 #   null bdev   queue depth 128   (the cost of the bdev layer itself)
 #   null bdev   queue depth 1     (latency of one I/O through the stack)
 #   malloc 1 GiB queue depth 128  (plus a 4 KiB memcpy per I/O)
 # each with --no-huge and, when hugepages can be reserved (root), with
 # hugepages. Prints IOPS, cycles (TSC ticks) of the job thread per I/O and
-# ns of core time per I/O for each, then a CPU profile (perf record -e
-# cpu-clock -g) of the null/QD128 case with its top entries.
+# ns of core time per I/O for each (both wall-clock based), the CPU time
+# the OS gave the job thread per I/O and the IOPS that makes per CPU-second
+# (what a dedicated core would do: on a shared machine the wall-clock
+# figures mostly measure the other load), then a CPU profile (perf record
+# -e cpu-clock -g) of the null/QD128 case with its top entries.
 #
 # A benchmark, not a test: it prints figures and exits 0 (1 only when a run
 # itself fails). Hugepages it reserved, and a hugetlbfs it mounted, are
@@ -20,6 +27,9 @@ cd "$(dirname "$0")/../.."
 BUILDDIR=${1:-${USTOR_BUILDDIR:-build}}
 PERF=$BUILDDIR/bin/ustor-perf
 SECS=${SECONDS_PER_RUN:-10}
+RUNS=${RUNS:-1}
+CASES=${CASES:-null malloc}
+PROFILE=${PROFILE:-1}
 [ -x "$PERF" ] || { echo "$PERF not built (make BUILDDIR=$BUILDDIR apps)" >&2; exit 1; }
 
 tmp=$(mktemp -d /tmp/bench_bdev.XXXXXX)
@@ -43,34 +53,49 @@ cat >"$tmp/malloc.json" <<'EOF'
 {"subsystems":[{"subsystem":"bdev","config":[{"method":"bdev_malloc_create","params":{"name":"Malloc0","num_blocks":262144,"block_size":4096}}]}]}
 EOF
 
-printf '%-34s %14s %10s %10s %10s %10s\n' "case" "IOPS" "cyc/IO" "ns/IO" "avg us" "p99 us"
+printf '%-40s %10s %9s %9s %9s %11s %9s %9s\n' "case" "IOPS" "cyc/IO" "ns/IO" "cpu ns/IO" "IOPS/cpu-s" \
+	"avg us" "p99 us"
 status=0
 
-# one LABEL CONFIG BDEV QD ENVARGS...
+# one LABEL CONFIG BDEV QD ENVARGS...: RUNS runs, then the best and the median.
 one() {
 	local label=$1 config=$2 bdev=$3 qd=$4; shift 4
-	local res=$tmp/res.json
-	rm -f "$res"
-	if ! "$PERF" "$@" -m 0x1 -c "$config" -b "$bdev" -q "$qd" -o 4096 -w randread -t "$SECS" \
-		-j "$res" >"$tmp/out.txt" 2>&1; then
-		echo "$label: ustor-perf failed:" >&2
-		grep -v '^EAL' "$tmp/out.txt" | tail -5 >&2
-		status=1
-		return
-	fi
-	python3 - "$res" "$label" <<'EOF'
+	local r
+	rm -f "$tmp"/res.*.json
+	for r in $(seq 1 "$RUNS"); do
+		if ! "$PERF" "$@" -m 0x1 -c "$config" -b "$bdev" -q "$qd" -o 4096 -w randread \
+			-t "$SECS" -j "$tmp/res.$r.json" >"$tmp/out.txt" 2>&1; then
+			echo "$label: ustor-perf failed:" >&2
+			grep -v '^EAL' "$tmp/out.txt" | tail -5 >&2
+			status=1
+			return
+		fi
+	done
+	python3 - "$label" "$tmp"/res.*.json <<'EOF'
 import json, sys
-t = json.load(open(sys.argv[1]))["total"]
-print("%-34s %14.0f %10.1f %10.1f %10.2f %10.2f" % (sys.argv[2], t["iops"], t["cycles_per_io"],
-      t["ns_per_io"], t["lat_avg_us"], t["lat_p99_us"]))
+label, files = sys.argv[1], sys.argv[2:]
+runs = sorted((json.load(open(f))["total"] for f in files), key=lambda t: t["iops"])
+def row(name, t):
+    print("%-40s %10.0f %9.1f %9.1f %9.1f %11.0f %9.2f %9.2f" % (name, t["iops"],
+          t["cycles_per_io"], t["ns_per_io"], t["cpu_ns_per_io"], t["iops_per_cpu_second"],
+          t["lat_avg_us"], t["lat_p99_us"]))
+if len(runs) == 1:
+    row(label, runs[0])
+else:
+    row(label + " best", runs[-1])
+    row(label + " median", runs[len(runs) // 2])
 EOF
 }
 
 cases() {
 	local mode=$1; shift
-	one "null   QD128 ($mode)" "$tmp/null.json" Null0 128 "$@"
-	one "null   QD1   ($mode)" "$tmp/null.json" Null0 1 "$@"
-	one "malloc QD128 1 GiB ($mode)" "$tmp/malloc.json" Malloc0 128 "$@"
+	case " $CASES " in *" null "*)
+		one "null   QD128 ($mode)" "$tmp/null.json" Null0 128 "$@"
+		one "null   QD1   ($mode)" "$tmp/null.json" Null0 1 "$@" ;;
+	esac
+	case " $CASES " in *" malloc "*)
+		one "malloc QD128 1 GiB ($mode)" "$tmp/malloc.json" Malloc0 128 "$@" ;;
+	esac
 }
 
 cases no-huge --no-huge --mem-size 1400
@@ -90,7 +115,7 @@ else
 fi
 
 # Where the time goes: a profile of the null QD128 case.
-if command -v perf >/dev/null 2>&1; then
+if [ "$PROFILE" != 0 ] && command -v perf >/dev/null 2>&1; then
 	echo
 	echo "== perf profile: null bdev, 4 KiB randread, QD128, one core (cpu-clock) =="
 	if perf record -q -e cpu-clock -g -o "$tmp/perf.data" -- "$PERF" --no-huge -m 0x1 \

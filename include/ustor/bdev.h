@@ -181,6 +181,13 @@ int ust_bdev_open_ext(const char *name, bool write, ust_bdev_event_cb event_cb, 
 		      struct ust_bdev_desc **desc);
 void ust_bdev_close(struct ust_bdev_desc *desc);
 struct ust_bdev *ust_bdev_desc_get_bdev(struct ust_bdev_desc *desc);
+/*
+ * Whether any descriptor of bdev is open (with write, only descriptors open
+ * for writing, which includes a claim's descriptor). A snapshot for control
+ * decisions such as "refuse to delete what is in use": another thread may
+ * open or close right after.
+ */
+bool ust_bdev_is_open(const struct ust_bdev *bdev, bool write);
 
 /* The calling thread's channel (refcounted); NULL on error. */
 struct ust_io_channel *ust_bdev_get_io_channel(struct ust_bdev_desc *desc);

@@ -32,7 +32,8 @@
  * and must call ust_bdev_module_examine_done() before returning;
  * examine_disk(bdev) runs after it and may finish later. A vbdev module
  * opens the base, claims it with ust_bdev_module_claim_bdev() and registers
- * its own bdev on top.
+ * its own bdev on top; a module with one base per bdev gets all of that
+ * from the ust_vbdev helpers below (bdev/passthru is the worked example).
  */
 #ifndef USTOR_BDEV_MODULE_H
 #define USTOR_BDEV_MODULE_H
@@ -62,7 +63,11 @@ struct ust_bdev_module {
 	int (*module_init)(void);
 	/* Called after every module's init finished. */
 	void (*init_complete)(void);
-	/* Called at shutdown before any bdev is unregistered. */
+	/*
+	 * Called at shutdown before any bdev is unregistered: the place for a
+	 * module that holds bdevs without being a bdev on them (a blobstore's
+	 * claim, an open descriptor) to let go of them.
+	 */
 	void (*fini_start)(void);
 	/* Called once all bdevs are gone, in reverse registration order. */
 	void (*module_fini)(void);
@@ -77,11 +82,20 @@ struct ust_bdev_module {
 	bool async_init;
 	/* module_fini returns before it is done: it calls ust_bdev_module_fini_done(). */
 	bool async_fini;
+	/*
+	 * fini_start returns before it is done: it calls
+	 * ust_bdev_module_fini_start_done(), and until every such module has,
+	 * the core unregisters no bdev (so a store can still write its clean
+	 * state to the bdev beneath it). Bdevs this module itself registered
+	 * may be unregistered by it meanwhile.
+	 */
+	bool async_fini_start;
 
 	/* Private to the core. */
 	struct {
 		uint32_t examine_in_progress;
 		bool init_done;
+		bool fini_start_pending;
 		TAILQ_ENTRY(ust_bdev_module) link;
 	} internal;
 };
@@ -90,6 +104,8 @@ void ust_bdev_module_list_add(struct ust_bdev_module *module);
 struct ust_bdev_module *ust_bdev_module_find(const char *name);
 void ust_bdev_module_init_done(struct ust_bdev_module *module);
 void ust_bdev_module_fini_done(void);
+/* An async_fini_start module's fini_start is finished (from any thread). */
+void ust_bdev_module_fini_start_done(struct ust_bdev_module *module);
 /* One examine_config or examine_disk call of this module is finished. */
 void ust_bdev_module_examine_done(struct ust_bdev_module *module);
 
@@ -180,6 +196,155 @@ int ust_bdev_module_claim_bdev(struct ust_bdev *bdev, struct ust_bdev_desc *desc
 void ust_bdev_module_release_bdev(struct ust_bdev *bdev);
 /* The claiming module, or NULL. */
 struct ust_bdev_module *ust_bdev_get_claim_module(const struct ust_bdev *bdev);
+
+/* ---- virtual bdevs on one base (bdev_vbdev.c) ----------------------------- */
+
+/*
+ * What every "one bdev on top of one base bdev" module shares, so that each
+ * such module is left with only its I/O path and its own settings:
+ *  - the remembered configuration "name over base_name" (ust_vbdev_create):
+ *    the bdev is built now if the base exists, otherwise when a bdev of that
+ *    name registers (ust_vbdev_examine_config), so configs replay in any order;
+ *  - the build: the base opened and claimed (nobody else writes under us),
+ *    its geometry copied, the bdev registered with the configured UUID;
+ *  - per-thread channels that start with the thread's base channel;
+ *  - the base going away takes the vbdev with it, a resized base resizes it;
+ *  - teardown in order: our channels gone, claim released, the base
+ *    descriptor closed on the thread that opened it, destruct done, freed.
+ *
+ * A module describes itself with one static struct ust_vbdev_class. Its
+ * per-bdev struct has struct ust_vbdev as its first member (so bdev.ctxt,
+ * which is the struct ust_vbdev, is also the module's struct), its config
+ * struct has struct ust_vbdev_config first and its channel context struct
+ * ust_vbdev_channel first; the sizes go in the class. Its fn_table uses
+ * ust_vbdev_destruct and ust_vbdev_get_io_channel. Everything here except
+ * the I/O helpers is control path: call it on the app thread.
+ */
+
+struct ust_vbdev_class;
+
+struct ust_vbdev_config {
+	const char *name;      /* of the vbdev; a copy owned by the config */
+	const char *base_name; /* of the base; a copy owned by the config */
+	struct ust_uuid uuid;  /* all zero: the core generates one at each build */
+
+	/* Private to bdev_vbdev.c. */
+	struct ust_vbdev_class *cls;
+	TAILQ_ENTRY(ust_vbdev_config) link;
+};
+
+struct ust_vbdev {
+	struct ust_bdev bdev; /* registered; bdev.ctxt points back here */
+	struct ust_bdev_desc *base_desc;
+	struct ust_vbdev_config *config; /* NULL once deleted: save_config skips it */
+	struct ust_vbdev_class *cls;
+	bool removing; /* delete or hot remove under way */
+
+	/* Private to bdev_vbdev.c. */
+	struct ust_thread *desc_thread; /* base_desc is closed there */
+	ust_bdev_unregister_cb remove_cb;
+	void *remove_ctx;
+	TAILQ_ENTRY(ust_vbdev) link;
+};
+
+/* First member of every channel context of a vbdev. */
+struct ust_vbdev_channel {
+	struct ust_io_channel *base_ch; /* this thread's channel of the base */
+};
+
+struct ust_vbdev_class {
+	struct ust_bdev_module *module;
+	const struct ust_bdev_fn_table *fn_table;
+	const char *product_name;
+	size_t vbdev_size;   /* >= sizeof(struct ust_vbdev) */
+	size_t config_size;  /* >= sizeof(struct ust_vbdev_config) */
+	size_t channel_size; /* >= sizeof(struct ust_vbdev_channel) */
+	/* Keep the size of the build when the base resizes (default: follow it). */
+	bool fixed_size;
+
+	/* Optional hooks. */
+	/* Refuse a base this module cannot sit on (-errno), before it is opened. */
+	int (*check_base)(struct ust_bdev *base);
+	/*
+	 * The vbdev is built from base and config but not registered: set up the
+	 * module's fields, adjust the geometry. On failure undo and return -errno.
+	 */
+	int (*init)(struct ust_vbdev *vb, struct ust_bdev *base);
+	/* Undo init (teardown or a failed registration); the helper frees the rest. */
+	void (*fini)(struct ust_vbdev *vb);
+	/* On the channel's thread, after base_ch is taken / before it is put. */
+	int (*channel_create)(struct ust_vbdev *vb, void *ctx);
+	void (*channel_destroy)(struct ust_vbdev *vb, void *ctx);
+	/*
+	 * Before a delete or a hot remove unregisters the bdev: complete every
+	 * I/O the module holds (consumers cannot close while it is held), then
+	 * call ust_vbdev_quiesce_done().
+	 */
+	void (*quiesce)(struct ust_vbdev *vb);
+	/*
+	 * At destruct: return true to hold the teardown (something still uses
+	 * the base) until the module calls ust_vbdev_teardown().
+	 */
+	bool (*destruct)(struct ust_vbdev *vb);
+
+	/* Private to bdev_vbdev.c. */
+	struct {
+		bool lists_ready;
+		TAILQ_HEAD(, ust_vbdev_config) configs;
+		TAILQ_HEAD(, ust_vbdev) vbdevs;
+	} internal;
+};
+
+/*
+ * Remember tmpl (a config_size struct: the module's fields are copied, name
+ * and base_name duplicated) and build the vbdev now if the base exists.
+ * -EINVAL missing or equal names, -EEXIST name configured or in use, -EPERM
+ * base claimed by another module, -ENOMEM; the config is not kept on error.
+ */
+int ust_vbdev_create(struct ust_vbdev_class *cls, const struct ust_vbdev_config *tmpl);
+/*
+ * Forget the configuration and remove the bdev: cb(ctx, rc) once it is
+ * gone, or at once with 0 if it was only configured (-EBUSY if a removal
+ * was already under way). -EINVAL no name, -ENODEV no such config.
+ */
+int ust_vbdev_delete(struct ust_vbdev_class *cls, const char *name, ust_bdev_unregister_cb cb,
+		     void *ctx);
+/* The built vbdev of that name, or NULL. */
+struct ust_vbdev *ust_vbdev_find(struct ust_vbdev_class *cls, const char *name);
+/* For the module's examine_config: build what was waiting for bdev; examine done. */
+void ust_vbdev_examine_config(struct ust_vbdev_class *cls, struct ust_bdev *bdev);
+/* For the module's module_fini: forget every configuration. */
+void ust_vbdev_class_fini(struct ust_vbdev_class *cls);
+
+/* fn_table entries. */
+int ust_vbdev_destruct(void *ctxt);
+struct ust_io_channel *ust_vbdev_get_io_channel(void *ctxt);
+/* Whatever the base supports. */
+bool ust_vbdev_io_type_supported(void *ctxt, enum ust_bdev_io_type type);
+
+/* A held destruct (class destruct hook returned true) may go on. */
+void ust_vbdev_teardown(struct ust_vbdev *vb);
+/* The quiesce hook is done: unregister. */
+void ust_vbdev_quiesce_done(struct ust_vbdev *vb);
+
+static inline struct ust_bdev *ust_vbdev_get_base(struct ust_vbdev *vb)
+{
+	return ust_bdev_desc_get_bdev(vb->base_desc);
+}
+
+/*
+ * I/O path: submit io's equivalent (same type, range, buffers) on the base,
+ * with cb(base_io, status, io) at its completion. Returns what the submit
+ * returned (-ENOTSUP for a type that cannot be forwarded).
+ */
+int ust_vbdev_forward(struct ust_vbdev *vb, struct ust_io_channel *base_ch,
+		      struct ust_bdev_io *io, ust_bdev_io_cb cb);
+/*
+ * Complete io whose forwarding failed with rc: -ENOMEM (the base had no
+ * free I/O object) becomes NOMEM, so the core requeues io and submits it
+ * again later; anything else fails io with rc.
+ */
+void ust_vbdev_io_submit_failed(struct ust_bdev_io *io, int rc);
 
 /* ---- I/O as modules see it ---------------------------------------------- */
 

@@ -5,7 +5,8 @@
  * and io_wait, NOMEM requeue, reset and hot remove with I/O in flight,
  * write_zeroes / compare / compare_and_write emulation, statistics, QoS
  * arithmetic and rate limiting over simulated time, the malloc and null
- * modules, the RPCs, examine of a virtual bdev and top-down shutdown.
+ * modules, the RPCs, examine of a virtual bdev and top-down shutdown that
+ * waits for an asynchronous fini_start.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -436,8 +437,13 @@ static void test_claims(void **state)
 	struct ust_bdev_desc *rd, *wr, *other;
 	struct ust_bdev_module other_mod = {.name = "other"};
 
+	assert_false(ust_bdev_is_open(&d->bdev, false));
 	assert_int_equal(ust_bdev_open_ext("claimme", false, event_cb, NULL, &rd), 0);
+	assert_true(ust_bdev_is_open(&d->bdev, false));
+	assert_false(ust_bdev_is_open(&d->bdev, true));
 	assert_int_equal(ust_bdev_module_claim_bdev(&d->bdev, rd, &g_ut_module), 0);
+	/* The claim made rd a writer. */
+	assert_true(ust_bdev_is_open(&d->bdev, true));
 	assert_true(ust_bdev_is_claimed(&d->bdev));
 	assert_ptr_equal(ust_bdev_get_claim_module(&d->bdev), &g_ut_module);
 	assert_int_equal(ust_bdev_module_claim_bdev(&d->bdev, NULL, &other_mod), -EPERM);
@@ -454,6 +460,7 @@ static void test_claims(void **state)
 	/* Closing the claiming descriptor releases the claim. */
 	ust_bdev_close(other);
 	assert_false(ust_bdev_is_claimed(&d->bdev));
+	assert_false(ust_bdev_is_open(&d->bdev, false));
 	unregister_sync(&d->bdev);
 }
 
@@ -1525,6 +1532,15 @@ static void test_rpc(void **state)
 	r = rpc("construct_null_bdev", "{\"name\":\"N2\",\"num_blocks\":16}");
 	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
 	json_decref(r);
+	/* A null bdev needs a name and has no optimal_io_boundary (malloc has both). */
+	r = rpc("bdev_null_create", "{\"num_blocks\":16,\"block_size\":512}");
+	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	json_decref(r);
+	r = rpc("bdev_null_create", "{\"name\":\"N3\",\"num_blocks\":16,\"block_size\":512,"
+				    "\"optimal_io_boundary\":8}");
+	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	json_decref(r);
+	assert_null(ust_bdev_get_by_name("N3"));
 	r = rpc("bdev_null_delete", "{\"name\":\"N1\"}");
 	assert_true(json_is_true(json_object_get(r, "result")));
 	json_decref(r);
@@ -1617,6 +1633,25 @@ static struct ust_bdev_module g_vb_module = {
 };
 UST_BDEV_MODULE_REGISTER(vb, &g_vb_module)
 
+/*
+ * A module that holds a bdev without being a bdev on it (as a blobstore
+ * does) and lets go of it asynchronously at shutdown.
+ */
+static struct ust_bdev_module g_holder_module;
+static int g_holder_fini_starts;
+
+static void holder_fini_start(void)
+{
+	g_holder_fini_starts++; /* done later, by the test */
+}
+
+static struct ust_bdev_module g_holder_module = {
+	.name = "holder",
+	.fini_start = holder_fini_start,
+	.async_fini_start = true,
+};
+UST_BDEV_MODULE_REGISTER(holder, &g_holder_module)
+
 static int g_examine_waited;
 static void examine_waited(void *ctx)
 {
@@ -1631,6 +1666,7 @@ static void fini_done(void *ctx)
 static void test_examine_and_shutdown(void **state)
 {
 	struct ut_disk *base;
+	struct ust_bdev *plain;
 	int done = 0;
 
 	g_destruct_order[0] = '\0';
@@ -1646,8 +1682,18 @@ static void test_examine_and_shutdown(void **state)
 	assert_true(g_vb_examined >= 3);
 	/* Register a bdev after the vbdev so "newest first" alone would be wrong. */
 	ut_disk_register("last", 8, ALL_TYPES, false);
+	plain = ust_bdev_get_by_name("plain");
+	assert_int_equal(ust_bdev_module_claim_bdev(plain, NULL, &g_holder_module), 0);
 
+	/* No bdev goes while the holder's fini_start is unfinished. */
 	ust_bdev_finish(fini_done, &done);
+	poll_threads();
+	assert_int_equal(g_holder_fini_starts, 1);
+	assert_int_equal(done, 0);
+	assert_string_equal(g_destruct_order, "");
+	assert_non_null(ust_bdev_get_by_name("last"));
+	ust_bdev_module_release_bdev(plain);
+	ust_bdev_module_fini_start_done(&g_holder_module);
 	poll_threads();
 	assert_int_equal(done, 1);
 	assert_string_equal(g_destruct_order, "last,vb_base0,base0,plain,");

@@ -380,6 +380,35 @@ static void test_late_base_and_hot_remove(void **state)
 	poll_threads();
 }
 
+/* A claimed base refuses the passthru (config not kept); a grown base grows it. */
+static void test_claimed_base_and_resize(void **state)
+{
+	struct rec_disk *base = rec_register("Grows");
+	struct ust_bdev *pt;
+
+	assert_int_equal(ust_bdev_module_claim_bdev(&base->bdev, NULL, &g_rec_module), 0);
+	assert_int_equal(ust_bdev_passthru_create("Grows", "PT3", NULL), -EPERM);
+	assert_int_equal(ust_bdev_passthru_delete("PT3", NULL, NULL), -ENODEV);
+	ust_bdev_module_release_bdev(&base->bdev);
+
+	assert_int_equal(ust_bdev_passthru_create("Grows", "PT3", NULL), 0);
+	pt = ust_bdev_get_by_name("PT3");
+	assert_non_null(pt);
+	assert_true(ust_bdev_is_claimed(&base->bdev));
+	assert_int_equal(ust_bdev_get_num_blocks(pt), NBLOCKS);
+	assert_int_equal(ust_bdev_notify_blockcnt_change(&base->bdev, NBLOCKS * 2), 0);
+	poll_threads();
+	assert_int_equal(ust_bdev_get_num_blocks(pt), NBLOCKS * 2);
+
+	assert_int_equal(ust_bdev_passthru_delete("PT3", NULL, NULL), 0);
+	poll_threads();
+	assert_null(ust_bdev_get_by_name("PT3"));
+	assert_false(ust_bdev_is_claimed(&base->bdev));
+	assert_false(ust_bdev_is_open(&base->bdev, false));
+	ust_bdev_unregister(&base->bdev, NULL, NULL);
+	poll_threads();
+}
+
 /* ---- setup -------------------------------------------------------------- */
 
 static void init_done(void *ctx, int rc)
@@ -426,6 +455,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_forwards_every_type),
 		cmocka_unit_test(test_late_base_and_hot_remove),
+		cmocka_unit_test(test_claimed_base_and_resize),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

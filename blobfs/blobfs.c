@@ -47,9 +47,8 @@ struct bfs_req *bfs_req_new(struct ust_blobfs *fs, enum bfs_kind kind, const str
 	return req;
 }
 
-static void deliver(void *arg)
+static void run_callback(struct bfs_req *req)
 {
-	struct bfs_req *req = arg;
 	int rc = req->rc;
 
 	switch (req->cb_kind) {
@@ -79,6 +78,13 @@ static void deliver(void *arg)
 	case BFS_CB_NONE:
 		break;
 	}
+}
+
+static void deliver(void *arg)
+{
+	struct bfs_req *req = arg;
+
+	run_callback(req);
 	free(req);
 }
 
@@ -1491,28 +1497,36 @@ void ust_blobfs_unmount(struct ust_blobfs *fs, ust_blobfs_op_cb cb, void *arg)
  * been told (-ENOMEM) by fail_alloc(), which each caller runs with its own
  * callback type.
  */
+/*
+ * A request of kind for callback cb (of the type cbk names). NULL when it
+ * cannot be allocated: cb has then already been told -ENOMEM.
+ */
 static struct bfs_req *mkreq(struct ust_blobfs *fs, enum bfs_kind kind, const struct ust_blobfs_ctx *ctx,
-			     enum bfs_cb_kind cbk, void *arg)
+			     enum bfs_cb_kind cbk, union bfs_cb cb, void *arg)
 {
 	struct bfs_req *req = bfs_req_new(fs, kind, ctx);
 
-	if (req != NULL) {
-		req->cb_kind = cbk;
-		req->cb_arg = arg;
+	if (req == NULL) {
+		struct bfs_req nomem = {.cb_kind = cbk, .cb = cb, .cb_arg = arg, .rc = -ENOMEM};
+
+		run_callback(&nomem);
+		return NULL;
 	}
+	req->cb_kind = cbk;
+	req->cb = cb;
+	req->cb_arg = arg;
 	return req;
 }
 
 void ust_blobfs_lookup(struct ust_blobfs *fs, const struct ust_blobfs_ctx *ctx,
 		       ust_blobfs_ino parent, const char *name, ust_blobfs_entry_cb cb, void *arg)
 {
-	struct bfs_req *req = mkreq(fs, BFS_R_LOOKUP, ctx, BFS_CB_ENTRY, arg);
+	struct bfs_req *req = mkreq(fs, BFS_R_LOOKUP, ctx, BFS_CB_ENTRY,
+				    (union bfs_cb){.entry = cb}, arg);
 
 	if (req == NULL) {
-		cb(arg, NULL, -ENOMEM);
 		return;
 	}
-	req->cb.entry = cb;
 	int rc = bfs_check_name(name);
 
 	if (rc != 0) {
@@ -1540,13 +1554,12 @@ void ust_blobfs_forget(struct ust_blobfs *fs, ust_blobfs_ino ino, uint64_t nlook
 void ust_blobfs_getattr(struct ust_blobfs *fs, const struct ust_blobfs_ctx *ctx,
 			ust_blobfs_ino ino, ust_blobfs_attr_cb cb, void *arg)
 {
-	struct bfs_req *req = mkreq(fs, BFS_R_GETATTR, ctx, BFS_CB_ATTR, arg);
+	struct bfs_req *req = mkreq(fs, BFS_R_GETATTR, ctx, BFS_CB_ATTR,
+				    (union bfs_cb){.attr = cb}, arg);
 
 	if (req == NULL) {
-		cb(arg, NULL, -ENOMEM);
 		return;
 	}
-	req->cb.attr = cb;
 	req->ino = ino;
 	bfs_submit(req);
 }
@@ -1555,13 +1568,12 @@ void ust_blobfs_setattr(struct ust_blobfs *fs, const struct ust_blobfs_ctx *ctx,
 			ust_blobfs_ino ino, const struct ust_blobfs_attr *attr, uint32_t valid,
 			struct ust_blobfs_file *fh, ust_blobfs_attr_cb cb, void *arg)
 {
-	struct bfs_req *req = mkreq(fs, BFS_R_SETATTR, ctx, BFS_CB_ATTR, arg);
+	struct bfs_req *req = mkreq(fs, BFS_R_SETATTR, ctx, BFS_CB_ATTR,
+				    (union bfs_cb){.attr = cb}, arg);
 
 	if (req == NULL) {
-		cb(arg, NULL, -ENOMEM);
 		return;
 	}
-	req->cb.attr = cb;
 	req->ino = ino;
 	req->in_attr = *attr;
 	req->valid = valid;
@@ -1572,13 +1584,12 @@ void ust_blobfs_setattr(struct ust_blobfs *fs, const struct ust_blobfs_ctx *ctx,
 void ust_blobfs_readlink(struct ust_blobfs *fs, const struct ust_blobfs_ctx *ctx,
 			 ust_blobfs_ino ino, char *buf, size_t size, ust_blobfs_size_cb cb, void *arg)
 {
-	struct bfs_req *req = mkreq(fs, BFS_R_READLINK, ctx, BFS_CB_SIZE, arg);
+	struct bfs_req *req = mkreq(fs, BFS_R_READLINK, ctx, BFS_CB_SIZE,
+				    (union bfs_cb){.size = cb}, arg);
 
 	if (req == NULL) {
-		cb(arg, -ENOMEM);
 		return;
 	}
-	req->cb.size = cb;
 	req->ino = ino;
 	req->buf = buf;
 	req->size = size;
@@ -1590,13 +1601,11 @@ static void submit_ns_entry(struct ust_blobfs *fs, const struct ust_blobfs_ctx *
 			    uint64_t rdev, const char *target, uint64_t ino, ust_blobfs_entry_cb cb,
 			    void *arg)
 {
-	struct bfs_req *req = mkreq(fs, kind, ctx, BFS_CB_ENTRY, arg);
+	struct bfs_req *req = mkreq(fs, kind, ctx, BFS_CB_ENTRY, (union bfs_cb){.entry = cb}, arg);
 
 	if (req == NULL) {
-		cb(arg, NULL, -ENOMEM);
 		return;
 	}
-	req->cb.entry = cb;
 	int rc = bfs_check_name(name);
 
 	if (rc == 0 && (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)) {
@@ -1655,15 +1664,11 @@ static void submit_ns_op(struct ust_blobfs *fs, const struct ust_blobfs_ctx *ctx
 			 ust_blobfs_ino newparent, const char *newname, uint32_t flags,
 			 ust_blobfs_op_cb cb, void *arg)
 {
-	struct bfs_req *req = mkreq(fs, kind, ctx, BFS_CB_OP, arg);
+	struct bfs_req *req = mkreq(fs, kind, ctx, BFS_CB_OP, (union bfs_cb){.op = cb}, arg);
 
 	if (req == NULL) {
-		if (cb != NULL) {
-			cb(arg, -ENOMEM);
-		}
 		return;
 	}
-	req->cb.op = cb;
 	int rc = bfs_check_name(name);
 
 	if (rc == 0 && newname != NULL) {
@@ -1710,13 +1715,12 @@ void ust_blobfs_rename(struct ust_blobfs *fs, const struct ust_blobfs_ctx *ctx,
 void ust_blobfs_open(struct ust_blobfs *fs, const struct ust_blobfs_ctx *ctx,
 		     ust_blobfs_ino ino, int flags, ust_blobfs_open_cb cb, void *arg)
 {
-	struct bfs_req *req = mkreq(fs, BFS_R_OPEN, ctx, BFS_CB_OPEN, arg);
+	struct bfs_req *req = mkreq(fs, BFS_R_OPEN, ctx, BFS_CB_OPEN,
+				    (union bfs_cb){.open = cb}, arg);
 
 	if (req == NULL) {
-		cb(arg, NULL, -ENOMEM);
 		return;
 	}
-	req->cb.open = cb;
 	req->ino = ino;
 	req->oflags = flags;
 	bfs_submit(req);
@@ -1726,13 +1730,12 @@ void ust_blobfs_create(struct ust_blobfs *fs, const struct ust_blobfs_ctx *ctx,
 		       ust_blobfs_ino parent, const char *name, uint32_t mode, int flags,
 		       ust_blobfs_create_cb cb, void *arg)
 {
-	struct bfs_req *req = mkreq(fs, BFS_R_CREATE, ctx, BFS_CB_CREATE, arg);
+	struct bfs_req *req = mkreq(fs, BFS_R_CREATE, ctx, BFS_CB_CREATE,
+				    (union bfs_cb){.create = cb}, arg);
 
 	if (req == NULL) {
-		cb(arg, NULL, NULL, -ENOMEM);
 		return;
 	}
-	req->cb.create = cb;
 	int rc = bfs_check_name(name);
 
 	if (rc != 0) {
@@ -1750,13 +1753,12 @@ void ust_blobfs_read(struct ust_blobfs *fs, struct ust_blobfs_file *fh, void *bu
 		     uint64_t offset, ust_blobfs_size_cb cb, void *arg)
 {
 	const struct ust_blobfs_ctx *ctx = NULL;
-	struct bfs_req *req = mkreq(fs, BFS_R_READ, ctx, BFS_CB_SIZE, arg);
+	struct bfs_req *req = mkreq(fs, BFS_R_READ, ctx, BFS_CB_SIZE,
+				    (union bfs_cb){.size = cb}, arg);
 
 	if (req == NULL) {
-		cb(arg, -ENOMEM);
 		return;
 	}
-	req->cb.size = cb;
 	req->fh = fh;
 	req->buf = buf;
 	req->size = size;
@@ -1768,13 +1770,12 @@ void ust_blobfs_write(struct ust_blobfs *fs, const struct ust_blobfs_ctx *ctx,
 		      struct ust_blobfs_file *fh, const void *buf, size_t size, uint64_t offset,
 		      ust_blobfs_size_cb cb, void *arg)
 {
-	struct bfs_req *req = mkreq(fs, BFS_R_WRITE, ctx, BFS_CB_SIZE, arg);
+	struct bfs_req *req = mkreq(fs, BFS_R_WRITE, ctx, BFS_CB_SIZE,
+				    (union bfs_cb){.size = cb}, arg);
 
 	if (req == NULL) {
-		cb(arg, -ENOMEM);
 		return;
 	}
-	req->cb.size = cb;
 	req->fh = fh;
 	req->cbuf = buf;
 	req->size = size;
@@ -1792,15 +1793,11 @@ void ust_blobfs_fsync(struct ust_blobfs *fs, struct ust_blobfs_file *fh, bool da
 		      ust_blobfs_op_cb cb, void *arg)
 {
 	const struct ust_blobfs_ctx *ctx = NULL;
-	struct bfs_req *req = mkreq(fs, BFS_R_FSYNC, ctx, BFS_CB_OP, arg);
+	struct bfs_req *req = mkreq(fs, BFS_R_FSYNC, ctx, BFS_CB_OP, (union bfs_cb){.op = cb}, arg);
 
 	if (req == NULL) {
-		if (cb != NULL) {
-			cb(arg, -ENOMEM);
-		}
 		return;
 	}
-	req->cb.op = cb;
 	req->fh = fh;
 	req->datasync = datasync;
 	bfs_submit(req);
@@ -1810,15 +1807,12 @@ void ust_blobfs_release(struct ust_blobfs *fs, struct ust_blobfs_file *fh, ust_b
 			void *arg)
 {
 	const struct ust_blobfs_ctx *ctx = NULL;
-	struct bfs_req *req = mkreq(fs, BFS_R_RELEASE, ctx, BFS_CB_OP, arg);
+	struct bfs_req *req = mkreq(fs, BFS_R_RELEASE, ctx, BFS_CB_OP,
+				    (union bfs_cb){.op = cb}, arg);
 
 	if (req == NULL) {
-		if (cb != NULL) {
-			cb(arg, -ENOMEM);
-		}
 		return;
 	}
-	req->cb.op = cb;
 	req->fh = fh;
 	bfs_submit(req);
 }
@@ -1827,15 +1821,12 @@ void ust_blobfs_fallocate(struct ust_blobfs *fs, const struct ust_blobfs_ctx *ct
 			  struct ust_blobfs_file *fh, int mode, uint64_t offset, uint64_t length,
 			  ust_blobfs_op_cb cb, void *arg)
 {
-	struct bfs_req *req = mkreq(fs, BFS_R_FALLOCATE, ctx, BFS_CB_OP, arg);
+	struct bfs_req *req = mkreq(fs, BFS_R_FALLOCATE, ctx, BFS_CB_OP,
+				    (union bfs_cb){.op = cb}, arg);
 
 	if (req == NULL) {
-		if (cb != NULL) {
-			cb(arg, -ENOMEM);
-		}
 		return;
 	}
-	req->cb.op = cb;
 	if (length == 0 || offset + length < offset) {
 		fail_now(req, -EINVAL);
 		return;
@@ -1850,13 +1841,12 @@ void ust_blobfs_fallocate(struct ust_blobfs *fs, const struct ust_blobfs_ctx *ct
 void ust_blobfs_opendir(struct ust_blobfs *fs, const struct ust_blobfs_ctx *ctx,
 			ust_blobfs_ino ino, ust_blobfs_open_cb cb, void *arg)
 {
-	struct bfs_req *req = mkreq(fs, BFS_R_OPENDIR, ctx, BFS_CB_OPEN, arg);
+	struct bfs_req *req = mkreq(fs, BFS_R_OPENDIR, ctx, BFS_CB_OPEN,
+				    (union bfs_cb){.open = cb}, arg);
 
 	if (req == NULL) {
-		cb(arg, NULL, -ENOMEM);
 		return;
 	}
-	req->cb.open = cb;
 	req->ino = ino;
 	bfs_submit(req);
 }
@@ -1866,15 +1856,12 @@ void ust_blobfs_readdir(struct ust_blobfs *fs, struct ust_blobfs_file *dh, uint6
 			void *arg)
 {
 	const struct ust_blobfs_ctx *ctx = NULL;
-	struct bfs_req *req = mkreq(fs, BFS_R_READDIR, ctx, BFS_CB_OP, arg);
+	struct bfs_req *req = mkreq(fs, BFS_R_READDIR, ctx, BFS_CB_OP,
+				    (union bfs_cb){.op = cb}, arg);
 
 	if (req == NULL) {
-		if (cb != NULL) {
-			cb(arg, -ENOMEM);
-		}
 		return;
 	}
-	req->cb.op = cb;
 	req->fh = dh;
 	req->offset = offset;
 	req->plus = plus;
@@ -1887,15 +1874,12 @@ void ust_blobfs_releasedir(struct ust_blobfs *fs, struct ust_blobfs_file *dh,
 			   ust_blobfs_op_cb cb, void *arg)
 {
 	const struct ust_blobfs_ctx *ctx = NULL;
-	struct bfs_req *req = mkreq(fs, BFS_R_RELEASEDIR, ctx, BFS_CB_OP, arg);
+	struct bfs_req *req = mkreq(fs, BFS_R_RELEASEDIR, ctx, BFS_CB_OP,
+				    (union bfs_cb){.op = cb}, arg);
 
 	if (req == NULL) {
-		if (cb != NULL) {
-			cb(arg, -ENOMEM);
-		}
 		return;
 	}
-	req->cb.op = cb;
 	req->fh = dh;
 	bfs_submit(req);
 }
@@ -1903,13 +1887,12 @@ void ust_blobfs_releasedir(struct ust_blobfs *fs, struct ust_blobfs_file *dh,
 void ust_blobfs_statfs(struct ust_blobfs *fs, ust_blobfs_statfs_cb cb, void *arg)
 {
 	const struct ust_blobfs_ctx *ctx = NULL;
-	struct bfs_req *req = mkreq(fs, BFS_R_STATFS, ctx, BFS_CB_STATFS, arg);
+	struct bfs_req *req = mkreq(fs, BFS_R_STATFS, ctx, BFS_CB_STATFS,
+				    (union bfs_cb){.statfs = cb}, arg);
 
 	if (req == NULL) {
-		cb(arg, NULL, -ENOMEM);
 		return;
 	}
-	req->cb.statfs = cb;
 	bfs_submit(req);
 }
 
@@ -1917,15 +1900,12 @@ void ust_blobfs_setxattr(struct ust_blobfs *fs, const struct ust_blobfs_ctx *ctx
 			 ust_blobfs_ino ino, const char *name, const void *value, size_t size,
 			 int flags, ust_blobfs_op_cb cb, void *arg)
 {
-	struct bfs_req *req = mkreq(fs, BFS_R_SETXATTR, ctx, BFS_CB_OP, arg);
+	struct bfs_req *req = mkreq(fs, BFS_R_SETXATTR, ctx, BFS_CB_OP,
+				    (union bfs_cb){.op = cb}, arg);
 
 	if (req == NULL) {
-		if (cb != NULL) {
-			cb(arg, -ENOMEM);
-		}
 		return;
 	}
-	req->cb.op = cb;
 	if (name == NULL || strnlen(name, 256) > 255) {
 		fail_now(req, -ERANGE);
 		return;
@@ -1942,13 +1922,12 @@ void ust_blobfs_getxattr(struct ust_blobfs *fs, const struct ust_blobfs_ctx *ctx
 			 ust_blobfs_ino ino, const char *name, void *buf, size_t size,
 			 ust_blobfs_size_cb cb, void *arg)
 {
-	struct bfs_req *req = mkreq(fs, BFS_R_GETXATTR, ctx, BFS_CB_SIZE, arg);
+	struct bfs_req *req = mkreq(fs, BFS_R_GETXATTR, ctx, BFS_CB_SIZE,
+				    (union bfs_cb){.size = cb}, arg);
 
 	if (req == NULL) {
-		cb(arg, -ENOMEM);
 		return;
 	}
-	req->cb.size = cb;
 	if (name == NULL || strnlen(name, 256) > 255) {
 		fail_now(req, -ERANGE);
 		return;
@@ -1964,13 +1943,12 @@ void ust_blobfs_listxattr(struct ust_blobfs *fs, const struct ust_blobfs_ctx *ct
 			  ust_blobfs_ino ino, char *buf, size_t size, ust_blobfs_size_cb cb,
 			  void *arg)
 {
-	struct bfs_req *req = mkreq(fs, BFS_R_LISTXATTR, ctx, BFS_CB_SIZE, arg);
+	struct bfs_req *req = mkreq(fs, BFS_R_LISTXATTR, ctx, BFS_CB_SIZE,
+				    (union bfs_cb){.size = cb}, arg);
 
 	if (req == NULL) {
-		cb(arg, -ENOMEM);
 		return;
 	}
-	req->cb.size = cb;
 	req->ino = ino;
 	req->buf = buf;
 	req->size = size;
@@ -1980,15 +1958,12 @@ void ust_blobfs_listxattr(struct ust_blobfs *fs, const struct ust_blobfs_ctx *ct
 void ust_blobfs_removexattr(struct ust_blobfs *fs, const struct ust_blobfs_ctx *ctx,
 			    ust_blobfs_ino ino, const char *name, ust_blobfs_op_cb cb, void *arg)
 {
-	struct bfs_req *req = mkreq(fs, BFS_R_REMOVEXATTR, ctx, BFS_CB_OP, arg);
+	struct bfs_req *req = mkreq(fs, BFS_R_REMOVEXATTR, ctx, BFS_CB_OP,
+				    (union bfs_cb){.op = cb}, arg);
 
 	if (req == NULL) {
-		if (cb != NULL) {
-			cb(arg, -ENOMEM);
-		}
 		return;
 	}
-	req->cb.op = cb;
 	if (name == NULL || strnlen(name, 256) > 255) {
 		fail_now(req, -ERANGE);
 		return;

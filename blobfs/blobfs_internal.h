@@ -332,7 +332,7 @@ struct bfs_req {
 	struct ust_blobfs_statfs st;
 
 	enum bfs_cb_kind cb_kind;
-	union {
+	union bfs_cb {
 		ust_blobfs_op_cb op;
 		ust_blobfs_entry_cb entry;
 		ust_blobfs_attr_cb attr;

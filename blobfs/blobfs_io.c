@@ -28,6 +28,7 @@ enum io_state {
 	IO_LOADED,
 	IO_LOCKED,
 	IO_RESIZED,
+	IO_ALLOCATED,
 	IO_READ_DONE,
 	IO_WRITE_DONE,
 	IO_SYNCED,
@@ -45,6 +46,7 @@ enum io_state {
 	SA_DONE,
 	REL_SYNCED,
 	REL_DONE,
+	OPEN_TRUNCATED,
 	OPEN_DONE,
 };
 
@@ -334,7 +336,7 @@ static void io_step(struct bfs_req *req)
 					io_finish(req, -ENOENT);
 					return;
 				}
-				if (S_ISDIR(ip->mode) && acc != O_RDONLY) {
+				if (S_ISDIR(ip->mode) && (acc != O_RDONLY || (req->oflags & O_TRUNC))) {
 					io_finish(req, -EISDIR);
 					return;
 				}
@@ -342,17 +344,17 @@ static void io_step(struct bfs_req *req)
 					io_finish(req, -ELOOP);
 					return;
 				}
-				if ((req->oflags & O_TRUNC) && acc != O_RDONLY) {
+				/* As Linux: O_TRUNC truncates (and needs write permission) whatever the access mode. */
+				if (req->oflags & O_TRUNC) {
 					mask |= 2;
 				}
 				if (!bfs_may(&req->ctx, ip, mask)) {
 					io_finish(req, -EACCES);
 					return;
 				}
-				if ((req->oflags & O_TRUNC) && acc != O_RDONLY && S_ISREG(ip->mode) &&
-				    ip->size > 0) {
+				if ((req->oflags & O_TRUNC) && S_ISREG(ip->mode) && ip->size > 0) {
 					req->new_size = 0;
-					req->after_trunc = OPEN_DONE;
+					req->after_trunc = OPEN_TRUNCATED;
 					req->u0 = 0;
 					req->u1 = UINT64_MAX;
 					req->state = T_LOCKED;
@@ -502,6 +504,11 @@ static void io_step(struct bfs_req *req)
 				io_finish(req, -EINVAL);
 				return;
 			}
+		case OPEN_TRUNCATED:
+			/* durable before the open returns, as a setattr(size) would be */
+			req->state = OPEN_DONE;
+			bfs_sync_inode(fs, req->ip, io_resume, req);
+			return;
 		case OPEN_DONE:
 			if (req->rc != 0) {
 				io_finish(req, req->rc);
@@ -581,14 +588,10 @@ static void io_step(struct bfs_req *req)
 				return;
 			}
 			if (req->kind == BFS_R_FALLOCATE) {
-				bfs_now(&now);
-				if (!(req->mode & UST_BLOBFS_FALLOC_KEEP_SIZE) && req->end > ip->size) {
-					ip->size = req->end;
-					ip->mtime = now;
-				}
-				ip->ctime = now;
-				req->state = SA_DONE;
-				bfs_sync_inode(fs, ip, io_resume, req);
+				/* every cluster of the range gets real space, durably */
+				req->state = IO_ALLOCATED;
+				ust_blob_allocate(ip->blob, req->offset / U,
+						  (req->end + U - 1) / U - req->offset / U, io_cb, req);
 				return;
 			}
 			req->u0 = req->offset / U;
@@ -607,6 +610,21 @@ static void io_step(struct bfs_req *req)
 			}
 			req->state = IO_READ_DONE;
 			ust_blob_read(ip->blob, fs->ch, req->bounce, req->u0, req->u1 - req->u0, io_cb, req);
+			return;
+		case IO_ALLOCATED:
+			ip = req->ip;
+			if (req->rc != 0) {
+				io_finish(req, req->rc);
+				return;
+			}
+			bfs_now(&now);
+			if (!(req->mode & UST_BLOBFS_FALLOC_KEEP_SIZE) && req->end > ip->size) {
+				ip->size = req->end;
+				ip->mtime = now;
+			}
+			ip->ctime = now;
+			req->state = SA_DONE;
+			bfs_sync_inode(fs, ip, io_resume, req);
 			return;
 		case IO_READ_DONE:
 			ip = req->ip;

@@ -698,11 +698,13 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn)
 	/* blobfs does not clear setuid/setgid itself: the kernel sends the mode change. */
 	conn->want &= ~(unsigned)FUSE_CAP_HANDLE_KILLPRIV;
 	/*
-	 * open(O_TRUNC) arrives as a setattr(size 0) before the open: blobfs's
-	 * open-time truncate does not persist the new size (the old size comes
-	 * back after a remount, over released clusters); its setattr does.
+	 * open(O_TRUNC) reaches blobfs as one open that truncates and syncs
+	 * before answering: one request instead of a setattr and an open, and
+	 * the permission check and the truncate cannot be separated.
 	 */
-	conn->want &= ~(unsigned)FUSE_CAP_ATOMIC_O_TRUNC;
+	if ((conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) != 0) {
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	}
 	if ((conn->capable & FUSE_CAP_CACHE_SYMLINKS) != 0) {
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS; /* targets never change */
 	}

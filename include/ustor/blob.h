@@ -187,6 +187,20 @@ void ust_blob_resize(struct ust_blob *blob, uint64_t num_clusters, ust_blob_op_c
 void ust_blob_sync_md(struct ust_blob *blob, ust_blob_op_cb cb, void *arg);
 
 /*
+ * Allocate every cluster of a thin blob that io units [offset, offset +
+ * length) touch and that has none: each reads as before (zeros, or a
+ * clone's parent data), and later writes there allocate nothing. Durable
+ * when cb reports 0. -ENOSPC: checked first (nothing done when the range
+ * cannot fit); when writes took the clusters meanwhile, the clusters
+ * committed so far stay allocated. -EINVAL past the end, -EPERM a
+ * read-only blob, -EBUSY a snapshot operation holds the blob, -EIO. A
+ * thick blob: 0, nothing to do. Metadata thread; keep the blob open until
+ * cb runs.
+ */
+void ust_blob_allocate(struct ust_blob *blob, uint64_t offset, uint64_t length, ust_blob_op_cb cb,
+		       void *arg);
+
+/*
  * Walk every live, openable blob in slot order. Each step opens the next
  * blob and hands it to cb; ust_bs_iter_next() closes the blob it is given.
  * The end is cb(arg, NULL, -ENOENT). Damaged blobs are skipped.

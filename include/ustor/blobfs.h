@@ -214,9 +214,11 @@ void ust_blobfs_rename(struct ust_blobfs *fs, const struct ust_blobfs_ctx *ctx,
 /* ---- files ------------------------------------------------------------------- */
 
 /*
- * flags: O_RDONLY/O_WRONLY/O_RDWR, O_TRUNC, O_APPEND. Directories -EISDIR
- * when opened for writing; symlinks and special files -EINVAL (FUSE never
- * sends those).
+ * flags: O_RDONLY/O_WRONLY/O_RDWR, O_TRUNC, O_APPEND. O_TRUNC truncates a
+ * regular file whatever the access mode (as Linux; it needs write
+ * permission) and is durable when cb reports success, like a setattr of
+ * the size. Directories -EISDIR when opened for writing or with O_TRUNC;
+ * symlinks and special files -EINVAL (FUSE never sends those).
  */
 void ust_blobfs_open(struct ust_blobfs *fs, const struct ust_blobfs_ctx *ctx,
 		     ust_blobfs_ino ino, int flags, ust_blobfs_open_cb cb, void *arg);
@@ -239,6 +241,12 @@ void ust_blobfs_fsync(struct ust_blobfs *fs, struct ust_blobfs_file *fh, bool da
 /* The last release of an unlinked file frees its blob. fh is gone afterwards. */
 void ust_blobfs_release(struct ust_blobfs *fs, struct ust_blobfs_file *fh, ust_blobfs_op_cb cb,
 			void *arg);
+/*
+ * mode 0 and UST_BLOBFS_FALLOC_KEEP_SIZE allocate every cluster of [offset,
+ * offset + length) (later writes there cannot fail with -ENOSPC; -ENOSPC if
+ * the range does not fit); PUNCH_HOLE | KEEP_SIZE zeroes the range and
+ * releases its whole clusters. Durable when cb reports success.
+ */
 void ust_blobfs_fallocate(struct ust_blobfs *fs, const struct ust_blobfs_ctx *ctx,
 			  struct ust_blobfs_file *fh, int mode, uint64_t offset, uint64_t length,
 			  ust_blobfs_op_cb cb, void *arg);

@@ -676,17 +676,27 @@ static void test_io(void **state)
 	assert_int_equal(pread_(fh, r, 9000, 0), 9000);
 	assert_memory_equal(r + 3, w, 4997);
 	assert_memory_equal(r + 5000, z, 4000);
-	/* fallocate: size grows (not with KEEP_SIZE); punch hole zeroes */
+	/*
+	 * fallocate: size grows (not with KEEP_SIZE), the range's clusters are
+	 * allocated (64 KiB: the file has cluster 0, 200000 bytes need 4, 300000
+	 * need 5); punch hole zeroes
+	 */
+	before = free_clusters();
 	ust_blobfs_fallocate(g_fs, &g_ctx, fh, 0, 0, 200000, op_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, 0);
 	assert_int_equal(getattr(f, &a), 0);
 	assert_int_equal(a.size, 200000);
+	assert_int_equal(before - free_clusters(), 3);
 	ust_blobfs_fallocate(g_fs, &g_ctx, fh, UST_BLOBFS_FALLOC_KEEP_SIZE, 0, 300000, op_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, 0);
 	assert_int_equal(getattr(f, &a), 0);
 	assert_int_equal(a.size, 200000);
+	assert_int_equal(before - free_clusters(), 4);
+	/* the allocated range still reads as zeros past the old data */
+	assert_int_equal(pread_(fh, r, 4096, 150000), 4096);
+	assert_memory_equal(r, z, 4096);
 	ust_blobfs_fallocate(g_fs, &g_ctx, fh, UST_BLOBFS_FALLOC_PUNCH_HOLE, 0, 10, op_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, -EOPNOTSUPP);
@@ -722,6 +732,64 @@ static void test_io(void **state)
 	free(w);
 	free(r);
 	free(z);
+}
+
+/*
+ * open(O_TRUNC) is durable when the open returns: a crash with the file
+ * still open shows it empty (not the old size over released clusters), and
+ * the released clusters are free. O_RDONLY | O_TRUNC truncates too (as Linux).
+ */
+static void test_open_trunc_durable(void **state)
+{
+	struct ust_blobfs *old;
+	struct ust_blobfs_file *fh, *fh2;
+	uint64_t f, g, before;
+	uint8_t buf[8192], r[16];
+
+	(void)state;
+	fill(buf, sizeof(buf), 5);
+	assert_int_equal(create(ROOT, "u", &fh2, &g), 0);
+	assert_int_equal(pwrite_(fh2, buf, 100, 0), 100);
+	assert_int_equal(fsync_(fh2), 0);
+	assert_int_equal(release(fh2), 0);
+	assert_int_equal(create(ROOT, "t", &fh, &f), 0);
+	before = free_clusters();
+	assert_int_equal(pwrite_(fh, buf, sizeof(buf), 3 << 20), sizeof(buf));
+	assert_int_equal(fsync_(fh), 0);
+	assert_int_equal(release(fh), 0);
+	assert_true(free_clusters() < before);
+	assert_int_equal(open_(f, O_WRONLY | O_TRUNC, &fh), 0);
+	assert_int_equal(free_clusters(), before);
+	assert_int_equal(open_(g, O_RDONLY | O_TRUNC, &fh2), 0);
+	before++; /* u's cluster */
+	assert_int_equal(free_clusters(), before);
+	/* "crash" with both open */
+	snapshot_to_m1();
+	old = g_fs;
+	assert_int_equal(do_mount("M1"), 0);
+	assert_int_equal(lookup(ROOT, "t", &f), 0);
+	assert_int_equal(g_r.e.attr.size, 0);
+	assert_int_equal(lookup(ROOT, "u", &g), 0);
+	assert_int_equal(g_r.e.attr.size, 0);
+	assert_int_equal(free_clusters(), before);
+	{
+		struct ust_blobfs_file *rf;
+
+		assert_int_equal(open_(f, O_RDONLY, &rf), 0);
+		assert_int_equal(pread_(rf, r, sizeof(r), 0), 0);
+		assert_int_equal(release(rf), 0);
+	}
+	assert_int_equal(do_unmount(), 0);
+	g_fs = old;
+	assert_int_equal(release(fh), 0);
+	assert_int_equal(release(fh2), 0);
+	/* a directory cannot be opened with O_TRUNC, even read-only */
+	{
+		uint64_t d;
+
+		assert_int_equal(mkdir_(ROOT, "d", &d), 0);
+		assert_int_equal(open_(d, O_RDONLY | O_TRUNC, &fh), -EISDIR);
+	}
 }
 
 static void test_hard_links_and_orphans(void **state)
@@ -1514,6 +1582,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_io, make_fs, drop_fs),
 		cmocka_unit_test_setup_teardown(test_hard_links_and_orphans, make_fs, drop_fs),
 		cmocka_unit_test_setup_teardown(test_orphan_after_crash, make_fs, drop_fs),
+		cmocka_unit_test_setup_teardown(test_open_trunc_durable, make_fs, drop_fs),
 		cmocka_unit_test_setup_teardown(test_rename, make_fs, drop_fs),
 		cmocka_unit_test_setup_teardown(test_readdir_stable, make_fs, drop_fs),
 		cmocka_unit_test_setup_teardown(test_attrs_and_times, make_fs, drop_fs),

@@ -157,6 +157,7 @@ struct ust_poller *ust_poller_register(ust_poller_fn fn, void *arg, uint64_t per
 	p->thread = t;
 	snprintf(p->name, sizeof(p->name), "%s", name ? name : "unnamed");
 	p->state = UST_POLLER_STATE_WAITING;
+	p->interrupt_fd = -1;
 
 	if (period_us == 0) {
 		TAILQ_INSERT_TAIL(&t->active_pollers, p, link);
@@ -172,6 +173,21 @@ struct ust_poller *ust_poller_register(ust_poller_fn fn, void *arg, uint64_t per
 	}
 	t->poller_count++;
 	return p;
+}
+
+/* An active poller stops or starts running (pause, resume, unregister). */
+static void active_stop(struct ust_thread *t, struct ust_poller *p)
+{
+	t->active_running_count--;
+	if (p->interrupt_fd >= 0)
+		t->active_intr_count--;
+}
+
+static void active_start(struct ust_thread *t, struct ust_poller *p)
+{
+	t->active_running_count++;
+	if (p->interrupt_fd >= 0)
+		t->active_intr_count++;
 }
 
 static bool poller_check_owner(struct ust_poller *p, const char *what)
@@ -208,7 +224,7 @@ void ust_poller_unregister(struct ust_poller **pp)
 	t->poller_count--;
 	if (p->period_ticks == 0) {
 		if (p->state == UST_POLLER_STATE_WAITING)
-			t->active_running_count--;
+			active_stop(t, p);
 		/* The active walk may be standing on it: the walk frees it. */
 		p->state = UST_POLLER_STATE_UNREGISTERED;
 		return;
@@ -236,7 +252,7 @@ void ust_poller_pause(struct ust_poller *p)
 	t = p->thread;
 	p->state = UST_POLLER_STATE_PAUSED;
 	if (p->period_ticks == 0) {
-		t->active_running_count--;
+		active_stop(t, p);
 		return;
 	}
 	if (p->in_heap) {
@@ -257,13 +273,45 @@ void ust_poller_resume(struct ust_poller *p)
 	t = p->thread;
 	p->state = UST_POLLER_STATE_WAITING;
 	if (p->period_ticks == 0) {
-		t->active_running_count++;
+		active_start(t, p);
 		return;
 	}
 	if (!p->running) {
 		TAILQ_REMOVE(&t->paused_timed_pollers, p, link);
 		poller_arm(t, p, ust_get_ticks());
 	}
+}
+
+int ust_poller_set_interrupt_fd(struct ust_poller *p, int fd)
+{
+	bool counted;
+
+	if (p == NULL || !poller_check_owner(p, "given an interrupt fd"))
+		return -EINVAL;
+	if (p->period_ticks != 0 || p->state == UST_POLLER_STATE_UNREGISTERED)
+		return -EINVAL;
+	counted = p->state == UST_POLLER_STATE_WAITING;
+	if (counted && p->interrupt_fd >= 0)
+		p->thread->active_intr_count--;
+	p->interrupt_fd = fd < 0 ? -1 : fd;
+	if (counted && p->interrupt_fd >= 0)
+		p->thread->active_intr_count++;
+	return 0;
+}
+
+size_t ust_thread_get_interrupt_fds(struct ust_thread *t, int *fds, size_t max)
+{
+	struct ust_poller *p;
+	size_t n = 0;
+
+	TAILQ_FOREACH(p, &t->active_pollers, link) {
+		if (p->state != UST_POLLER_STATE_WAITING || p->interrupt_fd < 0)
+			continue;
+		if (n < max)
+			fds[n] = p->interrupt_fd;
+		n++;
+	}
+	return n;
 }
 
 /* ---- running ------------------------------------------------------------ */
@@ -338,6 +386,7 @@ void ust_poller_free_all(struct ust_thread *t)
 	t->timed_count = 0;
 	t->poller_count = 0;
 	t->active_running_count = 0;
+	t->active_intr_count = 0;
 }
 
 static void describe_append(char *buf, size_t len, const char *name)

@@ -15,7 +15,10 @@
  *    announcement after publishing their work (both sides fence, so one of
  *    them always sees the other).
  *  - A reactor whose threads have active pollers sleeps at most
- *    REACTOR_ACTIVE_POLLER_SLEEP_US so polled devices keep being served.
+ *    REACTOR_ACTIVE_POLLER_SLEEP_US so polled devices keep being served,
+ *    unless every such poller has an interrupt fd
+ *    (ust_poller_set_interrupt_fd): then it waits on those fds as well and
+ *    sleeps until one is readable, a message arrives or a timer is due.
  *  - Polling mode "always" never sleeps and never makes a system call on
  *    the message path.
  *  - After ust_reactors_stop() every reactor asks each of its threads to
@@ -51,6 +54,9 @@
  * 2000 cheap wake-ups per second (about 1% of a core).
  */
 #define REACTOR_ACTIVE_POLLER_SLEEP_US 500
+
+/* Interrupt fds a sleeping reactor waits on besides its own eventfd. */
+#define REACTOR_MAX_WAIT_FDS 32
 /* New threads taken from the ring per iteration. */
 #define REACTOR_NEW_THREAD_BATCH 16
 #define REACTOR_NEW_THREAD_RING_SIZE 1024
@@ -269,7 +275,7 @@ static uint64_t reactor_sleep_budget_ns(struct reactor *r)
 
 	TAILQ_FOREACH(rt, &r->threads, link) {
 		t = ust_thread_get_from_ctx(rt);
-		if (ust_thread_has_active_pollers(t) &&
+		if (ust_thread_must_poll(t) &&
 		    budget > REACTOR_ACTIVE_POLLER_SLEEP_US * 1000ull) {
 			budget = REACTOR_ACTIVE_POLLER_SLEEP_US * 1000ull;
 		}
@@ -288,19 +294,46 @@ static uint64_t reactor_sleep_budget_ns(struct reactor *r)
 	return budget;
 }
 
+/*
+ * Fill pfds with the reactor's own eventfd and its pollers' interrupt fds.
+ * More interrupt fds than fit: the budget is capped as for pollers without
+ * one, so the ones left out are still called often.
+ */
+static nfds_t reactor_collect_fds(struct reactor *r, struct pollfd *pfds, uint64_t *budget_ns)
+{
+	int fds[REACTOR_MAX_WAIT_FDS];
+	struct reactor_thread *rt;
+	nfds_t n = 1;
+	size_t got, i, room;
+
+	pfds[0] = (struct pollfd){.fd = r->efd, .events = POLLIN};
+	TAILQ_FOREACH(rt, &r->threads, link) {
+		room = REACTOR_MAX_WAIT_FDS + 1 - n;
+		got = ust_thread_get_interrupt_fds(ust_thread_get_from_ctx(rt), fds, room);
+		if (got > room && *budget_ns > REACTOR_ACTIVE_POLLER_SLEEP_US * 1000ull)
+			*budget_ns = REACTOR_ACTIVE_POLLER_SLEEP_US * 1000ull;
+		for (i = 0; i < got && i < room; i++)
+			pfds[n++] = (struct pollfd){.fd = fds[i], .events = POLLIN};
+	}
+	return n;
+}
+
 static void reactor_block(struct reactor *r, uint64_t budget_ns)
 {
-	struct pollfd pfd = {.fd = r->efd, .events = POLLIN};
+	struct pollfd pfds[REACTOR_MAX_WAIT_FDS + 1];
 	struct timespec ts, *tsp = NULL;
 	uint64_t counter, start = ust_get_ticks();
+	nfds_t n;
 	ssize_t rc;
 
+	n = reactor_collect_fds(r, pfds, &budget_ns);
 	if (budget_ns != UINT64_MAX) {
 		ts.tv_sec = (time_t)(budget_ns / 1000000000u);
 		ts.tv_nsec = (long)(budget_ns % 1000000000u);
 		tsp = &ts;
 	}
-	if (ppoll(&pfd, 1, tsp, NULL) > 0) {
+	/* Interrupt fds are drained by their pollers, not here. */
+	if (ppoll(pfds, n, tsp, NULL) > 0 && (pfds[0].revents & POLLIN)) {
 		rc = read(r->efd, &counter, sizeof(counter));
 		(void)rc; /* EAGAIN: another reader drained it; nothing to do */
 	}

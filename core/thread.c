@@ -374,6 +374,11 @@ bool ust_thread_has_active_pollers(struct ust_thread *thread)
 	return thread->active_running_count > 0;
 }
 
+bool ust_thread_must_poll(struct ust_thread *thread)
+{
+	return thread->active_running_count > thread->active_intr_count;
+}
+
 bool ust_thread_has_pollers(struct ust_thread *thread)
 {
 	return thread->poller_count > 0;

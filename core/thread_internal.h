@@ -58,6 +58,7 @@ struct ust_poller {
 	enum ust_poller_state state;
 	bool running;   /* its fn is on the stack right now */
 	bool in_heap;   /* timed pollers only */
+	int interrupt_fd; /* active pollers: readable when there is work; -1 none */
 	TAILQ_ENTRY(ust_poller) link; /* active list, or paused-timed list */
 	char name[UST_POLLER_NAME_LEN];
 };
@@ -103,6 +104,7 @@ struct ust_thread {
 	uint64_t poller_seq;
 	uint32_t poller_count; /* registered, not unregistered */
 	uint32_t active_running_count; /* active and not paused */
+	uint32_t active_intr_count; /* of those, the ones with an interrupt fd */
 
 	struct ust_io_channel_list io_channels; /* modified under g_ust_thread_lock */
 

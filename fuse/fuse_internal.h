@@ -16,6 +16,7 @@
 #include <fuse_lowlevel.h>
 
 #include "ustor/blobfs.h"
+#include "ustor/env.h"
 #include "ustor/fuse.h"
 #include "ustor/thread.h"
 
@@ -91,6 +92,7 @@ struct fmnt {
 	char *options;      /* as given (for save_config) */
 	enum ust_fuse_format format;
 	uint32_t cluster_size;
+	struct ust_ring *bufs; /* recycled large data buffers (fuse_buf.c) */
 
 	/* From the options. */
 	bool default_permissions;
@@ -154,6 +156,12 @@ void fmnt_transport_stopped(struct fmnt *m);
 void fmnt_transport_closed(struct fmnt *m);
 /* Run fn(m) on the mount's thread; retries while the ring is full (non-reactor threads only). */
 void fmnt_post(struct fmnt *m, ust_msg_fn fn);
+
+/* fuse_buf.c: read/write data buffers; put with the size given to get. */
+int fbuf_pool_init(struct fmnt *m);
+void fbuf_pool_fini(struct fmnt *m);
+void *fbuf_get(struct fmnt *m, size_t size);
+void fbuf_put(struct fmnt *m, void *buf, size_t size);
 /* A request forwarded earlier is finished (mount thread). */
 void fmnt_request_done(struct fmnt *m);
 

@@ -182,6 +182,7 @@ static void fmnt_free(struct fmnt *m)
 	free(m->bdev_name);
 	free(m->mountpoint);
 	free(m->options);
+	fbuf_pool_fini(m);
 	free(m);
 }
 
@@ -692,7 +693,8 @@ void ust_fuse_mount(const struct ust_fuse_mount_opts *opts, ust_fuse_mount_cb cb
 	m->mount_arg = arg;
 	m->owner = ust_get_thread();
 	m->state = FM_WAIT_EXAMINE;
-	if (m->bdev_name == NULL || m->mountpoint == NULL || m->options == NULL) {
+	if (m->bdev_name == NULL || m->mountpoint == NULL || m->options == NULL ||
+	    fbuf_pool_init(m) != 0) {
 		fmnt_free(m);
 		cb(arg, NULL, -ENOMEM);
 		return;

@@ -74,6 +74,7 @@ struct fop {
 	const char *name;
 	const char *name2;
 	char *buf; /* owned: data in or out */
+	size_t buf_size; /* read/write: buf is from fbuf_get(buf_size) */
 	size_t size;
 	size_t used;    /* readdir: bytes filled */
 	uint64_t off;
@@ -130,9 +131,28 @@ static struct fop *fop_new(fuse_req_t req, enum fop_kind kind, const char *name,
 	return op;
 }
 
+/* A read or write request with its data buffer; NULL when memory is short. */
+static struct fop *fop_new_data(fuse_req_t req, enum fop_kind kind, size_t size)
+{
+	struct fop *op = fop_new(req, kind, NULL, NULL);
+
+	if (op == NULL)
+		return NULL;
+	op->buf_size = size > 0 ? size : 1;
+	op->buf = fbuf_get(op->m, op->buf_size);
+	if (op->buf == NULL) {
+		free(op);
+		return NULL;
+	}
+	return op;
+}
+
 static void fop_free(struct fop *op)
 {
-	free(op->buf);
+	if (op->buf_size > 0)
+		fbuf_put(op->m, op->buf, op->buf_size);
+	else
+		free(op->buf);
 	free(op->plus_inos);
 	free(op->forgets);
 	free(op);
@@ -1008,10 +1028,9 @@ static void ll_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	struct fop *op = fop_new(req, FOP_READ, NULL, NULL);
+	struct fop *op = fop_new_data(req, FOP_READ, size);
 
-	if (op == NULL || posix_memalign((void **)&op->buf, 4096, size > 0 ? size : 1) != 0) {
-		free(op);
+	if (op == NULL) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
@@ -1028,11 +1047,10 @@ static void ll_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *buf
 {
 	size_t size = fuse_buf_size(bufv);
 	struct fuse_bufvec dst = FUSE_BUFVEC_INIT(size);
-	struct fop *op = fop_new(req, FOP_WRITE, NULL, NULL);
+	struct fop *op = fop_new_data(req, FOP_WRITE, size);
 	ssize_t copied;
 
-	if (op == NULL || posix_memalign((void **)&op->buf, 4096, size > 0 ? size : 1) != 0) {
-		free(op);
+	if (op == NULL) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}

@@ -9,12 +9,17 @@
  * fsync with IORING_FSYNC_DATASYNC, and fallocate for unmap (punch hole)
  * and write_zeroes (zero range, or punch hole where the filesystem has no
  * zero range); kernels without IORING_OP_FALLOCATE use the offload worker.
+ * The ring signals an eventfd on every completion, which the poller names as
+ * its interrupt fd, so an adaptive reactor can sleep with I/O in flight and
+ * still wake at the completion.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "ustor/log.h"
 #include "ustor/rpc.h"
@@ -29,6 +34,15 @@ struct uring_group {
 	uint32_t outstanding; /* SQEs queued or in the kernel */
 	uint32_t unsubmitted; /* SQEs not yet handed to the kernel */
 	bool has_fallocate;
+	/*
+	 * The kernel signals efd for every CQE, so a sleeping reactor wakes on
+	 * completions instead of every 500 us (ust_poller_set_interrupt_fd).
+	 * efd_quiet: drained and the CQ seen empty since the last CQE reaped,
+	 * so idle polls skip the read(2).
+	 */
+	int efd;
+	bool efd_quiet;
+	bool efd_armed; /* the poller's interrupt fd is set */
 };
 
 static struct ust_bdev_module g_uring_module;
@@ -65,11 +79,57 @@ static void uring_reap_one(struct uring_group *group, struct io_uring_cqe *cqe)
 	file_io_done(fio, res);
 }
 
+static unsigned int uring_reap(struct uring_group *group)
+{
+	struct io_uring_cqe *cqes[URING_REAP_BATCH];
+	unsigned int n, i;
+
+	n = io_uring_peek_batch_cqe(&group->ring, cqes, URING_REAP_BATCH);
+	for (i = 0; i < n; i++) {
+		struct io_uring_cqe cqe = *cqes[i];
+
+		/* Give the slot back before completing: the callback may submit. */
+		io_uring_cqe_seen(&group->ring, cqes[i]);
+		uring_reap_one(group, &cqe);
+	}
+	if (n > 0)
+		group->efd_quiet = false;
+	return n;
+}
+
+/*
+ * Nothing was reaped: drain the eventfd, then look once more, so a CQE
+ * posted after the look signals the fd again and wakes a sleeping reactor.
+ */
+static unsigned int uring_quiesce(struct uring_group *group)
+{
+	uint64_t count;
+
+	if (group->efd < 0 || group->efd_quiet)
+		return 0;
+	if (read(group->efd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+		UST_ERRLOG("uring eventfd read: %s\n", strerror(errno));
+	group->efd_quiet = true;
+	return uring_reap(group);
+}
+
+/*
+ * SQEs the kernel refused to take (EAGAIN/EBUSY) produce no event: while
+ * any wait, the poller gives up its interrupt fd and is polled regularly.
+ */
+static void uring_update_interrupt(struct uring_group *group)
+{
+	bool want = group->efd >= 0 && group->unsubmitted == 0;
+
+	if (want != group->efd_armed &&
+	    ust_poller_set_interrupt_fd(group->poller, want ? group->efd : -1) == 0)
+		group->efd_armed = want;
+}
+
 static int uring_group_poll(void *arg)
 {
 	struct uring_group *group = arg;
-	struct io_uring_cqe *cqes[URING_REAP_BATCH];
-	unsigned int n, i;
+	unsigned int n = 0;
 	int busy = UST_POLLER_IDLE;
 
 	if (group->unsubmitted > 0) {
@@ -83,16 +143,12 @@ static int uring_group_poll(void *arg)
 			UST_ERRLOG("io_uring_submit: %s\n", strerror(-rc));
 		}
 	}
-	if (group->outstanding == 0)
-		return busy;
-	n = io_uring_peek_batch_cqe(&group->ring, cqes, URING_REAP_BATCH);
-	for (i = 0; i < n; i++) {
-		struct io_uring_cqe cqe = *cqes[i];
-
-		/* Give the slot back before completing: the callback may submit. */
-		io_uring_cqe_seen(&group->ring, cqes[i]);
-		uring_reap_one(group, &cqe);
+	if (group->outstanding > 0) {
+		n = uring_reap(group);
+		if (n == 0 && busy == UST_POLLER_IDLE)
+			n = uring_quiesce(group);
 	}
+	uring_update_interrupt(group);
 	return n > 0 ? UST_POLLER_BUSY : busy;
 }
 
@@ -108,11 +164,33 @@ static bool uring_probe_fallocate(struct io_uring *ring)
 	return ok;
 }
 
+/* Without the eventfd the poller is simply polled every 500 us when asleep. */
+static void uring_group_open_eventfd(struct uring_group *group)
+{
+	int rc;
+
+	group->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (group->efd < 0) {
+		UST_NOTICELOG("uring: eventfd: %s; completions are polled\n", strerror(errno));
+		return;
+	}
+	rc = io_uring_register_eventfd(&group->ring, group->efd);
+	if (rc < 0) {
+		UST_NOTICELOG("uring: register eventfd: %s; completions are polled\n",
+			      strerror(-rc));
+		close(group->efd);
+		group->efd = -1;
+		return;
+	}
+	uring_update_interrupt(group);
+}
+
 static int uring_group_create(void *io_device, void *ctx_buf)
 {
 	struct uring_group *group = ctx_buf;
 	int rc;
 
+	group->efd = -1;
 	rc = io_uring_queue_init(FILE_QUEUE_DEPTH, &group->ring, 0);
 	if (rc < 0) {
 		UST_ERRLOG("io_uring_queue_init(%d): %s\n", FILE_QUEUE_DEPTH, strerror(-rc));
@@ -124,6 +202,7 @@ static int uring_group_create(void *io_device, void *ctx_buf)
 		io_uring_queue_exit(&group->ring);
 		return -ENOMEM;
 	}
+	uring_group_open_eventfd(group);
 	return 0;
 }
 
@@ -135,6 +214,8 @@ static void uring_group_destroy(void *io_device, void *ctx_buf)
 		UST_ERRLOG("uring channel destroyed with %u I/O in flight\n", group->outstanding);
 	ust_poller_unregister(&group->poller);
 	io_uring_queue_exit(&group->ring);
+	if (group->efd >= 0)
+		close(group->efd);
 }
 
 static void uring_prep(struct io_uring_sqe *sqe, struct file_io *fio)

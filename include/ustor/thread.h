@@ -84,6 +84,18 @@ int ust_thread_poll(struct ust_thread *thread, uint32_t max_msgs, uint64_t now);
 /* Tick at which the earliest timed poller is due; 0 if none. */
 uint64_t ust_thread_next_poller_expiration(struct ust_thread *thread);
 bool ust_thread_has_active_pollers(struct ust_thread *thread);
+/*
+ * True when an active poller without an interrupt fd is running: the
+ * scheduler must keep calling it (or wake up often), since nothing tells
+ * it when that poller has work.
+ */
+bool ust_thread_must_poll(struct ust_thread *thread);
+/*
+ * Up to max interrupt fds of the thread's running active pollers, into fds;
+ * returns how many the thread has (which may exceed max). A scheduler that
+ * sleeps waits on these as well as on its own wake-up.
+ */
+size_t ust_thread_get_interrupt_fds(struct ust_thread *thread, int *fds, size_t max);
 bool ust_thread_has_pollers(struct ust_thread *thread);
 /* No queued messages and no pollers. */
 bool ust_thread_is_idle(struct ust_thread *thread);
@@ -144,6 +156,15 @@ struct ust_poller *ust_poller_register(ust_poller_fn fn, void *arg, uint64_t per
 void ust_poller_unregister(struct ust_poller **poller);
 void ust_poller_pause(struct ust_poller *poller);
 void ust_poller_resume(struct ust_poller *poller);
+/*
+ * Declare that the active poller has nothing to do until fd is readable
+ * (fd -1 withdraws it). A sleeping reactor then waits on fd instead of
+ * waking every few hundred microseconds to call the poller. The poller owns
+ * fd and must drain it *before* it looks for work, so that work arriving
+ * after the look makes fd readable again (an eventfd fed by the kernel,
+ * e.g. io_uring_register_eventfd, fits). -EINVAL for timed pollers.
+ */
+int ust_poller_set_interrupt_fd(struct ust_poller *poller, int fd);
 
 /* ---- I/O channels ------------------------------------------------------- */
 

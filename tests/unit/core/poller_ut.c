@@ -293,6 +293,57 @@ static void test_unregister_from_message(void **state)
 	assert_false(ust_thread_has_pollers(g_thread));
 }
 
+/* Interrupt fds: who must be polled, and what a sleeping scheduler waits on. */
+static void test_interrupt_fd(void **state)
+{
+	struct counter a = {0}, b = {0}, t = {0};
+	struct ust_poller *pa, *pb, *pt;
+	int fds[4];
+
+	pa = ust_poller_register(counting_poller, &a, 0, "a");
+	pb = ust_poller_register(counting_poller, &b, 0, "b");
+	pt = ust_poller_register(counting_poller, &t, 1000, "t");
+	assert_true(ust_thread_must_poll(g_thread));
+	assert_int_equal(ust_thread_get_interrupt_fds(g_thread, fds, 4), 0);
+
+	assert_int_equal(ust_poller_set_interrupt_fd(pt, 7), -EINVAL);
+	assert_int_equal(ust_poller_set_interrupt_fd(pa, 7), 0);
+	assert_true(ust_thread_must_poll(g_thread)); /* b still has no fd */
+	assert_int_equal(ust_poller_set_interrupt_fd(pb, 9), 0);
+	assert_false(ust_thread_must_poll(g_thread));
+	assert_true(ust_thread_has_active_pollers(g_thread));
+	assert_int_equal(ust_thread_get_interrupt_fds(g_thread, fds, 4), 2);
+	assert_int_equal(fds[0], 7);
+	assert_int_equal(fds[1], 9);
+	/* More fds than room: the count says so, only max are written. */
+	fds[1] = -1;
+	assert_int_equal(ust_thread_get_interrupt_fds(g_thread, fds, 1), 2);
+	assert_int_equal(fds[1], -1);
+
+	/* A paused poller's fd is not waited on; resuming brings it back. */
+	ust_poller_pause(pa);
+	assert_int_equal(ust_thread_get_interrupt_fds(g_thread, fds, 4), 1);
+	assert_int_equal(fds[0], 9);
+	assert_int_equal(ust_poller_set_interrupt_fd(pa, -1), 0);
+	ust_poller_resume(pa);
+	assert_true(ust_thread_must_poll(g_thread));
+	assert_int_equal(ust_poller_set_interrupt_fd(pa, 7), 0);
+	assert_false(ust_thread_must_poll(g_thread));
+
+	/* Pollers with fds still run every iteration. */
+	poll_once();
+	assert_int_equal(a.calls, 1);
+	assert_int_equal(b.calls, 1);
+
+	ust_poller_unregister(&pb);
+	assert_int_equal(ust_thread_get_interrupt_fds(g_thread, fds, 4), 1);
+	ust_poller_unregister(&pa);
+	ust_poller_unregister(&pt);
+	poll_once();
+	assert_false(ust_thread_must_poll(g_thread));
+	assert_int_equal(ust_thread_get_interrupt_fds(g_thread, fds, 4), 0);
+}
+
 static void test_pause_resume(void **state)
 {
 	struct counter a = {0}, t = {0};
@@ -439,6 +490,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unregister_others, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unregister_from_message, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pause_resume, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_interrupt_fd, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_register_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exit_waits_for_pollers, setup, teardown),
 	};

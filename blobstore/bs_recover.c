@@ -29,6 +29,38 @@
 
 #define CHUNK_SLOTS 128u
 
+/*
+ * After a load: does every live parent carry READ_ONLY, as the format
+ * requires (8.1)? ro has a bit per slot whose current root is READ_ONLY.
+ * Deletes rely on the rule to skip the scan for clones of a writable blob
+ * (bs_blob.c); a store that breaks it gets the scan on every delete.
+ */
+static void check_parents(struct ust_blob_store *bs, const uint8_t *ro)
+{
+	uint32_t s, p;
+
+	bs->parents_unchecked = false;
+	for (s = 0; s < bs->sb.max_blobs; s++) {
+		ust_blob_id parent = bs->rel[s].parent;
+
+		if (bs->rel[s].id == 0 || parent == 0) {
+			continue;
+		}
+		p = ust_bs_blobid_slot(parent);
+		if (p < bs->sb.max_blobs && bs->rel[p].id == parent && !bs_bit_get(ro, p)) {
+			UST_WARNLOG("blobstore: blob 0x%llx is the parent of 0x%llx but not read-only\n",
+				    (unsigned long long)parent, (unsigned long long)bs->rel[s].id);
+			bs->parents_unchecked = true;
+			return;
+		}
+	}
+}
+
+static uint8_t *slot_bits_alloc(const struct ust_blob_store *bs)
+{
+	return calloc(((size_t)bs->sb.max_blobs + 7) / 8, 1);
+}
+
 enum rec_state {
 	REC_READ_CHUNK,
 	REC_SLOT,
@@ -79,6 +111,7 @@ struct rec_op {
 	uint32_t live;
 	uint32_t ndamaged;
 	struct rec_slot *slots;   /* max_blobs */
+	uint8_t *ro;              /* a bit per slot whose current root is READ_ONLY */
 	struct ust_blob **pend;   /* blobs whose current root has a PENDING_OP */
 	uint32_t npend;
 	uint32_t pend_cap;
@@ -279,6 +312,9 @@ static void slot_live(struct rec_op *op)
 		}
 		rs->half = (int8_t)op->cand;
 		rs->id = blob->id;
+		if (blob->flags & UST_BS_BLOB_READ_ONLY) {
+			bs_bit_set(op->ro, op->slot);
+		}
 		rs->parent = blob->parent_id;
 		for (h = 0; h < 2; h++) {
 			if (op->drc[h] == 0 && op->r[h].hdr.generation > rs->maxgen) {
@@ -526,6 +562,7 @@ static void rec_finish(struct rec_op *op)
 	uint32_t i;
 
 	if (rc == 0) {
+		check_parents(op->bs, op->ro);
 		UST_NOTICELOG("blobstore on %s recovered: %u live blobs, %u damaged, %llu free clusters\n",
 			      ust_bdev_get_name(op->bs->bdev), op->live, op->ndamaged,
 			      (unsigned long long)op->bs->free_clusters);
@@ -541,6 +578,7 @@ static void rec_finish(struct rec_op *op)
 	free(op->page_owner);
 	free(op->zero);
 	free(op->slots);
+	free(op->ro);
 	free(op->pend);
 	free(op->writes);
 	free(op->tomb);
@@ -697,8 +735,9 @@ void bs_recover(struct ust_blob_store *bs, bs_done_fn done, void *arg)
 	op->cluster_owner = calloc(bs->sb.total_clusters, sizeof(uint32_t));
 	op->page_owner = calloc(bs->sb.md_pool.pages, sizeof(uint32_t));
 	op->slots = calloc(bs->sb.max_blobs, sizeof(*op->slots));
+	op->ro = slot_bits_alloc(bs);
 	if (op->buf == NULL || op->cluster_owner == NULL || op->page_owner == NULL ||
-	    op->slots == NULL) {
+	    op->slots == NULL || op->ro == NULL) {
 		op->rc = -ENOMEM;
 		rec_finish(op);
 		return;
@@ -718,6 +757,7 @@ struct scan_op {
 	enum scan_state state;
 	struct ust_blob_store *bs;
 	uint8_t *buf;
+	uint8_t *ro; /* a bit per slot whose current root is READ_ONLY */
 	uint32_t base;
 	uint32_t count;
 	int rc;
@@ -777,6 +817,9 @@ static int scan_decode(struct scan_op *op)
 		}
 		bs->rel[s].id = r[cur].hdr.blob_id;
 		bs->rel[s].parent = r[cur].parent_id;
+		if (r[cur].flags & UST_BS_BLOB_READ_ONLY) {
+			bs_bit_set(op->ro, s);
+		}
 	}
 	return 0;
 }
@@ -786,7 +829,11 @@ static void scan_finish(struct scan_op *op, int rc)
 	bs_done_fn done = op->done;
 	void *arg = op->arg;
 
+	if (rc == 0) {
+		check_parents(op->bs, op->ro);
+	}
 	bs_dma_free(op->buf);
+	free(op->ro);
 	free(op);
 	done(arg, rc);
 }
@@ -842,7 +889,11 @@ void bs_scan_relations(struct ust_blob_store *bs, bs_done_fn done, void *arg)
 {
 	struct scan_op *op = calloc(1, sizeof(*op));
 
-	if (op == NULL || (op->buf = bs_dma_page_alloc(CHUNK_SLOTS * 2)) == NULL) {
+	if (op == NULL || (op->buf = bs_dma_page_alloc(CHUNK_SLOTS * 2)) == NULL ||
+	    (op->ro = slot_bits_alloc(bs)) == NULL) {
+		if (op != NULL) {
+			bs_dma_free(op->buf);
+		}
 		free(op);
 		done(arg, -ENOMEM);
 		return;

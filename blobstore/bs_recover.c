@@ -28,6 +28,8 @@
 #include "blobstore_internal.h"
 
 #define CHUNK_SLOTS 128u
+/* Repair writes (zeroed halves, resolved roots) in flight at a time. */
+#define REPAIR_WINDOW 16u
 
 /*
  * After a load: does every live parent carry READ_ONLY, as the format
@@ -105,9 +107,19 @@ struct rec_op {
 	char msg[200];
 	uint32_t *cluster_owner; /* slot + 1 per cluster; 0 = unclaimed */
 	uint32_t *page_owner;    /* slot + 1 per pool page */
-	uint64_t *zero;          /* root pages to zero in the repair */
+	uint64_t *zero;          /* root pages to zero in the repair, ascending */
 	uint64_t nzero;
 	uint64_t zero_cap;
+	uint64_t *run_len;       /* the repair: zero[i] starts a run of run_len[i] pages */
+	uint64_t nruns;
+	bool zeroed;             /* the zeroing is issued (its flush next) */
+	/* A window of repair writes: batch_issue(op, i) for i < batch_total. */
+	void (*batch_issue)(struct rec_op *op, uint64_t i);
+	uint64_t batch_next;
+	uint64_t batch_total;
+	uint32_t batch_inflight;
+	bool batch_pumping;
+	bool batch_repump;
 	uint32_t live;
 	uint32_t ndamaged;
 	struct rec_slot *slots;   /* max_blobs */
@@ -137,6 +149,92 @@ static void rec_io_done(void *arg, int rc)
 	if (--op->pending == 0) {
 		rec_step(op);
 	}
+}
+
+/*
+ * Repairs go out REPAIR_WINDOW at a time, however many slots need one (a
+ * crash during a storm of creates can leave thousands of torn halves), so
+ * neither the bdev's request pool nor the message ring is flooded. When the
+ * last one completed, the step machine goes on (op->rc holds any error).
+ */
+static void batch_pump(struct rec_op *op)
+{
+	if (op->batch_pumping) {
+		/* A write that completed inline: the loop below goes on. */
+		op->batch_repump = true;
+		return;
+	}
+	op->batch_pumping = true;
+	do {
+		op->batch_repump = false;
+		while (op->rc == 0 && op->batch_inflight < REPAIR_WINDOW &&
+		       op->batch_next < op->batch_total) {
+			op->batch_inflight++;
+			op->batch_issue(op, op->batch_next++);
+		}
+	} while (op->batch_repump);
+	op->batch_pumping = false;
+	if (op->batch_inflight == 0) {
+		op->batch_total = 0;
+		rec_step(op);
+	}
+}
+
+static void batch_io_done(void *arg, int rc)
+{
+	struct rec_op *op = arg;
+
+	if (rc != 0 && op->rc == 0) {
+		op->rc = rc;
+	}
+	op->batch_inflight--;
+	batch_pump(op);
+}
+
+static void batch_start(struct rec_op *op, void (*issue)(struct rec_op *op, uint64_t i),
+			uint64_t total)
+{
+	op->batch_issue = issue;
+	op->batch_next = 0;
+	op->batch_total = total;
+	op->batch_inflight = 0;
+	batch_pump(op);
+}
+
+static void issue_zero(struct rec_op *op, uint64_t i)
+{
+	bs_dev_zero_pages(op->bs, op->zero[i], op->run_len[i], batch_io_done, op);
+}
+
+static void issue_write(struct rec_op *op, uint64_t i)
+{
+	if (op->tomb[i]) {
+		bs_blob_write_tombstone(op->writes[i], batch_io_done, op);
+	} else {
+		bs_blob_sync(op->writes[i], batch_io_done, op);
+	}
+}
+
+/* Merge adjacent pages of op->zero (collected in slot order) into runs. */
+static int zero_runs(struct rec_op *op)
+{
+	uint64_t i, n = 0;
+
+	op->run_len = calloc(op->nzero, sizeof(*op->run_len));
+	if (op->run_len == NULL) {
+		return -ENOMEM;
+	}
+	for (i = 0; i < op->nzero; i++) {
+		if (n > 0 && op->zero[n - 1] + op->run_len[n - 1] == op->zero[i]) {
+			op->run_len[n - 1]++;
+			continue;
+		}
+		op->zero[n] = op->zero[i];
+		op->run_len[n] = 1;
+		n++;
+	}
+	op->nruns = n;
+	return 0;
 }
 
 static int want_zero(struct rec_op *op, uint64_t page)
@@ -577,6 +675,7 @@ static void rec_finish(struct rec_op *op)
 	free(op->cluster_owner);
 	free(op->page_owner);
 	free(op->zero);
+	free(op->run_len);
 	free(op->slots);
 	free(op->ro);
 	free(op->pend);
@@ -589,7 +688,6 @@ static void rec_finish(struct rec_op *op)
 static void rec_step(struct rec_op *op)
 {
 	struct ust_blob_store *bs = op->bs;
-	uint64_t i;
 	int h;
 
 	if (op->rc != 0 && op->state != REC_DONE && op->state != REC_FINISH) {
@@ -676,18 +774,18 @@ static void rec_step(struct rec_op *op)
 		break;
 	case REC_REPAIR:
 		op->state = REC_DONE;
-		op->pending = 1;
-		for (i = 0; i < op->nzero; i++) {
-			op->pending++;
-			bs_dev_zero_pages(bs, op->zero[i], 1, rec_io_done, op);
+		op->rc = op->nzero > 0 ? zero_runs(op) : 0;
+		if (op->rc != 0) {
+			rec_step(op);
+			return;
 		}
-		rec_io_done(op, 0);
+		op->zeroed = op->nruns > 0;
+		batch_start(op, issue_zero, op->nruns);
 		break;
 	case REC_DONE:
-		if (op->nzero > 0 && op->pending == 0 && op->zero != NULL) {
+		if (op->zeroed) {
 			/* The zeroed halves must be durable before anything relies on them. */
-			free(op->zero);
-			op->zero = NULL;
+			op->zeroed = false;
 			op->pending = 1;
 			bs_dev_flush(bs, rec_io_done, op);
 			return;
@@ -703,16 +801,7 @@ static void rec_step(struct rec_op *op)
 		/* After the zeroing is durable (a tombstone may go to a zeroed half):
 		 * each root behind its own commit flush (9.1). */
 		op->state = REC_FINISH;
-		op->pending = 1;
-		for (i = 0; i < op->nwrites; i++) {
-			op->pending++;
-			if (op->tomb[i]) {
-				bs_blob_write_tombstone(op->writes[i], rec_io_done, op);
-			} else {
-				bs_blob_sync(op->writes[i], rec_io_done, op);
-			}
-		}
-		rec_io_done(op, 0);
+		batch_start(op, issue_write, op->nwrites);
 		break;
 	case REC_FINISH:
 		rec_finish(op);

@@ -181,6 +181,31 @@ struct bs_slot_rel {
 	ust_blob_id parent;
 };
 
+/*
+ * Deferred frees (bs_defer_free): pointers queued for the next pass over the
+ * channels' threads, and those the pass in flight releases. At most one pass
+ * is in flight; the queue waits for it, so a storm of frees costs one walk
+ * (and its few messages) at a time, never one per pointer.
+ */
+struct bs_defer_list {
+	void **ptr;
+	size_t n;
+	size_t cap;
+};
+
+struct bs_defer {
+	struct bs_defer_list queued;  /* for the next walk */
+	struct bs_defer_list walking; /* released when the walk in flight ends */
+	bool in_flight;
+	uint64_t walks;               /* walks started (tests, statistics) */
+};
+
+/* One slot of bs->open_index: the open blob and the id it had when listed. */
+struct bs_open_entry {
+	struct ust_blob *blob;
+	ust_blob_id id;
+};
+
 struct ust_blob_store {
 	struct ust_bdev_desc *desc;
 	struct ust_bdev *bdev;
@@ -224,6 +249,27 @@ struct ust_blob_store {
 	 * recovers it (format 9.3). */
 	bool leaked;
 	struct bs_slot_rel *rel; /* max_blobs entries */
+
+	/*
+	 * Added for stores with many blobs (all metadata-thread state):
+	 *  - defer: bs_defer_free's batches (bs_dev.c);
+	 *  - open_index: the open blob of each slot, so that a lookup does not
+	 *    walk bs->blobs (bs_blob.c; allocated on first use, max_blobs
+	 *    entries). An entry is trusted only while bs->rel[slot].id still
+	 *    equals the id it recorded: code that unlists a blob without
+	 *    bs_blob_unlist() clears that rel entry, so a stale entry is never
+	 *    dereferenced (bs_blob_find_open falls back to the list then);
+	 *  - slot_hint: where the next free-slot search starts; every slot
+	 *    below it was in use when it was set (a slot freed below it
+	 *    elsewhere is still found: the search wraps);
+	 *  - parents_unchecked: the load saw a parent that is not READ_ONLY
+	 *    (the format requires it, fsck reports it): a delete then always
+	 *    scans the snapshot tree for clones instead of trusting the rule.
+	 */
+	struct bs_defer defer;
+	struct bs_open_entry *open_index;
+	uint32_t slot_hint;
+	bool parents_unchecked;
 };
 
 /* ---- bit arrays ------------------------------------------------------------------ */
@@ -270,8 +316,14 @@ void *bs_dma_page_alloc(uint32_t count);
 void bs_dma_free(void *buf);
 /* Run fn(arg) on the metadata thread (directly if already there). */
 int bs_md_send(struct ust_blob_store *bs, ust_msg_fn fn, void *arg);
-/* Free ptr once every thread holding a channel of the store has run. */
+/*
+ * Free ptr (malloc'd) once every thread holding a channel of the store has
+ * run. Batched: one walk in flight frees everything queued before it
+ * started; a teardown frees what is left once the channels are gone.
+ */
 void bs_defer_free(struct ust_blob_store *bs, void *ptr);
+/* Pointers waiting for a walk, and those the walk in flight will free. */
+void bs_defer_counts(const struct ust_blob_store *bs, size_t *queued, size_t *walking);
 bool bs_on_md_thread(const struct ust_blob_store *bs);
 
 /* ---- bs_store.c: allocation state ------------------------------------------------ */
@@ -373,6 +425,14 @@ void bs_scan_relations(struct ust_blob_store *bs, bs_done_fn done, void *arg);
 /* ---- bs_blob.c: shared with the snapshot operations --------------------------------- */
 
 struct ust_blob *bs_blob_find_open(struct ust_blob_store *bs, uint32_t slot);
+/* Take a listed blob off bs->blobs (and off the open index). */
+void bs_blob_unlist(struct ust_blob *blob);
+/* Free the open index (store teardown). */
+void bs_open_index_free(struct ust_blob_store *bs);
+/* A free slot, marked used; max_blobs when none is free. */
+uint32_t bs_slot_take(struct ust_blob_store *bs);
+/* Give a slot back (its bit cleared); the next search starts no later. */
+void bs_slot_release(struct ust_blob_store *bs, uint32_t slot);
 /*
  * Reserve a free slot and read it, so that the new blob gets the slot's next
  * generation and incarnation (format 7): done(arg, blob, rc) with a blob

@@ -78,7 +78,15 @@ static int md_thread_check(struct ust_blob_store *bs)
 	return 0;
 }
 
-static struct ust_blob *find_open(struct ust_blob_store *bs, uint32_t slot)
+/* ---- open blobs and free slots ------------------------------------------------------------ */
+
+/*
+ * Open blobs are listed on bs->blobs and indexed by slot in bs->open_index,
+ * so that finding the open blob of a slot costs the same with 20 000 blobs
+ * open (a file system's inode cache) as with one. See blobstore_internal.h
+ * for why an entry is checked against bs->rel before it is trusted.
+ */
+static struct ust_blob *find_listed(struct ust_blob_store *bs, uint32_t slot)
 {
 	struct ust_blob *b;
 
@@ -90,9 +98,91 @@ static struct ust_blob *find_open(struct ust_blob_store *bs, uint32_t slot)
 	return NULL;
 }
 
+static struct ust_blob *find_open(struct ust_blob_store *bs, uint32_t slot)
+{
+	struct bs_open_entry *e;
+	struct ust_blob *b;
+
+	if (bs->open_index == NULL) {
+		return find_listed(bs, slot);
+	}
+	e = &bs->open_index[slot];
+	if (e->blob == NULL) {
+		return NULL;
+	}
+	if (bs->rel[slot].id == e->id) {
+		return e->blob;
+	}
+	/* The slot changed hands behind the index (or its relation is not
+	 * recorded yet): the list decides, and a stale entry goes. */
+	b = find_listed(bs, slot);
+	if (b != e->blob) {
+		e->blob = NULL;
+		e->id = 0;
+	}
+	return b;
+}
+
 struct ust_blob *bs_blob_find_open(struct ust_blob_store *bs, uint32_t slot)
 {
 	return find_open(bs, slot);
+}
+
+static void blob_list(struct ust_blob *blob)
+{
+	struct ust_blob_store *bs = blob->bs;
+
+	TAILQ_INSERT_TAIL(&bs->blobs, blob, link);
+	if (bs->open_index == NULL) {
+		/* Without memory for the index, lookups walk the list. */
+		bs->open_index = calloc(bs->sb.max_blobs, sizeof(*bs->open_index));
+	}
+	if (bs->open_index != NULL) {
+		bs->open_index[blob->slot].blob = blob;
+		bs->open_index[blob->slot].id = blob->id;
+	}
+}
+
+void bs_blob_unlist(struct ust_blob *blob)
+{
+	struct ust_blob_store *bs = blob->bs;
+
+	TAILQ_REMOVE(&bs->blobs, blob, link);
+	if (bs->open_index != NULL && bs->open_index[blob->slot].blob == blob) {
+		bs->open_index[blob->slot].blob = NULL;
+		bs->open_index[blob->slot].id = 0;
+	}
+}
+
+void bs_open_index_free(struct ust_blob_store *bs)
+{
+	free(bs->open_index);
+	bs->open_index = NULL;
+}
+
+uint32_t bs_slot_take(struct ust_blob_store *bs)
+{
+	uint32_t n = bs->sb.max_blobs;
+	uint64_t s;
+
+	s = bs_bit_find_clear(bs->bbm, bs->slot_hint < n ? bs->slot_hint : 0, n);
+	if (s == n && bs->slot_hint != 0) {
+		s = bs_bit_find_clear(bs->bbm, 0, n);
+	}
+	if (s == n) {
+		return n;
+	}
+	bs_bit_set(bs->bbm, s);
+	bs->slot_hint = (uint32_t)s + 1;
+	return (uint32_t)s;
+}
+
+void bs_slot_release(struct ust_blob_store *bs, uint32_t slot)
+{
+	bs_bit_clear(bs->bbm, slot);
+	if (slot < bs->slot_hint) {
+		bs->slot_hint = slot;
+	}
 }
 
 static void parent_closed(void *arg, int rc)
@@ -143,7 +233,7 @@ static void open_finish(struct open_op *op, int rc)
 		} else {
 			blob->refs = 1;
 			blob->deleting = op->purpose == OPEN_DELETE;
-			TAILQ_INSERT_TAIL(&bs->blobs, blob, link);
+			blob_list(blob);
 		}
 	} else if (blob != NULL) {
 		bs_blob_put_parent(blob);
@@ -375,7 +465,7 @@ struct close_ctx {
 
 static void blob_forget(struct ust_blob *blob)
 {
-	TAILQ_REMOVE(&blob->bs->blobs, blob, link);
+	bs_blob_unlist(blob);
 	bs_blob_put_parent(blob);
 	bs_blob_free(blob);
 }
@@ -490,7 +580,7 @@ static void create_finish(struct create_op *op)
 		bs_blob_free(blob);
 	}
 	if (op->rc != 0) {
-		bs_bit_clear(bs->bbm, op->slot);
+		bs_slot_release(bs, op->slot);
 	}
 	if (op->xattrs != NULL) {
 		bs_blob_free(op->xattrs);
@@ -652,7 +742,7 @@ void ust_bs_create_blob(struct ust_blob_store *bs, const struct ust_blob_opts *o
 			ust_blob_op_with_id_cb cb, void *arg)
 {
 	struct create_op *op;
-	uint64_t slot;
+	uint32_t slot;
 	struct ust_blob *xattrs = NULL;
 	int rc = md_thread_check(bs);
 
@@ -668,15 +758,6 @@ void ust_bs_create_blob(struct ust_blob_store *bs, const struct ust_blob_opts *o
 		cb(arg, 0, rc);
 		return;
 	}
-	slot = bs_bit_find_clear(bs->bbm, 0, bs->sb.max_blobs);
-	if (slot == bs->sb.max_blobs) {
-		UST_ERRLOG("blobstore: all %u blob slots are in use\n", bs->sb.max_blobs);
-		if (xattrs != NULL) {
-			bs_blob_free(xattrs);
-		}
-		cb(arg, 0, -ENOSPC);
-		return;
-	}
 	op = calloc(1, sizeof(*op));
 	if (op == NULL || (op->halves = bs_dma_page_alloc(2)) == NULL) {
 		free(op);
@@ -686,6 +767,18 @@ void ust_bs_create_blob(struct ust_blob_store *bs, const struct ust_blob_opts *o
 		cb(arg, 0, -ENOMEM);
 		return;
 	}
+	/* Taken now so a concurrent create picks another slot. */
+	slot = bs_slot_take(bs);
+	if (slot == bs->sb.max_blobs) {
+		UST_ERRLOG("blobstore: all %u blob slots are in use\n", bs->sb.max_blobs);
+		if (xattrs != NULL) {
+			bs_blob_free(xattrs);
+		}
+		bs_dma_free(op->halves);
+		free(op);
+		cb(arg, 0, -ENOSPC);
+		return;
+	}
 	if (opts != NULL) {
 		op->opts = *opts;
 		op->opts.xattrs = NULL;
@@ -693,12 +786,10 @@ void ust_bs_create_blob(struct ust_blob_store *bs, const struct ust_blob_opts *o
 	}
 	op->xattrs = xattrs;
 	op->bs = bs;
-	op->slot = (uint32_t)slot;
+	op->slot = slot;
 	op->cb = cb;
 	op->arg = arg;
 	op->state = CREATE_READ;
-	/* Taken now so a concurrent create picks another slot. */
-	bs_bit_set(bs->bbm, slot);
 	bs->ops++;
 	create_step(op);
 }
@@ -723,7 +814,7 @@ static void new_read(void *arg, int rc)
 		rc = slot_identity(bs, op->slot, op->halves, &blob);
 	}
 	if (rc != 0) {
-		bs_bit_clear(bs->bbm, op->slot);
+		bs_slot_release(bs, op->slot);
 	}
 	bs_dma_free(op->halves);
 	bs->ops--;
@@ -735,32 +826,34 @@ void bs_blob_new(struct ust_blob_store *bs,
 		 void (*done)(void *arg, struct ust_blob *blob, int rc), void *arg)
 {
 	struct new_op *op;
-	uint64_t slot = bs_bit_find_clear(bs->bbm, 0, bs->sb.max_blobs);
+	uint32_t slot;
 
-	if (slot == bs->sb.max_blobs) {
-		UST_ERRLOG("blobstore: all %u blob slots are in use\n", bs->sb.max_blobs);
-		done(arg, NULL, -ENOSPC);
-		return;
-	}
 	op = calloc(1, sizeof(*op));
 	if (op == NULL || (op->halves = bs_dma_page_alloc(2)) == NULL) {
 		free(op);
 		done(arg, NULL, -ENOMEM);
 		return;
 	}
+	/* Taken now so a concurrent create picks another slot. */
+	slot = bs_slot_take(bs);
+	if (slot == bs->sb.max_blobs) {
+		UST_ERRLOG("blobstore: all %u blob slots are in use\n", bs->sb.max_blobs);
+		bs_dma_free(op->halves);
+		free(op);
+		done(arg, NULL, -ENOSPC);
+		return;
+	}
 	op->bs = bs;
-	op->slot = (uint32_t)slot;
+	op->slot = slot;
 	op->done = done;
 	op->arg = arg;
-	/* Taken now so a concurrent create picks another slot. */
-	bs_bit_set(bs->bbm, slot);
 	bs->ops++;
 	bs_dev_read_pages(bs, bs_root_page(bs, op->slot, 0), 2, op->halves, new_read, op);
 }
 
 void bs_blob_new_abort(struct ust_blob *blob)
 {
-	bs_bit_clear(blob->bs->bbm, blob->slot);
+	bs_slot_release(blob->bs, blob->slot);
 	bs_blob_put_parent(blob);
 	bs_blob_free(blob);
 }
@@ -768,7 +861,7 @@ void bs_blob_new_abort(struct ust_blob *blob)
 void bs_blob_list_open(struct ust_blob *blob)
 {
 	blob->refs = 1;
-	TAILQ_INSERT_TAIL(&blob->bs->blobs, blob, link);
+	blob_list(blob);
 }
 
 /* ---- delete ----------------------------------------------------------------------------- */
@@ -778,6 +871,7 @@ struct delete_op {
 	struct ust_blob *blob;
 	uint32_t slot;
 	bool was_damaged;
+	bool clones_checked; /* at the call (the blob was open, or damaged) */
 	uint8_t *pages; /* the two halves of a damaged blob's slot */
 	ust_blob_op_cb cb;
 	void *arg;
@@ -808,7 +902,7 @@ static void delete_committed(void *arg, int rc)
 			bs_cluster_free(bs, blob->freed[i]);
 		}
 		blob->nfreed = 0;
-		bs_bit_clear(bs->bbm, d->slot);
+		bs_slot_release(bs, d->slot);
 		memset(&bs->rel[d->slot], 0, sizeof(bs->rel[d->slot]));
 		if (d->was_damaged) {
 			bs_forget_damage(bs, d->slot);
@@ -823,12 +917,62 @@ static void delete_committed(void *arg, int rc)
 	delete_finish(d, rc);
 }
 
+/*
+ * Only a READ_ONLY blob can be a parent: a clone is made of a read-only blob
+ * and a snapshot is born read-only (format 8.1, 9.4), and no operation makes
+ * a blob writable again. So deleting a writable blob needs no scan of the
+ * snapshot tree, which costs max_blobs steps. A load that found the rule
+ * broken on disk (parents_unchecked) makes every delete scan.
+ */
+static bool may_have_clones(const struct ust_blob_store *bs, const struct ust_blob *blob)
+{
+	return bs->parents_unchecked || blob == NULL || (blob->flags & UST_BS_BLOB_READ_ONLY) != 0;
+}
+
+/*
+ * A blob with clones is not simply deleted (9.4): with one, the clone takes
+ * its data over (bs_delete_merge completes the call); with several the call
+ * fails with -EBUSY. Returns true when it completed the call that way.
+ */
+static bool delete_by_clones(struct ust_blob_store *bs, ust_blob_id id, ust_blob_op_cb cb,
+			     void *arg)
+{
+	uint32_t clones = bs_count_clones(bs, id, NULL);
+
+	if (clones > 1) {
+		UST_ERRLOG("blob 0x%llx has %u clones: cannot delete it\n", (unsigned long long)id,
+			   clones);
+		cb(arg, -EBUSY);
+		return true;
+	}
+	if (clones == 1 && !bs_is_damaged(bs, ust_bs_blobid_slot(id))) {
+		bs_delete_merge(bs, id, cb, arg);
+		return true;
+	}
+	return false;
+}
+
 static void delete_opened(void *arg, struct ust_blob *blob, int rc)
 {
 	struct delete_op *d = arg;
+	struct ust_blob_store *bs = d->bs;
+	ust_blob_op_cb cb = d->cb;
+	void *cb_arg = d->arg;
+	ust_blob_id id;
 
 	if (rc != 0) {
 		delete_finish(d, rc);
+		return;
+	}
+	id = blob->id;
+	if (!d->clones_checked && may_have_clones(bs, blob) &&
+	    bs_count_clones(bs, id, NULL) != 0) {
+		/* A snapshot with clones, known only now that its root is read:
+		 * drop this unchanged handle and decide as at the call. */
+		ust_blob_close(blob, NULL, NULL);
+		bs->ops--;
+		free(d);
+		delete_by_clones(bs, id, cb, cb_arg);
 		return;
 	}
 	d->blob = blob;
@@ -879,7 +1023,8 @@ void ust_bs_delete_blob(struct ust_blob_store *bs, ust_blob_id id, ust_blob_op_c
 {
 	struct delete_op *d;
 	uint32_t slot = ust_bs_blobid_slot(id);
-	uint32_t clones;
+	struct ust_blob *open;
+	bool check_now;
 	uint8_t *pages;
 	int rc = md_thread_check(bs);
 
@@ -893,16 +1038,11 @@ void ust_bs_delete_blob(struct ust_blob_store *bs, ust_blob_id id, ust_blob_op_c
 		cb(arg, rc);
 		return;
 	}
-	clones = bs_count_clones(bs, id, NULL);
-	if (clones > 1) {
-		UST_ERRLOG("blob 0x%llx has %u clones: cannot delete it\n", (unsigned long long)id,
-			   clones);
-		cb(arg, -EBUSY);
-		return;
-	}
-	if (clones == 1 && !bs_is_damaged(bs, slot)) {
-		/* Format 9.4: the clone takes the snapshot's data over. */
-		bs_delete_merge(bs, id, cb, arg);
+	/* The clones are counted now when the blob's flags are known (it is
+	 * open) or never will be (damaged); otherwise once its root is read. */
+	open = find_open(bs, slot);
+	check_now = bs_is_damaged(bs, slot) || (open != NULL && may_have_clones(bs, open));
+	if (check_now && delete_by_clones(bs, id, cb, arg)) {
 		return;
 	}
 	d = calloc(1, sizeof(*d));
@@ -914,8 +1054,9 @@ void ust_bs_delete_blob(struct ust_blob_store *bs, ust_blob_id id, ust_blob_op_c
 	d->slot = slot;
 	d->cb = cb;
 	d->arg = arg;
+	d->clones_checked = check_now;
 	bs->ops++;
-	if (bs_is_damaged(bs, slot) && find_open(bs, slot) == NULL) {
+	if (bs_is_damaged(bs, slot) && open == NULL) {
 		pages = bs_dma_page_alloc(2);
 		if (pages == NULL) {
 			delete_finish(d, -ENOMEM);

@@ -3,6 +3,9 @@
  * thread's channel, and page/byte I/O helpers that report completion through
  * a plain (arg, rc) callback.
  *
+ * It also owns the grace-period frees (bs_defer_free: batched, one walk over
+ * the channels in flight at a time) and the bit search the allocators share.
+ *
  * Guarantees: the store is the bdev's only writer (claim module
  * "blobstore": a second store or a writable open gets -EPERM); every helper
  * calls its done callback exactly once and never before it returns (a
@@ -18,6 +21,8 @@
 #include "ustor/log.h"
 
 #include "blobstore_internal.h"
+
+static void defer_drain(struct ust_blob_store *bs);
 
 static struct ust_bdev_module g_bs_claim_module = {
 	.name = "blobstore",
@@ -86,8 +91,14 @@ int bs_dev_open(struct ust_blob_store *bs, const char *bdev_name, bool claim)
 	return 0;
 }
 
+/*
+ * Also the store's last word on its in-memory indexes: a teardown calls it
+ * once every channel is destroyed, just before the store is freed.
+ */
 void bs_dev_close(struct ust_blob_store *bs)
 {
+	defer_drain(bs);
+	bs_open_index_free(bs);
 	if (bs->md_ch != NULL) {
 		ust_put_io_channel(bs->md_ch);
 		bs->md_ch = NULL;
@@ -237,12 +248,87 @@ int bs_md_send(struct ust_blob_store *bs, ust_msg_fn fn, void *arg)
 	return ust_thread_send_msg(bs->md_thread, fn, arg);
 }
 
-static void defer_free_visit(struct ust_io_channel_iter *i)
+/* ---- deferred frees ------------------------------------------------------------------ */
+
+/*
+ * Every I/O reads a map (or parent pointer) inside one callback on its
+ * thread, so one pass over the threads holding a channel of the store is a
+ * grace period: whatever was unpublished before the pass started is held by
+ * nobody once it ends. Frees are batched behind that pass: the walk in
+ * flight releases its batch, and frees arriving meanwhile wait for the next
+ * walk, started when this one ends. So a storm of frees (closing or
+ * recovering 100 000 blobs) costs one walk at a time, a handful of
+ * messages, rather than one walk and its messages per pointer.
+ *
+ * The walk holds a reference on the store's io_device, so an unload's
+ * teardown waits for it; a walk that ends after the teardown began starts
+ * no other, and bs_dev_close() (run once every channel is destroyed, which
+ * is itself a pass over their threads) frees what is still queued.
+ */
+
+static void defer_list_release(struct bs_defer_list *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++) {
+		free(l->ptr[i]);
+	}
+	l->n = 0;
+}
+
+static int defer_list_add(struct bs_defer_list *l, void *ptr)
+{
+	void **grown;
+	size_t cap;
+
+	if (l->n == l->cap) {
+		cap = l->cap != 0 ? l->cap * 2 : 64;
+		grown = realloc(l->ptr, cap * sizeof(*grown));
+		if (grown == NULL) {
+			return -ENOMEM;
+		}
+		l->ptr = grown;
+		l->cap = cap;
+	}
+	l->ptr[l->n++] = ptr;
+	return 0;
+}
+
+static void defer_visit(struct ust_io_channel_iter *i)
 {
 	ust_for_each_channel_continue(i, 0);
 }
 
-static void defer_free_done(struct ust_io_channel_iter *i, int status)
+static void defer_walk_start(struct ust_blob_store *bs);
+
+static void defer_walk_done(struct ust_io_channel_iter *i, int status)
+{
+	struct ust_blob_store *bs = ust_io_channel_iter_get_ctx(i);
+	struct bs_defer *d = &bs->defer;
+
+	(void)status;
+	defer_list_release(&d->walking);
+	d->in_flight = false;
+	if (d->queued.n != 0 && bs->io_device) {
+		defer_walk_start(bs);
+	}
+}
+
+static void defer_walk_start(struct ust_blob_store *bs)
+{
+	struct bs_defer *d = &bs->defer;
+	struct bs_defer_list t = d->walking;
+
+	/* The batch moves to the walk; the (empty) walking array becomes the queue. */
+	d->walking = d->queued;
+	d->queued = t;
+	d->in_flight = true;
+	d->walks++;
+	ust_for_each_channel(bs, defer_visit, bs, defer_walk_done);
+}
+
+/* No memory to queue ptr: a walk of its own, as before batching. */
+static void defer_single_done(struct ust_io_channel_iter *i, int status)
 {
 	(void)status;
 	free(ust_io_channel_iter_get_ctx(i));
@@ -250,19 +336,52 @@ static void defer_free_done(struct ust_io_channel_iter *i, int status)
 
 void bs_defer_free(struct ust_blob_store *bs, void *ptr)
 {
+	struct bs_defer *d = &bs->defer;
+
 	if (ptr == NULL) {
 		return;
 	}
-	/* Every I/O reads the map inside one callback: one pass over the
-	 * channels' threads is a grace period after which nobody holds ptr. */
-	ust_for_each_channel(bs, defer_free_visit, ptr, defer_free_done);
+	if (defer_list_add(&d->queued, ptr) != 0) {
+		ust_for_each_channel(bs, defer_visit, ptr, defer_single_done);
+		return;
+	}
+	if (!d->in_flight && bs->io_device) {
+		defer_walk_start(bs);
+	}
+}
+
+void bs_defer_counts(const struct ust_blob_store *bs, size_t *queued, size_t *walking)
+{
+	*queued = bs->defer.queued.n;
+	*walking = bs->defer.in_flight ? bs->defer.walking.n : 0;
+}
+
+/* The store is going away and no channel is left: nothing can hold what is queued. */
+static void defer_drain(struct ust_blob_store *bs)
+{
+	struct bs_defer *d = &bs->defer;
+
+	defer_list_release(&d->walking);
+	defer_list_release(&d->queued);
+	free(d->walking.ptr);
+	free(d->queued.ptr);
+	memset(d, 0, sizeof(*d));
 }
 
 uint64_t bs_bit_find_clear(const uint8_t *bm, uint64_t from, uint64_t end)
 {
-	uint64_t i = from;
+	uint64_t i = from, word;
 
 	while (i < end) {
+		/* Whole words of used bits first: a full bitmap of 100 000
+		 * slots is 1 600 words, not 100 000 bits. */
+		if ((i % 64) == 0 && end - i >= 64) {
+			memcpy(&word, bm + i / 8, sizeof(word));
+			if (word == UINT64_MAX) {
+				i += 64;
+				continue;
+			}
+		}
 		if ((i % 8) == 0 && end - i >= 8 && bm[i / 8] == 0xff) {
 			i += 8;
 			continue;

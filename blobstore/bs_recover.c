@@ -28,6 +28,40 @@
 #include "blobstore_internal.h"
 
 #define CHUNK_SLOTS 128u
+/* Repair writes (zeroed halves, resolved roots) in flight at a time. */
+#define REPAIR_WINDOW 16u
+
+/*
+ * After a load: does every live parent carry READ_ONLY, as the format
+ * requires (8.1)? ro has a bit per slot whose current root is READ_ONLY.
+ * Deletes rely on the rule to skip the scan for clones of a writable blob
+ * (bs_blob.c); a store that breaks it gets the scan on every delete.
+ */
+static void check_parents(struct ust_blob_store *bs, const uint8_t *ro)
+{
+	uint32_t s, p;
+
+	bs->parents_unchecked = false;
+	for (s = 0; s < bs->sb.max_blobs; s++) {
+		ust_blob_id parent = bs->rel[s].parent;
+
+		if (bs->rel[s].id == 0 || parent == 0) {
+			continue;
+		}
+		p = ust_bs_blobid_slot(parent);
+		if (p < bs->sb.max_blobs && bs->rel[p].id == parent && !bs_bit_get(ro, p)) {
+			UST_WARNLOG("blobstore: blob 0x%llx is the parent of 0x%llx but not read-only\n",
+				    (unsigned long long)parent, (unsigned long long)bs->rel[s].id);
+			bs->parents_unchecked = true;
+			return;
+		}
+	}
+}
+
+static uint8_t *slot_bits_alloc(const struct ust_blob_store *bs)
+{
+	return calloc(((size_t)bs->sb.max_blobs + 7) / 8, 1);
+}
 
 enum rec_state {
 	REC_READ_CHUNK,
@@ -73,12 +107,23 @@ struct rec_op {
 	char msg[200];
 	uint32_t *cluster_owner; /* slot + 1 per cluster; 0 = unclaimed */
 	uint32_t *page_owner;    /* slot + 1 per pool page */
-	uint64_t *zero;          /* root pages to zero in the repair */
+	uint64_t *zero;          /* root pages to zero in the repair, ascending */
 	uint64_t nzero;
 	uint64_t zero_cap;
+	uint64_t *run_len;       /* the repair: zero[i] starts a run of run_len[i] pages */
+	uint64_t nruns;
+	bool zeroed;             /* the zeroing is issued (its flush next) */
+	/* A window of repair writes: batch_issue(op, i) for i < batch_total. */
+	void (*batch_issue)(struct rec_op *op, uint64_t i);
+	uint64_t batch_next;
+	uint64_t batch_total;
+	uint32_t batch_inflight;
+	bool batch_pumping;
+	bool batch_repump;
 	uint32_t live;
 	uint32_t ndamaged;
 	struct rec_slot *slots;   /* max_blobs */
+	uint8_t *ro;              /* a bit per slot whose current root is READ_ONLY */
 	struct ust_blob **pend;   /* blobs whose current root has a PENDING_OP */
 	uint32_t npend;
 	uint32_t pend_cap;
@@ -104,6 +149,92 @@ static void rec_io_done(void *arg, int rc)
 	if (--op->pending == 0) {
 		rec_step(op);
 	}
+}
+
+/*
+ * Repairs go out REPAIR_WINDOW at a time, however many slots need one (a
+ * crash during a storm of creates can leave thousands of torn halves), so
+ * neither the bdev's request pool nor the message ring is flooded. When the
+ * last one completed, the step machine goes on (op->rc holds any error).
+ */
+static void batch_pump(struct rec_op *op)
+{
+	if (op->batch_pumping) {
+		/* A write that completed inline: the loop below goes on. */
+		op->batch_repump = true;
+		return;
+	}
+	op->batch_pumping = true;
+	do {
+		op->batch_repump = false;
+		while (op->rc == 0 && op->batch_inflight < REPAIR_WINDOW &&
+		       op->batch_next < op->batch_total) {
+			op->batch_inflight++;
+			op->batch_issue(op, op->batch_next++);
+		}
+	} while (op->batch_repump);
+	op->batch_pumping = false;
+	if (op->batch_inflight == 0) {
+		op->batch_total = 0;
+		rec_step(op);
+	}
+}
+
+static void batch_io_done(void *arg, int rc)
+{
+	struct rec_op *op = arg;
+
+	if (rc != 0 && op->rc == 0) {
+		op->rc = rc;
+	}
+	op->batch_inflight--;
+	batch_pump(op);
+}
+
+static void batch_start(struct rec_op *op, void (*issue)(struct rec_op *op, uint64_t i),
+			uint64_t total)
+{
+	op->batch_issue = issue;
+	op->batch_next = 0;
+	op->batch_total = total;
+	op->batch_inflight = 0;
+	batch_pump(op);
+}
+
+static void issue_zero(struct rec_op *op, uint64_t i)
+{
+	bs_dev_zero_pages(op->bs, op->zero[i], op->run_len[i], batch_io_done, op);
+}
+
+static void issue_write(struct rec_op *op, uint64_t i)
+{
+	if (op->tomb[i]) {
+		bs_blob_write_tombstone(op->writes[i], batch_io_done, op);
+	} else {
+		bs_blob_sync(op->writes[i], batch_io_done, op);
+	}
+}
+
+/* Merge adjacent pages of op->zero (collected in slot order) into runs. */
+static int zero_runs(struct rec_op *op)
+{
+	uint64_t i, n = 0;
+
+	op->run_len = calloc(op->nzero, sizeof(*op->run_len));
+	if (op->run_len == NULL) {
+		return -ENOMEM;
+	}
+	for (i = 0; i < op->nzero; i++) {
+		if (n > 0 && op->zero[n - 1] + op->run_len[n - 1] == op->zero[i]) {
+			op->run_len[n - 1]++;
+			continue;
+		}
+		op->zero[n] = op->zero[i];
+		op->run_len[n] = 1;
+		n++;
+	}
+	op->nruns = n;
+	return 0;
 }
 
 static int want_zero(struct rec_op *op, uint64_t page)
@@ -279,6 +410,9 @@ static void slot_live(struct rec_op *op)
 		}
 		rs->half = (int8_t)op->cand;
 		rs->id = blob->id;
+		if (blob->flags & UST_BS_BLOB_READ_ONLY) {
+			bs_bit_set(op->ro, op->slot);
+		}
 		rs->parent = blob->parent_id;
 		for (h = 0; h < 2; h++) {
 			if (op->drc[h] == 0 && op->r[h].hdr.generation > rs->maxgen) {
@@ -526,6 +660,7 @@ static void rec_finish(struct rec_op *op)
 	uint32_t i;
 
 	if (rc == 0) {
+		check_parents(op->bs, op->ro);
 		UST_NOTICELOG("blobstore on %s recovered: %u live blobs, %u damaged, %llu free clusters\n",
 			      ust_bdev_get_name(op->bs->bdev), op->live, op->ndamaged,
 			      (unsigned long long)op->bs->free_clusters);
@@ -540,7 +675,9 @@ static void rec_finish(struct rec_op *op)
 	free(op->cluster_owner);
 	free(op->page_owner);
 	free(op->zero);
+	free(op->run_len);
 	free(op->slots);
+	free(op->ro);
 	free(op->pend);
 	free(op->writes);
 	free(op->tomb);
@@ -551,7 +688,6 @@ static void rec_finish(struct rec_op *op)
 static void rec_step(struct rec_op *op)
 {
 	struct ust_blob_store *bs = op->bs;
-	uint64_t i;
 	int h;
 
 	if (op->rc != 0 && op->state != REC_DONE && op->state != REC_FINISH) {
@@ -638,18 +774,18 @@ static void rec_step(struct rec_op *op)
 		break;
 	case REC_REPAIR:
 		op->state = REC_DONE;
-		op->pending = 1;
-		for (i = 0; i < op->nzero; i++) {
-			op->pending++;
-			bs_dev_zero_pages(bs, op->zero[i], 1, rec_io_done, op);
+		op->rc = op->nzero > 0 ? zero_runs(op) : 0;
+		if (op->rc != 0) {
+			rec_step(op);
+			return;
 		}
-		rec_io_done(op, 0);
+		op->zeroed = op->nruns > 0;
+		batch_start(op, issue_zero, op->nruns);
 		break;
 	case REC_DONE:
-		if (op->nzero > 0 && op->pending == 0 && op->zero != NULL) {
+		if (op->zeroed) {
 			/* The zeroed halves must be durable before anything relies on them. */
-			free(op->zero);
-			op->zero = NULL;
+			op->zeroed = false;
 			op->pending = 1;
 			bs_dev_flush(bs, rec_io_done, op);
 			return;
@@ -665,16 +801,7 @@ static void rec_step(struct rec_op *op)
 		/* After the zeroing is durable (a tombstone may go to a zeroed half):
 		 * each root behind its own commit flush (9.1). */
 		op->state = REC_FINISH;
-		op->pending = 1;
-		for (i = 0; i < op->nwrites; i++) {
-			op->pending++;
-			if (op->tomb[i]) {
-				bs_blob_write_tombstone(op->writes[i], rec_io_done, op);
-			} else {
-				bs_blob_sync(op->writes[i], rec_io_done, op);
-			}
-		}
-		rec_io_done(op, 0);
+		batch_start(op, issue_write, op->nwrites);
 		break;
 	case REC_FINISH:
 		rec_finish(op);
@@ -697,8 +824,9 @@ void bs_recover(struct ust_blob_store *bs, bs_done_fn done, void *arg)
 	op->cluster_owner = calloc(bs->sb.total_clusters, sizeof(uint32_t));
 	op->page_owner = calloc(bs->sb.md_pool.pages, sizeof(uint32_t));
 	op->slots = calloc(bs->sb.max_blobs, sizeof(*op->slots));
+	op->ro = slot_bits_alloc(bs);
 	if (op->buf == NULL || op->cluster_owner == NULL || op->page_owner == NULL ||
-	    op->slots == NULL) {
+	    op->slots == NULL || op->ro == NULL) {
 		op->rc = -ENOMEM;
 		rec_finish(op);
 		return;
@@ -718,6 +846,7 @@ struct scan_op {
 	enum scan_state state;
 	struct ust_blob_store *bs;
 	uint8_t *buf;
+	uint8_t *ro; /* a bit per slot whose current root is READ_ONLY */
 	uint32_t base;
 	uint32_t count;
 	int rc;
@@ -777,6 +906,9 @@ static int scan_decode(struct scan_op *op)
 		}
 		bs->rel[s].id = r[cur].hdr.blob_id;
 		bs->rel[s].parent = r[cur].parent_id;
+		if (r[cur].flags & UST_BS_BLOB_READ_ONLY) {
+			bs_bit_set(op->ro, s);
+		}
 	}
 	return 0;
 }
@@ -786,7 +918,11 @@ static void scan_finish(struct scan_op *op, int rc)
 	bs_done_fn done = op->done;
 	void *arg = op->arg;
 
+	if (rc == 0) {
+		check_parents(op->bs, op->ro);
+	}
 	bs_dma_free(op->buf);
+	free(op->ro);
 	free(op);
 	done(arg, rc);
 }
@@ -842,7 +978,11 @@ void bs_scan_relations(struct ust_blob_store *bs, bs_done_fn done, void *arg)
 {
 	struct scan_op *op = calloc(1, sizeof(*op));
 
-	if (op == NULL || (op->buf = bs_dma_page_alloc(CHUNK_SLOTS * 2)) == NULL) {
+	if (op == NULL || (op->buf = bs_dma_page_alloc(CHUNK_SLOTS * 2)) == NULL ||
+	    (op->ro = slot_bits_alloc(bs)) == NULL) {
+		if (op != NULL) {
+			bs_dma_free(op->buf);
+		}
 		free(op);
 		done(arg, -ENOMEM);
 		return;

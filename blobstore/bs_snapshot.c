@@ -375,7 +375,7 @@ static void snap_restore_b(struct snap_op *op)
 	/* B's next commit (parent not S) makes the next load remove S (9.4);
 	 * until then S keeps its slot, and the load must be dirty. */
 	s->parent = NULL;
-	TAILQ_REMOVE(&op->bs->blobs, s, link);
+	bs_blob_unlist(s);
 	memset(&op->bs->rel[s->slot], 0, sizeof(op->bs->rel[s->slot]));
 	op->bs->leaked = true;
 	op->s = NULL;
@@ -1263,7 +1263,7 @@ static void merge_step(struct merge_op *op)
 			UST_ERRLOG("snapshot 0x%llx: tombstone failed after the merge: %s\n",
 				   (unsigned long long)s->id, strerror(-op->rc));
 			bs->leaked = true;
-			TAILQ_REMOVE(&bs->blobs, s, link);
+			bs_blob_unlist(s);
 			memset(&bs->rel[s->slot], 0, sizeof(bs->rel[s->slot]));
 			op->s = NULL;
 			op->state = MERGE_RELEASED;
@@ -1272,7 +1272,7 @@ static void merge_step(struct merge_op *op)
 		}
 		bs_bit_clear(bs->bbm, s->slot);
 		memset(&bs->rel[s->slot], 0, sizeof(bs->rel[s->slot]));
-		TAILQ_REMOVE(&bs->blobs, s, link);
+		bs_blob_unlist(s);
 		if (op->frozen) {
 			bs_blob_unfreeze(c);
 			op->frozen = false;

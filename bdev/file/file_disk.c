@@ -20,7 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -166,6 +168,10 @@ static void file_disk_submit_request(struct ust_io_channel *ch, struct ust_bdev_
 		file_io_build_slice(fio);
 		break;
 	case UST_BDEV_IO_TYPE_FLUSH:
+		if (disk->flush_noop) {
+			ust_bdev_io_complete(io, UST_BDEV_IO_STATUS_SUCCESS);
+			return;
+		}
 		fio->op = FILE_OP_FLUSH;
 		break;
 	case UST_BDEV_IO_TYPE_UNMAP:
@@ -318,6 +324,24 @@ static const struct ust_bdev_fn_table g_file_fn_table = {
 };
 
 /* ---- opening and geometry ----------------------------------------------- */
+
+/*
+ * A file in memory (tmpfs, ramfs) has no stable storage behind it: the
+ * kernel's fsync there does nothing but costs an io-wq round trip per flush
+ * through io_uring. Such files complete flushes at once.
+ */
+static void file_check_memory_fs(struct file_disk *disk)
+{
+	struct statfs sfs;
+
+	if (disk->is_blockdev || fstatfs(disk->fd, &sfs) != 0)
+		return;
+	if (sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC) {
+		disk->flush_noop = true;
+		UST_NOTICELOG("%s: on a memory filesystem; flushes complete at once\n",
+			      disk->filename);
+	}
+}
 
 static int file_open(struct file_disk *disk)
 {
@@ -506,6 +530,7 @@ int file_disk_create(const struct file_backend *backend, const struct ust_bdev_f
 		file_disk_free(disk);
 		return rc;
 	}
+	file_check_memory_fs(disk);
 	disk->bdev.product_name = strcmp(backend->name, "aio") == 0 ? "AIO disk" : "URING disk";
 	disk->bdev.write_cache = !disk->direct;
 	disk->bdev.uuid = opts->uuid;

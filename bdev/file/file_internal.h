@@ -88,6 +88,7 @@ struct file_disk {
 	bool is_blockdev;
 	bool user_block_size; /* block_size given at creation */
 	bool no_aio_fdsync;   /* the kernel refused IOCB_CMD_FDSYNC: offload it */
+	bool flush_noop;      /* on tmpfs/ramfs, where fsync does nothing */
 	TAILQ_ENTRY(file_disk) link;
 };
 

@@ -389,6 +389,17 @@ bool bs_blob_md_fits(const struct ust_blob *blob);
 int bs_blob_defer_cluster_free(struct ust_blob *blob, uint32_t cluster);
 /* Replace the published map with one of new_len entries (grow or shrink). */
 int bs_blob_map_resize(struct ust_blob *blob, uint64_t new_len);
+void bs_xattr_free(struct bs_xattr *x);
+
+/* ---- bs_extent.c: the writer's extent page state ------------------------------------- */
+
+/* The blob's state, created on first use; NULL without memory. */
+struct bs_ext *bs_ext_get(struct ust_blob *blob);
+/* Extent page k's in-memory entries may differ from the durable ones. */
+void bs_ext_mark(struct ust_blob *blob, uint64_t k);
+/* The durable version uses run lists: drop its extent references and images. */
+void bs_ext_table_drop(struct bs_ext *e);
+void bs_ext_free(struct bs_ext *e);
 /*
  * Map entry index was changed in place (an unmap) and change_seq bumped for
  * it: the next sync may rewrite just its extent page. Any other change
@@ -403,7 +414,6 @@ int bs_ext_load_begin(struct ust_blob *blob, uint64_t n);
 void bs_ext_set_ref(struct ust_blob *blob, uint64_t k, const struct ust_bs_page_ref *ref);
 /* Once blob->md_pages is recorded: extent page k sits at md_pages[pos]. */
 void bs_ext_set_md_pos(struct ust_blob *blob, uint64_t k, uint32_t pos);
-void bs_xattr_free(struct bs_xattr *x);
 
 /* ---- bs_recover.c: dirty load ----------------------------------------------------- */
 

@@ -106,156 +106,6 @@ struct bs_sync {
 static void sync_step(struct bs_sync *s);
 static void sync_start(struct ust_blob *blob);
 
-/* ---- extent page state of a blob (struct bs_ext) ---------------------------------- */
-
-static uint64_t ext_pages_for(uint64_t len)
-{
-	return (len + UST_BS_EXTENTS_PER_PAGE - 1) / UST_BS_EXTENTS_PER_PAGE;
-}
-
-/* Forget the durable page images: the next sync re-serialises. */
-static void ext_layout_drop(struct bs_ext *e)
-{
-	uint32_t i;
-
-	bs_dma_free(e->root);
-	e->root = NULL;
-	for (i = 0; i < UST_BS_MAX_CHAIN_PAGES; i++) {
-		bs_dma_free(e->chain[i]);
-		e->chain[i] = NULL;
-		e->chain_page[i] = 0;
-	}
-	free(e->ref_pg);
-	free(e->ref_off);
-	e->ref_pg = NULL;
-	e->ref_off = NULL;
-	e->nchain = 0;
-	e->patchable = false;
-}
-
-/* The durable version uses run lists: nothing of extent pages to keep. */
-static void ext_table_drop(struct bs_ext *e)
-{
-	ext_layout_drop(e);
-	free(e->ref);
-	free(e->md_pos);
-	e->ref = NULL;
-	e->md_pos = NULL;
-	e->n = 0;
-	e->len = 0;
-}
-
-static void ext_free(struct bs_ext *e)
-{
-	if (e == NULL) {
-		return;
-	}
-	ext_table_drop(e);
-	free(e->dirty);
-	free(e->dlist);
-	free(e);
-}
-
-static struct bs_ext *ext_get(struct ust_blob *blob)
-{
-	if (blob->ext == NULL) {
-		blob->ext = calloc(1, sizeof(*blob->ext));
-		if (blob->ext != NULL) {
-			blob->ext->map_seen = blob->map;
-		}
-	}
-	return blob->ext;
-}
-
-/*
- * Extent page k's entries may differ from the durable version. Failing to
- * record it (no memory) degrades to rewriting every page, never to losing
- * the change; with no state at all the next build rewrites everything too.
- */
-static void ext_mark(struct ust_blob *blob, uint64_t k)
-{
-	struct bs_ext *e = ext_get(blob);
-
-	if (e == NULL || e->all_dirty) {
-		return;
-	}
-	if (k >= e->dirty_bits) {
-		uint64_t bits = e->dirty_bits ? e->dirty_bits * 2 : 64;
-		uint8_t *grown;
-
-		if (bits <= k) {
-			bits = (k + 64) & ~(uint64_t)63;
-		}
-		grown = realloc(e->dirty, bits / 8);
-		if (grown == NULL) {
-			e->all_dirty = true;
-			return;
-		}
-		memset(grown + e->dirty_bits / 8, 0, (bits - e->dirty_bits) / 8);
-		e->dirty = grown;
-		e->dirty_bits = bits;
-	}
-	if (bs_bit_get(e->dirty, k)) {
-		return;
-	}
-	if (e->ndirty == e->dcap) {
-		uint64_t cap = e->dcap ? e->dcap * 2 : 16;
-		uint64_t *grown = realloc(e->dlist, cap * sizeof(*grown));
-
-		if (grown == NULL) {
-			e->all_dirty = true;
-			return;
-		}
-		e->dlist = grown;
-		e->dcap = cap;
-	}
-	bs_bit_set(e->dirty, k);
-	e->dlist[e->ndirty++] = k;
-}
-
-void bs_blob_map_changed(struct ust_blob *blob, uint64_t index)
-{
-	ext_mark(blob, index / UST_BS_EXTENTS_PER_PAGE);
-	if (blob->ext != NULL) {
-		blob->ext->map_changes++;
-	}
-}
-
-int bs_ext_load_begin(struct ust_blob *blob, uint64_t n)
-{
-	struct bs_ext *e = ext_get(blob);
-
-	if (e == NULL) {
-		return -ENOMEM;
-	}
-	ext_table_drop(e);
-	e->ref = calloc(n ? n : 1, sizeof(*e->ref));
-	e->md_pos = calloc(n ? n : 1, sizeof(*e->md_pos));
-	if (e->ref == NULL || e->md_pos == NULL) {
-		ext_table_drop(e);
-		return -ENOMEM;
-	}
-	e->n = n;
-	e->len = blob->map->len;
-	e->map_seen = blob->map;
-	return 0;
-}
-
-void bs_ext_set_ref(struct ust_blob *blob, uint64_t k, const struct ust_bs_page_ref *ref)
-{
-	if (blob->ext != NULL && k < blob->ext->n) {
-		blob->ext->ref[k] = *ref;
-	}
-}
-
-void bs_ext_set_md_pos(struct ust_blob *blob, uint64_t k, uint32_t pos)
-{
-	if (blob->ext != NULL && k < blob->ext->n) {
-		blob->ext->md_pos[k] = pos;
-		blob->ext->md_cap = blob->md_npages;
-	}
-}
-
 /* ---- blob objects ---------------------------------------------------------------- */
 
 void bs_xattr_free(struct bs_xattr *x)
@@ -304,7 +154,7 @@ void bs_blob_free(struct ust_blob *blob)
 	if (blob->map != NULL) {
 		bs_defer_free(blob->bs, blob->map);
 	}
-	ext_free(blob->ext);
+	bs_ext_free(blob->ext);
 	free(blob->md_pages);
 	free(blob->freed);
 	free(blob);
@@ -351,6 +201,11 @@ int bs_blob_map_resize(struct ust_blob *blob, uint64_t new_len)
 	/* I/O threads may still hold old: free it after they have all run. */
 	bs_defer_free(blob->bs, old);
 	return 0;
+}
+
+static uint64_t ext_pages_for(uint64_t len)
+{
+	return (len + UST_BS_EXTENTS_PER_PAGE - 1) / UST_BS_EXTENTS_PER_PAGE;
 }
 
 /* ---- serialisation ------------------------------------------------------------------ */
@@ -555,7 +410,7 @@ static int ext_take(struct bs_sync *s)
 				s->acl[s->nacl].index = a->index;
 				s->acl[s->nacl].cluster = a->cluster;
 				s->nacl++;
-				ext_mark(blob, a->index / UST_BS_EXTENTS_PER_PAGE);
+				bs_ext_mark(blob, a->index / UST_BS_EXTENTS_PER_PAGE);
 			}
 		}
 		qsort(s->acl, s->nacl, sizeof(*s->acl), cmp_acl);
@@ -586,9 +441,9 @@ static void ext_give_back(struct bs_sync *s)
 	uint64_t i;
 
 	for (i = 0; i < s->ntaken; i++) {
-		ext_mark(blob, s->taken[i]);
+		bs_ext_mark(blob, s->taken[i]);
 	}
-	if (s->taken_all && ext_get(blob) != NULL) {
+	if (s->taken_all && bs_ext_get(blob) != NULL) {
 		blob->ext->all_dirty = true;
 	}
 }
@@ -731,7 +586,7 @@ static int ext_build_refs(struct bs_sync *s)
 
 	s->next = ext_pages_for(s->len);
 	s->refs = calloc(s->next ? s->next : 1, sizeof(*s->refs));
-	if (s->refs == NULL || ext_get(blob) == NULL) {
+	if (s->refs == NULL || bs_ext_get(blob) == NULL) {
 		return -ENOMEM;
 	}
 	reuse = e != NULL && e->n > 0 && e->md_pos != NULL && !s->taken_all && e->map_seen == s->map &&
@@ -1277,7 +1132,7 @@ static void ext_adopt_full(struct bs_sync *s)
 	blob->md_pages = s->md;
 	blob->md_npages = s->nmd;
 	s->md = NULL;
-	ext_table_drop(e);
+	bs_ext_table_drop(e);
 	e->md_cap = s->nchain + (uint32_t)s->next + 1;
 	e->n = s->next;
 	e->len = s->len;
@@ -1370,7 +1225,7 @@ static void sync_commit(struct bs_sync *s)
 			blob->md_npages = 0;
 		}
 		if (blob->ext != NULL) {
-			ext_table_drop(blob->ext);
+			bs_ext_table_drop(blob->ext);
 			blob->ext->map_seen = s->map;
 		}
 	}

@@ -413,7 +413,9 @@ static int ext_take(struct bs_sync *s)
 				bs_ext_mark(blob, a->index / UST_BS_EXTENTS_PER_PAGE);
 			}
 		}
-		qsort(s->acl, s->nacl, sizeof(*s->acl), cmp_acl);
+		if (s->nacl > 1) {
+			qsort(s->acl, s->nacl, sizeof(*s->acl), cmp_acl);
+		}
 	}
 	e = blob->ext;
 	if (e == NULL) {
@@ -431,7 +433,9 @@ static int ext_take(struct bs_sync *s)
 	e->ndirty = 0;
 	e->dcap = 0;
 	e->all_dirty = false;
-	qsort(s->taken, s->ntaken, sizeof(*s->taken), cmp_u64);
+	if (s->ntaken > 1) {
+		qsort(s->taken, s->ntaken, sizeof(*s->taken), cmp_u64);
+	}
 	return 0;
 }
 

@@ -77,6 +77,45 @@ TAILQ_HEAD(bs_alloc_list, bs_alloc);
 struct bs_sync;
 
 /*
+ * What the writer keeps of a blob's durable extent pages (format 8.2, 9.1),
+ * so that a sync after a thin allocation rewrites only the extent pages
+ * whose entries changed, the chain page holding their table references and
+ * the root, in O(1) work however large the blob is. Metadata thread only;
+ * NULL until the blob first uses extent pages (bs_md.c).
+ */
+struct bs_ext {
+	/* The durable version's extent table (n = 0: it uses run lists). */
+	uint64_t n;                  /* extent pages it lists: ceil(len / 1008) */
+	uint64_t len;                /* the map length it describes */
+	struct ust_bs_page_ref *ref; /* n references; page 0: no page, all holes */
+	uint32_t *md_pos;            /* index of ref[k].page in blob->md_pages */
+	uint32_t md_cap;             /* entries blob->md_pages has room for */
+	/*
+	 * The durable root and chain pages as written, and where each table
+	 * reference sits in them: present only when this writer built that
+	 * version (patchable), which lets a map-only change patch references
+	 * in place instead of re-serialising the blob.
+	 */
+	bool patchable;
+	uint8_t *root;
+	uint8_t *chain[UST_BS_MAX_CHAIN_PAGES];
+	uint32_t chain_page[UST_BS_MAX_CHAIN_PAGES]; /* their pool pages */
+	uint32_t nchain;
+	uint32_t chain_ref_off; /* byte offset in root of the CHAIN descriptor's first reference */
+	uint8_t *ref_pg;        /* page holding reference k: 0 root, i + 1 chain page i + 1 */
+	uint16_t *ref_off;      /* its byte offset there */
+	/* Extent pages whose in-memory entries may differ from the durable ones. */
+	uint8_t *dirty;      /* bit k */
+	uint64_t dirty_bits; /* capacity of dirty, in bits */
+	uint64_t *dlist;     /* the set bits, unordered */
+	uint64_t ndirty, dcap;
+	bool all_dirty;              /* tracking was lost: rewrite every page */
+	const struct bs_map *map_seen; /* the map array the marks refer to */
+	/* change_seq increments that only changed map entries (bs_blob_map_changed). */
+	uint64_t map_changes;
+};
+
+/*
  * The cluster map as I/O threads see it: one allocation holding its length,
  * so a reader can never pair one array with another's length. Entries are
  * read and written with atomics; the array is replaced, never resized.
@@ -113,7 +152,11 @@ struct ust_blob {
 	uint64_t parent_id;
 	uint32_t ro_compat;
 	uint32_t compat;
-	struct bs_map *map; /* published; swapped whole (bs_blob_map_resize) */
+	/* Published. An allocation stores its entry in place; the array is
+	 * swapped only to change its length (bs_blob_map_resize) or by the
+	 * snapshot operations. */
+	struct bs_map *map;
+	struct bs_ext *ext; /* the writer's extent page state (bs_md.c) */
 	uint64_t change_seq; /* bumped by every in-memory change */
 	uint64_t synced_seq; /* change_seq the durable version includes */
 	uint64_t num_allocated;
@@ -410,6 +453,30 @@ int bs_blob_defer_cluster_free(struct ust_blob *blob, uint32_t cluster);
 /* Replace the published map with one of new_len entries (grow or shrink). */
 int bs_blob_map_resize(struct ust_blob *blob, uint64_t new_len);
 void bs_xattr_free(struct bs_xattr *x);
+
+/* ---- bs_extent.c: the writer's extent page state ------------------------------------- */
+
+/* The blob's state, created on first use; NULL without memory. */
+struct bs_ext *bs_ext_get(struct ust_blob *blob);
+/* Extent page k's in-memory entries may differ from the durable ones. */
+void bs_ext_mark(struct ust_blob *blob, uint64_t k);
+/* The durable version uses run lists: drop its extent references and images. */
+void bs_ext_table_drop(struct bs_ext *e);
+void bs_ext_free(struct bs_ext *e);
+/*
+ * Map entry index was changed in place (an unmap) and change_seq bumped for
+ * it: the next sync may rewrite just its extent page. Any other change
+ * (bumping change_seq alone) makes the next sync re-serialise the blob.
+ */
+void bs_blob_map_changed(struct ust_blob *blob, uint64_t index);
+/*
+ * Loading (bs_tree.c): the durable version lists n extent pages; its table
+ * references are then recorded with bs_ext_set_ref. -ENOMEM.
+ */
+int bs_ext_load_begin(struct ust_blob *blob, uint64_t n);
+void bs_ext_set_ref(struct ust_blob *blob, uint64_t k, const struct ust_bs_page_ref *ref);
+/* Once blob->md_pages is recorded: extent page k sits at md_pages[pos]. */
+void bs_ext_set_md_pos(struct ust_blob *blob, uint64_t k, uint32_t pos);
 
 /* ---- bs_recover.c: dirty load ----------------------------------------------------- */
 

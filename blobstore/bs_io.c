@@ -710,6 +710,7 @@ static void piece_release(struct bs_io_piece *p)
 	__atomic_store_n(&m->c[p->index], 0, __ATOMIC_RELEASE);
 	blob->num_allocated--;
 	blob->change_seq++;
+	bs_blob_map_changed(blob, p->index);
 	p->state = PIECE_RELEASED;
 	bs_blob_sync(blob, piece_release_done, p);
 }

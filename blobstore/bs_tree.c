@@ -443,6 +443,8 @@ static int take_table(struct assembly *a, const struct ust_bs_desc *d)
 		if (base >= a->blob->map->len) {
 			return bad(a, "extent page past the blob's size");
 		}
+		/* The writer reuses unchanged extent pages by these references. */
+		bs_ext_set_ref(a->blob, no, &ref);
 		if (ref.page == 0) {
 			continue;
 		}
@@ -588,10 +590,11 @@ static int record_md_pages(struct ust_blob *blob, const struct bs_tree *t)
 	for (i = 0; i < t->nchain; i++) {
 		blob->md_pages[i] = t->chain_page[i];
 	}
+	blob->md_npages = n;
 	for (i = 0; i < t->nextent; i++) {
 		blob->md_pages[t->nchain + i] = t->extent_page[i];
+		bs_ext_set_md_pos(blob, t->extent_no[i], t->nchain + i);
 	}
-	blob->md_npages = n;
 	return 0;
 }
 
@@ -606,7 +609,8 @@ int bs_blob_from_tree(struct ust_blob *blob, const struct bs_tree *t, char *msg,
 	int rc;
 
 	blob->num_clusters = t->hdr.num_clusters;
-	blob->flags = t->hdr.flags;
+	/* How the map is stored is the writer's choice at each sync (bs_md.c). */
+	blob->flags = t->hdr.flags & ~UST_BS_BLOB_EXTENT_PAGES;
 	blob->parent_id = t->hdr.parent_id;
 	blob->ro_compat = t->hdr.ro_compat;
 	blob->compat = t->hdr.compat;
@@ -620,6 +624,14 @@ int bs_blob_from_tree(struct ust_blob *blob, const struct bs_tree *t, char *msg,
 		return -ENOMEM;
 	}
 	blob->map->len = blob->num_clusters;
+	if (t->hdr.flags & UST_BS_BLOB_EXTENT_PAGES) {
+		rc = bs_ext_load_begin(blob, (blob->num_clusters + UST_BS_EXTENTS_PER_PAGE - 1) /
+						     UST_BS_EXTENTS_PER_PAGE);
+		if (rc != 0) {
+			snprintf(msg, msglen, "no memory for the extent table");
+			return rc;
+		}
+	}
 	for (p = 0; p < np; p++) {
 		cursor = 0;
 		while ((rc = ust_bs_fmt_desc_next(pages[p], &cursor, &d)) == 1) {

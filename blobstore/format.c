@@ -788,6 +788,29 @@ uint64_t ust_bs_fmt_page_finish(struct ust_bs_page_builder *b)
 	return csum;
 }
 
+void ust_bs_fmt_put_ref(void *page, uint32_t off, const struct ust_bs_page_ref *ref)
+{
+	struct ust_bs_disk_page_ref d = {
+		.page = htole32(ref->page),
+		.reserved = 0,
+		.checksum = htole64(ref->checksum),
+	};
+
+	memcpy((uint8_t *)page + off, &d, sizeof(d));
+}
+
+uint64_t ust_bs_fmt_page_reseal(void *page, uint64_t generation, uint32_t seq)
+{
+	uint8_t *p = page;
+	uint64_t gen_le = htole64(generation), csum;
+	uint32_t seq_le = htole32(seq);
+
+	memcpy(p + offsetof(struct ust_bs_disk_page_hdr, generation), &gen_le, sizeof(gen_le));
+	memcpy(p + offsetof(struct ust_bs_disk_page_hdr, seq), &seq_le, sizeof(seq_le));
+	page_seal(p, &csum);
+	return csum;
+}
+
 /* ---- descriptors: reading ------------------------------------------------------------- */
 
 static uint16_t rd16(const uint8_t *p)

@@ -466,6 +466,16 @@ int ust_bs_fmt_add_raw(struct ust_bs_page_builder *b, uint16_t type, uint8_t fla
 /* Seals the page: payload length and checksum. Returns the checksum. */
 uint64_t ust_bs_fmt_page_finish(struct ust_bs_page_builder *b);
 
+/*
+ * Incremental rewrites of a sealed root or chain page (format 9.1: a new
+ * version that changes only some references): overwrite the 16-byte page
+ * reference at byte offset off of the page, then reseal it under a new
+ * generation and seq (root: slot half; chain: position). reseal returns the
+ * new checksum. The caller takes off from a descriptor this writer built.
+ */
+void ust_bs_fmt_put_ref(void *page, uint32_t off, const struct ust_bs_page_ref *ref);
+uint64_t ust_bs_fmt_page_reseal(void *page, uint64_t generation, uint32_t seq);
+
 /* Validate a root page completely (header, fixed part, every descriptor). */
 int ust_bs_fmt_root_decode(const void *page, const struct ust_bs_fmt_geom *geom,
 			   struct ust_bs_root *root, struct ust_bs_fmt_err *err);

@@ -1161,6 +1161,10 @@ int main(int argc, char **argv)
 	if (b->do_thin && need < 320) {
 		need = 320;
 	}
+	/* The thin blob fully allocated, plus the metadata clusters' room. */
+	if (b->do_thin && b->thin_clusters * b->thin_cluster_kib / 1024 + 64 > need) {
+		need = b->thin_clusters * b->thin_cluster_kib / 1024 + 64;
+	}
 	if (b->bdev_mib == 0) {
 		b->bdev_mib = need;
 	}

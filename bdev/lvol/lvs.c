@@ -1616,6 +1616,8 @@ static void lvs_fini_start(void)
 		next = TAILQ_NEXT(lvs, link);
 		if (lvs->bs != NULL && !lvs_is_closing(lvs))
 			lvs_start_close(lvs, false, true, NULL, NULL);
+		else if (lvs->op == NULL)
+			lvs_fini_release(lvs); /* nothing loaded, nothing running: nothing to wait for */
 	}
 	lvs_fini_put();
 }

@@ -47,6 +47,7 @@ struct ust_lvol_store {
 	bool io_device;                   /* registered as the lvol channels' io_device */
 	bool live;                        /* loaded or created, and not closing: visible */
 	bool close_pending;               /* shutdown or hot remove came during another op */
+	bool fini_wait;                   /* shutdown waits for this store to finish closing */
 	/*
 	 * The store is held through the shared-store registry (bstype "ustor";
 	 * other owners such as blobfs may hold it too): closing drops the hold

@@ -33,14 +33,12 @@
 static TAILQ_HEAD(, ust_lvol_store) g_lvstores = TAILQ_HEAD_INITIALIZER(g_lvstores);
 static bool g_fini_started;
 /*
- * At shutdown: stores still unloading, and the lvols whose destructs complete
- * only once none is. The core picks the next bdev to unregister when an
- * unregister completes, and would pick a claimed base once no unclaimed bdev
- * is left; holding every lvol's completion keeps it waiting until all stores
- * have released their bases (README "Known limits": the case of no lvols).
+ * At shutdown (async_fini_start): the stores fini_start found that have not
+ * yet finished closing, plus one while fini_start itself runs. The core
+ * unregisters no bdev until this reaches 0 and we say so, so every store
+ * writes its clean state while its base is still there.
  */
-static uint32_t g_fini_closing;
-static TAILQ_HEAD(, ust_lvol) g_fini_held = TAILQ_HEAD_INITIALIZER(g_fini_held);
+static uint32_t g_fini_waiting;
 
 enum lvs_op_kind {
 	LVS_OP_CREATE,
@@ -103,7 +101,6 @@ struct lvs_op {
 	int rc;     /* status of the call that just completed */
 	int result; /* what the caller is told */
 	bool force; /* unload at shutdown or hot remove: open lvols do not stop it */
-	bool fini;  /* counted in g_fini_closing */
 	bool joined; /* create: the lvstore went into a store that existed */
 	bool marker_found; /* load: the blob with lvs.name was found */
 	/* destroy in a shared store: the lvstore's blobs to delete (lvols, then the marker) */
@@ -160,16 +157,15 @@ bool lvs_is_closing(const struct ust_lvol_store *lvs)
 int lvol_check_not_open(struct ust_lvol *lvol)
 {
 	/*
-	 * The core has no "is it open" query; a claim is refused exactly when
-	 * someone writes through the bdev or stacks on it, which is what must
-	 * not be pulled away. Read-only openers get the REMOVE event instead.
+	 * Someone writing through the bdev or stacked on it (a claim may hold
+	 * no descriptor) must not have it pulled away; read-only openers get
+	 * the REMOVE event instead.
 	 */
-	if (ust_bdev_module_claim_bdev(&lvol->bdev, NULL, &g_lvol_module) != 0) {
+	if (ust_bdev_is_open(&lvol->bdev, true) || ust_bdev_is_claimed(&lvol->bdev)) {
 		UST_ERRLOG("lvol %s (%s) is open for writing or claimed; close it first\n",
 			   lvol->alias, lvol->uuid_str);
 		return -EBUSY;
 	}
-	ust_bdev_module_release_bdev(&lvol->bdev);
 	return 0;
 }
 
@@ -542,26 +538,35 @@ static void lvs_report_damage(struct ust_lvol_store *lvs)
 		UST_ERRLOG("lvstore %s: %zu more damaged blobs\n", lvs->name, n - 8);
 }
 
+/* One store's part of shutdown is over; the last one lets the core go on. */
+static void lvs_fini_put(void)
+{
+	if (--g_fini_waiting == 0)
+		ust_bdev_module_fini_start_done(&g_lvol_module);
+}
+
+/* This store will do nothing more at shutdown (gone, or its close failed). */
+static void lvs_fini_release(struct ust_lvol_store *lvs)
+{
+	if (!lvs->fini_wait)
+		return;
+	lvs->fini_wait = false;
+	lvs_fini_put();
+}
+
 /* Operation over: tell the caller, free what is gone, let shutdown continue. */
 static void lvs_op_finish(struct lvs_op *op, bool lvs_gone)
 {
 	struct ust_lvol_store *lvs = op->lvs;
-	struct ust_lvol *held;
 	enum lvs_op_kind kind = op->kind;
 
 	if (lvs->op == op)
 		lvs->op = NULL;
 	if (lvs_gone) {
 		TAILQ_REMOVE(&g_lvstores, lvs, link);
+		lvs_fini_release(lvs);
 		lvs_free(lvs);
 		lvs = NULL;
-	}
-	if (op->fini && --g_fini_closing == 0) {
-		while ((held = TAILQ_FIRST(&g_fini_held)) != NULL) {
-			TAILQ_REMOVE(&g_fini_held, held, link);
-			ust_bdev_destruct_done(&held->bdev, 0);
-			lvol_free(held);
-		}
 	}
 	if (op->hcb != NULL)
 		op->hcb(op->arg, lvs, op->result);
@@ -572,9 +577,13 @@ static void lvs_op_finish(struct lvs_op *op, bool lvs_gone)
 	if (kind == LVS_OP_LOAD)
 		ust_bdev_module_examine_done(&g_lvol_module);
 	/* Shutdown or hot remove came while this ran: the store must still be unloaded. */
-	if (lvs != NULL && (g_fini_started || lvs->close_pending) && lvs->op == NULL &&
-	    lvs->bs != NULL && kind != LVS_OP_UNLOAD && kind != LVS_OP_DESTROY)
+	if (lvs == NULL || lvs->op != NULL)
+		return;
+	if ((g_fini_started || lvs->close_pending) && lvs->bs != NULL &&
+	    kind != LVS_OP_UNLOAD && kind != LVS_OP_DESTROY)
 		lvs_start_close(lvs, false, true, NULL, NULL);
+	else
+		lvs_fini_release(lvs);
 }
 
 static void lvs_op_step(struct lvs_op *op)
@@ -1212,13 +1221,8 @@ void lvs_lvol_gone(struct ust_lvol_store *lvs, struct ust_lvol *lvol)
 {
 	struct lvs_op *op = lvs->op;
 
-	if (op != NULL && op->fini) {
-		/* Its destruct completes after every store unloaded (file comment). */
-		TAILQ_INSERT_TAIL(&g_fini_held, lvol, link);
-	} else {
-		ust_bdev_destruct_done(&lvol->bdev, 0);
-		lvol_free(lvol);
-	}
+	ust_bdev_destruct_done(&lvol->bdev, 0);
+	lvol_free(lvol);
 	if (op != NULL && op->state == LVS_CLOSE_WAIT_LVOLS)
 		lvs_op_step(op);
 }
@@ -1285,6 +1289,11 @@ void ust_lvs_create(const char *bdev_name, const char *lvs_name, const struct us
 	if (bdev_name == NULL || !lvs_name_valid(lvs_name, UST_LVS_NAME_MAX) ||
 	    opts->clear_method > UST_LVOL_CLEAR_WRITE_ZEROES) {
 		cb(arg, NULL, -EINVAL);
+		return;
+	}
+	if (g_fini_started) {
+		/* Shutdown waits only for the stores it found. */
+		cb(arg, NULL, -ESHUTDOWN);
 		return;
 	}
 	if (lvs_find_name(lvs_name, NULL) != NULL) {
@@ -1354,6 +1363,7 @@ static void lvs_start_close(struct ust_lvol_store *lvs, bool destroy, bool force
 	op = lvs_op_new(lvs, destroy ? LVS_OP_DESTROY : LVS_OP_UNLOAD, LVS_CLOSE_WAIT_LVOLS);
 	if (op == NULL) {
 		UST_ERRLOG("lvstore %s: out of memory starting to unload it\n", lvs->name);
+		lvs_fini_release(lvs);
 		if (cb != NULL)
 			cb(arg, -ENOMEM);
 		return;
@@ -1377,10 +1387,6 @@ static void lvs_start_close(struct ust_lvol_store *lvs, bool destroy, bool force
 			op->del_ids[op->ndel++] = lvol->id;
 	}
 	op->force = force;
-	if (force && g_fini_started) {
-		op->fini = true;
-		g_fini_closing++;
-	}
 	op->cb = cb;
 	op->arg = arg;
 	lvs->live = false;
@@ -1589,17 +1595,31 @@ static void lvs_examine_disk(struct ust_bdev *bdev)
 	ust_bs_share_load(lvs->base_name, &opts, lvs_op_bs_done, op);
 }
 
-/* Unload every store before the core unregisters the bdevs beneath them. */
+/*
+ * Unload every store before the core unregisters the bdevs beneath them.
+ * Each listed store is waited for: an idle one closes now, one busy with
+ * another operation (or still loading) closes when that ends, one already
+ * closing finishes its close. fini_start_done follows the last of them,
+ * at once when there is none.
+ */
 static void lvs_fini_start(void)
 {
 	struct ust_lvol_store *lvs, *next;
 
 	g_fini_started = true;
+	g_fini_waiting = 1;
+	TAILQ_FOREACH(lvs, &g_lvstores, link) {
+		lvs->fini_wait = true;
+		g_fini_waiting++;
+	}
 	for (lvs = TAILQ_FIRST(&g_lvstores); lvs != NULL; lvs = next) {
 		next = TAILQ_NEXT(lvs, link);
 		if (lvs->bs != NULL && !lvs_is_closing(lvs))
 			lvs_start_close(lvs, false, true, NULL, NULL);
+		else if (lvs->op == NULL)
+			lvs_fini_release(lvs); /* nothing loaded, nothing running: nothing to wait for */
 	}
+	lvs_fini_put();
 }
 
 static int lvs_module_init(void)
@@ -1612,6 +1632,7 @@ struct ust_bdev_module g_lvol_module = {
 	.name = "lvol",
 	.module_init = lvs_module_init,
 	.fini_start = lvs_fini_start,
+	.async_fini_start = true,
 	.examine_disk = lvs_examine_disk,
 	.get_ctx_size = lvol_get_ctx_size,
 };

@@ -7,8 +7,12 @@
  * brings every lvstore and lvol back with its names, UUIDs, sizes and data,
  * shutdown with live lvols, the RPC error paths; snapshots, clones,
  * inflate, decouple, revert (and a revert cut short, resolved at load),
- * delete-merge, all across restarts.
+ * delete-merge, all across restarts. Shutdown (a group of its own, each
+ * test starting and finishing the bdev layer): the core keeps the bases
+ * until every store, idle or busy with an operation, unloaded cleanly,
+ * and finishes at once with no store.
  */
+#include <endian.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -28,6 +32,7 @@
 #include "ustor/thread.h"
 
 #include "../../../bdev/malloc/bdev_malloc.h"
+#include "../../../blobstore/format.h"
 
 #define BLOCK 512
 #define MALLOC_BYTES (16u << 20)
@@ -52,11 +57,18 @@ static void poll_threads(void)
 /* ---- a RAM disk whose bytes survive unregistering --------------------------------- */
 
 #define PRAM_BYTES (8u << 20)
+#define PRAM_DISKS 2
 
-static uint8_t *g_pram_data;
+/* Pram0 serves most tests; the shutdown test puts a store on each. */
+struct pram {
+	uint8_t *data;
+	struct ust_bdev bdev;
+	char name[8];
+	bool registered;
+};
+
+static struct pram g_pram[PRAM_DISKS];
 static int g_pram_device;
-static struct ust_bdev g_pram_bdev;
-static bool g_pram_registered;
 
 static int pram_ch_create(void *dev, void *ctx)
 {
@@ -87,7 +99,8 @@ UST_BDEV_MODULE_REGISTER(pram, &g_pram_module)
 
 static void pram_submit(struct ust_io_channel *ch, struct ust_bdev_io *io)
 {
-	uint8_t *p = g_pram_data + io->offset_blocks * BLOCK;
+	struct pram *disk = io->bdev->ctxt;
+	uint8_t *p = disk->data + io->offset_blocks * BLOCK;
 	size_t left = io->num_blocks * BLOCK;
 	int i;
 
@@ -129,7 +142,9 @@ static struct ust_io_channel *pram_get_io_channel(void *ctxt)
 
 static int pram_destruct(void *ctxt)
 {
-	g_pram_registered = false;
+	struct pram *disk = ctxt;
+
+	disk->registered = false;
 	return 0;
 }
 
@@ -140,25 +155,30 @@ static const struct ust_bdev_fn_table g_pram_fn_table = {
 	.get_io_channel = pram_get_io_channel,
 };
 
-static void pram_register(void)
+/* Register disk i ("Pram<i>") over its bytes, which it keeps across registrations. */
+static void pram_register(int i)
 {
-	memset(&g_pram_bdev, 0, sizeof(g_pram_bdev));
-	g_pram_bdev.name = "Pram0";
-	g_pram_bdev.product_name = "persistent RAM";
-	g_pram_bdev.blocklen = BLOCK;
-	g_pram_bdev.blockcnt = PRAM_BYTES / BLOCK;
-	g_pram_bdev.module = &g_pram_module;
-	g_pram_bdev.fn_table = &g_pram_fn_table;
-	assert_int_equal(ust_bdev_register(&g_pram_bdev), 0);
-	g_pram_registered = true;
+	struct pram *disk = &g_pram[i];
+
+	memset(&disk->bdev, 0, sizeof(disk->bdev));
+	snprintf(disk->name, sizeof(disk->name), "Pram%d", i);
+	disk->bdev.name = disk->name;
+	disk->bdev.product_name = "persistent RAM";
+	disk->bdev.blocklen = BLOCK;
+	disk->bdev.blockcnt = PRAM_BYTES / BLOCK;
+	disk->bdev.ctxt = disk;
+	disk->bdev.module = &g_pram_module;
+	disk->bdev.fn_table = &g_pram_fn_table;
+	assert_int_equal(ust_bdev_register(&disk->bdev), 0);
+	disk->registered = true;
 	poll_threads();
 }
 
-static void pram_unregister(void)
+static void pram_unregister(int i)
 {
-	ust_bdev_unregister(&g_pram_bdev, NULL, NULL);
+	ust_bdev_unregister(&g_pram[i].bdev, NULL, NULL);
 	poll_threads();
-	assert_false(g_pram_registered);
+	assert_false(g_pram[i].registered);
 }
 
 /* ---- RPC helpers -------------------------------------------------------------------- */
@@ -770,10 +790,10 @@ static void test_restart(void **state)
 	json_t *resp, *e;
 	int rc = 1;
 
-	g_pram_data = calloc(1, PRAM_BYTES);
-	pram_register();
+	g_pram[0].data = calloc(1, PRAM_BYTES);
+	pram_register(0);
 	/* A blank bdev is examined quietly and left unclaimed. */
-	assert_false(ust_bdev_is_claimed(&g_pram_bdev));
+	assert_false(ust_bdev_is_claimed(&g_pram[0].bdev));
 	assert_null(lvs_on("Pram0"));
 
 	create_lvs("Pram0", "keep", lvs_uuid);
@@ -807,14 +827,14 @@ static void test_restart(void **state)
 	assert_null(ust_bdev_get_by_name(a));
 	assert_null(ust_bdev_get_by_name("keep/bee"));
 	assert_null(ust_lvs_get_by_name("keep"));
-	assert_false(ust_bdev_is_claimed(&g_pram_bdev));
-	pram_unregister();
+	assert_false(ust_bdev_is_claimed(&g_pram[0].bdev));
+	pram_unregister(0);
 
 	/* "Restart": the same bytes come back as a new bdev; examine loads the store. */
-	pram_register();
+	pram_register(0);
 	lvs = ust_lvs_get_by_name("keep");
 	assert_non_null(lvs);
-	assert_true(ust_bdev_is_claimed(&g_pram_bdev));
+	assert_true(ust_bdev_is_claimed(&g_pram[0].bdev));
 	{
 		char buf[UST_UUID_STRING_LEN];
 
@@ -860,8 +880,8 @@ static void test_restart(void **state)
 	ust_lvs_unload(ust_lvs_get_by_name("moved"), deleted, &rc);
 	poll_threads();
 	assert_int_equal(rc, 1);
-	pram_unregister();
-	pram_register();
+	pram_unregister(0);
+	pram_register(0);
 	assert_non_null(ust_lvs_get_by_name("moved"));
 	assert_non_null(ust_bdev_get_by_name("moved/a"));
 	assert_non_null(ust_bdev_get_by_name("moved/bee"));
@@ -873,8 +893,8 @@ static void test_restart(void **state)
 	ust_lvs_unload(ust_lvs_get_by_name("moved"), deleted, &rc);
 	poll_threads();
 	assert_int_equal(rc, 1);
-	pram_unregister();
-	pram_register();
+	pram_unregister(0);
+	pram_register(0);
 	assert_non_null(ust_bdev_get_by_name("moved/a"));
 	assert_null(ust_bdev_get_by_name("moved/bee"));
 
@@ -896,33 +916,33 @@ static void test_duplicate_store_name_at_examine(void **state)
 	ust_lvs_unload(ust_lvs_get_by_name("moved"), deleted, &rc);
 	poll_threads();
 	assert_int_equal(rc, 1);
-	pram_unregister();
-	saved = g_pram_data;
-	g_pram_data = calloc(1, PRAM_BYTES);
-	pram_register();
+	pram_unregister(0);
+	saved = g_pram[0].data;
+	g_pram[0].data = calloc(1, PRAM_BYTES);
+	pram_register(0);
 	assert_null(lvs_on("Pram0"));
 	create_lvs("Pram0", "twin", u1);
 	rc = 0;
 	ust_lvs_unload(ust_lvs_get_by_name("twin"), deleted, &rc);
 	poll_threads();
 	assert_int_equal(rc, 1);
-	pram_unregister();
+	pram_unregister(0);
 
 	/* Another "twin" is loaded when Pram0 comes back: Pram0's stays on disk, unloaded. */
 	make_malloc("M4");
 	create_lvs("M4", "twin", u2);
-	pram_register();
+	pram_register(0);
 	lvs = ust_lvs_get_by_name("twin");
 	assert_non_null(lvs);
 	assert_string_equal(ust_lvs_get_base_bdev_name(lvs), "M4");
 	assert_null(lvs_on("Pram0"));
-	assert_false(ust_bdev_is_claimed(&g_pram_bdev));
+	assert_false(ust_bdev_is_claimed(&g_pram[0].bdev));
 
 	/* Once the other is gone, Pram0's loads. */
 	rpc_expect_true("bdev_lvol_delete_lvstore", json_pack("{s:s}", "uuid", u2));
 	drop_malloc("M4");
-	pram_unregister();
-	pram_register();
+	pram_unregister(0);
+	pram_register(0);
 	lvs = ust_lvs_get_by_name("twin");
 	assert_non_null(lvs);
 	assert_string_equal(ust_lvs_get_base_bdev_name(lvs), "Pram0");
@@ -932,10 +952,10 @@ static void test_duplicate_store_name_at_examine(void **state)
 	ust_lvs_unload(lvs, deleted, &rc);
 	poll_threads();
 	assert_int_equal(rc, 1);
-	pram_unregister();
-	free(g_pram_data);
-	g_pram_data = saved;
-	pram_register();
+	pram_unregister(0);
+	free(g_pram[0].data);
+	g_pram[0].data = saved;
+	pram_register(0);
 	assert_non_null(ust_bdev_get_by_name("moved/a"));
 }
 
@@ -1008,8 +1028,8 @@ static void unload_store(const char *name)
 static void restart_pram(const char *store)
 {
 	unload_store(store);
-	pram_unregister();
-	pram_register();
+	pram_unregister(0);
+	pram_register(0);
 	assert_non_null(ust_lvs_get_by_name(store));
 }
 
@@ -1109,10 +1129,10 @@ static void test_snapshots(void **state)
 
 	/* "moved" aside; a fresh store on new bytes of Pram0. */
 	unload_store("moved");
-	pram_unregister();
-	saved = g_pram_data;
-	g_pram_data = calloc(1, PRAM_BYTES);
-	pram_register();
+	pram_unregister(0);
+	saved = g_pram[0].data;
+	g_pram[0].data = calloc(1, PRAM_BYTES);
+	pram_register(0);
 	create_lvs("Pram0", "snaps", u);
 	create_lvol("snaps", "v", 1, false, v);
 	fill(a, 64 * BLOCK, 1);
@@ -1275,10 +1295,10 @@ static void test_snapshots(void **state)
 
 	/* "moved" back for the shutdown in teardown. */
 	unload_store("snaps");
-	pram_unregister();
-	free(g_pram_data);
-	g_pram_data = saved;
-	pram_register();
+	pram_unregister(0);
+	free(g_pram[0].data);
+	g_pram[0].data = saved;
+	pram_register(0);
 	assert_non_null(ust_bdev_get_by_name("moved/a"));
 	free(a);
 	free(b);
@@ -1298,19 +1318,131 @@ static void fini_done(void *ctx)
 	*(int *)ctx = 1;
 }
 
-static int setup(void **state)
+static int bdev_start(void)
 {
 	int done = 0;
 
+	ust_bdev_initialize(init_done, &done);
+	poll_threads();
+	return done == 1 ? 0 : -1;
+}
+
+static int bdev_stop(void)
+{
+	int done = 0;
+
+	ust_bdev_finish(fini_done, &done);
+	poll_threads();
+	return done == 1 ? 0 : -1;
+}
+
+/* ---- shutdown ------------------------------------------------------------------------- */
+
+/* The primary superblock's clean flag (docs/blobstore-format.md, section 5). */
+static bool pram_store_clean(int i)
+{
+	uint32_t clean;
+
+	memcpy(&clean, g_pram[i].data + UST_BS_PAGE_HDR_SIZE +
+	       offsetof(struct ust_bs_disk_super, clean), sizeof(clean));
+	return le32toh(clean) == 1;
+}
+
+static void pram_alloc_all(void)
+{
+	int i;
+
+	for (i = 0; i < PRAM_DISKS; i++) {
+		g_pram[i].data = calloc(1, PRAM_BYTES);
+		assert_non_null(g_pram[i].data);
+	}
+}
+
+static void pram_free_all(void)
+{
+	int i;
+
+	for (i = 0; i < PRAM_DISKS; i++) {
+		free(g_pram[i].data);
+		g_pram[i].data = NULL;
+	}
+}
+
+/*
+ * Shutdown with one idle store without lvols (nothing of it is a bdev the
+ * core could wait for) and one with an lvol and a rename in flight: the
+ * core unregisters the bases only after both stores unloaded, so both are
+ * clean on disk, and the rename finished and is what loads next time.
+ */
+static void test_shutdown_waits_for_stores(void **state)
+{
+	char uuid[UST_UUID_STRING_LEN], vol[UST_UUID_STRING_LEN];
+	int i, renamed = 0;
+
+	pram_alloc_all();
+	assert_int_equal(bdev_start(), 0);
+	for (i = 0; i < PRAM_DISKS; i++)
+		pram_register(i);
+	create_lvs("Pram0", "idle", uuid);
+	create_lvs("Pram1", "busy", uuid);
+	create_lvol("busy", "v", 1, false, vol);
+	/* Loaded stores are dirty on disk: the check below can fail. */
+	assert_false(pram_store_clean(0));
+	assert_false(pram_store_clean(1));
+
+	ust_lvs_rename(ust_lvs_get_by_name("busy"), "moved", deleted, &renamed);
+	assert_int_equal(renamed, 0);
+	assert_int_equal(bdev_stop(), 0);
+	assert_int_equal(renamed, 1);
+	assert_null(ust_lvs_first());
+	for (i = 0; i < PRAM_DISKS; i++) {
+		assert_false(g_pram[i].registered);
+		assert_true(pram_store_clean(i));
+	}
+
+	/* Restart: both stores load, the busy one under its new name. */
+	assert_int_equal(bdev_start(), 0);
+	for (i = 0; i < PRAM_DISKS; i++)
+		pram_register(i);
+	assert_non_null(ust_lvs_get_by_name("idle"));
+	assert_non_null(ust_lvs_get_by_name("moved"));
+	assert_null(ust_lvs_get_by_name("busy"));
+	assert_ptr_equal(ust_bdev_get_by_name("moved/v"), ust_bdev_get_by_name(vol));
+	assert_non_null(ust_bdev_get_by_name(vol));
+	assert_int_equal(bdev_stop(), 0);
+	assert_null(ust_lvs_first());
+	for (i = 0; i < PRAM_DISKS; i++)
+		assert_true(pram_store_clean(i));
+	pram_free_all();
+}
+
+/* No lvstore at all: the lvol module lets the core go on at once. */
+static void test_shutdown_without_lvstore(void **state)
+{
+	pram_alloc_all();
+	assert_int_equal(bdev_start(), 0);
+	pram_register(0);
+	make_malloc("M9");
+	assert_null(ust_lvs_first());
+	assert_int_equal(bdev_stop(), 0);
+	assert_false(g_pram[0].registered);
+	assert_null(ust_bdev_get_by_name("M9"));
+	pram_free_all();
+}
+
+/* ---- groups ------------------------------------------------------------------------------ */
+
+static int threads_start(void)
+{
 	if (ust_thread_lib_init(NULL) != 0)
 		return -1;
 	g_t0 = ust_thread_create("t0", NULL);
 	g_t1 = ust_thread_create("t1", NULL);
+	if (g_t0 == NULL || g_t1 == NULL)
+		return -1;
 	ust_set_thread(g_t0);
 	ust_rpc_set_state(UST_RPC_RUNTIME);
-	ust_bdev_initialize(init_done, &done);
-	poll_threads();
-	return done == 1 ? 0 : -1;
+	return 0;
 }
 
 static void exit_thread(struct ust_thread *t)
@@ -1324,22 +1456,28 @@ static void exit_thread(struct ust_thread *t)
 	ust_thread_destroy(t);
 }
 
-static int teardown(void **state)
+static void threads_stop(void)
 {
-	int done = 0;
-
-	/* lvs0 (with lvols, on M0) and "moved" (on Pram0) are still loaded. */
-	ust_bdev_finish(fini_done, &done);
-	poll_threads();
-	if (done != 1)
-		return -1;
-	if (ust_lvs_first() != NULL || g_pram_registered)
-		return -1;
 	exit_thread(g_t1);
 	exit_thread(g_t0);
 	ust_set_thread(NULL);
 	ust_thread_lib_fini();
-	free(g_pram_data);
+}
+
+static int setup(void **state)
+{
+	return bdev_start();
+}
+
+static int teardown(void **state)
+{
+	/* lvs0 (with lvols, on M0) and "moved" (on Pram0) are still loaded. */
+	if (bdev_stop() != 0)
+		return -1;
+	if (ust_lvs_first() != NULL || g_pram[0].registered)
+		return -1;
+	free(g_pram[0].data);
+	g_pram[0].data = NULL;
 	return 0;
 }
 
@@ -1353,6 +1491,16 @@ int main(void)
 		cmocka_unit_test(test_duplicate_store_name_at_examine),
 		cmocka_unit_test(test_snapshots),
 	};
+	const struct CMUnitTest shutdown_tests[] = {
+		cmocka_unit_test(test_shutdown_waits_for_stores),
+		cmocka_unit_test(test_shutdown_without_lvstore),
+	};
+	int failed;
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	if (threads_start() != 0)
+		return 1;
+	failed = cmocka_run_group_tests_name("lvol", tests, setup, teardown);
+	failed += cmocka_run_group_tests_name("lvol shutdown", shutdown_tests, NULL, NULL);
+	threads_stop();
+	return failed;
 }

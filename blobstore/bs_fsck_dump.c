@@ -75,6 +75,35 @@ static void dump_read(struct dump_op *op, uint64_t offset, uint64_t len, void *b
 	}
 }
 
+/*
+ * Read the next chunk (at most CHUNK_PAGES) of the total pages that start
+ * at page start into op->buf. False once all of them have been read.
+ */
+static bool dump_read_chunk(struct dump_op *op, uint64_t start, uint64_t total)
+{
+	if (op->next >= total) {
+		return false;
+	}
+	op->count = total - op->next;
+	if (op->count > CHUNK_PAGES) {
+		op->count = CHUNK_PAGES;
+	}
+	op->io_rc = 0;
+	dump_read(op, (start + op->next) * UST_BS_PAGE_SIZE, op->count * UST_BS_PAGE_SIZE, op->buf);
+	return true;
+}
+
+/* Whether the chunk just read failed; if so, say which pages once. */
+static bool dump_chunk_unreadable(struct dump_op *op, const char *what, uint64_t start)
+{
+	if (op->io_rc == 0) {
+		return false;
+	}
+	fprintf(op->out, "%s pages %" PRIu64 "..%" PRIu64 ": unreadable: %s\n", what,
+		start + op->next, start + op->next + op->count - 1, strerror(-op->io_rc));
+	return true;
+}
+
 static void print_super(FILE *out, const char *which, uint64_t offset, const uint8_t *page)
 {
 	struct ust_bs_fmt_err err;
@@ -425,19 +454,12 @@ static void dump_step(struct dump_op *op)
 			if (op->next == 0) {
 				print_bitmaps(op);
 			}
-			if (op->next >= 2ull * s->max_blobs) {
+			if (!dump_read_chunk(op, s->root_slots.start, 2ull * s->max_blobs)) {
 				op->state = DUMP_READ_POOL;
 				op->next = 0;
 				op->count = 0;
 				continue;
 			}
-			op->count = 2ull * s->max_blobs - op->next;
-			if (op->count > CHUNK_PAGES) {
-				op->count = CHUNK_PAGES;
-			}
-			op->io_rc = 0;
-			dump_read(op, (s->root_slots.start + op->next) * UST_BS_PAGE_SIZE,
-				  op->count * UST_BS_PAGE_SIZE, op->buf);
 			op->state = DUMP_ROOTS;
 			break;
 		case DUMP_ROOTS:
@@ -445,11 +467,7 @@ static void dump_step(struct dump_op *op)
 				uint64_t rel = op->next + i;
 				const uint8_t *page = op->buf + i * UST_BS_PAGE_SIZE;
 
-				if (op->io_rc != 0) {
-					fprintf(op->out, "root pages %" PRIu64 "..%" PRIu64 ": unreadable: %s\n",
-						s->root_slots.start + op->next,
-						s->root_slots.start + op->next + op->count - 1,
-						strerror(-op->io_rc));
+				if (dump_chunk_unreadable(op, "root", s->root_slots.start)) {
 					break;
 				}
 				if (page_blank(page)) {
@@ -463,28 +481,17 @@ static void dump_step(struct dump_op *op)
 			op->state = DUMP_READ_ROOTS;
 			continue;
 		case DUMP_READ_POOL:
-			if (op->next >= s->md_pool.pages) {
+			if (!dump_read_chunk(op, s->md_pool.start, s->md_pool.pages)) {
 				op->state = DUMP_DONE;
 				continue;
 			}
-			op->count = s->md_pool.pages - op->next;
-			if (op->count > CHUNK_PAGES) {
-				op->count = CHUNK_PAGES;
-			}
-			op->io_rc = 0;
-			dump_read(op, (s->md_pool.start + op->next) * UST_BS_PAGE_SIZE,
-				  op->count * UST_BS_PAGE_SIZE, op->buf);
 			op->state = DUMP_POOL;
 			break;
 		case DUMP_POOL:
 			for (i = 0; i < op->count; i++) {
 				const uint8_t *page = op->buf + i * UST_BS_PAGE_SIZE;
 
-				if (op->io_rc != 0) {
-					fprintf(op->out, "pool pages %" PRIu64 "..%" PRIu64 ": unreadable: %s\n",
-						s->md_pool.start + op->next,
-						s->md_pool.start + op->next + op->count - 1,
-						strerror(-op->io_rc));
+				if (dump_chunk_unreadable(op, "pool", s->md_pool.start)) {
 					break;
 				}
 				if (page_blank(page)) {

@@ -189,6 +189,19 @@ static void print_value(FILE *out, const uint8_t *v, uint32_t len)
 	}
 }
 
+/* The page numbers a CHAIN or EXTENT_TABLE descriptor lists, then the line's end. */
+static void print_page_refs(FILE *out, const struct ust_bs_desc *d, uint32_t n)
+{
+	struct ust_bs_page_ref ref;
+	uint32_t i;
+
+	for (i = 0; i < n; i++) {
+		ust_bs_fmt_desc_page_ref(d, i, &ref);
+		fprintf(out, " %u", ref.page);
+	}
+	fprintf(out, "\n");
+}
+
 static void print_descs(FILE *out, const uint8_t *page)
 {
 	struct ust_bs_desc d;
@@ -199,13 +212,7 @@ static void print_descs(FILE *out, const uint8_t *page)
 		switch (d.type) {
 		case UST_BS_DESC_CHAIN:
 			fprintf(out, "  CHAIN %u pages:", n);
-			for (i = 0; i < n; i++) {
-				struct ust_bs_page_ref ref;
-
-				ust_bs_fmt_desc_page_ref(&d, i, &ref);
-				fprintf(out, " %u", ref.page);
-			}
-			fprintf(out, "\n");
+			print_page_refs(out, &d, n);
 			break;
 		case UST_BS_DESC_EXTENT_RLE:
 			fprintf(out, "  EXTENT_RLE from blob cluster %" PRIu64 ", %u runs:",
@@ -225,13 +232,7 @@ static void print_descs(FILE *out, const uint8_t *page)
 		case UST_BS_DESC_EXTENT_TABLE:
 			fprintf(out, "  EXTENT_TABLE from extent page %" PRIu64 ", %u refs:",
 				ust_bs_fmt_desc_first(&d), n);
-			for (i = 0; i < n; i++) {
-				struct ust_bs_page_ref ref;
-
-				ust_bs_fmt_desc_page_ref(&d, i, &ref);
-				fprintf(out, " %u", ref.page);
-			}
-			fprintf(out, "\n");
+			print_page_refs(out, &d, n);
 			break;
 		case UST_BS_DESC_XATTR: {
 			struct ust_bs_xattr_frag x;

@@ -285,11 +285,6 @@ static uint64_t md_writes_of_alloc(struct ust_crashsim *cs, struct ust_blob *blo
 	return n - 1;
 }
 
-static void start_done(void *ctx, int rc)
-{
-	*(int *)ctx = rc == 0 ? 1 : rc;
-}
-
 static void test_md_io_per_alloc(void **state)
 {
 	/* 600 extent pages: the table fills the root and two chain pages. */
@@ -300,15 +295,10 @@ static void test_md_io_per_alloc(void **state)
 	struct ust_crashsim *cs;
 	ust_blob_id bid, sid;
 	uint64_t rs = 77, i, from, n;
-	int done = 0;
 
 	(void)state;
-	assert_int_equal(ust_crashsim_create("M0", "CS0"), 0);
-	cs = ust_crashsim_get("CS0");
-	assert_non_null(cs);
-	assert_int_equal(ust_crashsim_start(cs, start_done, &done), 0);
-	bt_poll();
-	assert_int_equal(done, 1);
+	cs = bt_crash_create("M0", false);
+	bt_crash_start(cs);
 	assert_int_equal(bt_init("CS0", CLUSTER, 64, &bs), 0);
 	ch = ust_bs_alloc_io_channel(bs);
 	assert_int_equal(bt_create(bs, big, true, &bid), 0);
@@ -354,34 +344,25 @@ static void test_md_io_per_alloc(void **state)
 
 static ust_blob_id snapshot_of(struct ust_blob_store *bs, ust_blob_id id)
 {
-	struct bt_done d = {0};
-
-	ust_bs_create_snapshot(bs, id, NULL, 0, bt_id_cb, &d);
-	bt_poll();
-	assert_true(d.done);
-	assert_int_equal(d.rc, 0);
-	return d.id;
+	ust_bs_create_snapshot(bs, id, NULL, 0, bt_id_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
+	return bt_r.id;
 }
 
 static ust_blob_id clone_of(struct ust_blob_store *bs, ust_blob_id id)
 {
-	struct bt_done d = {0};
-
-	ust_bs_create_clone(bs, id, NULL, 0, bt_id_cb, &d);
-	bt_poll();
-	assert_true(d.done);
-	assert_int_equal(d.rc, 0);
-	return d.id;
+	ust_bs_create_clone(bs, id, NULL, 0, bt_id_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
+	return bt_r.id;
 }
 
 static void inflate(struct ust_blob_store *bs, ust_blob_id id)
 {
-	struct bt_done d = {0};
-
-	ust_bs_inflate_blob(bs, NULL, id, bt_op_cb, &d);
-	bt_poll();
-	assert_true(d.done);
-	assert_int_equal(d.rc, 0);
+	ust_bs_inflate_blob(bs, NULL, id, bt_op_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
 }
 
 static void test_snapshot_clone_inflate_resize(void **state)
@@ -507,18 +488,6 @@ static int drop_bdev(void **state)
 	return bt_malloc_delete("M0");
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	return bt_env_setup();
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	return bt_env_teardown();
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -528,5 +497,5 @@ int main(void)
 						drop_bdev),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, bt_group_setup, bt_group_teardown);
 }

@@ -172,6 +172,18 @@ static void check_fsck(const char *bdev)
 	ust_bs_fsck_report_free(rep);
 }
 
+/* Clean unload of the store on M0 (its blobs closed), fsck, load again. */
+static void reload_checked(struct ust_blob_store **bs, struct ust_io_channel **ch)
+{
+	ust_bs_free_io_channel(*ch);
+	bt_poll();
+	assert_int_equal(bt_unload(*bs), 0);
+	check_fsck("M0");
+	assert_int_equal(bt_load("M0", bs), 0);
+	*ch = ust_bs_alloc_io_channel(*bs);
+	assert_non_null(*ch);
+}
+
 /* The device as it is now (the store loaded: what a crash would leave after the last flush). */
 static uint8_t *snapshot_device(const char *bdev)
 {
@@ -215,12 +227,7 @@ static void test_random_alloc_reload(void **state)
 
 	/* Clean unload and load. */
 	assert_int_equal(bt_close(blob), 0);
-	ust_bs_free_io_channel(ch);
-	bt_poll();
-	assert_int_equal(bt_unload(bs), 0);
-	check_fsck("M0");
-	assert_int_equal(bt_load("M0", &bs), 0);
-	ch = ust_bs_alloc_io_channel(bs);
+	reload_checked(&bs, &ch);
 	assert_int_equal(bt_open(bs, id, &blob), 0);
 	check_blob(blob, ch, &m, NULL);
 
@@ -434,14 +441,9 @@ static void test_snapshot_clone_inflate_resize(void **state)
 	assert_int_equal(bt_close(blob), 0);
 	assert_int_equal(bt_close(snap), 0);
 	assert_int_equal(bt_close(clone), 0);
-	ust_bs_free_io_channel(ch);
-	bt_poll();
-	assert_int_equal(bt_unload(bs), 0);
-	check_fsck("M0");
 
 	/* Everything reads the same after a clean load. */
-	assert_int_equal(bt_load("M0", &bs), 0);
-	ch = ust_bs_alloc_io_channel(bs);
+	reload_checked(&bs, &ch);
 	assert_int_equal(bt_open(bs, id, &blob), 0);
 	assert_int_equal(bt_open(bs, sid, &snap), 0);
 	assert_int_equal(bt_open(bs, cid, &clone), 0);

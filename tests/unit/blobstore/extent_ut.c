@@ -172,13 +172,19 @@ static void check_fsck(const char *bdev)
 	ust_bs_fsck_report_free(rep);
 }
 
-/* Clean unload of the store on M0 (its blobs closed), fsck, load again. */
+/* Clean unload of the store on M0 (its blobs closed, ch freed here), then fsck. */
+static void unload_checked(struct ust_blob_store *bs, struct ust_io_channel *ch)
+{
+	ust_bs_free_io_channel(ch);
+	bt_poll();
+	assert_int_equal(bt_unload(bs), 0);
+	check_fsck("M0");
+}
+
+/* unload_checked, then load again with a new channel. */
 static void reload_checked(struct ust_blob_store **bs, struct ust_io_channel **ch)
 {
-	ust_bs_free_io_channel(*ch);
-	bt_poll();
-	assert_int_equal(bt_unload(*bs), 0);
-	check_fsck("M0");
+	unload_checked(*bs, *ch);
 	assert_int_equal(bt_load("M0", bs), 0);
 	*ch = ust_bs_alloc_io_channel(*bs);
 	assert_non_null(*ch);
@@ -254,10 +260,7 @@ static void test_random_alloc_reload(void **state)
 		assert_int_equal(len, 6);
 	}
 	assert_int_equal(bt_close(blob), 0);
-	ust_bs_free_io_channel(ch);
-	bt_poll();
-	assert_int_equal(bt_unload(bs), 0);
-	check_fsck("M0");
+	unload_checked(bs, ch);
 	free(order);
 	free(m.stamp);
 }
@@ -456,10 +459,7 @@ static void test_snapshot_clone_inflate_resize(void **state)
 	assert_int_equal(bt_close(snap), 0);
 	assert_int_equal(bt_delete(bs, cid), 0);
 	assert_int_equal(bt_delete(bs, id), 0);
-	ust_bs_free_io_channel(ch);
-	bt_poll();
-	assert_int_equal(bt_unload(bs), 0);
-	check_fsck("M0");
+	unload_checked(bs, ch);
 	free(order);
 	free(m.stamp);
 	free(ms.stamp);

@@ -54,6 +54,20 @@ void bdev_ramdisk_fill(struct ust_bdev *bdev, const struct bdev_ramdisk_geometry
 	bdev->dif_type = g->dif_type;
 }
 
+int bdev_ramdisk_register(struct ust_bdev *bdev, struct ust_bdev **bdevp)
+{
+	int rc;
+
+	rc = ust_bdev_register(bdev);
+	if (rc != 0) {
+		bdev->fn_table->destruct(bdev->ctxt);
+		return rc;
+	}
+	if (bdevp != NULL)
+		*bdevp = bdev;
+	return 0;
+}
+
 void bdev_ramdisk_write_config_json(struct ust_bdev *bdev, const char *method, json_t *calls)
 {
 	char uuid[UST_UUID_STRING_LEN];

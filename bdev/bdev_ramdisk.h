@@ -27,11 +27,27 @@ struct bdev_ramdisk_geometry {
 	enum ust_dif_type dif_type;
 };
 
+/*
+ * The geometry fields ust_malloc_opts and ust_null_opts name alike, as
+ * designated initialisers: both modules' public create turns its opts into
+ * a geometry with these (malloc adds optimal_io_boundary).
+ */
+#define BDEV_RAMDISK_GEOMETRY_OF(opts)                                                        \
+	.name = (opts)->name, .num_blocks = (opts)->num_blocks,                                  \
+	.block_size = (opts)->block_size, .uuid = (opts)->uuid, .md_size = (opts)->md_size,      \
+	.md_interleave = (opts)->md_interleave, .dif_type = (opts)->dif_type
+
 /* 0 or -EINVAL (logged): block size, md, dif, and num_blocks * block_size <= max_bytes. */
 int bdev_ramdisk_check_geometry(const char *module, const struct bdev_ramdisk_geometry *g,
 				uint64_t max_bytes);
 /* Copy g's geometry (not the name) into a bdev about to be registered. */
 void bdev_ramdisk_fill(struct ust_bdev *bdev, const struct bdev_ramdisk_geometry *g);
+/*
+ * Register a filled bdev. On failure its fn_table->destruct(ctxt) runs, so
+ * the caller owns nothing afterwards either way; on success *bdevp (may be
+ * NULL) is set.
+ */
+int bdev_ramdisk_register(struct ust_bdev *bdev, struct ust_bdev **bdevp);
 /* Append the create call that rebuilds bdev (method: "bdev_malloc_create", ...). */
 void bdev_ramdisk_write_config_json(struct ust_bdev *bdev, const char *method, json_t *calls);
 

@@ -516,6 +516,12 @@ int bs_blob_set_xattrs(struct ust_blob *blob, const struct ust_blob_xattr *x, si
 void bs_blob_put_parent(struct ust_blob *blob);
 /* A callback that does nothing: what a NULL optional callback becomes. */
 void bs_noop_cb(void *arg, int rc);
+/*
+ * The entry check of a store-wide call answered through a callback: a NULL
+ * *cb becomes bs_noop_cb; no store is -EINVAL, a thread other than the
+ * metadata thread -EXDEV. A non-zero result has already been given to *cb.
+ */
+int bs_md_call_check(struct ust_blob_store *bs, ust_bs_op_cb *cb, void *arg);
 
 /* ---- bs_snapshot.c ------------------------------------------------------------------ */
 

@@ -69,6 +69,24 @@ void bs_noop_cb(void *arg, int rc)
 	}
 }
 
+int bs_md_call_check(struct ust_blob_store *bs, ust_bs_op_cb *cb, void *arg)
+{
+	int rc = 0;
+
+	if (*cb == NULL) {
+		*cb = bs_noop_cb;
+	}
+	if (bs == NULL) {
+		rc = -EINVAL;
+	} else if (!bs_on_md_thread(bs)) {
+		rc = -EXDEV;
+	}
+	if (rc != 0) {
+		(*cb)(arg, rc);
+	}
+	return rc;
+}
+
 static int md_thread_check(struct ust_blob_store *bs)
 {
 	if (!bs_on_md_thread(bs)) {

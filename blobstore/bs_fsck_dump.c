@@ -75,6 +75,35 @@ static void dump_read(struct dump_op *op, uint64_t offset, uint64_t len, void *b
 	}
 }
 
+/*
+ * Read the next chunk (at most CHUNK_PAGES) of the total pages that start
+ * at page start into op->buf. False once all of them have been read.
+ */
+static bool dump_read_chunk(struct dump_op *op, uint64_t start, uint64_t total)
+{
+	if (op->next >= total) {
+		return false;
+	}
+	op->count = total - op->next;
+	if (op->count > CHUNK_PAGES) {
+		op->count = CHUNK_PAGES;
+	}
+	op->io_rc = 0;
+	dump_read(op, (start + op->next) * UST_BS_PAGE_SIZE, op->count * UST_BS_PAGE_SIZE, op->buf);
+	return true;
+}
+
+/* Whether the chunk just read failed; if so, say which pages once. */
+static bool dump_chunk_unreadable(struct dump_op *op, const char *what, uint64_t start)
+{
+	if (op->io_rc == 0) {
+		return false;
+	}
+	fprintf(op->out, "%s pages %" PRIu64 "..%" PRIu64 ": unreadable: %s\n", what,
+		start + op->next, start + op->next + op->count - 1, strerror(-op->io_rc));
+	return true;
+}
+
 static void print_super(FILE *out, const char *which, uint64_t offset, const uint8_t *page)
 {
 	struct ust_bs_fmt_err err;
@@ -160,6 +189,19 @@ static void print_value(FILE *out, const uint8_t *v, uint32_t len)
 	}
 }
 
+/* The page numbers a CHAIN or EXTENT_TABLE descriptor lists, then the line's end. */
+static void print_page_refs(FILE *out, const struct ust_bs_desc *d, uint32_t n)
+{
+	struct ust_bs_page_ref ref;
+	uint32_t i;
+
+	for (i = 0; i < n; i++) {
+		ust_bs_fmt_desc_page_ref(d, i, &ref);
+		fprintf(out, " %u", ref.page);
+	}
+	fprintf(out, "\n");
+}
+
 static void print_descs(FILE *out, const uint8_t *page)
 {
 	struct ust_bs_desc d;
@@ -170,13 +212,7 @@ static void print_descs(FILE *out, const uint8_t *page)
 		switch (d.type) {
 		case UST_BS_DESC_CHAIN:
 			fprintf(out, "  CHAIN %u pages:", n);
-			for (i = 0; i < n; i++) {
-				struct ust_bs_page_ref ref;
-
-				ust_bs_fmt_desc_page_ref(&d, i, &ref);
-				fprintf(out, " %u", ref.page);
-			}
-			fprintf(out, "\n");
+			print_page_refs(out, &d, n);
 			break;
 		case UST_BS_DESC_EXTENT_RLE:
 			fprintf(out, "  EXTENT_RLE from blob cluster %" PRIu64 ", %u runs:",
@@ -196,13 +232,7 @@ static void print_descs(FILE *out, const uint8_t *page)
 		case UST_BS_DESC_EXTENT_TABLE:
 			fprintf(out, "  EXTENT_TABLE from extent page %" PRIu64 ", %u refs:",
 				ust_bs_fmt_desc_first(&d), n);
-			for (i = 0; i < n; i++) {
-				struct ust_bs_page_ref ref;
-
-				ust_bs_fmt_desc_page_ref(&d, i, &ref);
-				fprintf(out, " %u", ref.page);
-			}
-			fprintf(out, "\n");
+			print_page_refs(out, &d, n);
 			break;
 		case UST_BS_DESC_XATTR: {
 			struct ust_bs_xattr_frag x;
@@ -425,19 +455,12 @@ static void dump_step(struct dump_op *op)
 			if (op->next == 0) {
 				print_bitmaps(op);
 			}
-			if (op->next >= 2ull * s->max_blobs) {
+			if (!dump_read_chunk(op, s->root_slots.start, 2ull * s->max_blobs)) {
 				op->state = DUMP_READ_POOL;
 				op->next = 0;
 				op->count = 0;
 				continue;
 			}
-			op->count = 2ull * s->max_blobs - op->next;
-			if (op->count > CHUNK_PAGES) {
-				op->count = CHUNK_PAGES;
-			}
-			op->io_rc = 0;
-			dump_read(op, (s->root_slots.start + op->next) * UST_BS_PAGE_SIZE,
-				  op->count * UST_BS_PAGE_SIZE, op->buf);
 			op->state = DUMP_ROOTS;
 			break;
 		case DUMP_ROOTS:
@@ -445,11 +468,7 @@ static void dump_step(struct dump_op *op)
 				uint64_t rel = op->next + i;
 				const uint8_t *page = op->buf + i * UST_BS_PAGE_SIZE;
 
-				if (op->io_rc != 0) {
-					fprintf(op->out, "root pages %" PRIu64 "..%" PRIu64 ": unreadable: %s\n",
-						s->root_slots.start + op->next,
-						s->root_slots.start + op->next + op->count - 1,
-						strerror(-op->io_rc));
+				if (dump_chunk_unreadable(op, "root", s->root_slots.start)) {
 					break;
 				}
 				if (page_blank(page)) {
@@ -463,28 +482,17 @@ static void dump_step(struct dump_op *op)
 			op->state = DUMP_READ_ROOTS;
 			continue;
 		case DUMP_READ_POOL:
-			if (op->next >= s->md_pool.pages) {
+			if (!dump_read_chunk(op, s->md_pool.start, s->md_pool.pages)) {
 				op->state = DUMP_DONE;
 				continue;
 			}
-			op->count = s->md_pool.pages - op->next;
-			if (op->count > CHUNK_PAGES) {
-				op->count = CHUNK_PAGES;
-			}
-			op->io_rc = 0;
-			dump_read(op, (s->md_pool.start + op->next) * UST_BS_PAGE_SIZE,
-				  op->count * UST_BS_PAGE_SIZE, op->buf);
 			op->state = DUMP_POOL;
 			break;
 		case DUMP_POOL:
 			for (i = 0; i < op->count; i++) {
 				const uint8_t *page = op->buf + i * UST_BS_PAGE_SIZE;
 
-				if (op->io_rc != 0) {
-					fprintf(op->out, "pool pages %" PRIu64 "..%" PRIu64 ": unreadable: %s\n",
-						s->md_pool.start + op->next,
-						s->md_pool.start + op->next + op->count - 1,
-						strerror(-op->io_rc));
+				if (dump_chunk_unreadable(op, "pool", s->md_pool.start)) {
 					break;
 				}
 				if (page_blank(page)) {

@@ -134,15 +134,7 @@ void ust_bs_grow(struct ust_blob_store *bs, ust_bs_op_cb cb, void *arg)
 	struct grow_op *g;
 	int rc;
 
-	if (cb == NULL) {
-		cb = bs_noop_cb;
-	}
-	if (bs == NULL) {
-		cb(arg, -EINVAL);
-		return;
-	}
-	if (!bs_on_md_thread(bs)) {
-		cb(arg, -EXDEV);
+	if (bs_md_call_check(bs, &cb, arg) != 0) {
 		return;
 	}
 	if (bs->read_only) {

@@ -257,27 +257,53 @@ static int pack_next_page(struct packer *p)
 	return 0;
 }
 
+/* Start chain pages until this one has need body bytes free. */
+static int pack_make_room(struct packer *p, uint32_t need)
+{
+	int rc;
+
+	while (pack_room(p) < need) {
+		rc = pack_next_page(p);
+		if (rc != 0) {
+			return rc;
+		}
+	}
+	return 0;
+}
+
+/*
+ * How many of left items (item bytes each, after an 8-byte list header, at
+ * most per_page in one descriptor) go into the current page once it holds
+ * at least one.
+ */
+static int pack_fit(struct packer *p, uint32_t item, uint64_t per_page, uint64_t left,
+		    uint64_t *k)
+{
+	int rc;
+
+	rc = pack_make_room(p, 8u + item);
+	if (rc != 0) {
+		return rc;
+	}
+	*k = (pack_room(p) - 8u) / item;
+	if (*k > per_page) {
+		*k = per_page;
+	}
+	if (*k > left) {
+		*k = left;
+	}
+	return 0;
+}
+
 static int pack_runs(struct packer *p, const struct ust_bs_extent_run *runs, uint64_t n)
 {
 	uint64_t i = 0, first = 0, k, j;
 	int rc;
 
 	while (i < n) {
-		uint32_t room = pack_room(p);
-
-		k = room >= 16 ? (room - 8) / 8 : 0;
-		if (k > UST_BS_RLE_PER_CHAIN_PAGE) {
-			k = UST_BS_RLE_PER_CHAIN_PAGE;
-		}
-		if (k > n - i) {
-			k = n - i;
-		}
-		if (k == 0) {
-			rc = pack_next_page(p);
-			if (rc != 0) {
-				return rc;
-			}
-			continue;
+		rc = pack_fit(p, 8u, UST_BS_RLE_PER_CHAIN_PAGE, n - i, &k);
+		if (rc != 0) {
+			return rc;
 		}
 		rc = ust_bs_fmt_add_rle(&p->b, first, runs + i, (uint32_t)k);
 		if (rc != 0) {
@@ -298,21 +324,9 @@ static int pack_table(struct packer *p, const struct ust_bs_page_ref *refs, uint
 	int rc;
 
 	while (i < n) {
-		uint32_t room = pack_room(p);
-
-		k = room >= 8u + 16u ? (room - 8u) / 16u : 0;
-		if (k > UST_BS_TABLE_PER_CHAIN_PAGE) {
-			k = UST_BS_TABLE_PER_CHAIN_PAGE;
-		}
-		if (k > n - i) {
-			k = n - i;
-		}
-		if (k == 0) {
-			rc = pack_next_page(p);
-			if (rc != 0) {
-				return rc;
-			}
-			continue;
+		rc = pack_fit(p, 16u, UST_BS_TABLE_PER_CHAIN_PAGE, n - i, &k);
+		if (rc != 0) {
+			return rc;
 		}
 		rc = ust_bs_fmt_add_table(&p->b, i, refs + i, (uint32_t)k);
 		if (rc != 0) {
@@ -335,16 +349,13 @@ static int pack_xattr(struct packer *p, const struct bs_xattr *x)
 	int rc;
 
 	do {
-		uint32_t room = pack_room(p);
-		uint32_t want = x->value_len - off;
+		uint32_t want = x->value_len - off, room;
 
-		if (room < head + (want > 0 ? 1 : 0)) {
-			rc = pack_next_page(p);
-			if (rc != 0) {
-				return rc;
-			}
-			continue;
+		rc = pack_make_room(p, head + (want > 0 ? 1 : 0));
+		if (rc != 0) {
+			return rc;
 		}
+		room = pack_room(p);
 		f.frag_offset = off;
 		f.frag_len = want < room - head ? want : room - head;
 		f.data = x->value + off;
@@ -361,11 +372,9 @@ static int pack_raw(struct packer *p, const struct bs_raw_desc *r)
 {
 	int rc;
 
-	while (pack_room(p) < r->len) {
-		rc = pack_next_page(p);
-		if (rc != 0) {
-			return rc;
-		}
+	rc = pack_make_room(p, r->len);
+	if (rc != 0) {
+		return rc;
 	}
 	return ust_bs_fmt_add_raw(&p->b, r->type, r->flags, r->body, r->len);
 }

@@ -296,15 +296,7 @@ static void share_close(struct ust_blob_store *bs, bool destroy, ust_bs_op_cb cb
 	struct share_entry *e;
 	int rc = 0;
 
-	if (cb == NULL) {
-		cb = bs_noop_cb;
-	}
-	if (bs == NULL) {
-		cb(arg, -EINVAL);
-		return;
-	}
-	if (!bs_on_md_thread(bs)) {
-		cb(arg, -EXDEV);
+	if (bs_md_call_check(bs, &cb, arg) != 0) {
 		return;
 	}
 	pthread_mutex_lock(&g_share_lock);

@@ -239,14 +239,7 @@ static int malloc_create(const struct bdev_ramdisk_geometry *opts, struct ust_bd
 	pthread_mutex_lock(&g_malloc_mutex);
 	TAILQ_INSERT_TAIL(&g_malloc_disks, disk, link);
 	pthread_mutex_unlock(&g_malloc_mutex);
-	rc = ust_bdev_register(&disk->bdev);
-	if (rc != 0) {
-		malloc_destruct(disk);
-		return rc;
-	}
-	if (bdevp != NULL)
-		*bdevp = &disk->bdev;
-	return 0;
+	return bdev_ramdisk_register(&disk->bdev, bdevp);
 }
 
 int ust_bdev_malloc_create(const struct ust_malloc_opts *opts, struct ust_bdev **bdevp)
@@ -256,14 +249,8 @@ int ust_bdev_malloc_create(const struct ust_malloc_opts *opts, struct ust_bdev *
 	if (opts == NULL)
 		return -EINVAL;
 	g = (struct bdev_ramdisk_geometry){
-		.name = opts->name,
-		.num_blocks = opts->num_blocks,
-		.block_size = opts->block_size,
-		.uuid = opts->uuid,
+		BDEV_RAMDISK_GEOMETRY_OF(opts),
 		.optimal_io_boundary = opts->optimal_io_boundary,
-		.md_size = opts->md_size,
-		.md_interleave = opts->md_interleave,
-		.dif_type = opts->dif_type,
 	};
 	return malloc_create(&g, bdevp);
 }

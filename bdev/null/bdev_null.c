@@ -120,14 +120,7 @@ static int null_create(const struct bdev_ramdisk_geometry *g, struct ust_bdev **
 	bdev_ramdisk_fill(&disk->bdev, g);
 	disk->bdev.module = &g_null_module;
 	disk->bdev.fn_table = &g_null_fn_table;
-	rc = ust_bdev_register(&disk->bdev);
-	if (rc != 0) {
-		null_destruct(disk);
-		return rc;
-	}
-	if (bdevp != NULL)
-		*bdevp = &disk->bdev;
-	return 0;
+	return bdev_ramdisk_register(&disk->bdev, bdevp);
 }
 
 int ust_bdev_null_create(const struct ust_null_opts *opts, struct ust_bdev **bdevp)
@@ -137,13 +130,7 @@ int ust_bdev_null_create(const struct ust_null_opts *opts, struct ust_bdev **bde
 	if (opts == NULL)
 		return -EINVAL;
 	g = (struct bdev_ramdisk_geometry){
-		.name = opts->name,
-		.num_blocks = opts->num_blocks,
-		.block_size = opts->block_size,
-		.uuid = opts->uuid,
-		.md_size = opts->md_size,
-		.md_interleave = opts->md_interleave,
-		.dif_type = opts->dif_type,
+		BDEV_RAMDISK_GEOMETRY_OF(opts),
 	};
 	return null_create(&g, bdevp);
 }

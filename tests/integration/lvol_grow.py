@@ -12,19 +12,16 @@ Exit 0 on pass, 1 on failure, 77 to skip (reason on the last line).
 """
 import atexit
 import hashlib
-import json
 import os
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fuse_lib as fl  # noqa: E402
+import ustord_lib as ul  # noqa: E402
 from fuse_lib import check, fail  # noqa: E402
 
-RPC_PY = os.path.join(fl.ROOT, "scripts", "rpc.py")
 USTORD = os.path.join(fl.BIN, "ustord")
 MIB = 1 << 20
 
@@ -37,57 +34,15 @@ SOCK = os.path.join(WORK, "ustor.sock")
 MNT = os.path.join(WORK, "mnt")
 IMG = os.path.join(WORK, "base.img")
 os.mkdir(MNT)
-procs = []
+atexit.register(ul.cleanup)
 
 
-def cleanup():
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    if fl.is_mounted(MNT):
-        subprocess.run(["fusermount3", "-u", "-z", MNT], capture_output=True)
-    fl.cleanup()
-
-
-atexit.register(cleanup)
-
-
-class Daemon:
-    def __init__(self):
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([USTORD, "--no-huge", "-r", SOCK], stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-        procs.append(self.proc)
-        deadline = time.time() + 60
-        while not os.path.exists(SOCK):
-            if self.proc.poll() is not None or time.time() > deadline:
-                fail("ustord did not start:\n" + self.output())
-            time.sleep(0.1)
-
-    def output(self):
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            fail("ustord did not exit within 60 s of SIGTERM:\n" + self.output())
-        check(rc == 0, "exit %d after SIGTERM:\n%s" % (rc, self.output()))
-        check(not fl.is_mounted(MNT), "still mounted after exit")
+def start():
+    return ul.Daemon([USTORD, "--no-huge", "-r", SOCK], MNT, lambda: os.path.exists(SOCK), 60)
 
 
 def rpc(*args):
-    r = subprocess.run([sys.executable, RPC_PY, "-s", SOCK] + list(args),
-                       capture_output=True, text=True, timeout=120)
-    check(r.returncode == 0, "rpc.py %s: %s\n%s" % (" ".join(args), r.stderr, d.output()))
-    out = r.stdout.strip()
-    try:
-        return json.loads(out) if out else None
-    except ValueError:
-        return out  # a string result is printed as is
+    return ul.rpc(SOCK, *args, daemon=d)
 
 
 def lvs0():
@@ -125,7 +80,7 @@ def file_hash(path):
 with open(IMG, "wb") as f:
     f.truncate(64 * MIB)
 
-d = Daemon()
+d = start()
 rpc("bdev_aio_create", IMG, "aio0", "4096")
 rpc("bdev_lvol_create_lvstore", "aio0", "lvs0")
 mount("--format-if-empty")  # adds the file system to the lvstore's store
@@ -158,10 +113,10 @@ digest = write_file(os.path.join(MNT, "data.bin"), 24 * MIB, b"grown")
 st = os.statvfs(MNT)
 check(st.f_blocks * st.f_frsize >= 100 * MIB, "statfs shows %d bytes" % (st.f_blocks * st.f_frsize))
 grown = lvs0()
-d.stop()
+d.stop(signal.SIGTERM)
 
 # Restart: the same bdev, examined again, then mounted.
-d = Daemon()
+d = start()
 rpc("bdev_aio_create", IMG, "aio0", "4096")
 mount()
 again = lvs0()
@@ -173,5 +128,5 @@ check(small in names and big in names, "lvols missing after the restart")
 check(names[big]["num_blocks"] * names[big]["block_size"] == big_mib * MIB,
       "big has %d blocks" % names[big]["num_blocks"])
 check(file_hash(os.path.join(MNT, "data.bin")) == digest, "data.bin differs after the restart")
-d.stop()
+d.stop(signal.SIGTERM)
 print("ok: an lvstore sharing its store with blobfs grows with its base; lvol and file survive a restart")

@@ -285,11 +285,6 @@ static void test_allocate_racing_write(void **state)
 static struct ust_crashsim *g_cs;
 static uint64_t g_alloc_ack; /* events logged when the allocation was acknowledged */
 
-static void start_done(void *ctx, int rc)
-{
-	*(int *)ctx = rc == 0 ? 1 : -1;
-}
-
 static void alloc_acked(void *arg, int rc)
 {
 	g_alloc_ack = ust_crashsim_num_events(g_cs);
@@ -362,7 +357,6 @@ static void test_allocate_crash(void **state)
 	struct ust_blob *blob;
 	uint64_t nev, cut, seed;
 	ust_blob_id id;
-	int started = 0;
 
 	(void)state;
 	fill(old, CLUSTER, 41);
@@ -387,9 +381,7 @@ static void test_allocate_crash(void **state)
 	assert_int_equal(bt_write(blob, ch, old, UPC, UPC), 0);
 	assert_int_equal(bt_sync(blob), 0);
 
-	assert_int_equal(ust_crashsim_start(g_cs, start_done, &started), 0);
-	bt_poll();
-	assert_int_equal(started, 1);
+	bt_crash_start(g_cs);
 	ust_blob_allocate(blob, 0, CNCL * UPC, alloc_acked, &a);
 	ust_blob_write(blob, ch, racing, 3 * UPC + 5, 4, bt_op_cb, &w);
 	bt_poll();

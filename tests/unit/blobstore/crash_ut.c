@@ -114,13 +114,6 @@ static uint64_t now(void)
 	return ust_crashsim_num_events(g.cs);
 }
 
-static void ack_hook(struct bt_done *d)
-{
-	if (g.cs != NULL) {
-		d->at_event = now();
-	}
-}
-
 static void xvalue(uint32_t xi, uint32_t ver, uint32_t len, uint8_t *out)
 {
 	uint32_t i;
@@ -412,22 +405,14 @@ static void op_delete(uint32_t b)
 	ust_bs_delete_blob(g.bs, o->id, bt_op_cb, &p->d);
 }
 
-static void start_done(void *ctx, int rc)
-{
-	*(int *)ctx = rc == 0 ? 1 : rc;
-}
-
 /* The scripted workload, recorded from the blank device on. */
 static void run_workload(void)
 {
 	uint32_t A, T, K, D, E, X, S[6], i;
 	uint64_t rs = 0x9e3779b97f4a7c15ull;
 	struct bt_done d = {0};
-	int done = 0;
 
-	assert_int_equal(ust_crashsim_start(g.cs, start_done, &done), 0);
-	bt_poll();
-	assert_int_equal(done, 1);
+	bt_crash_start(g.cs);
 
 	/* Format. */
 	g.init_start = now();
@@ -1119,10 +1104,7 @@ static void test_crash_workload(void **state)
 	(void)state;
 	memset(&g, 0, sizeof(g));
 	assert_int_equal(bt_malloc_create("M0", DEV_BYTES, BLOCK), 0);
-	assert_int_equal(ust_crashsim_create("M0", "CS0"), 0);
-	g.cs = ust_crashsim_get("CS0");
-	assert_non_null(g.cs);
-	bt_set_ack_hook(ack_hook);
+	g.cs = bt_crash_create("M0", true);
 	run_workload();
 
 	/* Oracle sanity: every operation was acknowledged inside the log. */
@@ -1143,25 +1125,8 @@ static void test_crash_workload(void **state)
 		      " cuts x %" PRIu64 " seeds = %" PRIu64 " loads, %" PRIu64 " units checked\n",
 		      g.nev, (uint64_t)g.nw, n, nseeds, checks, g_c.checked_units);
 	free(cuts);
-	ust_crashsim_image_free(img, NULL, NULL);
-	bt_poll();
-	bt_set_ack_hook(NULL);
+	bt_crash_destroy(img, "M0");
 	g.cs = NULL;
-	assert_int_equal(ust_crashsim_delete("CS0", NULL, NULL), 0);
-	bt_poll();
-	assert_int_equal(bt_malloc_delete("M0"), 0);
-}
-
-static int setup(void **state)
-{
-	(void)state;
-	return bt_env_setup();
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	return bt_env_teardown();
 }
 
 int main(void)
@@ -1171,5 +1136,5 @@ int main(void)
 	};
 
 	ust_log_set_print_level(UST_LOG_DISABLED);
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, bt_group_setup, bt_group_teardown);
 }

@@ -172,6 +172,24 @@ static void check_fsck(const char *bdev)
 	ust_bs_fsck_report_free(rep);
 }
 
+/* Clean unload of the store on M0 (its blobs closed, ch freed here), then fsck. */
+static void unload_checked(struct ust_blob_store *bs, struct ust_io_channel *ch)
+{
+	ust_bs_free_io_channel(ch);
+	bt_poll();
+	assert_int_equal(bt_unload(bs), 0);
+	check_fsck("M0");
+}
+
+/* unload_checked, then load again with a new channel. */
+static void reload_checked(struct ust_blob_store **bs, struct ust_io_channel **ch)
+{
+	unload_checked(*bs, *ch);
+	assert_int_equal(bt_load("M0", bs), 0);
+	*ch = ust_bs_alloc_io_channel(*bs);
+	assert_non_null(*ch);
+}
+
 /* The device as it is now (the store loaded: what a crash would leave after the last flush). */
 static uint8_t *snapshot_device(const char *bdev)
 {
@@ -215,12 +233,7 @@ static void test_random_alloc_reload(void **state)
 
 	/* Clean unload and load. */
 	assert_int_equal(bt_close(blob), 0);
-	ust_bs_free_io_channel(ch);
-	bt_poll();
-	assert_int_equal(bt_unload(bs), 0);
-	check_fsck("M0");
-	assert_int_equal(bt_load("M0", &bs), 0);
-	ch = ust_bs_alloc_io_channel(bs);
+	reload_checked(&bs, &ch);
 	assert_int_equal(bt_open(bs, id, &blob), 0);
 	check_blob(blob, ch, &m, NULL);
 
@@ -247,10 +260,7 @@ static void test_random_alloc_reload(void **state)
 		assert_int_equal(len, 6);
 	}
 	assert_int_equal(bt_close(blob), 0);
-	ust_bs_free_io_channel(ch);
-	bt_poll();
-	assert_int_equal(bt_unload(bs), 0);
-	check_fsck("M0");
+	unload_checked(bs, ch);
 	free(order);
 	free(m.stamp);
 }
@@ -285,11 +295,6 @@ static uint64_t md_writes_of_alloc(struct ust_crashsim *cs, struct ust_blob *blo
 	return n - 1;
 }
 
-static void start_done(void *ctx, int rc)
-{
-	*(int *)ctx = rc == 0 ? 1 : rc;
-}
-
 static void test_md_io_per_alloc(void **state)
 {
 	/* 600 extent pages: the table fills the root and two chain pages. */
@@ -300,15 +305,10 @@ static void test_md_io_per_alloc(void **state)
 	struct ust_crashsim *cs;
 	ust_blob_id bid, sid;
 	uint64_t rs = 77, i, from, n;
-	int done = 0;
 
 	(void)state;
-	assert_int_equal(ust_crashsim_create("M0", "CS0"), 0);
-	cs = ust_crashsim_get("CS0");
-	assert_non_null(cs);
-	assert_int_equal(ust_crashsim_start(cs, start_done, &done), 0);
-	bt_poll();
-	assert_int_equal(done, 1);
+	cs = bt_crash_create("M0", false);
+	bt_crash_start(cs);
 	assert_int_equal(bt_init("CS0", CLUSTER, 64, &bs), 0);
 	ch = ust_bs_alloc_io_channel(bs);
 	assert_int_equal(bt_create(bs, big, true, &bid), 0);
@@ -354,34 +354,25 @@ static void test_md_io_per_alloc(void **state)
 
 static ust_blob_id snapshot_of(struct ust_blob_store *bs, ust_blob_id id)
 {
-	struct bt_done d = {0};
-
-	ust_bs_create_snapshot(bs, id, NULL, 0, bt_id_cb, &d);
-	bt_poll();
-	assert_true(d.done);
-	assert_int_equal(d.rc, 0);
-	return d.id;
+	ust_bs_create_snapshot(bs, id, NULL, 0, bt_id_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
+	return bt_r.id;
 }
 
 static ust_blob_id clone_of(struct ust_blob_store *bs, ust_blob_id id)
 {
-	struct bt_done d = {0};
-
-	ust_bs_create_clone(bs, id, NULL, 0, bt_id_cb, &d);
-	bt_poll();
-	assert_true(d.done);
-	assert_int_equal(d.rc, 0);
-	return d.id;
+	ust_bs_create_clone(bs, id, NULL, 0, bt_id_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
+	return bt_r.id;
 }
 
 static void inflate(struct ust_blob_store *bs, ust_blob_id id)
 {
-	struct bt_done d = {0};
-
-	ust_bs_inflate_blob(bs, NULL, id, bt_op_cb, &d);
-	bt_poll();
-	assert_true(d.done);
-	assert_int_equal(d.rc, 0);
+	ust_bs_inflate_blob(bs, NULL, id, bt_op_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
 }
 
 static void test_snapshot_clone_inflate_resize(void **state)
@@ -453,14 +444,9 @@ static void test_snapshot_clone_inflate_resize(void **state)
 	assert_int_equal(bt_close(blob), 0);
 	assert_int_equal(bt_close(snap), 0);
 	assert_int_equal(bt_close(clone), 0);
-	ust_bs_free_io_channel(ch);
-	bt_poll();
-	assert_int_equal(bt_unload(bs), 0);
-	check_fsck("M0");
 
 	/* Everything reads the same after a clean load. */
-	assert_int_equal(bt_load("M0", &bs), 0);
-	ch = ust_bs_alloc_io_channel(bs);
+	reload_checked(&bs, &ch);
 	assert_int_equal(bt_open(bs, id, &blob), 0);
 	assert_int_equal(bt_open(bs, sid, &snap), 0);
 	assert_int_equal(bt_open(bs, cid, &clone), 0);
@@ -473,10 +459,7 @@ static void test_snapshot_clone_inflate_resize(void **state)
 	assert_int_equal(bt_close(snap), 0);
 	assert_int_equal(bt_delete(bs, cid), 0);
 	assert_int_equal(bt_delete(bs, id), 0);
-	ust_bs_free_io_channel(ch);
-	bt_poll();
-	assert_int_equal(bt_unload(bs), 0);
-	check_fsck("M0");
+	unload_checked(bs, ch);
 	free(order);
 	free(m.stamp);
 	free(ms.stamp);
@@ -507,18 +490,6 @@ static int drop_bdev(void **state)
 	return bt_malloc_delete("M0");
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	return bt_env_setup();
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	return bt_env_teardown();
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -528,5 +499,5 @@ int main(void)
 						drop_bdev),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, bt_group_setup, bt_group_teardown);
 }

@@ -293,18 +293,6 @@ static void set_cluster_bit(uint64_t c, bool used)
 
 /* ---- fixtures --------------------------------------------------------------------------- */
 
-static int setup(void **state)
-{
-	(void)state;
-	return bt_env_setup();
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	return bt_env_teardown();
-}
-
 static int make_bdev(void **state)
 {
 	(void)state;
@@ -849,5 +837,5 @@ int main(void)
 	};
 
 	ust_log_set_print_level(UST_LOG_ERROR);
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, bt_group_setup, bt_group_teardown);
 }

@@ -112,18 +112,6 @@ static void make_grown_device(void)
 	free(img);
 }
 
-static void start_done(void *ctx, int rc)
-{
-	*(int *)ctx = rc == 0 ? 1 : rc;
-}
-
-static void ack_hook(struct bt_done *d)
-{
-	if (g.cs != NULL) {
-		d->at_event = now();
-	}
-}
-
 static void run_workload(void)
 {
 	struct ust_blob_store *bs;
@@ -131,11 +119,8 @@ static void run_workload(void)
 	struct ust_blob *blob;
 	struct bt_done d = {0};
 	uint8_t *buf;
-	int started = 0;
 
-	assert_int_equal(ust_crashsim_start(g.cs, start_done, &started), 0);
-	bt_poll();
-	assert_int_equal(started, 1);
+	bt_crash_start(g.cs);
 
 	assert_int_equal(bt_load("CS0", &bs), 0);
 	assert_int_equal(ust_bs_get_total_data_cluster_count(bs), g.old_total);
@@ -269,10 +254,7 @@ static void test_grow_crash(void **state)
 	(void)state;
 	memset(&g, 0, sizeof(g));
 	make_grown_device();
-	assert_int_equal(ust_crashsim_create("M0", "CS0"), 0);
-	g.cs = ust_crashsim_get("CS0");
-	assert_non_null(g.cs);
-	bt_set_ack_hook(ack_hook);
+	g.cs = bt_crash_create("M0", true);
 	run_workload();
 	assert_true(g.grow_ack > g.grow_start && g.create_ack > g.grow_ack);
 
@@ -298,13 +280,8 @@ static void test_grow_crash(void **state)
 		assert_int_equal(grow_sync(bs), 0);
 		assert_int_equal(bt_unload(bs), 0);
 	}
-	ust_crashsim_image_free(img, NULL, NULL);
-	bt_poll();
-	bt_set_ack_hook(NULL);
+	bt_crash_destroy(img, "M0");
 	g.cs = NULL;
-	assert_int_equal(ust_crashsim_delete("CS0", NULL, NULL), 0);
-	bt_poll();
-	assert_int_equal(bt_malloc_delete("M0"), 0);
 }
 
 /* Calls that cannot grow answer with the errno blob.h names. */
@@ -333,18 +310,6 @@ static void test_grow_errors(void **state)
 	assert_int_equal(bt_malloc_delete("M1"), 0);
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	return bt_env_setup();
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	return bt_env_teardown();
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -353,5 +318,5 @@ int main(void)
 	};
 
 	ust_log_set_print_level(UST_LOG_DISABLED);
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, bt_group_setup, bt_group_teardown);
 }

@@ -1061,30 +1061,19 @@ struct crash_env {
 
 static struct crash_env g_c;
 
-static void start_done(void *ctx, int rc)
-{
-	*(int *)ctx = rc == 0 ? 1 : rc;
-}
-
 /* M0 with a crashsim CS0 on top; the store goes on CS0. */
 static void crash_setup(struct ust_blob_store **bs)
 {
 	memset(&g_c, 0, sizeof(g_c));
-	assert_int_equal(ust_crashsim_create("M0", "CS0"), 0);
-	g_c.cs = ust_crashsim_get("CS0");
-	assert_non_null(g_c.cs);
+	g_c.cs = bt_crash_create("M0", false);
 	g_dev = "CS0";
 	assert_int_equal(init_store(bs), 0);
 }
 
 static void crash_record(void)
 {
-	int done = 0;
-
 	bt_poll();
-	assert_int_equal(ust_crashsim_start(g_c.cs, start_done, &done), 0);
-	bt_poll();
-	assert_int_equal(done, 1);
+	bt_crash_start(g_c.cs);
 }
 
 static void ack_id_cb(void *arg, ust_blob_id id, int rc)

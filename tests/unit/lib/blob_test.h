@@ -88,4 +88,25 @@ void bt_finish(void);
 /* Deterministic pseudo-random numbers (xorshift64*); seed must not be 0. */
 uint64_t bt_rand(uint64_t *state);
 
+/* ---- cmocka group setup and teardown of the plain environment ------------------- */
+
+/* bt_env_setup / bt_env_teardown with cmocka's signature. */
+int bt_group_setup(void **state);
+int bt_group_teardown(void **state);
+
+/* ---- crash recording (blob_crash_util.c) ---------------------------------------- */
+
+struct ust_crashsim;
+struct ust_crashsim_image;
+
+/*
+ * The crashsim bdev "CS0" over base. With stamp_acks, every bt_done
+ * callback records the event count it ran at in at_event.
+ */
+struct ust_crashsim *bt_crash_create(const char *base, bool stamp_acks);
+/* Start recording; returns once the crashsim says it records. */
+void bt_crash_start(struct ust_crashsim *cs);
+/* Free img (may be NULL), delete "CS0" and then the malloc bdev base. */
+void bt_crash_destroy(struct ust_crashsim_image *img, const char *base);
+
 #endif

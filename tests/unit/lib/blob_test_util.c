@@ -122,6 +122,18 @@ int bt_env_teardown(void)
 	return done == 1 ? 0 : -1;
 }
 
+int bt_group_setup(void **state)
+{
+	(void)state;
+	return bt_env_setup();
+}
+
+int bt_group_teardown(void **state)
+{
+	(void)state;
+	return bt_env_teardown();
+}
+
 int bt_malloc_create(const char *name, uint64_t bytes, uint32_t block)
 {
 	struct ust_malloc_opts o = {.name = name, .num_blocks = bytes / block, .block_size = block};

@@ -27,16 +27,6 @@ struct bdev_ramdisk_geometry {
 	enum ust_dif_type dif_type;
 };
 
-/*
- * The geometry fields ust_malloc_opts and ust_null_opts name alike, as
- * designated initialisers: both modules' public create turns its opts into
- * a geometry with these (malloc adds optimal_io_boundary).
- */
-#define BDEV_RAMDISK_GEOMETRY_OF(opts)                                                        \
-	.name = (opts)->name, .num_blocks = (opts)->num_blocks,                                  \
-	.block_size = (opts)->block_size, .uuid = (opts)->uuid, .md_size = (opts)->md_size,      \
-	.md_interleave = (opts)->md_interleave, .dif_type = (opts)->dif_type
-
 /* 0 or -EINVAL (logged): block size, md, dif, and num_blocks * block_size <= max_bytes. */
 int bdev_ramdisk_check_geometry(const char *module, const struct bdev_ramdisk_geometry *g,
 				uint64_t max_bytes);

@@ -249,7 +249,13 @@ int ust_bdev_malloc_create(const struct ust_malloc_opts *opts, struct ust_bdev *
 	if (opts == NULL)
 		return -EINVAL;
 	g = (struct bdev_ramdisk_geometry){
-		BDEV_RAMDISK_GEOMETRY_OF(opts),
+		.name = opts->name,
+		.num_blocks = opts->num_blocks,
+		.block_size = opts->block_size,
+		.uuid = opts->uuid,
+		.md_size = opts->md_size,
+		.md_interleave = opts->md_interleave,
+		.dif_type = opts->dif_type,
 		.optimal_io_boundary = opts->optimal_io_boundary,
 	};
 	return malloc_create(&g, bdevp);

@@ -130,7 +130,13 @@ int ust_bdev_null_create(const struct ust_null_opts *opts, struct ust_bdev **bde
 	if (opts == NULL)
 		return -EINVAL;
 	g = (struct bdev_ramdisk_geometry){
-		BDEV_RAMDISK_GEOMETRY_OF(opts),
+		.name = opts->name,
+		.num_blocks = opts->num_blocks,
+		.block_size = opts->block_size,
+		.uuid = opts->uuid,
+		.md_size = opts->md_size,
+		.md_interleave = opts->md_interleave,
+		.dif_type = opts->dif_type,
 	};
 	return null_create(&g, bdevp);
 }

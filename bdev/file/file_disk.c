@@ -104,20 +104,46 @@ static void file_io_complete_rc(struct file_io *fio, int rc)
 		ust_bdev_io_complete_errno(io, rc);
 }
 
+static bool file_io_is_transfer(const struct file_io *fio)
+{
+	return fio->op == FILE_OP_READ || fio->op == FILE_OP_WRITE;
+}
+
+/*
+ * A read or write of a file in memory is a copy to or from the page cache
+ * that never waits for a device, so it runs here, on the reactor, like a
+ * malloc bdev's memcpy. Through io_uring the kernel punts such writes to an
+ * io-wq worker, and the hand-off and the completion wake-up cost more than
+ * the copy (file_check_memory_fs). The core defers the completion callback.
+ */
+static int64_t file_io_copy_inline(struct file_io *fio)
+{
+	ssize_t n;
+
+	do {
+		if (fio->op == FILE_OP_READ)
+			n = preadv(fio->disk->fd, fio->slice, fio->slice_cnt,
+				   (off_t)(fio->offset + fio->done));
+		else
+			n = pwritev(fio->disk->fd, fio->slice, fio->slice_cnt,
+				    (off_t)(fio->offset + fio->done));
+	} while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : n;
+}
+
 static void file_io_submit(struct file_io *fio)
 {
 	struct ust_bdev_io *io = file_io_to_bdev_io(fio);
 	struct file_disk_channel *dch = ust_io_channel_get_ctx(ust_bdev_io_get_io_channel(io));
 	int rc;
 
+	if (fio->disk->copy_inline && file_io_is_transfer(fio)) {
+		file_io_done(fio, file_io_copy_inline(fio));
+		return;
+	}
 	rc = fio->disk->backend->submit(ust_io_channel_get_ctx(dch->group_ch), fio);
 	if (rc != 0)
 		file_io_complete_rc(fio, rc);
-}
-
-static bool file_io_is_transfer(const struct file_io *fio)
-{
-	return fio->op == FILE_OP_READ || fio->op == FILE_OP_WRITE;
 }
 
 void file_io_done(struct file_io *fio, int64_t res)
@@ -328,7 +354,8 @@ static const struct ust_bdev_fn_table g_file_fn_table = {
 /*
  * A file in memory (tmpfs, ramfs) has no stable storage behind it: the
  * kernel's fsync there does nothing but costs an io-wq round trip per flush
- * through io_uring. Such files complete flushes at once.
+ * through io_uring. Such files complete flushes at once, and their reads and
+ * writes are copied inline (file_io_copy_inline).
  */
 static void file_check_memory_fs(struct file_disk *disk)
 {
@@ -338,7 +365,8 @@ static void file_check_memory_fs(struct file_disk *disk)
 		return;
 	if (sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC) {
 		disk->flush_noop = true;
-		UST_NOTICELOG("%s: on a memory filesystem; flushes complete at once\n",
+		disk->copy_inline = true;
+		UST_NOTICELOG("%s: on a memory filesystem; flushes complete at once, data is copied inline\n",
 			      disk->filename);
 	}
 }

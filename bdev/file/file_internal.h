@@ -89,6 +89,7 @@ struct file_disk {
 	bool user_block_size; /* block_size given at creation */
 	bool no_aio_fdsync;   /* the kernel refused IOCB_CMD_FDSYNC: offload it */
 	bool flush_noop;      /* on tmpfs/ramfs, where fsync does nothing */
+	bool copy_inline;     /* on tmpfs/ramfs: read/write by syscall on the reactor */
 	TAILQ_ENTRY(file_disk) link;
 };
 

@@ -182,17 +182,17 @@ static void fill_pattern(uint8_t *p, size_t len, uint32_t seed)
 
 /* ---- tests -------------------------------------------------------------- */
 
-static void test_roundtrip_and_flush(void **state)
+/* Write, read back and flush through a bdev on the file at path. */
+static void check_roundtrip_and_flush(const struct backend *be, const char *path)
 {
-	const struct backend *be = *state;
 	struct fixture f;
 	uint8_t *w = aligned_buf(64 * 1024, 0), *r = aligned_buf(64 * 1024, 0);
 	struct iovec iov[20];
 	struct io_result res = {0};
 	int i;
 
-	make_file(g_path, MiB);
-	fixture_open(be, g_path, 0, &f);
+	make_file(path, MiB);
+	fixture_open(be, path, 0, &f);
 	assert_int_equal(ust_bdev_get_block_size(f.bdev), 512);
 	assert_int_equal(ust_bdev_get_num_blocks(f.bdev), MiB / 512);
 	assert_string_equal(ust_bdev_get_module_name(f.bdev), be->name);
@@ -217,7 +217,7 @@ static void test_roundtrip_and_flush(void **state)
 
 	/* What the bdev wrote is in the file. */
 	{
-		int fd = open(g_path, O_RDONLY);
+		int fd = open(path, O_RDONLY);
 		uint8_t chk[512];
 
 		assert_true(fd >= 0);
@@ -240,7 +240,12 @@ static void test_roundtrip_and_flush(void **state)
 	fixture_close(be, &f);
 	free(w);
 	free(r);
-	unlink(g_path);
+	unlink(path);
+}
+
+static void test_roundtrip_and_flush(void **state)
+{
+	check_roundtrip_and_flush(*state, g_path);
 }
 
 static uint64_t file_blocks(const char *path)
@@ -448,22 +453,63 @@ static void test_bad_geometry(void **state)
 	unlink(g_path);
 }
 
-static void test_short_read_fails(void **state)
+/* A read across the end of a file that shrank behind the bdev's back fails. */
+static void check_short_read_fails(const struct backend *be, const char *path)
 {
-	const struct backend *be = *state;
 	struct fixture f;
 	uint8_t *r = aligned_buf(8192, 0);
 
-	make_file(g_path, MiB);
-	fixture_open(be, g_path, 0, &f);
+	make_file(path, MiB);
+	fixture_open(be, path, 0, &f);
 	/* The file shrinks behind the bdev's back: a read across the new end is short. */
-	assert_int_equal(truncate(g_path, MiB - 2048), 0);
+	assert_int_equal(truncate(path, MiB - 2048), 0);
 	assert_int_equal(do_read(&f, r, MiB / 512 - 8, 8), -EIO);
 	assert_int_equal(do_read(&f, r, MiB / 512 - 2, 2), -EIO);
 	assert_int_equal(do_read(&f, r, 0, 8), 0);
 	fixture_close(be, &f);
 	free(r);
-	unlink(g_path);
+	unlink(path);
+}
+
+static void test_short_read_fails(void **state)
+{
+	check_short_read_fails(*state, g_path);
+}
+
+static int g_inline_notices;
+static const char *g_notice_file;
+
+static void notice_sink(enum ust_log_level level, const char *msg)
+{
+	if (level == UST_LOG_NOTICE && g_notice_file != NULL && strstr(msg, g_notice_file) != NULL &&
+	    strstr(msg, "copied inline") != NULL)
+		g_inline_notices++;
+}
+
+/*
+ * A file on tmpfs is read and written by syscall on the reactor instead of
+ * through the backend's kernel queue: the same data must land and come
+ * back, several iovecs per I/O included, and a short transfer still fails.
+ */
+static void test_memory_fs_inline(void **state)
+{
+	const struct backend *be = *state;
+	char path[96];
+	struct fixture f;
+
+	snprintf(path, sizeof(path), "/dev/shm/ustor_file_ut_mem_%d", getpid());
+	make_file(path, MiB);
+	g_notice_file = path;
+	g_inline_notices = 0;
+	ust_log_set_sink(notice_sink);
+	fixture_open(be, path, 0, &f);
+	ust_log_set_sink(NULL);
+	g_notice_file = NULL;
+	fixture_close(be, &f);
+	assert_int_equal(g_inline_notices, 1);
+
+	check_roundtrip_and_flush(be, path);
+	check_short_read_fails(be, path);
 }
 
 static void test_rescan_resize(void **state)
@@ -685,6 +731,7 @@ int main(void)
 		BOTH(test_odirect_fallback),
 		BOTH(test_bad_geometry),
 		BOTH(test_short_read_fails),
+		BOTH(test_memory_fs_inline),
 		BOTH(test_rescan_resize),
 		BOTH(test_rpcs_and_config),
 		cmocka_unit_test(test_aio_readonly_and_aliases),

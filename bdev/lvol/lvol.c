@@ -935,6 +935,26 @@ static struct lvol_op *lvol_op_new(struct ust_lvol *lvol, enum lvol_op_state fir
 	return op;
 }
 
+/*
+ * lvol_op_new() for an operation on an existing lvol with a plain
+ * completion: on failure cb gets the error at once and NULL is returned.
+ */
+static struct lvol_op *lvol_op_start(struct ust_lvol *lvol, enum lvol_op_state first,
+				     ust_lvol_op_cb cb, void *arg)
+{
+	struct lvol_op *op;
+	int rc;
+
+	op = lvol_op_new(lvol, first, &rc);
+	if (op == NULL) {
+		cb(arg, rc);
+		return NULL;
+	}
+	op->cb = cb;
+	op->arg = arg;
+	return op;
+}
+
 static uint64_t clusters_for(struct ust_lvol_store *lvs, uint64_t size_bytes)
 {
 	uint64_t cs = ust_bs_get_cluster_size(lvs->bs);
@@ -1003,7 +1023,6 @@ void ust_lvol_create(struct ust_lvol_store *lvs, const char *name, uint64_t size
 void ust_lvol_resize(struct ust_lvol *lvol, uint64_t size_bytes, ust_lvol_op_cb cb, void *arg)
 {
 	struct lvol_op *op;
-	int rc;
 
 	if (lvol == NULL || cb == NULL || size_bytes == 0) {
 		if (cb != NULL)
@@ -1014,13 +1033,9 @@ void ust_lvol_resize(struct ust_lvol *lvol, uint64_t size_bytes, ust_lvol_op_cb 
 		cb(arg, -EBUSY);
 		return;
 	}
-	op = lvol_op_new(lvol, LVOL_RESIZE_START, &rc);
-	if (op == NULL) {
-		cb(arg, rc);
+	op = lvol_op_start(lvol, LVOL_RESIZE_START, cb, arg);
+	if (op == NULL)
 		return;
-	}
-	op->cb = cb;
-	op->arg = arg;
 	op->old_clusters = ust_blob_get_num_clusters(lvol->blob);
 	op->new_clusters = clusters_for(lvol->lvs, size_bytes);
 	if (op->new_clusters == op->old_clusters)
@@ -1032,7 +1047,6 @@ void ust_lvol_rename(struct ust_lvol *lvol, const char *new_name, ust_lvol_op_cb
 {
 	struct lvol_op *op;
 	char alias[LVOL_ALIAS_MAX];
-	int rc;
 
 	if (lvol == NULL || cb == NULL || !lvs_name_valid(new_name, UST_LVOL_NAME_MAX)) {
 		if (cb != NULL)
@@ -1053,13 +1067,9 @@ void ust_lvol_rename(struct ust_lvol *lvol, const char *new_name, ust_lvol_op_cb
 		cb(arg, -EEXIST);
 		return;
 	}
-	op = lvol_op_new(lvol, LVOL_RENAME_SYNC, &rc);
-	if (op == NULL) {
-		cb(arg, rc);
+	op = lvol_op_start(lvol, LVOL_RENAME_SYNC, cb, arg);
+	if (op == NULL)
 		return;
-	}
-	op->cb = cb;
-	op->arg = arg;
 	snprintf(op->new_name, sizeof(op->new_name), "%s", new_name);
 	snprintf(op->new_alias, sizeof(op->new_alias), "%s", alias);
 	lvol_op_step(op);
@@ -1110,13 +1120,9 @@ void ust_lvol_delete(struct ust_lvol *lvol, ust_lvol_op_cb cb, void *arg)
 		cb(arg, -EBUSY);
 		return;
 	}
-	op = lvol_op_new(lvol, LVOL_DELETE_UNREGISTERED, &rc);
-	if (op == NULL) {
-		cb(arg, rc);
+	op = lvol_op_start(lvol, LVOL_DELETE_UNREGISTERED, cb, arg);
+	if (op == NULL)
 		return;
-	}
-	op->cb = cb;
-	op->arg = arg;
 	rc = lvol_check_not_open(lvol);
 	if (rc == 0)
 		rc = lvol_check_deletable(lvol);
@@ -1248,7 +1254,6 @@ void ust_lvol_create_clone(struct ust_lvol *snapshot, const char *clone_name,
 static void lvol_parent_op(struct ust_lvol *lvol, bool decouple, ust_lvol_op_cb cb, void *arg)
 {
 	struct lvol_op *op;
-	int rc;
 
 	if (lvol == NULL || cb == NULL) {
 		if (cb != NULL)
@@ -1259,14 +1264,10 @@ static void lvol_parent_op(struct ust_lvol *lvol, bool decouple, ust_lvol_op_cb 
 		cb(arg, -EBUSY);
 		return;
 	}
-	op = lvol_op_new(lvol, LVOL_PARENT_START, &rc);
-	if (op == NULL) {
-		cb(arg, rc);
+	op = lvol_op_start(lvol, LVOL_PARENT_START, cb, arg);
+	if (op == NULL)
 		return;
-	}
 	op->decouple = decouple;
-	op->cb = cb;
-	op->arg = arg;
 	lvol_op_step(op);
 }
 
@@ -1303,13 +1304,9 @@ void ust_lvol_revert(struct ust_lvol *lvol, struct ust_lvol *snapshot, ust_lvol_
 		cb(arg, -EINVAL);
 		return;
 	}
-	op = lvol_op_new(lvol, LVOL_REVERT_CLONE, &rc);
-	if (op == NULL) {
-		cb(arg, rc);
+	op = lvol_op_start(lvol, LVOL_REVERT_CLONE, cb, arg);
+	if (op == NULL)
 		return;
-	}
-	op->cb = cb;
-	op->arg = arg;
 	rc = lvol_op_hold(op, snapshot);
 	if (rc == 0)
 		rc = lvol_check_not_open(lvol);

@@ -54,11 +54,48 @@ static int lvs_count_left(const struct lvs_op *op)
 	return left;
 }
 
+/*
+ * Destroy in a shared store: delete the lvstore's own blobs only, the next
+ * one not deleted yet. A snapshot with several clones answers -EBUSY until
+ * its clones are gone, so passes repeat while one makes progress. The
+ * marker goes last, so a crash leaves an lvstore with fewer lvols, never
+ * lvols without their lvstore.
+ */
+static void lvs_delete_next(struct lvs_op *op)
+{
+	struct ust_lvol_store *lvs = op->lvs;
+	int left;
+
+	while (op->del_i < op->ndel && op->del_ids[op->del_i] == UST_BLOBID_INVALID)
+		op->del_i++;
+	if (op->del_i < op->ndel) {
+		op->state = LVS_CLOSE_DELETED;
+		ust_bs_delete_blob(lvs->bs, op->del_ids[op->del_i], lvs_op_done, op);
+		return;
+	}
+	left = lvs_count_left(op);
+	if (left != 0 && op->del_progress) {
+		op->del_i = 0;
+		op->del_progress = false;
+		lvs_op_step(op);
+		return;
+	}
+	if (left != 0) {
+		UST_ERRLOG("lvstore %s: %d lvols could not be deleted; keeping the lvstore\n",
+			   lvs->name, left);
+		op->rc = -EBUSY;
+		op->state = LVS_CLOSE_DONE;
+		lvs_op_step(op);
+		return;
+	}
+	op->state = LVS_CLOSE_MARKER_DELETED;
+	ust_bs_delete_blob(lvs->bs, lvs->super_id, lvs_op_done, op);
+}
+
 void lvs_close_step(struct lvs_op *op)
 {
 	struct ust_lvol_store *lvs = op->lvs;
 	struct ust_lvol *lvol;
-	int rc;
 
 	switch (op->state) {
 	case LVS_CLOSE_WAIT_LVOLS:
@@ -105,37 +142,7 @@ void lvs_close_step(struct lvs_op *op)
 		}
 		return;
 	case LVS_CLOSE_DELETE:
-		/*
-		 * Destroy in a shared store: delete the lvstore's own blobs only.
-		 * A snapshot with several clones answers -EBUSY until its clones
-		 * are gone, so passes repeat while one makes progress. The marker
-		 * goes last, so a crash leaves an lvstore with fewer lvols, never
-		 * lvols without their lvstore.
-		 */
-		while (op->del_i < op->ndel && op->del_ids[op->del_i] == UST_BLOBID_INVALID)
-			op->del_i++;
-		if (op->del_i < op->ndel) {
-			op->state = LVS_CLOSE_DELETED;
-			ust_bs_delete_blob(lvs->bs, op->del_ids[op->del_i], lvs_op_done, op);
-			return;
-		}
-		rc = lvs_count_left(op);
-		if (rc != 0 && op->del_progress) {
-			op->del_i = 0;
-			op->del_progress = false;
-			lvs_op_step(op);
-			return;
-		}
-		if (rc != 0) {
-			UST_ERRLOG("lvstore %s: %d lvols could not be deleted; keeping the lvstore\n",
-				   lvs->name, rc);
-			op->rc = -EBUSY;
-			op->state = LVS_CLOSE_DONE;
-			lvs_op_step(op);
-			return;
-		}
-		op->state = LVS_CLOSE_MARKER_DELETED;
-		ust_bs_delete_blob(lvs->bs, lvs->super_id, lvs_op_done, op);
+		lvs_delete_next(op);
 		return;
 	case LVS_CLOSE_DELETED:
 		if (op->rc == 0 || op->rc == -ENOENT) {

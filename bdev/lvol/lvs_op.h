@@ -17,7 +17,6 @@
 
 #include "lvol_internal.h"
 
-
 enum lvs_op_kind {
 	LVS_OP_CREATE,
 	LVS_OP_LOAD,

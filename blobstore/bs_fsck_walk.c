@@ -214,53 +214,45 @@ void fsck_tree_check_chain(struct fsck_op *op)
 	}
 }
 
+/* Room for the tree's n extent page references (ust_bs_fmt_extent_refs). */
+static int fsck_tree_size_extents(void *arg, uint32_t n)
+{
+	struct fsck_tree *t = arg;
+
+	t->ext_ref = calloc(n, sizeof(*t->ext_ref));
+	t->ext_no = calloc(n, sizeof(*t->ext_no));
+	t->ext_rc = calloc(n, sizeof(*t->ext_rc));
+	t->ext = fsck_page_alloc(n);
+	if (t->ext_ref == NULL || t->ext_no == NULL || t->ext_rc == NULL || t->ext == NULL) {
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static int fsck_tree_add_extent(void *arg, uint32_t i, const struct ust_bs_page_ref *ref,
+				uint64_t extent_no)
+{
+	struct fsck_tree *t = arg;
+
+	t->ext_ref[i] = *ref;
+	t->ext_no[i] = extent_no;
+	return 0;
+}
+
 /* Collect the extent page references of the tree and start reading them. */
 int fsck_tree_read_extents(struct fsck_op *op)
 {
 	struct fsck_tree *t = &op->tree;
 	const uint8_t *pages[UST_BS_MAX_CHAIN_PAGES + 1];
-	uint32_t np = desc_pages(t, pages), p, i, pass, n = 0;
-	struct ust_bs_desc d;
-	uint32_t cursor;
+	uint32_t np = desc_pages(t, pages), i;
+	int n;
 
-	for (pass = 0; pass < 2; pass++) {
-		n = 0;
-		for (p = 0; p < np; p++) {
-			cursor = 0;
-			while (ust_bs_fmt_desc_next(pages[p], &cursor, &d) == 1) {
-				if (d.type != UST_BS_DESC_EXTENT_TABLE) {
-					continue;
-				}
-				for (i = 0; i < ust_bs_fmt_desc_count(&d); i++) {
-					struct ust_bs_page_ref ref;
-
-					ust_bs_fmt_desc_page_ref(&d, i, &ref);
-					if (ref.page == 0) {
-						continue;
-					}
-					if (pass == 1) {
-						t->ext_ref[n] = ref;
-						t->ext_no[n] = ust_bs_fmt_desc_first(&d) + i;
-					}
-					n++;
-				}
-			}
-		}
-		if (pass == 0) {
-			if (n == 0) {
-				break;
-			}
-			t->ext_ref = calloc(n, sizeof(*t->ext_ref));
-			t->ext_no = calloc(n, sizeof(*t->ext_no));
-			t->ext_rc = calloc(n, sizeof(*t->ext_rc));
-			t->ext = fsck_page_alloc(n);
-			if (t->ext_ref == NULL || t->ext_no == NULL || t->ext_rc == NULL || t->ext == NULL) {
-				return -ENOMEM;
-			}
-		}
+	n = ust_bs_fmt_extent_refs(pages, np, fsck_tree_size_extents, fsck_tree_add_extent, t);
+	if (n < 0) {
+		return n;
 	}
-	t->nextent = n;
-	for (i = 0; i < n; i++) {
+	t->nextent = (uint32_t)n;
+	for (i = 0; i < t->nextent; i++) {
 		fsck_io_add(op, DEV_READ, (uint64_t)t->ext_ref[i].page * UST_BS_PAGE_SIZE, UST_BS_PAGE_SIZE,
 		       t->ext + (size_t)i * UST_BS_PAGE_SIZE, &t->ext_rc[i]);
 	}

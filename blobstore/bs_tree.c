@@ -136,55 +136,47 @@ static int check_chain(struct tree_op *op)
 	return 0;
 }
 
+/* Room for the tree's n extent page references (ust_bs_fmt_extent_refs). */
+static int tree_size_extents(void *arg, uint32_t n)
+{
+	struct bs_tree *t = arg;
+
+	t->extent_page = calloc(n, sizeof(uint32_t));
+	t->extent_no = calloc(n, sizeof(uint32_t));
+	t->extent = calloc(n, sizeof(uint8_t *));
+	if (t->extent_page == NULL || t->extent_no == NULL || t->extent == NULL) {
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Note extent page reference i and give it a buffer to be read into. */
+static int tree_add_extent(void *arg, uint32_t i, const struct ust_bs_page_ref *ref,
+			   uint64_t extent_no)
+{
+	struct bs_tree *t = arg;
+
+	t->extent_page[i] = ref->page;
+	t->extent_no[i] = (uint32_t)extent_no;
+	t->extent[i] = bs_dma_page_alloc(1);
+	return t->extent[i] != NULL ? 0 : -ENOMEM;
+}
+
 /* Collect every extent page reference and start reading them. */
 static int read_extents(struct tree_op *op)
 {
 	struct bs_tree *t = op->tree;
 	const uint8_t *pages[UST_BS_MAX_CHAIN_PAGES + 1];
-	uint32_t np = tree_desc_pages(t, pages), p, i, n = 0, k;
-	struct ust_bs_desc d;
-	uint32_t cursor;
+	uint32_t np = tree_desc_pages(t, pages), i;
+	int n;
 
-	for (k = 0; k < 2; k++) {
-		/* Pass 0 counts, pass 1 fills. */
-		n = 0;
-		for (p = 0; p < np; p++) {
-			cursor = 0;
-			while (ust_bs_fmt_desc_next(pages[p], &cursor, &d) == 1) {
-				if (d.type != UST_BS_DESC_EXTENT_TABLE) {
-					continue;
-				}
-				for (i = 0; i < ust_bs_fmt_desc_count(&d); i++) {
-					struct ust_bs_page_ref ref;
-
-					ust_bs_fmt_desc_page_ref(&d, i, &ref);
-					if (ref.page == 0) {
-						continue;
-					}
-					if (k == 1) {
-						t->extent_page[n] = ref.page;
-						t->extent_no[n] = (uint32_t)(ust_bs_fmt_desc_first(&d) + i);
-						t->extent[n] = bs_dma_page_alloc(1);
-						if (t->extent[n] == NULL) {
-							return -ENOMEM;
-						}
-					}
-					n++;
-				}
-			}
-		}
-		if (k == 0 && n > 0) {
-			t->extent_page = calloc(n, sizeof(uint32_t));
-			t->extent_no = calloc(n, sizeof(uint32_t));
-			t->extent = calloc(n, sizeof(uint8_t *));
-			if (t->extent_page == NULL || t->extent_no == NULL || t->extent == NULL) {
-				return -ENOMEM;
-			}
-		}
+	n = ust_bs_fmt_extent_refs(pages, np, tree_size_extents, tree_add_extent, t);
+	if (n < 0) {
+		return n;
 	}
-	t->nextent = n;
+	t->nextent = (uint32_t)n;
 	op->pending = 1;
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < t->nextent; i++) {
 		op->pending++;
 		bs_dev_read_pages(op->bs, t->extent_page[i], 1, t->extent[i], tree_io_done, op);
 	}

@@ -969,6 +969,57 @@ void ust_bs_fmt_desc_pending(const struct ust_bs_desc *d, struct ust_bs_pending_
 	op->other_generation = le64toh(h.other_generation);
 }
 
+/* One pass of ust_bs_fmt_extent_refs(): add is NULL to count only. */
+static int extent_refs_pass(const uint8_t *const *pages, uint32_t npages,
+			    ust_bs_fmt_extent_ref_fn add, void *arg)
+{
+	struct ust_bs_page_ref ref;
+	struct ust_bs_desc d;
+	uint32_t p, i, cursor;
+	int n = 0, rc;
+
+	for (p = 0; p < npages; p++) {
+		cursor = 0;
+		while (ust_bs_fmt_desc_next(pages[p], &cursor, &d) == 1) {
+			if (d.type != UST_BS_DESC_EXTENT_TABLE) {
+				continue;
+			}
+			for (i = 0; i < ust_bs_fmt_desc_count(&d); i++) {
+				ust_bs_fmt_desc_page_ref(&d, i, &ref);
+				if (ref.page == 0) {
+					continue;
+				}
+				if (add != NULL) {
+					rc = add(arg, (uint32_t)n, &ref,
+						 ust_bs_fmt_desc_first(&d) + i);
+					if (rc != 0) {
+						return rc;
+					}
+				}
+				n++;
+			}
+		}
+	}
+	return n;
+}
+
+int ust_bs_fmt_extent_refs(const uint8_t *const *pages, uint32_t npages,
+			   int (*size)(void *arg, uint32_t n), ust_bs_fmt_extent_ref_fn add,
+			   void *arg)
+{
+	int n = extent_refs_pass(pages, npages, NULL, NULL), rc;
+
+	if (n == 0) {
+		return 0;
+	}
+	rc = size(arg, (uint32_t)n);
+	if (rc != 0) {
+		return rc;
+	}
+	rc = extent_refs_pass(pages, npages, add, arg);
+	return rc < 0 ? rc : n;
+}
+
 /* ---- descriptors: validation ------------------------------------------------------------ */
 
 /* What the descriptor checks need to know about the page they sit in. */

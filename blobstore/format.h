@@ -499,6 +499,21 @@ void ust_bs_fmt_desc_run(const struct ust_bs_desc *d, uint32_t i, struct ust_bs_
 void ust_bs_fmt_desc_xattr(const struct ust_bs_desc *d, struct ust_bs_xattr_frag *x);
 void ust_bs_fmt_desc_pending(const struct ust_bs_desc *d, struct ust_bs_pending_op *op);
 
+/* The i-th extent page reference of a tree (0-based), naming extent page extent_no. */
+typedef int (*ust_bs_fmt_extent_ref_fn)(void *arg, uint32_t i, const struct ust_bs_page_ref *ref,
+					uint64_t extent_no);
+/*
+ * The extent page references of a blob's tree: every allocated (non-zero)
+ * entry of the EXTENT_TABLE descriptors of pages (the root page, then its
+ * chain pages, each accepted by its decoder), in descriptor order. A first
+ * pass counts them and, when there are any, calls size(arg, n) so the
+ * caller can make room; a second calls add for each. Returns n, or the
+ * first negative errno size or add returned (they return 0 on success).
+ */
+int ust_bs_fmt_extent_refs(const uint8_t *const *pages, uint32_t npages,
+			   int (*size)(void *arg, uint32_t n), ust_bs_fmt_extent_ref_fn add,
+			   void *arg);
+
 /* ---- extent pages --------------------------------------------------------------- */
 
 /* count entries (1..UST_BS_EXTENTS_PER_PAGE); hdr->seq is the extent page number. */

@@ -1,7 +1,7 @@
 /*
  * Private to nvme/: the driver core's objects and the transport interface.
  *
- * The core (nvme_ctrlr.c, nvme_qpair.c, nvme_ns.c, nvme_request.c) owns the
+ * The core (nvme_ctrlr*.c, nvme_qpair.c, nvme_ns.c, nvme_request.c) owns the
  * controller state machine, the request pools, command IDs, outstanding
  * lists, timeouts and namespaces. A transport owns how bytes move: register
  * access, queue memory or sockets, data pointers (PRP/SGL for PCIe,
@@ -15,7 +15,7 @@
  *    embeds struct ust_nvme_ctrlr, first member or not: the core only holds
  *    the embedded pointer), calls nvme_ctrlr_init_common() on it and creates
  *    the admin qpair (qid 0) with nvme_qpair_init(). The core then runs the
- *    bring-up (see nvme_ctrlr.c) using reg_read/reg_write/ctrlr_enable.
+ *    bring-up (see nvme_ctrlr_init.c) using reg_read/reg_write/ctrlr_enable.
  *  - reg_read/reg_write complete through a callback, which a transport may
  *    call before returning (PCIe MMIO does) or later (fabrics Property
  *    Get/Set, completed from the admin queue's process_completions).
@@ -364,6 +364,27 @@ int nvme_ctrlr_admin_wait(struct ust_nvme_ctrlr *ctrlr, const struct ust_nvme_cm
 /* Ask for a reset from any context (timeouts); no-op while one runs. */
 void nvme_ctrlr_request_reset(struct ust_nvme_ctrlr *ctrlr, const char *why);
 int nvme_ctrlr_get_state(struct ust_nvme_ctrlr *ctrlr);
+
+/* What a read of a 32-bit register gives once the device is gone. */
+#define NVME_REG_ALL_ONES 0xffffffffu
+
+/* Shared by nvme_ctrlr.c, nvme_ctrlr_init.c and nvme_ctrlr_events.c. */
+uint64_t nvme_us_to_ticks(uint64_t us);
+/* Registers read all ones: mark the controller removed and fail it (-ENODEV). */
+void nvme_ctrlr_fail_removed(struct ust_nvme_ctrlr *ctrlr);
+/* Submit cmd with an optional contiguous buffer on the admin queue (takes the lock). */
+int nvme_ctrlr_submit_admin_cmd(struct ust_nvme_ctrlr *ctrlr, const struct ust_nvme_cmd *cmd,
+				void *buf, uint32_t len, uint16_t flags, ust_nvme_cmd_cb cb,
+				void *cb_arg, uint16_t *cid);
+/* The state machine (nvme_ctrlr_init.c): run it until it must wait (takes the lock). */
+void nvme_ctrlr_init_step(struct ust_nvme_ctrlr *ctrlr);
+void nvme_ctrlr_set_state(struct ust_nvme_ctrlr *ctrlr, enum nvme_ctrlr_state state);
+/* Re-identify the namespaces while the controller stays ready. */
+void nvme_ctrlr_start_ns_rescan(struct ust_nvme_ctrlr *ctrlr);
+/* Background work of a ready controller (nvme_ctrlr_events.c); caller holds the lock. */
+int nvme_ctrlr_submit_aer(struct ust_nvme_ctrlr *ctrlr);
+void nvme_ctrlr_send_keep_alive(struct ust_nvme_ctrlr *ctrlr, uint64_t now);
+void nvme_ctrlr_check_health(struct ust_nvme_ctrlr *ctrlr, uint64_t now);
 
 /* Namespace data refresh from a freshly identified page. */
 void nvme_ns_update(struct ust_nvme_ns *ns, const struct ust_nvme_ns_data *data);

@@ -14,105 +14,39 @@ import json
 import os
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILDDIR = os.environ.get("USTOR_BUILDDIR", os.path.join(ROOT, "build"))
-USTORD = os.path.join(BUILDDIR, "bin", "ustord")
-RPC_PY = os.path.join(ROOT, "scripts", "rpc.py")
-SOCK = "/tmp/ustor_it_lvol_%d.sock" % os.getpid()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fuse_lib as fl  # noqa: E402
+import ustord_lib as ul  # noqa: E402
+from fuse_lib import check, fail  # noqa: E402
+
+USTORD = os.path.join(fl.BIN, "ustord")
+# In /tmp, not fl.tmpdir()'s /dev/shm: on tmpfs the aio bdev would copy inline
+# instead of doing asynchronous file I/O.
 TMPDIR = tempfile.mkdtemp(prefix="ustor_it_lvol_")
+SOCK = os.path.join(TMPDIR, "ustor.sock")
 IMAGE = os.path.join(TMPDIR, "lvs.img")
 START_TIMEOUT = 30
-running = []
+STOP_TIMEOUT = 30
+atexit.register(shutil.rmtree, TMPDIR, True)
+atexit.register(ul.cleanup)  # runs first: nothing uses TMPDIR when it goes
+d = None  # the running daemon, for rpc failure messages
 
 
-def cleanup():
-    for proc in running:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    if os.path.exists(SOCK):
-        os.unlink(SOCK)
-    shutil.rmtree(TMPDIR, ignore_errors=True)
-
-
-atexit.register(cleanup)
-
-
-def fail(msg):
-    print("FAIL: " + msg)
-    sys.exit(1)
-
-
-def run_rpc(args):
-    return subprocess.run([sys.executable, RPC_PY, "-s", SOCK, "-t", "30"] + list(args),
-                          capture_output=True, text=True, timeout=90)
+def start(*args):
+    return ul.Daemon([USTORD, "--no-huge", "-r", SOCK] + list(args), None,
+                     lambda: ul.answers(SOCK), START_TIMEOUT)
 
 
 def rpc(*args):
-    out = run_rpc(args)
-    if out.returncode != 0:
-        fail("rpc.py %s: exit %d: %s" % (" ".join(args), out.returncode, out.stderr))
-    try:
-        return json.loads(out.stdout)
-    except ValueError:
-        return out.stdout.strip()
+    return ul.rpc(SOCK, *args, daemon=d)
 
 
 def rpc_fails(needle, *args):
-    out = run_rpc(args)
-    if out.returncode == 0:
-        fail("rpc.py %s succeeded; expected an error" % " ".join(args))
-    if needle not in out.stderr:
-        fail("rpc.py %s: error lacks %r: %s" % (" ".join(args), needle, out.stderr))
-
-
-def answers():
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(5)
-            s.connect(SOCK)
-            s.sendall(b'{"jsonrpc":"2.0","id":1,"method":"rpc_get_methods"}')
-            return len(s.recv(65536)) > 0
-    except OSError:
-        return False
-
-
-class Daemon:
-    def __init__(self, *args):
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([USTORD, "--no-huge", "-r", SOCK] + list(args),
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        running.append(self.proc)
-
-    def output(self):
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
-
-    def wait_ready(self):
-        deadline = time.time() + START_TIMEOUT
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                fail("ustord exited with %d during start-up:\n%s"
-                     % (self.proc.returncode, self.output()))
-            if answers():
-                return
-            time.sleep(0.05)
-        fail("ustord did not answer within %d s:\n%s" % (START_TIMEOUT, self.output()))
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            fail("ustord did not exit within 30 s of SIGTERM:\n%s" % self.output())
-        if rc != 0:
-            fail("ustord exit %d after SIGTERM:\n%s" % (rc, self.output()))
+    err = ul.rpc_error(SOCK, *args)
+    check(needle in err, "rpc.py %s: error lacks %r: %s" % (" ".join(args), needle, err))
 
 
 def lvols_by_name():
@@ -127,14 +61,13 @@ def bdev(name):
 
 
 def main():
+    global d
     if not os.access(USTORD, os.X_OK):
-        print("skip: %s is not built" % USTORD)
-        return 77
+        fl.skip("%s is not built" % USTORD)
     with open(IMAGE, "wb") as f:
         f.truncate(64 << 20)
 
-    a = Daemon()
-    a.wait_ready()
+    d = start()
     rpc("bdev_aio_create", IMAGE, "Aio0", "512")
     rpc("bdev_wait_for_examine")
     lvs_uuid = rpc("bdev_lvol_create_lvstore", "Aio0", "store", "-c", "1048576")
@@ -163,14 +96,13 @@ def main():
     path = os.path.join(TMPDIR, "config.json")
     with open(path, "w") as f:
         json.dump(config, f)
-    a.stop()
+    d.stop(signal.SIGTERM, STOP_TIMEOUT)
 
-    b = Daemon("-c", path)
-    b.wait_ready()
+    d = start("-c", path)
     rpc("bdev_wait_for_examine")
     stores = rpc("bdev_lvol_get_lvstores", "-l", "pool")
     if len(stores) != 1 or stores[0]["uuid"] != lvs_uuid:
-        fail("lvstore after restart: %r\n%s" % (stores, b.output()))
+        fail("lvstore after restart: %r\n%s" % (stores, d.output()))
     after = lvols_by_name()
     for name in ("thick", "sparse"):
         if after.get(name, {}).get("uuid") != before[name]["uuid"]:
@@ -183,7 +115,7 @@ def main():
     rpc("bdev_lvol_delete_lvstore", "-l", "pool")
     if rpc("bdev_lvol_get_lvstores") != []:
         fail("lvstore still listed after delete")
-    b.stop()
+    d.stop(signal.SIGTERM, STOP_TIMEOUT)
     print("ok: lvstore and lvols (names, UUIDs, sizes) survive a ustord restart")
     return 0
 

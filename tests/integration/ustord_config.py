@@ -14,97 +14,42 @@ import json
 import os
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILDDIR = os.environ.get("USTOR_BUILDDIR", os.path.join(ROOT, "build"))
-USTORD = os.path.join(BUILDDIR, "bin", "ustord")
-RPC_PY = os.path.join(ROOT, "scripts", "rpc.py")
-SOCK = "/tmp/ustor_it_config_%d.sock" % os.getpid()
-START_TIMEOUT = 30
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fuse_lib as fl  # noqa: E402
+import ustord_lib as ul  # noqa: E402
+from fuse_lib import fail  # noqa: E402
+
+USTORD = os.path.join(fl.BIN, "ustord")
 TMPDIR = tempfile.mkdtemp(prefix="ustor_it_config_")
-running = []
-
-
-def cleanup():
-    for proc in running:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    if os.path.exists(SOCK):
-        os.unlink(SOCK)
-    shutil.rmtree(TMPDIR, ignore_errors=True)
-
-
-atexit.register(cleanup)
-
-
-def fail(msg):
-    print("FAIL: " + msg)
-    sys.exit(1)
+SOCK = os.path.join(TMPDIR, "ustor.sock")
+START_TIMEOUT = 30
+STOP_TIMEOUT = 20
+atexit.register(shutil.rmtree, TMPDIR, True)
+atexit.register(ul.cleanup)  # runs first: nothing uses TMPDIR when it goes
 
 
 def rpc(*args):
-    out = subprocess.run([sys.executable, RPC_PY, "-s", SOCK, "-t", "20"] + list(args),
-                         capture_output=True, text=True, timeout=60)
-    if out.returncode != 0:
-        fail("rpc.py %s: exit %d: %s" % (" ".join(args), out.returncode, out.stderr))
-    try:
-        return json.loads(out.stdout)
-    except ValueError:
-        return out.stdout.strip()
+    return ul.rpc(SOCK, *args)
 
 
-def answers():
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(5)
-            s.connect(SOCK)
-            s.sendall(b'{"jsonrpc":"2.0","id":1,"method":"rpc_get_methods"}')
-            return len(s.recv(65536)) > 0
-    except OSError:
-        return False
+def rpc_fails(*args):
+    return ul.rpc_error(SOCK, *args)
 
 
-class Daemon:
-    def __init__(self, argv, cwd=None):
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=cwd)
-        running.append(self.proc)
-
-    def output(self):
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
-
-    def wait_ready(self):
-        deadline = time.time() + START_TIMEOUT
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                fail("ustord exited with %d during start-up:\n%s"
-                     % (self.proc.returncode, self.output()))
-            if answers():
-                return
-            time.sleep(0.05)
-        fail("ustord did not answer within %d s:\n%s" % (START_TIMEOUT, self.output()))
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            fail("ustord did not exit within 20 s of SIGTERM:\n%s" % self.output())
-        if rc != 0:
-            fail("ustord exit %d after SIGTERM:\n%s" % (rc, self.output()))
-        if os.path.exists(SOCK):
-            fail("socket left behind after SIGTERM")
+def daemon(argv, cwd=None, mnt=None):
+    """ustord (or run.sh) on SOCK, once it answers RPCs; stop() checks the socket is gone."""
+    return ul.Daemon(argv, mnt, lambda: ul.answers(SOCK), START_TIMEOUT, cwd=cwd, sock=SOCK)
 
 
 def ustord(*args):
-    return Daemon([USTORD, "--no-huge", "-r", SOCK] + list(args))
+    return daemon([USTORD, "--no-huge", "-r", SOCK] + list(args))
+
+
+def stop(d):
+    d.stop(signal.SIGTERM, STOP_TIMEOUT)
 
 
 def write_json(name, obj):
@@ -124,7 +69,6 @@ def pick_flag():
 
 def check_save_and_replay():
     a = ustord()
-    a.wait_ready()
     rpc("log_set_print_level", "INFO")
     rpc("log_set_level", "WARNING")
     flag = pick_flag()
@@ -146,36 +90,24 @@ def check_save_and_replay():
     bad_dir = rpc_fails("call", "save_config", json.dumps({"file": "/nonexistent/dir/x.json"}))
     if "/nonexistent/dir/x.json" not in bad_dir:
         fail("save_config to a bad path: error should name it: %s" % bad_dir)
-    a.stop()
+    stop(a)
 
     b = ustord("-c", path)
-    b.wait_ready()
     if rpc("log_get_print_level") != "INFO" or rpc("log_get_level") != "WARNING":
         fail("replayed config did not restore the log levels")
     if flag is not None and rpc("log_get_flags").get(flag) is not True:
         fail("replayed config did not restore log flag %s" % flag)
     again = rpc("save_config")
-    b.stop()
+    stop(b)
     if again != saved:
         fail("save_config after replay differs:\n%r\n%r" % (again, saved))
     print("ok: save_config (stdout and file) replayed with -c gives the same config%s"
           % (" (flag %s)" % flag if flag else ""))
 
 
-def rpc_fails(*args):
-    out = subprocess.run([sys.executable, RPC_PY, "-s", SOCK, "-t", "20"] + list(args),
-                         capture_output=True, text=True, timeout=60)
-    if out.returncode == 0:
-        fail("rpc.py %s succeeded; expected an error" % " ".join(args))
-    return out.stderr
-
-
 def expect_start_failure(config_path, needles, what):
-    d = ustord("-c", config_path)
-    try:
-        rc = d.proc.wait(START_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        fail("%s: ustord still running after %d s" % (what, START_TIMEOUT))
+    d = ul.Daemon([USTORD, "--no-huge", "-r", SOCK, "-c", config_path], None, None, START_TIMEOUT)
+    rc = d.wait_exit(START_TIMEOUT, what)
     out = d.output()
     if rc == 0:
         fail("%s: ustord exited 0:\n%s" % (what, out))
@@ -216,9 +148,9 @@ def check_default_config():
     ways in a scratch directory so the repo is left alone."""
     work = tempfile.mkdtemp(dir=TMPDIR)
     # scripts/run.sh as `make run` uses it, on our socket instead of the default one.
-    r = Daemon([os.path.join(ROOT, "scripts", "run.sh"), BUILDDIR,
-                os.path.join(ROOT, "etc", "ustor.json"), "--no-huge", "-r", SOCK], cwd=work)
-    r.wait_ready()
+    r = daemon([os.path.join(fl.ROOT, "scripts", "run.sh"), fl.BUILDDIR,
+                os.path.join(fl.ROOT, "etc", "ustor.json"), "--no-huge", "-r", SOCK], cwd=work,
+               mnt=os.path.join(work, "mnt"))
     if rpc("log_get_print_level") != "NOTICE":
         fail("etc/ustor.json should leave the print level at NOTICE")
     mounts = rpc("blobfs_get_mounts")
@@ -226,17 +158,14 @@ def check_default_config():
         fail("etc/ustor.json should mount ./mnt: %r" % (mounts,))
     with open(os.path.join(work, "mnt", "hello"), "w") as f:
         f.write("make run")
-    r.stop()
-    if os.path.ismount(os.path.join(work, "mnt")):
-        fail("./mnt still mounted after SIGTERM")
+    stop(r)  # also: ./mnt is no longer mounted
     # Directly, on the image run.sh made: the file is still there.
-    d = Daemon([USTORD, "--no-huge", "-r", SOCK, "-c", os.path.join(ROOT, "etc", "ustor.json")],
-               cwd=work)
-    d.wait_ready()
+    d = daemon([USTORD, "--no-huge", "-r", SOCK, "-c",
+                os.path.join(fl.ROOT, "etc", "ustor.json")], cwd=work, mnt=os.path.join(work, "mnt"))
     with open(os.path.join(work, "mnt", "hello")) as f:
         if f.read() != "make run":
             fail("the file written under make run's mount did not survive a restart")
-    d.stop()
+    stop(d)
     os.unlink(os.path.join(work, "var", "ustor.img"))
     print("ok: etc/ustor.json starts, directly and through scripts/run.sh")
 

@@ -56,16 +56,11 @@ static struct nvme_tcp_qpair *tcp_qpair(struct ust_nvme_qpair *qpair)
 	return (struct nvme_tcp_qpair *)((uint8_t *)qpair - offsetof(struct nvme_tcp_qpair, qpair));
 }
 
-static uint64_t us_to_ticks(uint64_t us)
-{
-	return us * ust_get_ticks_hz() / 1000000;
-}
-
 static uint64_t setup_timeout_ticks(const struct nvme_tcp_ctrlr *tctrlr)
 {
 	uint64_t us = tctrlr->ctrlr.opts.admin_timeout_us;
 
-	return us_to_ticks(us != 0 ? us : 10 * 1000 * 1000);
+	return nvme_us_to_ticks(us != 0 ? us : 10 * 1000 * 1000);
 }
 
 /* ---- completions from the connection ----------------------------------------------- */

@@ -160,13 +160,20 @@ static void unlock_range(struct bfs_req *req)
 		*pp = req->next;
 	}
 	req->next = NULL;
-	/* let every waiter try again, in arrival order */
+	/*
+	 * Let every waiter try again, in arrival order. Its state is the one
+	 * after the lock, so it must take the lock here: one that still
+	 * overlaps an active request (another waiter that got in first) waits
+	 * again.
+	 */
 	w = ip->io_waiting;
 	ip->io_waiting = NULL;
 	for (; w != NULL; w = next) {
 		next = w->next;
 		w->next = NULL;
-		io_step(w);
+		if (lock_range(w)) {
+			io_step(w);
+		}
 	}
 }
 

@@ -5,7 +5,8 @@
  * of the same unit) and writes that extend the file all land with their
  * neighbours' bytes intact; overlapping unaligned writes run one at a time
  * (the range lock), so the file equals the writes applied in the order they
- * completed. Malloc bdev with 4 KiB blocks, threads polled by hand; every
+ * completed. A large unaligned write reads only its partial first and last
+ * units and keeps their other bytes. Malloc bdev with 4 KiB blocks, threads polled by hand; every
  * check compares the whole file, read back, with a model.
  */
 #include <errno.h>
@@ -20,6 +21,7 @@
 
 #include <cmocka.h>
 
+#include "ustor/bdev.h"
 #include "ustor/blobfs.h"
 #include "ustor/env.h"
 #include "ustor/log.h"
@@ -314,11 +316,79 @@ static void test_overlapping_writes_serialise(void **state)
 	free(model);
 }
 
+static void stat_cb(struct ust_bdev *bdev, struct ust_bdev_io_stat *stat, void *ctx, int rc)
+{
+	(void)bdev;
+	(void)stat;
+	op_cb(ctx, rc);
+}
+
+static uint64_t dev_bytes_read(void)
+{
+	struct ust_bdev_io_stat st;
+	struct res r = {0};
+
+	ust_bdev_get_iostat(ust_bdev_get_by_name(DEV), &st, stat_cb, &r);
+	wait_res(&r);
+	assert_int_equal(r.rc, 0);
+	return st.bytes_read;
+}
+
+/*
+ * Unaligned writes over many units of existing data, one at a time: each
+ * reads from the device only the partial units at its ends (none where an
+ * end is aligned), and the bytes around it survive.
+ */
+static void test_unaligned_write_reads_ends_only(void **state)
+{
+	static const struct {
+		uint64_t off;
+		size_t len;
+		uint64_t units_read;
+	} cases[] = {
+		{1000, 100000, 2},                /* both ends partial */
+		{40 * BLOCK, 5 * BLOCK + 17, 1},  /* aligned start */
+		{20 * BLOCK - 5, 3 * BLOCK + 5, 1}, /* aligned end */
+		{150001, 3 * BLOCK, 2},            /* 4 units, both partial */
+		{7, 10, 1},                        /* one unit */
+	};
+	struct ust_blobfs_file *fh = create_file("ends");
+	uint64_t size = 256 * 1024, before;
+	uint8_t *model = calloc(1, MAX_FILE);
+	struct wr w;
+	size_t i;
+
+	(void)state;
+	memset(&w, 0, sizeof(w));
+	w.fh = fh;
+	w.len = size;
+	wr_fill(&w, 1);
+	wr_all(&w, 1, false);
+	memcpy(model, w.buf, size);
+	ust_dma_free(w.buf);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		memset(&w, 0, sizeof(w));
+		w.fh = fh;
+		w.off = cases[i].off;
+		w.len = cases[i].len;
+		wr_fill(&w, 50 + (uint32_t)i);
+		before = dev_bytes_read();
+		wr_all(&w, 1, false);
+		assert_int_equal(dev_bytes_read() - before, cases[i].units_read * BLOCK);
+		memcpy(model + w.off, w.buf, w.len);
+		ust_dma_free(w.buf);
+		check_file(fh, model, size);
+	}
+	release_file(fh);
+	free(model);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_disjoint_writes_all_land, make_fs, drop_fs),
 		cmocka_unit_test_setup_teardown(test_overlapping_writes_serialise, make_fs, drop_fs),
+		cmocka_unit_test_setup_teardown(test_unaligned_write_reads_ends_only, make_fs, drop_fs),
 	};
 
 	ust_log_set_print_level(UST_LOG_WARN);

@@ -49,7 +49,9 @@ ENV_LIB := $(B)/lib/libustor_env.a
 ENV_TEST_LIB := $(B)/lib/libustor_env_test.a
 UT_LIB := $(B)/lib/libustor_ut.a
 APP_BINS := $(addprefix $(B)/bin/,$(APPS))
-BENCH_BINS := $(addprefix $(B)/bench/,$(BENCHES))
+# A program of its own beside bench/fs's files (blobfs without FUSE): not part of bench/fs.
+BENCH_SOLO := bench/fs/bfs_io.c
+BENCH_BINS := $(addprefix $(B)/bench/,$(BENCHES) bfs_io)
 EXAMPLE_BINS := $(addprefix $(B)/examples/,$(EXAMPLES))
 UT_BINS := $(patsubst tests/unit/%.c,$(B)/test/unit/%,$(UT_SRCS))
 ENVT_BINS := $(patsubst tests/env/%.c,$(B)/test/env/%,$(ENVT_SRCS))
@@ -102,7 +104,9 @@ endef
 .PRECIOUS: $(B)/obj/%.o
 .SECONDEXPANSION:
 $(B)/bin/%: $$(call obj,$$(wildcard app/%/*.c)) $(LIB) $(ENV_LIB) ; $(call link,$(PROG_LIBS))
-$(B)/bench/%: $$(call obj,$$(wildcard bench/%/*.c)) $(LIB) $(ENV_LIB) ; $(call link,$(PROG_LIBS))
+$(B)/bench/%: $$(call obj,$$(filter-out $(BENCH_SOLO),$$(wildcard bench/%/*.c))) $(LIB) $(ENV_LIB)
+	$(call link,$(PROG_LIBS))
+$(B)/bench/bfs_io: $(call obj,bench/fs/bfs_io.c) $(LIB) $(ENV_LIB) ; $(call link,$(PROG_LIBS))
 $(B)/examples/%: $(B)/obj/examples/%.o $(LIB) $(ENV_LIB) ; $(call link,$(PROG_LIBS))
 $(B)/test/unit/%: $(B)/obj/tests/unit/%.o $(UT_LIB) $(LIB) $(ENV_TEST_LIB) ; $(call link,$(UT_LIBS))
 $(B)/test/env/%: $(B)/obj/tests/env/%.o $(LIB) $(ENV_LIB) ; $(call link,$(PROG_LIBS) $(CMOCKA_LIBS))

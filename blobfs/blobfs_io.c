@@ -3,8 +3,8 @@
  * fallocate and setattr (including truncate), on top of io-unit blob I/O.
  *
  * Guarantees: reads and writes are byte-granular (partial io units are
- * read, merged and written back; aligned requests go to the blob without a
- * copy). Writes that share an io unit, and truncates, never run at the same
+ * read, merged and written back: a write reads only its partial first and
+ * last units; aligned requests go to the blob without a copy). Writes that share an io unit, and truncates, never run at the same
  * time on one inode (a range lock), so a read-modify-write never loses a
  * neighbour's bytes. Bytes at or past the size read as zero (truncate down
  * zeroes the rest of its last cluster). Size and times changed by writes are
@@ -29,6 +29,7 @@ enum io_state {
 	IO_LOCKED,
 	IO_RESIZED,
 	IO_ALLOCATED,
+	IO_HEAD_READ, /* unaligned write over 3+ units: its first unit is in the bounce */
 	IO_READ_DONE,
 	IO_WRITE_DONE,
 	IO_SYNCED,
@@ -160,13 +161,20 @@ static void unlock_range(struct bfs_req *req)
 		*pp = req->next;
 	}
 	req->next = NULL;
-	/* let every waiter try again, in arrival order */
+	/*
+	 * Let every waiter try again, in arrival order. Its state is the one
+	 * after the lock, so it must take the lock here: one that still
+	 * overlaps an active request (another waiter that got in first) waits
+	 * again.
+	 */
 	w = ip->io_waiting;
 	ip->io_waiting = NULL;
 	for (; w != NULL; w = next) {
 		next = w->next;
 		w->next = NULL;
-		io_step(w);
+		if (lock_range(w)) {
+			io_step(w);
+		}
 	}
 }
 
@@ -608,9 +616,34 @@ static void io_step(struct bfs_req *req)
 				io_finish(req, -ENOMEM);
 				return;
 			}
+			if (req->u1 - req->u0 <= 2) {
+				req->state = IO_READ_DONE;
+				ust_blob_read(ip->blob, fs->ch, req->bounce, req->u0, req->u1 - req->u0, io_cb,
+					      req);
+				return;
+			}
+			/* only the partial first and last units need their old bytes */
+			req->state = IO_HEAD_READ;
+			if (req->offset % U != 0) {
+				ust_blob_read(ip->blob, fs->ch, req->bounce, req->u0, 1, io_cb, req);
+				return;
+			}
+			req->rc = 0;
+			continue;
+		case IO_HEAD_READ:
+			if (req->rc != 0) {
+				io_finish(req, req->rc);
+				return;
+			}
 			req->state = IO_READ_DONE;
-			ust_blob_read(ip->blob, fs->ch, req->bounce, req->u0, req->u1 - req->u0, io_cb, req);
-			return;
+			if (req->end % U != 0) {
+				ust_blob_read(req->ip->blob, fs->ch,
+					      (uint8_t *)req->bounce + (req->u1 - 1 - req->u0) * U, req->u1 - 1,
+					      1, io_cb, req);
+				return;
+			}
+			req->rc = 0;
+			continue;
 		case IO_ALLOCATED:
 			ip = req->ip;
 			if (req->rc != 0) {

@@ -1,7 +1,8 @@
 /*
  * The blob data path: per-thread channels, requests split at cluster
- * boundaries, reads of holes as zeros, and the allocation of a thin blob's
- * cluster on its first write.
+ * boundaries (except where the blob's clusters lie back to back on the
+ * device: a read or write over such a run is one bdev I/O), reads of holes
+ * as zeros, and the allocation of a thin blob's cluster on its first write.
  *
  * Guarantees (docs/blobstore-format.md 9.1 rule 5, 9.4 "cluster allocation"):
  * a cluster is claimed on the metadata thread, so two writers racing for the
@@ -85,6 +86,8 @@ struct bs_io_piece {
 
 static void piece_step(struct bs_io_piece *p);
 static void piece_send(struct bs_io_piece *p, struct ust_thread *t);
+static void piece_split(struct bs_io_piece *p);
+static uint64_t run_clusters(const struct bs_map *m, uint64_t upc, uint64_t index, uint64_t max);
 
 /* ---- channels ---------------------------------------------------------------------- */
 
@@ -411,6 +414,13 @@ static void piece_submit(struct bs_io_piece *p)
 		return;
 	}
 	m = bs_blob_map(blob);
+	if (p->unit + p->units > bs->units_per_cluster &&
+	    run_clusters(m, bs->units_per_cluster, p->index, p->unit + p->units) <
+		    p->unit + p->units) {
+		/* The run was broken since the split (released, snapshotted): cluster by cluster. */
+		piece_split(p);
+		return;
+	}
 	c = p->index < m->len ? bs_map_get(m, p->index) : 0;
 	if (p->index >= m->len) {
 		p->rc = -EINVAL;
@@ -811,6 +821,91 @@ static void iov_slice(struct bs_io_piece *p, const struct iovec *iov, int iovcnt
 	}
 }
 
+/* Keep the first len bytes of p->iov. */
+static void iov_trim(struct bs_io_piece *p, uint64_t len)
+{
+	int i;
+
+	for (i = 0; i < p->iovcnt && len > 0; i++) {
+		if (p->iov[i].iov_len >= len) {
+			p->iov[i].iov_len = len;
+			len = 0;
+		} else {
+			len -= p->iov[i].iov_len;
+		}
+	}
+	p->iovcnt = i;
+}
+
+static struct bs_io_piece *piece_new(struct bs_request *req, int iovcnt)
+{
+	struct bs_io_piece *p;
+
+	p = calloc(1, sizeof(*p) + (size_t)(iovcnt > 0 ? iovcnt : 1) * sizeof(struct iovec));
+	if (p != NULL) {
+		p->req = req;
+		p->state = PIECE_SUBMIT;
+	}
+	return p;
+}
+
+/*
+ * Units (from the start of cluster index, at most max) that lie on device
+ * clusters following each other: one bdev I/O can cover them. 0 for a hole.
+ */
+static uint64_t run_clusters(const struct bs_map *m, uint64_t upc, uint64_t index, uint64_t max)
+{
+	uint64_t k, n;
+	uint32_t c0;
+
+	if (index >= m->len || (c0 = bs_map_get(m, index)) == 0) {
+		return 0;
+	}
+	for (k = 1, n = upc; n < max && index + k < m->len; k++, n += upc) {
+		if (bs_map_get(m, index + k) != c0 + k) {
+			break;
+		}
+	}
+	return n < max ? n : max;
+}
+
+/*
+ * A piece over several clusters whose run no longer holds: it keeps its
+ * first cluster, and each further cluster becomes a piece of its own.
+ */
+static void piece_split(struct bs_io_piece *p)
+{
+	struct bs_request *req = p->req;
+	uint64_t upc = req->blob->bs->units_per_cluster, io_unit = req->blob->bs->io_unit;
+	uint64_t done = upc - p->unit, left = p->units - done, n;
+	struct bs_io_piece *np;
+	uint64_t index = p->index + 1;
+
+	while (left > 0) {
+		n = left < upc ? left : upc;
+		np = piece_new(req, p->iovcnt);
+		if (np == NULL) {
+			/* what was split off runs; the rest fails */
+			p->rc = -ENOMEM;
+			break;
+		}
+		np->index = index++;
+		np->units = n;
+		iov_slice(np, p->iov, p->iovcnt, done * io_unit, n * io_unit);
+		req->pending++;
+		piece_step(np);
+		done += n;
+		left -= n;
+	}
+	p->units = upc - p->unit;
+	iov_trim(p, p->units * io_unit);
+	if (p->rc != 0) {
+		piece_finish(p);
+		return;
+	}
+	piece_step(p);
+}
+
 static uint64_t iov_total(const struct iovec *iov, int iovcnt)
 {
 	uint64_t t = 0;
@@ -880,16 +975,22 @@ static void blob_io(struct ust_blob *blob, struct ust_io_channel *ch, enum req_o
 		uint64_t n = upc - unit < length - done ? upc - unit : length - done;
 		struct bs_io_piece *p;
 
-		p = calloc(1, sizeof(*p) + (size_t)(iovcnt > 0 ? iovcnt : 1) * sizeof(struct iovec));
+		if ((op == REQ_READ || op == REQ_WRITE) && n < length - done) {
+			/* allocated clusters back to back on the device: one piece */
+			uint64_t run = run_clusters(bs_blob_map(blob), upc, pos / upc, unit + length - done);
+
+			if (run > unit + n) {
+				n = run - unit;
+			}
+		}
+		p = piece_new(req, iovcnt);
 		if (p == NULL) {
 			req->rc = -ENOMEM;
 			break;
 		}
-		p->req = req;
 		p->index = pos / upc;
 		p->unit = unit;
 		p->units = n;
-		p->state = PIECE_SUBMIT;
 		if (iov != NULL) {
 			iov_slice(p, iov, iovcnt, done * bs->io_unit, n * bs->io_unit);
 		}

@@ -50,6 +50,8 @@ ENV_TEST_LIB := $(B)/lib/libustor_env_test.a
 UT_LIB := $(B)/lib/libustor_ut.a
 APP_BINS := $(addprefix $(B)/bin/,$(APPS))
 BENCH_BINS := $(addprefix $(B)/bench/,$(BENCHES))
+# bench/fs holds two programs (rules below): fs_meta.c is bench/fs, bfs_meta.c bench/bfs_meta.
+BENCH_BINS += $(B)/bench/bfs_meta
 EXAMPLE_BINS := $(addprefix $(B)/examples/,$(EXAMPLES))
 UT_BINS := $(patsubst tests/unit/%.c,$(B)/test/unit/%,$(UT_SRCS))
 ENVT_BINS := $(patsubst tests/env/%.c,$(B)/test/env/%,$(ENVT_SRCS))
@@ -103,6 +105,8 @@ endef
 .SECONDEXPANSION:
 $(B)/bin/%: $$(call obj,$$(wildcard app/%/*.c)) $(LIB) $(ENV_LIB) ; $(call link,$(PROG_LIBS))
 $(B)/bench/%: $$(call obj,$$(wildcard bench/%/*.c)) $(LIB) $(ENV_LIB) ; $(call link,$(PROG_LIBS))
+$(B)/bench/fs: $(call obj,bench/fs/fs_meta.c) $(LIB) $(ENV_LIB) ; $(call link,$(PROG_LIBS))
+$(B)/bench/bfs_meta: $(call obj,bench/fs/bfs_meta.c) $(LIB) $(ENV_LIB) ; $(call link,$(PROG_LIBS))
 $(B)/examples/%: $(B)/obj/examples/%.o $(LIB) $(ENV_LIB) ; $(call link,$(PROG_LIBS))
 $(B)/test/unit/%: $(B)/obj/tests/unit/%.o $(UT_LIB) $(LIB) $(ENV_TEST_LIB) ; $(call link,$(UT_LIBS))
 $(B)/test/env/%: $(B)/obj/tests/env/%.o $(LIB) $(ENV_LIB) ; $(call link,$(PROG_LIBS) $(CMOCKA_LIBS))

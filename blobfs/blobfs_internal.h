@@ -299,6 +299,8 @@ struct bfs_action {
 
 #define BFS_MAX_ACTIONS 8
 
+struct bfs_ns_sub;
+
 struct bfs_req {
 	struct ust_blobfs *fs;
 	enum bfs_kind kind;
@@ -370,11 +372,10 @@ struct bfs_req {
 	int after_trunc;
 	uint64_t new_size;
 	bool changed;
-	/* directory block writes of the current step (dw: indexes, written one by one) */
-	struct bfs_inode *dw_dir;
-	uint32_t dw[BFS_DIR_MAX_WRITES];
-	int ndw, dw_cur;
-	int dw_next_state;
+	/* namespace engine: the blob updates of one step, issued together (blobfs_ns.c) */
+	struct bfs_ns_sub *subs;
+	int nsubs, subs_pending, subs_rc;
+	int subs_then; /* the state once they all completed */
 	/* replay: the intent's directory block records (owned by the mount) */
 	const uint8_t *irecs;
 	size_t irecs_len;

@@ -5,14 +5,17 @@
  * Guarantee (docs/blobfs-format.md section 5): changes run one at a time;
  * each is validated against the cached tree, recorded as an intent in the
  * super blob (synced) together with the pre-images of the directory
- * buckets it touches, then carried out as a list of idempotent actions:
- * an inode action is one blob metadata sync, a directory action writes the
- * directory blocks it changed in place and flushes. A crash anywhere after
- * the intent is durable is finished at the next mount by restoring the
- * buckets from their pre-images (undoing torn or partial block writes) and
- * replaying the same actions, so every change is all or nothing. Unlinked inodes that are still open become orphans and
- * are deleted at their last release (or at the next mount).
+ * buckets it touches, then carried out as a list of idempotent actions,
+ * applied in memory in order and written together: one metadata sync per
+ * changed inode, and per changed directory its blocks written in place and
+ * one flush. A crash anywhere after the intent is durable is finished at
+ * the next mount by restoring the buckets from their pre-images (undoing
+ * torn or partial block writes) and replaying the same actions, so every
+ * change is all or nothing whatever subset of its writes reached the
+ * device. Unlinked inodes that are still open become orphans and are
+ * deleted at their last release (or at the next mount).
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -34,22 +37,20 @@ enum ns_state {
 	NS_VICTIM,
 	NS_WALK,
 	NS_INTENT_SYNCED,
+	/* load every blob the actions change (creating the new inode's first) */
 	NS_ACT_LOAD,
-	NS_ACT_DONE,
-	NS_ACT_SYNCED,
+	NS_ACT_LOADED,
 	NS_CREATED,
-	NS_CREATED_LOADED,
+	/* apply them all in memory, then write every changed blob at once */
+	NS_ACT_APPLY,
+	NS_ACT_DONE,
 	NS_REPLAY_CREATE_DIR,
 	NS_REPLAY_CREATE_CHILD,
 	NS_SCAN,
 	NS_SCAN_DELETE,
 	NS_FINISH,
-	/* writing the directory blocks of one step, then dw_next_state */
-	NS_DW_START,
-	NS_DW_RESIZED,
-	NS_DW_WRITE,
-	NS_DW_WRITTEN,
-	NS_DW_SYNCED,
+	/* the blob updates issued by subs_issue() completed: check, then subs_then */
+	NS_SUBS_DONE,
 	/* replay: restore the intent's bucket pre-images, then rec_then */
 	NS_RESTORE,
 	NS_RESTORE_LOADED,
@@ -77,16 +78,17 @@ static bool is_create(const struct bfs_req *req)
 	       req->kind == BFS_R_CREATE;
 }
 
+static void subs_reset(struct bfs_req *req);
+
 /* Finish and let the next queued change run. */
 static void ns_done(struct bfs_req *req, int rc)
 {
 	struct ust_blobfs *fs = req->fs;
 	struct bfs_req *next = NULL;
 
-	if (req->bounce != NULL) {
-		ust_dma_free(req->bounce);
-		req->bounce = NULL;
-	}
+	subs_reset(req);
+	free(req->subs);
+	req->subs = NULL;
 	if (req->is_ns && fs->ns_active == req) {
 		fs->ns_active = NULL;
 		next = fs->ns_head;
@@ -422,11 +424,18 @@ static int validate(struct bfs_req *req)
 
 /* ---- carrying out one action ------------------------------------------------------------------- */
 
+/* The blob of t goes as soon as its last ref is removed: nothing else holds it. */
+static bool goes_away(const struct ust_blobfs *fs, const struct bfs_inode *t)
+{
+	return t->nrefs == 0 && t->nopen == 0 && t != fs->root;
+}
+
 /*
  * Apply action a to its loaded blob in memory. 1: the inode changed (sync
- * it), 2: directory blocks changed (req->dw lists them), 0: nothing to do.
+ * it), 2: directory blocks changed (appended to w[*nw]), 0: nothing to do.
  */
-static int apply(struct bfs_req *req, struct bfs_action *a, struct bfs_inode *t)
+static int apply(struct bfs_req *req, struct bfs_action *a, struct bfs_inode *t, uint32_t *w,
+		 int *nw)
 {
 	struct bfs_dirent *de;
 	struct timespec now;
@@ -440,8 +449,7 @@ static int apply(struct bfs_req *req, struct bfs_action *a, struct bfs_inode *t)
 		if (de != NULL && de->ino == ino) {
 			return 0;
 		}
-		req->ndw = 0;
-		rc = bfs_dir_set(t, a->name, ino, a->type, req->dw, &req->ndw);
+		rc = bfs_dir_set(t, a->name, ino, a->type, w, nw);
 		if (rc != 0) {
 			return rc;
 		}
@@ -454,8 +462,7 @@ static int apply(struct bfs_req *req, struct bfs_action *a, struct bfs_inode *t)
 		if (de == NULL || de->ino != ino) {
 			return 0;
 		}
-		req->ndw = 0;
-		rc = bfs_dir_remove(t, a->name, req->dw, &req->ndw);
+		rc = bfs_dir_remove(t, a->name, w, nw);
 		if (rc != 0) {
 			return rc;
 		}
@@ -478,6 +485,14 @@ static int apply(struct bfs_req *req, struct bfs_action *a, struct bfs_inode *t)
 		}
 		bfs_ref_del(t, a->dir, a->name);
 		t->ctime = now;
+		if (goes_away(req->fs, t)) {
+			/*
+			 * Its RECLAIM follows and deletes the blob: storing the ref
+			 * change first would only make the close sync it. A crash
+			 * before the delete is durable redoes this step from the intent.
+			 */
+			return 0;
+		}
 		break;
 	case BFS_A_REF_MOVE:
 		if (bfs_ref_find(t, a->dir, a->name) < 0 && bfs_ref_find(t, a->dir_b, a->name_b) >= 0) {
@@ -554,6 +569,316 @@ static void create_blob(struct bfs_req *req)
 	req->copts.xattr_count = n;
 	req->state = NS_CREATED;
 	ust_bs_create_blob(fs->bs, &req->copts, ns_id_cb, req);
+}
+
+/* ---- the blob updates of one step, issued together ------------------------------------------ */
+
+/*
+ * Once the intent is durable every action is an idempotent set or
+ * remove-if-equal on one blob, and a crash anywhere is finished by the
+ * replay of all of them (docs/blobfs-format.md 5.1): their order on the
+ * device does not matter. So the actions are applied in memory in order,
+ * and then every changed blob is written at the same time, one update per
+ * blob: a directory writes its changed blocks in parallel and then syncs
+ * (one flush), an inode syncs its metadata, an unreferenced inode is
+ * deleted. The change is acknowledged when all of them completed.
+ */
+enum sub_kind {
+	SUB_DIR,     /* write dw[0, ndw), then sync the directory blob */
+	SUB_INODE,   /* sync the inode blob's metadata */
+	SUB_RECLAIM, /* bfs_reclaim_inode() */
+	SUB_LOAD,    /* bring the new inode into the cache */
+};
+
+enum sub_state {
+	SUB_START,
+	SUB_RESIZED,
+	SUB_SYNCED,
+};
+
+struct bfs_ns_sub {
+	struct bfs_req *req;
+	enum sub_kind kind;
+	enum sub_state state;
+	bool done;
+	struct bfs_inode *t;
+	uint64_t ino; /* SUB_LOAD */
+	uint32_t dw[BFS_DIR_MAX_WRITES];
+	int ndw;
+	int writes; /* block writes in flight, plus one while issuing */
+	int rc;
+	uint8_t *bounce; /* ndw blocks */
+};
+
+#define SUBS_MAX (BFS_MAX_ACTIONS + 1)
+
+static void subs_reset(struct bfs_req *req)
+{
+	int k;
+
+	for (k = 0; k < req->nsubs; k++) {
+		if (req->subs[k].bounce != NULL) {
+			ust_dma_free(req->subs[k].bounce);
+		}
+	}
+	req->nsubs = 0;
+}
+
+/* The sub of this kind for t (one update per blob), added if new. NULL: out of memory. */
+static struct bfs_ns_sub *sub_get(struct bfs_req *req, enum sub_kind kind, struct bfs_inode *t)
+{
+	struct bfs_ns_sub *s;
+	int k;
+
+	for (k = 0; k < req->nsubs; k++) {
+		if (req->subs[k].kind == kind && req->subs[k].t == t && t != NULL) {
+			return &req->subs[k];
+		}
+	}
+	if (req->subs == NULL) {
+		req->subs = calloc(SUBS_MAX, sizeof(*req->subs));
+		if (req->subs == NULL) {
+			return NULL;
+		}
+	}
+	assert(req->nsubs < SUBS_MAX);
+	s = &req->subs[req->nsubs++];
+	memset(s, 0, sizeof(*s));
+	s->req = req;
+	s->kind = kind;
+	s->t = t;
+	return s;
+}
+
+static void sub_finish(struct bfs_ns_sub *s, int rc)
+{
+	struct bfs_req *req = s->req;
+
+	s->done = true;
+	if (rc != 0 && req->subs_rc == 0) {
+		req->subs_rc = rc;
+	}
+	if (--req->subs_pending == 0) {
+		ns_step(req);
+	}
+}
+
+/* The first pending sub of a kind whose completion names only the request. */
+static void sub_finish_first(struct bfs_req *req, enum sub_kind kind)
+{
+	int k;
+
+	for (k = 0; k < req->nsubs; k++) {
+		if (req->subs[k].kind == kind && !req->subs[k].done) {
+			sub_finish(&req->subs[k], req->rc);
+			return;
+		}
+	}
+	assert(false);
+}
+
+static void reclaim_sub_done(struct bfs_req *req)
+{
+	sub_finish_first(req, SUB_RECLAIM);
+}
+
+static void load_sub_done(struct bfs_req *req)
+{
+	sub_finish_first(req, SUB_LOAD);
+}
+
+static void inode_sub_synced(void *arg, int rc)
+{
+	sub_finish(arg, rc);
+}
+
+static void dir_sub_step(void *arg, int rc);
+
+static void dir_block_written(void *arg, int rc)
+{
+	struct bfs_ns_sub *s = arg;
+
+	if (rc != 0 && s->rc == 0) {
+		s->rc = rc;
+	}
+	if (--s->writes > 0) {
+		return;
+	}
+	if (s->rc != 0) {
+		UST_ERRLOG("blobfs: writing directory 0x%" PRIx64 ": %d\n", s->t->ino, s->rc);
+		sub_finish(s, s->rc);
+		return;
+	}
+	/* the flush that makes the blocks durable (and the blob's growth) */
+	s->state = SUB_SYNCED;
+	ust_blob_sync_md(s->t->blob, dir_sub_step, s);
+}
+
+/* Write the changed blocks of one directory, growing its blob first if one lies past its end. */
+static void dir_sub_step(void *arg, int rc)
+{
+	struct bfs_ns_sub *s = arg;
+	struct ust_blobfs *fs = s->req->fs;
+	struct bfs_inode *t = s->t;
+	uint64_t need = 0, have, units = BFS_DBLOCK_SIZE / fs->io_unit;
+	uint8_t *img;
+	uint32_t idx;
+	int k;
+
+	switch (s->state) {
+	case SUB_START:
+		for (k = 0; k < s->ndw; k++) {
+			if (s->dw[k] + 1ull > need) {
+				need = s->dw[k] + 1ull;
+			}
+		}
+		need = (need * BFS_DBLOCK_SIZE + fs->cluster - 1) / fs->cluster;
+		have = ust_blob_get_num_clusters(t->blob);
+		s->state = SUB_RESIZED;
+		if (need > have) {
+			ust_blob_resize(t->blob, need > 2 * have ? need : 2 * have, dir_sub_step, s);
+			return;
+		}
+		/* fall through */
+	case SUB_RESIZED:
+		if (rc != 0) {
+			UST_ERRLOG("blobfs: growing directory 0x%" PRIx64 ": %d\n", t->ino, rc);
+			sub_finish(s, rc);
+			return;
+		}
+		s->bounce = s->ndw > 0 ? ust_dma_malloc((size_t)s->ndw * BFS_DBLOCK_SIZE, 4096) : NULL;
+		if (s->ndw > 0 && s->bounce == NULL) {
+			sub_finish(s, -ENOMEM);
+			return;
+		}
+		s->writes = 1;
+		for (k = 0; k < s->ndw; k++) {
+			idx = s->dw[k];
+			s->writes++;
+			if (idx >= t->nblocks || t->blocks[idx] == NULL) {
+				ust_blob_write_zeroes(t->blob, fs->ch, idx * units, units, dir_block_written, s);
+				continue;
+			}
+			img = s->bounce + (size_t)k * BFS_DBLOCK_SIZE;
+			bfs_dir_encode(t, idx, img);
+			ust_blob_write(t->blob, fs->ch, img, idx * units, units, dir_block_written, s);
+		}
+		dir_block_written(s, 0);
+		return;
+	case SUB_SYNCED:
+		sub_finish(s, rc);
+		return;
+	}
+}
+
+static void sub_start(struct bfs_ns_sub *s)
+{
+	struct bfs_req *req = s->req;
+
+	switch (s->kind) {
+	case SUB_DIR:
+		dir_sub_step(s, 0);
+		return;
+	case SUB_INODE:
+		ust_blob_sync_md(s->t->blob, inode_sub_synced, s);
+		return;
+	case SUB_RECLAIM:
+		bfs_reclaim_inode(req->fs, s->t, reclaim_sub_done, req);
+		return;
+	case SUB_LOAD:
+		req->rc = 0;
+		if (bfs_iget(req->fs, s->ino, &s->t, load_sub_done, req) == 1) {
+			sub_finish(s, req->rc);
+		}
+		return;
+	}
+}
+
+/*
+ * Start every sub; the request continues in NS_SUBS_DONE, then `then`.
+ * 1: they all completed already (go on), 0: ns_step() comes with the last.
+ */
+static int subs_issue(struct bfs_req *req, int then)
+{
+	int k;
+
+	req->subs_then = then;
+	req->subs_rc = 0;
+	req->subs_pending = req->nsubs + 1;
+	req->state = NS_SUBS_DONE;
+	for (k = 0; k < req->nsubs; k++) {
+		sub_start(&req->subs[k]);
+	}
+	return --req->subs_pending == 0;
+}
+
+/* Add the block indexes w[0, nw) to t's directory sub. */
+static int sub_add_blocks(struct bfs_req *req, struct bfs_inode *t, const uint32_t *w, int nw)
+{
+	struct bfs_ns_sub *s = sub_get(req, SUB_DIR, t);
+	int i, k;
+
+	if (s == NULL) {
+		return -ENOMEM;
+	}
+	for (i = 0; i < nw; i++) {
+		for (k = 0; k < s->ndw && s->dw[k] != w[i]; k++) {
+		}
+		if (k < s->ndw) {
+			continue;
+		}
+		if (s->ndw >= BFS_DIR_MAX_WRITES) {
+			return -EIO;
+		}
+		s->dw[s->ndw++] = w[i];
+	}
+	return 0;
+}
+
+/* Apply every action in memory, in order, and collect the blob updates they need. */
+static int apply_all(struct bfs_req *req)
+{
+	struct ust_blobfs *fs = req->fs;
+	struct bfs_action *a;
+	struct bfs_ns_sub *s;
+	struct bfs_inode *t;
+	uint32_t w[BFS_DIR_MAX_WRITES];
+	int k, nw, rc;
+
+	subs_reset(req);
+	for (k = 0; k < req->nacts; k++) {
+		a = &req->acts[k];
+		if (a->act == BFS_A_CREATE_BLOB) {
+			s = sub_get(req, SUB_LOAD, NULL);
+			if (s == NULL) {
+				return -ENOMEM;
+			}
+			s->ino = req->new_ino;
+			continue;
+		}
+		t = bfs_icache_find(fs, a->target);
+		if (t == NULL || t->loading || t->deleted) {
+			continue; /* the blob is gone: by this change or a later release (6.1) */
+		}
+		if (a->act == BFS_A_RECLAIM) {
+			if (sub_get(req, SUB_RECLAIM, t) == NULL) {
+				return -ENOMEM;
+			}
+			continue;
+		}
+		nw = 0;
+		rc = apply(req, a, t, w, &nw);
+		if (rc == 2) {
+			rc = sub_add_blocks(req, t, w, nw);
+		} else if (rc == 1) {
+			rc = sub_get(req, SUB_INODE, t) == NULL ? -ENOMEM : 0;
+		}
+		if (rc < 0) {
+			UST_ERRLOG("blobfs: change %" PRIu64 " step %d: %d\n", req->intent.seq, k, rc);
+			return rc;
+		}
+	}
+	return 0;
 }
 
 /* ---- the replay scan (a CREATE that did not complete) ------------------------------------------ */
@@ -708,9 +1033,7 @@ static void ns_step(struct bfs_req *req)
 	const uint8_t *img;
 	uint8_t *ibuf;
 	size_t ilen;
-	uint64_t need, have, units;
-	uint32_t idx;
-	int k, rc;
+	int rc;
 
 	for (;;) {
 		switch (req->state) {
@@ -918,11 +1241,7 @@ static void ns_step(struct bfs_req *req)
 			continue;
 		case NS_ACT_LOAD:
 			if (req->cur >= req->nacts) {
-				req->state = NS_FINISH;
-				req->rc = 0;
-				if (is_create(req)) {
-					req->ip = bfs_icache_find(fs, req->new_ino);
-				}
+				req->state = NS_ACT_APPLY;
 				continue;
 			}
 			a = &req->acts[req->cur];
@@ -936,49 +1255,13 @@ static void ns_step(struct bfs_req *req)
 				create_blob(req);
 				return;
 			}
-			if (load(req, a->target, &req->tmp, NS_ACT_DONE) == 0) {
+			if (load(req, a->target, &req->tmp, NS_ACT_LOADED) == 0) {
 				return;
 			}
 			continue;
-		case NS_ACT_DONE:
-			a = &req->acts[req->cur];
-			if (req->rc == -ENOENT || (req->rc == 0 && req->tmp->deleted)) {
-				/* the blob is gone: by this change or a later release (6.1) */
-				req->cur++;
-				req->state = NS_ACT_LOAD;
-				continue;
-			}
-			if (req->rc != 0) {
-				ns_done(req, req->rc);
-				return;
-			}
-			t = req->tmp;
-			req->state = NS_ACT_SYNCED;
-			if (a->act == BFS_A_RECLAIM) {
-				bfs_reclaim_inode(fs, t, ns_resume, req);
-				return;
-			}
-			rc = apply(req, a, t);
-			if (rc < 0) {
-				/* e.g. a directory whose metadata is full: the intent stays, the next mount retries */
-				UST_ERRLOG("blobfs: change %" PRIu64 " step %d: %d\n", req->intent.seq, req->cur, rc);
-				ns_done(req, rc);
-				return;
-			}
-			if (rc == 0) {
-				req->rc = 0;
-				continue;
-			}
-			if (rc == 2) {
-				req->dw_dir = t;
-				req->dw_next_state = NS_ACT_SYNCED;
-				req->state = NS_DW_START;
-				continue;
-			}
-			ust_blob_sync_md(t->blob, ns_op_cb, req);
-			return;
-		case NS_ACT_SYNCED:
-			if (req->rc != 0) {
+		case NS_ACT_LOADED:
+			/* ENOENT: the blob is gone (by this change or a later release, 6.1): skipped */
+			if (req->rc != 0 && req->rc != -ENOENT) {
 				ns_done(req, req->rc);
 				return;
 			}
@@ -991,17 +1274,34 @@ static void ns_step(struct bfs_req *req)
 				ns_done(req, req->rc);
 				return;
 			}
-			if (load(req, req->new_ino, &req->ip, NS_CREATED_LOADED) == 0) {
+			req->cur++;
+			req->state = NS_ACT_LOAD;
+			continue;
+		case NS_ACT_APPLY:
+			rc = apply_all(req);
+			if (rc != 0) {
+				/* e.g. a directory whose metadata is full: the intent stays, the next mount retries */
+				ns_done(req, rc);
+				return;
+			}
+			if (subs_issue(req, NS_ACT_DONE) == 0) {
 				return;
 			}
 			continue;
-		case NS_CREATED_LOADED:
-			if (req->rc != 0) {
-				ns_done(req, req->rc);
+		case NS_ACT_DONE:
+			req->state = NS_FINISH;
+			req->rc = 0;
+			if (is_create(req)) {
+				req->ip = bfs_icache_find(fs, req->new_ino);
+			}
+			continue;
+		case NS_SUBS_DONE:
+			if (req->subs_rc != 0) {
+				ns_done(req, req->subs_rc);
 				return;
 			}
-			req->cur++;
-			req->state = NS_ACT_LOAD;
+			req->state = req->subs_then;
+			req->rc = 0;
 			continue;
 		case NS_REPLAY_CREATE_DIR:
 			/*
@@ -1039,14 +1339,14 @@ static void ns_step(struct bfs_req *req)
 				continue;
 			}
 			rec_at(req, req->rec_cur, &r);
-			if (load(req, r.dir, &req->dw_dir, NS_RESTORE_LOADED) == 0) {
+			if (load(req, r.dir, &req->tmp, NS_RESTORE_LOADED) == 0) {
 				return;
 			}
 			continue;
 		case NS_RESTORE_LOADED:
 			img = rec_at(req, req->rec_cur++, &r);
 			if (req->rc == -ENOENT || req->rc == -ESTALE ||
-			    (req->rc == 0 && req->dw_dir->deleted)) {
+			    (req->rc == 0 && req->tmp->deleted)) {
 				req->state = NS_RESTORE; /* the directory is gone: nothing to restore */
 				continue;
 			}
@@ -1054,86 +1354,28 @@ static void ns_step(struct bfs_req *req)
 				ns_done(req, req->rc);
 				return;
 			}
-			req->ndw = 0;
-			rc = bfs_dir_restore(req->dw_dir, &r, img, req->dw, &req->ndw);
+			subs_reset(req);
+			{
+				uint32_t w[BFS_DIR_MAX_WRITES];
+				int nw = 0;
+
+				rc = bfs_dir_restore(req->tmp, &r, img, w, &nw);
+				if (rc == 0) {
+					/* a sub even without blocks: the restore ends with a flush (5.2) */
+					rc = sub_add_blocks(req, req->tmp, w, nw);
+				}
+			}
 			if (rc != 0) {
 				ns_done(req, rc);
 				return;
 			}
-			req->dw_next_state = NS_RESTORE;
-			req->state = NS_DW_START;
+			if (subs_issue(req, NS_RESTORE) == 0) {
+				return;
+			}
 			continue;
 		case NS_REPLAY_REDO:
 			build_actions(req);
 			req->state = NS_ACT_LOAD;
-			continue;
-		case NS_DW_START:
-			/* write req->dw of req->dw_dir, growing the blob first if a block lies past it */
-			t = req->dw_dir;
-			need = 0;
-			for (k = 0; k < req->ndw; k++) {
-				if (req->dw[k] + 1ull > need) {
-					need = req->dw[k] + 1ull;
-				}
-			}
-			need = (need * BFS_DBLOCK_SIZE + fs->cluster - 1) / fs->cluster;
-			have = ust_blob_get_num_clusters(t->blob);
-			req->state = NS_DW_RESIZED;
-			req->rc = 0;
-			if (need > have) {
-				ust_blob_resize(t->blob, need > 2 * have ? need : 2 * have, ns_op_cb, req);
-				return;
-			}
-			continue;
-		case NS_DW_RESIZED:
-			if (req->rc != 0) {
-				UST_ERRLOG("blobfs: growing directory 0x%" PRIx64 ": %d\n", req->dw_dir->ino, req->rc);
-				ns_done(req, req->rc);
-				return;
-			}
-			if (req->bounce == NULL) {
-				req->bounce = ust_dma_malloc(BFS_DBLOCK_SIZE, 4096);
-				if (req->bounce == NULL) {
-					ns_done(req, -ENOMEM);
-					return;
-				}
-			}
-			req->dw_cur = 0;
-			req->state = NS_DW_WRITE;
-			continue;
-		case NS_DW_WRITE:
-			t = req->dw_dir;
-			if (req->dw_cur >= req->ndw) {
-				/* the flush that makes the blocks durable (and the blob's growth) */
-				req->state = NS_DW_SYNCED;
-				ust_blob_sync_md(t->blob, ns_op_cb, req);
-				return;
-			}
-			idx = req->dw[req->dw_cur++];
-			units = BFS_DBLOCK_SIZE / fs->io_unit;
-			req->state = NS_DW_WRITTEN;
-			if (idx >= t->nblocks || t->blocks[idx] == NULL) {
-				ust_blob_write_zeroes(t->blob, fs->ch, idx * units, units, ns_op_cb, req);
-				return;
-			}
-			bfs_dir_encode(t, idx, req->bounce);
-			ust_blob_write(t->blob, fs->ch, req->bounce, idx * units, units, ns_op_cb, req);
-			return;
-		case NS_DW_WRITTEN:
-			if (req->rc != 0) {
-				UST_ERRLOG("blobfs: writing directory 0x%" PRIx64 ": %d\n", req->dw_dir->ino, req->rc);
-				ns_done(req, req->rc);
-				return;
-			}
-			req->state = NS_DW_WRITE;
-			continue;
-		case NS_DW_SYNCED:
-			if (req->rc != 0) {
-				ns_done(req, req->rc);
-				return;
-			}
-			req->state = req->dw_next_state;
-			req->rc = 0;
 			continue;
 		case NS_SCAN: {
 			struct scan *sc = calloc(1, sizeof(*sc));

@@ -20,7 +20,8 @@
 #define BFS_INODE_MAGIC 0x49534642u  /* "BFSI" */
 #define BFS_INTENT_MAGIC 0x544e4942u /* "BINT" */
 #define BFS_DBLOCK_MAGIC 0x44534642u /* "BFSD" */
-#define BFS_VERSION 2
+#define BFS_VERSION 2       /* inodes */
+#define BFS_SUPER_VERSION 3 /* the super blob: 3 adds batched intents (blobfs.intent.K) */
 
 /* Directory blocks (docs/blobfs-format.md 4.2). */
 #define BFS_DBLOCK_SIZE 4096u
@@ -31,6 +32,8 @@
 
 #define BFS_XA_SUPER "blobfs.super"
 #define BFS_XA_INTENT "blobfs.intent"
+/* A batch of namespace changes: intent k > 0 is "blobfs.intent.k" (format 5). */
+#define BFS_BATCH_MAX 8
 #define BFS_XA_ORPHANS "blobfs.orphans"
 #define BFS_XA_INODE "blobfs.inode"
 #define BFS_XA_REFS "blobfs.refs"
@@ -376,6 +379,10 @@ struct bfs_req {
 	struct bfs_ns_sub *subs;
 	int nsubs, subs_pending, subs_rc;
 	int subs_then; /* the state once they all completed */
+	/* the changes that joined this one's intent batch, and the one being loaded */
+	struct bfs_req *batch[BFS_BATCH_MAX - 1];
+	int nbatch, bcur;
+	int create_rc; /* this member's new blob could not be created */
 	/* replay: the intent's directory block records (owned by the mount) */
 	const uint8_t *irecs;
 	size_t irecs_len;
@@ -454,6 +461,10 @@ int bfs_check_name(const char *name);
 bool bfs_may(const struct ust_blobfs_ctx *ctx, const struct bfs_inode *ip, int mask);
 
 /* blobfs_ns.c */
+/* The name of intent k of a batch (buf: 32 bytes). */
+void bfs_intent_xattr_name(int k, char *buf);
+/* Remove every intent xattr from the super blob (in memory). */
+void bfs_intent_remove_all(struct ust_blobfs *fs);
 void bfs_ns_run(struct bfs_req *req);
 void bfs_ns_replay(struct bfs_req *req);
 /* 0 if p[0, len) holds exactly n well-formed intent block records. */

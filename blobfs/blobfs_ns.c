@@ -2,7 +2,9 @@
  * blobfs namespace changes: create, mknod, mkdir, symlink, link, unlink,
  * rmdir and rename (plain, NOREPLACE, EXCHANGE), and their replay at mount.
  *
- * Guarantee (docs/blobfs-format.md section 5): changes run one at a time;
+ * Guarantee (docs/blobfs-format.md section 5): changes run one at a time,
+ * or independent queued ones together as a batch (5.3: one intent each,
+ * one super sync, their blobs written together, each all or nothing);
  * each is validated against the cached tree, recorded as an intent in the
  * super blob (synced) together with the pre-images of the directory
  * buckets it touches, then carried out as a list of idempotent actions,
@@ -19,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -40,7 +43,6 @@ enum ns_state {
 	/* load every blob the actions change (creating the new inode's first) */
 	NS_ACT_LOAD,
 	NS_ACT_LOADED,
-	NS_CREATED,
 	/* apply them all in memory, then write every changed blob at once */
 	NS_ACT_APPLY,
 	NS_ACT_DONE,
@@ -80,6 +82,12 @@ static bool is_create(const struct bfs_req *req)
 
 static void subs_reset(struct bfs_req *req);
 
+/* Member k of req's batch: 0 is req itself. */
+static struct bfs_req *member(struct bfs_req *req, int k)
+{
+	return k == 0 ? req : req->batch[k - 1];
+}
+
 /* Finish and let the next queued change run. */
 static void ns_done(struct bfs_req *req, int rc)
 {
@@ -89,6 +97,10 @@ static void ns_done(struct bfs_req *req, int rc)
 	subs_reset(req);
 	free(req->subs);
 	req->subs = NULL;
+	/* members still here failed with the batch (the intents stay: the next mount decides) */
+	while (req->nbatch > 0) {
+		bfs_complete(req->batch[--req->nbatch], rc);
+	}
 	if (req->is_ns && fs->ns_active == req) {
 		fs->ns_active = NULL;
 		next = fs->ns_head;
@@ -279,6 +291,21 @@ static bool sticky_denied(const struct bfs_req *req, const struct bfs_inode *dp,
 static bool dot_name(const char *name)
 {
 	return strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
+}
+
+/* A directory a change may add to or remove from. */
+static int dir_check(const struct bfs_req *req, const struct bfs_inode *dp)
+{
+	if (!S_ISDIR(dp->mode)) {
+		return -ENOTDIR;
+	}
+	if (dp->deleted || (dp->nrefs == 0 && dp != req->fs->root)) {
+		return -ENOENT;
+	}
+	if (!bfs_may(&req->ctx, dp, 3)) {
+		return -EACCES;
+	}
+	return 0;
 }
 
 static void set_intent(struct bfs_req *req, uint16_t op, uint64_t dir1, const char *n1, uint64_t ino1,
@@ -516,18 +543,9 @@ static int apply(struct bfs_req *req, struct bfs_action *a, struct bfs_inode *t,
 	return 1;
 }
 
-static void ns_id_cb(void *arg, ust_blob_id id, int rc)
+/* The new inode's blob: its options and xattrs, read by the store until the create completes. */
+static void create_opts(struct bfs_req *req)
 {
-	struct bfs_req *req = arg;
-
-	req->new_ino = id;
-	req->rc = rc;
-	ns_step(req);
-}
-
-static void create_blob(struct bfs_req *req)
-{
-	struct ust_blobfs *fs = req->fs;
 	struct bfs_inode tmp;
 	uint16_t nl = req->intent.name1_len;
 	struct timespec now;
@@ -567,8 +585,6 @@ static void create_blob(struct bfs_req *req)
 	req->copts.thin_provision = true;
 	req->copts.xattrs = req->cxa;
 	req->copts.xattr_count = n;
-	req->state = NS_CREATED;
-	ust_bs_create_blob(fs->bs, &req->copts, ns_id_cb, req);
 }
 
 /* ---- the blob updates of one step, issued together ------------------------------------------ */
@@ -588,6 +604,7 @@ enum sub_kind {
 	SUB_INODE,   /* sync the inode blob's metadata */
 	SUB_RECLAIM, /* bfs_reclaim_inode() */
 	SUB_LOAD,    /* bring the new inode into the cache */
+	SUB_CREATE,  /* create member's new inode blob */
 };
 
 enum sub_state {
@@ -602,6 +619,7 @@ struct bfs_ns_sub {
 	enum sub_state state;
 	bool done;
 	struct bfs_inode *t;
+	struct bfs_req *member; /* SUB_CREATE */
 	uint64_t ino; /* SUB_LOAD */
 	uint32_t dw[BFS_DIR_MAX_WRITES];
 	int ndw;
@@ -610,7 +628,7 @@ struct bfs_ns_sub {
 	uint8_t *bounce; /* ndw blocks */
 };
 
-#define SUBS_MAX (BFS_MAX_ACTIONS + 1)
+#define SUBS_MAX (BFS_BATCH_MAX * (BFS_MAX_ACTIONS + 1))
 
 static void subs_reset(struct bfs_req *req)
 {
@@ -771,6 +789,31 @@ static void dir_sub_step(void *arg, int rc)
 	}
 }
 
+/*
+ * A failed create fails only its member: nothing names the blob, and its
+ * intent rolls it back if a mount finds it (6.1).
+ */
+static void create_sub_done(void *arg, ust_blob_id id, int rc)
+{
+	struct bfs_ns_sub *s = arg;
+
+	s->member->new_ino = id;
+	s->member->create_rc = rc;
+	sub_finish(s, 0);
+}
+
+static int sub_create(struct bfs_req *req, struct bfs_req *m)
+{
+	struct bfs_ns_sub *s = sub_get(req, SUB_CREATE, NULL);
+
+	if (s == NULL) {
+		return -ENOMEM;
+	}
+	s->member = m;
+	create_opts(m);
+	return 0;
+}
+
 static void sub_start(struct bfs_ns_sub *s)
 {
 	struct bfs_req *req = s->req;
@@ -784,6 +827,9 @@ static void sub_start(struct bfs_ns_sub *s)
 		return;
 	case SUB_RECLAIM:
 		bfs_reclaim_inode(req->fs, s->t, reclaim_sub_done, req);
+		return;
+	case SUB_CREATE:
+		ust_bs_create_blob(req->fs->bs, &s->member->copts, create_sub_done, s);
 		return;
 	case SUB_LOAD:
 		req->rc = 0;
@@ -835,8 +881,25 @@ static int sub_add_blocks(struct bfs_req *req, struct bfs_inode *t, const uint32
 	return 0;
 }
 
-/* Apply every action in memory, in order, and collect the blob updates they need. */
+static int apply_member(struct bfs_req *req, struct bfs_req *m);
+
+/* Apply every member's actions in memory, in order, and collect the blob updates they need. */
 static int apply_all(struct bfs_req *req)
+{
+	int i, rc;
+
+	subs_reset(req);
+	for (i = 0; i <= req->nbatch; i++) {
+		rc = apply_member(req, member(req, i));
+		if (rc != 0) {
+			return rc;
+		}
+	}
+	return 0;
+}
+
+/* Apply one member's actions; its blob updates join req's subs. */
+static int apply_member(struct bfs_req *req, struct bfs_req *m)
 {
 	struct ust_blobfs *fs = req->fs;
 	struct bfs_action *a;
@@ -845,15 +908,17 @@ static int apply_all(struct bfs_req *req)
 	uint32_t w[BFS_DIR_MAX_WRITES];
 	int k, nw, rc;
 
-	subs_reset(req);
-	for (k = 0; k < req->nacts; k++) {
-		a = &req->acts[k];
+	if (m->create_rc != 0) {
+		return 0; /* its create failed: it changes nothing */
+	}
+	for (k = 0; k < m->nacts; k++) {
+		a = &m->acts[k];
 		if (a->act == BFS_A_CREATE_BLOB) {
 			s = sub_get(req, SUB_LOAD, NULL);
 			if (s == NULL) {
 				return -ENOMEM;
 			}
-			s->ino = req->new_ino;
+			s->ino = m->new_ino;
 			continue;
 		}
 		t = bfs_icache_find(fs, a->target);
@@ -867,14 +932,14 @@ static int apply_all(struct bfs_req *req)
 			continue;
 		}
 		nw = 0;
-		rc = apply(req, a, t, w, &nw);
+		rc = apply(m, a, t, w, &nw);
 		if (rc == 2) {
 			rc = sub_add_blocks(req, t, w, nw);
 		} else if (rc == 1) {
 			rc = sub_get(req, SUB_INODE, t) == NULL ? -ENOMEM : 0;
 		}
 		if (rc < 0) {
-			UST_ERRLOG("blobfs: change %" PRIu64 " step %d: %d\n", req->intent.seq, k, rc);
+			UST_ERRLOG("blobfs: change %" PRIu64 " step %d: %d\n", m->intent.seq, k, rc);
 			return rc;
 		}
 	}
@@ -988,6 +1053,174 @@ static bool records_valid(struct bfs_req *req, struct bfs_inode *dp)
 	return true;
 }
 
+/* ---- the intent, and the changes that join its batch (docs/blobfs-format.md 5.3) ------------- */
+
+void bfs_intent_xattr_name(int k, char *buf)
+{
+	if (k == 0) {
+		strcpy(buf, BFS_XA_INTENT);
+	} else {
+		snprintf(buf, 32, "%s.%d", BFS_XA_INTENT, k);
+	}
+}
+
+void bfs_intent_remove_all(struct ust_blobfs *fs)
+{
+	char name[32];
+	int k;
+
+	for (k = 0; k < BFS_BATCH_MAX; k++) {
+		bfs_intent_xattr_name(k, name);
+		ust_blob_remove_internal_xattr(fs->super, name); /* -ENOENT when absent */
+	}
+}
+
+/* Intent k of the batch: req's change with a new seq and its buckets' pre-images. */
+static int set_intent_xattr(struct bfs_req *req, int k)
+{
+	struct ust_blobfs *fs = req->fs;
+	char name[32];
+	uint8_t *ibuf;
+	size_t ilen;
+	int rc;
+
+	ibuf = malloc(BFS_INTENT_MAX_BYTES);
+	if (ibuf == NULL) {
+		return -ENOMEM;
+	}
+	req->intent.seq = fs->next_seq++;
+	ilen = sizeof(req->intent) + req->intent.name1_len + req->intent.name2_len;
+	ilen += build_records(req, ibuf + ilen);
+	memcpy(ibuf, &req->intent, sizeof(req->intent));
+	memcpy(ibuf + sizeof(req->intent), req->iname1, req->intent.name1_len);
+	memcpy(ibuf + sizeof(req->intent) + req->intent.name1_len, req->iname2, req->intent.name2_len);
+	bfs_intent_xattr_name(k, name);
+	rc = ust_blob_set_internal_xattr(fs->super, name, ibuf, ilen);
+	free(ibuf);
+	return rc;
+}
+
+/* Kinds that may share an intent batch: one directory, one name, at most one existing inode. */
+static bool batchable(const struct bfs_req *req)
+{
+	return is_create(req) || req->kind == BFS_R_UNLINK || req->kind == BFS_R_RMDIR;
+}
+
+/* The first pre-image record of batch member m (its directory's bucket of name1). */
+static const uint8_t *member_record(struct bfs_req *leader, int k)
+{
+	char name[32];
+	const void *v;
+	size_t len;
+	const struct bfs_disk_intent *in;
+
+	bfs_intent_xattr_name(k, name);
+	if (ust_blob_get_internal_xattr(leader->fs->super, name, &v, &len) != 0) {
+		return NULL;
+	}
+	in = v;
+	return (const uint8_t *)v + sizeof(*in) + in->name1_len + in->name2_len;
+}
+
+/*
+ * Whether queued change q can join leader's batch: validated now, from the
+ * cache alone, against the tree as it is before the batch, and independent
+ * of every member, so that each member's steps and each member's replay
+ * give the same result in any order. Independent means: no inode that one
+ * removes is another's inode or directory, and no two touch one directory
+ * bucket (distinct buckets of a directory are distinct block ranges, also
+ * when one splits; so one member's pre-image never covers another's
+ * change). A change that cannot join stays queued and runs on its own,
+ * where it is validated again (an error it would get here is not final).
+ */
+static bool join_check(struct bfs_req *leader, struct bfs_req *q)
+{
+	struct ust_blobfs *fs = leader->fs;
+	struct bfs_dirent *de;
+	struct bfs_inode *dp;
+	struct bfs_req *m;
+	const uint8_t *rec;
+	int k;
+
+	if (!batchable(q) || q->ino2 != 0) {
+		return false;
+	}
+	dp = bfs_icache_find(fs, bfs_ino_in(fs, q->ino));
+	if (dp == NULL || dp->loading || dir_check(q, dp) != 0) {
+		return false;
+	}
+	q->dp = q->dp2 = dp;
+	q->ip = q->ip2 = NULL;
+	q->tmp = NULL;
+	de = bfs_dir_find(dp, q->name);
+	if (is_create(q) ? de != NULL : (de == NULL || dot_name(q->name))) {
+		return false;
+	}
+	if (de != NULL) {
+		q->ip = bfs_icache_find(fs, de->ino);
+		if (q->ip == NULL || q->ip->loading) {
+			return false;
+		}
+	}
+	if (validate(q) != 0) {
+		return false;
+	}
+	for (k = 0; k <= leader->nbatch; k++) {
+		m = k == 0 ? leader : leader->batch[k - 1];
+		if (q->ip != NULL && (q->ip == m->ip || q->ip == m->dp)) {
+			return false;
+		}
+		if (m->ip != NULL && m->ip == q->dp) {
+			return false;
+		}
+		if (m->dp == q->dp) {
+			rec = member_record(leader, k);
+			if (rec == NULL || bfs_dir_record_covers(dp, q->name, rec)) {
+				return false;
+			}
+		}
+	}
+	return true;
+}
+
+/*
+ * Set the intent of req and of every queued change that can join it
+ * (section 5.3), each under its own xattr; the caller syncs the super blob.
+ */
+static int write_intents(struct bfs_req *req)
+{
+	struct ust_blobfs *fs = req->fs;
+	struct bfs_req *q;
+	char name[32];
+	int k, rc;
+
+	req->nbatch = 0;
+	rc = set_intent_xattr(req, 0);
+	if (rc != 0) {
+		return rc;
+	}
+	while (batchable(req) && !fs->unmounting && fs->ns_head != NULL &&
+	       req->nbatch + 1 < BFS_BATCH_MAX && join_check(req, fs->ns_head)) {
+		q = fs->ns_head;
+		if (set_intent_xattr(q, req->nbatch + 1) != 0) {
+			break; /* e.g. the super blob's metadata is full: q runs on its own */
+		}
+		fs->ns_head = q->next;
+		if (fs->ns_head == NULL) {
+			fs->ns_tail = NULL;
+		}
+		q->next = NULL;
+		q->rc = 0;
+		req->batch[req->nbatch++] = q;
+	}
+	/* the previous batch's other intents are complete: they go in the same sync */
+	for (k = req->nbatch + 1; k < BFS_BATCH_MAX; k++) {
+		bfs_intent_xattr_name(k, name);
+		ust_blob_remove_internal_xattr(fs->super, name);
+	}
+	return bfs_super_store(fs);
+}
+
 /* ---- the step machine ---------------------------------------------------------------------------- */
 
 /* Load ino into *slot: 1 if it is there now (req->rc says how it went), 0 if ns_step comes later. */
@@ -1023,17 +1256,34 @@ static void finish_result(struct bfs_req *req)
 	}
 }
 
+/* The result of a change that went through (or of a create that found its name). */
+static int finish_one(struct bfs_req *req)
+{
+	if (req->rc != 0) {
+		return req->rc;
+	}
+	if (req->kind == BFS_R_CREATE && req->ip != NULL && S_ISDIR(req->ip->mode)) {
+		return -EISDIR;
+	}
+	if (req->kind == BFS_R_CREATE && req->ip != NULL && !S_ISREG(req->ip->mode)) {
+		return -EEXIST;
+	}
+	if (req->kind == BFS_R_LINK || is_create(req)) {
+		finish_result(req);
+	}
+	return req->rc;
+}
+
 static void ns_step(struct bfs_req *req)
 {
 	struct ust_blobfs *fs = req->fs;
 	struct bfs_dirent *de;
 	struct bfs_action *a;
 	struct bfs_inode *t;
+	struct bfs_req *m;
 	struct bfs_disk_intent_block r;
 	const uint8_t *img;
-	uint8_t *ibuf;
-	size_t ilen;
-	int rc;
+	int k, rc;
 
 	for (;;) {
 		switch (req->state) {
@@ -1047,20 +1297,9 @@ static void ns_step(struct bfs_req *req)
 			}
 			continue;
 		case NS_DIR1:
-			if (req->rc != 0) {
-				ns_done(req, req->rc);
-				return;
-			}
-			if (!S_ISDIR(req->dp->mode)) {
-				ns_done(req, -ENOTDIR);
-				return;
-			}
-			if (req->dp->deleted || (req->dp->nrefs == 0 && req->dp != fs->root)) {
-				ns_done(req, -ENOENT);
-				return;
-			}
-			if (!bfs_may(&req->ctx, req->dp, 3)) {
-				ns_done(req, -EACCES);
+			rc = req->rc != 0 ? req->rc : dir_check(req, req->dp);
+			if (rc != 0) {
+				ns_done(req, rc);
 				return;
 			}
 			req->dp2 = req->dp;
@@ -1074,20 +1313,9 @@ static void ns_step(struct bfs_req *req)
 			req->rc = 0;
 			continue;
 		case NS_DIR2:
-			if (req->rc != 0) {
-				ns_done(req, req->rc);
-				return;
-			}
-			if (!S_ISDIR(req->dp2->mode)) {
-				ns_done(req, -ENOTDIR);
-				return;
-			}
-			if (req->dp2->deleted || (req->dp2->nrefs == 0 && req->dp2 != fs->root)) {
-				ns_done(req, -ENOENT);
-				return;
-			}
-			if (!bfs_may(&req->ctx, req->dp2, 3)) {
-				ns_done(req, -EACCES);
+			rc = req->rc != 0 ? req->rc : dir_check(req, req->dp2);
+			if (rc != 0) {
+				ns_done(req, rc);
 				return;
 			}
 			if (is_create(req)) {
@@ -1205,24 +1433,8 @@ static void ns_step(struct bfs_req *req)
 				ns_done(req, rc < 0 ? rc : 0);
 				return;
 			}
-			/* the intent with the buckets' pre-images: durable before any blob changes */
-			ibuf = malloc(BFS_INTENT_MAX_BYTES);
-			if (ibuf == NULL) {
-				ns_done(req, -ENOMEM);
-				return;
-			}
-			req->intent.seq = fs->next_seq++;
-			ilen = sizeof(req->intent) + req->intent.name1_len + req->intent.name2_len;
-			ilen += build_records(req, ibuf + ilen);
-			memcpy(ibuf, &req->intent, sizeof(req->intent));
-			memcpy(ibuf + sizeof(req->intent), req->iname1, req->intent.name1_len);
-			memcpy(ibuf + sizeof(req->intent) + req->intent.name1_len, req->iname2,
-			       req->intent.name2_len);
-			rc = ust_blob_set_internal_xattr(fs->super, BFS_XA_INTENT, ibuf, ilen);
-			free(ibuf);
-			if (rc == 0) {
-				rc = bfs_super_store(fs);
-			}
+			/* the intents with the buckets' pre-images: durable before any blob changes */
+			rc = write_intents(req);
 			if (rc != 0) {
 				ns_done(req, rc);
 				return;
@@ -1236,15 +1448,35 @@ static void ns_step(struct bfs_req *req)
 				ns_done(req, req->rc);
 				return;
 			}
-			build_actions(req);
-			req->state = NS_ACT_LOAD;
+			/* the new inodes' blobs first: their directory steps need the numbers */
+			subs_reset(req);
+			req->bcur = 0;
+			for (k = 0; k <= req->nbatch; k++) {
+				member(req, k)->create_rc = 0;
+				build_actions(member(req, k));
+				if (is_create(member(req, k))) {
+					rc = sub_create(req, member(req, k));
+					if (rc != 0) {
+						ns_done(req, rc);
+						return;
+					}
+				}
+			}
+			if (subs_issue(req, NS_ACT_LOAD) == 0) {
+				return;
+			}
 			continue;
 		case NS_ACT_LOAD:
-			if (req->cur >= req->nacts) {
+			/* every blob the members' actions change, into the cache */
+			m = member(req, req->bcur);
+			if (m->create_rc != 0 || m->cur >= m->nacts) {
+				if (++req->bcur <= req->nbatch) {
+					continue;
+				}
 				req->state = NS_ACT_APPLY;
 				continue;
 			}
-			a = &req->acts[req->cur];
+			a = &m->acts[m->cur];
 			if (a->act == BFS_A_CREATE_BLOB) {
 				if (req->replay) {
 					if (load(req, a->dir, &req->dp, NS_REPLAY_CREATE_DIR) == 0) {
@@ -1252,8 +1484,8 @@ static void ns_step(struct bfs_req *req)
 					}
 					continue;
 				}
-				create_blob(req);
-				return;
+				m->cur++; /* created above */
+				continue;
 			}
 			if (load(req, a->target, &req->tmp, NS_ACT_LOADED) == 0) {
 				return;
@@ -1265,16 +1497,7 @@ static void ns_step(struct bfs_req *req)
 				ns_done(req, req->rc);
 				return;
 			}
-			req->cur++;
-			req->state = NS_ACT_LOAD;
-			continue;
-		case NS_CREATED:
-			if (req->rc != 0) {
-				/* nothing names the blob: drop the intent's promise by rolling back at mount */
-				ns_done(req, req->rc);
-				return;
-			}
-			req->cur++;
+			member(req, req->bcur)->cur++;
 			req->state = NS_ACT_LOAD;
 			continue;
 		case NS_ACT_APPLY:
@@ -1289,12 +1512,19 @@ static void ns_step(struct bfs_req *req)
 			}
 			continue;
 		case NS_ACT_DONE:
-			req->state = NS_FINISH;
-			req->rc = 0;
-			if (is_create(req)) {
-				req->ip = bfs_icache_find(fs, req->new_ino);
+			for (k = 0; k <= req->nbatch; k++) {
+				m = member(req, k);
+				m->rc = m->create_rc;
+				if (is_create(m) && m->rc == 0) {
+					m->ip = bfs_icache_find(fs, m->new_ino);
+				}
 			}
-			continue;
+			while (req->nbatch > 0) {
+				m = req->batch[--req->nbatch];
+				bfs_complete(m, finish_one(m));
+			}
+			ns_done(req, finish_one(req));
+			return;
 		case NS_SUBS_DONE:
 			if (req->subs_rc != 0) {
 				ns_done(req, req->subs_rc);
@@ -1404,22 +1634,7 @@ static void ns_step(struct bfs_req *req)
 			return;
 		}
 		case NS_FINISH:
-			if (req->rc != 0) {
-				ns_done(req, req->rc);
-				return;
-			}
-			if (req->kind == BFS_R_CREATE && req->ip != NULL && S_ISDIR(req->ip->mode)) {
-				ns_done(req, -EISDIR);
-				return;
-			}
-			if (req->kind == BFS_R_CREATE && req->ip != NULL && !S_ISREG(req->ip->mode)) {
-				ns_done(req, -EEXIST);
-				return;
-			}
-			if (req->kind == BFS_R_LINK || is_create(req)) {
-				finish_result(req);
-			}
-			ns_done(req, req->rc);
+			ns_done(req, finish_one(req));
 			return;
 		}
 	}

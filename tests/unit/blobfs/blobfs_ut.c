@@ -1362,6 +1362,47 @@ static void cs_done(void *ctx, int rc)
 	*(int *)ctx = rc == 0 ? 1 : rc;
 }
 
+/*
+ * A file system on crashsim CS0 (over a new malloc M1), recording from
+ * now on. *live: the test's own file system, *rec: the recorded one
+ * (g_fs until crash_fs_end()).
+ */
+static struct ust_crashsim *crash_fs_start(struct ust_blobfs **live, struct ust_blobfs **rec)
+{
+	struct ust_crashsim *cs;
+	struct ust_blobfs_opts o;
+	int done = 0;
+
+	assert_int_equal(make_bdev_named("M1"), 0);
+	assert_int_equal(ust_crashsim_create("M1", "CS0"), 0);
+	cs = ust_crashsim_get("CS0");
+	assert_non_null(cs);
+	*live = g_fs;
+	ust_blobfs_opts_init(&o);
+	ust_blobfs_format("CS0", &o, NULL, fs_cb, begin());
+	finish();
+	assert_int_equal(g_r.rc, 0);
+	g_fs = g_r.fs;
+	*rec = g_fs;
+	assert_int_equal(ust_crashsim_start(cs, cs_done, &done), 0);
+	poll_threads();
+	assert_int_equal(done, 1);
+	return cs;
+}
+
+static void crash_fs_end(struct ust_crashsim_image *img, struct ust_blobfs *rec, struct ust_blobfs *live)
+{
+	int done = 0;
+
+	ust_crashsim_image_free(img, NULL, NULL);
+	poll_threads();
+	g_fs = rec;
+	assert_int_equal(do_unmount(), 0);
+	assert_int_equal(ust_crashsim_delete("CS0", cs_done, &done), 0);
+	poll_threads();
+	g_fs = live;
+}
+
 #define PAT 6000
 
 /* Every name resolves, link counts match the entries, every file holds one whole fsynced pattern. */
@@ -1472,30 +1513,13 @@ static void test_crash_consistency(void **state)
 	uint64_t d, a, nev, cut, ino, inos[16];
 	uint32_t links[16], nls[16];
 	struct ust_blobfs *rec;
-	int done = 0, i, k, ninos, mounted = 0;
+	int i, k, ninos, mounted = 0;
 
 	(void)state;
 	for (i = 0; i < 3; i++) {
 		fill(pats[i], PAT, (uint32_t)i + 40);
 	}
-	assert_int_equal(make_bdev_named("M1"), 0);
-	assert_int_equal(ust_crashsim_create("M1", "CS0"), 0);
-	cs = ust_crashsim_get("CS0");
-	assert_non_null(cs);
-	live = g_fs;
-	{
-		struct ust_blobfs_opts o;
-
-		ust_blobfs_opts_init(&o);
-		ust_blobfs_format("CS0", &o, NULL, fs_cb, begin());
-		finish();
-		assert_int_equal(g_r.rc, 0);
-		g_fs = g_r.fs;
-		rec = g_fs;
-	}
-	assert_int_equal(ust_crashsim_start(cs, cs_done, &done), 0);
-	poll_threads();
-	assert_int_equal(done, 1);
+	cs = crash_fs_start(&live, &rec);
 	/* the workload: every file is written whole and fsynced before it is renamed */
 	assert_int_equal(create(ROOT, "a", &fh, &a), 0);
 	assert_int_equal(pwrite_(fh, pats[0], PAT, 0), PAT);
@@ -1573,14 +1597,128 @@ static void test_crash_consistency(void **state)
 		}
 	}
 	assert_true(mounted > 60);
-	ust_crashsim_image_free(img, NULL, NULL);
+	crash_fs_end(img, rec, live);
+}
+
+/* ---- batched namespace changes ------------------------------------------------------------------ */
+
+#define BATCH_N 6
+#define BATCH_FILL 100
+
+static uint64_t count_flushes(struct ust_crashsim *cs, uint64_t from, uint64_t to)
+{
+	struct ust_crashsim_event ev;
+	uint64_t i, n = 0;
+
+	for (i = from; i < to; i++) {
+		assert_int_equal(ust_crashsim_get_event(cs, i, &ev), 0);
+		n += ev.kind == UST_CRASHSIM_EVENT_SUBMIT && ev.io_type == UST_BDEV_IO_TYPE_FLUSH;
+	}
+	return n;
+}
+
+static void batch_name(char *buf, int k)
+{
+	snprintf(buf, 16, "b%d", k);
+}
+
+/* BATCH_N creates (unlink: false) or unlinks in dir p, all in flight at once. */
+static void batch_run(uint64_t p, bool unlink)
+{
+	struct res r[BATCH_N];
+	char names[BATCH_N][16];
+	int k, left;
+
+	memset(r, 0, sizeof(r));
+	for (k = 0; k < BATCH_N; k++) {
+		batch_name(names[k], k);
+		if (unlink) {
+			ust_blobfs_unlink(g_fs, &g_ctx, p, names[k], op_cb, &r[k]);
+		} else {
+			ust_blobfs_mknod(g_fs, &g_ctx, p, names[k], S_IFREG | 0644, 0, entry_cb, &r[k]);
+		}
+	}
 	poll_threads();
-	g_fs = rec;
-	assert_int_equal(do_unmount(), 0);
-	done = 0;
-	assert_int_equal(ust_crashsim_delete("CS0", cs_done, &done), 0);
-	poll_threads();
-	g_fs = live;
+	for (k = 0, left = 0; k < BATCH_N; k++) {
+		assert_true(r[k].done);
+		assert_int_equal(r[k].rc, 0);
+		left += !r[k].done;
+	}
+	assert_int_equal(left, 0);
+}
+
+/*
+ * Changes queued together share one intent batch (docs/blobfs-format.md
+ * 5.3): fewer flushes than one change at a time, and after a crash at any
+ * point each of them is whole or absent, and every acknowledged one is there.
+ */
+static void test_crash_batch(void **state)
+{
+	struct ust_crashsim *cs;
+	struct ust_crashsim_image *img;
+	struct ust_blobfs *live, *rec;
+	uint64_t p, ino, e0, e1, e2, nev, cut, seed, present;
+	char name[16];
+	int k;
+
+	(void)state;
+	cs = crash_fs_start(&live, &rec);
+	assert_int_equal(mkdir_(ROOT, "p", &p), 0);
+	/*
+	 * Only changes in distinct buckets share a batch: a directory of
+	 * BATCH_FILL long names has some 10 buckets, so the queued changes
+	 * join (nearly) always; one collision only splits a batch in two.
+	 */
+	for (k = 0; k < BATCH_FILL; k++) {
+		char big[256];
+
+		memset(big, 'y', 240);
+		big[snprintf(big, 8, "f%04d", k)] = 'y';
+		big[240] = '\0';
+		assert_int_equal(mknod_(p, big, S_IFREG | 0644, 0, NULL), 0);
+	}
+	e0 = ust_crashsim_num_events(cs);
+	batch_run(p, false);
+	e1 = ust_crashsim_num_events(cs);
+	batch_run(p, true);
+	e2 = ust_crashsim_num_events(cs);
+	/* one at a time: 3 flushes per create (intent, blob, directory), 3 per unlink */
+	assert_true(count_flushes(cs, e0, e1) < 3 * BATCH_N);
+	assert_true(count_flushes(cs, e1, e2) < 3 * BATCH_N);
+	ust_crashsim_stop(cs);
+	nev = ust_crashsim_num_events(cs);
+	assert_int_equal(ust_crashsim_image_create(cs, "IMG", &img), 0);
+	for (cut = e0; cut <= nev; cut++) {
+		for (seed = 0; seed < 3; seed++) {
+			struct ust_crashsim_crash_opts co = {.cut = cut, .seed = seed * 7919 + cut};
+
+			assert_int_equal(ust_crashsim_image_build(img, &co, NULL), 0);
+			ust_blobfs_mount("IMG", NULL, fs_cb, begin());
+			finish();
+			assert_int_equal(g_r.rc, 0);
+			g_fs = g_r.fs;
+			assert_int_equal(lookup(ROOT, "p", &p), 0);
+			present = 0;
+			for (k = 0; k < BATCH_N; k++) {
+				batch_name(name, k);
+				if (lookup(p, name, &ino) == 0) {
+					/* whole: the entry names a live inode with its one ref */
+					assert_int_equal(g_r.e.attr.nlink, 1);
+					assert_true(S_ISREG(g_r.e.attr.mode));
+					present++;
+				}
+			}
+			assert_int_equal(count_entries(p), 2 + BATCH_FILL + present);
+			if (cut == e1) {
+				assert_int_equal(present, BATCH_N); /* every create was acknowledged */
+			}
+			if (cut >= e2) {
+				assert_int_equal(present, 0); /* every unlink was acknowledged */
+			}
+			assert_int_equal(do_unmount(), 0);
+		}
+	}
+	crash_fs_end(img, rec, live);
 }
 
 int main(void)
@@ -1600,6 +1738,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_threads, make_fs, drop_fs),
 		cmocka_unit_test_setup_teardown(test_big_directory, make_fs, drop_fs),
 		cmocka_unit_test_setup_teardown(test_crash_consistency, make_fs, drop_fs),
+		cmocka_unit_test_setup_teardown(test_crash_batch, make_fs, drop_fs),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -466,6 +466,21 @@ void bfs_intent_xattr_name(int k, char *buf);
 /* Remove every intent xattr from the super blob (in memory). */
 void bfs_intent_remove_all(struct ust_blobfs *fs);
 void bfs_ns_run(struct bfs_req *req);
+/* Continue req's step machine (an engine completion). */
+void bfs_ns_resume(struct bfs_req *req);
+/* Member k of req's batch: 0 is req itself, then req->batch[]. */
+struct bfs_req *bfs_ns_member(struct bfs_req *req, int k);
+
+/* blobfs_ns_write.c: the blob updates of a change or batch (req->subs) */
+void bfs_ns_subs_reset(struct bfs_req *req);
+/* Create member m's new inode blob (m->new_ino, m->create_rc). */
+int bfs_ns_sub_create(struct bfs_req *req, struct bfs_req *m);
+/* Write blocks w[0, nw) of directory t and flush it (even with nw 0). */
+int bfs_ns_sub_dir_blocks(struct bfs_req *req, struct bfs_inode *t, const uint32_t *w, int nw);
+/* Apply every member's actions in memory and add the updates they need. */
+int bfs_ns_apply_all(struct bfs_req *req);
+/* Start them all: 1 if they completed already, else bfs_ns_resume() comes with the last. */
+int bfs_ns_subs_issue(struct bfs_req *req);
 void bfs_ns_replay(struct bfs_req *req);
 /* 0 if p[0, len) holds exactly n well-formed intent block records. */
 int bfs_intent_records_check(const uint8_t *p, size_t len, int n);

@@ -182,6 +182,14 @@ enum sub_kind {
 	SUB_CREATE,  /* create member's new inode blob */
 };
 
+/*
+ * Blocks one directory may write for a batch: every member of it writes
+ * its bucket and at most BFS_DIR_MAX_SPLITS new ones (4.2); a replay's
+ * restore of one record writes at most BFS_DIR_MAX_WRITES.
+ */
+#define SUB_DW_MAX (BFS_BATCH_MAX * (1 + BFS_DIR_MAX_SPLITS))
+_Static_assert(SUB_DW_MAX >= BFS_DIR_MAX_WRITES, "a restore fits a directory sub");
+
 enum sub_state {
 	SUB_START,
 	SUB_RESIZED,
@@ -196,14 +204,18 @@ struct bfs_ns_sub {
 	struct bfs_inode *t;
 	struct bfs_req *member; /* SUB_CREATE */
 	uint64_t ino; /* SUB_LOAD */
-	uint32_t dw[BFS_DIR_MAX_WRITES];
+	uint32_t dw[SUB_DW_MAX];
 	int ndw;
 	int writes; /* block writes in flight, plus one while issuing */
 	int rc;
 	uint8_t *bounce; /* ndw blocks */
 };
 
-#define SUBS_MAX (BFS_BATCH_MAX * (BFS_MAX_ACTIONS + 1))
+/* Updates of a change or batch: per member one per action, plus its new inode's load. */
+static int subs_max(const struct bfs_req *req)
+{
+	return (req->nbatch + 1) * (BFS_MAX_ACTIONS + 1);
+}
 
 void bfs_ns_subs_reset(struct bfs_req *req)
 {
@@ -229,12 +241,13 @@ static struct bfs_ns_sub *sub_get(struct bfs_req *req, enum sub_kind kind, struc
 		}
 	}
 	if (req->subs == NULL) {
-		req->subs = calloc(SUBS_MAX, sizeof(*req->subs));
+		/* sized once per change: the batch is complete before the first update */
+		req->subs = malloc((size_t)subs_max(req) * sizeof(*req->subs));
 		if (req->subs == NULL) {
 			return NULL;
 		}
 	}
-	assert(req->nsubs < SUBS_MAX);
+	assert(req->nsubs < subs_max(req));
 	s = &req->subs[req->nsubs++];
 	memset(s, 0, sizeof(*s));
 	s->req = req;

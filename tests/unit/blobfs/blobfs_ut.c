@@ -828,6 +828,25 @@ static void test_hard_links_and_orphans(void **state)
 	assert_int_equal(pwrite_(fh, buf, 100, 5000), 100);
 	assert_true(free_clusters() < before);
 	assert_int_equal(link_(f, ROOT, "again"), -ENOENT);
+	/* a directory removed while open has no links either (as Linux: fstat shows 0) */
+	{
+		struct ust_blobfs_file *dh;
+		uint64_t od;
+
+		assert_int_equal(mkdir_(ROOT, "od", &od), 0);
+		ust_blobfs_opendir(g_fs, &g_ctx, od, open_cb, begin());
+		finish();
+		assert_int_equal(g_r.rc, 0);
+		dh = g_r.fh;
+		assert_int_equal(getattr(od, &a), 0);
+		assert_int_equal(a.nlink, 2);
+		assert_int_equal(rmdir_(ROOT, "od"), 0);
+		assert_int_equal(getattr(od, &a), 0);
+		assert_int_equal(a.nlink, 0);
+		ust_blobfs_releasedir(g_fs, dh, op_cb, begin());
+		finish();
+		assert_int_equal(g_r.rc, 0);
+	}
 	assert_int_equal(do_unmount(), -EBUSY);
 	assert_int_equal(release(fh), 0);
 	assert_int_equal(free_clusters(), before);

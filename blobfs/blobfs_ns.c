@@ -60,11 +60,6 @@ enum ns_state {
 
 static void ns_step(struct bfs_req *req);
 
-static void ns_resume(struct bfs_req *req)
-{
-	ns_step(req);
-}
-
 static void ns_op_cb(void *arg, int rc)
 {
 	struct bfs_req *req = arg;
@@ -732,7 +727,7 @@ static int load(struct bfs_req *req, uint64_t ino, struct bfs_inode **slot, int 
 {
 	req->state = next_state;
 	req->rc = 0;
-	return bfs_iget(req->fs, ino, slot, ns_resume, req);
+	return bfs_iget(req->fs, ino, slot, bfs_ns_resume, req);
 }
 
 static void finish_result(struct bfs_req *req)

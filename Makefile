@@ -49,9 +49,9 @@ ENV_LIB := $(B)/lib/libustor_env.a
 ENV_TEST_LIB := $(B)/lib/libustor_env_test.a
 UT_LIB := $(B)/lib/libustor_ut.a
 APP_BINS := $(addprefix $(B)/bin/,$(APPS))
-# A program of its own beside bench/fs's files (blobfs without FUSE): not part of bench/fs.
-BENCH_SOLO := bench/fs/bfs_io.c
-BENCH_BINS := $(addprefix $(B)/bench/,$(BENCHES) bfs_io)
+# bench/fs holds three programs (rules below): fs_meta.c is bench/fs, and
+# bfs_io.c and bfs_meta.c (blobfs without FUSE) are bench/bfs_io and bench/bfs_meta.
+BENCH_BINS := $(addprefix $(B)/bench/,$(BENCHES) bfs_io bfs_meta)
 EXAMPLE_BINS := $(addprefix $(B)/examples/,$(EXAMPLES))
 UT_BINS := $(patsubst tests/unit/%.c,$(B)/test/unit/%,$(UT_SRCS))
 ENVT_BINS := $(patsubst tests/env/%.c,$(B)/test/env/%,$(ENVT_SRCS))
@@ -104,9 +104,10 @@ endef
 .PRECIOUS: $(B)/obj/%.o
 .SECONDEXPANSION:
 $(B)/bin/%: $$(call obj,$$(wildcard app/%/*.c)) $(LIB) $(ENV_LIB) ; $(call link,$(PROG_LIBS))
-$(B)/bench/%: $$(call obj,$$(filter-out $(BENCH_SOLO),$$(wildcard bench/%/*.c))) $(LIB) $(ENV_LIB)
-	$(call link,$(PROG_LIBS))
+$(B)/bench/%: $$(call obj,$$(wildcard bench/%/*.c)) $(LIB) $(ENV_LIB) ; $(call link,$(PROG_LIBS))
+$(B)/bench/fs: $(call obj,bench/fs/fs_meta.c) $(LIB) $(ENV_LIB) ; $(call link,$(PROG_LIBS))
 $(B)/bench/bfs_io: $(call obj,bench/fs/bfs_io.c) $(LIB) $(ENV_LIB) ; $(call link,$(PROG_LIBS))
+$(B)/bench/bfs_meta: $(call obj,bench/fs/bfs_meta.c) $(LIB) $(ENV_LIB) ; $(call link,$(PROG_LIBS))
 $(B)/examples/%: $(B)/obj/examples/%.o $(LIB) $(ENV_LIB) ; $(call link,$(PROG_LIBS))
 $(B)/test/unit/%: $(B)/obj/tests/unit/%.o $(UT_LIB) $(LIB) $(ENV_TEST_LIB) ; $(call link,$(UT_LIBS))
 $(B)/test/env/%: $(B)/obj/tests/env/%.o $(LIB) $(ENV_LIB) ; $(call link,$(PROG_LIBS) $(CMOCKA_LIBS))

@@ -182,7 +182,7 @@ int bfs_super_store(struct ust_blobfs *fs)
 {
 	struct bfs_disk_super s = {
 		.magic = BFS_SUPER_MAGIC,
-		.version = BFS_VERSION,
+		.version = BFS_SUPER_VERSION,
 		.root_ino = fs->root->ino,
 		.next_seq = fs->next_seq,
 	};
@@ -250,6 +250,7 @@ enum mount_state {
 	M_ITER_NEXT,
 	M_LOAD_ROOT,
 	M_ROOT_LOADED,
+	M_REPLAY_NEXT,
 	M_REPLAYED,
 	M_ORPHAN_NEXT,
 	M_ORPHAN_DONE,
@@ -282,6 +283,7 @@ struct bfs_mount {
 	uint8_t *irecs; /* the intent's directory block records */
 	size_t irecs_len;
 	bool has_intent;
+	int intent_k; /* the batch's next intent to replay */
 	size_t orphan_i;
 	uint64_t *orphans;
 	size_t norphans;
@@ -522,6 +524,48 @@ static void m_closed(void *arg)
 	mount_step(m);
 }
 
+/*
+ * Read intent k of the super blob into m (has_intent false when absent).
+ * 0, or -EIO when it is malformed, -ENOMEM.
+ */
+static int mount_read_intent(struct bfs_mount *m, int k)
+{
+	const struct bfs_disk_intent *in;
+	const void *v;
+	size_t len, head;
+	char name[32];
+
+	m->has_intent = false;
+	free(m->irecs);
+	m->irecs = NULL;
+	m->irecs_len = 0;
+	bfs_intent_xattr_name(k, name);
+	if (ust_blob_get_internal_xattr(m->fs->super, name, &v, &len) != 0) {
+		return 0;
+	}
+	in = v;
+	head = sizeof(*in) + (len >= sizeof(*in) ? in->name1_len + in->name2_len : 0);
+	if (len < sizeof(*in) || in->magic != BFS_INTENT_MAGIC || len < head ||
+	    in->name1_len > UST_BLOBFS_NAME_MAX || in->name2_len > UST_BLOBFS_NAME_MAX ||
+	    in->nblocks > BFS_INTENT_MAX_BLOCKS ||
+	    bfs_intent_records_check((const uint8_t *)v + head, len - head, in->nblocks) != 0) {
+		UST_ERRLOG("blobfs: malformed intent record (%s)\n", name);
+		return -EIO;
+	}
+	m->intent = *in;
+	memcpy(m->names, (const uint8_t *)v + sizeof(*in), in->name1_len + in->name2_len);
+	m->irecs_len = len - head;
+	if (m->irecs_len > 0) {
+		m->irecs = malloc(m->irecs_len);
+		if (m->irecs == NULL) {
+			return -ENOMEM;
+		}
+		memcpy(m->irecs, (const uint8_t *)v + head, m->irecs_len);
+	}
+	m->has_intent = true;
+	return 0;
+}
+
 static void mount_step(struct bfs_mount *m)
 {
 	struct ust_blobfs *fs = m->fs;
@@ -626,7 +670,7 @@ static void mount_step(struct bfs_mount *m)
 			mount_step(m);
 			return;
 		}
-		m->ds = (struct bfs_disk_super){.magic = BFS_SUPER_MAGIC, .version = BFS_VERSION,
+		m->ds = (struct bfs_disk_super){.magic = BFS_SUPER_MAGIC, .version = BFS_SUPER_VERSION,
 						.root_ino = m->root_id, .next_seq = 1};
 		m->xa = (struct ust_blob_xattr){.name = BFS_XA_SUPER, .value = &m->ds,
 						.value_len = sizeof(m->ds), .internal = true};
@@ -727,7 +771,8 @@ static void mount_step(struct bfs_mount *m)
 			mount_step(m);
 			return;
 		}
-		if (ds.version != BFS_VERSION) {
+		/* version 2 has no batched intents: its single intent reads the same */
+		if (ds.version < 2 || ds.version > BFS_SUPER_VERSION) {
 			UST_ERRLOG("blobfs: version %u unsupported\n", ds.version);
 			m->rc = -ENOTSUP;
 			m->state = M_FAIL_CLOSE;
@@ -736,36 +781,6 @@ static void mount_step(struct bfs_mount *m)
 		}
 		fs->next_seq = ds.next_seq;
 		m->root_id = ds.root_ino;
-		if (ust_blob_get_internal_xattr(fs->super, BFS_XA_INTENT, &v, &len) == 0) {
-			const struct bfs_disk_intent *in = v;
-
-			size_t head = sizeof(*in) + (len >= sizeof(*in) ? in->name1_len + in->name2_len : 0);
-
-			if (len < sizeof(*in) || in->magic != BFS_INTENT_MAGIC || len < head ||
-			    in->name1_len > UST_BLOBFS_NAME_MAX || in->name2_len > UST_BLOBFS_NAME_MAX ||
-			    in->nblocks > BFS_INTENT_MAX_BLOCKS ||
-			    bfs_intent_records_check((const uint8_t *)v + head, len - head, in->nblocks) != 0) {
-				UST_ERRLOG("blobfs: malformed intent record\n");
-				m->rc = -EIO;
-				m->state = M_FAIL_CLOSE;
-				mount_step(m);
-				return;
-			}
-			m->intent = *in;
-			memcpy(m->names, (const uint8_t *)v + sizeof(*in), in->name1_len + in->name2_len);
-			m->irecs_len = len - head;
-			if (m->irecs_len > 0) {
-				m->irecs = malloc(m->irecs_len);
-				if (m->irecs == NULL) {
-					m->rc = -ENOMEM;
-					m->state = M_FAIL_CLOSE;
-					mount_step(m);
-					return;
-				}
-				memcpy(m->irecs, (const uint8_t *)v + head, m->irecs_len);
-			}
-			m->has_intent = true;
-		}
 		if (ust_blob_get_internal_xattr(fs->super, BFS_XA_ORPHANS, &v, &len) == 0 && len >= 8) {
 			m->norphans = len / 8;
 			m->orphans = malloc(len);
@@ -802,7 +817,18 @@ static void mount_step(struct bfs_mount *m)
 			return;
 		}
 		fs->root->nlookup = 1; /* never forgotten */
+		m->intent_k = 0;
+		/* fallthrough */
+	case M_REPLAY_NEXT:
+		/* the intents of the last batch, one by one: they are independent (5.3) */
 		m->state = M_REPLAYED;
+		m->has_intent = false;
+		m->rc = m->intent_k < BFS_BATCH_MAX ? mount_read_intent(m, m->intent_k++) : 0;
+		if (m->rc < 0) {
+			m->state = M_FAIL_CLOSE;
+			mount_step(m);
+			return;
+		}
 		if (m->has_intent) {
 			struct bfs_req *r = bfs_req_new(fs, BFS_R_UNMOUNT, NULL);
 
@@ -830,6 +856,11 @@ static void mount_step(struct bfs_mount *m)
 		if (m->rc != 0) {
 			UST_ERRLOG("blobfs: replaying the interrupted change failed: %d\n", m->rc);
 			m->state = M_FAIL_CLOSE;
+			mount_step(m);
+			return;
+		}
+		if (m->has_intent) {
+			m->state = M_REPLAY_NEXT;
 			mount_step(m);
 			return;
 		}
@@ -864,7 +895,7 @@ static void mount_step(struct bfs_mount *m)
 		free(fs->orphans);
 		fs->orphans = NULL;
 		fs->norphans = 0;
-		ust_blob_remove_internal_xattr(fs->super, BFS_XA_INTENT);
+		bfs_intent_remove_all(fs);
 		m->rc = bfs_super_store(fs);
 		if (m->rc != 0) {
 			m->state = M_FAIL_CLOSE;
@@ -1005,7 +1036,7 @@ static void um_step(struct bfs_req *req)
 			bfs_complete(req, req->rc);
 			return;
 		}
-		ust_blob_remove_internal_xattr(fs->super, BFS_XA_INTENT);
+		bfs_intent_remove_all(fs);
 		rc = bfs_super_store(fs);
 		if (rc != 0) {
 			fs->unmounting = false;

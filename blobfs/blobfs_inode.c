@@ -363,6 +363,10 @@ uint32_t bfs_nlink(const struct bfs_inode *ip)
 		return 0;
 	}
 	if (S_ISDIR(ip->mode)) {
+		/* removed while open (its one ref is gone): no links, as Linux reports it */
+		if (ip->nrefs == 0 && ip != ip->fs->root) {
+			return 0;
+		}
 		return 2 + ip->nsubdirs;
 	}
 	return ip->nrefs;

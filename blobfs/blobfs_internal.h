@@ -20,7 +20,8 @@
 #define BFS_INODE_MAGIC 0x49534642u  /* "BFSI" */
 #define BFS_INTENT_MAGIC 0x544e4942u /* "BINT" */
 #define BFS_DBLOCK_MAGIC 0x44534642u /* "BFSD" */
-#define BFS_VERSION 2
+#define BFS_VERSION 2       /* inodes */
+#define BFS_SUPER_VERSION 3 /* the super blob: 3 adds batched intents (blobfs.intent.K) */
 
 /* Directory blocks (docs/blobfs-format.md 4.2). */
 #define BFS_DBLOCK_SIZE 4096u
@@ -31,6 +32,8 @@
 
 #define BFS_XA_SUPER "blobfs.super"
 #define BFS_XA_INTENT "blobfs.intent"
+/* A batch of namespace changes: intent k > 0 is "blobfs.intent.k" (format 5). */
+#define BFS_BATCH_MAX 8
 #define BFS_XA_ORPHANS "blobfs.orphans"
 #define BFS_XA_INODE "blobfs.inode"
 #define BFS_XA_REFS "blobfs.refs"
@@ -299,6 +302,8 @@ struct bfs_action {
 
 #define BFS_MAX_ACTIONS 8
 
+struct bfs_ns_sub;
+
 struct bfs_req {
 	struct ust_blobfs *fs;
 	enum bfs_kind kind;
@@ -370,11 +375,14 @@ struct bfs_req {
 	int after_trunc;
 	uint64_t new_size;
 	bool changed;
-	/* directory block writes of the current step (dw: indexes, written one by one) */
-	struct bfs_inode *dw_dir;
-	uint32_t dw[BFS_DIR_MAX_WRITES];
-	int ndw, dw_cur;
-	int dw_next_state;
+	/* namespace engine: the blob updates of one step, issued together (blobfs_ns.c) */
+	struct bfs_ns_sub *subs;
+	int nsubs, subs_pending, subs_rc;
+	int subs_then; /* the state once they all completed */
+	/* the changes that joined this one's intent batch, and the one being loaded */
+	struct bfs_req *batch[BFS_BATCH_MAX - 1];
+	int nbatch, bcur;
+	int create_rc; /* this member's new blob could not be created */
 	/* replay: the intent's directory block records (owned by the mount) */
 	const uint8_t *irecs;
 	size_t irecs_len;
@@ -453,7 +461,26 @@ int bfs_check_name(const char *name);
 bool bfs_may(const struct ust_blobfs_ctx *ctx, const struct bfs_inode *ip, int mask);
 
 /* blobfs_ns.c */
+/* The name of intent k of a batch (buf: 32 bytes). */
+void bfs_intent_xattr_name(int k, char *buf);
+/* Remove every intent xattr from the super blob (in memory). */
+void bfs_intent_remove_all(struct ust_blobfs *fs);
 void bfs_ns_run(struct bfs_req *req);
+/* Continue req's step machine (an engine completion). */
+void bfs_ns_resume(struct bfs_req *req);
+/* Member k of req's batch: 0 is req itself, then req->batch[]. */
+struct bfs_req *bfs_ns_member(struct bfs_req *req, int k);
+
+/* blobfs_ns_write.c: the blob updates of a change or batch (req->subs) */
+void bfs_ns_subs_reset(struct bfs_req *req);
+/* Create member m's new inode blob (m->new_ino, m->create_rc). */
+int bfs_ns_sub_create(struct bfs_req *req, struct bfs_req *m);
+/* Write blocks w[0, nw) of directory t and flush it (even with nw 0). */
+int bfs_ns_sub_dir_blocks(struct bfs_req *req, struct bfs_inode *t, const uint32_t *w, int nw);
+/* Apply every member's actions in memory and add the updates they need. */
+int bfs_ns_apply_all(struct bfs_req *req);
+/* Start them all: 1 if they completed already, else bfs_ns_resume() comes with the last. */
+int bfs_ns_subs_issue(struct bfs_req *req);
 void bfs_ns_replay(struct bfs_req *req);
 /* 0 if p[0, len) holds exactly n well-formed intent block records. */
 int bfs_intent_records_check(const uint8_t *p, size_t len, int n);

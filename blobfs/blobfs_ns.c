@@ -2,20 +2,25 @@
  * blobfs namespace changes: create, mknod, mkdir, symlink, link, unlink,
  * rmdir and rename (plain, NOREPLACE, EXCHANGE), and their replay at mount.
  *
- * Guarantee (docs/blobfs-format.md section 5): changes run one at a time;
+ * Guarantee (docs/blobfs-format.md section 5): changes run one at a time,
+ * or independent queued ones together as a batch (5.3: one intent each,
+ * one super sync, their blobs written together, each all or nothing);
  * each is validated against the cached tree, recorded as an intent in the
  * super blob (synced) together with the pre-images of the directory
- * buckets it touches, then carried out as a list of idempotent actions:
- * an inode action is one blob metadata sync, a directory action writes the
- * directory blocks it changed in place and flushes. A crash anywhere after
- * the intent is durable is finished at the next mount by restoring the
- * buckets from their pre-images (undoing torn or partial block writes) and
- * replaying the same actions, so every change is all or nothing. Unlinked inodes that are still open become orphans and
- * are deleted at their last release (or at the next mount).
+ * buckets it touches, then carried out as a list of idempotent actions,
+ * applied in memory in order and written together: one metadata sync per
+ * changed inode, and per changed directory its blocks written in place and
+ * one flush. A crash anywhere after the intent is durable is finished at
+ * the next mount by restoring the buckets from their pre-images (undoing
+ * torn or partial block writes) and replaying the same actions, so every
+ * change is all or nothing whatever subset of its writes reached the
+ * device. Unlinked inodes that are still open become orphans and are
+ * deleted at their last release (or at the next mount).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -34,22 +39,19 @@ enum ns_state {
 	NS_VICTIM,
 	NS_WALK,
 	NS_INTENT_SYNCED,
+	/* load every blob the actions change (creating the new inode's first) */
 	NS_ACT_LOAD,
+	NS_ACT_LOADED,
+	/* apply them all in memory, then write every changed blob at once */
+	NS_ACT_APPLY,
 	NS_ACT_DONE,
-	NS_ACT_SYNCED,
-	NS_CREATED,
-	NS_CREATED_LOADED,
 	NS_REPLAY_CREATE_DIR,
 	NS_REPLAY_CREATE_CHILD,
 	NS_SCAN,
 	NS_SCAN_DELETE,
 	NS_FINISH,
-	/* writing the directory blocks of one step, then dw_next_state */
-	NS_DW_START,
-	NS_DW_RESIZED,
-	NS_DW_WRITE,
-	NS_DW_WRITTEN,
-	NS_DW_SYNCED,
+	/* the blob updates started by bfs_ns_subs_issue() completed: check, then subs_then */
+	NS_SUBS_DONE,
 	/* replay: restore the intent's bucket pre-images, then rec_then */
 	NS_RESTORE,
 	NS_RESTORE_LOADED,
@@ -57,11 +59,6 @@ enum ns_state {
 };
 
 static void ns_step(struct bfs_req *req);
-
-static void ns_resume(struct bfs_req *req)
-{
-	ns_step(req);
-}
 
 static void ns_op_cb(void *arg, int rc)
 {
@@ -77,15 +74,28 @@ static bool is_create(const struct bfs_req *req)
 	       req->kind == BFS_R_CREATE;
 }
 
+struct bfs_req *bfs_ns_member(struct bfs_req *req, int k)
+{
+	return k == 0 ? req : req->batch[k - 1];
+}
+
+void bfs_ns_resume(struct bfs_req *req)
+{
+	ns_step(req);
+}
+
 /* Finish and let the next queued change run. */
 static void ns_done(struct bfs_req *req, int rc)
 {
 	struct ust_blobfs *fs = req->fs;
 	struct bfs_req *next = NULL;
 
-	if (req->bounce != NULL) {
-		ust_dma_free(req->bounce);
-		req->bounce = NULL;
+	bfs_ns_subs_reset(req);
+	free(req->subs);
+	req->subs = NULL;
+	/* members still here failed with the batch (the intents stay: the next mount decides) */
+	while (req->nbatch > 0) {
+		bfs_complete(req->batch[--req->nbatch], rc);
 	}
 	if (req->is_ns && fs->ns_active == req) {
 		fs->ns_active = NULL;
@@ -279,6 +289,21 @@ static bool dot_name(const char *name)
 	return strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
 }
 
+/* A directory a change may add to or remove from. */
+static int dir_check(const struct bfs_req *req, const struct bfs_inode *dp)
+{
+	if (!S_ISDIR(dp->mode)) {
+		return -ENOTDIR;
+	}
+	if (dp->deleted || (dp->nrefs == 0 && dp != req->fs->root)) {
+		return -ENOENT;
+	}
+	if (!bfs_may(&req->ctx, dp, 3)) {
+		return -EACCES;
+	}
+	return 0;
+}
+
 static void set_intent(struct bfs_req *req, uint16_t op, uint64_t dir1, const char *n1, uint64_t ino1,
 		       uint8_t t1, uint64_t dir2, const char *n2, uint64_t ino2, uint8_t t2)
 {
@@ -420,142 +445,6 @@ static int validate(struct bfs_req *req)
 	}
 }
 
-/* ---- carrying out one action ------------------------------------------------------------------- */
-
-/*
- * Apply action a to its loaded blob in memory. 1: the inode changed (sync
- * it), 2: directory blocks changed (req->dw lists them), 0: nothing to do.
- */
-static int apply(struct bfs_req *req, struct bfs_action *a, struct bfs_inode *t)
-{
-	struct bfs_dirent *de;
-	struct timespec now;
-	uint64_t ino = a->ino != 0 ? a->ino : req->new_ino;
-	int rc;
-
-	bfs_now(&now);
-	switch (a->act) {
-	case BFS_A_DIR_SET:
-		de = bfs_dir_find(t, a->name);
-		if (de != NULL && de->ino == ino) {
-			return 0;
-		}
-		req->ndw = 0;
-		rc = bfs_dir_set(t, a->name, ino, a->type, req->dw, &req->ndw);
-		if (rc != 0) {
-			return rc;
-		}
-		/* times reach the inode xattr like a file's size (flusher, unmount) */
-		t->mtime = t->ctime = now;
-		t->dirty = true;
-		return 2;
-	case BFS_A_DIR_REMOVE:
-		de = bfs_dir_find(t, a->name);
-		if (de == NULL || de->ino != ino) {
-			return 0;
-		}
-		req->ndw = 0;
-		rc = bfs_dir_remove(t, a->name, req->dw, &req->ndw);
-		if (rc != 0) {
-			return rc;
-		}
-		t->mtime = t->ctime = now;
-		t->dirty = true;
-		return 2;
-	case BFS_A_REF_ADD:
-		if (bfs_ref_find(t, a->dir, a->name) >= 0) {
-			return 0;
-		}
-		rc = bfs_ref_add(t, a->dir, a->name);
-		if (rc != 0) {
-			return rc;
-		}
-		t->ctime = now;
-		break;
-	case BFS_A_REF_DEL:
-		if (bfs_ref_find(t, a->dir, a->name) < 0) {
-			return 0;
-		}
-		bfs_ref_del(t, a->dir, a->name);
-		t->ctime = now;
-		break;
-	case BFS_A_REF_MOVE:
-		if (bfs_ref_find(t, a->dir, a->name) < 0 && bfs_ref_find(t, a->dir_b, a->name_b) >= 0) {
-			return 0;
-		}
-		bfs_ref_del(t, a->dir, a->name);
-		rc = bfs_ref_add(t, a->dir_b, a->name_b);
-		if (rc != 0) {
-			return rc;
-		}
-		t->ctime = now;
-		break;
-	default:
-		return 0;
-	}
-	rc = bfs_refs_store(t);
-	if (rc != 0) {
-		return rc;
-	}
-	bfs_inode_store(req->fs, t);
-	return 1;
-}
-
-static void ns_id_cb(void *arg, ust_blob_id id, int rc)
-{
-	struct bfs_req *req = arg;
-
-	req->new_ino = id;
-	req->rc = rc;
-	ns_step(req);
-}
-
-static void create_blob(struct bfs_req *req)
-{
-	struct ust_blobfs *fs = req->fs;
-	struct bfs_inode tmp;
-	uint16_t nl = req->intent.name1_len;
-	struct timespec now;
-	size_t n = 0;
-
-	memset(&tmp, 0, sizeof(tmp));
-	bfs_now(&now);
-	tmp.mode = req->mode;
-	tmp.uid = req->ctx.uid;
-	tmp.gid = req->ctx.gid;
-	if (req->dp->mode & S_ISGID) {
-		tmp.gid = req->dp->gid; /* BSD group semantics of a set-group-ID directory */
-		if (S_ISDIR(tmp.mode)) {
-			tmp.mode |= S_ISGID;
-		}
-	}
-	tmp.rdev = req->rdev;
-	tmp.birth_seq = req->intent.seq;
-	tmp.dir_seed = S_ISDIR(tmp.mode) ? bfs_dir_new_seed() : 0;
-	tmp.atime = tmp.mtime = tmp.ctime = tmp.btime = now;
-	if (S_ISLNK(tmp.mode)) {
-		tmp.size = strlen(req->path);
-	}
-	bfs_encode_inode(&tmp, &req->cdi);
-	req->cxa[n++] = (struct ust_blob_xattr){.name = BFS_XA_INODE, .value = &req->cdi,
-						.value_len = sizeof(req->cdi), .internal = true};
-	memcpy(req->crefs, &req->intent.dir1, 8);
-	memcpy(req->crefs + 8, &nl, 2);
-	memcpy(req->crefs + 10, req->iname1, nl);
-	req->cxa[n++] = (struct ust_blob_xattr){.name = BFS_XA_REFS, .value = req->crefs,
-						.value_len = 10u + nl, .internal = true};
-	if (S_ISLNK(tmp.mode)) {
-		req->cxa[n++] = (struct ust_blob_xattr){.name = BFS_XA_LINK, .value = req->path,
-							.value_len = strlen(req->path), .internal = true};
-	}
-	ust_blob_opts_init(&req->copts);
-	req->copts.thin_provision = true;
-	req->copts.xattrs = req->cxa;
-	req->copts.xattr_count = n;
-	req->state = NS_CREATED;
-	ust_bs_create_blob(fs->bs, &req->copts, ns_id_cb, req);
-}
-
 /* ---- the replay scan (a CREATE that did not complete) ------------------------------------------ */
 
 struct scan {
@@ -663,6 +552,174 @@ static bool records_valid(struct bfs_req *req, struct bfs_inode *dp)
 	return true;
 }
 
+/* ---- the intent, and the changes that join its batch (docs/blobfs-format.md 5.3) ------------- */
+
+void bfs_intent_xattr_name(int k, char *buf)
+{
+	if (k == 0) {
+		strcpy(buf, BFS_XA_INTENT);
+	} else {
+		snprintf(buf, 32, "%s.%d", BFS_XA_INTENT, k);
+	}
+}
+
+void bfs_intent_remove_all(struct ust_blobfs *fs)
+{
+	char name[32];
+	int k;
+
+	for (k = 0; k < BFS_BATCH_MAX; k++) {
+		bfs_intent_xattr_name(k, name);
+		ust_blob_remove_internal_xattr(fs->super, name); /* -ENOENT when absent */
+	}
+}
+
+/* Intent k of the batch: req's change with a new seq and its buckets' pre-images. */
+static int set_intent_xattr(struct bfs_req *req, int k)
+{
+	struct ust_blobfs *fs = req->fs;
+	char name[32];
+	uint8_t *ibuf;
+	size_t ilen;
+	int rc;
+
+	ibuf = malloc(BFS_INTENT_MAX_BYTES);
+	if (ibuf == NULL) {
+		return -ENOMEM;
+	}
+	req->intent.seq = fs->next_seq++;
+	ilen = sizeof(req->intent) + req->intent.name1_len + req->intent.name2_len;
+	ilen += build_records(req, ibuf + ilen);
+	memcpy(ibuf, &req->intent, sizeof(req->intent));
+	memcpy(ibuf + sizeof(req->intent), req->iname1, req->intent.name1_len);
+	memcpy(ibuf + sizeof(req->intent) + req->intent.name1_len, req->iname2, req->intent.name2_len);
+	bfs_intent_xattr_name(k, name);
+	rc = ust_blob_set_internal_xattr(fs->super, name, ibuf, ilen);
+	free(ibuf);
+	return rc;
+}
+
+/* Kinds that may share an intent batch: one directory, one name, at most one existing inode. */
+static bool batchable(const struct bfs_req *req)
+{
+	return is_create(req) || req->kind == BFS_R_UNLINK || req->kind == BFS_R_RMDIR;
+}
+
+/* The first pre-image record of batch member m (its directory's bucket of name1). */
+static const uint8_t *member_record(struct bfs_req *leader, int k)
+{
+	char name[32];
+	const void *v;
+	size_t len;
+	const struct bfs_disk_intent *in;
+
+	bfs_intent_xattr_name(k, name);
+	if (ust_blob_get_internal_xattr(leader->fs->super, name, &v, &len) != 0) {
+		return NULL;
+	}
+	in = v;
+	return (const uint8_t *)v + sizeof(*in) + in->name1_len + in->name2_len;
+}
+
+/*
+ * Whether queued change q can join leader's batch: validated now, from the
+ * cache alone, against the tree as it is before the batch, and independent
+ * of every member, so that each member's steps and each member's replay
+ * give the same result in any order. Independent means: no inode that one
+ * removes is another's inode or directory, and no two touch one directory
+ * bucket (distinct buckets of a directory are distinct block ranges, also
+ * when one splits; so one member's pre-image never covers another's
+ * change). A change that cannot join stays queued and runs on its own,
+ * where it is validated again (an error it would get here is not final).
+ */
+static bool join_check(struct bfs_req *leader, struct bfs_req *q)
+{
+	struct ust_blobfs *fs = leader->fs;
+	struct bfs_dirent *de;
+	struct bfs_inode *dp;
+	struct bfs_req *m;
+	const uint8_t *rec;
+	int k;
+
+	if (!batchable(q) || q->ino2 != 0) {
+		return false;
+	}
+	dp = bfs_icache_find(fs, bfs_ino_in(fs, q->ino));
+	if (dp == NULL || dp->loading || dir_check(q, dp) != 0) {
+		return false;
+	}
+	q->dp = q->dp2 = dp;
+	q->ip = q->ip2 = NULL;
+	q->tmp = NULL;
+	de = bfs_dir_find(dp, q->name);
+	if (is_create(q) ? de != NULL : (de == NULL || dot_name(q->name))) {
+		return false;
+	}
+	if (de != NULL) {
+		q->ip = bfs_icache_find(fs, de->ino);
+		if (q->ip == NULL || q->ip->loading) {
+			return false;
+		}
+	}
+	if (validate(q) != 0) {
+		return false;
+	}
+	for (k = 0; k <= leader->nbatch; k++) {
+		m = k == 0 ? leader : leader->batch[k - 1];
+		if (q->ip != NULL && (q->ip == m->ip || q->ip == m->dp)) {
+			return false;
+		}
+		if (m->ip != NULL && m->ip == q->dp) {
+			return false;
+		}
+		if (m->dp == q->dp) {
+			rec = member_record(leader, k);
+			if (rec == NULL || bfs_dir_record_covers(dp, q->name, rec)) {
+				return false;
+			}
+		}
+	}
+	return true;
+}
+
+/*
+ * Set the intent of req and of every queued change that can join it
+ * (section 5.3), each under its own xattr; the caller syncs the super blob.
+ */
+static int write_intents(struct bfs_req *req)
+{
+	struct ust_blobfs *fs = req->fs;
+	struct bfs_req *q;
+	char name[32];
+	int k, rc;
+
+	req->nbatch = 0;
+	rc = set_intent_xattr(req, 0);
+	if (rc != 0) {
+		return rc;
+	}
+	while (batchable(req) && !fs->unmounting && fs->ns_head != NULL &&
+	       req->nbatch + 1 < BFS_BATCH_MAX && join_check(req, fs->ns_head)) {
+		q = fs->ns_head;
+		if (set_intent_xattr(q, req->nbatch + 1) != 0) {
+			break; /* e.g. the super blob's metadata is full: q runs on its own */
+		}
+		fs->ns_head = q->next;
+		if (fs->ns_head == NULL) {
+			fs->ns_tail = NULL;
+		}
+		q->next = NULL;
+		q->rc = 0;
+		req->batch[req->nbatch++] = q;
+	}
+	/* the previous batch's other intents are complete: they go in the same sync */
+	for (k = req->nbatch + 1; k < BFS_BATCH_MAX; k++) {
+		bfs_intent_xattr_name(k, name);
+		ust_blob_remove_internal_xattr(fs->super, name);
+	}
+	return bfs_super_store(fs);
+}
+
 /* ---- the step machine ---------------------------------------------------------------------------- */
 
 /* Load ino into *slot: 1 if it is there now (req->rc says how it went), 0 if ns_step comes later. */
@@ -670,7 +727,7 @@ static int load(struct bfs_req *req, uint64_t ino, struct bfs_inode **slot, int 
 {
 	req->state = next_state;
 	req->rc = 0;
-	return bfs_iget(req->fs, ino, slot, ns_resume, req);
+	return bfs_iget(req->fs, ino, slot, bfs_ns_resume, req);
 }
 
 static void finish_result(struct bfs_req *req)
@@ -698,18 +755,33 @@ static void finish_result(struct bfs_req *req)
 	}
 }
 
+/* The result of a change that went through (or of a create that found its name). */
+static int finish_one(struct bfs_req *req)
+{
+	if (req->rc != 0) {
+		return req->rc;
+	}
+	if (req->kind == BFS_R_CREATE && req->ip != NULL && S_ISDIR(req->ip->mode)) {
+		return -EISDIR;
+	}
+	if (req->kind == BFS_R_CREATE && req->ip != NULL && !S_ISREG(req->ip->mode)) {
+		return -EEXIST;
+	}
+	if (req->kind == BFS_R_LINK || is_create(req)) {
+		finish_result(req);
+	}
+	return req->rc;
+}
+
 static void ns_step(struct bfs_req *req)
 {
 	struct ust_blobfs *fs = req->fs;
 	struct bfs_dirent *de;
 	struct bfs_action *a;
 	struct bfs_inode *t;
+	struct bfs_req *m;
 	struct bfs_disk_intent_block r;
 	const uint8_t *img;
-	uint8_t *ibuf;
-	size_t ilen;
-	uint64_t need, have, units;
-	uint32_t idx;
 	int k, rc;
 
 	for (;;) {
@@ -724,20 +796,9 @@ static void ns_step(struct bfs_req *req)
 			}
 			continue;
 		case NS_DIR1:
-			if (req->rc != 0) {
-				ns_done(req, req->rc);
-				return;
-			}
-			if (!S_ISDIR(req->dp->mode)) {
-				ns_done(req, -ENOTDIR);
-				return;
-			}
-			if (req->dp->deleted || (req->dp->nrefs == 0 && req->dp != fs->root)) {
-				ns_done(req, -ENOENT);
-				return;
-			}
-			if (!bfs_may(&req->ctx, req->dp, 3)) {
-				ns_done(req, -EACCES);
+			rc = req->rc != 0 ? req->rc : dir_check(req, req->dp);
+			if (rc != 0) {
+				ns_done(req, rc);
 				return;
 			}
 			req->dp2 = req->dp;
@@ -751,20 +812,9 @@ static void ns_step(struct bfs_req *req)
 			req->rc = 0;
 			continue;
 		case NS_DIR2:
-			if (req->rc != 0) {
-				ns_done(req, req->rc);
-				return;
-			}
-			if (!S_ISDIR(req->dp2->mode)) {
-				ns_done(req, -ENOTDIR);
-				return;
-			}
-			if (req->dp2->deleted || (req->dp2->nrefs == 0 && req->dp2 != fs->root)) {
-				ns_done(req, -ENOENT);
-				return;
-			}
-			if (!bfs_may(&req->ctx, req->dp2, 3)) {
-				ns_done(req, -EACCES);
+			rc = req->rc != 0 ? req->rc : dir_check(req, req->dp2);
+			if (rc != 0) {
+				ns_done(req, rc);
 				return;
 			}
 			if (is_create(req)) {
@@ -882,24 +932,8 @@ static void ns_step(struct bfs_req *req)
 				ns_done(req, rc < 0 ? rc : 0);
 				return;
 			}
-			/* the intent with the buckets' pre-images: durable before any blob changes */
-			ibuf = malloc(BFS_INTENT_MAX_BYTES);
-			if (ibuf == NULL) {
-				ns_done(req, -ENOMEM);
-				return;
-			}
-			req->intent.seq = fs->next_seq++;
-			ilen = sizeof(req->intent) + req->intent.name1_len + req->intent.name2_len;
-			ilen += build_records(req, ibuf + ilen);
-			memcpy(ibuf, &req->intent, sizeof(req->intent));
-			memcpy(ibuf + sizeof(req->intent), req->iname1, req->intent.name1_len);
-			memcpy(ibuf + sizeof(req->intent) + req->intent.name1_len, req->iname2,
-			       req->intent.name2_len);
-			rc = ust_blob_set_internal_xattr(fs->super, BFS_XA_INTENT, ibuf, ilen);
-			free(ibuf);
-			if (rc == 0) {
-				rc = bfs_super_store(fs);
-			}
+			/* the intents with the buckets' pre-images: durable before any blob changes */
+			rc = write_intents(req);
 			if (rc != 0) {
 				ns_done(req, rc);
 				return;
@@ -913,19 +947,37 @@ static void ns_step(struct bfs_req *req)
 				ns_done(req, req->rc);
 				return;
 			}
-			build_actions(req);
-			req->state = NS_ACT_LOAD;
+			/* the new inodes' blobs first: their directory steps need the numbers */
+			bfs_ns_subs_reset(req);
+			req->bcur = 0;
+			for (k = 0; k <= req->nbatch; k++) {
+				bfs_ns_member(req, k)->create_rc = 0;
+				build_actions(bfs_ns_member(req, k));
+				if (is_create(bfs_ns_member(req, k))) {
+					rc = bfs_ns_sub_create(req, bfs_ns_member(req, k));
+					if (rc != 0) {
+						ns_done(req, rc);
+						return;
+					}
+				}
+			}
+			req->state = NS_SUBS_DONE;
+			req->subs_then = NS_ACT_LOAD;
+			if (bfs_ns_subs_issue(req) == 0) {
+				return;
+			}
 			continue;
 		case NS_ACT_LOAD:
-			if (req->cur >= req->nacts) {
-				req->state = NS_FINISH;
-				req->rc = 0;
-				if (is_create(req)) {
-					req->ip = bfs_icache_find(fs, req->new_ino);
+			/* every blob the members' actions change, into the cache */
+			m = bfs_ns_member(req, req->bcur);
+			if (m->create_rc != 0 || m->cur >= m->nacts) {
+				if (++req->bcur <= req->nbatch) {
+					continue;
 				}
+				req->state = NS_ACT_APPLY;
 				continue;
 			}
-			a = &req->acts[req->cur];
+			a = &m->acts[m->cur];
 			if (a->act == BFS_A_CREATE_BLOB) {
 				if (req->replay) {
 					if (load(req, a->dir, &req->dp, NS_REPLAY_CREATE_DIR) == 0) {
@@ -933,75 +985,56 @@ static void ns_step(struct bfs_req *req)
 					}
 					continue;
 				}
-				create_blob(req);
+				m->cur++; /* created above */
+				continue;
+			}
+			if (load(req, a->target, &req->tmp, NS_ACT_LOADED) == 0) {
 				return;
 			}
-			if (load(req, a->target, &req->tmp, NS_ACT_DONE) == 0) {
+			continue;
+		case NS_ACT_LOADED:
+			/* ENOENT: the blob is gone (by this change or a later release, 6.1): skipped */
+			if (req->rc != 0 && req->rc != -ENOENT) {
+				ns_done(req, req->rc);
+				return;
+			}
+			bfs_ns_member(req, req->bcur)->cur++;
+			req->state = NS_ACT_LOAD;
+			continue;
+		case NS_ACT_APPLY:
+			rc = bfs_ns_apply_all(req);
+			if (rc != 0) {
+				/* e.g. a directory whose metadata is full: the intent stays, the next mount retries */
+				ns_done(req, rc);
+				return;
+			}
+			req->state = NS_SUBS_DONE;
+			req->subs_then = NS_ACT_DONE;
+			if (bfs_ns_subs_issue(req) == 0) {
 				return;
 			}
 			continue;
 		case NS_ACT_DONE:
-			a = &req->acts[req->cur];
-			if (req->rc == -ENOENT || (req->rc == 0 && req->tmp->deleted)) {
-				/* the blob is gone: by this change or a later release (6.1) */
-				req->cur++;
-				req->state = NS_ACT_LOAD;
-				continue;
+			for (k = 0; k <= req->nbatch; k++) {
+				m = bfs_ns_member(req, k);
+				m->rc = m->create_rc;
+				if (is_create(m) && m->rc == 0) {
+					m->ip = bfs_icache_find(fs, m->new_ino);
+				}
 			}
-			if (req->rc != 0) {
-				ns_done(req, req->rc);
-				return;
+			while (req->nbatch > 0) {
+				m = req->batch[--req->nbatch];
+				bfs_complete(m, finish_one(m));
 			}
-			t = req->tmp;
-			req->state = NS_ACT_SYNCED;
-			if (a->act == BFS_A_RECLAIM) {
-				bfs_reclaim_inode(fs, t, ns_resume, req);
-				return;
-			}
-			rc = apply(req, a, t);
-			if (rc < 0) {
-				/* e.g. a directory whose metadata is full: the intent stays, the next mount retries */
-				UST_ERRLOG("blobfs: change %" PRIu64 " step %d: %d\n", req->intent.seq, req->cur, rc);
-				ns_done(req, rc);
-				return;
-			}
-			if (rc == 0) {
-				req->rc = 0;
-				continue;
-			}
-			if (rc == 2) {
-				req->dw_dir = t;
-				req->dw_next_state = NS_ACT_SYNCED;
-				req->state = NS_DW_START;
-				continue;
-			}
-			ust_blob_sync_md(t->blob, ns_op_cb, req);
+			ns_done(req, finish_one(req));
 			return;
-		case NS_ACT_SYNCED:
-			if (req->rc != 0) {
-				ns_done(req, req->rc);
+		case NS_SUBS_DONE:
+			if (req->subs_rc != 0) {
+				ns_done(req, req->subs_rc);
 				return;
 			}
-			req->cur++;
-			req->state = NS_ACT_LOAD;
-			continue;
-		case NS_CREATED:
-			if (req->rc != 0) {
-				/* nothing names the blob: drop the intent's promise by rolling back at mount */
-				ns_done(req, req->rc);
-				return;
-			}
-			if (load(req, req->new_ino, &req->ip, NS_CREATED_LOADED) == 0) {
-				return;
-			}
-			continue;
-		case NS_CREATED_LOADED:
-			if (req->rc != 0) {
-				ns_done(req, req->rc);
-				return;
-			}
-			req->cur++;
-			req->state = NS_ACT_LOAD;
+			req->state = req->subs_then;
+			req->rc = 0;
 			continue;
 		case NS_REPLAY_CREATE_DIR:
 			/*
@@ -1039,14 +1072,14 @@ static void ns_step(struct bfs_req *req)
 				continue;
 			}
 			rec_at(req, req->rec_cur, &r);
-			if (load(req, r.dir, &req->dw_dir, NS_RESTORE_LOADED) == 0) {
+			if (load(req, r.dir, &req->tmp, NS_RESTORE_LOADED) == 0) {
 				return;
 			}
 			continue;
 		case NS_RESTORE_LOADED:
 			img = rec_at(req, req->rec_cur++, &r);
 			if (req->rc == -ENOENT || req->rc == -ESTALE ||
-			    (req->rc == 0 && req->dw_dir->deleted)) {
+			    (req->rc == 0 && req->tmp->deleted)) {
 				req->state = NS_RESTORE; /* the directory is gone: nothing to restore */
 				continue;
 			}
@@ -1054,86 +1087,30 @@ static void ns_step(struct bfs_req *req)
 				ns_done(req, req->rc);
 				return;
 			}
-			req->ndw = 0;
-			rc = bfs_dir_restore(req->dw_dir, &r, img, req->dw, &req->ndw);
+			bfs_ns_subs_reset(req);
+			{
+				uint32_t w[BFS_DIR_MAX_WRITES];
+				int nw = 0;
+
+				rc = bfs_dir_restore(req->tmp, &r, img, w, &nw);
+				if (rc == 0) {
+					/* a sub even without blocks: the restore ends with a flush (5.2) */
+					rc = bfs_ns_sub_dir_blocks(req, req->tmp, w, nw);
+				}
+			}
 			if (rc != 0) {
 				ns_done(req, rc);
 				return;
 			}
-			req->dw_next_state = NS_RESTORE;
-			req->state = NS_DW_START;
+			req->state = NS_SUBS_DONE;
+			req->subs_then = NS_RESTORE;
+			if (bfs_ns_subs_issue(req) == 0) {
+				return;
+			}
 			continue;
 		case NS_REPLAY_REDO:
 			build_actions(req);
 			req->state = NS_ACT_LOAD;
-			continue;
-		case NS_DW_START:
-			/* write req->dw of req->dw_dir, growing the blob first if a block lies past it */
-			t = req->dw_dir;
-			need = 0;
-			for (k = 0; k < req->ndw; k++) {
-				if (req->dw[k] + 1ull > need) {
-					need = req->dw[k] + 1ull;
-				}
-			}
-			need = (need * BFS_DBLOCK_SIZE + fs->cluster - 1) / fs->cluster;
-			have = ust_blob_get_num_clusters(t->blob);
-			req->state = NS_DW_RESIZED;
-			req->rc = 0;
-			if (need > have) {
-				ust_blob_resize(t->blob, need > 2 * have ? need : 2 * have, ns_op_cb, req);
-				return;
-			}
-			continue;
-		case NS_DW_RESIZED:
-			if (req->rc != 0) {
-				UST_ERRLOG("blobfs: growing directory 0x%" PRIx64 ": %d\n", req->dw_dir->ino, req->rc);
-				ns_done(req, req->rc);
-				return;
-			}
-			if (req->bounce == NULL) {
-				req->bounce = ust_dma_malloc(BFS_DBLOCK_SIZE, 4096);
-				if (req->bounce == NULL) {
-					ns_done(req, -ENOMEM);
-					return;
-				}
-			}
-			req->dw_cur = 0;
-			req->state = NS_DW_WRITE;
-			continue;
-		case NS_DW_WRITE:
-			t = req->dw_dir;
-			if (req->dw_cur >= req->ndw) {
-				/* the flush that makes the blocks durable (and the blob's growth) */
-				req->state = NS_DW_SYNCED;
-				ust_blob_sync_md(t->blob, ns_op_cb, req);
-				return;
-			}
-			idx = req->dw[req->dw_cur++];
-			units = BFS_DBLOCK_SIZE / fs->io_unit;
-			req->state = NS_DW_WRITTEN;
-			if (idx >= t->nblocks || t->blocks[idx] == NULL) {
-				ust_blob_write_zeroes(t->blob, fs->ch, idx * units, units, ns_op_cb, req);
-				return;
-			}
-			bfs_dir_encode(t, idx, req->bounce);
-			ust_blob_write(t->blob, fs->ch, req->bounce, idx * units, units, ns_op_cb, req);
-			return;
-		case NS_DW_WRITTEN:
-			if (req->rc != 0) {
-				UST_ERRLOG("blobfs: writing directory 0x%" PRIx64 ": %d\n", req->dw_dir->ino, req->rc);
-				ns_done(req, req->rc);
-				return;
-			}
-			req->state = NS_DW_WRITE;
-			continue;
-		case NS_DW_SYNCED:
-			if (req->rc != 0) {
-				ns_done(req, req->rc);
-				return;
-			}
-			req->state = req->dw_next_state;
-			req->rc = 0;
 			continue;
 		case NS_SCAN: {
 			struct scan *sc = calloc(1, sizeof(*sc));
@@ -1162,22 +1139,7 @@ static void ns_step(struct bfs_req *req)
 			return;
 		}
 		case NS_FINISH:
-			if (req->rc != 0) {
-				ns_done(req, req->rc);
-				return;
-			}
-			if (req->kind == BFS_R_CREATE && req->ip != NULL && S_ISDIR(req->ip->mode)) {
-				ns_done(req, -EISDIR);
-				return;
-			}
-			if (req->kind == BFS_R_CREATE && req->ip != NULL && !S_ISREG(req->ip->mode)) {
-				ns_done(req, -EEXIST);
-				return;
-			}
-			if (req->kind == BFS_R_LINK || is_create(req)) {
-				finish_result(req);
-			}
-			ns_done(req, req->rc);
+			ns_done(req, finish_one(req));
 			return;
 		}
 	}

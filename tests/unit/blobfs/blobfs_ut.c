@@ -828,6 +828,25 @@ static void test_hard_links_and_orphans(void **state)
 	assert_int_equal(pwrite_(fh, buf, 100, 5000), 100);
 	assert_true(free_clusters() < before);
 	assert_int_equal(link_(f, ROOT, "again"), -ENOENT);
+	/* a directory removed while open has no links either (as Linux: fstat shows 0) */
+	{
+		struct ust_blobfs_file *dh;
+		uint64_t od;
+
+		assert_int_equal(mkdir_(ROOT, "od", &od), 0);
+		ust_blobfs_opendir(g_fs, &g_ctx, od, open_cb, begin());
+		finish();
+		assert_int_equal(g_r.rc, 0);
+		dh = g_r.fh;
+		assert_int_equal(getattr(od, &a), 0);
+		assert_int_equal(a.nlink, 2);
+		assert_int_equal(rmdir_(ROOT, "od"), 0);
+		assert_int_equal(getattr(od, &a), 0);
+		assert_int_equal(a.nlink, 0);
+		ust_blobfs_releasedir(g_fs, dh, op_cb, begin());
+		finish();
+		assert_int_equal(g_r.rc, 0);
+	}
 	assert_int_equal(do_unmount(), -EBUSY);
 	assert_int_equal(release(fh), 0);
 	assert_int_equal(free_clusters(), before);
@@ -1362,6 +1381,47 @@ static void cs_done(void *ctx, int rc)
 	*(int *)ctx = rc == 0 ? 1 : rc;
 }
 
+/*
+ * A file system on crashsim CS0 (over a new malloc M1), recording from
+ * now on. *live: the test's own file system, *rec: the recorded one
+ * (g_fs until crash_fs_end()).
+ */
+static struct ust_crashsim *crash_fs_start(struct ust_blobfs **live, struct ust_blobfs **rec)
+{
+	struct ust_crashsim *cs;
+	struct ust_blobfs_opts o;
+	int done = 0;
+
+	assert_int_equal(make_bdev_named("M1"), 0);
+	assert_int_equal(ust_crashsim_create("M1", "CS0"), 0);
+	cs = ust_crashsim_get("CS0");
+	assert_non_null(cs);
+	*live = g_fs;
+	ust_blobfs_opts_init(&o);
+	ust_blobfs_format("CS0", &o, NULL, fs_cb, begin());
+	finish();
+	assert_int_equal(g_r.rc, 0);
+	g_fs = g_r.fs;
+	*rec = g_fs;
+	assert_int_equal(ust_crashsim_start(cs, cs_done, &done), 0);
+	poll_threads();
+	assert_int_equal(done, 1);
+	return cs;
+}
+
+static void crash_fs_end(struct ust_crashsim_image *img, struct ust_blobfs *rec, struct ust_blobfs *live)
+{
+	int done = 0;
+
+	ust_crashsim_image_free(img, NULL, NULL);
+	poll_threads();
+	g_fs = rec;
+	assert_int_equal(do_unmount(), 0);
+	assert_int_equal(ust_crashsim_delete("CS0", cs_done, &done), 0);
+	poll_threads();
+	g_fs = live;
+}
+
 #define PAT 6000
 
 /* Every name resolves, link counts match the entries, every file holds one whole fsynced pattern. */
@@ -1403,7 +1463,8 @@ static void check_tree(uint64_t dir, uint32_t *links, uint32_t *nls, uint64_t *i
 			if (a.size == 0) {
 				/* created, not yet written and fsynced: only under its first name */
 				assert_true(strcmp(l.names[i], "a") == 0 || strcmp(l.names[i], "c") == 0 ||
-					    strcmp(l.names[i], "e") == 0);
+					    strcmp(l.names[i], "e") == 0 || strcmp(l.names[i], "v1") == 0 ||
+					    strcmp(l.names[i], "v2") == 0);
 			} else {
 				assert_int_equal(pread_(fh, buf, sizeof(buf), 0), PAT);
 				for (j = 0; j < npats && memcmp(buf, pats[j], PAT) != 0; j++) {
@@ -1471,30 +1532,13 @@ static void test_crash_consistency(void **state)
 	uint64_t d, a, nev, cut, ino, inos[16];
 	uint32_t links[16], nls[16];
 	struct ust_blobfs *rec;
-	int done = 0, i, k, ninos, mounted = 0;
+	int i, k, ninos, mounted = 0;
 
 	(void)state;
 	for (i = 0; i < 3; i++) {
 		fill(pats[i], PAT, (uint32_t)i + 40);
 	}
-	assert_int_equal(make_bdev_named("M1"), 0);
-	assert_int_equal(ust_crashsim_create("M1", "CS0"), 0);
-	cs = ust_crashsim_get("CS0");
-	assert_non_null(cs);
-	live = g_fs;
-	{
-		struct ust_blobfs_opts o;
-
-		ust_blobfs_opts_init(&o);
-		ust_blobfs_format("CS0", &o, NULL, fs_cb, begin());
-		finish();
-		assert_int_equal(g_r.rc, 0);
-		g_fs = g_r.fs;
-		rec = g_fs;
-	}
-	assert_int_equal(ust_crashsim_start(cs, cs_done, &done), 0);
-	poll_threads();
-	assert_int_equal(done, 1);
+	cs = crash_fs_start(&live, &rec);
 	/* the workload: every file is written whole and fsynced before it is renamed */
 	assert_int_equal(create(ROOT, "a", &fh, &a), 0);
 	assert_int_equal(pwrite_(fh, pats[0], PAT, 0), PAT);
@@ -1514,6 +1558,15 @@ static void test_crash_consistency(void **state)
 	assert_int_equal(release(fh), 0);
 	assert_int_equal(rename_(d, "e", ROOT, "hl", UST_BLOBFS_RENAME_EXCHANGE), 0);
 	assert_int_equal(unlink_(d, "e"), 0);
+	/*
+	 * a rename whose victim is deleted and an rmdir: blob deletes issued
+	 * beside the directory writes of the same change
+	 */
+	assert_int_equal(mknod_(d, "v1", S_IFREG | 0644, 0, NULL), 0);
+	assert_int_equal(mknod_(d, "v2", S_IFREG | 0644, 0, NULL), 0);
+	assert_int_equal(rename_(d, "v1", d, "v2", 0), 0);
+	assert_int_equal(mkdir_(d, "gone", NULL), 0);
+	assert_int_equal(rmdir_(d, "gone"), 0);
 	/* a directory that splits into several blocks (15 such entries fit one) */
 	{
 		char name[256];
@@ -1563,14 +1616,128 @@ static void test_crash_consistency(void **state)
 		}
 	}
 	assert_true(mounted > 60);
-	ust_crashsim_image_free(img, NULL, NULL);
+	crash_fs_end(img, rec, live);
+}
+
+/* ---- batched namespace changes ------------------------------------------------------------------ */
+
+#define BATCH_N 6
+#define BATCH_FILL 100
+
+static uint64_t count_flushes(struct ust_crashsim *cs, uint64_t from, uint64_t to)
+{
+	struct ust_crashsim_event ev;
+	uint64_t i, n = 0;
+
+	for (i = from; i < to; i++) {
+		assert_int_equal(ust_crashsim_get_event(cs, i, &ev), 0);
+		n += ev.kind == UST_CRASHSIM_EVENT_SUBMIT && ev.io_type == UST_BDEV_IO_TYPE_FLUSH;
+	}
+	return n;
+}
+
+static void batch_name(char *buf, int k)
+{
+	snprintf(buf, 16, "b%d", k);
+}
+
+/* BATCH_N creates (unlink: false) or unlinks in dir p, all in flight at once. */
+static void batch_run(uint64_t p, bool unlink)
+{
+	struct res r[BATCH_N];
+	char names[BATCH_N][16];
+	int k, left;
+
+	memset(r, 0, sizeof(r));
+	for (k = 0; k < BATCH_N; k++) {
+		batch_name(names[k], k);
+		if (unlink) {
+			ust_blobfs_unlink(g_fs, &g_ctx, p, names[k], op_cb, &r[k]);
+		} else {
+			ust_blobfs_mknod(g_fs, &g_ctx, p, names[k], S_IFREG | 0644, 0, entry_cb, &r[k]);
+		}
+	}
 	poll_threads();
-	g_fs = rec;
-	assert_int_equal(do_unmount(), 0);
-	done = 0;
-	assert_int_equal(ust_crashsim_delete("CS0", cs_done, &done), 0);
-	poll_threads();
-	g_fs = live;
+	for (k = 0, left = 0; k < BATCH_N; k++) {
+		assert_true(r[k].done);
+		assert_int_equal(r[k].rc, 0);
+		left += !r[k].done;
+	}
+	assert_int_equal(left, 0);
+}
+
+/*
+ * Changes queued together share one intent batch (docs/blobfs-format.md
+ * 5.3): fewer flushes than one change at a time, and after a crash at any
+ * point each of them is whole or absent, and every acknowledged one is there.
+ */
+static void test_crash_batch(void **state)
+{
+	struct ust_crashsim *cs;
+	struct ust_crashsim_image *img;
+	struct ust_blobfs *live, *rec;
+	uint64_t p, ino, e0, e1, e2, nev, cut, seed, present;
+	char name[16];
+	int k;
+
+	(void)state;
+	cs = crash_fs_start(&live, &rec);
+	assert_int_equal(mkdir_(ROOT, "p", &p), 0);
+	/*
+	 * Only changes in distinct buckets share a batch: a directory of
+	 * BATCH_FILL long names has some 10 buckets, so the queued changes
+	 * join (nearly) always; one collision only splits a batch in two.
+	 */
+	for (k = 0; k < BATCH_FILL; k++) {
+		char big[256];
+
+		memset(big, 'y', 240);
+		big[snprintf(big, 8, "f%04d", k)] = 'y';
+		big[240] = '\0';
+		assert_int_equal(mknod_(p, big, S_IFREG | 0644, 0, NULL), 0);
+	}
+	e0 = ust_crashsim_num_events(cs);
+	batch_run(p, false);
+	e1 = ust_crashsim_num_events(cs);
+	batch_run(p, true);
+	e2 = ust_crashsim_num_events(cs);
+	/* one at a time: 3 flushes per create (intent, blob, directory), 3 per unlink */
+	assert_true(count_flushes(cs, e0, e1) < 3 * BATCH_N);
+	assert_true(count_flushes(cs, e1, e2) < 3 * BATCH_N);
+	ust_crashsim_stop(cs);
+	nev = ust_crashsim_num_events(cs);
+	assert_int_equal(ust_crashsim_image_create(cs, "IMG", &img), 0);
+	for (cut = e0; cut <= nev; cut++) {
+		for (seed = 0; seed < 3; seed++) {
+			struct ust_crashsim_crash_opts co = {.cut = cut, .seed = seed * 7919 + cut};
+
+			assert_int_equal(ust_crashsim_image_build(img, &co, NULL), 0);
+			ust_blobfs_mount("IMG", NULL, fs_cb, begin());
+			finish();
+			assert_int_equal(g_r.rc, 0);
+			g_fs = g_r.fs;
+			assert_int_equal(lookup(ROOT, "p", &p), 0);
+			present = 0;
+			for (k = 0; k < BATCH_N; k++) {
+				batch_name(name, k);
+				if (lookup(p, name, &ino) == 0) {
+					/* whole: the entry names a live inode with its one ref */
+					assert_int_equal(g_r.e.attr.nlink, 1);
+					assert_true(S_ISREG(g_r.e.attr.mode));
+					present++;
+				}
+			}
+			assert_int_equal(count_entries(p), 2 + BATCH_FILL + present);
+			if (cut == e1) {
+				assert_int_equal(present, BATCH_N); /* every create was acknowledged */
+			}
+			if (cut >= e2) {
+				assert_int_equal(present, 0); /* every unlink was acknowledged */
+			}
+			assert_int_equal(do_unmount(), 0);
+		}
+	}
+	crash_fs_end(img, rec, live);
 }
 
 int main(void)
@@ -1590,6 +1757,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_threads, make_fs, drop_fs),
 		cmocka_unit_test_setup_teardown(test_big_directory, make_fs, drop_fs),
 		cmocka_unit_test_setup_teardown(test_crash_consistency, make_fs, drop_fs),
+		cmocka_unit_test_setup_teardown(test_crash_batch, make_fs, drop_fs),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -107,10 +107,11 @@ static int fmnt_parse_options(struct fmnt *m)
 	 * (creates undo negative entries, setattr/write refresh attributes).
 	 * blobfs changes nothing by itself that the kernel has cached: its
 	 * periodic flusher persists sizes and times the kernel already has.
-	 * A daemon-side change must call fuse_lowlevel_notify_inval_inode/entry
-	 * before it is answered. Short timeouts only cost a getattr or lookup
-	 * per access (the same libfuse passthrough examples use for an
-	 * exclusive mount).
+	 * A change made from the daemon side would have to call
+	 * fuse_lowlevel_notify_inval_inode/entry before it is answered. A short
+	 * timeout costs a GETATTR or LOOKUP round trip per access once it
+	 * lapses (libfuse's passthrough examples use a day for an exclusive
+	 * mount too).
 	 */
 	m->attr_timeout = FMNT_CACHE_TIMEOUT;
 	m->entry_timeout = FMNT_CACHE_TIMEOUT;
@@ -752,7 +753,7 @@ static void umount_try_done(void *ctx)
 		return;
 	}
 	if (rc == 0 || m->ending) {
-		/* The session ends now (the reader sees it); make sure of it either way. */
+		/* The session ends now (the poller sees it); make sure of it either way. */
 		m->ending = true;
 		if (ust_thread_send_msg(m->thread, fmnt_stop_msg, m) != 0) {
 			UST_ERRLOG("%s: cannot reach the mount's thread\n", m->mountpoint);

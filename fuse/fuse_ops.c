@@ -73,7 +73,7 @@ struct fop {
 	const char *name;
 	const char *name2;
 	char *buf; /* data in or out: owned, or in rx */
-	size_t buf_size; /* read: buf is from fbuf_get(buf_size) */
+	size_t buf_size; /* read/write: buf is from fbuf_get(buf_size) */
 	void *rx; /* write: the request's receive buffer (fmnt_rx_take) */
 	size_t size;
 	size_t used;    /* readdir: bytes filled */
@@ -93,6 +93,9 @@ struct fop {
 	struct fuse_forget_data *forgets;
 	char names[];
 };
+
+/* Writes smaller than this are copied out of the receive buffer (fop_new_write). */
+#define FMNT_WRITE_COPY_MAX (64u * 1024)
 
 /* ---- helpers (mount thread) ------------------------------------------------- */
 
@@ -131,10 +134,10 @@ static struct fop *fop_new(fuse_req_t req, enum fop_kind kind, const char *name,
 	return op;
 }
 
-/* A read request with its data buffer; NULL when memory is short. */
-static struct fop *fop_new_read(fuse_req_t req, size_t size)
+/* A read or write request with its data buffer; NULL when memory is short. */
+static struct fop *fop_new_data(fuse_req_t req, enum fop_kind kind, size_t size)
 {
-	struct fop *op = fop_new(req, FOP_READ, NULL, NULL);
+	struct fop *op = fop_new(req, kind, NULL, NULL);
 
 	if (op == NULL)
 		return NULL;
@@ -988,7 +991,7 @@ static void ll_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	struct fop *op = fop_new_read(req, size);
+	struct fop *op = fop_new_data(req, FOP_READ, size);
 
 	if (op == NULL) {
 		fuse_reply_err(req, ENOMEM);
@@ -1002,34 +1005,59 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	fop_dispatch(op);
 }
 
-static void ll_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv, off_t off,
-			 struct fuse_file_info *fi)
+/*
+ * The op of a WRITE, with buf pointing at its payload. A large payload stays
+ * where the transport read it: the op takes the receive buffer
+ * (fmnt_rx_take). A small one is copied out instead, so that many small
+ * writes in flight do not each hold a buffer sized for 1 MiB.
+ */
+static int fop_new_write(fuse_req_t req, const struct fuse_bufvec *bufv, size_t size,
+			 struct fop **out)
 {
 	struct fmnt *m = req_mount(req);
-	size_t size = fuse_buf_size(bufv);
+	const struct fuse_buf *b = &bufv->buf[0];
 	struct fop *op;
-	void *rx;
 
-	/*
-	 * libfuse hands the payload where the transport read it (one memory
-	 * buffer: no splice). The op keeps that buffer until the answer.
-	 */
-	rx = bufv->count == 1 && (bufv->buf[0].flags & FUSE_BUF_IS_FD) == 0
-		     ? fmnt_rx_take(m, bufv->buf[0].mem)
-		     : NULL;
-	if (rx == NULL) {
-		UST_ERRLOG("%s: a write's data is not in the receive buffer\n", m->mountpoint);
-		fuse_reply_err(req, EIO);
-		return;
+	if (bufv->count != 1 || (b->flags & FUSE_BUF_IS_FD) != 0 || b->size < size) {
+		/* libfuse passes memory we read, in one piece (no splice) */
+		UST_ERRLOG("%s: unexpected write buffer from libfuse\n", m->mountpoint);
+		return -EIO;
+	}
+	if (size < FMNT_WRITE_COPY_MAX) {
+		op = fop_new_data(req, FOP_WRITE, size);
+		if (op == NULL) {
+			return -ENOMEM;
+		}
+		memcpy(op->buf, b->mem, size);
+		*out = op;
+		return 0;
 	}
 	op = fop_new(req, FOP_WRITE, NULL, NULL);
 	if (op == NULL) {
-		fbuf_put(m, rx, FMNT_BUF_SIZE);
-		fuse_reply_err(req, ENOMEM);
+		return -ENOMEM;
+	}
+	op->rx = fmnt_rx_take(m, b->mem);
+	if (op->rx == NULL) {
+		UST_ERRLOG("%s: a write's data is not in the receive buffer\n", m->mountpoint);
+		free(op);
+		return -EIO;
+	}
+	op->buf = b->mem;
+	*out = op;
+	return 0;
+}
+
+static void ll_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv, off_t off,
+			 struct fuse_file_info *fi)
+{
+	size_t size = fuse_buf_size(bufv);
+	struct fop *op = NULL;
+	int rc = fop_new_write(req, bufv, size, &op);
+
+	if (rc != 0) {
+		fuse_reply_err(req, -rc);
 		return;
 	}
-	op->rx = rx;
-	op->buf = bufv->buf[0].mem;
 	op->ino = ino;
 	op->h = fi_handle(fi);
 	op->size = size;

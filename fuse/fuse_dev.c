@@ -4,10 +4,20 @@
  * A poller on the mount's thread reads the session's /dev/fuse descriptor
  * (non-blocking) and hands each request to fuse_session_process_buf(), whose
  * handlers (fuse_ops.c) call blobfs right there: no thread hand-off between
- * the kernel and the file system. The descriptor is the poller's interrupt
- * fd (ust_poller_set_interrupt_fd), so an idle adaptive reactor sleeps in
- * ppoll until the kernel queues a request. Replies are written by
- * fuse_reply_*() from the same thread (a write to /dev/fuse never waits).
+ * the kernel and the file system. Replies are written by fuse_reply_*()
+ * from the same thread (a write to /dev/fuse never waits).
+ *
+ * Knowing when to read: a busy reactor calls its pollers in a tight loop,
+ * and a read(2) that answers EAGAIN on every turn is a system call per turn
+ * (costly in a VM, and it takes the connection's queue lock the
+ * application's requests need). So a multishot IORING_OP_POLL_ADD on
+ * /dev/fuse in a small io_uring posts a completion whenever the kernel
+ * queues a request; the poller looks at the completion ring in memory and
+ * reads only after one, until EAGAIN. The ring signals an eventfd, the
+ * poller's interrupt fd (ust_poller_set_interrupt_fd), so an idle adaptive
+ * reactor sleeps in ppoll until a request arrives. Without io_uring (old
+ * kernel, disabled by sysctl) the poller reads on every turn and /dev/fuse
+ * itself is the interrupt fd.
  *
  * Requests are read into large recycled buffers (fuse_buf.c) at an offset
  * chosen so that a WRITE's payload starts on a page boundary. A WRITE keeps
@@ -28,12 +38,15 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <liburing.h>
+#include <poll.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "ustor/log.h"
@@ -46,6 +59,8 @@
 #define FDEV_RX_OFF (4096u - FDEV_WRITE_HDR)
 /* Requests read per poller call: bounded so other pollers and messages get their turn. */
 #define FDEV_BATCH 16
+/* Completions the readiness ring holds: one per wake-up of /dev/fuse, reaped every turn. */
+#define FDEV_CQ_ENTRIES 64
 
 struct fdev {
 	struct fmnt *m;
@@ -54,6 +69,14 @@ struct fdev {
 	char *rx;                  /* the receive buffer; NULL once a request took it */
 	bool stopped;              /* mount thread: stopped was reported */
 	bool ra_asked;             /* mount thread: the helper was asked to raise readahead */
+
+	/* Readiness (mount thread): see the top of the file. */
+	struct io_uring ring;
+	bool ring_ok;  /* the ring and efd exist; otherwise read every turn */
+	bool armed;    /* a multishot poll of /dev/fuse is in the kernel */
+	bool ready;    /* /dev/fuse may hold requests: read until EAGAIN */
+	bool quiet;    /* efd drained and no completion seen since */
+	int efd;       /* signalled by the ring on each completion */
 
 	/* The helper pthread: mount, readahead, unmount. */
 	sem_t wake;
@@ -151,6 +174,7 @@ static int fdev_serve_one(struct fdev *d)
 	if (n < 0) {
 		switch (errno) {
 		case EAGAIN:
+			d->ready = false;
 			return 0;
 		case EINTR:
 		case ENOENT: /* the request was interrupted before we read it */
@@ -172,12 +196,76 @@ static int fdev_serve_one(struct fdev *d)
 	return 1;
 }
 
+/* Take every completion of the readiness ring: each says /dev/fuse was woken. */
+static void fdev_reap(struct fdev *d)
+{
+	struct io_uring_cqe *cqes[FDEV_CQ_ENTRIES];
+	unsigned int i, n;
+
+	n = io_uring_peek_batch_cqe(&d->ring, cqes, FDEV_CQ_ENTRIES);
+	for (i = 0; i < n; i++) {
+		if ((cqes[i]->flags & IORING_CQE_F_MORE) == 0) {
+			d->armed = false; /* ended (error, or the CQ overflowed): arm again */
+		}
+	}
+	io_uring_cq_advance(&d->ring, n);
+	if (n > 0) {
+		d->ready = true;
+		d->quiet = false;
+	}
+}
+
+static void fdev_arm(struct fdev *d)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&d->ring);
+
+	/* NULL: the poll prepared on an earlier turn was not taken; submit it again. */
+	if (sqe != NULL) {
+		io_uring_prep_poll_multishot(sqe, d->fd, POLLIN);
+	}
+	if (io_uring_submit(&d->ring) == 1) {
+		d->armed = true;
+	}
+	/* Requests queued before the poll was armed post nothing; unarmed, read every turn. */
+	d->ready = true;
+}
+
+/*
+ * Is there anything to read? Without system calls while requests keep
+ * coming or while nothing at all happens: the eventfd is drained once per
+ * idle stretch (then the ring is looked at once more, so a completion
+ * posted after the look signals it again and wakes a sleeping reactor).
+ */
+static bool fdev_check_ready(struct fdev *d)
+{
+	uint64_t count;
+
+	if (!d->ring_ok) {
+		return true;
+	}
+	fdev_reap(d);
+	if (!d->ready && !d->quiet) {
+		if (read(d->efd, &count, sizeof(count)) < 0 && errno != EAGAIN) {
+			UST_ERRLOG("%s: fuse eventfd read: %s\n", d->m->mountpoint, strerror(errno));
+		}
+		d->quiet = true;
+		fdev_reap(d);
+	}
+	if (!d->armed) {
+		fdev_arm(d);
+	}
+	return d->ready;
+}
+
 static int fdev_poll(void *ctx)
 {
 	struct fdev *d = ctx;
 	struct fmnt *m = d->m;
 	int i, rc = 0;
 
+	if (!fdev_check_ready(d)) {
+		return UST_POLLER_IDLE;
+	}
 	for (i = 0; i < FDEV_BATCH; i++) {
 		rc = fdev_serve_one(d);
 		if (rc <= 0) {
@@ -196,6 +284,48 @@ static int fdev_poll(void *ctx)
 	return i > 0 ? UST_POLLER_BUSY : UST_POLLER_IDLE;
 }
 
+/* The readiness ring; false (and nothing to undo) when io_uring is not available. */
+static bool fdev_ring_init(struct fdev *d)
+{
+	struct io_uring_params p;
+	int rc;
+
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_CQSIZE;
+	p.cq_entries = FDEV_CQ_ENTRIES;
+	rc = io_uring_queue_init_params(1, &d->ring, &p);
+	if (rc != 0) {
+		UST_NOTICELOG("%s: io_uring: %s; /dev/fuse is read on every poll\n",
+			      d->m->mountpoint, strerror(-rc));
+		return false;
+	}
+	d->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	rc = d->efd < 0 ? -errno : io_uring_register_eventfd(&d->ring, d->efd);
+	if (rc != 0) {
+		UST_NOTICELOG("%s: io_uring eventfd: %s; /dev/fuse is read on every poll\n",
+			      d->m->mountpoint, strerror(-rc));
+		if (d->efd >= 0) {
+			close(d->efd);
+			d->efd = -1;
+		}
+		io_uring_queue_exit(&d->ring);
+		return false;
+	}
+	return true;
+}
+
+/* Cancels the poll too: it holds a reference to /dev/fuse, whose close aborts the connection. */
+static void fdev_ring_fini(struct fdev *d)
+{
+	if (!d->ring_ok) {
+		return;
+	}
+	io_uring_queue_exit(&d->ring);
+	close(d->efd);
+	d->efd = -1;
+	d->ring_ok = false;
+}
+
 /* The helper made the kernel mount: start serving. */
 static void fdev_mounted(void *ctx)
 {
@@ -210,7 +340,10 @@ static void fdev_mounted(void *ctx)
 		fmnt_transport_mounted(m, -ENOMEM);
 		return;
 	}
-	rc = ust_poller_set_interrupt_fd(d->poller, d->fd);
+	/* Here: the ring's completions are this thread's (task work of its submitter). */
+	d->ring_ok = fdev_ring_init(d);
+	d->ready = true;
+	rc = ust_poller_set_interrupt_fd(d->poller, d->ring_ok ? d->efd : d->fd);
 	if (rc != 0) {
 		/* The reactor then wakes now and then to poll: slower, still correct. */
 		UST_WARNLOG("%s: /dev/fuse cannot wake the reactor: %s\n", m->mountpoint,
@@ -298,6 +431,7 @@ static int fdev_start(struct fmnt *m)
 	}
 	d->m = m;
 	d->fd = -1;
+	d->efd = -1;
 	if (sem_init(&d->wake, 0, 0) != 0) {
 		rc = -errno;
 		free(d);
@@ -331,6 +465,7 @@ static void fdev_close(struct fmnt *m)
 	struct fdev *d = m->tctx;
 
 	ust_poller_unregister(&d->poller);
+	fdev_ring_fini(d);
 	fbuf_put(m, d->rx, FMNT_BUF_SIZE);
 	d->rx = NULL;
 	atomic_store(&d->close_wanted, true);

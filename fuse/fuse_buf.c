@@ -1,17 +1,18 @@
 /*
  * fuse_buf: data buffers for read and write requests.
  *
- * Every read and write request needs a buffer on the transport thread that
- * the mount thread gives back once the reply has left. Large buffers (up to
- * FMNT_MAX_IO, 1 MiB) from malloc are mmap'ed and unmapped per request, and
- * the copy into a fresh mapping page-faults on every 4 KiB: at 1 MiB per
- * request that fault-in, not the copy, was half the daemon's CPU. So large
- * buffers are recycled through a lock-free ring (the transport thread takes,
- * the mount thread returns; neither ever blocks) and keep their pages.
+ * The transport reads every request into a buffer big enough for a 1 MiB
+ * WRITE (which keeps it until answered), and every READ needs one for its
+ * data until the reply has left. Large buffers from malloc are mmap'ed and
+ * unmapped per request, and filling a fresh mapping page-faults on every
+ * 4 KiB: at 1 MiB per request that fault-in, not the copy, was half the
+ * daemon's CPU. So large buffers are recycled through a lock-free ring
+ * (never blocks) and keep their pages.
  *
  * Guarantees: fbuf_get returns a 4 KiB-aligned buffer of at least the size
- * asked for, or NULL when memory is short; at most FBUF_CACHED large
- * buffers stay cached per mount; everything is freed by fbuf_pool_fini.
+ * asked for (up to FMNT_BUF_SIZE pooled), or NULL when memory is short; at
+ * most FBUF_CACHED large buffers stay cached per mount; everything is freed
+ * by fbuf_pool_fini.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -20,7 +21,7 @@
 
 /* Smaller requests come from malloc's own per-thread caches cheaply. */
 #define FBUF_POOLED_MIN (64u * 1024)
-/* Enough for the kernel's default max_background (12) times two. */
+/* More than the requests with data a mount has in flight in practice. */
 #define FBUF_CACHED 32
 
 int fbuf_pool_init(struct fmnt *m)
@@ -43,7 +44,7 @@ void fbuf_pool_fini(struct fmnt *m)
 
 static bool fbuf_pooled(size_t size)
 {
-	return size >= FBUF_POOLED_MIN && size <= FMNT_MAX_IO;
+	return size >= FBUF_POOLED_MIN && size <= FMNT_BUF_SIZE;
 }
 
 void *fbuf_get(struct fmnt *m, size_t size)
@@ -53,7 +54,7 @@ void *fbuf_get(struct fmnt *m, size_t size)
 	if (fbuf_pooled(size)) {
 		if (ust_ring_dequeue(m->bufs, &buf, 1) == 1)
 			return buf;
-		size = FMNT_MAX_IO;
+		size = FMNT_BUF_SIZE;
 	}
 	if (posix_memalign(&buf, 4096, size > 0 ? size : 1) != 0)
 		return NULL;

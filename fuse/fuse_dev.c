@@ -1,24 +1,44 @@
 /*
- * The /dev/fuse transport: one reader pthread per mount, never a reactor.
+ * The /dev/fuse transport, served by the mount's own ust_thread.
  *
- * The reader makes the kernel mount (fuse_session_mount: mount(2) as root,
- * fusermount3 otherwise - both block), then waits in poll(2) on the
- * session's /dev/fuse descriptor (non-blocking) and an eventfd, reads each
- * request with fuse_session_receive_buf() and hands it to
- * fuse_session_process_buf(), whose handlers (fuse_ops.c) copy it and
- * forward it to the mount's ust_thread. Replies are written by
- * fuse_reply_*() from the mount's thread.
+ * A poller on the mount's thread reads the session's /dev/fuse descriptor
+ * (non-blocking) and hands each request to fuse_session_process_buf(), whose
+ * handlers (fuse_ops.c) call blobfs right there: no thread hand-off between
+ * the kernel and the file system. Replies are written by fuse_reply_*()
+ * from the same thread (a write to /dev/fuse never waits).
  *
- * Guarantees: the reader never runs a file system operation itself; after
- * stop() it dispatches nothing more and posts "stopped"; after close() it
- * unmounts the kernel side (lazy detach, then closing /dev/fuse aborts the
- * connection, so nothing can hang on a request we will never answer),
- * destroys the session and posts "closed" as its very last access to the
- * mount. Signals are blocked in the reader so that blocking calls there are
- * not interrupted; the application's handlers run on the reactors.
+ * Knowing when to read: a busy reactor calls its pollers in a tight loop,
+ * and a read(2) that answers EAGAIN on every turn is a system call per turn
+ * (costly in a VM, and it takes the connection's queue lock the
+ * application's requests need). So a multishot IORING_OP_POLL_ADD on
+ * /dev/fuse in a small io_uring posts a completion whenever the kernel
+ * queues a request; the poller looks at the completion ring in memory and
+ * reads only after one, until EAGAIN. The ring signals an eventfd, the
+ * poller's interrupt fd (ust_poller_set_interrupt_fd), so an idle adaptive
+ * reactor sleeps in ppoll until a request arrives. Without io_uring (old
+ * kernel, disabled by sysctl) the poller reads on every turn and /dev/fuse
+ * itself is the interrupt fd.
+ *
+ * Requests are read into large recycled buffers (fuse_buf.c) at an offset
+ * chosen so that a WRITE's payload starts on a page boundary. A WRITE keeps
+ * its buffer until it is answered (fmnt_rx_take), so blobfs writes straight
+ * from what the kernel copied in; the poller then reads the next request
+ * into a fresh buffer.
+ *
+ * The calls that block - the kernel mount (mount(2) as root, fusermount3
+ * otherwise), raising the bdi's readahead and the unmount - run on one
+ * helper pthread per mount, never on a reactor. Signals are blocked there.
+ *
+ * Guarantees: after stop() or the end of the session (read answers ENODEV)
+ * no request is read any more and "stopped" is reported once; after close()
+ * the helper unmounts the kernel side (lazy detach, then closing /dev/fuse
+ * aborts the connection, so nothing can hang on a request we will never
+ * answer), destroys the session and posts "closed" as its very last access
+ * to the mount.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <liburing.h>
 #include <poll.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -33,40 +53,45 @@
 
 #include "fuse_internal.h"
 
+/* A WRITE request's header: fuse_in_header + fuse_write_in (protocol 7.9+). */
+#define FDEV_WRITE_HDR 80u
+/* Where a request is read into its buffer: a WRITE's data lands page-aligned. */
+#define FDEV_RX_OFF (4096u - FDEV_WRITE_HDR)
+/* Requests read per poller call: bounded so other pollers and messages get their turn. */
+#define FDEV_BATCH 16
+/* Completions the readiness ring holds: one per wake-up of /dev/fuse, reaped every turn. */
+#define FDEV_CQ_ENTRIES 64
+
 struct fdev {
 	struct fmnt *m;
-	pthread_t tid;
-	int efd;             /* stop(): wakes the reader's poll */
-	atomic_bool stop;
-	sem_t close_sem;     /* close(): lets the reader unmount and finish */
+	int fd;                    /* the session's /dev/fuse, non-blocking */
+	struct ust_poller *poller; /* mount thread */
+	char *rx;                  /* the receive buffer; NULL once a request took it */
+	bool stopped;              /* mount thread: stopped was reported */
+	bool ra_asked;             /* mount thread: the helper was asked to raise readahead */
+
+	/* Readiness (mount thread): see the top of the file. */
+	struct io_uring ring;
+	bool ring_ok;  /* the ring and efd exist; otherwise read every turn */
+	bool armed;    /* a multishot poll of /dev/fuse is in the kernel */
+	bool ready;    /* /dev/fuse may hold requests: read until EAGAIN */
+	bool quiet;    /* efd drained and no completion seen since */
+	int efd;       /* signalled by the ring on each completion */
+
+	/* The helper pthread: mount, readahead, unmount. */
+	sem_t wake;
+	atomic_bool ra_wanted;
+	atomic_bool close_wanted;
 };
-
-static void fdev_post_mounted_ok(void *ctx)
-{
-	fmnt_transport_mounted(ctx, 0);
-}
-
-static void fdev_post_mounted_fail(void *ctx)
-{
-	fmnt_transport_mounted(ctx, -EIO);
-}
-
-static void fdev_post_stopped(void *ctx)
-{
-	fmnt_transport_stopped(ctx);
-}
-
-static void fdev_post_closed(void *ctx)
-{
-	fmnt_transport_closed(ctx);
-}
 
 /*
  * The kernel caps readahead at the bdi's default (128 KiB) whatever INIT
  * said; raise the mount's bdi to FMNT_MAX_IO so sequential reads come in
- * 1 MiB requests. Found through /proc/self/mountinfo, not stat(2): a stat
- * of the mount point would wait for a getattr only this thread can read.
- * Best effort (needs root; skipped for mount points that need escaping).
+ * 1 MiB requests. Done after INIT is answered (the kernel applies INIT's
+ * max_readahead as a cap when it takes the answer). Found through
+ * /proc/self/mountinfo, not stat(2): a stat of the mount point would be a
+ * FUSE request. Best effort (needs root; skipped for mount points that need
+ * escaping).
  */
 static void fdev_raise_readahead(struct fmnt *m)
 {
@@ -106,133 +131,320 @@ static void fdev_raise_readahead(struct fmnt *m)
 	}
 }
 
-/* Read and process requests until stop() or the end of the session. */
-static void fdev_loop(struct fdev *d)
-{
-	struct fmnt *m = d->m;
-	struct fuse_session *se = m->se;
-	struct fuse_buf buf;
-	struct pollfd pfd[2];
-	uint64_t v;
-	int fd = fuse_session_fd(se);
-	bool ra_done = false;
-	int flags, rc;
+/* ---- the poller (mount thread) ---------------------------------------------- */
 
-	memset(&buf, 0, sizeof(buf));
-	flags = fcntl(fd, F_GETFL);
-	if (flags >= 0) {
-		fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+static void fdev_report_stopped(struct fdev *d)
+{
+	ust_poller_unregister(&d->poller);
+	if (!d->stopped) {
+		d->stopped = true;
+		fmnt_transport_stopped(d->m);
 	}
-	while (!atomic_load(&d->stop) && !fuse_session_exited(se)) {
-		pfd[0].fd = fd;
-		pfd[0].events = POLLIN;
-		pfd[0].revents = 0;
-		pfd[1].fd = d->efd;
-		pfd[1].events = POLLIN;
-		pfd[1].revents = 0;
-		rc = poll(pfd, 2, -1);
-		if (rc < 0) {
-			if (errno == EINTR) {
-				continue;
-			}
-			UST_ERRLOG("%s: poll on /dev/fuse: %s\n", m->mountpoint, strerror(errno));
-			break;
-		}
-		if (pfd[1].revents != 0) {
-			if (read(d->efd, &v, sizeof(v)) < 0) {
-				/* the flag decides, not the counter */
-			}
-			continue;
-		}
-		if ((pfd[0].revents & (POLLERR | POLLHUP | POLLNVAL)) != 0 &&
-		    (pfd[0].revents & POLLIN) == 0) {
-			break; /* the kernel ended the connection */
-		}
-		rc = fuse_session_receive_buf(se, &buf);
-		if (rc == -EINTR || rc == -EAGAIN) {
-			continue;
-		}
-		if (rc <= 0) {
-			if (rc < 0 && rc != -ENODEV) {
-				UST_ERRLOG("%s: reading /dev/fuse: %s\n", m->mountpoint,
-					   strerror(-rc));
-			}
-			break; /* 0 or -ENODEV: unmounted */
-		}
-		fuse_session_process_buf(se, &buf);
-		if (!ra_done && atomic_load(&m->init_done)) {
-			/* INIT is answered (inside process_buf): the kernel has set its limits */
-			ra_done = true;
-			fdev_raise_readahead(m);
-		}
-	}
-	free(buf.mem);
 }
 
-static void *fdev_main(void *arg)
+void *fmnt_rx_take(struct fmnt *m, const void *p)
+{
+	struct fdev *d = m->tctx;
+	char *rx = d->rx;
+
+	if (rx == NULL || (const char *)p < rx || (const char *)p >= rx + FMNT_BUF_SIZE) {
+		return NULL;
+	}
+	d->rx = NULL;
+	return rx;
+}
+
+/*
+ * Read one request and process it. 1: a request was served; 0: none is
+ * queued; -1: the session is over (or the transport cannot go on).
+ */
+static int fdev_serve_one(struct fdev *d)
+{
+	struct fmnt *m = d->m;
+	struct fuse_buf buf;
+	ssize_t n;
+
+	if (d->rx == NULL) {
+		d->rx = fbuf_get(m, FMNT_BUF_SIZE);
+		if (d->rx == NULL) {
+			return 0; /* memory is short: the request waits in the kernel */
+		}
+	}
+	n = read(d->fd, d->rx + FDEV_RX_OFF, FMNT_BUF_SIZE - FDEV_RX_OFF);
+	if (n < 0) {
+		switch (errno) {
+		case EAGAIN:
+			d->ready = false;
+			return 0;
+		case EINTR:
+		case ENOENT: /* the request was interrupted before we read it */
+			return 1;
+		case ENODEV: /* unmounted */
+			return -1;
+		default:
+			UST_ERRLOG("%s: reading /dev/fuse: %s\n", m->mountpoint, strerror(errno));
+			return -1;
+		}
+	}
+	if (n == 0) {
+		return -1;
+	}
+	memset(&buf, 0, sizeof(buf));
+	buf.mem = d->rx + FDEV_RX_OFF;
+	buf.size = (size_t)n;
+	fuse_session_process_buf(m->se, &buf);
+	return 1;
+}
+
+/* Take every completion of the readiness ring: each says /dev/fuse was woken. */
+static void fdev_reap(struct fdev *d)
+{
+	struct io_uring_cqe *cqes[FDEV_CQ_ENTRIES];
+	unsigned int i, n;
+
+	n = io_uring_peek_batch_cqe(&d->ring, cqes, FDEV_CQ_ENTRIES);
+	for (i = 0; i < n; i++) {
+		if ((cqes[i]->flags & IORING_CQE_F_MORE) == 0) {
+			d->armed = false; /* ended (error, or the CQ overflowed): arm again */
+		}
+	}
+	io_uring_cq_advance(&d->ring, n);
+	if (n > 0) {
+		d->ready = true;
+		d->quiet = false;
+	}
+}
+
+static void fdev_arm(struct fdev *d)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&d->ring);
+
+	/* NULL: the poll prepared on an earlier turn was not taken; submit it again. */
+	if (sqe != NULL) {
+		io_uring_prep_poll_multishot(sqe, d->fd, POLLIN);
+	}
+	if (io_uring_submit(&d->ring) == 1) {
+		d->armed = true;
+	}
+	/* Requests queued before the poll was armed post nothing; unarmed, read every turn. */
+	d->ready = true;
+}
+
+/*
+ * Is there anything to read? Without system calls while requests keep
+ * coming or while nothing at all happens: the eventfd is drained once per
+ * idle stretch (then the ring is looked at once more, so a completion
+ * posted after the look signals it again and wakes a sleeping reactor).
+ */
+static bool fdev_check_ready(struct fdev *d)
+{
+	uint64_t count;
+
+	if (!d->ring_ok) {
+		return true;
+	}
+	fdev_reap(d);
+	if (!d->ready && !d->quiet) {
+		if (read(d->efd, &count, sizeof(count)) < 0 && errno != EAGAIN) {
+			UST_ERRLOG("%s: fuse eventfd read: %s\n", d->m->mountpoint, strerror(errno));
+		}
+		d->quiet = true;
+		fdev_reap(d);
+	}
+	if (!d->armed) {
+		fdev_arm(d);
+	}
+	return d->ready;
+}
+
+static int fdev_poll(void *ctx)
+{
+	struct fdev *d = ctx;
+	struct fmnt *m = d->m;
+	int i, rc = 0;
+
+	if (!fdev_check_ready(d)) {
+		return UST_POLLER_IDLE;
+	}
+	for (i = 0; i < FDEV_BATCH; i++) {
+		rc = fdev_serve_one(d);
+		if (rc <= 0) {
+			break;
+		}
+	}
+	if (!d->ra_asked && atomic_load(&m->init_done)) {
+		d->ra_asked = true;
+		atomic_store(&d->ra_wanted, true);
+		sem_post(&d->wake);
+	}
+	if (rc < 0 || fuse_session_exited(m->se)) {
+		fdev_report_stopped(d);
+		return UST_POLLER_BUSY;
+	}
+	return i > 0 ? UST_POLLER_BUSY : UST_POLLER_IDLE;
+}
+
+/* The readiness ring; false (and nothing to undo) when io_uring is not available. */
+static bool fdev_ring_init(struct fdev *d)
+{
+	struct io_uring_params p;
+	int rc;
+
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_CQSIZE;
+	p.cq_entries = FDEV_CQ_ENTRIES;
+	rc = io_uring_queue_init_params(1, &d->ring, &p);
+	if (rc != 0) {
+		UST_NOTICELOG("%s: io_uring: %s; /dev/fuse is read on every poll\n",
+			      d->m->mountpoint, strerror(-rc));
+		return false;
+	}
+	d->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	rc = d->efd < 0 ? -errno : io_uring_register_eventfd(&d->ring, d->efd);
+	if (rc != 0) {
+		UST_NOTICELOG("%s: io_uring eventfd: %s; /dev/fuse is read on every poll\n",
+			      d->m->mountpoint, strerror(-rc));
+		if (d->efd >= 0) {
+			close(d->efd);
+			d->efd = -1;
+		}
+		io_uring_queue_exit(&d->ring);
+		return false;
+	}
+	return true;
+}
+
+/* Cancels the poll too: it holds a reference to /dev/fuse, whose close aborts the connection. */
+static void fdev_ring_fini(struct fdev *d)
+{
+	if (!d->ring_ok) {
+		return;
+	}
+	io_uring_queue_exit(&d->ring);
+	close(d->efd);
+	d->efd = -1;
+	d->ring_ok = false;
+}
+
+/* The helper made the kernel mount: start serving. */
+static void fdev_mounted(void *ctx)
+{
+	struct fmnt *m = ctx;
+	struct fdev *d = m->tctx;
+	int rc;
+
+	d->poller = ust_poller_register(fdev_poll, d, 0, "fuse_dev");
+	if (d->poller == NULL) {
+		UST_ERRLOG("%s: cannot register the /dev/fuse poller\n", m->mountpoint);
+		d->stopped = true;
+		fmnt_transport_mounted(m, -ENOMEM);
+		return;
+	}
+	/* Here: the ring's completions are this thread's (task work of its submitter). */
+	d->ring_ok = fdev_ring_init(d);
+	d->ready = true;
+	rc = ust_poller_set_interrupt_fd(d->poller, d->ring_ok ? d->efd : d->fd);
+	if (rc != 0) {
+		/* The reactor then wakes now and then to poll: slower, still correct. */
+		UST_WARNLOG("%s: /dev/fuse cannot wake the reactor: %s\n", m->mountpoint,
+			    strerror(-rc));
+	}
+	fmnt_transport_mounted(m, 0);
+}
+
+static void fdev_mount_failed(void *ctx)
+{
+	struct fmnt *m = ctx;
+	struct fdev *d = m->tctx;
+
+	d->stopped = true;
+	fmnt_transport_mounted(m, -EIO);
+}
+
+static void fdev_closed(void *ctx)
+{
+	fmnt_transport_closed(ctx);
+}
+
+/* ---- the helper pthread ------------------------------------------------------ */
+
+static void fdev_wait(struct fdev *d)
+{
+	while (sem_wait(&d->wake) != 0) {
+	}
+}
+
+static void *fdev_helper(void *arg)
 {
 	struct fdev *d = arg;
 	struct fmnt *m = d->m;
 	sigset_t all;
-	int rc;
+	int flags;
 
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 
-	rc = fuse_session_mount(m->se, m->mountpoint);
-	if (rc != 0) {
+	if (fuse_session_mount(m->se, m->mountpoint) != 0) {
 		UST_ERRLOG("cannot mount FUSE at %s\n", m->mountpoint);
-		fmnt_post(m, fdev_post_mounted_fail);
+		fmnt_post(m, fdev_mount_failed);
 	} else {
-		fmnt_post(m, fdev_post_mounted_ok);
-		fdev_loop(d);
-		fmnt_post(m, fdev_post_stopped);
+		d->fd = fuse_session_fd(m->se);
+		flags = fcntl(d->fd, F_GETFL);
+		if (flags < 0 || fcntl(d->fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+			/* Cannot happen for /dev/fuse; serving it blocking would stall the reactor. */
+			UST_ERRLOG("%s: cannot make /dev/fuse non-blocking\n", m->mountpoint);
+			fmnt_post(m, fdev_mount_failed);
+		} else {
+			fmnt_post(m, fdev_mounted);
+		}
 	}
-	/* Every dispatched request is answered once close() lets us go on. */
-	while (sem_wait(&d->close_sem) != 0) {
+	for (;;) {
+		fdev_wait(d);
+		if (atomic_exchange(&d->ra_wanted, false)) {
+			fdev_raise_readahead(m);
+		}
+		if (atomic_load(&d->close_wanted)) {
+			break;
+		}
 	}
+	/* Every request read is answered, and the poller is gone. */
 	fuse_session_unmount(m->se);
 	fuse_session_destroy(m->se);
 	m->se = NULL;
-	m->tctx = NULL;
-	close(d->efd);
-	sem_destroy(&d->close_sem);
+	sem_destroy(&d->wake);
 	free(d);
-	fmnt_post(m, fdev_post_closed);
+	fmnt_post(m, fdev_closed);
 	return NULL;
 }
+
+/* ---- the transport interface (mount thread) ---------------------------------- */
 
 static int fdev_start(struct fmnt *m)
 {
 	struct fdev *d = calloc(1, sizeof(*d));
 	pthread_attr_t attr;
+	pthread_t tid;
 	int rc;
 
 	if (d == NULL) {
 		return -ENOMEM;
 	}
 	d->m = m;
-	d->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (d->efd < 0) {
+	d->fd = -1;
+	d->efd = -1;
+	if (sem_init(&d->wake, 0, 0) != 0) {
 		rc = -errno;
-		free(d);
-		return rc;
-	}
-	if (sem_init(&d->close_sem, 0, 0) != 0) {
-		rc = -errno;
-		close(d->efd);
 		free(d);
 		return rc;
 	}
 	m->tctx = d;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	rc = pthread_create(&d->tid, &attr, fdev_main, d);
+	rc = pthread_create(&tid, &attr, fdev_helper, d);
 	pthread_attr_destroy(&attr);
 	if (rc != 0) {
 		m->tctx = NULL;
-		sem_destroy(&d->close_sem);
-		close(d->efd);
+		sem_destroy(&d->wake);
 		free(d);
 		return -rc;
 	}
@@ -242,14 +454,9 @@ static int fdev_start(struct fmnt *m)
 static void fdev_stop(struct fmnt *m)
 {
 	struct fdev *d = m->tctx;
-	uint64_t one = 1;
 
-	if (d == NULL) {
-		return;
-	}
-	atomic_store(&d->stop, true);
-	if (write(d->efd, &one, sizeof(one)) < 0) {
-		/* EAGAIN: the counter is already non-zero, the reader wakes anyway */
+	if (d != NULL && !d->stopped) {
+		fdev_report_stopped(d);
 	}
 }
 
@@ -257,7 +464,12 @@ static void fdev_close(struct fmnt *m)
 {
 	struct fdev *d = m->tctx;
 
-	sem_post(&d->close_sem);
+	ust_poller_unregister(&d->poller);
+	fdev_ring_fini(d);
+	fbuf_put(m, d->rx, FMNT_BUF_SIZE);
+	d->rx = NULL;
+	atomic_store(&d->close_wanted, true);
+	sem_post(&d->wake);
 }
 
 const struct fmnt_transport_ops g_fmnt_dev_transport = {

@@ -22,27 +22,32 @@
 
 /* Requests up to 1 MiB of data each way (max_write, max_read, readahead). */
 #define FMNT_MAX_IO (1u << 20)
+/*
+ * A pooled buffer (fuse_buf.c): the largest request the kernel sends (a
+ * WRITE of FMNT_MAX_IO plus its headers) read at a page offset chosen by the
+ * transport, or the data of a READ.
+ */
+#define FMNT_BUF_SIZE (FMNT_MAX_IO + 8192u)
 
 struct fmnt;
 
 /*
  * The transport: how requests arrive and how the kernel mount is made and
- * undone. Requests are handed to fuse_session_process_buf() on the
- * transport's own (non-reactor) thread; the handlers in fuse_ops.c then
- * forward them to the mount's ust_thread. Replies leave through libfuse's
- * fuse_reply_*(), from the mount's thread.
+ * undone. Requests are handed to fuse_session_process_buf() on the mount's
+ * ust_thread, whose handlers (fuse_ops.c) call blobfs there and then. Replies
+ * leave through libfuse's fuse_reply_*(), from the mount's thread.
  *
- * Every event goes back to the mount's thread by message, in this order:
- * fmnt_transport_mounted(rc) once; if rc was 0, fmnt_transport_stopped()
- * once no more requests will be dispatched (after stop() or when the kernel
- * ends the session); fmnt_transport_closed() after close(). After posting
- * closed the transport touches nothing of the mount again.
+ * Events reach the mount's thread in this order (fmnt_transport_*(), called
+ * on that thread): mounted(rc) once; if rc was 0, stopped() once no more
+ * requests will be dispatched (after stop(), possibly from inside stop(),
+ * or when the kernel ends the session); closed() after close(). After
+ * posting closed the transport touches nothing of the mount again.
  */
 struct fmnt_transport_ops {
 	const char *name;
 	/* Make the kernel mount of m->se at m->mountpoint and start serving. */
 	int (*start)(struct fmnt *m);
-	/* Stop taking requests (idempotent; no-op once stopped). */
+	/* Stop taking requests (no-op once stopped). */
 	void (*stop)(struct fmnt *m);
 	/*
 	 * All dispatched requests are answered: unmount the kernel side (lazy
@@ -53,12 +58,20 @@ struct fmnt_transport_ops {
 };
 
 extern const struct fmnt_transport_ops g_fmnt_dev_transport;
+/*
+ * Mount thread, inside a handler: take over the buffer the current request
+ * was read into, if p points into it (a WRITE's payload), so the data is
+ * used where the kernel put it. The taker returns it with
+ * fbuf_put(m, buf, FMNT_BUF_SIZE) once the request is answered; the
+ * transport reads the next request into another buffer. NULL if p is not
+ * in the transport's buffer.
+ */
+void *fmnt_rx_take(struct fmnt *m, const void *p);
 
 /* An open file or directory: FUSE's fi->fh. Owned by the mount's thread. */
 struct fhandle {
 	struct ust_blobfs_file *bfh;
 	bool dir;
-	bool dirty; /* written since the last flush/fsync */
 	TAILQ_ENTRY(fhandle) link;
 };
 
@@ -140,7 +153,7 @@ struct fmnt {
 	/* ---- any thread ---- */
 	atomic_bool live;
 	atomic_bool init_done; /* the kernel's INIT was answered */
-	atomic_uint_fast64_t dispatched; /* requests forwarded to the thread */
+	atomic_uint_fast64_t dispatched; /* requests handed to blobfs */
 	atomic_uint_fast64_t requests;
 	atomic_uint_fast64_t errors;
 	atomic_uint_fast64_t bytes_read;
@@ -162,7 +175,7 @@ int fbuf_pool_init(struct fmnt *m);
 void fbuf_pool_fini(struct fmnt *m);
 void *fbuf_get(struct fmnt *m, size_t size);
 void fbuf_put(struct fmnt *m, void *buf, size_t size);
-/* A request forwarded earlier is finished (mount thread). */
+/* A request handed to blobfs is answered (mount thread). */
 void fmnt_request_done(struct fmnt *m);
 
 /* fuse_ops.c */

@@ -16,7 +16,7 @@
  *    (other users) on a helper pthread, so a busy mount answers -EBUSY and
  *    keeps serving; only success starts the teardown.
  *  - Nothing here blocks a reactor: the kernel mount/unmount calls run on
- *    the transport's thread or the helper.
+ *    the transport's helper pthread or on the umount helper here.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -34,6 +34,8 @@
 #include "fuse_internal.h"
 
 #define PROBE_BYTES (1u << 20)
+/* Default attr/entry/negative timeout, seconds (see fmnt_parse_options). */
+#define FMNT_CACHE_TIMEOUT 86400.0
 
 static TAILQ_HEAD(, fmnt) g_mounts = TAILQ_HEAD_INITIALIZER(g_mounts);
 
@@ -97,9 +99,23 @@ static int fmnt_parse_options(struct fmnt *m)
 	double d = 0;
 	int rc = 0;
 
-	m->attr_timeout = 1.0;
-	m->entry_timeout = 1.0;
-	m->negative_timeout = 1.0;
+	/*
+	 * Cache entries, attributes and absent names for a day: only this
+	 * mount changes the file system while it is mounted (the store is held
+	 * exclusively, blobfs's path API is not used on a mounted store), and
+	 * the kernel updates or invalidates what its own requests change
+	 * (creates undo negative entries, setattr/write refresh attributes).
+	 * blobfs changes nothing by itself that the kernel has cached: its
+	 * periodic flusher persists sizes and times the kernel already has.
+	 * A change made from the daemon side would have to call
+	 * fuse_lowlevel_notify_inval_inode/entry before it is answered. A short
+	 * timeout costs a GETATTR or LOOKUP round trip per access once it
+	 * lapses (libfuse's passthrough examples use a day for an exclusive
+	 * mount too).
+	 */
+	m->attr_timeout = FMNT_CACHE_TIMEOUT;
+	m->entry_timeout = FMNT_CACHE_TIMEOUT;
+	m->negative_timeout = FMNT_CACHE_TIMEOUT;
 	copy = strdup(m->options);
 	if (copy == NULL) {
 		return -ENOMEM;
@@ -737,7 +753,7 @@ static void umount_try_done(void *ctx)
 		return;
 	}
 	if (rc == 0 || m->ending) {
-		/* The session ends now (the reader sees it); make sure of it either way. */
+		/* The session ends now (the poller sees it); make sure of it either way. */
 		m->ending = true;
 		if (ust_thread_send_msg(m->thread, fmnt_stop_msg, m) != 0) {
 			UST_ERRLOG("%s: cannot reach the mount's thread\n", m->mountpoint);

@@ -1,13 +1,14 @@
 /*
  * The FUSE low-level operations of a ustor mount, executed through blobfs.
  *
- * Each handler runs on the transport's thread (inside
- * fuse_session_process_buf()): it copies what it needs out of the request
- * (names, write data, the file info, the caller's credentials) into one
- * struct fop, because libfuse reuses its receive buffer for the next
- * request, and forwards it to the mount's ust_thread. There fop_run() makes
- * the blobfs call; the blobfs callback answers with fuse_reply_*() and
- * frees the fop. Nothing here blocks.
+ * Each handler runs on the mount's ust_thread, inside
+ * fuse_session_process_buf() called by the transport: it gathers what the
+ * request needs (names, the file info, the caller's credentials) into one
+ * struct fop - names are copied because the transport reads the next
+ * request into the same buffer - and fop_run() makes the blobfs call at
+ * once. A WRITE instead takes the buffer it was read into (fmnt_rx_take), so
+ * its payload is never copied. The blobfs callback answers with
+ * fuse_reply_*() and frees the fop. Nothing here blocks.
  *
  * Guarantees:
  *  - Every request gets exactly one answer (forget gets fuse_reply_none).
@@ -24,7 +25,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <unistd.h>
 
 #include "ustor/log.h"
 
@@ -47,7 +47,6 @@ enum fop_kind {
 	FOP_OPEN,
 	FOP_READ,
 	FOP_WRITE,
-	FOP_FLUSH,
 	FOP_RELEASE,
 	FOP_FSYNC,
 	FOP_OPENDIR,
@@ -73,8 +72,9 @@ struct fop {
 	struct fuse_file_info fi;
 	const char *name;
 	const char *name2;
-	char *buf; /* owned: data in or out */
+	char *buf; /* data in or out: owned, or in rx */
 	size_t buf_size; /* read/write: buf is from fbuf_get(buf_size) */
+	void *rx; /* write: the request's receive buffer (fmnt_rx_take) */
 	size_t size;
 	size_t used;    /* readdir: bytes filled */
 	uint64_t off;
@@ -94,7 +94,10 @@ struct fop {
 	char names[];
 };
 
-/* ---- helpers (any thread) --------------------------------------------------- */
+/* Writes smaller than this are copied out of the receive buffer (fop_new_write). */
+#define FMNT_WRITE_COPY_MAX (64u * 1024)
+
+/* ---- helpers (mount thread) ------------------------------------------------- */
 
 static struct fmnt *req_mount(fuse_req_t req)
 {
@@ -149,7 +152,9 @@ static struct fop *fop_new_data(fuse_req_t req, enum fop_kind kind, size_t size)
 
 static void fop_free(struct fop *op)
 {
-	if (op->buf_size > 0)
+	if (op->rx != NULL)
+		fbuf_put(op->m, op->rx, FMNT_BUF_SIZE); /* buf points into it */
+	else if (op->buf_size > 0)
 		fbuf_put(op->m, op->buf, op->buf_size);
 	else
 		free(op->buf);
@@ -160,31 +165,14 @@ static void fop_free(struct fop *op)
 
 static void fop_run(void *ctx);
 
-/* Transport thread: hand the request to the mount's thread. */
+/* Count the request in flight and make its blobfs call (answered by fop_done). */
 static void fop_dispatch(struct fop *op)
 {
 	struct fmnt *m = op->m;
-	int rc;
 
 	atomic_fetch_add_explicit(&m->requests, 1, memory_order_relaxed);
 	atomic_fetch_add(&m->dispatched, 1);
-	for (;;) {
-		rc = ust_thread_send_msg(m->thread, fop_run, op);
-		if (rc != -ENOMEM) {
-			break;
-		}
-		/* The ring is full: this is not a reactor, so wait a little. */
-		usleep(50);
-	}
-	if (rc != 0) {
-		atomic_fetch_sub(&m->dispatched, 1);
-		if (op->kind == FOP_FORGET || op->kind == FOP_FORGET_MULTI) {
-			fuse_reply_none(op->req);
-		} else {
-			fuse_reply_err(op->req, EIO);
-		}
-		fop_free(op);
-	}
+	fop_run(op);
 }
 
 /* Mount thread: the request is answered. */
@@ -451,16 +439,6 @@ static void cb_write(void *arg, int64_t result)
 	fop_done(op);
 }
 
-static void cb_flush(void *arg, int rc)
-{
-	struct fop *op = arg;
-
-	if (rc == 0 && op->h != NULL) {
-		op->h->dirty = false;
-	}
-	fop_reply_err(op, rc);
-}
-
 static void cb_release(void *arg, int rc)
 {
 	fop_reply_err(arg, rc);
@@ -609,9 +587,6 @@ static void fop_run(void *ctx)
 		ust_blobfs_getattr(fs, &op->ctx, op->ino, cb_attr, op);
 		return;
 	case FOP_SETATTR:
-		if (op->h != NULL && (op->valid & UST_BLOBFS_SET_SIZE) != 0) {
-			op->h->dirty = true;
-		}
 		ust_blobfs_setattr(fs, &op->ctx, op->ino, &op->attr, op->valid, bfh, cb_attr, op);
 		return;
 	case FOP_READLINK:
@@ -654,19 +629,10 @@ static void fop_run(void *ctx)
 		ust_blobfs_read(fs, bfh, op->buf, op->size, op->off, cb_read, op);
 		return;
 	case FOP_WRITE:
-		op->h->dirty = true;
 		ust_blobfs_write(fs, &op->ctx, bfh, op->buf, op->size, op->off, cb_write, op);
 		return;
-	case FOP_FLUSH:
-		if (!op->h->dirty) {
-			/* Nothing written through this handle since it was last synced. */
-			fop_reply_err(op, 0);
-			return;
-		}
-		ust_blobfs_flush(fs, bfh, cb_flush, op);
-		return;
 	case FOP_FSYNC:
-		ust_blobfs_fsync(fs, bfh, op->datasync, cb_flush, op);
+		ust_blobfs_fsync(fs, bfh, op->datasync, cb_op, op);
 		return;
 	case FOP_RELEASE:
 		handle_free(m, op->h);
@@ -699,20 +665,22 @@ static void fop_run(void *ctx)
 		ust_blobfs_removexattr(fs, &op->ctx, op->ino, op->name, cb_op, op);
 		return;
 	case FOP_FALLOCATE:
-		op->h->dirty = true;
 		ust_blobfs_fallocate(fs, &op->ctx, bfh, op->flags, op->off, op->len, cb_op, op);
 		return;
 	}
 	fop_reply_err(op, -ENOSYS);
 }
 
-/* ---- handlers (transport thread) -------------------------------------------- */
+/* ---- handlers (mount thread, inside fuse_session_process_buf) --------------- */
 
 static void ll_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct fmnt *m = userdata;
 
-	/* Our receive buffers are copied per request; splicing buys nothing. */
+	/*
+	 * Requests are read into memory and used there (a WRITE's payload
+	 * too); splicing would only add pipe round trips.
+	 */
 	conn->want &= ~(unsigned)(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE |
 				  FUSE_CAP_SPLICE_MOVE);
 	/* blobfs does not clear setuid/setgid itself: the kernel sends the mode change. */
@@ -987,11 +955,6 @@ static void ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	ll_file_op(req, FOP_OPENDIR, ino, fi);
 }
 
-static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	ll_file_op(req, FOP_FLUSH, ino, fi);
-}
-
 static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	ll_file_op(req, FOP_RELEASE, ino, fi);
@@ -1042,23 +1005,57 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	fop_dispatch(op);
 }
 
+/*
+ * The op of a WRITE, with buf pointing at its payload. A large payload stays
+ * where the transport read it: the op takes the receive buffer
+ * (fmnt_rx_take). A small one is copied out instead, so that many small
+ * writes in flight do not each hold a buffer sized for 1 MiB.
+ */
+static int fop_new_write(fuse_req_t req, const struct fuse_bufvec *bufv, size_t size,
+			 struct fop **out)
+{
+	struct fmnt *m = req_mount(req);
+	const struct fuse_buf *b = &bufv->buf[0];
+	struct fop *op;
+
+	if (bufv->count != 1 || (b->flags & FUSE_BUF_IS_FD) != 0 || b->size < size) {
+		/* libfuse passes memory we read, in one piece (no splice) */
+		UST_ERRLOG("%s: unexpected write buffer from libfuse\n", m->mountpoint);
+		return -EIO;
+	}
+	if (size < FMNT_WRITE_COPY_MAX) {
+		op = fop_new_data(req, FOP_WRITE, size);
+		if (op == NULL) {
+			return -ENOMEM;
+		}
+		memcpy(op->buf, b->mem, size);
+		*out = op;
+		return 0;
+	}
+	op = fop_new(req, FOP_WRITE, NULL, NULL);
+	if (op == NULL) {
+		return -ENOMEM;
+	}
+	op->rx = fmnt_rx_take(m, b->mem);
+	if (op->rx == NULL) {
+		UST_ERRLOG("%s: a write's data is not in the receive buffer\n", m->mountpoint);
+		free(op);
+		return -EIO;
+	}
+	op->buf = b->mem;
+	*out = op;
+	return 0;
+}
+
 static void ll_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv, off_t off,
 			 struct fuse_file_info *fi)
 {
 	size_t size = fuse_buf_size(bufv);
-	struct fuse_bufvec dst = FUSE_BUFVEC_INIT(size);
-	struct fop *op = fop_new_data(req, FOP_WRITE, size);
-	ssize_t copied;
+	struct fop *op = NULL;
+	int rc = fop_new_write(req, bufv, size, &op);
 
-	if (op == NULL) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	dst.buf[0].mem = op->buf;
-	copied = fuse_buf_copy(&dst, bufv, 0);
-	if (copied < 0 || (size_t)copied != size) {
-		fop_free(op);
-		fuse_reply_err(req, copied < 0 ? (int)-copied : EIO);
+	if (rc != 0) {
+		fuse_reply_err(req, -rc);
 		return;
 	}
 	op->ino = ino;
@@ -1223,7 +1220,6 @@ const struct fuse_lowlevel_ops g_fmnt_ll_ops = {
 	.open = ll_open,
 	.read = ll_read,
 	.write_buf = ll_write_buf,
-	.flush = ll_flush,
 	.release = ll_release,
 	.fsync = ll_fsync,
 	.opendir = ll_opendir,

@@ -45,8 +45,9 @@ struct ust_fuse_mount_opts {
 	/*
 	 * Comma-separated options: libfuse's and the kernel's (allow_other,
 	 * default_permissions, ro, fsname=, max_read=, ...) plus ustor's own:
-	 * attr_timeout=SEC, entry_timeout=SEC, negative_timeout=SEC,
-	 * writeback_cache, sync_interval_ms=N. NULL: none.
+	 * attr_timeout=SEC, entry_timeout=SEC, negative_timeout=SEC (kernel
+	 * cache lifetimes, default 86400: only the mount changes the file
+	 * system), writeback_cache, sync_interval_ms=N. NULL: none.
 	 */
 	const char *options;
 	enum ust_fuse_format format;

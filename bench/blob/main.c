@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../bench_util.h"
 #include "ustor/app.h"
 #include "ustor/bdev.h"
 #include "ustor/blob.h"
@@ -977,21 +978,6 @@ static const struct option g_long[] = {
 	{NULL, 0, NULL, 0},
 };
 
-static int parse_u64(const char *arg, uint64_t min, uint64_t max, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-
-	errno = 0;
-	v = strtoull(arg, &end, 10);
-	if (errno != 0 || end == arg || *end != '\0' || v < min || v > max) {
-		fprintf(stderr, "invalid number '%s' (%" PRIu64 "..%" PRIu64 ")\n", arg, min, max);
-		return -EINVAL;
-	}
-	*out = v;
-	return 0;
-}
-
 static int parse_phases(struct bench *b, const char *arg)
 {
 	char copy[64], *tok, *save = NULL;
@@ -1019,7 +1005,7 @@ static int parse_phases(struct bench *b, const char *arg)
 static int parse_opt(int ch, char *arg, void *ctx)
 {
 	struct bench *b = ctx;
-	uint64_t v;
+	uint64_t v = 0;
 	int rc;
 	char *end;
 
@@ -1038,25 +1024,25 @@ static int parse_opt(int ch, char *arg, void *ctx)
 	}
 	switch (ch) {
 	case 'n':
-		rc = parse_u64(arg, 1, 1u << 24, &b->nblobs);
+		rc = bench_parse_u64("blob", arg, 1, 1u << 24, &b->nblobs);
 		break;
 	case 's':
-		rc = parse_u64(arg, 1, 1ULL << 30, &b->seq_mib);
+		rc = bench_parse_u64("blob", arg, 1, 1ULL << 30, &b->seq_mib);
 		break;
 	case 'q':
-		rc = parse_u64(arg, 1, MAX_QD, &v);
+		rc = bench_parse_u64("blob", arg, 1, MAX_QD, &v);
 		b->seq_qd = (uint32_t)v;
 		break;
 	case 'Q':
-		rc = parse_u64(arg, 1, MAX_QD, &v);
+		rc = bench_parse_u64("blob", arg, 1, MAX_QD, &v);
 		b->thin_qd = (uint32_t)v;
 		break;
 	case OPT_MD_QD:
-		rc = parse_u64(arg, 1, MAX_MD_QD, &v);
+		rc = bench_parse_u64("blob", arg, 1, MAX_MD_QD, &v);
 		b->md_qd = (uint32_t)v;
 		break;
 	case OPT_THIN_CLUSTER_KIB:
-		rc = parse_u64(arg, 4, 1024, &v);
+		rc = bench_parse_u64("blob", arg, 4, 1024, &v);
 		if (rc == 0 && (v & (v - 1)) != 0) {
 			fprintf(stderr, "--thin-cluster-kib must be a power of two\n");
 			rc = -EINVAL;
@@ -1064,17 +1050,17 @@ static int parse_opt(int ch, char *arg, void *ctx)
 		b->thin_cluster_kib = (uint32_t)v;
 		break;
 	case OPT_THIN_CLUSTERS:
-		rc = parse_u64(arg, 1, 1u << 24, &b->thin_clusters);
+		rc = bench_parse_u64("blob", arg, 1, 1u << 24, &b->thin_clusters);
 		break;
 	case OPT_ROUNDS:
-		rc = parse_u64(arg, 1, 100, &v);
+		rc = bench_parse_u64("blob", arg, 1, 100, &v);
 		b->rounds = (uint32_t)v;
 		break;
 	case OPT_REGION:
-		rc = parse_u64(arg, 1, 1u << 20, &b->region_mib);
+		rc = bench_parse_u64("blob", arg, 1, 1u << 20, &b->region_mib);
 		break;
 	case OPT_BDEV_MIB:
-		rc = parse_u64(arg, 64, 1u << 20, &b->bdev_mib);
+		rc = bench_parse_u64("blob", arg, 64, 1u << 20, &b->bdev_mib);
 		break;
 	default:
 		rc = -EINVAL;
@@ -1108,7 +1094,7 @@ static void usage(void)
 static int write_config(struct bench *b, char *path)
 {
 	char cfg[1024], raw[256] = "";
-	int fd, len;
+	int len;
 
 	if (b->do_seq) {
 		snprintf(raw, sizeof(raw),
@@ -1121,16 +1107,7 @@ static int write_config(struct bench *b, char *path)
 		       "{\"method\":\"bdev_malloc_create\",\"params\":{\"name\":\"Malloc0\","
 		       "\"num_blocks\":%" PRIu64 ",\"block_size\":%u}}%s]}]}\n",
 		       b->bdev_mib * MIB / BLOCK_SIZE, BLOCK_SIZE, raw);
-	fd = mkstemp(path);
-	if (fd < 0) {
-		return -errno;
-	}
-	if (write(fd, cfg, (size_t)len) != len) {
-		close(fd);
-		return -EIO;
-	}
-	close(fd);
-	return 0;
+	return bench_write_config(path, cfg, len);
 }
 
 int main(int argc, char **argv)
@@ -1141,13 +1118,7 @@ int main(int argc, char **argv)
 	uint64_t need, md_mib;
 	int rc;
 
-	ust_app_opts_init(&opts, "blob");
-	opts.core_mask = "0x1";
-	opts.no_huge = true;
-	opts.rpc_addr = NULL;
-	opts.poll_mode = UST_POLL_ALWAYS;
-	opts.log_level = UST_LOG_WARN;
-	opts.mem_size_mb = 0;
+	bench_app_opts_init(&opts, "blob", "0x1");
 	rc = ust_app_parse_args(argc, argv, &opts, "n:p:s:t:q:Q:", g_long, parse_opt, usage, b);
 	if (rc != 0) {
 		return rc == 1 ? 0 : 2;

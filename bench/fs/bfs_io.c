@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../bench_util.h"
 #include "ustor/app.h"
 #include "ustor/bdev.h"
 #include "ustor/blobfs.h"
@@ -560,16 +561,7 @@ static int write_config(struct bench *b, uint64_t bdev_mib, char *path)
 	}
 	len = snprintf(cfg, sizeof(cfg),
 		       "{\"subsystems\":[{\"subsystem\":\"bdev\",\"config\":[%s%s]}]}\n", mal, file);
-	fd = mkstemp(path);
-	if (fd < 0) {
-		return -errno;
-	}
-	if (write(fd, cfg, (size_t)len) != len) {
-		close(fd);
-		return -EIO;
-	}
-	close(fd);
-	return 0;
+	return bench_write_config(path, cfg, len);
 }
 
 int main(int argc, char **argv)
@@ -580,13 +572,7 @@ int main(int argc, char **argv)
 	uint64_t bdev_mib;
 	int rc;
 
-	ust_app_opts_init(&opts, "bfs_io");
-	opts.core_mask = "0x1";
-	opts.no_huge = true;
-	opts.rpc_addr = NULL;
-	opts.poll_mode = UST_POLL_ALWAYS;
-	opts.log_level = UST_LOG_WARN;
-	opts.mem_size_mb = 0;
+	bench_app_opts_init(&opts, "bfs_io", "0x1");
 	rc = ust_app_parse_args(argc, argv, &opts, "s:t:", g_long, parse_opt, usage, b);
 	if (rc != 0) {
 		return rc == 1 ? 0 : 2;

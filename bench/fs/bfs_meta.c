@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../bench_util.h"
 #include "ustor/app.h"
 #include "ustor/bdev.h"
 #include "ustor/blobfs.h"
@@ -408,37 +409,21 @@ static const struct option g_long[] = {
 	{NULL, 0, NULL, 0},
 };
 
-static int parse_u64(const char *arg, uint64_t min, uint64_t max, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-
-	errno = 0;
-	v = strtoull(arg, &end, 10);
-	if (errno != 0 || *end != '\0' || arg[0] == '-' || v < min || v > max) {
-		fprintf(stderr, "bfs_meta: '%s' is not a number in [%" PRIu64 ", %" PRIu64 "]\n", arg,
-			min, max);
-		return -EINVAL;
-	}
-	*out = v;
-	return 0;
-}
-
 static int parse_opt(int ch, char *arg, void *ctx)
 {
 	struct bench *b = ctx;
-	uint64_t v;
+	uint64_t v = 0;
 	int rc;
 
 	switch (ch) {
 	case 'n':
-		return parse_u64(arg, 1, 1u << 20, &b->nfiles);
+		return bench_parse_u64("bfs_meta", arg, 1, 1u << 20, &b->nfiles);
 	case 'q':
-		rc = parse_u64(arg, 1, MAX_INFLIGHT, &v);
+		rc = bench_parse_u64("bfs_meta", arg, 1, MAX_INFLIGHT, &v);
 		b->inflight = (uint32_t)v;
 		return rc;
 	case OPT_MIB:
-		return parse_u64(arg, 64, 1u << 20, &b->mib);
+		return bench_parse_u64("bfs_meta", arg, 64, 1u << 20, &b->mib);
 	case OPT_DIR:
 		b->dir = arg;
 		return 0;
@@ -460,7 +445,7 @@ static void usage(void)
 static int write_config(struct bench *b, char *path)
 {
 	char cfg[8192];
-	int fd, len;
+	int len;
 
 	len = snprintf(cfg, sizeof(cfg),
 		       "{\"subsystems\":[{\"subsystem\":\"bdev\",\"config\":["
@@ -472,16 +457,7 @@ static int write_config(struct bench *b, char *path)
 	if (len < 0 || (size_t)len >= sizeof(cfg)) {
 		return -ENAMETOOLONG;
 	}
-	fd = mkstemp(path);
-	if (fd < 0) {
-		return -errno;
-	}
-	if (write(fd, cfg, (size_t)len) != len) {
-		close(fd);
-		return -EIO;
-	}
-	close(fd);
-	return 0;
+	return bench_write_config(path, cfg, len);
 }
 
 /* A sparse image of the bdev's size, removed when the benchmark ends. */
@@ -514,13 +490,7 @@ int main(int argc, char **argv)
 	char path[] = "/tmp/bench_bfs_meta_XXXXXX";
 	int rc;
 
-	ust_app_opts_init(&opts, "bfs_meta");
-	opts.core_mask = "0x1";
-	opts.no_huge = true;
-	opts.rpc_addr = NULL;
-	opts.poll_mode = UST_POLL_ALWAYS;
-	opts.log_level = UST_LOG_WARN;
-	opts.mem_size_mb = 0;
+	bench_app_opts_init(&opts, "bfs_meta", "0x1");
 	rc = ust_app_parse_args(argc, argv, &opts, "n:q:", g_long, parse_opt, usage, b);
 	if (rc != 0) {
 		return rc == 1 ? 0 : 2;

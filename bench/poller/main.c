@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "../bench_util.h"
 #include "ustor/app.h"
 #include "ustor/cpuset.h"
 #include "ustor/env.h"
@@ -161,12 +162,7 @@ int main(int argc, char **argv)
 	struct ust_app_opts opts;
 	int rc;
 
-	ust_app_opts_init(&opts, "poller");
-	opts.core_mask = "0x3";
-	opts.no_huge = true;
-	opts.rpc_addr = NULL;
-	opts.poll_mode = UST_POLL_ALWAYS;
-	opts.log_level = UST_LOG_WARN;
+	bench_app_opts_init(&opts, "poller", "0x3");
 	rc = ust_app_parse_args(argc, argv, &opts, "t:", g_long, parse_opt, usage, &g_bench);
 	if (rc != 0) {
 		return rc == 1 ? 0 : 2;

@@ -143,11 +143,15 @@ static int uring_group_poll(void *arg)
 			UST_ERRLOG("io_uring_submit: %s\n", strerror(-rc));
 		}
 	}
-	if (group->outstanding > 0) {
+	if (group->outstanding > 0)
 		n = uring_reap(group);
-		if (n == 0 && busy == UST_POLLER_IDLE)
-			n = uring_quiesce(group);
-	}
+	/*
+	 * Also with nothing outstanding: the last completion signalled the
+	 * eventfd, and an undrained eventfd stays readable, so a sleeping
+	 * reactor would return from ppoll at once, forever.
+	 */
+	if (n == 0 && busy == UST_POLLER_IDLE)
+		n = uring_quiesce(group);
 	uring_update_interrupt(group);
 	return n > 0 ? UST_POLLER_BUSY : busy;
 }

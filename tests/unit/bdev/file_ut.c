@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -476,6 +477,36 @@ static void test_short_read_fails(void **state)
 	check_short_read_fails(*state, g_path);
 }
 
+/*
+ * An idle thread's interrupt fds must not stay readable once its I/O has
+ * completed: an adaptive reactor sleeps in ppoll on them, and one left
+ * signalled turns the sleep into a busy loop of system calls.
+ */
+static void test_idle_interrupt_fds_quiet(void **state)
+{
+	const struct backend *be = *state;
+	struct fixture f;
+	uint8_t *buf = aligned_buf(4096, 7);
+	struct pollfd pfds[8];
+	int fds[8];
+	size_t n, i;
+
+	make_file(g_path, MiB);
+	fixture_open(be, g_path, 0, &f);
+	assert_int_equal(do_write(&f, buf, 0, 8), 0);
+	assert_int_equal(do_read(&f, buf, 8, 8), 0);
+	poll_idle();
+	ust_thread_poll(g_t0, 0, 0);
+	n = ust_thread_get_interrupt_fds(g_t0, fds, 8);
+	assert_true(n <= 8);
+	for (i = 0; i < n; i++)
+		pfds[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};
+	assert_int_equal(poll(pfds, (nfds_t)n, 0), 0);
+	fixture_close(be, &f);
+	free(buf);
+	unlink(g_path);
+}
+
 static int g_inline_notices;
 static const char *g_notice_file;
 
@@ -732,6 +763,7 @@ int main(void)
 		BOTH(test_bad_geometry),
 		BOTH(test_short_read_fails),
 		BOTH(test_memory_fs_inline),
+		BOTH(test_idle_interrupt_fds_quiet),
 		BOTH(test_rescan_resize),
 		BOTH(test_rpcs_and_config),
 		cmocka_unit_test(test_aio_readonly_and_aliases),

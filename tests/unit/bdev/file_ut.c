@@ -332,14 +332,33 @@ static void test_misaligned_buffer(void **state)
 	unlink(g_path);
 }
 
-static int g_warnings_naming_file;
-static const char *g_warn_file;
+/* Log lines of one level naming one file and containing given words, counted. */
+static struct {
+	enum ust_log_level level;
+	const char *file;
+	const char *words;
+	int hits;
+} g_capture;
 
-static void log_sink(enum ust_log_level level, const char *msg)
+static void capture_sink(enum ust_log_level level, const char *msg)
 {
-	if (level == UST_LOG_WARN && g_warn_file != NULL && strstr(msg, g_warn_file) != NULL &&
-	    strstr(msg, "O_DIRECT") != NULL)
-		g_warnings_naming_file++;
+	if (level == g_capture.level && strstr(msg, g_capture.file) != NULL &&
+	    strstr(msg, g_capture.words) != NULL)
+		g_capture.hits++;
+}
+
+/* Open a bdev on path and return how many captured lines the open logged. */
+static int open_counting_log(const struct backend *be, const char *path, enum ust_log_level level,
+			     const char *words, struct fixture *f)
+{
+	g_capture.level = level;
+	g_capture.file = path;
+	g_capture.words = words;
+	g_capture.hits = 0;
+	ust_log_set_sink(capture_sink);
+	fixture_open(be, path, 0, f);
+	ust_log_set_sink(NULL);
+	return g_capture.hits;
 }
 
 static bool odirect_refused(const char *path)
@@ -398,13 +417,7 @@ static void test_odirect_fallback(void **state)
 	}
 	snprintf(path, sizeof(path), "%s/ustor_file_ut_%d", dir, getpid());
 	make_file(path, MiB);
-	g_warn_file = path;
-	g_warnings_naming_file = 0;
-	ust_log_set_sink(log_sink);
-	fixture_open(be, path, 0, &f);
-	ust_log_set_sink(NULL);
-	g_warn_file = NULL;
-	assert_int_equal(g_warnings_naming_file, 1);
+	assert_int_equal(open_counting_log(be, path, UST_LOG_WARN, "O_DIRECT", &f), 1);
 	assert_int_equal(ust_bdev_get_buf_align(f.bdev), 1);
 
 	wraw = malloc(4096 + 1);
@@ -507,16 +520,6 @@ static void test_idle_interrupt_fds_quiet(void **state)
 	unlink(g_path);
 }
 
-static int g_inline_notices;
-static const char *g_notice_file;
-
-static void notice_sink(enum ust_log_level level, const char *msg)
-{
-	if (level == UST_LOG_NOTICE && g_notice_file != NULL && strstr(msg, g_notice_file) != NULL &&
-	    strstr(msg, "copied inline") != NULL)
-		g_inline_notices++;
-}
-
 /*
  * A file on tmpfs is read and written by syscall on the reactor instead of
  * through the backend's kernel queue: the same data must land and come
@@ -530,14 +533,8 @@ static void test_memory_fs_inline(void **state)
 
 	snprintf(path, sizeof(path), "/dev/shm/ustor_file_ut_mem_%d", getpid());
 	make_file(path, MiB);
-	g_notice_file = path;
-	g_inline_notices = 0;
-	ust_log_set_sink(notice_sink);
-	fixture_open(be, path, 0, &f);
-	ust_log_set_sink(NULL);
-	g_notice_file = NULL;
+	assert_int_equal(open_counting_log(be, path, UST_LOG_NOTICE, "copied inline", &f), 1);
 	fixture_close(be, &f);
-	assert_int_equal(g_inline_notices, 1);
 
 	check_roundtrip_and_flush(be, path);
 	check_short_read_fails(be, path);

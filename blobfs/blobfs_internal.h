@@ -498,6 +498,8 @@ void bfs_path_free(struct bfs_req *req);
 
 /* run a request on the metadata thread (dispatch by kind) */
 void bfs_dispatch(struct bfs_req *req);
+/* blobfs_mount.c: an unmount request's steps */
+void bfs_unmount_step(struct bfs_req *req);
 void bfs_attr_run(struct bfs_req *req);
 
 #endif

@@ -84,10 +84,10 @@ struct fdev {
 	bool ring_ok;  /* the ring and efd exist; otherwise read every turn */
 	bool armed;    /* a one-shot poll of /dev/fuse is in the kernel */
 	bool ready;    /* /dev/fuse may hold requests: read until EAGAIN */
-	uint64_t hot_until; /* ticks: read on every turn until then */
-	uint64_t hot_ticks; /* FDEV_HOT_US in ticks */
 	bool quiet;    /* efd drained and no completion seen since */
 	int efd;       /* signalled by the ring on each completion */
+	uint64_t hot_until; /* ticks: read on every turn until then */
+	uint64_t hot_ticks; /* FDEV_HOT_US in ticks, computed once */
 
 	/* The helper pthread: mount, readahead, unmount. */
 	sem_t wake;

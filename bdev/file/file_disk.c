@@ -137,7 +137,7 @@ static void file_io_submit(struct file_io *fio)
 	struct file_disk_channel *dch = ust_io_channel_get_ctx(ust_bdev_io_get_io_channel(io));
 	int rc;
 
-	if (fio->disk->copy_inline && file_io_is_transfer(fio)) {
+	if (fio->disk->in_memory && file_io_is_transfer(fio)) {
 		file_io_done(fio, file_io_copy_inline(fio));
 		return;
 	}
@@ -194,7 +194,7 @@ static void file_disk_submit_request(struct ust_io_channel *ch, struct ust_bdev_
 		file_io_build_slice(fio);
 		break;
 	case UST_BDEV_IO_TYPE_FLUSH:
-		if (disk->flush_noop) {
+		if (disk->in_memory) {
 			ust_bdev_io_complete(io, UST_BDEV_IO_STATUS_SUCCESS);
 			return;
 		}
@@ -364,8 +364,7 @@ static void file_check_memory_fs(struct file_disk *disk)
 	if (disk->is_blockdev || fstatfs(disk->fd, &sfs) != 0)
 		return;
 	if (sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC) {
-		disk->flush_noop = true;
-		disk->copy_inline = true;
+		disk->in_memory = true;
 		UST_NOTICELOG("%s: on a memory filesystem; flushes complete at once, data is copied inline\n",
 			      disk->filename);
 	}

@@ -88,8 +88,8 @@ struct file_disk {
 	bool is_blockdev;
 	bool user_block_size; /* block_size given at creation */
 	bool no_aio_fdsync;   /* the kernel refused IOCB_CMD_FDSYNC: offload it */
-	bool flush_noop;      /* on tmpfs/ramfs, where fsync does nothing */
-	bool copy_inline;     /* on tmpfs/ramfs: read/write by syscall on the reactor */
+	/* on tmpfs/ramfs: flushes complete at once, reads/writes are syscalls on the reactor */
+	bool in_memory;
 	TAILQ_ENTRY(file_disk) link;
 };
 

@@ -92,8 +92,8 @@ void bfs_complete(struct bfs_req *req, int rc)
 	struct ust_blobfs *fs = req->fs;
 
 	req->rc = rc;
-	if (fs != NULL && fs->inflight > 0) {
-		fs->inflight--;
+	if (fs != NULL && atomic_load(&fs->inflight) > 0) {
+		atomic_fetch_sub(&fs->inflight, 1);
 	}
 	if (req->parent != NULL) {
 		/* an internal request: its owner continues */
@@ -120,13 +120,14 @@ static void run_msg(void *arg)
 
 void bfs_submit(struct bfs_req *req)
 {
-	req->fs->inflight++;
+	/* Counted before the message leaves, so an unmount cannot overtake it. */
+	atomic_fetch_add(&req->fs->inflight, 1);
 	if (ust_thread_send_msg(req->fs->thread, run_msg, req) != 0) {
 		if (ust_get_thread() == req->fs->thread) {
 			bfs_dispatch(req);
 		} else {
 			/* Nothing was touched on the metadata thread; fail here. */
-			req->fs->inflight--;
+			atomic_fetch_sub(&req->fs->inflight, 1);
 			req->rc = -ENOMEM;
 			deliver(req);
 		}

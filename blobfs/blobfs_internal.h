@@ -6,6 +6,7 @@
 #ifndef BLOBFS_INTERNAL_H
 #define BLOBFS_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -224,7 +225,7 @@ struct ust_blobfs {
 	size_t nibuckets;
 	size_t ninodes;
 	uint32_t nopen_files;
-	uint32_t inflight;
+	atomic_uint inflight; /* submitted on any thread (bfs_submit), done here */
 	struct bfs_req *ns_active;
 	struct bfs_req *ns_head, *ns_tail;
 	struct ust_poller *flusher;

@@ -636,7 +636,7 @@ static void mount_step(struct bfs_mount *m)
 			r->parent = m->r;
 			m->r->rc = 0;
 			m->r->state = 0;
-			fs->inflight++;
+			atomic_fetch_add(&fs->inflight, 1);
 			bfs_ns_replay(r);
 			return;
 		}
@@ -788,7 +788,8 @@ void bfs_unmount_step(struct bfs_req *req)
 
 	switch (req->state) {
 	case UM_START:
-		if (fs->nopen_files > 0 || fs->ns_active != NULL || fs->inflight > 1 || fs->unmounting) {
+		if (fs->nopen_files > 0 || fs->ns_active != NULL || atomic_load(&fs->inflight) > 1 ||
+		    fs->unmounting) {
 			bfs_complete(req, -EBUSY);
 			return;
 		}

@@ -123,7 +123,7 @@ static void run_child(struct bfs_req *req, enum bfs_kind kind)
 	default:
 		break;
 	}
-	req->fs->inflight++;
+	atomic_fetch_add(&req->fs->inflight, 1);
 	bfs_dispatch(c);
 }
 

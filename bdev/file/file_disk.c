@@ -120,6 +120,11 @@ static int64_t file_io_copy_inline(struct file_io *fio)
 {
 	ssize_t n;
 
+	if (fio->disk->map != NULL) {
+		n = file_map_copy(fio);
+		if (n != 0)
+			return n;
+	}
 	do {
 		if (fio->op == FILE_OP_READ)
 			n = preadv(fio->disk->fd, fio->slice, fio->slice_cnt,
@@ -153,6 +158,8 @@ void file_io_done(struct file_io *fio, int64_t res)
 		return;
 	}
 	if (!file_io_is_transfer(fio)) {
+		if (fio->op == FILE_OP_UNMAP || fio->op == FILE_OP_WRITE_ZEROES)
+			file_map_forget(fio->disk, fio->offset, fio->len);
 		file_io_complete_rc(fio, 0);
 		return;
 	}
@@ -202,9 +209,11 @@ static void file_disk_submit_request(struct ust_io_channel *ch, struct ust_bdev_
 		break;
 	case UST_BDEV_IO_TYPE_UNMAP:
 		fio->op = FILE_OP_UNMAP;
+		file_map_forget(disk, fio->offset, fio->len);
 		break;
 	case UST_BDEV_IO_TYPE_WRITE_ZEROES:
 		fio->op = FILE_OP_WRITE_ZEROES;
+		file_map_forget(disk, fio->offset, fio->len);
 		break;
 	case UST_BDEV_IO_TYPE_RESET:
 		/* The core drained this bdev's I/O before the reset reached us. */
@@ -283,6 +292,7 @@ static struct ust_io_channel *file_disk_get_io_channel(void *ctxt)
 
 static void file_disk_free(struct file_disk *disk)
 {
+	file_map_close(disk);
 	if (disk->fd >= 0)
 		close(disk->fd);
 	free(disk->filename);
@@ -355,19 +365,27 @@ static const struct ust_bdev_fn_table g_file_fn_table = {
  * A file in memory (tmpfs, ramfs) has no stable storage behind it: the
  * kernel's fsync there does nothing but costs an io-wq round trip per flush
  * through io_uring. Such files complete flushes at once, and their reads and
- * writes are copied inline (file_io_copy_inline).
+ * writes are copied inline (file_io_copy_inline); tmpfs files through a
+ * mapping (file_map.c).
  */
 static void file_check_memory_fs(struct file_disk *disk)
 {
 	struct statfs sfs;
+	int rc;
 
 	if (disk->is_blockdev || fstatfs(disk->fd, &sfs) != 0)
 		return;
-	if (sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC) {
-		disk->in_memory = true;
-		UST_NOTICELOG("%s: on a memory filesystem; flushes complete at once, data is copied inline\n",
-			      disk->filename);
+	if (sfs.f_type != TMPFS_MAGIC && sfs.f_type != RAMFS_MAGIC)
+		return;
+	disk->in_memory = true;
+	if (sfs.f_type == TMPFS_MAGIC) {
+		rc = file_map_open(disk, disk->bdev.blockcnt * disk->bdev.blocklen);
+		if (rc != 0)
+			UST_NOTICELOG("%s: cannot map the file (%s); using preadv/pwritev\n",
+				      disk->filename, strerror(-rc));
 	}
+	UST_NOTICELOG("%s: on a memory filesystem; flushes complete at once, data is copied inline%s\n",
+		      disk->filename, disk->map != NULL ? " through a mapping" : "");
 }
 
 static int file_open(struct file_disk *disk)

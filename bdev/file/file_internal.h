@@ -12,6 +12,7 @@
 #define USTOR_BDEV_FILE_INTERNAL_H
 
 #include <libaio.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
@@ -88,8 +89,9 @@ struct file_disk {
 	bool is_blockdev;
 	bool user_block_size; /* block_size given at creation */
 	bool no_aio_fdsync;   /* the kernel refused IOCB_CMD_FDSYNC: offload it */
-	/* on tmpfs/ramfs: flushes complete at once, reads/writes are syscalls on the reactor */
+	/* on tmpfs/ramfs: flushes complete at once, reads/writes are copied on the reactor */
 	bool in_memory;
+	struct file_map *map; /* tmpfs: the file mapped (file_map.c); else NULL */
 	TAILQ_ENTRY(file_disk) link;
 };
 
@@ -97,6 +99,20 @@ struct file_disk {
 struct file_disk_channel {
 	struct ust_io_channel *group_ch;
 };
+
+/* ---- file_map.c --------------------------------------------------------- */
+
+/* Map the first size bytes of disk->fd (a tmpfs file): sets disk->map. */
+int file_map_open(struct file_disk *disk, uint64_t size);
+void file_map_close(struct file_disk *disk);
+/*
+ * Copy fio's current slice through the mapping: bytes copied, 0 when it must
+ * use preadv/pwritev instead (outside the mapping, or a read of a chunk with
+ * a hole), or -errno (ENOSPC allocating a write's chunk).
+ */
+int64_t file_map_copy(struct file_io *fio);
+/* [offset, offset + len) may lose its pages (unmap, write_zeroes): allocate before storing. */
+void file_map_forget(struct file_disk *disk, uint64_t offset, uint64_t len);
 
 /* ---- file_disk.c -------------------------------------------------------- */
 

@@ -540,6 +540,138 @@ static void test_memory_fs_inline(void **state)
 	check_short_read_fails(be, path);
 }
 
+/* Read the file itself (not through the bdev). */
+static void pread_file(const char *path, void *buf, size_t len, off_t off)
+{
+	int fd = open(path, O_RDONLY);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, buf, len, off), (ssize_t)len);
+	close(fd);
+}
+
+/*
+ * tmpfs files are copied through a mapping (file_map.c): data lands in the
+ * file itself, holes stay holes, unmapped chunks are allocated again before
+ * the next store, and a file truncated behind the bdev's back fails the I/O
+ * with -EIO instead of killing the process with SIGBUS.
+ */
+static void test_tmpfs_mapping(void **state)
+{
+	const struct backend *be = *state;
+	uint8_t *w = aligned_buf(MiB, 0), *r = aligned_buf(MiB, 0), *z = aligned_buf(MiB, 0);
+	char path[96];
+	struct fixture f;
+	struct io_result res = {0};
+	uint64_t blocks;
+	int fd;
+
+	snprintf(path, sizeof(path), "/dev/shm/ustor_file_ut_map_%d", getpid());
+	make_file(path, 4 * MiB);
+	assert_int_equal(open_counting_log(be, path, UST_LOG_NOTICE, "through a mapping", &f), 1);
+
+	/* A write across a chunk boundary (64 KiB) and a 512-byte one: back from the file and the bdev. */
+	fill_pattern(w, 8192, 1);
+	assert_int_equal(do_write(&f, w, (60 * 1024) / 512, 16), 0);
+	fill_pattern(w + 8192, 512, 2);
+	assert_int_equal(do_write(&f, w + 8192, (128 * 1024 + 512) / 512, 1), 0);
+	pread_file(path, r, 8192, 60 * 1024);
+	assert_memory_equal(r, w, 8192);
+	pread_file(path, r, 512, 128 * 1024 + 512);
+	assert_memory_equal(r, w + 8192, 512);
+	assert_int_equal(do_read(&f, r, (60 * 1024) / 512, 16), 0);
+	assert_memory_equal(r, w, 8192);
+	/* Only the three chunks written are allocated. */
+	blocks = file_blocks(path);
+	assert_true(blocks * 512 <= 3 * 64 * 1024);
+
+	/* A hole reads as zeros and stays a hole. */
+	memset(r, 0xee, 65536);
+	assert_int_equal(do_read(&f, r, MiB / 512, 128), 0);
+	assert_memory_equal(r, z, 65536);
+	assert_int_equal(file_blocks(path), blocks);
+
+	/* Another writer of the file is seen: one page cache. */
+	fd = open(path, O_WRONLY);
+	assert_true(fd >= 0);
+	fill_pattern(w, 4096, 3);
+	assert_int_equal(pwrite(fd, w, 4096, 64 * 1024), 4096);
+	close(fd);
+	assert_int_equal(do_read(&f, r, (64 * 1024) / 512, 8), 0);
+	assert_memory_equal(r, w, 4096);
+
+	/* Unmap punches the chunk; the next write there allocates it again. */
+	assert_int_equal(ust_bdev_unmap_blocks(f.desc, f.ch, 0, MiB / 512, io_cb, &res), 0);
+	poll_until(&res.done);
+	assert_int_equal(res.status, 0);
+	assert_int_equal(file_blocks(path), 0);
+	assert_int_equal(do_read(&f, r, (60 * 1024) / 512, 16), 0);
+	assert_memory_equal(r, z, 8192);
+	fill_pattern(w, 8192, 4);
+	assert_int_equal(do_write(&f, w, (60 * 1024) / 512, 16), 0);
+	pread_file(path, r, 8192, 60 * 1024);
+	assert_memory_equal(r, w, 8192);
+
+	/* Every chunk backed, then the file shrinks behind our back: -EIO, no SIGBUS. */
+	fill_pattern(w, MiB, 5);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(do_write(&f, w, (uint64_t)i * MiB / 512, MiB / 512), 0);
+	assert_int_equal(truncate(path, MiB), 0);
+	assert_int_equal(do_read(&f, r, 2 * MiB / 512, 8), -EIO);
+	assert_int_equal(do_write(&f, w, 3 * MiB / 512, 8), -EIO);
+	assert_int_equal(do_read(&f, r, 0, 8), 0);
+	assert_memory_equal(r, w, 4096);
+	fixture_close(be, &f);
+	free(w);
+	free(r);
+	free(z);
+	unlink(path);
+}
+
+/*
+ * A store into a mapping of a full tmpfs would be a SIGBUS: the write must
+ * fail with -ENOSPC instead, and what was written before must read back.
+ */
+static void test_tmpfs_mapping_enospc(void **state)
+{
+	const struct backend *be = *state;
+	uint8_t *w = aligned_buf(64 * 1024, 0), *r = aligned_buf(64 * 1024, 0);
+	char mnt[96], path[160];
+	struct fixture f;
+	uint64_t i, written = 0;
+	int rc = 0;
+
+	snprintf(mnt, sizeof(mnt), "/tmp/ustor_file_ut_small_%d", getpid());
+	assert_int_equal(mkdir(mnt, 0700), 0);
+	if (mount("none", mnt, "tmpfs", 0, "size=1m") != 0) {
+		rmdir(mnt);
+		skip(); /* needs root (CI runs as root) */
+	}
+	snprintf(path, sizeof(path), "%s/img", mnt);
+	make_file(path, 8 * MiB);
+	fixture_open(be, path, 0, &f);
+	for (i = 0; i < 8 * MiB / (64 * 1024); i++) {
+		fill_pattern(w, 64 * 1024, (uint32_t)i);
+		rc = do_write(&f, w, i * 128, 128);
+		if (rc != 0)
+			break;
+		written++;
+	}
+	assert_int_equal(rc, -ENOSPC);
+	assert_true(written > 0 && written <= 16); /* 1 MiB of tmpfs: 16 chunks at most */
+	for (i = 0; i < written; i++) {
+		fill_pattern(w, 64 * 1024, (uint32_t)i);
+		assert_int_equal(do_read(&f, r, i * 128, 128), 0);
+		assert_memory_equal(r, w, 64 * 1024);
+	}
+	fixture_close(be, &f);
+	unlink(path);
+	assert_int_equal(umount(mnt), 0);
+	rmdir(mnt);
+	free(w);
+	free(r);
+}
+
 static void test_rescan_resize(void **state)
 {
 	const struct backend *be = *state;
@@ -760,6 +892,8 @@ int main(void)
 		BOTH(test_bad_geometry),
 		BOTH(test_short_read_fails),
 		BOTH(test_memory_fs_inline),
+		BOTH(test_tmpfs_mapping),
+		BOTH(test_tmpfs_mapping_enospc),
 		BOTH(test_idle_interrupt_fds_quiet),
 		BOTH(test_rescan_resize),
 		BOTH(test_rpcs_and_config),

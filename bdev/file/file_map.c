@@ -1,0 +1,298 @@
+/*
+ * Files in memory (tmpfs), read and written through a shared mapping.
+ *
+ * A tmpfs file is nothing but page cache, so a read or write is one copy
+ * whichever way it is made; pread/pwrite add a system call and a page-cache
+ * lookup and lock per 4 KiB page around it, which on the reactor cost more
+ * than the copy itself (bench/fs). So a file on tmpfs is mapped MAP_SHARED
+ * once at open and its reads and writes are memcpy()s on the reactor, with
+ * the same coherence as pread/pwrite: one page cache, seen by every other
+ * opener of the file.
+ *
+ * The hazard of a mapping is that a page the kernel cannot provide is a
+ * SIGBUS, not an error code: a store into a hole of a full tmpfs, or any
+ * access past the end of the file. Both are kept out of the copy path:
+ *  - The file is divided into chunks (64 KiB, or more for files over 1 TiB,
+ *    so the bitmap stays small) and a bit per chunk says "every page of this
+ *    chunk exists in the file". Only I/O whose chunks all have the bit is
+ *    copied through the mapping. A write to another chunk first allocates it
+ *    with fallocate(2), which fails cleanly with ENOSPC; a read first asks
+ *    lseek(SEEK_HOLE) whether the chunk has a hole, and a chunk with one is
+ *    read with preadv (which returns zeros for holes without allocating).
+ *    Unmap and write_zeroes clear the bits of every chunk they touch, before
+ *    they are issued and again when they complete, so a punched chunk is
+ *    allocated again before the next store into it.
+ *  - Only the file's size at open is mapped. I/O beyond it (after a rescan
+ *    that grew the file) uses the system calls. Shrinking is refused while
+ *    the bdev is open (file_disk.c), but another process can still truncate
+ *    the file behind our back. The copies therefore run under a SIGBUS
+ *    guard (a thread-local jump target, set only around them): a fault
+ *    there fails the I/O with -EIO, as preadv would have by coming up
+ *    short. A SIGBUS anywhere else goes to the handler installed before
+ *    ours, or kills the process as it would have without us.
+ * fallocate and lseek on tmpfs touch memory only, never a device, so like
+ * the copies they run on the reactor. Newly backed chunks are prefaulted (MADV_POPULATE_WRITE/READ) so their
+ * first copies do not take a page fault per page.
+ *
+ * Only tmpfs files are mapped: ramfs has no fallocate (and no size limit),
+ * so its files keep using preadv/pwritev. The bits are atomic: the channels
+ * of several threads share one disk.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "ustor/log.h"
+
+#include "file_internal.h"
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+/* 64 KiB chunks, doubled until the bitmap of the mapped size fits in 2^24 bits (2 MiB). */
+#define FILE_MAP_MIN_CHUNK_SHIFT 16
+#define FILE_MAP_MAX_CHUNKS (1ull << 24)
+
+struct file_map {
+	uint8_t *base;
+	uint64_t len;            /* bytes mapped: the file's size at open */
+	uint32_t chunk_shift;
+	uint64_t nchunks;
+	_Atomic uint64_t *backed; /* bit c: every page of chunk c exists in the file */
+};
+
+/* Where a SIGBUS inside this thread's copy lands; NULL outside the copies. */
+static __thread sigjmp_buf *t_copy_jmp;
+static struct sigaction g_prev_sigbus;
+static pthread_mutex_t g_sigbus_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void map_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	sigjmp_buf *jb = t_copy_jmp;
+
+	if (jb != NULL) {
+		t_copy_jmp = NULL;
+		siglongjmp(*jb, 1);
+	}
+	if (g_prev_sigbus.sa_flags & SA_SIGINFO) {
+		g_prev_sigbus.sa_sigaction(sig, si, uc);
+	} else if (g_prev_sigbus.sa_handler != SIG_DFL && g_prev_sigbus.sa_handler != SIG_IGN) {
+		g_prev_sigbus.sa_handler(sig);
+	} else {
+		/* Returning would fault again: die of it, as without us. */
+		signal(SIGBUS, SIG_DFL);
+		raise(SIGBUS);
+	}
+}
+
+/*
+ * Install the guard's handler unless it is in place. Checked at every open,
+ * not once: a handler installed after ours (a test harness, another
+ * library) replaces it, and the next mapping then gets the guard back.
+ */
+static int map_install_sigbus(void)
+{
+	struct sigaction sa, cur;
+	int rc = 0;
+
+	pthread_mutex_lock(&g_sigbus_lock);
+	if (sigaction(SIGBUS, NULL, &cur) != 0) {
+		rc = -errno;
+	} else if (!(cur.sa_flags & SA_SIGINFO) || cur.sa_sigaction != map_sigbus) {
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_sigaction = map_sigbus;
+		/* NODEFER: the jump leaves the handler, and sigsetjmp(, 0) saves no mask to restore. */
+		sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+		sigemptyset(&sa.sa_mask);
+		g_prev_sigbus = cur;
+		if (sigaction(SIGBUS, &sa, NULL) != 0) {
+			rc = -errno;
+		}
+	}
+	pthread_mutex_unlock(&g_sigbus_lock);
+	return rc;
+}
+
+static bool map_test(const struct file_map *fm, uint64_t c)
+{
+	return (atomic_load_explicit(&fm->backed[c / 64], memory_order_acquire) >> (c % 64)) & 1;
+}
+
+static void map_set(struct file_map *fm, uint64_t c)
+{
+	atomic_fetch_or_explicit(&fm->backed[c / 64], 1ull << (c % 64), memory_order_release);
+}
+
+static void map_clear(struct file_map *fm, uint64_t c)
+{
+	atomic_fetch_and_explicit(&fm->backed[c / 64], ~(1ull << (c % 64)), memory_order_release);
+}
+
+int file_map_open(struct file_disk *disk, uint64_t size)
+{
+	struct file_map *fm;
+	uint32_t shift = FILE_MAP_MIN_CHUNK_SHIFT;
+	void *base;
+	int rc;
+
+	if (size == 0) {
+		return -EINVAL;
+	}
+	rc = map_install_sigbus();
+	if (rc != 0) {
+		return rc;
+	}
+	while ((size >> shift) >= FILE_MAP_MAX_CHUNKS) {
+		shift++;
+	}
+	fm = calloc(1, sizeof(*fm));
+	if (fm == NULL) {
+		return -ENOMEM;
+	}
+	fm->len = size;
+	fm->chunk_shift = shift;
+	fm->nchunks = (size + (1ull << shift) - 1) >> shift;
+	fm->backed = calloc((fm->nchunks + 63) / 64, sizeof(*fm->backed));
+	base = mmap(NULL, size, disk->readonly ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED,
+		    disk->fd, 0);
+	if (fm->backed == NULL || base == MAP_FAILED) {
+		rc = fm->backed == NULL ? -ENOMEM : -errno;
+
+		free(fm->backed);
+		free(fm);
+		return rc;
+	}
+	fm->base = base;
+	disk->map = fm;
+	return 0;
+}
+
+void file_map_close(struct file_disk *disk)
+{
+	struct file_map *fm = disk->map;
+
+	if (fm == NULL) {
+		return;
+	}
+	munmap(fm->base, fm->len);
+	free(fm->backed);
+	free(fm);
+	disk->map = NULL;
+}
+
+void file_map_forget(struct file_disk *disk, uint64_t offset, uint64_t len)
+{
+	struct file_map *fm = disk->map;
+	uint64_t c, last;
+
+	if (fm == NULL || len == 0 || offset >= fm->len) {
+		return;
+	}
+	if (len > fm->len - offset) {
+		len = fm->len - offset;
+	}
+	last = (offset + len - 1) >> fm->chunk_shift;
+	for (c = offset >> fm->chunk_shift; c <= last; c++) {
+		map_clear(fm, c);
+	}
+}
+
+/*
+ * Make chunk c usable: 0; 1 when a read must go through preadv (the chunk
+ * has a hole); -errno (ENOSPC) to fail a write.
+ */
+static int map_back_chunk(struct file_disk *disk, struct file_map *fm, uint64_t c, bool write)
+{
+	uint64_t start = c << fm->chunk_shift;
+	uint64_t len = 1ull << fm->chunk_shift;
+	off_t hole;
+
+	if (len > fm->len - start) {
+		len = fm->len - start;
+	}
+	if (write) {
+		if (fallocate(disk->fd, 0, (off_t)start, (off_t)len) != 0) {
+			return -errno;
+		}
+		/* Best effort: only saves the page faults. */
+		madvise(fm->base + start, len, MADV_POPULATE_WRITE);
+	} else {
+		hole = lseek(disk->fd, (off_t)start, SEEK_HOLE);
+		if (hole < 0 || (uint64_t)hole < start + len) {
+			return 1;
+		}
+		madvise(fm->base + start, len, MADV_POPULATE_READ);
+	}
+	map_set(fm, c);
+	return 0;
+}
+
+static void map_copy_slices(const struct file_io *fio)
+{
+	uint8_t *p = fio->disk->map->base + fio->offset + fio->done;
+	int i;
+
+	for (i = 0; i < fio->slice_cnt; i++) {
+		if (fio->op == FILE_OP_WRITE) {
+			memcpy(p, fio->slice[i].iov_base, fio->slice[i].iov_len);
+		} else {
+			memcpy(fio->slice[i].iov_base, p, fio->slice[i].iov_len);
+		}
+		p += fio->slice[i].iov_len;
+	}
+}
+
+/* The copies, under the SIGBUS guard: false if the file was shorter than mapped. */
+static bool map_copy_guarded(const struct file_io *fio)
+{
+	sigjmp_buf jb;
+
+	if (sigsetjmp(jb, 0) != 0) {
+		UST_ERRLOG("%s: the file is shorter than when it was opened (truncated by "
+			   "someone else?): I/O at %" PRIu64 " fails\n", fio->disk->filename,
+			   fio->offset);
+		return false;
+	}
+	t_copy_jmp = &jb;
+	map_copy_slices(fio);
+	t_copy_jmp = NULL;
+	return true;
+}
+
+int64_t file_map_copy(struct file_io *fio)
+{
+	struct file_disk *disk = fio->disk;
+	struct file_map *fm = disk->map;
+	uint64_t off = fio->offset + fio->done, len = 0, c, last;
+	bool write = fio->op == FILE_OP_WRITE;
+	int i, rc;
+
+	for (i = 0; i < fio->slice_cnt; i++) {
+		len += fio->slice[i].iov_len;
+	}
+	if (len == 0 || off >= fm->len || len > fm->len - off) {
+		return 0;
+	}
+	last = (off + len - 1) >> fm->chunk_shift;
+	for (c = off >> fm->chunk_shift; c <= last; c++) {
+		if (map_test(fm, c)) {
+			continue;
+		}
+		rc = map_back_chunk(disk, fm, c, write);
+		if (rc != 0) {
+			return rc > 0 ? 0 : rc;
+		}
+	}
+	return map_copy_guarded(fio) ? (int64_t)len : -EIO;
+}

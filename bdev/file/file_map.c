@@ -9,6 +9,15 @@
  * the same coherence as pread/pwrite: one page cache, seen by every other
  * opener of the file.
  *
+ * The price is paid once per page: the first access through the mapping is
+ * a page fault. Measured on this project's test machine (a nested VM with
+ * shadow paging, where faults are dear): a first touch costs 12-19 us per
+ * 4 KiB page against about 2 us for a pread or pwrite of it, and every
+ * later access 0.2-0.4 us against 2 us. On bare metal a fault costs well
+ * under a microsecond. Counting I/Os per chunk to map only hot chunks was
+ * tried and dropped: a sequential reader sees each chunk once per pass, so
+ * its chunks turned hot all at once, late, and paid every fault together.
+ *
  * The hazard of a mapping is that a page the kernel cannot provide is a
  * SIGBUS, not an error code: a store into a hole of a full tmpfs, or any
  * access past the end of the file. Both are kept out of the copy path:

@@ -45,6 +45,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fuse.h>
 #include <liburing.h>
 #include <poll.h>
 #include <pthread.h>
@@ -54,6 +55,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "ustor/log.h"
@@ -141,6 +143,50 @@ static void fdev_raise_readahead(struct fmnt *m)
 		UST_INFOLOG("%s: cannot raise readahead in %s\n", m->mountpoint, path);
 	}
 }
+
+/* ---- replies (mount thread) ------------------------------------------------ */
+
+/*
+ * libfuse writes every reply through these (fuse_session_custom_io). Only
+ * writev matters: requests are read by the poller below, never by libfuse.
+ */
+static ssize_t fdev_io_read(int fd, void *buf, size_t len, void *userdata)
+{
+	(void)userdata;
+	return read(fd, buf, len);
+}
+
+/*
+ * An OPEN or CREATE answer carries struct fuse_open_out at the end of its
+ * one argument; add the flags libfuse cannot express (m->reply_open_flags).
+ */
+static void fdev_add_open_flags(struct fmnt *m, struct iovec *iov, int count)
+{
+	const struct fuse_out_header *oh = iov[0].iov_base;
+	struct fuse_open_out *oo;
+
+	if (count != 2 || iov[0].iov_len != sizeof(*oh) || oh->error != 0 ||
+	    iov[1].iov_len < sizeof(*oo)) {
+		return;
+	}
+	oo = (struct fuse_open_out *)((char *)iov[1].iov_base + iov[1].iov_len - sizeof(*oo));
+	oo->open_flags |= m->reply_open_flags;
+}
+
+static ssize_t fdev_io_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+	struct fmnt *m = userdata;
+
+	if (m->reply_open_flags != 0) {
+		fdev_add_open_flags(m, iov, count);
+	}
+	return writev(fd, iov, count);
+}
+
+static const struct fuse_custom_io g_fdev_io = {
+	.read = fdev_io_read,
+	.writev = fdev_io_writev,
+};
 
 /* ---- the poller (mount thread) ---------------------------------------------- */
 
@@ -344,6 +390,14 @@ static void fdev_mounted(void *ctx)
 	struct fdev *d = m->tctx;
 	int rc;
 
+	/* Same descriptor, our writev: see fdev_io_writev. */
+	rc = fuse_session_custom_io(m->se, &g_fdev_io, d->fd);
+	if (rc != 0) {
+		UST_ERRLOG("%s: cannot route libfuse's replies: %s\n", m->mountpoint, strerror(-rc));
+		d->stopped = true;
+		fmnt_transport_mounted(m, rc);
+		return;
+	}
 	d->poller = ust_poller_register(fdev_poll, d, 0, "fuse_dev");
 	if (d->poller == NULL) {
 		UST_ERRLOG("%s: cannot register the /dev/fuse poller\n", m->mountpoint);

@@ -132,6 +132,13 @@ struct fmnt {
 	const struct fmnt_transport_ops *tops;
 	void *tctx; /* the transport's state */
 	uint64_t completed;
+	/*
+	 * Open flags libfuse 3.14 has no fuse_file_info field for
+	 * (FOPEN_PARALLEL_DIRECT_WRITES): while nonzero, the transport adds
+	 * them to the OPEN or CREATE answer being written (fuse_ops.c sets it
+	 * around fuse_reply_open/create, which write on this thread at once).
+	 */
+	uint32_t reply_open_flags;
 	TAILQ_HEAD(, fhandle) handles;
 	/* FM_CHECK_EMPTY */
 	struct ust_bdev_desc *desc;

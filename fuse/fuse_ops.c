@@ -21,6 +21,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fuse.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -378,7 +379,10 @@ static void cb_open(void *arg, struct ust_blobfs_file *bfh, int rc)
 		/* Every change goes through this kernel: its page cache stays right. */
 		op->fi.keep_cache = 1;
 	}
-	if (fuse_reply_open(op->req, &op->fi) != 0) {
+	m->reply_open_flags = dir ? 0 : FOPEN_PARALLEL_DIRECT_WRITES;
+	rc = fuse_reply_open(op->req, &op->fi);
+	m->reply_open_flags = 0;
+	if (rc != 0) {
 		handle_abandon(m, h);
 	}
 	fop_done(op);
@@ -406,7 +410,10 @@ static void cb_create(void *arg, const struct ust_blobfs_entry *entry,
 	entry_param(m, entry, &p);
 	op->fi.fh = (uint64_t)(uintptr_t)h;
 	op->fi.keep_cache = 1;
-	if (fuse_reply_create(op->req, &p, &op->fi) != 0) {
+	m->reply_open_flags = FOPEN_PARALLEL_DIRECT_WRITES;
+	rc = fuse_reply_create(op->req, &p, &op->fi);
+	m->reply_open_flags = 0;
+	if (rc != 0) {
 		ust_blobfs_forget(m->fs, entry->ino, 1);
 		handle_abandon(m, h);
 	}

@@ -31,6 +31,7 @@
 #include "ustor/env.h"
 #include "ustor/rpc.h"
 #include "ustor/thread.h"
+#include "ut_threads.h"
 
 #include "../../../bdev/malloc/bdev_malloc.h"
 
@@ -38,23 +39,8 @@
 #define BDEV_BYTES (32u << 20)
 #define ROOT UST_BLOBFS_ROOT_INO
 
-static struct ust_thread *g_t0, *g_t1;
 static struct ust_blobfs *g_fs;
 static const struct ust_blobfs_ctx g_ctx = {.uid = 0, .gid = 0};
-
-static void poll_threads(void)
-{
-	int round, busy;
-
-	for (round = 0; round < 1000000; round++) {
-		busy = ust_thread_poll(g_t0, 0, 0);
-		busy |= ust_thread_poll(g_t1, 0, 0);
-		if (!busy) {
-			break;
-		}
-	}
-	ust_set_thread(g_t0);
-}
 
 /* ---- synchronous wrappers ---------------------------------------------------------------- */
 
@@ -79,7 +65,7 @@ static struct res *begin(void)
 
 static void finish(void)
 {
-	poll_threads();
+	ut_threads_poll();
 	assert_true(g_r.done);
 }
 
@@ -401,64 +387,26 @@ static bool dl_has(const struct dl *l, const char *name)
 
 /* ---- fixtures ----------------------------------------------------------------------------- */
 
-static void init_done(void *ctx, int rc)
-{
-	*(int *)ctx = rc == 0 ? 1 : rc;
-}
-
 static int setup(void **state)
 {
-	int done = 0;
-
 	(void)state;
-	if (ust_thread_lib_init(NULL) != 0) {
-		return -1;
-	}
-	g_t0 = ust_thread_create("t0", NULL);
-	g_t1 = ust_thread_create("t1", NULL);
-	ust_set_thread(g_t0);
-	ust_rpc_set_state(UST_RPC_RUNTIME);
-	ust_bdev_initialize(init_done, &done);
-	poll_threads();
-	return done == 1 ? 0 : -1;
-}
-
-static void exit_thread(struct ust_thread *t)
-{
-	int i;
-
-	ust_set_thread(t);
-	ust_thread_exit(t);
-	for (i = 0; i < 1000 && !ust_thread_is_exited(t); i++) {
-		ust_thread_poll(t, 0, 0);
-	}
-	ust_thread_destroy(t);
-}
-
-static void fini_done(void *ctx)
-{
-	*(int *)ctx = 1;
+	return ut_threads_setup(2) == 0 ? ut_bdev_start() : -1;
 }
 
 static int teardown(void **state)
 {
-	int done = 0;
+	int rc;
 
 	(void)state;
-	ust_bdev_finish(fini_done, &done);
-	poll_threads();
-	exit_thread(g_t1);
-	exit_thread(g_t0);
-	ust_set_thread(NULL);
-	ust_thread_lib_fini();
-	return done == 1 ? 0 : -1;
+	rc = ut_bdev_stop();
+	return ut_threads_teardown() == 0 ? rc : -1;
 }
 
 static int make_bdev_named(const char *name)
 {
 	struct ust_malloc_opts o = {.name = name, .num_blocks = BDEV_BYTES / BLOCK, .block_size = BLOCK};
 
-	ust_set_thread(g_t0);
+	ust_set_thread(ut_thread(0));
 	return ust_bdev_malloc_create(&o, NULL);
 }
 
@@ -481,14 +429,14 @@ static void drop_named(const char *name)
 	int done = 0;
 
 	if (ust_bdev_malloc_delete(name, deleted, &done) == 0) {
-		poll_threads();
+		ut_threads_poll();
 	}
 }
 
 static int drop_fs(void **state)
 {
 	(void)state;
-	ust_set_thread(g_t0);
+	ust_set_thread(ut_thread(0));
 	if (g_fs != NULL) {
 		do_unmount();
 	}
@@ -527,9 +475,9 @@ static void raw_io(const char *name, bool write, void *buf, uint64_t len)
 	finish();
 	assert_int_equal(g_r.rc, 0);
 	ust_put_io_channel(ch);
-	poll_threads();
+	ut_threads_poll();
 	ust_bdev_close(desc);
-	poll_threads();
+	ut_threads_poll();
 }
 
 static void snapshot_to_m1(void)
@@ -1257,10 +1205,10 @@ static void test_threads(void **state)
 {
 	(void)state;
 	begin();
-	ust_thread_send_msg(g_t1, call_from_t1, &g_r);
+	ust_thread_send_msg(ut_thread(1), call_from_t1, &g_r);
 	finish();
 	assert_int_equal(g_r.rc, 0);
-	assert_ptr_equal(g_cb_thread, g_t1);
+	assert_ptr_equal(g_cb_thread, ut_thread(1));
 	assert_int_equal(lookup(ROOT, "fromt1", NULL), 0);
 }
 
@@ -1370,7 +1318,7 @@ static void test_big_directory(void **state)
 	assert_int_equal(do_unmount(), 0);
 	g_fs = saved;
 	ust_bdev_malloc_delete("BIG", deleted, &done);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(done, 1);
 }
 
@@ -1404,7 +1352,7 @@ static struct ust_crashsim *crash_fs_start(struct ust_blobfs **live, struct ust_
 	g_fs = g_r.fs;
 	*rec = g_fs;
 	assert_int_equal(ust_crashsim_start(cs, cs_done, &done), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(done, 1);
 	return cs;
 }
@@ -1414,11 +1362,11 @@ static void crash_fs_end(struct ust_crashsim_image *img, struct ust_blobfs *rec,
 	int done = 0;
 
 	ust_crashsim_image_free(img, NULL, NULL);
-	poll_threads();
+	ut_threads_poll();
 	g_fs = rec;
 	assert_int_equal(do_unmount(), 0);
 	assert_int_equal(ust_crashsim_delete("CS0", cs_done, &done), 0);
-	poll_threads();
+	ut_threads_poll();
 	g_fs = live;
 }
 
@@ -1657,7 +1605,7 @@ static void batch_run(uint64_t p, bool unlink)
 			ust_blobfs_mknod(g_fs, &g_ctx, p, names[k], S_IFREG | 0644, 0, entry_cb, &r[k]);
 		}
 	}
-	poll_threads();
+	ut_threads_poll();
 	for (k = 0, left = 0; k < BATCH_N; k++) {
 		assert_true(r[k].done);
 		assert_int_equal(r[k].rc, 0);

@@ -30,7 +30,6 @@
 #include "ustor/blob.h"
 #include "ustor/blobfs.h"
 #include "ustor/lvol.h"
-#include "ustor/rpc.h"
 #include "ustor/thread.h"
 #include "ut_threads.h"
 

@@ -29,7 +29,6 @@
 #include "ustor/blob.h"
 #include "ustor/blobfs.h"
 #include "ustor/env.h"
-#include "ustor/rpc.h"
 #include "ustor/thread.h"
 #include "ut_threads.h"
 
@@ -1584,25 +1583,92 @@ static uint64_t count_flushes(struct ust_crashsim *cs, uint64_t from, uint64_t t
 	return n;
 }
 
-static void batch_name(char *buf, int k)
+/* The batch's names, in queue order (pick_batch_names). */
+static char g_batch_names[BATCH_N][16];
+
+struct cookie_find {
+	const char *name;
+	uint64_t cookie;
+	bool found;
+};
+
+static int cookie_fill(void *arg, const struct ust_blobfs_dirent *d)
 {
-	snprintf(buf, 16, "b%d", k);
+	struct cookie_find *cf = arg;
+
+	if (strcmp(d->name, cf->name) == 0) {
+		cf->cookie = d->next_offset; /* an entry's readdir offset is its cookie */
+		cf->found = true;
+	}
+	return 0;
+}
+
+/*
+ * Bit 0 of name's key in directory p (its seed is random): name is created,
+ * its cookie read (rev31(key) << 32 | ..., docs/blobfs-format.md 4.2, so
+ * key bit 0 is cookie bit 62), and name unlinked again.
+ */
+static unsigned probe_key_bit0(uint64_t p, const char *name)
+{
+	struct cookie_find cf = {.name = name};
+	struct ust_blobfs_file *dh;
+
+	assert_int_equal(mknod_(p, name, S_IFREG | 0644, 0, NULL), 0);
+	ust_blobfs_opendir(g_fs, &g_ctx, p, open_cb, begin());
+	finish();
+	assert_int_equal(g_r.rc, 0);
+	dh = g_r.fh;
+	ust_blobfs_readdir(g_fs, dh, 0, false, cookie_fill, &cf, op_cb, begin());
+	finish();
+	assert_int_equal(g_r.rc, 0);
+	ust_blobfs_releasedir(g_fs, dh, op_cb, begin());
+	finish();
+	assert_true(cf.found);
+	assert_int_equal(unlink_(p, name), 0);
+	return (unsigned)(cf.cookie >> 62) & 1;
+}
+
+/*
+ * Names whose keys alternate in bit 0, so that batches form whatever p's
+ * seed: p spans several blocks, so every bucket has depth 1 or more and two
+ * names that differ in key bit 0 never share one. A change that cannot join
+ * a batch leads the next one, which the change queued behind it (the other
+ * bit) joins: no two changes in a row run alone, so the BATCH_N changes
+ * take at most BATCH_N / 2 + 1 batches.
+ */
+static void pick_batch_names(uint64_t p)
+{
+	char pool[2][BATCH_N / 2][16];
+	unsigned have[2] = {0, 0}, bit;
+	char name[16];
+	int k;
+
+	for (k = 0; have[0] < BATCH_N / 2 || have[1] < BATCH_N / 2; k++) {
+		assert_true(k < 1000); /* each probe is a coin flip */
+		snprintf(name, sizeof(name), "b%d", k);
+		bit = probe_key_bit0(p, name);
+		if (have[bit] < BATCH_N / 2) {
+			memcpy(pool[bit][have[bit]++], name, sizeof(name));
+		}
+	}
+	for (k = 0; k < BATCH_N; k++) {
+		memcpy(g_batch_names[k], pool[k % 2][k / 2], sizeof(g_batch_names[k]));
+	}
 }
 
 /* BATCH_N creates (unlink: false) or unlinks in dir p, all in flight at once. */
 static void batch_run(uint64_t p, bool unlink)
 {
 	struct res r[BATCH_N];
-	char names[BATCH_N][16];
 	int k, left;
 
 	memset(r, 0, sizeof(r));
 	for (k = 0; k < BATCH_N; k++) {
-		batch_name(names[k], k);
 		if (unlink) {
-			ust_blobfs_unlink(g_fs, &g_ctx, p, names[k], op_cb, &r[k]);
+			ust_blobfs_unlink(g_fs, &g_ctx, p, g_batch_names[k], op_cb, &r[k]);
 		} else {
-			ust_blobfs_mknod(g_fs, &g_ctx, p, names[k], S_IFREG | 0644, 0, entry_cb, &r[k]);
+			ust_blobfs_mknod(g_fs, &g_ctx, p, g_batch_names[k], S_IFREG | 0644, 0, entry_cb,
+					 &r[k]);
 		}
 	}
 	ut_threads_poll();
@@ -1625,16 +1691,16 @@ static void test_crash_batch(void **state)
 	struct ust_crashsim_image *img;
 	struct ust_blobfs *live, *rec;
 	uint64_t p, ino, e0, e1, e2, nev, cut, seed, present;
-	char name[16];
 	int k;
 
 	(void)state;
 	cs = crash_fs_start(&live, &rec);
 	assert_int_equal(mkdir_(ROOT, "p", &p), 0);
 	/*
-	 * Only changes in distinct buckets share a batch: a directory of
-	 * BATCH_FILL long names has some 10 buckets, so the queued changes
-	 * join (nearly) always; one collision only splits a batch in two.
+	 * Only changes in distinct buckets share a batch: BATCH_FILL names of
+	 * 240 bytes (15 fit a block) spread p over several buckets, and
+	 * pick_batch_names chooses names that never fall in one bucket twice in
+	 * a row.
 	 */
 	for (k = 0; k < BATCH_FILL; k++) {
 		char big[256];
@@ -1644,6 +1710,7 @@ static void test_crash_batch(void **state)
 		big[240] = '\0';
 		assert_int_equal(mknod_(p, big, S_IFREG | 0644, 0, NULL), 0);
 	}
+	pick_batch_names(p);
 	e0 = ust_crashsim_num_events(cs);
 	batch_run(p, false);
 	e1 = ust_crashsim_num_events(cs);
@@ -1667,8 +1734,7 @@ static void test_crash_batch(void **state)
 			assert_int_equal(lookup(ROOT, "p", &p), 0);
 			present = 0;
 			for (k = 0; k < BATCH_N; k++) {
-				batch_name(name, k);
-				if (lookup(p, name, &ino) == 0) {
+				if (lookup(p, g_batch_names[k], &ino) == 0) {
 					/* whole: the entry names a live inode with its one ref */
 					assert_int_equal(g_r.e.attr.nlink, 1);
 					assert_true(S_ISREG(g_r.e.attr.mode));

@@ -26,6 +26,7 @@
 #include "ustor/env.h"
 #include "ustor/rpc.h"
 #include "ustor/thread.h"
+#include "ut_threads.h"
 
 #include "../../../bdev/bdev_internal.h"
 #include "../../../bdev/malloc/bdev_malloc.h"
@@ -34,21 +35,6 @@
 #define BS 512
 #define POOL_SIZE 96
 #define CACHE_SIZE 8
-
-static struct ust_thread *g_t0, *g_t1;
-
-static void poll_threads(void)
-{
-	int round, busy;
-
-	for (round = 0; round < 100000; round++) {
-		busy = ust_thread_poll(g_t0, 0, 0);
-		busy |= ust_thread_poll(g_t1, 0, 0);
-		if (!busy)
-			break;
-	}
-	ust_set_thread(g_t0);
-}
 
 /* ---- the test module ---------------------------------------------------- */
 
@@ -308,7 +294,7 @@ static void unregister_sync(struct ust_bdev *bdev)
 	int done = 0;
 
 	ust_bdev_unregister(bdev, unreg_done, &done);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(done, 1);
 }
 
@@ -321,50 +307,25 @@ static void reset_subs(void)
 
 /* ---- setup -------------------------------------------------------------- */
 
-static void init_done(void *ctx, int rc)
-{
-	*(int *)ctx = rc == 0 ? 1 : rc;
-}
-
 static int setup(void **state)
 {
 	struct ust_bdev_opts opts = {.bdev_io_pool_size = POOL_SIZE,
 				     .bdev_io_cache_size = CACHE_SIZE};
-	int done = 0;
 
-	if (ust_thread_lib_init(NULL) != 0)
+	if (ut_threads_setup(2) != 0 || ust_bdev_set_opts(&opts) != 0)
 		return -1;
-	g_t0 = ust_thread_create("t0", NULL);
-	g_t1 = ust_thread_create("t1", NULL);
-	ust_set_thread(g_t0);
-	if (ust_bdev_set_opts(&opts) != 0)
-		return -1;
-	ust_rpc_set_state(UST_RPC_RUNTIME);
-	ust_bdev_initialize(init_done, &done);
-	poll_threads();
-	return done == 1 ? 0 : -1;
+	return ut_bdev_start();
 }
 
-static void exit_thread(struct ust_thread *t)
-{
-	int i;
-
-	ust_set_thread(t);
-	ust_thread_exit(t);
-	for (i = 0; i < 1000 && !ust_thread_is_exited(t); i++)
-		ust_thread_poll(t, 0, 0);
-	ust_thread_destroy(t);
-}
-
+/* The bdev layer is already finished: test_examine_and_shutdown, the last test, does it. */
 static int teardown(void **state)
 {
-	poll_threads();
-	exit_thread(g_t1);
-	exit_thread(g_t0);
-	ust_set_thread(NULL);
-	ust_thread_lib_fini();
+	int rc;
+
+	ut_threads_poll();
+	rc = ut_threads_teardown();
 	ust_env_test_unfreeze_ticks();
-	return 0;
+	return rc;
 }
 
 /* ---- registration, names, UUIDs, claims --------------------------------- */
@@ -504,7 +465,7 @@ static void test_bad_arguments(void **state)
 	g_inline = true;
 	assert_int_equal(ust_bdev_read(desc, ch, buf, BS, BS, io_done, &dn), 0);
 	assert_int_equal(dn.count, 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(dn.count, 1);
 	assert_int_equal(dn.status, 0);
 	assert_int_equal(g_subs[0].offset, 1);
@@ -512,7 +473,7 @@ static void test_bad_arguments(void **state)
 	ust_put_io_channel(ch);
 	ust_bdev_close(desc);
 	ust_bdev_close(ro);
-	poll_threads();
+	ut_threads_poll();
 	unregister_sync(&d->bdev);
 }
 
@@ -543,7 +504,7 @@ static void split_env_close(struct split_env *e)
 {
 	ust_put_io_channel(e->ch);
 	ust_bdev_close(e->desc);
-	poll_threads();
+	ut_threads_poll();
 	unregister_sync(&e->d->bdev);
 }
 
@@ -582,12 +543,12 @@ static void test_split_boundary(void **state)
 	assert_int_equal(ust_bdev_read_blocks(e.desc, e.ch, buf, 8, 8, io_done, &dn), 0);
 	assert_int_equal(g_nsubs, 1);
 	ut_complete_all(0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(dn.count, 1);
 	reset_subs();
 
 	assert_int_equal(ust_bdev_write_blocks(e.desc, e.ch, buf, 5, 20, io_done, &dn), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(g_nsubs, 4);
 	for (i = 0; i < 4; i++) {
 		assert_int_equal(g_subs[i].type, UST_BDEV_IO_TYPE_WRITE);
@@ -599,10 +560,10 @@ static void test_split_boundary(void **state)
 	ut_complete(1, -EIO);
 	ut_complete(0, 0);
 	ut_complete(3, -ENOSPC);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(dn.count, 1);
 	ut_complete(2, 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(dn.count, 2);
 	assert_int_equal(dn.status, -EIO);
 	split_env_close(&e);
@@ -624,7 +585,7 @@ static void test_split_max_transfer_iovs(void **state)
 	iov[3] = (struct iovec){buf + 7 * BS, 3 * BS + 100}; /* longer than needed */
 	g_inline = true;
 	assert_int_equal(ust_bdev_readv_blocks(e.desc, e.ch, iov, 4, 100, 10, io_done, &dn), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(dn.count, 1);
 	assert_int_equal(dn.status, 0);
 	assert_int_equal(g_nsubs, 4);
@@ -651,7 +612,7 @@ static void test_split_iov_limit(void **state)
 		iov[i] = (struct iovec){buf + i * (BS / 2), BS / 2};
 	g_inline = true;
 	assert_int_equal(ust_bdev_readv_blocks(e.desc, e.ch, iov, 32, 0, 16, io_done, &dn), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(dn.status, 0);
 	assert_int_equal(g_nsubs, 4);
 	for (i = 0; i < 4; i++) {
@@ -667,7 +628,7 @@ static void test_split_iov_limit(void **state)
 	iov[39] = (struct iovec){buf + 39 * 200, 20 * BS - 39 * 200};
 	g_inline = true;
 	assert_int_equal(ust_bdev_writev_blocks(e.desc, e.ch, iov, 40, 0, 20, io_done, &dn), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(dn.count, 2);
 	assert_int_equal(dn.status, 0);
 	check_children_cover(buf, 0, 20);
@@ -678,7 +639,7 @@ static void test_split_iov_limit(void **state)
 		iov[i] = (struct iovec){buf + i * 32, 32};
 	iov[16] = (struct iovec){buf + 512, 16 * BS};
 	assert_int_equal(ust_bdev_readv_blocks(e.desc, e.ch, iov, 17, 0, 17, io_done, &dn), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(dn.count, 3);
 	assert_int_equal(dn.status, -EINVAL);
 	assert_int_equal(g_nsubs, 0);
@@ -702,7 +663,7 @@ static void test_bounce(void **state)
 		mis[i] = (uint8_t)(i * 7 + 3);
 	g_inline = true;
 	assert_int_equal(ust_bdev_write_blocks(e.desc, e.ch, mis, 10, 8, io_done, &dn), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(dn.status, 0);
 	assert_int_equal(g_nsubs, 1);
 	assert_true(g_subs[0].aligned);
@@ -710,7 +671,7 @@ static void test_bounce(void **state)
 
 	memset(back + 1, 0, 8 * BS);
 	assert_int_equal(ust_bdev_read_blocks(e.desc, e.ch, back + 1, 10, 8, io_done, &dn), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(dn.count, 2);
 	assert_int_equal(dn.status, 0);
 	assert_true(g_subs[1].aligned);
@@ -743,7 +704,7 @@ static void test_null_buffer_read(void **state)
 	e.d->data[3 * BS] = 0x5a;
 	g_inline = true;
 	assert_int_equal(ust_bdev_read_blocks(e.desc, e.ch, NULL, 3, 2, nullbuf_done, &dn), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(dn.status, 0);
 	assert_int_equal(g_nullbuf_first, 0x5a);
 	assert_true(g_subs[0].aligned);
@@ -777,13 +738,13 @@ static void test_pool_exhaustion(void **state)
 	entry.bdev = &e.d->bdev;
 	assert_int_equal(ust_bdev_queue_io_wait(&e.d->bdev, e.ch, &entry), 0);
 	ut_complete(0, 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(g_wait_fired, 1);
 	assert_int_equal(dn.count, 1);
 	/* An object is free now: queueing is refused (just retry). */
 	assert_int_equal(ust_bdev_queue_io_wait(&e.d->bdev, e.ch, &entry), -EINVAL);
 	ut_complete_all(0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(dn.count, POOL_SIZE);
 	split_env_close(&e);
 }
@@ -801,12 +762,12 @@ static void test_nomem_requeue(void **state)
 	assert_int_equal(g_nsubs, 1);
 	/* Another completion on the channel resubmits it. */
 	ut_complete(0, 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(a.count, 1);
 	assert_int_equal(g_nsubs, 2);
 	assert_int_equal(g_subs[1].offset, 1);
 	ut_complete(1, 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(b.count, 1);
 	assert_int_equal(b.status, 0);
 
@@ -814,13 +775,13 @@ static void test_nomem_requeue(void **state)
 	ust_env_test_set_ticks(1000000000ULL);
 	g_nomem_left = 1;
 	assert_int_equal(ust_bdev_read_blocks(e.desc, e.ch, buf, 2, 1, io_done, &b), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(g_nsubs, 2);
 	ust_env_test_advance_ticks(BDEV_NOMEM_RETRY_US * 1000ULL);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(g_nsubs, 3);
 	ut_complete(2, 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(b.count, 2);
 	ust_env_test_unfreeze_ticks();
 	split_env_close(&e);
@@ -838,20 +799,20 @@ static void test_reset_two_threads(void **state)
 
 	split_env_open(&e, "reset", 0, 0, 0, false);
 	assert_int_equal(ust_bdev_read_blocks(e.desc, e.ch, buf, 0, 1, io_done, &r0), 0);
-	ust_set_thread(g_t1);
+	ust_set_thread(ut_thread(1));
 	ch1 = ust_bdev_get_io_channel(e.desc);
 	assert_int_equal(ust_bdev_read_blocks(e.desc, ch1, buf, 1, 1, io_done, &r1), 0);
-	ust_set_thread(g_t0);
+	ust_set_thread(ut_thread(0));
 	/* One more I/O held back by NOMEM: the reset aborts it. */
 	g_nomem_left = 1;
 	assert_int_equal(ust_bdev_read_blocks(e.desc, e.ch, buf, 9, 1, io_done, &w1), 0);
 	assert_int_equal(g_nsubs, 2);
 
 	assert_int_equal(ust_bdev_reset(e.desc, e.ch, io_done, &rs), 0);
-	ust_set_thread(g_t1);
+	ust_set_thread(ut_thread(1));
 	assert_int_equal(ust_bdev_reset(e.desc, ch1, io_done, &rs2), 0);
-	ust_set_thread(g_t0);
-	poll_threads();
+	ust_set_thread(ut_thread(0));
+	ut_threads_poll();
 	assert_int_equal(w1.count, 1);
 	assert_int_equal(w1.status, -ECANCELED);
 	/*
@@ -863,42 +824,42 @@ static void test_reset_two_threads(void **state)
 	reset_idx = 2;
 
 	/* New I/O during the reset is held, not submitted. */
-	ust_set_thread(g_t1);
+	ust_set_thread(ut_thread(1));
 	assert_int_equal(ust_bdev_write_blocks(e.desc, ch1, buf, 5, 1, io_done, &w1), 0);
-	ust_set_thread(g_t0);
-	poll_threads();
+	ust_set_thread(ut_thread(0));
+	ut_threads_poll();
 	assert_int_equal(g_nsubs, 3);
 
 	/* The module's reset is done, but the reset completes only once drained. */
 	ut_complete(reset_idx, 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(rs.count, 0);
 	assert_int_equal(rs2.count, 0);
 	assert_int_equal(g_nsubs, 3);
 	ut_complete(0, 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(rs.count, 0);
 	assert_int_equal(g_nsubs, 3);
 	ut_complete(1, 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(r0.count + r1.count, 2);
 	assert_int_equal(rs.count, 1);
 	assert_int_equal(rs.status, 0);
-	assert_ptr_equal(rs.thread, g_t0);
+	assert_ptr_equal(rs.thread, ut_thread(0));
 	assert_int_equal(rs2.count, 1);
-	assert_ptr_equal(rs2.thread, g_t1);
+	assert_ptr_equal(rs2.thread, ut_thread(1));
 	/* The held write went to the module after the unfreeze. */
 	assert_int_equal(g_nsubs, 4);
 	assert_int_equal(g_subs[3].type, UST_BDEV_IO_TYPE_WRITE);
 	for (i = 0; i < g_nsubs; i++)
 		if (!g_subs[i].done)
 			ut_complete(i, 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(w1.count, 2);
 	assert_int_equal(w1.status, 0);
-	ust_set_thread(g_t1);
+	ust_set_thread(ut_thread(1));
 	ust_put_io_channel(ch1);
-	ust_set_thread(g_t0);
+	ust_set_thread(ut_thread(0));
 	split_env_close(&e);
 }
 
@@ -916,36 +877,36 @@ static void test_hot_remove(void **state)
 	reset_subs();
 	g_events[0] = g_events[1] = 0;
 	g_destructs = 0;
-	ust_set_thread(g_t1);
+	ust_set_thread(ut_thread(1));
 	assert_int_equal(ust_bdev_open_ext("hot", true, event_cb, NULL, &desc), 0);
 	ch = ust_bdev_get_io_channel(desc);
 	assert_int_equal(ust_bdev_read_blocks(desc, ch, buf, 0, 1, io_done, &inflight), 0);
 	g_nomem_left = 1;
 	assert_int_equal(ust_bdev_read_blocks(desc, ch, buf, 1, 1, io_done, &queued), 0);
-	ust_set_thread(g_t0);
+	ust_set_thread(ut_thread(0));
 
 	ust_bdev_unregister(&d->bdev, unreg_done, &unreg);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(g_events[UST_BDEV_EVENT_REMOVE], 1);
-	assert_ptr_equal(g_event_thread, g_t1);
+	assert_ptr_equal(g_event_thread, ut_thread(1));
 	assert_int_equal(queued.count, 1);
 	assert_int_equal(queued.status, -ENODEV);
 	assert_int_equal(unreg, 0);
 	assert_int_equal(ust_bdev_open_ext("hot", false, event_cb, NULL, &desc) == -ENODEV, 1);
 
-	ust_set_thread(g_t1);
+	ust_set_thread(ut_thread(1));
 	assert_int_equal(ust_bdev_read_blocks(desc, ch, buf, 0, 1, io_done, &queued), -ENODEV);
-	ust_set_thread(g_t0);
+	ust_set_thread(ut_thread(0));
 	ut_complete(0, -EIO);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(inflight.count, 1);
 	assert_int_equal(inflight.status, -EIO);
 	assert_int_equal(unreg, 0);
-	ust_set_thread(g_t1);
+	ust_set_thread(ut_thread(1));
 	ust_put_io_channel(ch);
 	ust_bdev_close(desc);
-	ust_set_thread(g_t0);
-	poll_threads();
+	ust_set_thread(ut_thread(0));
+	ut_threads_poll();
 	assert_int_equal(unreg, 1);
 	assert_int_equal(g_destructs, 1);
 	g_destructs = 0;
@@ -963,7 +924,7 @@ static void test_resize(void **state)
 	assert_int_equal(ust_bdev_open_ext("resize", false, event_cb, NULL, &desc), 0);
 	assert_int_equal(ust_bdev_notify_blockcnt_change(&d->bdev, 32), -EBUSY);
 	assert_int_equal(ust_bdev_notify_blockcnt_change(&d->bdev, 128), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(g_events[UST_BDEV_EVENT_RESIZE], 1);
 	assert_int_equal(ust_bdev_get_num_blocks(&d->bdev), 128);
 	ust_bdev_close(desc);
@@ -989,7 +950,7 @@ static void test_write_zeroes_emulation(void **state)
 	ch = ust_bdev_get_io_channel(desc);
 	g_inline = true;
 	assert_int_equal(ust_bdev_write_zeroes_blocks(desc, ch, 7, 3000, io_done, &dn), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(dn.count, 1);
 	assert_int_equal(dn.status, 0);
 	/* 1 MiB zero buffer = 2048 blocks per write. */
@@ -1005,7 +966,7 @@ static void test_write_zeroes_emulation(void **state)
 	assert_int_equal(d->data[3007 * BS], 0xff);
 	ust_put_io_channel(ch);
 	ust_bdev_close(desc);
-	poll_threads();
+	ut_threads_poll();
 	unregister_sync(&d->bdev);
 }
 
@@ -1028,28 +989,28 @@ static void test_compare_emulated_and_caw(void **state)
 	ch = ust_bdev_get_io_channel(desc);
 	g_inline = true;
 	assert_int_equal(ust_bdev_compare_blocks(desc, ch, pat, 4, 2, io_done, &dn), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(dn.status, 0);
 	assert_int_equal(g_subs[0].type, UST_BDEV_IO_TYPE_READ);
 	assert_int_equal(ust_bdev_compare_blocks(desc, ch, other, 4, 2, io_done, &dn), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(dn.status, -EILSEQ);
 
 	/* Miscompare: nothing written. */
 	assert_int_equal(ust_bdev_comparev_and_writev_blocks(desc, ch, &bad, 1, &wr, 1, 4, 2,
 							     io_done, &dn), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(dn.status, -EILSEQ);
 	assert_memory_equal(d->data + 4 * BS, pat, sizeof(pat));
 	assert_int_equal(ust_bdev_comparev_and_writev_blocks(desc, ch, &cmp, 1, &wr, 1, 4, 2,
 							     io_done, &dn), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(dn.count, 4);
 	assert_int_equal(dn.status, 0);
 	assert_memory_equal(d->data + 4 * BS, newdata, sizeof(newdata));
 	ust_put_io_channel(ch);
 	ust_bdev_close(desc);
-	poll_threads();
+	ut_threads_poll();
 	unregister_sync(&d->bdev);
 }
 
@@ -1067,31 +1028,31 @@ static void test_caw_range_lock(void **state)
 	memset(two, 2, sizeof(two));
 	assert_int_equal(ust_bdev_open_ext("caw", true, event_cb, NULL, &desc), 0);
 	ch0 = ust_bdev_get_io_channel(desc);
-	ust_set_thread(g_t1);
+	ust_set_thread(ut_thread(1));
 	ch1 = ust_bdev_get_io_channel(desc);
-	ust_set_thread(g_t0);
+	ust_set_thread(ut_thread(0));
 
 	/* A: 0 -> 1 on blocks 0-3 (thread 0). B: 0 -> 2 on blocks 2-5 (thread 1). */
 	assert_int_equal(ust_bdev_comparev_and_writev_blocks(desc, ch0, &z, 1, &o, 1, 0, 4,
 							     io_done, &a), 0);
-	ust_set_thread(g_t1);
+	ust_set_thread(ut_thread(1));
 	assert_int_equal(ust_bdev_comparev_and_writev_blocks(desc, ch1, &z, 1, &t, 1, 2, 4,
 							     io_done, &b), 0);
 	/* C does not overlap A or B's ranges beyond block 8: proceeds at once. */
 	assert_int_equal(ust_bdev_comparev_and_writev_blocks(desc, ch1, &z, 1, &t, 1, 8, 4,
 							     io_done, &c), 0);
-	ust_set_thread(g_t0);
-	poll_threads();
+	ust_set_thread(ut_thread(0));
+	ut_threads_poll();
 	/* A's compare and C's compare are in the module; B waits for the lock. */
 	assert_int_equal(g_nsubs, 2);
 	assert_int_equal(g_subs[0].offset, 0);
 	assert_int_equal(g_subs[1].offset, 8);
 	ut_complete(0, 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(g_nsubs, 3);
 	assert_int_equal(g_subs[2].type, UST_BDEV_IO_TYPE_WRITE);
 	ut_complete(2, 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(a.count, 1);
 	assert_int_equal(a.status, 0);
 	/* Now B compares against A's result and fails. */
@@ -1101,17 +1062,17 @@ static void test_caw_range_lock(void **state)
 	g_inline = true;
 	ut_complete(3, -EILSEQ);
 	ut_complete(1, 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(b.count, 1);
 	assert_int_equal(b.status, -EILSEQ);
 	assert_int_equal(c.count, 1);
 	assert_int_equal(c.status, 0);
-	ust_set_thread(g_t1);
+	ust_set_thread(ut_thread(1));
 	ust_put_io_channel(ch1);
-	ust_set_thread(g_t0);
+	ust_set_thread(ut_thread(0));
 	ust_put_io_channel(ch0);
 	ust_bdev_close(desc);
-	poll_threads();
+	ut_threads_poll();
 	unregister_sync(&d->bdev);
 }
 
@@ -1133,22 +1094,22 @@ static void test_stats(void **state)
 
 	split_env_open(&e, "stats", 0, 0, 0, false);
 	ust_env_test_set_ticks(1000);
-	ust_thread_poll(g_t0, 0, 0);
+	ust_thread_poll(ut_thread(0), 0, 0);
 	assert_int_equal(ust_bdev_read_blocks(e.desc, e.ch, buf, 0, 4, io_done, &dn), 0);
 	ust_env_test_set_ticks(1500);
-	ust_thread_poll(g_t0, 0, 0);
+	ust_thread_poll(ut_thread(0), 0, 0);
 	ut_complete(0, 0);
-	ust_thread_poll(g_t0, 0, 0);
+	ust_thread_poll(ut_thread(0), 0, 0);
 	assert_int_equal(dn.count, 1);
 	assert_int_equal(ust_bdev_write_blocks(e.desc, e.ch, buf, 0, 2, io_done, &dn), 0);
 	ut_complete(1, -EIO);
-	poll_threads();
-	ust_set_thread(g_t1);
+	ut_threads_poll();
+	ust_set_thread(ut_thread(1));
 	ch1 = ust_bdev_get_io_channel(e.desc);
 	g_inline = true;
 	assert_int_equal(ust_bdev_write_blocks(e.desc, ch1, buf, 0, 3, io_done, &dn), 0);
-	ust_set_thread(g_t0);
-	poll_threads();
+	ust_set_thread(ut_thread(0));
+	ut_threads_poll();
 	ust_bdev_get_channel_iostat(e.ch, &st);
 	assert_int_equal(st.num_read_ops, 1);
 	assert_int_equal(st.bytes_read, 4 * BS);
@@ -1159,20 +1120,20 @@ static void test_stats(void **state)
 	assert_int_equal(st.num_io_errors, 1);
 
 	ust_bdev_get_iostat(&e.d->bdev, &st, iostat_cb, &got);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(got, 1);
 	assert_int_equal(st.num_read_ops, 1);
 	assert_int_equal(st.num_write_ops, 1);
 	assert_int_equal(st.bytes_written, 3 * BS);
 	assert_int_equal(st.num_io_errors, 1);
 	/* A destroyed channel's counters stay in the totals. */
-	ust_set_thread(g_t1);
+	ust_set_thread(ut_thread(1));
 	ust_put_io_channel(ch1);
-	ust_set_thread(g_t0);
-	poll_threads();
+	ust_set_thread(ut_thread(0));
+	ut_threads_poll();
 	got = 0;
 	ust_bdev_get_iostat(&e.d->bdev, &st, iostat_cb, &got);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(got, 1);
 	assert_int_equal(st.num_write_ops, 1);
 	assert_int_equal(st.bytes_written, 3 * BS);
@@ -1255,26 +1216,26 @@ static void test_qos_rate_limit(void **state)
 	ust_env_test_set_ticks(5000000000ULL);
 	split_env_open(&e, "qos", 0, 0, 0, false);
 	ust_bdev_set_qos_rate_limits(&e.d->bdev, limits, qos_set_done, &set);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(set, 1);
 	ust_bdev_get_qos_rate_limits(&e.d->bdev, got);
 	assert_int_equal(got[0], 1000);
 
 	g_inline = true;
 	/* Five I/O from thread 1 (forwarded to thread 0, the QoS thread). */
-	ust_set_thread(g_t1);
+	ust_set_thread(ut_thread(1));
 	ch1 = ust_bdev_get_io_channel(e.desc);
 	for (i = 0; i < 5; i++)
 		assert_int_equal(ust_bdev_read_blocks(e.desc, ch1, buf, i, 1, io_done, &dn), 0);
-	ust_set_thread(g_t0);
-	poll_threads();
+	ust_set_thread(ut_thread(0));
+	ut_threads_poll();
 	assert_int_equal(g_nsubs, 1);
 	assert_int_equal(dn.count, 1);
-	assert_ptr_equal(dn.thread, g_t1);
-	assert_ptr_equal(g_subs[0].thread, g_t0);
+	assert_ptr_equal(dn.thread, ut_thread(1));
+	assert_ptr_equal(g_subs[0].thread, ut_thread(0));
 	for (i = 2; i <= 4; i++) {
 		ust_env_test_advance_ticks(1000000ULL);
-		poll_threads();
+		ut_threads_poll();
 		assert_int_equal(g_nsubs, i);
 		assert_int_equal(dn.count, i);
 	}
@@ -1283,35 +1244,35 @@ static void test_qos_rate_limit(void **state)
 	limits[3] = 1;
 	set = 0;
 	ust_bdev_set_qos_rate_limits(&e.d->bdev, limits, qos_set_done, &set);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(set, 1);
 	/* The reads still queued pass unmetered by the write limit. */
 	assert_int_equal(g_nsubs, 5);
 	for (i = 0; i < 3; i++)
 		assert_int_equal(ust_bdev_write_blocks(e.desc, e.ch, buf, 0, 8, io_done, &dn), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(g_nsubs, 6);
 	ust_env_test_advance_ticks(3000000ULL);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(g_nsubs, 6);
 	ust_env_test_advance_ticks(1000000ULL);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(g_nsubs, 7);
 	/* Off: the rest goes at once. */
 	limits[3] = 0;
 	set = 0;
 	ust_bdev_set_qos_rate_limits(&e.d->bdev, limits, qos_set_done, &set);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(set, 1);
 	assert_int_equal(g_nsubs, 8);
 	assert_int_equal(dn.count, 8);
 	/* Direct path again. */
 	assert_int_equal(ust_bdev_write_blocks(e.desc, e.ch, buf, 0, 8, io_done, &dn), 0);
 	assert_int_equal(g_nsubs, 9);
-	ust_set_thread(g_t1);
+	ust_set_thread(ut_thread(1));
 	ust_put_io_channel(ch1);
-	ust_set_thread(g_t0);
-	poll_threads();
+	ust_set_thread(ut_thread(0));
+	ut_threads_poll();
 	ust_env_test_unfreeze_ticks();
 	split_env_close(&e);
 }
@@ -1342,24 +1303,24 @@ static void test_malloc_null_roundtrip(void **state)
 		w[i] = (uint8_t)(i ^ (i >> 8));
 	memset(r, 0xee, 3 * 4096);
 	assert_int_equal(ust_bdev_read_blocks(md, mch, r, 5, 1, io_done, &dn), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(r[0], 0); /* new disks read as zeroes */
 	assert_int_equal(ust_bdev_write_blocks(md, mch, w, 5, 3, io_done, &dn), 0);
 	assert_int_equal(ust_bdev_read_blocks(md, mch, r, 5, 3, io_done, &dn), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(dn.count, 3);
 	assert_int_equal(dn.status, 0);
 	assert_memory_equal(r, w, 3 * 4096);
 	assert_int_equal(ust_bdev_compare_blocks(md, mch, w, 5, 3, io_done, &dn), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(dn.status, 0);
 	assert_int_equal(ust_bdev_unmap_blocks(md, mch, 6, 1, io_done, &dn), 0);
 	assert_int_equal(ust_bdev_compare_blocks(md, mch, w, 5, 3, io_done, &dn), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(dn.status, -EILSEQ);
 	assert_int_equal(ust_bdev_read_blocks(md, mch, r, 6, 1, io_done, &dn), 0);
 	assert_int_equal(ust_bdev_flush_blocks(md, mch, 0, 128, io_done, &dn), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(dn.status, 0);
 	for (i = 0; i < 4096; i++)
 		assert_int_equal(r[i], 0);
@@ -1369,7 +1330,7 @@ static void test_malloc_null_roundtrip(void **state)
 	memset(r, 0x77, 4096);
 	assert_int_equal(ust_bdev_read_blocks(nd, nch, r, 1000, 8, io_done, &dn), 0);
 	assert_int_equal(ust_bdev_write_blocks(nd, nch, w, 1000, 8, io_done, &dn), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(dn.status, 0);
 	for (i = 0; i < 4096; i++)
 		assert_int_equal(r[i], 0x77);
@@ -1381,14 +1342,14 @@ static void test_malloc_null_roundtrip(void **state)
 	ust_put_io_channel(nch);
 	ust_bdev_close(md);
 	ust_bdev_close(nd);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(ust_bdev_null_delete("Malloc0", unreg_done, &done), -ENODEV);
 	assert_int_equal(ust_bdev_malloc_delete("Malloc0", unreg_done, &done), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(done, 1);
 	done = 0;
 	assert_int_equal(ust_bdev_null_delete("Null0", unreg_done, &done), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(done, 1);
 	free(w);
 	free(r);
@@ -1410,7 +1371,7 @@ static json_t *rpc(const char *method, const char *params_text)
 	g_resp = NULL;
 	assert_int_equal(ust_rpc_call_local(method, params, rpc_cb, NULL), 0);
 	json_decref(params);
-	poll_threads();
+	ut_threads_poll();
 	assert_non_null(g_resp);
 	return g_resp;
 }
@@ -1673,7 +1634,7 @@ static void test_examine_and_shutdown(void **state)
 	ut_disk_register("plain", 8, ALL_TYPES, false);
 	base = ut_disk_register("base0", 8, ALL_TYPES, false);
 	assert_int_equal(ust_bdev_wait_for_examine(examine_waited, NULL), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(g_examine_waited, 1);
 	assert_non_null(ust_bdev_get_by_name("vb_base0"));
 	assert_true(ust_bdev_is_claimed(&base->bdev));
@@ -1687,14 +1648,14 @@ static void test_examine_and_shutdown(void **state)
 
 	/* No bdev goes while the holder's fini_start is unfinished. */
 	ust_bdev_finish(fini_done, &done);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(g_holder_fini_starts, 1);
 	assert_int_equal(done, 0);
 	assert_string_equal(g_destruct_order, "");
 	assert_non_null(ust_bdev_get_by_name("last"));
 	ust_bdev_module_release_bdev(plain);
 	ust_bdev_module_fini_start_done(&g_holder_module);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(done, 1);
 	assert_string_equal(g_destruct_order, "last,vb_base0,base0,plain,");
 	assert_true(g_vb_fini);

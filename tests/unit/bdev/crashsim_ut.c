@@ -32,6 +32,7 @@
 #include "ustor/crashsim.h"
 #include "ustor/rpc.h"
 #include "ustor/thread.h"
+#include "ut_threads.h"
 
 #include "../../../bdev/malloc/bdev_malloc.h"
 
@@ -42,16 +43,6 @@
 #define NSECT (DEV_SIZE / SECT)
 #define MAGIC 0xc0ffee00u
 #define MAX_OPS 64
-
-static struct ust_thread *g_t0;
-
-static void poll_threads(void)
-{
-	int i;
-
-	for (i = 0; i < 100000 && ust_thread_poll(g_t0, 0, 0) > 0; i++)
-		;
-}
 
 /* ---- sector stamps: who wrote a sector ---------------------------------- */
 
@@ -157,7 +148,7 @@ static uint64_t submit_other(struct ctx *c, enum ust_bdev_io_type type, uint64_t
 
 static void wait_all(struct ctx *c)
 {
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(c->outstanding, 0);
 }
 
@@ -187,7 +178,7 @@ static void setup_recording(struct ctx *c, const char *base, const char *name, u
 	free(init);
 	ust_put_io_channel(bch);
 	ust_bdev_close(bd);
-	poll_threads();
+	ut_threads_poll();
 
 	assert_int_equal(ust_crashsim_create(base, name), 0);
 	c->cs = ust_crashsim_get(name);
@@ -195,7 +186,7 @@ static void setup_recording(struct ctx *c, const char *base, const char *name, u
 	assert_true(ust_bdev_has_write_cache(ust_crashsim_get_bdev(c->cs)));
 	assert_int_equal(ust_crashsim_start(c->cs, start_done, &done), 0);
 	assert_int_equal(ust_crashsim_start(c->cs, start_done, &done), -EBUSY);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(done, 1);
 	assert_true(ust_crashsim_is_recording(c->cs));
 	assert_int_equal(ust_crashsim_num_events(c->cs), 0);
@@ -215,13 +206,13 @@ static void teardown_recording(struct ctx *c, const char *base, const char *name
 
 	ust_put_io_channel(c->ch);
 	ust_bdev_close(c->desc);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(ust_crashsim_delete(name, deleted, &done), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(done, 1);
 	done = 0;
 	assert_int_equal(ust_bdev_malloc_delete(base, deleted, &done), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(done, 1);
 	for (i = 0; i < c->nbufs; i++)
 		free(c->bufs[i]);
@@ -590,7 +581,7 @@ static void test_image_bdev_restart(void **state)
 		assert_int_equal(ust_crashsim_image_build(image, &opts, NULL), -EBUSY);
 		done = 0;
 		assert_int_equal(ust_bdev_read_blocks(d, ch, got, 0, NBLOCKS, read_done, &done), 0);
-		poll_threads();
+		ut_threads_poll();
 		assert_int_equal(done, 1);
 		assert_int_equal(ust_crashsim_crash_to_buffer(c.cs, &opts, want, DEV_SIZE, NULL), 0);
 		assert_memory_equal(got, want, DEV_SIZE);
@@ -599,16 +590,16 @@ static void test_image_bdev_restart(void **state)
 		assert_int_equal(ust_bdev_write_blocks(d, ch, junk, (uint64_t)i * 3, 5, read_done,
 						       &done),
 				 0);
-		poll_threads();
+		ut_threads_poll();
 		assert_int_equal(done, 1);
 		done = 0;
 		assert_int_equal(ust_bdev_unmap_blocks(d, ch, 60 - (uint64_t)i, 2, read_done, &done),
 				 0);
-		poll_threads();
+		ut_threads_poll();
 		assert_int_equal(done, 1);
 		ust_put_io_channel(ch);
 		ust_bdev_close(d);
-		poll_threads();
+		ut_threads_poll();
 	}
 	/* Recording continues meanwhile: a new write shows up at the last cut. */
 	submit_write(&c, 33, 1);
@@ -622,10 +613,10 @@ static void test_image_bdev_restart(void **state)
 
 	/* A new recording (new snapshot) still gives exact images. */
 	ust_put_io_channel(c.ch);
-	poll_threads();
+	ut_threads_poll();
 	done = 0;
 	assert_int_equal(ust_crashsim_start(c.cs, start_done, &done), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(done, 1);
 	c.ch = ust_bdev_get_io_channel(c.desc);
 	assert_int_equal(ust_crashsim_num_events(c.cs), 0);
@@ -638,7 +629,7 @@ static void test_image_bdev_restart(void **state)
 
 	done = 0;
 	ust_crashsim_image_free(image, freed, &done);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(done, 1);
 	assert_null(ust_bdev_get_by_name("Img1"));
 	free(junk);
@@ -679,10 +670,10 @@ static void test_errors(void **state)
 		assert_int_equal(ust_bdev_open_ext("Malloc3", true, event_cb, NULL, &bd), -EPERM);
 	}
 	assert_int_equal(ust_crashsim_delete("CS3", NULL, NULL), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_null(ust_crashsim_get("CS3"));
 	assert_int_equal(ust_bdev_malloc_delete("Malloc3", NULL, NULL), 0);
-	poll_threads();
+	ut_threads_poll();
 
 	setup_recording(&c, "Malloc2", "CS2", NBLOCKS);
 	submit_write(&c, 0, 1);
@@ -707,7 +698,7 @@ static void test_errors(void **state)
 		assert_int_equal(ust_bdev_write_blocks(c.desc, c.ch, buf, 0, 1, read_done,
 						       &probe.last_status),
 				 0);
-		poll_threads();
+		ut_threads_poll();
 		assert_int_equal(probe.last_status, -EBUSY);
 		free(buf);
 	}
@@ -735,7 +726,7 @@ static json_t *rpc(const char *method, json_t *params)
 	g_resp = NULL;
 	assert_int_equal(ust_rpc_call_local(method, params, rpc_cb, NULL), 0);
 	json_decref(params);
-	poll_threads();
+	ut_threads_poll();
 	assert_non_null(g_resp);
 	return g_resp;
 }
@@ -786,7 +777,7 @@ static void test_rpcs(void **state)
 	assert_null(ust_bdev_get_by_name("CS4"));
 	assert_false(rpc_ok(rpc("bdev_crashsim_delete", json_pack("{s:s}", "name", "CS4"))));
 	assert_int_equal(ust_bdev_malloc_delete("Malloc4", NULL, NULL), 0);
-	poll_threads();
+	ut_threads_poll();
 }
 
 static void uuid_of(const char *name, char fmt[UST_UUID_STRING_LEN])
@@ -839,7 +830,7 @@ static void test_rpc_uuid(void **state)
 
 	/* The base goes and comes back: the rebuilt bdev keeps the UUID. */
 	assert_int_equal(ust_bdev_malloc_delete("Malloc5", NULL, NULL), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_null(ust_bdev_get_by_name("CS5"));
 	assert_int_equal(ust_bdev_malloc_create(&mo, NULL), 0);
 	assert_non_null(ust_bdev_get_by_name("CS5"));
@@ -860,13 +851,13 @@ static void test_rpc_uuid(void **state)
 	assert_string_equal(json_string_value(json_object_get(params, "uuid")), generated);
 	json_decref(calls);
 	assert_int_equal(ust_bdev_malloc_delete("Malloc5", NULL, NULL), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(ust_bdev_malloc_create(&mo, NULL), 0);
 	uuid_of("CS5", fmt);
 	assert_string_equal(fmt, generated);
 	assert_true(rpc_ok(rpc("bdev_crashsim_delete", json_pack("{s:s}", "name", "CS5"))));
 	assert_int_equal(ust_bdev_malloc_delete("Malloc5", NULL, NULL), 0);
-	poll_threads();
+	ut_threads_poll();
 }
 
 /* Recording from two threads: one log, one order; a crashsim stacks on an image. */
@@ -891,12 +882,12 @@ static void test_two_threads_and_stacking(void **state)
 	ch1 = ust_bdev_get_io_channel(c.desc);
 	assert_non_null(ch1);
 	assert_int_equal(ust_bdev_write_blocks(c.desc, ch1, buf1, 10, 2, io_done, &c), 0);
-	ust_set_thread(g_t0);
+	ust_set_thread(ut_thread(0));
 	assert_int_equal(ust_bdev_write_blocks(c.desc, c.ch, buf0, 0, 2, io_done, &c), 0);
 	c.outstanding = 2;
 	for (i = 0; i < 1000; i++) {
 		ust_thread_poll(t1, 0, 0);
-		ust_thread_poll(g_t0, 0, 0);
+		ust_thread_poll(ut_thread(0), 0, 0);
 	}
 	assert_int_equal(c.outstanding, 0);
 	assert_int_equal(ust_crashsim_num_events(c.cs), 4);
@@ -908,10 +899,10 @@ static void test_two_threads_and_stacking(void **state)
 	assert_int_equal(sector_class(img, 10 * (BS / SECT)), 2);
 	ust_set_thread(t1);
 	ust_put_io_channel(ch1);
-	ust_set_thread(g_t0);
+	ust_set_thread(ut_thread(0));
 	for (i = 0; i < 100; i++) {
 		ust_thread_poll(t1, 0, 0);
-		ust_thread_poll(g_t0, 0, 0);
+		ust_thread_poll(ut_thread(0), 0, 0);
 	}
 
 	/* The bdev's information. */
@@ -931,7 +922,7 @@ static void test_two_threads_and_stacking(void **state)
 	assert_int_equal(ust_crashsim_image_build(image, &opts, NULL), 0);
 	assert_int_equal(ust_crashsim_create("Img6", "CS6b"), 0);
 	assert_int_equal(ust_crashsim_start(ust_crashsim_get("CS6b"), start_done, &done), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(done, 1);
 	opts.cut = 0;
 	assert_int_equal(ust_crashsim_crash_to_buffer(ust_crashsim_get("CS6b"), &opts, img, DEV_SIZE,
@@ -939,18 +930,13 @@ static void test_two_threads_and_stacking(void **state)
 			 0);
 	assert_int_equal(sector_class(img, 10 * (BS / SECT)), 2);
 	assert_int_equal(ust_crashsim_delete("CS6b", NULL, NULL), 0);
-	poll_threads();
+	ut_threads_poll();
 	ust_crashsim_image_free(image, NULL, NULL);
-	poll_threads();
+	ut_threads_poll();
 	assert_null(ust_bdev_get_by_name("Img6"));
 
-	ust_set_thread(t1);
-	ust_thread_exit(t1);
-	for (i = 0; i < 1000 && !ust_thread_is_exited(t1); i++)
-		ust_thread_poll(t1, 0, 0);
-	assert_true(ust_thread_is_exited(t1));
-	ust_set_thread(g_t0);
-	ust_thread_destroy(t1);
+	assert_int_equal(ut_thread_exit(t1), 0);
+	ust_set_thread(ut_thread(0));
 	free(buf0);
 	free(buf1);
 	free(img);
@@ -984,7 +970,7 @@ static void test_many_cuts(void **state)
 	assert_int_equal(ust_crashsim_create("Malloc5", "CS5"), 0);
 	cs = ust_crashsim_get("CS5");
 	assert_int_equal(ust_crashsim_start(cs, start_done, &done), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(done, 1);
 	assert_int_equal(ust_bdev_open_ext("CS5", true, event_cb, NULL, &d), 0);
 	ch = ust_bdev_get_io_channel(d);
@@ -1007,9 +993,9 @@ static void test_many_cuts(void **state)
 			outstanding++;
 		}
 		if (i % 4 == 3)
-			poll_threads();
+			ut_threads_poll();
 	}
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(outstanding, 0);
 	nev = ust_crashsim_num_events(cs);
 	assert_int_equal(nev, 2 * ust_crashsim_num_ops(cs));
@@ -1036,54 +1022,27 @@ static void test_many_cuts(void **state)
 	ust_crashsim_image_free(image, NULL, NULL);
 	ust_put_io_channel(ch);
 	ust_bdev_close(d);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(ust_crashsim_delete("CS5", NULL, NULL), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(ust_bdev_malloc_delete("Malloc5", NULL, NULL), 0);
-	poll_threads();
+	ut_threads_poll();
 	free(buf);
 	free(full);
 }
 
 /* ---- setup -------------------------------------------------------------- */
 
-static void init_done(void *ctx, int rc)
-{
-	*(int *)ctx = rc == 0 ? 1 : rc;
-}
-
-static void fini_done(void *ctx)
-{
-	*(int *)ctx = 1;
-}
-
 static int setup(void **state)
 {
-	int done = 0;
-
-	if (ust_thread_lib_init(NULL) != 0)
-		return -1;
-	g_t0 = ust_thread_create("t0", NULL);
-	ust_set_thread(g_t0);
-	ust_rpc_set_state(UST_RPC_RUNTIME);
-	ust_bdev_initialize(init_done, &done);
-	poll_threads();
-	return done == 1 ? 0 : -1;
+	return ut_threads_setup(1) == 0 ? ut_bdev_start() : -1;
 }
 
 static int teardown(void **state)
 {
-	int done = 0, i;
+	int rc = ut_bdev_stop();
 
-	ust_bdev_finish(fini_done, &done);
-	poll_threads();
-	ust_thread_exit(g_t0);
-	for (i = 0; i < 1000 && !ust_thread_is_exited(g_t0); i++)
-		ust_thread_poll(g_t0, 0, 0);
-	ust_thread_destroy(g_t0);
-	ust_set_thread(NULL);
-	ust_thread_lib_fini();
-	return done == 1 ? 0 : -1;
+	return ut_threads_teardown() == 0 ? rc : -1;
 }
 
 int main(void)

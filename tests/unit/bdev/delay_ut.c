@@ -22,22 +22,13 @@
 #include "ustor/env.h"
 #include "ustor/rpc.h"
 #include "ustor/thread.h"
+#include "ut_threads.h"
 
 #include "../../../bdev/delay/bdev_delay.h"
 #include "../../../bdev/malloc/bdev_malloc.h"
 
 #define BS 512
 #define US(x) ((uint64_t)(x) * ust_get_ticks_hz() / 1000000)
-
-static struct ust_thread *g_t0;
-
-static void poll_threads(void)
-{
-	int i;
-
-	for (i = 0; i < 100000 && ust_thread_poll(g_t0, 0, 0) > 0; i++)
-		;
-}
 
 static json_t *g_resp;
 
@@ -51,7 +42,7 @@ static json_t *rpc(const char *method, json_t *params)
 	g_resp = NULL;
 	assert_int_equal(ust_rpc_call_local(method, params, rpc_cb, NULL), 0);
 	json_decref(params);
-	poll_threads();
+	ut_threads_poll();
 	assert_non_null(g_resp);
 	return g_resp;
 }
@@ -107,13 +98,13 @@ static void teardown_delay(void)
 
 	ust_put_io_channel(g_ch);
 	ust_bdev_close(g_desc);
-	poll_threads();
+	ut_threads_poll();
 	r = rpc("bdev_delay_delete", json_pack("{s:s}", "name", "D0"));
 	assert_true(json_is_true(json_object_get(r, "result")));
 	json_decref(r);
 	assert_null(ust_bdev_get_by_name("D0"));
 	assert_int_equal(ust_bdev_malloc_delete("M0", NULL, NULL), 0);
-	poll_threads();
+	ut_threads_poll();
 }
 
 /*
@@ -129,14 +120,14 @@ static void expect_latency(bool write, uint64_t latency_us)
 		assert_int_equal(ust_bdev_write_blocks(g_desc, g_ch, buf, 1, 1, io_cb, &r), 0);
 	else
 		assert_int_equal(ust_bdev_read_blocks(g_desc, g_ch, buf, 1, 1, io_cb, &r), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(r.done, 0);
 	ust_env_test_advance_ticks(US(latency_us) - 1);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(r.done, 0);
 	/* Due now; released by the channel's poller within its 1 us period. */
 	ust_env_test_advance_ticks(1 + US(1));
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(r.done, 1);
 	assert_int_equal(r.status, 0);
 }
@@ -155,12 +146,12 @@ static void test_latencies(void **state)
 	/* flush takes the write latency */
 	assert_int_equal(ust_bdev_flush_blocks(g_desc, g_ch, 0, 1, io_cb, &fl), 0);
 	ust_env_test_advance_ticks(US(299));
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(fl.done, 0);
 	ust_env_test_advance_ticks(US(1));
-	poll_threads();
+	ut_threads_poll();
 	ust_env_test_advance_ticks(US(1));
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(fl.done, 1);
 
 	r = rpc("bdev_delay_update_latency", json_pack("{s:s, s:s, s:i}", "delay_bdev_name", "D0",
@@ -191,7 +182,7 @@ static void test_latencies(void **state)
 		struct io_result rr = {0};
 
 		assert_int_equal(ust_bdev_read_blocks(g_desc, g_ch, buf, 0, 1, io_cb, &rr), 0);
-		poll_threads();
+		ut_threads_poll();
 		assert_int_equal(rr.done, 1);
 	}
 	teardown_delay();
@@ -211,21 +202,21 @@ static void test_p99_share(void **state)
 	memset(res, 0, sizeof(res));
 	for (i = 0; i < N_P99; i++)
 		assert_int_equal(ust_bdev_read_blocks(g_desc, g_ch, buf, 0, 1, io_cb, &res[i]), 0);
-	poll_threads();
+	ut_threads_poll();
 	ust_env_test_advance_ticks(US(10));
-	poll_threads();
+	ut_threads_poll();
 	for (i = 0; i < N_P99; i++)
 		done += res[i].done;
 	/* About 1% (20 of 2000) take the p99 latency. */
 	assert_true(N_P99 - done >= 2);
 	assert_true(N_P99 - done <= 80);
 	ust_env_test_advance_ticks(US(989));
-	poll_threads();
+	ut_threads_poll();
 	for (i = 0, done = 0; i < N_P99; i++)
 		done += res[i].done;
 	assert_true(done < N_P99);
 	ust_env_test_advance_ticks(US(2));
-	poll_threads();
+	ut_threads_poll();
 	for (i = 0, done = 0; i < N_P99; i++)
 		done += res[i].done;
 	assert_int_equal(done, N_P99);
@@ -275,7 +266,7 @@ static void test_create_errors_and_config(void **state)
 
 	/* Hot removal of the base removes D1. */
 	assert_int_equal(ust_bdev_malloc_delete("M1", NULL, NULL), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_null(ust_bdev_get_by_name("D1"));
 	assert_int_equal(ust_bdev_delay_delete("D1", NULL, NULL), 0);
 	assert_int_equal(ust_bdev_delay_delete("D1", NULL, NULL), -ENODEV);
@@ -283,43 +274,16 @@ static void test_create_errors_and_config(void **state)
 
 /* ---- setup -------------------------------------------------------------- */
 
-static void init_done(void *ctx, int rc)
-{
-	*(int *)ctx = rc == 0 ? 1 : rc;
-}
-
-static void fini_done(void *ctx)
-{
-	*(int *)ctx = 1;
-}
-
 static int setup(void **state)
 {
-	int done = 0;
-
-	if (ust_thread_lib_init(NULL) != 0)
-		return -1;
-	g_t0 = ust_thread_create("t0", NULL);
-	ust_set_thread(g_t0);
-	ust_rpc_set_state(UST_RPC_RUNTIME);
-	ust_bdev_initialize(init_done, &done);
-	poll_threads();
-	return done == 1 ? 0 : -1;
+	return ut_threads_setup(1) == 0 ? ut_bdev_start() : -1;
 }
 
 static int teardown(void **state)
 {
-	int done = 0, i;
+	int rc = ut_bdev_stop();
 
-	ust_bdev_finish(fini_done, &done);
-	poll_threads();
-	ust_thread_exit(g_t0);
-	for (i = 0; i < 1000 && !ust_thread_is_exited(g_t0); i++)
-		ust_thread_poll(g_t0, 0, 0);
-	ust_thread_destroy(g_t0);
-	ust_set_thread(NULL);
-	ust_thread_lib_fini();
-	return done == 1 ? 0 : -1;
+	return ut_threads_teardown() == 0 ? rc : -1;
 }
 
 int main(void)

@@ -21,6 +21,7 @@
 #include "ustor/bdev_module.h"
 #include "ustor/rpc.h"
 #include "ustor/thread.h"
+#include "ut_threads.h"
 
 #include "../../../bdev/error/bdev_error.h"
 #include "../../../bdev/malloc/bdev_malloc.h"
@@ -28,24 +29,14 @@
 #define BS 512
 #define NBLOCKS 64
 
-static struct ust_thread *g_t0;
-
-static void poll_threads(void)
-{
-	int i;
-
-	for (i = 0; i < 100000 && ust_thread_poll(g_t0, 0, 0) > 0; i++)
-		;
-}
-
 /* Poll until *flag; NOMEM retries wait on a short real-time timer. */
 static void poll_until(const int *flag)
 {
 	int i;
 
 	for (i = 0; i < 2000000 && !*flag; i++)
-		ust_thread_poll(g_t0, 0, 0);
-	poll_threads();
+		ust_thread_poll(ut_thread(0), 0, 0);
+	ut_threads_poll();
 }
 
 static json_t *g_resp;
@@ -60,7 +51,7 @@ static json_t *rpc(const char *method, json_t *params)
 	g_resp = NULL;
 	assert_int_equal(ust_rpc_call_local(method, params, rpc_cb, NULL), 0);
 	json_decref(params);
-	poll_threads();
+	ut_threads_poll();
 	assert_non_null(g_resp);
 	return g_resp;
 }
@@ -130,7 +121,7 @@ static void close_ee(void)
 	ust_bdev_close(g_desc);
 	g_ch = NULL;
 	g_desc = NULL;
-	poll_threads();
+	ut_threads_poll();
 }
 
 static int do_read(void *buf, uint64_t off, uint64_t n)
@@ -158,7 +149,7 @@ static int do_flush(void)
 	struct io_result r = {0};
 
 	assert_int_equal(ust_bdev_flush_blocks(g_desc, g_ch, 0, 1, io_cb, &r), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(r.done, 1);
 	return r.status;
 }
@@ -183,7 +174,7 @@ static void teardown_ee(void)
 	rpc_ok("bdev_error_delete", json_pack("{s:s}", "name", "EE_M0"));
 	assert_null(ust_bdev_get_by_name("EE_M0"));
 	assert_int_equal(ust_bdev_malloc_delete("M0", NULL, NULL), 0);
-	poll_threads();
+	ut_threads_poll();
 }
 
 /* ---- tests -------------------------------------------------------------- */
@@ -242,10 +233,10 @@ static void test_pending_until_clear(void **state)
 	setup_ee();
 	inject("read", "pending", 1);
 	assert_int_equal(ust_bdev_read_blocks(g_desc, g_ch, b1, 0, 1, io_cb, &held), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(held.done, 0);
 	assert_int_equal(do_read(b2, 0, 1), 0); /* only one was marked */
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(held.done, 0);
 	inject("clear", "pending", 1);
 	assert_int_equal(held.done, 1);
@@ -264,10 +255,10 @@ static void test_pending_released_by_reset(void **state)
 	inject("write", "pending", 1);
 	memset(b1, 0x5a, sizeof(b1));
 	assert_int_equal(ust_bdev_write_blocks(g_desc, g_ch, b1, 3, 1, io_cb, &held), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(held.done, 0);
 	assert_int_equal(ust_bdev_reset(g_desc, g_ch, io_cb, &reset), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(held.done, 1);
 	assert_int_equal(held.status, -ECANCELED);
 	assert_int_equal(reset.done, 1);
@@ -288,7 +279,7 @@ static void test_pending_aborted_by_delete(void **state)
 	setup_ee();
 	inject("write", "pending", 5);
 	assert_int_equal(ust_bdev_write_blocks(g_desc, g_ch, b1, 0, 1, io_cb, &held), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(held.done, 0);
 	g_removes = 0;
 	r = rpc("bdev_error_delete", json_pack("{s:s}", "name", "EE_M0"));
@@ -300,7 +291,7 @@ static void test_pending_aborted_by_delete(void **state)
 	assert_null(ust_bdev_get_by_name("EE_M0"));
 	assert_false(ust_bdev_is_claimed(ust_bdev_get_by_name("M0")));
 	assert_int_equal(ust_bdev_malloc_delete("M0", NULL, NULL), 0);
-	poll_threads();
+	ut_threads_poll();
 }
 
 static void test_corrupt_data(void **state)
@@ -399,7 +390,7 @@ static void test_config_and_hot_remove(void **state)
 	/* The base goes: so does EE_M0, and our descriptor hears of it. */
 	g_removes = 0;
 	assert_int_equal(ust_bdev_malloc_delete("M0", NULL, NULL), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(g_removes, 1);
 	assert_null(ust_bdev_get_by_name("EE_M0"));
 	assert_null(ust_bdev_get_by_name("M0"));
@@ -409,43 +400,16 @@ static void test_config_and_hot_remove(void **state)
 
 /* ---- setup -------------------------------------------------------------- */
 
-static void init_done(void *ctx, int rc)
-{
-	*(int *)ctx = rc == 0 ? 1 : rc;
-}
-
-static void fini_done(void *ctx)
-{
-	*(int *)ctx = 1;
-}
-
 static int setup(void **state)
 {
-	int done = 0;
-
-	if (ust_thread_lib_init(NULL) != 0)
-		return -1;
-	g_t0 = ust_thread_create("t0", NULL);
-	ust_set_thread(g_t0);
-	ust_rpc_set_state(UST_RPC_RUNTIME);
-	ust_bdev_initialize(init_done, &done);
-	poll_threads();
-	return done == 1 ? 0 : -1;
+	return ut_threads_setup(1) == 0 ? ut_bdev_start() : -1;
 }
 
 static int teardown(void **state)
 {
-	int done = 0, i;
+	int rc = ut_bdev_stop();
 
-	ust_bdev_finish(fini_done, &done);
-	poll_threads();
-	ust_thread_exit(g_t0);
-	for (i = 0; i < 1000 && !ust_thread_is_exited(g_t0); i++)
-		ust_thread_poll(g_t0, 0, 0);
-	ust_thread_destroy(g_t0);
-	ust_set_thread(NULL);
-	ust_thread_lib_fini();
-	return done == 1 ? 0 : -1;
+	return ut_threads_teardown() == 0 ? rc : -1;
 }
 
 int main(void)

@@ -30,8 +30,8 @@
 #include "ustor/blob.h"
 #include "ustor/blobfs.h"
 #include "ustor/lvol.h"
-#include "ustor/rpc.h"
 #include "ustor/thread.h"
+#include "ut_threads.h"
 
 #include "../../../bdev/malloc/bdev_malloc.h"
 #include "../../../bdev/passthru/bdev_passthru.h"
@@ -39,21 +39,6 @@
 #define BLOCK 512
 #define MALLOC_BYTES (16u << 20)
 #define MIB (1u << 20)
-
-static struct ust_thread *g_t0, *g_t1;
-
-static void poll_threads(void)
-{
-	int round, busy;
-
-	for (round = 0; round < 1000000; round++) {
-		busy = ust_thread_poll(g_t0, 0, 0);
-		busy |= ust_thread_poll(g_t1, 0, 0);
-		if (!busy)
-			break;
-	}
-	ust_set_thread(g_t0);
-}
 
 struct res {
 	bool done;
@@ -109,7 +94,7 @@ static void statfs_cb(void *arg, const struct ust_blobfs_statfs *st, int rc)
 
 static int wait_rc(struct res *r)
 {
-	poll_threads();
+	ut_threads_poll();
 	assert_true(r->done);
 	return r->rc;
 }
@@ -163,7 +148,7 @@ static void lvs_close(const char *name)
 static void p0_create(void)
 {
 	assert_int_equal(ust_bdev_passthru_create("M0", "P0", NULL), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_non_null(ust_bdev_get_by_name("P0"));
 }
 
@@ -198,7 +183,7 @@ static void test_share(void **state)
 	assert_false(p0_claimed()); /* blank: examine leaves it alone */
 
 	/* blobfs first: format, note the free space, unmount (the store unloads). */
-	fs = fs_open(g_t0, true, 0);
+	fs = fs_open(ut_thread(0), true, 0);
 	free0 = fs_free(fs);
 	fs_close(fs);
 	assert_false(p0_claimed());
@@ -217,11 +202,11 @@ static void test_share(void **state)
 		 ust_bdev_get_name(ust_lvol_get_bdev(r.lvol)));
 
 	/* A mount from another thread attaches to the loaded store (runs on its thread). */
-	fs = fs_open(g_t1, false, 0);
+	fs = fs_open(ut_thread(1), false, 0);
 	assert_int_equal(ust_bs_share_holders(ust_lvs_get_bs(ust_lvs_get_by_name("lvs"))), 2);
 	assert_int_equal(fs_free(fs), free0 - MIB / cluster);
 	/* Formatting a store in use: refused, both owners untouched. */
-	assert_null(fs_open(g_t0, true, -EEXIST));
+	assert_null(fs_open(ut_thread(0), true, -EEXIST));
 	assert_int_equal(fs_free(fs), free0 - MIB / cluster);
 
 	/* Unmount first: the lvols keep the store. */
@@ -235,7 +220,7 @@ static void test_share(void **state)
 	restart();
 	assert_non_null(ust_lvs_get_by_name("lvs"));
 	assert_non_null(ust_bdev_get_by_name("lvs/vol"));
-	fs = fs_open(g_t0, false, 0);
+	fs = fs_open(ut_thread(0), false, 0);
 	/* Unload the lvstore first: the mount keeps the store. */
 	lvs_close("lvs");
 	assert_true(p0_claimed());
@@ -246,7 +231,7 @@ static void test_share(void **state)
 	restart();
 	/* Deleting the lvstore deletes its blobs only: the file system stays. */
 	assert_non_null(ust_lvs_get_by_name("lvs"));
-	fs = fs_open(g_t0, false, 0);
+	fs = fs_open(ut_thread(0), false, 0);
 	memset(&r, 0, sizeof(r));
 	ust_lvs_destroy(ust_lvs_get_by_name("lvs"), op_cb, &r);
 	assert_int_equal(wait_rc(&r), 0);
@@ -256,7 +241,7 @@ static void test_share(void **state)
 	restart();
 	assert_null(ust_lvs_first());
 	assert_false(p0_claimed());
-	fs = fs_open(g_t0, false, 0);
+	fs = fs_open(ut_thread(0), false, 0);
 	fs_close(fs);
 
 	p0_delete();
@@ -293,17 +278,17 @@ static void test_legacy_store(void **state)
 
 	(void)state;
 	assert_int_equal(ust_bdev_malloc_create(&mo, NULL), 0);
-	poll_threads();
+	ut_threads_poll();
 	ust_bs_opts_init(&o);
 	snprintf(o.bstype, sizeof(o.bstype), "%s", UST_LVS_BSTYPE_LEGACY);
 	ust_bs_init("M0", &o, bs_cb, &bs);
-	poll_threads();
+	ut_threads_poll();
 	assert_non_null(bs);
 	ust_blob_opts_init(&bo);
 	bo.xattrs = x;
 	bo.xattr_count = 2;
 	ust_bs_create_blob(bs, &bo, id_cb, &id);
-	poll_threads();
+	ut_threads_poll();
 	assert_true(id != 0);
 	ust_bs_set_super(bs, id, op_cb, &r);
 	assert_int_equal(wait_rc(&r), 0);
@@ -317,7 +302,7 @@ static void test_legacy_store(void **state)
 			    UST_LVS_BSTYPE_LEGACY);
 	/* Exclusive: not in the registry, and blobfs does not take its type. */
 	assert_int_equal(ust_bs_share_holders(ust_lvs_get_bs(ust_lvs_get_by_name("old"))), 0);
-	assert_null(fs_open(g_t0, false, -EILSEQ)); /* another type: not blobfs's */
+	assert_null(fs_open(ut_thread(0), false, -EILSEQ)); /* another type: not blobfs's */
 	lvs_close("old");
 	p0_delete();
 	memset(&r, 0, sizeof(r));
@@ -327,57 +312,18 @@ static void test_legacy_store(void **state)
 
 /* ---- setup -------------------------------------------------------------------------- */
 
-static void init_done(void *ctx, int rc)
-{
-	*(int *)ctx = rc == 0 ? 1 : rc;
-}
-
-static void fini_done(void *ctx)
-{
-	*(int *)ctx = 1;
-}
-
 static int setup(void **state)
 {
-	int done = 0;
-
 	(void)state;
-	if (ust_thread_lib_init(NULL) != 0)
-		return -1;
-	g_t0 = ust_thread_create("t0", NULL);
-	g_t1 = ust_thread_create("t1", NULL);
-	ust_set_thread(g_t0);
-	ust_rpc_set_state(UST_RPC_RUNTIME);
-	ust_bdev_initialize(init_done, &done);
-	poll_threads();
-	return done == 1 ? 0 : -1;
-}
-
-static void exit_thread(struct ust_thread *t)
-{
-	int i;
-
-	ust_set_thread(t);
-	ust_thread_exit(t);
-	for (i = 0; i < 1000 && !ust_thread_is_exited(t); i++)
-		ust_thread_poll(t, 0, 0);
-	ust_thread_destroy(t);
+	return ut_threads_setup(2) == 0 ? ut_bdev_start() : -1;
 }
 
 static int teardown(void **state)
 {
-	int done = 0;
-
 	(void)state;
-	ust_bdev_finish(fini_done, &done);
-	poll_threads();
-	if (done != 1 || ust_lvs_first() != NULL)
+	if (ut_bdev_stop() != 0 || ust_lvs_first() != NULL)
 		return -1;
-	exit_thread(g_t1);
-	exit_thread(g_t0);
-	ust_set_thread(NULL);
-	ust_thread_lib_fini();
-	return 0;
+	return ut_threads_teardown();
 }
 
 int main(void)

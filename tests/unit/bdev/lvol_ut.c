@@ -30,6 +30,7 @@
 #include "ustor/lvol.h"
 #include "ustor/rpc.h"
 #include "ustor/thread.h"
+#include "ut_threads.h"
 
 #include "../../../bdev/malloc/bdev_malloc.h"
 #include "../../../blobstore/format.h"
@@ -38,21 +39,6 @@
 #define MALLOC_BYTES (16u << 20)
 #define CLUSTER (64u << 10)
 #define MIB (1u << 20)
-
-static struct ust_thread *g_t0, *g_t1;
-
-static void poll_threads(void)
-{
-	int round, busy;
-
-	for (round = 0; round < 1000000; round++) {
-		busy = ust_thread_poll(g_t0, 0, 0);
-		busy |= ust_thread_poll(g_t1, 0, 0);
-		if (!busy)
-			break;
-	}
-	ust_set_thread(g_t0);
-}
 
 /* ---- a RAM disk whose bytes survive unregistering --------------------------------- */
 
@@ -171,13 +157,13 @@ static void pram_register(int i)
 	disk->bdev.fn_table = &g_pram_fn_table;
 	assert_int_equal(ust_bdev_register(&disk->bdev), 0);
 	disk->registered = true;
-	poll_threads();
+	ut_threads_poll();
 }
 
 static void pram_unregister(int i)
 {
 	ust_bdev_unregister(&g_pram[i].bdev, NULL, NULL);
-	poll_threads();
+	ut_threads_poll();
 	assert_false(g_pram[i].registered);
 }
 
@@ -196,7 +182,7 @@ static json_t *rpc(const char *method, json_t *params)
 	g_resp = NULL;
 	assert_int_equal(ust_rpc_call_local(method, params, rpc_cb, NULL), 0);
 	json_decref(params);
-	poll_threads();
+	ut_threads_poll();
 	assert_non_null(g_resp);
 	return g_resp;
 }
@@ -312,7 +298,7 @@ static void io_cb(struct ust_bdev_io *io, int status, void *arg)
 static int io_wait(struct io_result *r, int rc)
 {
 	assert_int_equal(rc, 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(r->done, 1);
 	return r->status;
 }
@@ -346,7 +332,7 @@ static void write_bdev(const char *name, uint64_t offset_blocks, void *buf, uint
 			 0);
 	ust_put_io_channel(ch);
 	ust_bdev_close(desc);
-	poll_threads();
+	ut_threads_poll();
 }
 
 static void read_bdev(const char *name, uint64_t offset_blocks, void *buf, uint64_t blocks)
@@ -363,7 +349,7 @@ static void read_bdev(const char *name, uint64_t offset_blocks, void *buf, uint6
 			 0);
 	ust_put_io_channel(ch);
 	ust_bdev_close(desc);
-	poll_threads();
+	ut_threads_poll();
 }
 
 static void make_malloc(const char *name)
@@ -372,7 +358,7 @@ static void make_malloc(const char *name)
 				    .block_size = BLOCK};
 
 	assert_int_equal(ust_bdev_malloc_create(&o, NULL), 0);
-	poll_threads();
+	ut_threads_poll();
 }
 
 static void deleted(void *ctx, int rc)
@@ -385,7 +371,7 @@ static void drop_malloc(const char *name)
 	int done = 0;
 
 	assert_int_equal(ust_bdev_malloc_delete(name, deleted, &done), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(done, 1);
 }
 
@@ -598,29 +584,29 @@ static void test_lvols_io(void **state)
 		assert_int_equal(io_wait(&res, ust_bdev_reset(desc, ch, io_cb, &res)), 0);
 
 		/* Flush submitted on t1 goes to the metadata thread (t0) and back. */
-		ust_set_thread(g_t1);
+		ust_set_thread(ut_thread(1));
 		ch1 = ust_bdev_get_io_channel(desc);
 		assert_non_null(ch1);
 		memset(&res, 0, sizeof(res));
 		assert_int_equal(ust_bdev_flush_blocks(desc, ch1, 0, 8, io_cb, &res), 0);
-		poll_threads();
+		ut_threads_poll();
 		assert_int_equal(res.done, 1);
 		assert_int_equal(res.status, 0);
 		memset(&res, 0, sizeof(res));
-		ust_set_thread(g_t1);
+		ust_set_thread(ut_thread(1));
 		assert_int_equal(ust_bdev_read_blocks(desc, ch1, r, CLUSTER / BLOCK - 8, 16,
 						      io_cb, &res), 0);
-		poll_threads();
+		ut_threads_poll();
 		assert_int_equal(res.done, 1);
 		assert_int_equal(res.status, 0);
 		fill(w, 8 * BLOCK, 3);
 		assert_memory_equal(r, w, 8 * BLOCK); /* read on t1: intact before the zeroes */
-		ust_set_thread(g_t1);
+		ust_set_thread(ut_thread(1));
 		ust_put_io_channel(ch1);
-		ust_set_thread(g_t0);
+		ust_set_thread(ut_thread(0));
 		ust_put_io_channel(ch);
 		ust_bdev_close(desc);
-		poll_threads();
+		ut_threads_poll();
 	}
 	fill(w, 4 * CLUSTER, 3);
 	read_bdev(thick, CLUSTER / BLOCK - 8, r, 16);
@@ -701,7 +687,7 @@ static void test_resize_rename_delete(void **state)
 	rpc_expect_error("bdev_lvol_resize", json_pack("{s:s, s:i}", "name", vol, "size", 65536),
 			 UST_JSONRPC_ERROR_INVALID_STATE, "cannot resize lvol");
 	ust_bdev_close(desc);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(ust_bdev_get_num_blocks(ust_bdev_get_by_name(vol)), 2 * MIB / BLOCK);
 
 	/* Shrink to 3 clusters (bytes, rounded up): the first 3 clusters kept. */
@@ -759,7 +745,7 @@ static void test_resize_rename_delete(void **state)
 	rpc_expect_error("bdev_lvol_delete_lvstore", json_pack("{s:s}", "lvs_name", "pool"),
 			 UST_JSONRPC_ERROR_INVALID_STATE, NULL);
 	ust_bdev_close(desc);
-	poll_threads();
+	ut_threads_poll();
 	rpc_expect_true("bdev_lvol_delete", json_pack("{s:s}", "name", "pool/vol2"));
 	assert_null(ust_bdev_get_by_name(vol));
 	assert_null(ust_bdev_get_by_name("pool/vol2"));
@@ -815,14 +801,14 @@ static void test_restart(void **state)
 
 		assert_int_equal(ust_bdev_open_ext(a, true, event_cb, NULL, &desc), 0);
 		ust_lvs_unload(lvs, deleted, &rc);
-		poll_threads();
+		ut_threads_poll();
 		assert_int_equal(rc, -EBUSY);
 		ust_bdev_close(desc);
-		poll_threads();
+		ut_threads_poll();
 	}
 	rc = 0;
 	ust_lvs_unload(lvs, deleted, &rc);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(rc, 1);
 	assert_null(ust_bdev_get_by_name(a));
 	assert_null(ust_bdev_get_by_name("keep/bee"));
@@ -878,7 +864,7 @@ static void test_restart(void **state)
 	/* After the rename and another restart the new name is what loads. */
 	rc = 0;
 	ust_lvs_unload(ust_lvs_get_by_name("moved"), deleted, &rc);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(rc, 1);
 	pram_unregister(0);
 	pram_register(0);
@@ -891,7 +877,7 @@ static void test_restart(void **state)
 	rpc_expect_true("bdev_lvol_delete", json_pack("{s:s}", "name", "moved/bee"));
 	rc = 0;
 	ust_lvs_unload(ust_lvs_get_by_name("moved"), deleted, &rc);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(rc, 1);
 	pram_unregister(0);
 	pram_register(0);
@@ -914,7 +900,7 @@ static void test_duplicate_store_name_at_examine(void **state)
 	/* Put "moved" aside and make "twin" on fresh bytes of Pram0. */
 	rc = 0;
 	ust_lvs_unload(ust_lvs_get_by_name("moved"), deleted, &rc);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(rc, 1);
 	pram_unregister(0);
 	saved = g_pram[0].data;
@@ -924,7 +910,7 @@ static void test_duplicate_store_name_at_examine(void **state)
 	create_lvs("Pram0", "twin", u1);
 	rc = 0;
 	ust_lvs_unload(ust_lvs_get_by_name("twin"), deleted, &rc);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(rc, 1);
 	pram_unregister(0);
 
@@ -950,7 +936,7 @@ static void test_duplicate_store_name_at_examine(void **state)
 	/* "moved" back for the shutdown in teardown. */
 	rc = 0;
 	ust_lvs_unload(lvs, deleted, &rc);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(rc, 1);
 	pram_unregister(0);
 	free(g_pram[0].data);
@@ -1021,7 +1007,7 @@ static void unload_store(const char *name)
 	int rc = 0;
 
 	ust_lvs_unload(ust_lvs_get_by_name(name), deleted, &rc);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(rc, 1);
 }
 
@@ -1075,7 +1061,7 @@ static ust_blob_id lvol_blob_id(struct ust_blob_store *bs, const char *name)
 	size_t len;
 
 	ust_bs_iter_first(bs, iter_cb, &w);
-	poll_threads();
+	ut_threads_poll();
 	while (w.rc == 0) {
 		assert_int_equal(w.done, 1);
 		if (ust_blob_get_internal_xattr(w.blob, "lvol.name", &v, &len) == 0 &&
@@ -1083,7 +1069,7 @@ static ust_blob_id lvol_blob_id(struct ust_blob_store *bs, const char *name)
 			id = ust_blob_get_id(w.blob);
 		w.done = 0;
 		ust_bs_iter_next(bs, w.blob, iter_cb, &w);
-		poll_threads();
+		ut_threads_poll();
 	}
 	assert_int_equal(w.rc, -ENOENT);
 	assert_int_not_equal(id, 0);
@@ -1104,7 +1090,7 @@ static void make_revert_leftover(struct ust_blob_store *bs, ust_blob_id parent, 
 	x[2] = (struct ust_blob_xattr){"lvol.clear_method", "unmap", 5, true};
 	x[3] = (struct ust_blob_xattr){"lvol.revert_of", hex, strlen(hex), true};
 	ust_bs_create_clone(bs, parent, x, 4, blob_id_cb, &w);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(w.done, 1);
 	assert_int_equal(w.rc, 0);
 }
@@ -1196,7 +1182,7 @@ static void test_snapshots(void **state)
 				 json_pack("{s:s, s:s}", "name", v, "snapshot_name", s1),
 				 UST_JSONRPC_ERROR_INVALID_STATE, NULL);
 		ust_bdev_close(desc);
-		poll_threads();
+		ut_threads_poll();
 	}
 
 	/* Two clones: the snapshot cannot be deleted, and nothing changed. */
@@ -1268,12 +1254,12 @@ static void test_snapshots(void **state)
 	vid = lvol_blob_id(bs, "v");
 	make_revert_leftover(bs, lvol_blob_id(bs, "s2"), "v", v, vid);
 	ust_bs_create_blob(bs, NULL, blob_id_cb, &w);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(w.rc, 0);
 	gone = w.id;
 	w.done = 0;
 	ust_bs_delete_blob(bs, gone, blob_rc_cb, &w);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(w.done, 1);
 	assert_int_equal(w.rc, 0);
 	snprintf(x, sizeof(x), "%s", "0b5c7a52-1d0f-4c43-9e4b-6a7f0e3d2c11");
@@ -1307,34 +1293,6 @@ static void test_snapshots(void **state)
 }
 
 /* ---- setup -------------------------------------------------------------------------- */
-
-static void init_done(void *ctx, int rc)
-{
-	*(int *)ctx = rc == 0 ? 1 : rc;
-}
-
-static void fini_done(void *ctx)
-{
-	*(int *)ctx = 1;
-}
-
-static int bdev_start(void)
-{
-	int done = 0;
-
-	ust_bdev_initialize(init_done, &done);
-	poll_threads();
-	return done == 1 ? 0 : -1;
-}
-
-static int bdev_stop(void)
-{
-	int done = 0;
-
-	ust_bdev_finish(fini_done, &done);
-	poll_threads();
-	return done == 1 ? 0 : -1;
-}
 
 /* ---- shutdown ------------------------------------------------------------------------- */
 
@@ -1380,7 +1338,7 @@ static void test_shutdown_waits_for_stores(void **state)
 	int i, renamed = 0;
 
 	pram_alloc_all();
-	assert_int_equal(bdev_start(), 0);
+	assert_int_equal(ut_bdev_start(), 0);
 	for (i = 0; i < PRAM_DISKS; i++)
 		pram_register(i);
 	create_lvs("Pram0", "idle", uuid);
@@ -1392,7 +1350,7 @@ static void test_shutdown_waits_for_stores(void **state)
 
 	ust_lvs_rename(ust_lvs_get_by_name("busy"), "moved", deleted, &renamed);
 	assert_int_equal(renamed, 0);
-	assert_int_equal(bdev_stop(), 0);
+	assert_int_equal(ut_bdev_stop(), 0);
 	assert_int_equal(renamed, 1);
 	assert_null(ust_lvs_first());
 	for (i = 0; i < PRAM_DISKS; i++) {
@@ -1401,7 +1359,7 @@ static void test_shutdown_waits_for_stores(void **state)
 	}
 
 	/* Restart: both stores load, the busy one under its new name. */
-	assert_int_equal(bdev_start(), 0);
+	assert_int_equal(ut_bdev_start(), 0);
 	for (i = 0; i < PRAM_DISKS; i++)
 		pram_register(i);
 	assert_non_null(ust_lvs_get_by_name("idle"));
@@ -1409,7 +1367,7 @@ static void test_shutdown_waits_for_stores(void **state)
 	assert_null(ust_lvs_get_by_name("busy"));
 	assert_ptr_equal(ust_bdev_get_by_name("moved/v"), ust_bdev_get_by_name(vol));
 	assert_non_null(ust_bdev_get_by_name(vol));
-	assert_int_equal(bdev_stop(), 0);
+	assert_int_equal(ut_bdev_stop(), 0);
 	assert_null(ust_lvs_first());
 	for (i = 0; i < PRAM_DISKS; i++)
 		assert_true(pram_store_clean(i));
@@ -1420,11 +1378,11 @@ static void test_shutdown_waits_for_stores(void **state)
 static void test_shutdown_without_lvstore(void **state)
 {
 	pram_alloc_all();
-	assert_int_equal(bdev_start(), 0);
+	assert_int_equal(ut_bdev_start(), 0);
 	pram_register(0);
 	make_malloc("M9");
 	assert_null(ust_lvs_first());
-	assert_int_equal(bdev_stop(), 0);
+	assert_int_equal(ut_bdev_stop(), 0);
 	assert_false(g_pram[0].registered);
 	assert_null(ust_bdev_get_by_name("M9"));
 	pram_free_all();
@@ -1432,47 +1390,15 @@ static void test_shutdown_without_lvstore(void **state)
 
 /* ---- groups ------------------------------------------------------------------------------ */
 
-static int threads_start(void)
-{
-	if (ust_thread_lib_init(NULL) != 0)
-		return -1;
-	g_t0 = ust_thread_create("t0", NULL);
-	g_t1 = ust_thread_create("t1", NULL);
-	if (g_t0 == NULL || g_t1 == NULL)
-		return -1;
-	ust_set_thread(g_t0);
-	ust_rpc_set_state(UST_RPC_RUNTIME);
-	return 0;
-}
-
-static void exit_thread(struct ust_thread *t)
-{
-	int i;
-
-	ust_set_thread(t);
-	ust_thread_exit(t);
-	for (i = 0; i < 1000 && !ust_thread_is_exited(t); i++)
-		ust_thread_poll(t, 0, 0);
-	ust_thread_destroy(t);
-}
-
-static void threads_stop(void)
-{
-	exit_thread(g_t1);
-	exit_thread(g_t0);
-	ust_set_thread(NULL);
-	ust_thread_lib_fini();
-}
-
 static int setup(void **state)
 {
-	return bdev_start();
+	return ut_bdev_start();
 }
 
 static int teardown(void **state)
 {
 	/* lvs0 (with lvols, on M0) and "moved" (on Pram0) are still loaded. */
-	if (bdev_stop() != 0)
+	if (ut_bdev_stop() != 0)
 		return -1;
 	if (ust_lvs_first() != NULL || g_pram[0].registered)
 		return -1;
@@ -1497,10 +1423,11 @@ int main(void)
 	};
 	int failed;
 
-	if (threads_start() != 0)
+	if (ut_threads_setup(2) != 0)
 		return 1;
 	failed = cmocka_run_group_tests_name("lvol", tests, setup, teardown);
 	failed += cmocka_run_group_tests_name("lvol shutdown", shutdown_tests, NULL, NULL);
-	threads_stop();
+	if (ut_threads_teardown() != 0)
+		failed++;
 	return failed;
 }

@@ -21,21 +21,12 @@
 #include "ustor/bdev_module.h"
 #include "ustor/rpc.h"
 #include "ustor/thread.h"
+#include "ut_threads.h"
 
 #include "../../../bdev/passthru/bdev_passthru.h"
 
 #define BS 512
 #define NBLOCKS 64
-
-static struct ust_thread *g_t0;
-
-static void poll_threads(void)
-{
-	int i;
-
-	for (i = 0; i < 100000 && ust_thread_poll(g_t0, 0, 0) > 0; i++)
-		;
-}
 
 /* ---- a RAM bdev that records what reaches it ---------------------------- */
 
@@ -184,7 +175,7 @@ static json_t *rpc(const char *method, json_t *params)
 	g_resp = NULL;
 	assert_int_equal(ust_rpc_call_local(method, params, rpc_cb, NULL), 0);
 	json_decref(params);
-	poll_threads();
+	ut_threads_poll();
 	assert_non_null(g_resp);
 	return g_resp;
 }
@@ -220,7 +211,7 @@ static void event_cb(enum ust_bdev_event_type type, struct ust_bdev *bdev, void 
 static int finish(struct io_result *r, int rc)
 {
 	assert_int_equal(rc, 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(r->done, 1);
 	return r->status;
 }
@@ -304,7 +295,7 @@ static void test_forwards_every_type(void **state)
 
 	ust_put_io_channel(ch);
 	ust_bdev_close(desc);
-	poll_threads();
+	ut_threads_poll();
 
 	/* A second vbdev cannot claim the same base. */
 	x = rpc("bdev_passthru_create", json_pack("{s:s, s:s}", "base_bdev_name", "Rec0", "name",
@@ -322,7 +313,7 @@ static void test_forwards_every_type(void **state)
 	assert_int_equal(rpc_error_code(x), UST_JSONRPC_ERROR_INVALID_PARAMS);
 	json_decref(x);
 	ust_bdev_unregister(&base->bdev, NULL, NULL);
-	poll_threads();
+	ut_threads_poll();
 }
 
 static void test_late_base_and_hot_remove(void **state)
@@ -361,10 +352,10 @@ static void test_late_base_and_hot_remove(void **state)
 	g_removes = 0;
 	destructs = g_rec_destructs;
 	ust_bdev_unregister(&base->bdev, NULL, NULL);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(g_removes, 1);
 	ust_bdev_close(desc);
-	poll_threads();
+	ut_threads_poll();
 	assert_null(ust_bdev_get_by_name("PT2"));
 	assert_null(ust_bdev_get_by_name("Later"));
 	assert_int_equal(g_rec_destructs, destructs + 1);
@@ -373,11 +364,11 @@ static void test_late_base_and_hot_remove(void **state)
 	base = rec_register("Later");
 	assert_non_null(ust_bdev_get_by_name("PT2"));
 	assert_int_equal(ust_bdev_passthru_delete("PT2", NULL, NULL), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_null(ust_bdev_get_by_name("PT2"));
 	assert_int_equal(ust_bdev_passthru_delete("PT2", NULL, NULL), -ENODEV);
 	ust_bdev_unregister(&base->bdev, NULL, NULL);
-	poll_threads();
+	ut_threads_poll();
 }
 
 /* A claimed base refuses the passthru (config not kept); a grown base grows it. */
@@ -397,57 +388,30 @@ static void test_claimed_base_and_resize(void **state)
 	assert_true(ust_bdev_is_claimed(&base->bdev));
 	assert_int_equal(ust_bdev_get_num_blocks(pt), NBLOCKS);
 	assert_int_equal(ust_bdev_notify_blockcnt_change(&base->bdev, NBLOCKS * 2), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(ust_bdev_get_num_blocks(pt), NBLOCKS * 2);
 
 	assert_int_equal(ust_bdev_passthru_delete("PT3", NULL, NULL), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_null(ust_bdev_get_by_name("PT3"));
 	assert_false(ust_bdev_is_claimed(&base->bdev));
 	assert_false(ust_bdev_is_open(&base->bdev, false));
 	ust_bdev_unregister(&base->bdev, NULL, NULL);
-	poll_threads();
+	ut_threads_poll();
 }
 
 /* ---- setup -------------------------------------------------------------- */
 
-static void init_done(void *ctx, int rc)
-{
-	*(int *)ctx = rc == 0 ? 1 : rc;
-}
-
-static void fini_done(void *ctx)
-{
-	*(int *)ctx = 1;
-}
-
 static int setup(void **state)
 {
-	int done = 0;
-
-	if (ust_thread_lib_init(NULL) != 0)
-		return -1;
-	g_t0 = ust_thread_create("t0", NULL);
-	ust_set_thread(g_t0);
-	ust_rpc_set_state(UST_RPC_RUNTIME);
-	ust_bdev_initialize(init_done, &done);
-	poll_threads();
-	return done == 1 ? 0 : -1;
+	return ut_threads_setup(1) == 0 ? ut_bdev_start() : -1;
 }
 
 static int teardown(void **state)
 {
-	int done = 0, i;
+	int rc = ut_bdev_stop();
 
-	ust_bdev_finish(fini_done, &done);
-	poll_threads();
-	ust_thread_exit(g_t0);
-	for (i = 0; i < 1000 && !ust_thread_is_exited(g_t0); i++)
-		ust_thread_poll(g_t0, 0, 0);
-	ust_thread_destroy(g_t0);
-	ust_set_thread(NULL);
-	ust_thread_lib_fini();
-	return done == 1 ? 0 : -1;
+	return ut_threads_teardown() == 0 ? rc : -1;
 }
 
 int main(void)

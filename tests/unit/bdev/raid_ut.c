@@ -24,6 +24,7 @@
 #include "ustor/env.h"
 #include "ustor/rpc.h"
 #include "ustor/thread.h"
+#include "ut_threads.h"
 
 #include "../../../bdev/error/bdev_error.h"
 #include "../../../bdev/malloc/bdev_malloc.h"
@@ -32,78 +33,23 @@
 
 #define BS 512
 
-static struct ust_thread *g_t0, *g_t1;
-
 static void poll_once(void)
 {
-	ust_thread_poll(g_t0, 0, 0);
-	ust_thread_poll(g_t1, 0, 0);
-	ust_set_thread(g_t0);
-}
-
-static void poll_threads(void)
-{
-	int round, busy;
-
-	for (round = 0; round < 1000000; round++) {
-		busy = ust_thread_poll(g_t0, 0, 0);
-		busy |= ust_thread_poll(g_t1, 0, 0);
-		if (!busy) {
-			break;
-		}
-	}
-	ust_set_thread(g_t0);
-}
-
-static void init_done(void *ctx, int rc)
-{
-	*(int *)ctx = rc == 0 ? 1 : -1;
+	ust_thread_poll(ut_thread(0), 0, 0);
+	ust_thread_poll(ut_thread(1), 0, 0);
+	ust_set_thread(ut_thread(0));
 }
 
 static int setup(void **state)
 {
-	int done = 0;
-
-	if (ust_thread_lib_init(NULL) != 0) {
-		return -1;
-	}
-	g_t0 = ust_thread_create("t0", NULL);
-	g_t1 = ust_thread_create("t1", NULL);
-	ust_set_thread(g_t0);
-	ust_rpc_set_state(UST_RPC_RUNTIME);
-	ust_bdev_initialize(init_done, &done);
-	poll_threads();
-	return done == 1 ? 0 : -1;
-}
-
-static void fini_done(void *ctx)
-{
-	*(int *)ctx = 1;
-}
-
-static void exit_thread(struct ust_thread *t)
-{
-	int i;
-
-	ust_set_thread(t);
-	ust_thread_exit(t);
-	for (i = 0; i < 1000 && !ust_thread_is_exited(t); i++) {
-		ust_thread_poll(t, 0, 0);
-	}
-	ust_thread_destroy(t);
+	return ut_threads_setup(2) == 0 ? ut_bdev_start() : -1;
 }
 
 static int teardown(void **state)
 {
-	int done = 0;
+	int rc = ut_bdev_stop();
 
-	ust_set_thread(g_t0);
-	ust_bdev_finish(fini_done, &done);
-	poll_threads();
-	exit_thread(g_t1);
-	exit_thread(g_t0);
-	ust_thread_lib_fini();
-	return done == 1 ? 0 : -1;
+	return ut_threads_teardown() == 0 ? rc : -1;
 }
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -113,7 +59,7 @@ static void malloc_create(const char *name, uint64_t blocks)
 	struct ust_malloc_opts opts = {.name = name, .num_blocks = blocks, .block_size = BS};
 
 	assert_int_equal(ust_bdev_malloc_create(&opts, NULL), 0);
-	poll_threads();
+	ut_threads_poll();
 }
 
 static void rc_done(void *ctx, int rc)
@@ -128,7 +74,7 @@ static void malloc_delete(const char *name)
 	int done = 0;
 
 	assert_int_equal(ust_bdev_malloc_delete(name, rc_done, &done), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(done, 1);
 }
 
@@ -142,7 +88,7 @@ static int raid_create(const char *name, enum ust_raid_level level, uint32_t str
 
 	opts.num_bases = b2 != NULL ? 3 : (b1 != NULL ? 2 : 1);
 	rc = ust_bdev_raid_create(&opts);
-	poll_threads();
+	ut_threads_poll();
 	return rc;
 }
 
@@ -151,7 +97,7 @@ static void raid_delete(const char *name)
 	int done = 0;
 
 	assert_int_equal(ust_bdev_raid_delete(name, rc_done, &done), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(done, 1);
 	assert_null(ust_bdev_get_by_name(name));
 }
@@ -202,7 +148,7 @@ static int do_io(struct ust_bdev_desc *desc, struct ust_io_channel *ch, enum op 
 		break;
 	}
 	assert_int_equal(rc, 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(w.done, 1);
 	return w.status;
 }
@@ -214,7 +160,7 @@ struct handle {
 
 static void handle_open(struct handle *h, const char *name, bool write)
 {
-	ust_set_thread(g_t0);
+	ust_set_thread(ut_thread(0));
 	assert_int_equal(ust_bdev_open_ext(name, write, event_cb, NULL, &h->desc), 0);
 	h->ch = ust_bdev_get_io_channel(h->desc);
 	assert_non_null(h->ch);
@@ -222,10 +168,10 @@ static void handle_open(struct handle *h, const char *name, bool write)
 
 static void handle_close(struct handle *h)
 {
-	ust_set_thread(g_t0);
+	ust_set_thread(ut_thread(0));
 	ust_put_io_channel(h->ch);
 	ust_bdev_close(h->desc);
-	poll_threads();
+	ut_threads_poll();
 }
 
 /* Whole bdev contents (claimed bases are opened read-only, which is allowed). */
@@ -357,7 +303,7 @@ static void test_raid1_mirror_degraded(void **state)
 	malloc_create("D0", blocks);
 	malloc_create("D1", blocks);
 	assert_int_equal(ust_bdev_error_create("D1", NULL), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(raid_create("r1", UST_RAID1, 0, "D0", "EE_D1", NULL), 0);
 	assert_non_null(ust_bdev_get_by_name("r1"));
 	assert_int_equal(ust_bdev_get_num_blocks(ust_bdev_get_by_name("r1")), blocks);
@@ -399,7 +345,7 @@ static void test_raid1_mirror_degraded(void **state)
 					       UST_BDEV_ERROR_FAILURE, 1, 0, 0), 0);
 	fill_random(data, 8 * BS, 12);
 	assert_int_equal(do_io(h.desc, h.ch, OP_WRITE, data, 0, 8), 0);
-	poll_threads();
+	ut_threads_poll();
 	get_info("r1", &info);
 	assert_int_equal(info.num_online, 1);
 	assert_int_equal(info.state, UST_RAID_ONLINE);
@@ -412,7 +358,7 @@ static void test_raid1_mirror_degraded(void **state)
 
 	raid_delete("r1");
 	assert_int_equal(ust_bdev_error_delete("EE_D1", rc_done, &i), 0);
-	poll_threads();
+	ut_threads_poll();
 	malloc_delete("D0");
 	malloc_delete("D1");
 	free(data);
@@ -445,10 +391,10 @@ static void test_raid1_rebuild(void **state)
 
 	assert_int_equal(ust_bdev_raid_add_base("rb", "B1", add_done, &added), 0);
 	/* Writes from another thread while the rebuild runs, ahead of and behind it. */
-	ust_set_thread(g_t1);
+	ust_set_thread(ut_thread(1));
 	ch1 = ust_bdev_get_io_channel(h.desc);
 	assert_non_null(ch1);
-	ust_set_thread(g_t0);
+	ust_set_thread(ut_thread(0));
 	w1 = malloc(16 * BS * 8);
 	fill_random(w1, 16 * BS * 8, 22);
 	memset(waits, 0, sizeof(waits));
@@ -460,15 +406,15 @@ static void test_raid1_rebuild(void **state)
 			k = submitted++;
 			during += info.rebuilding ? 1 : 0;
 			off = (uint64_t)k * 1000 + 3;
-			ust_set_thread(g_t1);
+			ust_set_thread(ut_thread(1));
 			assert_int_equal(ust_bdev_write_blocks(h.desc, ch1, w1 + (size_t)k * 16 * BS,
 							       off, 16, io_done, &waits[k]),
 					 0);
-			ust_set_thread(g_t0);
+			ust_set_thread(ut_thread(0));
 			memcpy(data + off * BS, w1 + (size_t)k * 16 * BS, 16 * BS);
 		}
 	}
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(added, 1);
 	assert_true(during > 0); /* the race really happened */
 	for (k = 0; k < 8; k++) {
@@ -486,13 +432,13 @@ static void test_raid1_rebuild(void **state)
 	assert_memory_equal(m1, data, blocks * BS);
 
 	/* Now the new member alone serves reads correctly. */
-	ust_set_thread(g_t1);
+	ust_set_thread(ut_thread(1));
 	ust_put_io_channel(ch1);
-	ust_set_thread(g_t0);
+	ust_set_thread(ut_thread(0));
 	handle_close(&h);
 	k = 0;
 	assert_int_equal(ust_bdev_raid_remove_base("B0", rc_done, &k), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(k, 1);
 	free(m0);
 	m0 = read_all("rb", NULL);
@@ -524,7 +470,7 @@ static void test_remove_add_hot_remove(void **state)
 
 	/* raid1: remove a member on request, then add it back. */
 	assert_int_equal(ust_bdev_raid_remove_base("H1", rc_done, &done), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(done, 1);
 	get_info("m1", &info);
 	assert_int_equal(info.num_online, 1);
@@ -532,7 +478,7 @@ static void test_remove_add_hot_remove(void **state)
 	assert_int_equal(ust_bdev_raid_remove_base("H1", rc_done, &done), -ENODEV);
 	done = 0;
 	assert_int_equal(ust_bdev_raid_add_base("m1", "H1", add_done, &done), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(done, 1);
 	get_info("m1", &info);
 	assert_int_equal(info.num_online, 2);
@@ -549,11 +495,11 @@ static void test_remove_add_hot_remove(void **state)
 	assert_int_equal(ust_bdev_open_ext("m0", false, event_cb, &removed, &desc), 0);
 	done = 0;
 	assert_int_equal(ust_bdev_malloc_delete("H3", rc_done, &done), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(removed, 1);
 	assert_int_equal(done, 0); /* H3 waits for the array, the array for our descriptor */
 	ust_bdev_close(desc);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(done, 1);
 	assert_null(ust_bdev_get_by_name("m0"));
 	assert_int_equal(ust_bdev_raid_get_info("m0", &info), -ENODEV);
@@ -562,7 +508,7 @@ static void test_remove_add_hot_remove(void **state)
 	/* raid1: removing the last member takes it offline too. */
 	done = 0;
 	assert_int_equal(ust_bdev_raid_remove_base("H0", rc_done, &done), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(done, 1);
 	assert_null(ust_bdev_get_by_name("m1"));
 	assert_false(ust_bdev_is_claimed(ust_bdev_get_by_name("H0")));
@@ -661,7 +607,7 @@ static json_t *rpc(const char *method, const char *params_text)
 	g_resp = NULL;
 	assert_int_equal(ust_rpc_call_local(method, params, rpc_cb, NULL), 0);
 	json_decref(params);
-	poll_threads();
+	ut_threads_poll();
 	assert_non_null(g_resp);
 	return g_resp;
 }

@@ -25,21 +25,12 @@
 #include "ustor/bdev_module.h"
 #include "ustor/rpc.h"
 #include "ustor/thread.h"
+#include "ut_threads.h"
 
 #include "../../../bdev/malloc/bdev_malloc.h"
 #include "../../../bdev/split/bdev_split.h"
 
 #define BS 512
-
-static struct ust_thread *g_t0;
-
-static void poll_threads(void)
-{
-	int i;
-
-	for (i = 0; i < 100000 && ust_thread_poll(g_t0, 0, 0) > 0; i++)
-		;
-}
 
 static json_t *g_resp;
 
@@ -53,7 +44,7 @@ static json_t *rpc(const char *method, json_t *params)
 	g_resp = NULL;
 	assert_int_equal(ust_rpc_call_local(method, params, rpc_cb, NULL), 0);
 	json_decref(params);
-	poll_threads();
+	ut_threads_poll();
 	assert_non_null(g_resp);
 	return g_resp;
 }
@@ -89,7 +80,7 @@ static void make_malloc_uuid(const char *name, uint64_t blocks, const struct ust
 	if (uuid != NULL)
 		opts.uuid = *uuid;
 	assert_int_equal(ust_bdev_malloc_create(&opts, NULL), 0);
-	poll_threads();
+	ut_threads_poll();
 }
 
 static void make_malloc(const char *name, uint64_t blocks)
@@ -100,7 +91,7 @@ static void make_malloc(const char *name, uint64_t blocks)
 static void delete_malloc(const char *name)
 {
 	assert_int_equal(ust_bdev_malloc_delete(name, NULL, NULL), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_null(ust_bdev_get_by_name(name));
 }
 
@@ -119,13 +110,13 @@ static int rw(const char *name, bool write, void *buf, uint64_t off, uint64_t n)
 	else
 		rc = ust_bdev_read_blocks(desc, ch, buf, off, n, io_cb, &r);
 	if (rc == 0) {
-		poll_threads();
+		ut_threads_poll();
 		assert_int_equal(r.done, 1);
 		rc = r.status;
 	}
 	ust_put_io_channel(ch);
 	ust_bdev_close(desc);
-	poll_threads();
+	ut_threads_poll();
 	return rc;
 }
 
@@ -215,7 +206,7 @@ static void test_sizes_and_claimed_base(void **state)
 	assert_int_equal(ust_bdev_get_num_blocks(ust_bdev_get_by_name("M1p2")), 4096);
 	assert_null(ust_bdev_get_by_name("M1p3"));
 	assert_int_equal(ust_bdev_split_delete("M1", NULL, NULL), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_null(ust_bdev_get_by_name("M1p0"));
 
 	/* A base claimed by someone else cannot be split. */
@@ -227,7 +218,7 @@ static void test_sizes_and_claimed_base(void **state)
 	assert_int_equal(ust_bdev_split_delete("M1", NULL, NULL), -ENODEV);
 	ust_bdev_module_release_bdev(ust_bdev_get_by_name("M1"));
 	ust_bdev_close(desc);
-	poll_threads();
+	ut_threads_poll();
 	delete_malloc("M1");
 }
 
@@ -267,7 +258,7 @@ static void test_late_base_hot_remove_and_config(void **state)
 	assert_non_null(ust_bdev_get_by_name("M2p1"));
 
 	assert_int_equal(ust_bdev_split_delete("M2", NULL, NULL), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_null(ust_bdev_get_by_name("M2p0"));
 	calls = json_array();
 	m->config_json(calls);
@@ -332,7 +323,7 @@ static void test_part_uuids_stable(void **state)
 
 	/* Delete and recreate the split (through the RPC, as a config replay does). */
 	assert_int_equal(ust_bdev_split_delete("M3", NULL, NULL), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_null(ust_bdev_get_by_name("M3p0"));
 	r = rpc("bdev_split_create", json_pack("{s:s, s:i}", "base_bdev", "M3", "split_count",
 					       UUID_PARTS));
@@ -357,49 +348,22 @@ static void test_part_uuids_stable(void **state)
 			assert_int_not_equal(ust_uuid_compare(&again[i], &first[j]), 0);
 	}
 	assert_int_equal(ust_bdev_split_delete("M3", NULL, NULL), 0);
-	poll_threads();
+	ut_threads_poll();
 	delete_malloc("M3");
 }
 
 /* ---- setup -------------------------------------------------------------- */
 
-static void init_done(void *ctx, int rc)
-{
-	*(int *)ctx = rc == 0 ? 1 : rc;
-}
-
-static void fini_done(void *ctx)
-{
-	*(int *)ctx = 1;
-}
-
 static int setup(void **state)
 {
-	int done = 0;
-
-	if (ust_thread_lib_init(NULL) != 0)
-		return -1;
-	g_t0 = ust_thread_create("t0", NULL);
-	ust_set_thread(g_t0);
-	ust_rpc_set_state(UST_RPC_RUNTIME);
-	ust_bdev_initialize(init_done, &done);
-	poll_threads();
-	return done == 1 ? 0 : -1;
+	return ut_threads_setup(1) == 0 ? ut_bdev_start() : -1;
 }
 
 static int teardown(void **state)
 {
-	int done = 0, i;
+	int rc = ut_bdev_stop();
 
-	ust_bdev_finish(fini_done, &done);
-	poll_threads();
-	ust_thread_exit(g_t0);
-	for (i = 0; i < 1000 && !ust_thread_is_exited(g_t0); i++)
-		ust_thread_poll(g_t0, 0, 0);
-	ust_thread_destroy(g_t0);
-	ust_set_thread(NULL);
-	ust_thread_lib_fini();
-	return done == 1 ? 0 : -1;
+	return ut_threads_teardown() == 0 ? rc : -1;
 }
 
 int main(void)

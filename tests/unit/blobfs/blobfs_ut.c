@@ -29,8 +29,8 @@
 #include "ustor/blob.h"
 #include "ustor/blobfs.h"
 #include "ustor/env.h"
-#include "ustor/rpc.h"
 #include "ustor/thread.h"
+#include "ut_threads.h"
 
 #include "../../../bdev/malloc/bdev_malloc.h"
 
@@ -38,23 +38,8 @@
 #define BDEV_BYTES (32u << 20)
 #define ROOT UST_BLOBFS_ROOT_INO
 
-static struct ust_thread *g_t0, *g_t1;
 static struct ust_blobfs *g_fs;
 static const struct ust_blobfs_ctx g_ctx = {.uid = 0, .gid = 0};
-
-static void poll_threads(void)
-{
-	int round, busy;
-
-	for (round = 0; round < 1000000; round++) {
-		busy = ust_thread_poll(g_t0, 0, 0);
-		busy |= ust_thread_poll(g_t1, 0, 0);
-		if (!busy) {
-			break;
-		}
-	}
-	ust_set_thread(g_t0);
-}
 
 /* ---- synchronous wrappers ---------------------------------------------------------------- */
 
@@ -79,7 +64,7 @@ static struct res *begin(void)
 
 static void finish(void)
 {
-	poll_threads();
+	ut_threads_poll();
 	assert_true(g_r.done);
 }
 
@@ -401,64 +386,26 @@ static bool dl_has(const struct dl *l, const char *name)
 
 /* ---- fixtures ----------------------------------------------------------------------------- */
 
-static void init_done(void *ctx, int rc)
-{
-	*(int *)ctx = rc == 0 ? 1 : rc;
-}
-
 static int setup(void **state)
 {
-	int done = 0;
-
 	(void)state;
-	if (ust_thread_lib_init(NULL) != 0) {
-		return -1;
-	}
-	g_t0 = ust_thread_create("t0", NULL);
-	g_t1 = ust_thread_create("t1", NULL);
-	ust_set_thread(g_t0);
-	ust_rpc_set_state(UST_RPC_RUNTIME);
-	ust_bdev_initialize(init_done, &done);
-	poll_threads();
-	return done == 1 ? 0 : -1;
-}
-
-static void exit_thread(struct ust_thread *t)
-{
-	int i;
-
-	ust_set_thread(t);
-	ust_thread_exit(t);
-	for (i = 0; i < 1000 && !ust_thread_is_exited(t); i++) {
-		ust_thread_poll(t, 0, 0);
-	}
-	ust_thread_destroy(t);
-}
-
-static void fini_done(void *ctx)
-{
-	*(int *)ctx = 1;
+	return ut_threads_setup(2) == 0 ? ut_bdev_start() : -1;
 }
 
 static int teardown(void **state)
 {
-	int done = 0;
+	int rc;
 
 	(void)state;
-	ust_bdev_finish(fini_done, &done);
-	poll_threads();
-	exit_thread(g_t1);
-	exit_thread(g_t0);
-	ust_set_thread(NULL);
-	ust_thread_lib_fini();
-	return done == 1 ? 0 : -1;
+	rc = ut_bdev_stop();
+	return ut_threads_teardown() == 0 ? rc : -1;
 }
 
 static int make_bdev_named(const char *name)
 {
 	struct ust_malloc_opts o = {.name = name, .num_blocks = BDEV_BYTES / BLOCK, .block_size = BLOCK};
 
-	ust_set_thread(g_t0);
+	ust_set_thread(ut_thread(0));
 	return ust_bdev_malloc_create(&o, NULL);
 }
 
@@ -481,14 +428,14 @@ static void drop_named(const char *name)
 	int done = 0;
 
 	if (ust_bdev_malloc_delete(name, deleted, &done) == 0) {
-		poll_threads();
+		ut_threads_poll();
 	}
 }
 
 static int drop_fs(void **state)
 {
 	(void)state;
-	ust_set_thread(g_t0);
+	ust_set_thread(ut_thread(0));
 	if (g_fs != NULL) {
 		do_unmount();
 	}
@@ -527,9 +474,9 @@ static void raw_io(const char *name, bool write, void *buf, uint64_t len)
 	finish();
 	assert_int_equal(g_r.rc, 0);
 	ust_put_io_channel(ch);
-	poll_threads();
+	ut_threads_poll();
 	ust_bdev_close(desc);
-	poll_threads();
+	ut_threads_poll();
 }
 
 static void snapshot_to_m1(void)
@@ -1257,10 +1204,10 @@ static void test_threads(void **state)
 {
 	(void)state;
 	begin();
-	ust_thread_send_msg(g_t1, call_from_t1, &g_r);
+	ust_thread_send_msg(ut_thread(1), call_from_t1, &g_r);
 	finish();
 	assert_int_equal(g_r.rc, 0);
-	assert_ptr_equal(g_cb_thread, g_t1);
+	assert_ptr_equal(g_cb_thread, ut_thread(1));
 	assert_int_equal(lookup(ROOT, "fromt1", NULL), 0);
 }
 
@@ -1370,7 +1317,7 @@ static void test_big_directory(void **state)
 	assert_int_equal(do_unmount(), 0);
 	g_fs = saved;
 	ust_bdev_malloc_delete("BIG", deleted, &done);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(done, 1);
 }
 
@@ -1404,7 +1351,7 @@ static struct ust_crashsim *crash_fs_start(struct ust_blobfs **live, struct ust_
 	g_fs = g_r.fs;
 	*rec = g_fs;
 	assert_int_equal(ust_crashsim_start(cs, cs_done, &done), 0);
-	poll_threads();
+	ut_threads_poll();
 	assert_int_equal(done, 1);
 	return cs;
 }
@@ -1414,11 +1361,11 @@ static void crash_fs_end(struct ust_crashsim_image *img, struct ust_blobfs *rec,
 	int done = 0;
 
 	ust_crashsim_image_free(img, NULL, NULL);
-	poll_threads();
+	ut_threads_poll();
 	g_fs = rec;
 	assert_int_equal(do_unmount(), 0);
 	assert_int_equal(ust_crashsim_delete("CS0", cs_done, &done), 0);
-	poll_threads();
+	ut_threads_poll();
 	g_fs = live;
 }
 
@@ -1636,28 +1583,95 @@ static uint64_t count_flushes(struct ust_crashsim *cs, uint64_t from, uint64_t t
 	return n;
 }
 
-static void batch_name(char *buf, int k)
+/* The batch's names, in queue order (pick_batch_names). */
+static char g_batch_names[BATCH_N][16];
+
+struct cookie_find {
+	const char *name;
+	uint64_t cookie;
+	bool found;
+};
+
+static int cookie_fill(void *arg, const struct ust_blobfs_dirent *d)
 {
-	snprintf(buf, 16, "b%d", k);
+	struct cookie_find *cf = arg;
+
+	if (strcmp(d->name, cf->name) == 0) {
+		cf->cookie = d->next_offset; /* an entry's readdir offset is its cookie */
+		cf->found = true;
+	}
+	return 0;
+}
+
+/*
+ * Bit 0 of name's key in directory p (its seed is random): name is created,
+ * its cookie read (rev31(key) << 32 | ..., docs/blobfs-format.md 4.2, so
+ * key bit 0 is cookie bit 62), and name unlinked again.
+ */
+static unsigned probe_key_bit0(uint64_t p, const char *name)
+{
+	struct cookie_find cf = {.name = name};
+	struct ust_blobfs_file *dh;
+
+	assert_int_equal(mknod_(p, name, S_IFREG | 0644, 0, NULL), 0);
+	ust_blobfs_opendir(g_fs, &g_ctx, p, open_cb, begin());
+	finish();
+	assert_int_equal(g_r.rc, 0);
+	dh = g_r.fh;
+	ust_blobfs_readdir(g_fs, dh, 0, false, cookie_fill, &cf, op_cb, begin());
+	finish();
+	assert_int_equal(g_r.rc, 0);
+	ust_blobfs_releasedir(g_fs, dh, op_cb, begin());
+	finish();
+	assert_true(cf.found);
+	assert_int_equal(unlink_(p, name), 0);
+	return (unsigned)(cf.cookie >> 62) & 1;
+}
+
+/*
+ * Names whose keys alternate in bit 0, so that batches form whatever p's
+ * seed: p spans several blocks, so every bucket has depth 1 or more and two
+ * names that differ in key bit 0 never share one. A change that cannot join
+ * a batch leads the next one, which the change queued behind it (the other
+ * bit) joins: no two changes in a row run alone, so the BATCH_N changes
+ * take at most BATCH_N / 2 + 1 batches.
+ */
+static void pick_batch_names(uint64_t p)
+{
+	char pool[2][BATCH_N / 2][16];
+	unsigned have[2] = {0, 0}, bit;
+	char name[16];
+	int k;
+
+	for (k = 0; have[0] < BATCH_N / 2 || have[1] < BATCH_N / 2; k++) {
+		assert_true(k < 1000); /* each probe is a coin flip */
+		snprintf(name, sizeof(name), "b%d", k);
+		bit = probe_key_bit0(p, name);
+		if (have[bit] < BATCH_N / 2) {
+			memcpy(pool[bit][have[bit]++], name, sizeof(name));
+		}
+	}
+	for (k = 0; k < BATCH_N; k++) {
+		memcpy(g_batch_names[k], pool[k % 2][k / 2], sizeof(g_batch_names[k]));
+	}
 }
 
 /* BATCH_N creates (unlink: false) or unlinks in dir p, all in flight at once. */
 static void batch_run(uint64_t p, bool unlink)
 {
 	struct res r[BATCH_N];
-	char names[BATCH_N][16];
 	int k, left;
 
 	memset(r, 0, sizeof(r));
 	for (k = 0; k < BATCH_N; k++) {
-		batch_name(names[k], k);
 		if (unlink) {
-			ust_blobfs_unlink(g_fs, &g_ctx, p, names[k], op_cb, &r[k]);
+			ust_blobfs_unlink(g_fs, &g_ctx, p, g_batch_names[k], op_cb, &r[k]);
 		} else {
-			ust_blobfs_mknod(g_fs, &g_ctx, p, names[k], S_IFREG | 0644, 0, entry_cb, &r[k]);
+			ust_blobfs_mknod(g_fs, &g_ctx, p, g_batch_names[k], S_IFREG | 0644, 0, entry_cb,
+					 &r[k]);
 		}
 	}
-	poll_threads();
+	ut_threads_poll();
 	for (k = 0, left = 0; k < BATCH_N; k++) {
 		assert_true(r[k].done);
 		assert_int_equal(r[k].rc, 0);
@@ -1677,16 +1691,16 @@ static void test_crash_batch(void **state)
 	struct ust_crashsim_image *img;
 	struct ust_blobfs *live, *rec;
 	uint64_t p, ino, e0, e1, e2, nev, cut, seed, present;
-	char name[16];
 	int k;
 
 	(void)state;
 	cs = crash_fs_start(&live, &rec);
 	assert_int_equal(mkdir_(ROOT, "p", &p), 0);
 	/*
-	 * Only changes in distinct buckets share a batch: a directory of
-	 * BATCH_FILL long names has some 10 buckets, so the queued changes
-	 * join (nearly) always; one collision only splits a batch in two.
+	 * Only changes in distinct buckets share a batch: BATCH_FILL names of
+	 * 240 bytes (15 fit a block) spread p over several buckets, and
+	 * pick_batch_names chooses names that never fall in one bucket twice in
+	 * a row.
 	 */
 	for (k = 0; k < BATCH_FILL; k++) {
 		char big[256];
@@ -1696,6 +1710,7 @@ static void test_crash_batch(void **state)
 		big[240] = '\0';
 		assert_int_equal(mknod_(p, big, S_IFREG | 0644, 0, NULL), 0);
 	}
+	pick_batch_names(p);
 	e0 = ust_crashsim_num_events(cs);
 	batch_run(p, false);
 	e1 = ust_crashsim_num_events(cs);
@@ -1719,8 +1734,7 @@ static void test_crash_batch(void **state)
 			assert_int_equal(lookup(ROOT, "p", &p), 0);
 			present = 0;
 			for (k = 0; k < BATCH_N; k++) {
-				batch_name(name, k);
-				if (lookup(p, name, &ino) == 0) {
+				if (lookup(p, g_batch_names[k], &ino) == 0) {
 					/* whole: the entry names a live inode with its one ref */
 					assert_int_equal(g_r.e.attr.nlink, 1);
 					assert_true(S_ISREG(g_r.e.attr.mode));

@@ -30,11 +30,24 @@ static struct ust_bdev_module g_aio_module;
 
 static int aio_submit(void *group_ctx, struct file_io *fio);
 
+/* The kernel gives this process aio contexts (see file_backend.probe). */
+static int aio_probe(void)
+{
+	io_context_t ctx = 0;
+	int rc = io_setup(1, &ctx);
+
+	if (rc < 0)
+		return rc;
+	io_destroy(ctx);
+	return 0;
+}
+
 static const struct file_backend g_aio_backend = {
 	.name = "aio",
 	.module = &g_aio_module,
 	.group_device = (void *)&g_aio_backend,
 	.submit = aio_submit,
+	.probe = aio_probe,
 	.readonly_option = true,
 };
 

@@ -555,6 +555,12 @@ int file_disk_create(const struct file_backend *backend, const struct ust_bdev_f
 		UST_ERRLOG("bdev %s already exists\n", opts->name);
 		return -EEXIST;
 	}
+	rc = backend->probe();
+	if (rc != 0) {
+		UST_ERRLOG("cannot create %s bdev %s: the kernel refuses %s queues here (%s)\n",
+			   backend->name, opts->name, backend->name, strerror(-rc));
+		return rc;
+	}
 	disk = calloc(1, sizeof(*disk));
 	if (disk == NULL)
 		return -ENOMEM;

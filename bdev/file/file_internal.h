@@ -76,6 +76,15 @@ struct file_backend {
 	struct ust_bdev_module *module;
 	void *group_device; /* io_device of the per-thread queue */
 	int (*submit)(void *group_ctx, struct file_io *fio);
+	/*
+	 * 0 if the kernel gives this process the backend's queues. Queues are
+	 * made per thread when a channel is first needed, long after the bdev
+	 * exists; where they are refused (sysctl kernel.io_uring_disabled, a
+	 * container's seccomp profile, fs.aio-max-nr used up) every channel
+	 * would fail and the bdev be unusable, so create tries one first and
+	 * fails with the kernel's reason instead.
+	 */
+	int (*probe)(void);
 	bool readonly_option; /* bdev_<name>_create takes "readonly" */
 };
 

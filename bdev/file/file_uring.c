@@ -48,12 +48,14 @@ struct uring_group {
 static struct ust_bdev_module g_uring_module;
 
 static int uring_submit(void *group_ctx, struct file_io *fio);
+static int uring_probe(void);
 
 static const struct file_backend g_uring_backend = {
 	.name = "uring",
 	.module = &g_uring_module,
 	.group_device = (void *)&g_uring_backend,
 	.submit = uring_submit,
+	.probe = uring_probe,
 };
 
 /*
@@ -280,6 +282,18 @@ static int uring_submit(void *group_ctx, struct file_io *fio)
 	uring_prep(sqe, fio);
 	group->outstanding++;
 	group->unsubmitted++;
+	return 0;
+}
+
+/* The kernel gives this process rings (see file_backend.probe). */
+static int uring_probe(void)
+{
+	struct io_uring ring;
+	int rc = io_uring_queue_init(1, &ring, 0);
+
+	if (rc < 0)
+		return rc;
+	io_uring_queue_exit(&ring);
 	return 0;
 }
 

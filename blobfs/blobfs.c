@@ -304,7 +304,8 @@ void bfs_attr_run(struct bfs_req *req)
 			req->st.blocks = ust_bs_get_total_data_cluster_count(fs->bs);
 			req->st.bfree = req->st.bavail = ust_bs_get_free_cluster_count(fs->bs);
 			req->st.files = ust_bs_get_max_blobs(fs->bs);
-			req->st.ffree = req->st.files > fs->ninodes + 1 ? req->st.files - fs->ninodes - 1 : 0;
+			/* Every blob is an inode's, an lvol's or the super blob: free slots are free inodes. */
+			req->st.ffree = ust_bs_get_free_blob_count(fs->bs);
 			req->st.namemax = UST_BLOBFS_NAME_MAX;
 			bfs_complete(req, 0);
 			return;

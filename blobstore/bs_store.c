@@ -1104,3 +1104,16 @@ uint32_t ust_bs_get_max_blobs(const struct ust_blob_store *bs)
 {
 	return bs->sb.max_blobs;
 }
+
+uint32_t ust_bs_get_free_blob_count(const struct ust_blob_store *bs)
+{
+	uint32_t n = bs->sb.max_blobs, used = 0, i;
+
+	for (i = 0; i < n / 8; i++) {
+		used += (uint32_t)__builtin_popcount(bs->bbm[i]);
+	}
+	for (i = n / 8 * 8; i < n; i++) {
+		used += bs_bit_get(bs->bbm, i);
+	}
+	return n - used;
+}

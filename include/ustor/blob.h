@@ -159,6 +159,8 @@ uint64_t ust_bs_get_free_cluster_count(const struct ust_blob_store *bs);
 uint64_t ust_bs_get_total_data_cluster_count(const struct ust_blob_store *bs);
 const char *ust_bs_get_bstype(const struct ust_blob_store *bs);
 uint32_t ust_bs_get_max_blobs(const struct ust_blob_store *bs);
+/* Blob slots not in use (of max_blobs; every owner's blobs count). Metadata thread. */
+uint32_t ust_bs_get_free_blob_count(const struct ust_blob_store *bs);
 
 /* A blob found damaged at load or at open (docs/blobstore-format.md 9.5). */
 struct ust_bs_damage {

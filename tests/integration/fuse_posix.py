@@ -293,6 +293,12 @@ def statfs(m):
     check(sv.f_bsize > 0 and sv.f_blocks > 0 and sv.f_bfree <= sv.f_blocks, "statvfs %r" % (sv,))
     check(sv.f_namemax == 255, "f_namemax %d" % sv.f_namemax)
     check(sv.f_files > 0 and sv.f_ffree <= sv.f_files, "statvfs inodes")
+    # Free inodes are the store's free blob slots: exact, both ways.
+    p = os.path.join(m, "statfs_probe")
+    write_file(p, b"")
+    check(os.statvfs(m).f_ffree == sv.f_ffree - 1, "a create takes one inode")
+    os.unlink(p)
+    check(os.statvfs(m).f_ffree == sv.f_ffree, "an unlink gives it back")
 
 
 def xattrs(m):

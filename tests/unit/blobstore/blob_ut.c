@@ -279,12 +279,14 @@ static void test_store_lifecycle(void **state)
 	assert_int_equal(ust_bs_get_free_cluster_count(bs), total);
 	assert_string_equal(ust_bs_get_bstype(bs), "TESTTYPE");
 	assert_int_equal(ust_bs_get_super(bs), 0);
+	assert_int_equal(ust_bs_get_free_blob_count(bs), ust_bs_get_max_blobs(bs));
 
 	/* The bdev is claimed: a second store cannot take it. */
 	assert_int_equal(init_store(NULL, &bs2), -EPERM);
 	assert_null(bs2);
 
 	assert_int_equal(create(bs, 2, false, &id), 0);
+	assert_int_equal(ust_bs_get_free_blob_count(bs), ust_bs_get_max_blobs(bs) - 1);
 	ust_bs_set_super(bs, id, bt_op_cb, bt_begin());
 	bt_finish();
 	assert_int_equal(bt_r.rc, 0);
@@ -302,6 +304,7 @@ static void test_store_lifecycle(void **state)
 	assert_int_equal(load_store("TESTTYPE", &bs), 0);
 	assert_int_equal(ust_bs_get_super(bs), id);
 	assert_int_equal(ust_bs_get_free_cluster_count(bs), total - 2);
+	assert_int_equal(ust_bs_get_free_blob_count(bs), ust_bs_get_max_blobs(bs) - 1);
 	assert_int_equal(unload(bs), 0);
 
 	/* Destroy erases the store: nothing loads afterwards. */

@@ -26,8 +26,9 @@
  *    chunk exists in the file". Only I/O whose chunks all have the bit is
  *    copied through the mapping. A write to another chunk first allocates it
  *    with fallocate(2), which fails cleanly with ENOSPC; a read first asks
- *    lseek(SEEK_HOLE) whether the chunk has a hole, and a chunk with one is
- *    read with preadv (which returns zeros for holes without allocating).
+ *    mincore(2) whether every page of the chunk exists, and a chunk with a
+ *    hole is read with preadv (which returns zeros for holes without
+ *    allocating).
  *    Unmap and write_zeroes clear the bits of every chunk they touch, before
  *    they are issued and again when they complete, so a punched chunk is
  *    allocated again before the next store into it.
@@ -39,7 +40,7 @@
  *    there fails the I/O with -EIO, as preadv would have by coming up
  *    short. A SIGBUS anywhere else goes to the handler installed before
  *    ours, or kills the process as it would have without us.
- * fallocate and lseek on tmpfs touch memory only, never a device, so like
+ * fallocate and mincore on tmpfs touch memory only, never a device, so like
  * the copies they run on the reactor. Newly backed chunks are prefaulted (MADV_POPULATE_WRITE/READ) so their
  * first copies do not take a page fault per page.
  *
@@ -218,6 +219,34 @@ void file_map_forget(struct file_disk *disk, uint64_t offset, uint64_t len)
 }
 
 /*
+ * Every page of [p, p + len) is in the file's page cache, so none is a hole.
+ * mincore, not lseek(SEEK_HOLE): that one walks the page cache from the
+ * offset to the next hole, which behind a large written region (a store's
+ * metadata) made every first read of a chunk scan hundreds of MiB. A page
+ * swapped out reads as absent here: preadv then serves it, which is safe.
+ */
+static bool map_all_pages_exist(uint8_t *p, uint64_t len)
+{
+	unsigned char vec[1024];
+	uint64_t pages = len / 4096, n, i;
+
+	while (pages > 0) {
+		n = pages < sizeof(vec) ? pages : sizeof(vec);
+		if (mincore(p, n * 4096, vec) != 0) {
+			return false;
+		}
+		for (i = 0; i < n; i++) {
+			if ((vec[i] & 1) == 0) {
+				return false;
+			}
+		}
+		p += n * 4096;
+		pages -= n;
+	}
+	return true;
+}
+
+/*
  * Make chunk c usable: 0; 1 when a read must go through preadv (the chunk
  * has a hole); -errno (ENOSPC) to fail a write.
  */
@@ -225,7 +254,6 @@ static int map_back_chunk(struct file_disk *disk, struct file_map *fm, uint64_t 
 {
 	uint64_t start = c << fm->chunk_shift;
 	uint64_t len = 1ull << fm->chunk_shift;
-	off_t hole;
 
 	if (len > fm->len - start) {
 		len = fm->len - start;
@@ -237,8 +265,7 @@ static int map_back_chunk(struct file_disk *disk, struct file_map *fm, uint64_t 
 		/* Best effort: only saves the page faults. */
 		madvise(fm->base + start, len, MADV_POPULATE_WRITE);
 	} else {
-		hole = lseek(disk->fd, (off_t)start, SEEK_HOLE);
-		if (hole < 0 || (uint64_t)hole < start + len) {
+		if (!map_all_pages_exist(fm->base + start, len)) {
 			return 1;
 		}
 		madvise(fm->base + start, len, MADV_POPULATE_READ);

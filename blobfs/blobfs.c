@@ -95,6 +95,9 @@ void bfs_complete(struct bfs_req *req, int rc)
 	if (fs != NULL && atomic_load(&fs->inflight) > 0) {
 		atomic_fetch_sub(&fs->inflight, 1);
 	}
+	if (fs != NULL && fs->nevict > 0 && atomic_load(&fs->inflight) == 0 && !fs->unmounting) {
+		bfs_evict_deleted(fs);
+	}
 	if (req->parent != NULL) {
 		/* an internal request: its owner continues */
 		struct bfs_req *p = req->parent;
@@ -613,6 +616,7 @@ void bfs_dispatch(struct bfs_req *req)
 
 		if (ip != NULL && ip != req->fs->root) {
 			ip->nlookup = ip->nlookup > req->length ? ip->nlookup - req->length : 0;
+			bfs_evict_queue(req->fs, ip);
 		}
 		bfs_complete(req, 0);
 		return;

@@ -121,6 +121,56 @@ void bfs_inode_free(struct bfs_inode *ip)
 	free(ip);
 }
 
+/*
+ * Deleted inodes stay cached while FUSE may still name them (lookups not
+ * forgotten) or a handle is open; after that nothing can reach them by
+ * number, and only a request in flight could still hold the pointer. So
+ * they are queued and freed when the last request completes. Without this,
+ * every file ever created and unlinked kept its inode in memory until
+ * unmount.
+ */
+void bfs_evict_queue(struct ust_blobfs *fs, struct bfs_inode *ip)
+{
+	uint64_t *q;
+	size_t cap;
+
+	if (ip == fs->root || !ip->deleted || ip->nlookup > 0 || ip->nopen > 0) {
+		return;
+	}
+	if (fs->nevict == fs->evict_cap) {
+		cap = fs->evict_cap != 0 ? fs->evict_cap * 2 : 64;
+		q = realloc(fs->evict_q, cap * sizeof(*q));
+		if (q == NULL) {
+			return; /* it stays cached: memory, not correctness */
+		}
+		fs->evict_q = q;
+		fs->evict_cap = cap;
+	}
+	fs->evict_q[fs->nevict++] = ip->ino;
+}
+
+static bool evictable(const struct ust_blobfs *fs, const struct bfs_inode *ip)
+{
+	return ip != fs->root && ip->deleted && ip->blob == NULL && ip->nlookup == 0 &&
+	       ip->nopen == 0 && ip->nsyncs == 0 && !ip->loading && ip->waiters == NULL &&
+	       ip->io_active == NULL && ip->io_waiting == NULL;
+}
+
+void bfs_evict_deleted(struct ust_blobfs *fs)
+{
+	struct bfs_inode *ip;
+	size_t i;
+
+	for (i = 0; i < fs->nevict; i++) {
+		ip = bfs_icache_find(fs, fs->evict_q[i]);
+		if (ip != NULL && evictable(fs, ip)) {
+			bfs_icache_remove(fs, ip);
+			bfs_inode_free(ip);
+		}
+	}
+	fs->nevict = 0;
+}
+
 /* ---- decoding and encoding ------------------------------------------------------------- */
 
 static struct timespec ts_in(const struct bfs_disk_ts *t)

@@ -199,6 +199,7 @@ struct bfs_inode {
 
 	uint64_t nlookup;
 	uint32_t nopen;
+	uint32_t nsyncs; /* metadata syncs in flight that hold this inode (bfs_sync_inode) */
 	/* data: writes and truncates that overlap wait for each other */
 	struct bfs_req *io_active;
 	struct bfs_req *io_waiting;
@@ -225,6 +226,14 @@ struct ust_blobfs {
 	size_t nibuckets;
 	size_t ninodes;
 	uint32_t nopen_files;
+	/*
+	 * Deleted inodes that may have nothing left pointing at them (their
+	 * lookups forgotten, their last handle released): freed once no
+	 * request is in flight (bfs_evict_deleted), so no step machine can
+	 * still hold one.
+	 */
+	uint64_t *evict_q;
+	size_t nevict, evict_cap;
 	atomic_uint inflight; /* submitted on any thread (bfs_submit), done here */
 	struct bfs_req *ns_active;
 	struct bfs_req *ns_head, *ns_tail;
@@ -409,6 +418,10 @@ int bfs_inode_parse(struct bfs_inode *ip);
 void bfs_inode_store(struct ust_blobfs *fs, struct bfs_inode *ip);
 int bfs_refs_store(struct bfs_inode *ip);
 void bfs_inode_free(struct bfs_inode *ip);
+/* ip was deleted and may become unreferenced: queue it for bfs_evict_deleted. */
+void bfs_evict_queue(struct ust_blobfs *fs, struct bfs_inode *ip);
+/* No request is in flight: free the queued deleted inodes nothing refers to. */
+void bfs_evict_deleted(struct ust_blobfs *fs);
 void bfs_icache_remove(struct ust_blobfs *fs, struct bfs_inode *ip);
 void bfs_fill_attr(struct ust_blobfs *fs, const struct bfs_inode *ip, struct ust_blobfs_attr *a);
 void bfs_now(struct timespec *ts);

@@ -83,6 +83,7 @@ static void sync_done(void *arg, int rc)
 {
 	struct sync_ctx *sc = arg;
 
+	sc->ip->nsyncs--;
 	if (rc != 0) {
 		sc->ip->dirty = true; /* try again later */
 	}
@@ -118,6 +119,7 @@ void bfs_sync_inode(struct ust_blobfs *fs, struct bfs_inode *ip, void (*cb)(stru
 	sc->ip = ip;
 	bfs_inode_store(fs, ip);
 	ip->dirty = false;
+	ip->nsyncs++;
 	ust_blob_sync_md(ip->blob, sync_done, sc);
 }
 

@@ -198,6 +198,7 @@ static void mount_finish(struct bfs_mount *m)
 	} else {
 		free(fs->itab);
 		free(fs->orphans);
+		free(fs->evict_q);
 		free(fs);
 		m->fs = NULL;
 	}
@@ -865,6 +866,7 @@ void bfs_unmount_step(struct bfs_req *req)
 		}
 		free(fs->itab);
 		free(fs->orphans);
+		free(fs->evict_q);
 		rc = req->rc;
 		req->fs = NULL;
 		free(fs);

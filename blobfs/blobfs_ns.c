@@ -201,6 +201,7 @@ void bfs_reclaim_inode(struct ust_blobfs *fs, struct bfs_inode *ip, void (*cb)(s
 	/* From here on the inode is gone for every caller; attributes stay for FUSE. */
 	ip->deleted = true;
 	ip->dirty = false;
+	bfs_evict_queue(fs, ip);
 	r->fs = fs;
 	r->ip = ip;
 	r->ino = ip->ino;

@@ -8,6 +8,9 @@
  * completed. A large unaligned write reads only its partial first and last
  * units and keeps their other bytes. Malloc bdev with 4 KiB blocks, threads polled by hand; every
  * check compares the whole file, read back, with a model.
+ * Also the end of a file's life in memory: a deleted inode is freed once
+ * its lookups are forgotten and its last handle released, not before (its
+ * data stays readable through an open handle).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +31,8 @@
 #include "ustor/thread.h"
 
 #include "blob_test.h"
+
+#include "../../../blobfs/blobfs_internal.h"
 
 #define DEV "M0"
 #define BLOCK 4096u
@@ -383,12 +388,83 @@ static void test_unaligned_write_reads_ends_only(void **state)
 	free(model);
 }
 
+/* ---- deleted inodes leave memory --------------------------------------------------- */
+
+static void unlink_file(const char *name)
+{
+	struct res r = {0};
+
+	ust_blobfs_unlink(g_fs, &g_ctx, UST_BLOBFS_ROOT_INO, name, op_cb, &r);
+	wait_res(&r);
+	assert_int_equal(r.rc, 0);
+}
+
+/* FUSE's forget: no answer; polling to idle runs it. */
+static void forget(uint64_t ino, uint64_t n)
+{
+	ust_blobfs_forget(g_fs, ino, n);
+	bt_poll();
+}
+
+static void test_deleted_inodes_freed(void **state)
+{
+	struct ust_blobfs_file *fh;
+	size_t base;
+	uint64_t ino[20];
+	uint8_t model[BLOCK], buf[BLOCK];
+	char name[16];
+	struct res r = {0};
+	int i;
+
+	(void)state;
+	base = g_fs->ninodes;
+	/* create (one lookup each), close, unlink: cached until the lookup is forgotten */
+	for (i = 0; i < 20; i++) {
+		snprintf(name, sizeof(name), "f%d", i);
+		fh = create_file(name);
+		ino[i] = ust_blobfs_file_ino(fh);
+		release_file(fh);
+		unlink_file(name);
+	}
+	assert_int_equal(g_fs->ninodes, base + 20);
+	for (i = 0; i < 20; i++) {
+		forget(ino[i], 1);
+	}
+	assert_int_equal(g_fs->ninodes, base);
+
+	/* unlinked while open: kept, data readable, until the handle goes too */
+	fh = create_file("open");
+	ino[0] = ust_blobfs_file_ino(fh);
+	memset(model, 0x5c, sizeof(model));
+	ust_blobfs_write(g_fs, &g_ctx, fh, model, sizeof(model), 0, size_cb, &r);
+	wait_res(&r);
+	assert_int_equal(r.n, (int64_t)sizeof(model));
+	unlink_file("open");
+	forget(ino[0], 1);
+	assert_int_equal(g_fs->ninodes, base + 1);
+	memset(&r, 0, sizeof(r));
+	ust_blobfs_read(g_fs, fh, buf, sizeof(buf), 0, size_cb, &r);
+	wait_res(&r);
+	assert_int_equal(r.n, (int64_t)sizeof(buf));
+	assert_memory_equal(buf, model, sizeof(buf));
+	release_file(fh); /* deletes the blob, then frees the inode */
+	assert_int_equal(g_fs->ninodes, base);
+
+	/* a live file keeps its inode cached after its lookups are forgotten */
+	fh = create_file("live");
+	ino[0] = ust_blobfs_file_ino(fh);
+	release_file(fh);
+	forget(ino[0], 1);
+	assert_int_equal(g_fs->ninodes, base + 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_disjoint_writes_all_land, make_fs, drop_fs),
 		cmocka_unit_test_setup_teardown(test_overlapping_writes_serialise, make_fs, drop_fs),
 		cmocka_unit_test_setup_teardown(test_unaligned_write_reads_ends_only, make_fs, drop_fs),
+		cmocka_unit_test_setup_teardown(test_deleted_inodes_freed, make_fs, drop_fs),
 	};
 
 	ust_log_set_print_level(UST_LOG_WARN);

@@ -1,6 +1,7 @@
 /*
- * blobfs inodes in memory: the inode cache (every inode touched stays
- * loaded, its blob open, until unmount), loading an inode from its blob's
+ * blobfs inodes in memory: the inode cache (every live inode touched stays
+ * loaded, its blob open, until unmount; deleted ones leave once nothing can
+ * name them, bfs_evict_deleted), loading an inode from its blob's
  * xattrs (and a directory's blocks, blobfs_dir.c) and storing it back, and
  * the refs that are an inode's hard links. Everything here runs on the
  * metadata thread and changes blob xattrs in memory only; the callers sync.

@@ -32,6 +32,7 @@
 #include "ustor/thread.h"
 
 #include "../../../bdev/file/bdev_file.h"
+#include "ut_threads.h"
 
 #define MiB (1024 * 1024)
 
@@ -47,7 +48,6 @@ static struct backend g_aio = {"aio", ust_bdev_aio_create, ust_bdev_aio_delete,
 static struct backend g_uring = {"uring", ust_bdev_uring_create, ust_bdev_uring_delete,
 				 ust_bdev_uring_rescan};
 
-static struct ust_thread *g_t0;
 static char g_path[64];
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -60,23 +60,19 @@ static double now_s(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static void poll_idle(void)
-{
-	int i;
-
-	for (i = 0; i < 10000 && ust_thread_poll(g_t0, 0, 0) > 0; i++)
-		;
-}
-
-/* Poll until *flag is set; real kernel I/O needs real time. */
+/*
+ * Poll until *flag is set, then on until idle. Real kernel I/O needs real
+ * time: a round that finds nothing to do only means the kernel has not
+ * completed yet, so the wait is bounded by a clock, not by rounds.
+ */
 static void poll_until(const int *flag)
 {
 	double end = now_s() + 10;
 
-	while (!*flag && now_s() < end)
-		ust_thread_poll(g_t0, 0, 0);
+	do {
+		ut_threads_poll();
+	} while (!*flag && now_s() < end);
 	assert_true(*flag);
-	poll_idle();
 }
 
 static void make_file(const char *path, off_t size)
@@ -139,7 +135,7 @@ static void fixture_close(const struct backend *be, struct fixture *f)
 
 	ust_put_io_channel(f->ch);
 	ust_bdev_close(f->desc);
-	poll_idle();
+	ut_threads_poll();
 	assert_int_equal(be->delete("F0", delete_done, &done), 0);
 	poll_until(&done);
 	assert_int_equal(done, 1);
@@ -508,9 +504,9 @@ static void test_idle_interrupt_fds_quiet(void **state)
 	fixture_open(be, g_path, 0, &f);
 	assert_int_equal(do_write(&f, buf, 0, 8), 0);
 	assert_int_equal(do_read(&f, buf, 8, 8), 0);
-	poll_idle();
-	ust_thread_poll(g_t0, 0, 0);
-	n = ust_thread_get_interrupt_fds(g_t0, fds, 8);
+	ut_threads_poll();
+	ust_thread_poll(ut_thread(0), 0, 0);
+	n = ust_thread_get_interrupt_fds(ut_thread(0), fds, 8);
 	assert_true(n <= 8);
 	for (i = 0; i < n; i++)
 		pfds[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};
@@ -682,11 +678,11 @@ static void test_rescan_resize(void **state)
 	fixture_open(be, g_path, 0, &f);
 	g_events_resize = 0;
 	assert_int_equal(be->rescan("F0"), 0); /* unchanged: no event */
-	poll_idle();
+	ut_threads_poll();
 	assert_int_equal(g_events_resize, 0);
 	assert_int_equal(truncate(g_path, 2 * MiB), 0);
 	assert_int_equal(be->rescan("F0"), 0);
-	poll_idle();
+	ut_threads_poll();
 	assert_int_equal(g_events_resize, 1);
 	assert_int_equal(ust_bdev_get_num_blocks(f.bdev), 2 * MiB / 512);
 	/* The new space is usable. */
@@ -720,7 +716,7 @@ static json_t *rpc(const char *method, json_t *params)
 	assert_int_equal(ust_rpc_call_local(method, params, rpc_cb, NULL), 0);
 	json_decref(params);
 	while (g_resp == NULL && now_s() < end)
-		ust_thread_poll(g_t0, 0, 0);
+		ust_thread_poll(ut_thread(0), 0, 0);
 	assert_non_null(g_resp);
 	return g_resp;
 }
@@ -838,45 +834,18 @@ static void test_aio_readonly_and_aliases(void **state)
 
 /* ---- setup -------------------------------------------------------------- */
 
-static void init_done(void *ctx, int rc)
-{
-	*(int *)ctx = rc == 0 ? 1 : rc;
-}
-
-static void fini_done(void *ctx)
-{
-	*(int *)ctx = 1;
-}
-
 static int setup(void **state)
 {
-	int done = 0;
-
 	snprintf(g_path, sizeof(g_path), "/tmp/ustor_file_ut_%d", getpid());
-	if (ust_thread_lib_init(NULL) != 0)
-		return -1;
-	g_t0 = ust_thread_create("t0", NULL);
-	ust_set_thread(g_t0);
-	ust_rpc_set_state(UST_RPC_RUNTIME);
-	ust_bdev_initialize(init_done, &done);
-	poll_idle();
-	return done == 1 ? 0 : -1;
+	return ut_threads_setup(1) == 0 ? ut_bdev_start() : -1;
 }
 
 static int teardown(void **state)
 {
-	int done = 0, i;
+	int rc = ut_bdev_stop();
 
-	ust_bdev_finish(fini_done, &done);
-	poll_until(&done);
-	ust_thread_exit(g_t0);
-	for (i = 0; i < 1000 && !ust_thread_is_exited(g_t0); i++)
-		ust_thread_poll(g_t0, 0, 0);
-	ust_thread_destroy(g_t0);
-	ust_set_thread(NULL);
-	ust_thread_lib_fini();
 	unlink(g_path);
-	return 0;
+	return ut_threads_teardown() == 0 ? rc : -1;
 }
 
 #define BOTH(fn)                                                                        \

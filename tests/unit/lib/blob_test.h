@@ -1,9 +1,10 @@
 /*
  * Shared helpers for the blobstore unit tests (tests/unit/blobstore/):
- * ust_threads polled by hand, synchronous wrappers around the asynchronous
- * blobstore calls, a begin/finish record for tests that make the calls
- * themselves, raw bdev I/O and malloc bdevs. Every wrapper polls until its
- * callback ran and fails the test (cmocka) if it never does.
+ * ust_threads polled by hand (ut_threads.h, under the bt_ names these tests
+ * use), synchronous wrappers around the asynchronous blobstore calls, a
+ * begin/finish record for tests that make the calls themselves, raw bdev
+ * I/O and malloc bdevs. Every wrapper polls until its callback ran and
+ * fails the test (cmocka) if it never does.
  */
 #ifndef USTOR_BLOB_TEST_H
 #define USTOR_BLOB_TEST_H
@@ -16,17 +17,29 @@
 #include "ustor/blob_fsck.h"
 #include "ustor/thread.h"
 
-#define BT_MAX_THREADS 4
+#include "ut_threads.h"
 
-/* Thread library, threads "t0".."t<n-1>" and the bdev layer; 0 on success. */
+/*
+ * Thread library, threads "t0".."t<n-1>" (n up to UT_MAX_THREADS) and the
+ * bdev layer; 0 on success.
+ */
 int bt_env_setup_threads(unsigned nthreads);
 /* The same with the one thread "t0". */
 int bt_env_setup(void);
+/* Bdev layer stopped, then every thread; -1 if either did not finish. */
 int bt_env_teardown(void);
+
 /* Thread i of those made by the setup. */
-struct ust_thread *bt_thread(unsigned i);
+static inline struct ust_thread *bt_thread(unsigned i)
+{
+	return ut_thread(i);
+}
+
 /* Poll every thread until none has anything left to do; thread 0 is then current. */
-void bt_poll(void);
+static inline void bt_poll(void)
+{
+	ut_threads_poll();
+}
 
 /* A malloc bdev of bytes / block blocks. */
 int bt_malloc_create(const char *name, uint64_t bytes, uint32_t block);

@@ -1,8 +1,8 @@
 /*
- * Test helpers for the blobstore unit tests (blob_test.h): ust_threads
- * polled by hand, synchronous wrappers over the blobstore API, the
- * begin/finish record for tests that call the API themselves, raw bdev
- * reads and writes, and a small deterministic PRNG.
+ * Test helpers for the blobstore unit tests (blob_test.h): the ut_threads
+ * environment with the bdev layer started, synchronous wrappers over the
+ * blobstore API, the begin/finish record for tests that call the API
+ * themselves, raw bdev reads and writes, and a small deterministic PRNG.
  *
  * Guarantees: a wrapper returns only after its callback ran (it fails the
  * running cmocka test if the callback never comes); polling always ends
@@ -14,7 +14,6 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,67 +21,18 @@
 
 #include "ustor/bdev.h"
 #include "ustor/blob.h"
-#include "ustor/rpc.h"
 #include "ustor/thread.h"
 
 #include "../../../bdev/malloc/bdev_malloc.h"
 #include "blob_test.h"
 
-static struct ust_thread *g_bt_threads[BT_MAX_THREADS];
-static unsigned g_bt_nthreads;
 static void (*g_ack_hook)(struct bt_done *d);
 
 struct bt_done bt_r;
 
-/* Round-robin over every thread until a whole round found nothing to do. */
-void bt_poll(void)
-{
-	int round, busy;
-	unsigned i;
-
-	for (round = 0; round < 10000000; round++) {
-		busy = 0;
-		for (i = 0; i < g_bt_nthreads; i++) {
-			busy |= ust_thread_poll(g_bt_threads[i], 0, 0);
-		}
-		if (!busy) {
-			break;
-		}
-	}
-	ust_set_thread(g_bt_threads[0]);
-}
-
-struct ust_thread *bt_thread(unsigned i)
-{
-	assert_true(i < g_bt_nthreads);
-	return g_bt_threads[i];
-}
-
-static void bt_init_done(void *ctx, int rc)
-{
-	*(int *)ctx = rc == 0 ? 1 : rc;
-}
-
 int bt_env_setup_threads(unsigned nthreads)
 {
-	char name[16];
-	int done = 0;
-
-	if (nthreads == 0 || nthreads > BT_MAX_THREADS || ust_thread_lib_init(NULL) != 0) {
-		return -1;
-	}
-	for (g_bt_nthreads = 0; g_bt_nthreads < nthreads; g_bt_nthreads++) {
-		snprintf(name, sizeof(name), "t%u", g_bt_nthreads);
-		g_bt_threads[g_bt_nthreads] = ust_thread_create(name, NULL);
-		if (g_bt_threads[g_bt_nthreads] == NULL) {
-			return -1;
-		}
-	}
-	ust_set_thread(g_bt_threads[0]);
-	ust_rpc_set_state(UST_RPC_RUNTIME);
-	ust_bdev_initialize(bt_init_done, &done);
-	bt_poll();
-	return done == 1 ? 0 : -1;
+	return ut_threads_setup(nthreads) == 0 ? ut_bdev_start() : -1;
 }
 
 int bt_env_setup(void)
@@ -90,36 +40,11 @@ int bt_env_setup(void)
 	return bt_env_setup_threads(1);
 }
 
-static void bt_fini_done(void *ctx)
-{
-	*(int *)ctx = 1;
-}
-
-static void bt_exit_thread(struct ust_thread *t)
-{
-	int i;
-
-	ust_set_thread(t);
-	ust_thread_exit(t);
-	for (i = 0; i < 1000 && !ust_thread_is_exited(t); i++) {
-		ust_thread_poll(t, 0, 0);
-	}
-	ust_thread_destroy(t);
-}
-
-/* Threads leave in the reverse order of their creation, thread 0 last. */
 int bt_env_teardown(void)
 {
-	int done = 0;
+	int rc = ut_bdev_stop();
 
-	ust_bdev_finish(bt_fini_done, &done);
-	bt_poll();
-	while (g_bt_nthreads > 0) {
-		bt_exit_thread(g_bt_threads[--g_bt_nthreads]);
-	}
-	ust_set_thread(NULL);
-	ust_thread_lib_fini();
-	return done == 1 ? 0 : -1;
+	return ut_threads_teardown() == 0 ? rc : -1;
 }
 
 int bt_group_setup(void **state)
@@ -138,7 +63,7 @@ int bt_malloc_create(const char *name, uint64_t bytes, uint32_t block)
 {
 	struct ust_malloc_opts o = {.name = name, .num_blocks = bytes / block, .block_size = block};
 
-	ust_set_thread(g_bt_threads[0]);
+	ust_set_thread(ut_thread(0));
 	return ust_bdev_malloc_create(&o, NULL);
 }
 
@@ -151,7 +76,7 @@ int bt_malloc_delete(const char *name)
 {
 	int done = 0;
 
-	ust_set_thread(g_bt_threads[0]);
+	ust_set_thread(ut_thread(0));
 	if (ust_bdev_malloc_delete(name, bt_deleted, &done) != 0) {
 		return -1;
 	}

@@ -7,15 +7,12 @@
 set -u
 cd "$(dirname "$0")/../.."
 BUILDDIR=${USTOR_BUILDDIR:-$PWD/build}
-MOUNT=$BUILDDIR/bin/ustor-mount
 
 skip() { echo "SKIP: $*"; exit 77; }
 fail() { echo "FAIL: $*"; exit 1; }
 
-[ -x "$MOUNT" ] || skip "ustor-mount is not built in $BUILDDIR"
-[ -e /dev/fuse ] || skip "no /dev/fuse on this machine"
-command -v fusermount3 >/dev/null || skip "fusermount3 is not installed (Debian package fuse3)"
-[ "$(id -u)" = 0 ] || skip "the FUSE tests mount file systems: run as root"
+. tests/integration/fuse_lib.sh
+fuse_require
 
 BASE=/dev/shm
 [ -d $BASE ] || BASE=/tmp

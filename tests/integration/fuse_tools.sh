@@ -10,15 +10,12 @@ set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 BUILDDIR=${USTOR_BUILDDIR:-$ROOT/build}
-MOUNT=$BUILDDIR/bin/ustor-mount
 
 skip() { echo "SKIP: $*"; exit 77; }
 fail() { echo "FAIL: $*"; [ -f "$LOG" ] && tail -n 30 "$LOG"; exit 1; }
 
-[ -x "$MOUNT" ] || skip "ustor-mount is not built in $BUILDDIR"
-[ -e /dev/fuse ] || skip "no /dev/fuse on this machine"
-command -v fusermount3 >/dev/null || skip "fusermount3 is not installed (Debian package fuse3)"
-[ "$(id -u)" = 0 ] || skip "the FUSE tests mount file systems: run as root"
+. tests/integration/fuse_lib.sh
+fuse_require
 
 BASE=/dev/shm
 [ -d $BASE ] || BASE=/tmp

@@ -31,6 +31,7 @@
 #include "ustor/thread.h"
 
 #include "blob_test.h"
+#include "blobfs_test.h"
 
 #include "../../../blobfs/blobfs_internal.h"
 
@@ -45,51 +46,7 @@ static const struct ust_blobfs_ctx g_ctx = {.uid = 0, .gid = 0};
 
 /* ---- synchronous calls ------------------------------------------------------------ */
 
-struct res {
-	bool done;
-	int rc;
-	int64_t n;
-	struct ust_blobfs *fs;
-	struct ust_blobfs_file *fh;
-};
-
-static void fs_cb(void *arg, struct ust_blobfs *fs, int rc)
-{
-	struct res *r = arg;
-
-	r->fs = fs;
-	r->rc = rc;
-	r->done = true;
-}
-
-static void op_cb(void *arg, int rc)
-{
-	struct res *r = arg;
-
-	r->rc = rc;
-	r->done = true;
-}
-
-static void create_cb(void *arg, const struct ust_blobfs_entry *e, struct ust_blobfs_file *fh, int rc)
-{
-	struct res *r = arg;
-
-	(void)e;
-	r->fh = fh;
-	r->rc = rc;
-	r->done = true;
-}
-
-static void size_cb(void *arg, int64_t n)
-{
-	struct res *r = arg;
-
-	r->n = n;
-	r->rc = n < 0 ? (int)n : 0;
-	r->done = true;
-}
-
-static void wait_res(struct res *r)
+static void wait_res(struct bft_res *r)
 {
 	bt_poll();
 	assert_true(r->done);
@@ -97,10 +54,10 @@ static void wait_res(struct res *r)
 
 static struct ust_blobfs_file *create_file(const char *name)
 {
-	struct res r = {0};
+	struct bft_res r = {0};
 
 	ust_blobfs_create(g_fs, &g_ctx, UST_BLOBFS_ROOT_INO, name, S_IFREG | 0644, O_RDWR | O_EXCL,
-			  create_cb, &r);
+			  bft_create_cb, &r);
 	wait_res(&r);
 	assert_int_equal(r.rc, 0);
 	return r.fh;
@@ -108,9 +65,9 @@ static struct ust_blobfs_file *create_file(const char *name)
 
 static void release_file(struct ust_blobfs_file *fh)
 {
-	struct res r = {0};
+	struct bft_res r = {0};
 
-	ust_blobfs_release(g_fs, fh, op_cb, &r);
+	ust_blobfs_release(g_fs, fh, bft_op_cb, &r);
 	wait_res(&r);
 	assert_int_equal(r.rc, 0);
 }
@@ -119,10 +76,10 @@ static void release_file(struct ust_blobfs_file *fh)
 static void check_file(struct ust_blobfs_file *fh, const uint8_t *model, uint64_t size)
 {
 	uint8_t *buf = calloc(1, MAX_FILE + BLOCK);
-	struct res r = {0};
+	struct bft_res r = {0};
 
 	assert_non_null(buf);
-	ust_blobfs_read(g_fs, fh, buf, MAX_FILE + BLOCK, 0, size_cb, &r);
+	ust_blobfs_read(g_fs, fh, buf, MAX_FILE + BLOCK, 0, bft_size_cb, &r);
 	wait_res(&r);
 	assert_int_equal(r.n, (int64_t)size);
 	assert_memory_equal(buf, model, size);
@@ -132,7 +89,7 @@ static void check_file(struct ust_blobfs_file *fh, const uint8_t *model, uint64_
 static int make_fs(void **state)
 {
 	struct ust_blobfs_opts o;
-	struct res r = {0};
+	struct bft_res r = {0};
 
 	(void)state;
 	if (bt_malloc_create(DEV, BDEV_BYTES, BLOCK) != 0) {
@@ -140,7 +97,7 @@ static int make_fs(void **state)
 	}
 	ust_blobfs_opts_init(&o);
 	o.cluster_size = 64u << 10;
-	ust_blobfs_format(DEV, &o, NULL, fs_cb, &r);
+	ust_blobfs_format(DEV, &o, NULL, bft_fs_cb, &r);
 	bt_poll();
 	g_fs = r.fs;
 	return r.done && r.rc == 0 ? 0 : -1;
@@ -148,10 +105,10 @@ static int make_fs(void **state)
 
 static int drop_fs(void **state)
 {
-	struct res r = {0};
+	struct bft_res r = {0};
 
 	(void)state;
-	ust_blobfs_unmount(g_fs, op_cb, &r);
+	ust_blobfs_unmount(g_fs, bft_op_cb, &r);
 	bt_poll();
 	g_fs = NULL;
 	if (!r.done || r.rc != 0) {
@@ -325,13 +282,13 @@ static void stat_cb(struct ust_bdev *bdev, struct ust_bdev_io_stat *stat, void *
 {
 	(void)bdev;
 	(void)stat;
-	op_cb(ctx, rc);
+	bft_op_cb(ctx, rc);
 }
 
 static uint64_t dev_bytes_read(void)
 {
 	struct ust_bdev_io_stat st;
-	struct res r = {0};
+	struct bft_res r = {0};
 
 	ust_bdev_get_iostat(ust_bdev_get_by_name(DEV), &st, stat_cb, &r);
 	wait_res(&r);
@@ -392,9 +349,9 @@ static void test_unaligned_write_reads_ends_only(void **state)
 
 static void unlink_file(const char *name)
 {
-	struct res r = {0};
+	struct bft_res r = {0};
 
-	ust_blobfs_unlink(g_fs, &g_ctx, UST_BLOBFS_ROOT_INO, name, op_cb, &r);
+	ust_blobfs_unlink(g_fs, &g_ctx, UST_BLOBFS_ROOT_INO, name, bft_op_cb, &r);
 	wait_res(&r);
 	assert_int_equal(r.rc, 0);
 }
@@ -413,7 +370,7 @@ static void test_deleted_inodes_freed(void **state)
 	uint64_t ino[20];
 	uint8_t model[BLOCK], buf[BLOCK];
 	char name[16];
-	struct res r = {0};
+	struct bft_res r = {0};
 	int i;
 
 	(void)state;
@@ -436,14 +393,14 @@ static void test_deleted_inodes_freed(void **state)
 	fh = create_file("open");
 	ino[0] = ust_blobfs_file_ino(fh);
 	memset(model, 0x5c, sizeof(model));
-	ust_blobfs_write(g_fs, &g_ctx, fh, model, sizeof(model), 0, size_cb, &r);
+	ust_blobfs_write(g_fs, &g_ctx, fh, model, sizeof(model), 0, bft_size_cb, &r);
 	wait_res(&r);
 	assert_int_equal(r.n, (int64_t)sizeof(model));
 	unlink_file("open");
 	forget(ino[0], 1);
 	assert_int_equal(g_fs->ninodes, base + 1);
 	memset(&r, 0, sizeof(r));
-	ust_blobfs_read(g_fs, fh, buf, sizeof(buf), 0, size_cb, &r);
+	ust_blobfs_read(g_fs, fh, buf, sizeof(buf), 0, bft_size_cb, &r);
 	wait_res(&r);
 	assert_int_equal(r.n, (int64_t)sizeof(buf));
 	assert_memory_equal(buf, model, sizeof(buf));

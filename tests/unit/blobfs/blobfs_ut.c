@@ -30,6 +30,7 @@
 #include "ustor/blobfs.h"
 #include "ustor/env.h"
 #include "ustor/thread.h"
+#include "blobfs_test.h"
 #include "ut_threads.h"
 
 #include "../../../bdev/malloc/bdev_malloc.h"
@@ -43,20 +44,9 @@ static const struct ust_blobfs_ctx g_ctx = {.uid = 0, .gid = 0};
 
 /* ---- synchronous wrappers ---------------------------------------------------------------- */
 
-struct res {
-	bool done;
-	int rc;
-	int64_t n;
-	struct ust_blobfs *fs;
-	struct ust_blobfs_entry e;
-	struct ust_blobfs_attr a;
-	struct ust_blobfs_file *fh;
-	struct ust_blobfs_statfs st;
-};
+static struct bft_res g_r;
 
-static struct res g_r;
-
-static struct res *begin(void)
+static struct bft_res *begin(void)
 {
 	memset(&g_r, 0, sizeof(g_r));
 	return &g_r;
@@ -68,93 +58,13 @@ static void finish(void)
 	assert_true(g_r.done);
 }
 
-static void fs_cb(void *arg, struct ust_blobfs *fs, int rc)
-{
-	struct res *r = arg;
-
-	r->done = true;
-	r->rc = rc;
-	r->fs = fs;
-}
-
-static void op_cb(void *arg, int rc)
-{
-	struct res *r = arg;
-
-	r->done = true;
-	r->rc = rc;
-}
-
-static void entry_cb(void *arg, const struct ust_blobfs_entry *e, int rc)
-{
-	struct res *r = arg;
-
-	r->done = true;
-	r->rc = rc;
-	if (e != NULL) {
-		r->e = *e;
-	}
-}
-
-static void attr_cb(void *arg, const struct ust_blobfs_attr *a, int rc)
-{
-	struct res *r = arg;
-
-	r->done = true;
-	r->rc = rc;
-	if (a != NULL) {
-		r->a = *a;
-	}
-}
-
-static void open_cb(void *arg, struct ust_blobfs_file *fh, int rc)
-{
-	struct res *r = arg;
-
-	r->done = true;
-	r->rc = rc;
-	r->fh = fh;
-}
-
-static void create_cb(void *arg, const struct ust_blobfs_entry *e, struct ust_blobfs_file *fh, int rc)
-{
-	struct res *r = arg;
-
-	r->done = true;
-	r->rc = rc;
-	r->fh = fh;
-	if (e != NULL) {
-		r->e = *e;
-	}
-}
-
-static void size_cb(void *arg, int64_t n)
-{
-	struct res *r = arg;
-
-	r->done = true;
-	r->rc = n < 0 ? (int)n : 0;
-	r->n = n;
-}
-
-static void statfs_cb(void *arg, const struct ust_blobfs_statfs *st, int rc)
-{
-	struct res *r = arg;
-
-	r->done = true;
-	r->rc = rc;
-	if (st != NULL) {
-		r->st = *st;
-	}
-}
-
 static int do_format(void)
 {
 	struct ust_blobfs_opts o;
 
 	ust_blobfs_opts_init(&o);
 	o.cluster_size = 64u << 10;
-	ust_blobfs_format("M0", &o, NULL, fs_cb, begin());
+	ust_blobfs_format("M0", &o, NULL, bft_fs_cb, begin());
 	finish();
 	g_fs = g_r.fs;
 	return g_r.rc;
@@ -162,7 +72,7 @@ static int do_format(void)
 
 static int do_mount(const char *bdev)
 {
-	ust_blobfs_mount(bdev, NULL, fs_cb, begin());
+	ust_blobfs_mount(bdev, NULL, bft_fs_cb, begin());
 	finish();
 	g_fs = g_r.fs;
 	return g_r.rc;
@@ -170,7 +80,7 @@ static int do_mount(const char *bdev)
 
 static int do_unmount(void)
 {
-	ust_blobfs_unmount(g_fs, op_cb, begin());
+	ust_blobfs_unmount(g_fs, bft_op_cb, begin());
 	finish();
 	if (g_r.rc == 0) {
 		g_fs = NULL;
@@ -180,7 +90,7 @@ static int do_unmount(void)
 
 static int lookup(uint64_t parent, const char *name, uint64_t *ino)
 {
-	ust_blobfs_lookup(g_fs, &g_ctx, parent, name, entry_cb, begin());
+	ust_blobfs_lookup(g_fs, &g_ctx, parent, name, bft_entry_cb, begin());
 	finish();
 	if (ino != NULL) {
 		*ino = g_r.e.ino;
@@ -190,7 +100,7 @@ static int lookup(uint64_t parent, const char *name, uint64_t *ino)
 
 static int getattr(uint64_t ino, struct ust_blobfs_attr *a)
 {
-	ust_blobfs_getattr(g_fs, &g_ctx, ino, attr_cb, begin());
+	ust_blobfs_getattr(g_fs, &g_ctx, ino, bft_attr_cb, begin());
 	finish();
 	if (a != NULL) {
 		*a = g_r.a;
@@ -200,7 +110,7 @@ static int getattr(uint64_t ino, struct ust_blobfs_attr *a)
 
 static int mkdir_(uint64_t parent, const char *name, uint64_t *ino)
 {
-	ust_blobfs_mkdir(g_fs, &g_ctx, parent, name, 0755, entry_cb, begin());
+	ust_blobfs_mkdir(g_fs, &g_ctx, parent, name, 0755, bft_entry_cb, begin());
 	finish();
 	if (ino != NULL) {
 		*ino = g_r.e.ino;
@@ -210,7 +120,7 @@ static int mkdir_(uint64_t parent, const char *name, uint64_t *ino)
 
 static int mknod_(uint64_t parent, const char *name, uint32_t mode, uint64_t rdev, uint64_t *ino)
 {
-	ust_blobfs_mknod(g_fs, &g_ctx, parent, name, mode, rdev, entry_cb, begin());
+	ust_blobfs_mknod(g_fs, &g_ctx, parent, name, mode, rdev, bft_entry_cb, begin());
 	finish();
 	if (ino != NULL) {
 		*ino = g_r.e.ino;
@@ -221,7 +131,7 @@ static int mknod_(uint64_t parent, const char *name, uint32_t mode, uint64_t rde
 static int create_ctx(const struct ust_blobfs_ctx *ctx, uint64_t parent, const char *name, int flags,
 		      struct ust_blobfs_file **fh, uint64_t *ino)
 {
-	ust_blobfs_create(g_fs, ctx, parent, name, 0644, flags, create_cb, begin());
+	ust_blobfs_create(g_fs, ctx, parent, name, 0644, flags, bft_create_cb, begin());
 	finish();
 	if (fh != NULL) {
 		*fh = g_r.fh;
@@ -239,7 +149,7 @@ static int create(uint64_t parent, const char *name, struct ust_blobfs_file **fh
 
 static int open_(uint64_t ino, int flags, struct ust_blobfs_file **fh)
 {
-	ust_blobfs_open(g_fs, &g_ctx, ino, flags, open_cb, begin());
+	ust_blobfs_open(g_fs, &g_ctx, ino, flags, bft_open_cb, begin());
 	finish();
 	*fh = g_r.fh;
 	return g_r.rc;
@@ -247,7 +157,7 @@ static int open_(uint64_t ino, int flags, struct ust_blobfs_file **fh)
 
 static int release(struct ust_blobfs_file *fh)
 {
-	ust_blobfs_release(g_fs, fh, op_cb, begin());
+	ust_blobfs_release(g_fs, fh, bft_op_cb, begin());
 	finish();
 	return g_r.rc;
 }
@@ -255,7 +165,7 @@ static int release(struct ust_blobfs_file *fh)
 static int64_t pwrite_ctx(const struct ust_blobfs_ctx *ctx, struct ust_blobfs_file *fh,
 			  const void *buf, size_t len, uint64_t off)
 {
-	ust_blobfs_write(g_fs, ctx, fh, buf, len, off, size_cb, begin());
+	ust_blobfs_write(g_fs, ctx, fh, buf, len, off, bft_size_cb, begin());
 	finish();
 	return g_r.n;
 }
@@ -267,42 +177,42 @@ static int64_t pwrite_(struct ust_blobfs_file *fh, const void *buf, size_t len, 
 
 static int64_t pread_(struct ust_blobfs_file *fh, void *buf, size_t len, uint64_t off)
 {
-	ust_blobfs_read(g_fs, fh, buf, len, off, size_cb, begin());
+	ust_blobfs_read(g_fs, fh, buf, len, off, bft_size_cb, begin());
 	finish();
 	return g_r.n;
 }
 
 static int fsync_(struct ust_blobfs_file *fh)
 {
-	ust_blobfs_fsync(g_fs, fh, false, op_cb, begin());
+	ust_blobfs_fsync(g_fs, fh, false, bft_op_cb, begin());
 	finish();
 	return g_r.rc;
 }
 
 static int unlink_(uint64_t parent, const char *name)
 {
-	ust_blobfs_unlink(g_fs, &g_ctx, parent, name, op_cb, begin());
+	ust_blobfs_unlink(g_fs, &g_ctx, parent, name, bft_op_cb, begin());
 	finish();
 	return g_r.rc;
 }
 
 static int rmdir_(uint64_t parent, const char *name)
 {
-	ust_blobfs_rmdir(g_fs, &g_ctx, parent, name, op_cb, begin());
+	ust_blobfs_rmdir(g_fs, &g_ctx, parent, name, bft_op_cb, begin());
 	finish();
 	return g_r.rc;
 }
 
 static int rename_(uint64_t p, const char *n, uint64_t np, const char *nn, uint32_t flags)
 {
-	ust_blobfs_rename(g_fs, &g_ctx, p, n, np, nn, flags, op_cb, begin());
+	ust_blobfs_rename(g_fs, &g_ctx, p, n, np, nn, flags, bft_op_cb, begin());
 	finish();
 	return g_r.rc;
 }
 
 static int link_(uint64_t ino, uint64_t np, const char *nn)
 {
-	ust_blobfs_link(g_fs, &g_ctx, ino, np, nn, entry_cb, begin());
+	ust_blobfs_link(g_fs, &g_ctx, ino, np, nn, bft_entry_cb, begin());
 	finish();
 	return g_r.rc;
 }
@@ -310,7 +220,7 @@ static int link_(uint64_t ino, uint64_t np, const char *nn)
 static int setattr_ctx(const struct ust_blobfs_ctx *ctx, uint64_t ino, struct ust_blobfs_attr *a,
 		       uint32_t valid)
 {
-	ust_blobfs_setattr(g_fs, ctx, ino, a, valid, NULL, attr_cb, begin());
+	ust_blobfs_setattr(g_fs, ctx, ino, a, valid, NULL, bft_attr_cb, begin());
 	finish();
 	*a = g_r.a;
 	return g_r.rc;
@@ -334,7 +244,7 @@ static void fill(uint8_t *buf, size_t len, uint32_t seed)
 
 static uint64_t free_clusters(void)
 {
-	ust_blobfs_statfs(g_fs, statfs_cb, begin());
+	ust_blobfs_statfs(g_fs, bft_statfs_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, 0);
 	return g_r.st.bfree;
@@ -367,7 +277,7 @@ static int readdir_(struct ust_blobfs_file *dh, uint64_t off, int max, struct dl
 {
 	memset(l, 0, sizeof(*l));
 	l->max = max;
-	ust_blobfs_readdir(g_fs, dh, off, false, dl_fill, l, op_cb, begin());
+	ust_blobfs_readdir(g_fs, dh, off, false, dl_fill, l, bft_op_cb, begin());
 	finish();
 	return g_r.rc;
 }
@@ -455,7 +365,7 @@ static void raw_event(enum ust_bdev_event_type type, struct ust_bdev *bdev, void
 static void raw_cb(struct ust_bdev_io *io, int status, void *arg)
 {
 	(void)io;
-	op_cb(arg, status);
+	bft_op_cb(arg, status);
 }
 
 static void raw_io(const char *name, bool write, void *buf, uint64_t len)
@@ -556,13 +466,13 @@ static void test_special_files(void **state)
 	char buf[64];
 
 	(void)state;
-	ust_blobfs_symlink(g_fs, &g_ctx, "../target/x", ROOT, "ln", entry_cb, begin());
+	ust_blobfs_symlink(g_fs, &g_ctx, "../target/x", ROOT, "ln", bft_entry_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, 0);
 	s = g_r.e.ino;
 	assert_true(S_ISLNK(g_r.e.attr.mode));
 	assert_int_equal(g_r.e.attr.size, 11);
-	ust_blobfs_readlink(g_fs, &g_ctx, s, buf, sizeof(buf), size_cb, begin());
+	ust_blobfs_readlink(g_fs, &g_ctx, s, buf, sizeof(buf), bft_size_cb, begin());
 	finish();
 	assert_int_equal(g_r.n, 11);
 	assert_memory_equal(buf, "../target/x", 11);
@@ -575,7 +485,7 @@ static void test_special_files(void **state)
 	assert_int_equal(g_r.e.attr.rdev, 0x0501);
 	assert_int_equal(lookup(ROOT, "fifo", &p), 0);
 	assert_true(S_ISFIFO(g_r.e.attr.mode));
-	ust_blobfs_readlink(g_fs, &g_ctx, p, buf, sizeof(buf), size_cb, begin());
+	ust_blobfs_readlink(g_fs, &g_ctx, p, buf, sizeof(buf), bft_size_cb, begin());
 	finish();
 	assert_int_equal(g_r.n, -EINVAL);
 	assert_int_equal(getattr(s, &a), 0);
@@ -629,13 +539,13 @@ static void test_io(void **state)
 	 * need 5); punch hole zeroes
 	 */
 	before = free_clusters();
-	ust_blobfs_fallocate(g_fs, &g_ctx, fh, 0, 0, 200000, op_cb, begin());
+	ust_blobfs_fallocate(g_fs, &g_ctx, fh, 0, 0, 200000, bft_op_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, 0);
 	assert_int_equal(getattr(f, &a), 0);
 	assert_int_equal(a.size, 200000);
 	assert_int_equal(before - free_clusters(), 3);
-	ust_blobfs_fallocate(g_fs, &g_ctx, fh, UST_BLOBFS_FALLOC_KEEP_SIZE, 0, 300000, op_cb, begin());
+	ust_blobfs_fallocate(g_fs, &g_ctx, fh, UST_BLOBFS_FALLOC_KEEP_SIZE, 0, 300000, bft_op_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, 0);
 	assert_int_equal(getattr(f, &a), 0);
@@ -644,11 +554,11 @@ static void test_io(void **state)
 	/* the allocated range still reads as zeros past the old data */
 	assert_int_equal(pread_(fh, r, 4096, 150000), 4096);
 	assert_memory_equal(r, z, 4096);
-	ust_blobfs_fallocate(g_fs, &g_ctx, fh, UST_BLOBFS_FALLOC_PUNCH_HOLE, 0, 10, op_cb, begin());
+	ust_blobfs_fallocate(g_fs, &g_ctx, fh, UST_BLOBFS_FALLOC_PUNCH_HOLE, 0, 10, bft_op_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, -EOPNOTSUPP);
 	ust_blobfs_fallocate(g_fs, &g_ctx, fh, UST_BLOBFS_FALLOC_PUNCH_HOLE | UST_BLOBFS_FALLOC_KEEP_SIZE,
-			     10, 100, op_cb, begin());
+			     10, 100, bft_op_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, 0);
 	assert_int_equal(pread_(fh, r, 200, 0), 200);
@@ -781,7 +691,7 @@ static void test_hard_links_and_orphans(void **state)
 		uint64_t od;
 
 		assert_int_equal(mkdir_(ROOT, "od", &od), 0);
-		ust_blobfs_opendir(g_fs, &g_ctx, od, open_cb, begin());
+		ust_blobfs_opendir(g_fs, &g_ctx, od, bft_open_cb, begin());
 		finish();
 		assert_int_equal(g_r.rc, 0);
 		dh = g_r.fh;
@@ -790,7 +700,7 @@ static void test_hard_links_and_orphans(void **state)
 		assert_int_equal(rmdir_(ROOT, "od"), 0);
 		assert_int_equal(getattr(od, &a), 0);
 		assert_int_equal(a.nlink, 0);
-		ust_blobfs_releasedir(g_fs, dh, op_cb, begin());
+		ust_blobfs_releasedir(g_fs, dh, bft_op_cb, begin());
 		finish();
 		assert_int_equal(g_r.rc, 0);
 	}
@@ -937,7 +847,7 @@ static void test_readdir_stable(void **state)
 		assert_int_equal(create(ROOT, name, &fh, NULL), 0);
 		assert_int_equal(release(fh), 0);
 	}
-	ust_blobfs_opendir(g_fs, &g_ctx, ROOT, open_cb, begin());
+	ust_blobfs_opendir(g_fs, &g_ctx, ROOT, bft_open_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, 0);
 	dh = g_r.fh;
@@ -989,11 +899,11 @@ static void test_readdir_stable(void **state)
 	assert_int_equal(readdir_(dh, 0, 64, &l), 0);
 	off = l.offs[9];
 	assert_int_equal(readdir_(dh, off, 64, &seen), 0);
-	ust_blobfs_releasedir(g_fs, dh, op_cb, begin());
+	ust_blobfs_releasedir(g_fs, dh, bft_op_cb, begin());
 	finish();
 	assert_int_equal(do_unmount(), 0);
 	assert_int_equal(do_mount("M0"), 0);
-	ust_blobfs_opendir(g_fs, &g_ctx, ROOT, open_cb, begin());
+	ust_blobfs_opendir(g_fs, &g_ctx, ROOT, bft_open_cb, begin());
 	finish();
 	dh = g_r.fh;
 	assert_int_equal(readdir_(dh, off, 64, &l), 0);
@@ -1001,7 +911,7 @@ static void test_readdir_stable(void **state)
 	for (i = 0; i < l.n; i++) {
 		assert_string_equal(l.names[i], seen.names[i]);
 	}
-	ust_blobfs_releasedir(g_fs, dh, op_cb, begin());
+	ust_blobfs_releasedir(g_fs, dh, bft_op_cb, begin());
 	finish();
 }
 
@@ -1063,33 +973,33 @@ static void test_attrs_and_times(void **state)
 	assert_int_equal(mkdir_(ROOT, "d", &d), 0);
 	assert_int_equal(truncate_(d, 0), -EISDIR);
 	/* xattrs: user.* only */
-	ust_blobfs_setxattr(g_fs, &g_ctx, f, "user.k", "v1", 2, 0, op_cb, begin());
+	ust_blobfs_setxattr(g_fs, &g_ctx, f, "user.k", "v1", 2, 0, bft_op_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, 0);
-	ust_blobfs_setxattr(g_fs, &g_ctx, f, "user.k", "v2", 2, UST_BLOBFS_XATTR_CREATE, op_cb, begin());
+	ust_blobfs_setxattr(g_fs, &g_ctx, f, "user.k", "v2", 2, UST_BLOBFS_XATTR_CREATE, bft_op_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, -EEXIST);
-	ust_blobfs_setxattr(g_fs, &g_ctx, f, "user.n", "v2", 2, UST_BLOBFS_XATTR_REPLACE, op_cb, begin());
+	ust_blobfs_setxattr(g_fs, &g_ctx, f, "user.n", "v2", 2, UST_BLOBFS_XATTR_REPLACE, bft_op_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, -ENODATA);
-	ust_blobfs_setxattr(g_fs, &g_ctx, f, "trusted.k", "v", 1, 0, op_cb, begin());
+	ust_blobfs_setxattr(g_fs, &g_ctx, f, "trusted.k", "v", 1, 0, bft_op_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, -ENOTSUP);
-	ust_blobfs_getxattr(g_fs, &g_ctx, f, "user.k", buf, 1, size_cb, begin());
+	ust_blobfs_getxattr(g_fs, &g_ctx, f, "user.k", buf, 1, bft_size_cb, begin());
 	finish();
 	assert_int_equal(g_r.n, -ERANGE);
-	ust_blobfs_getxattr(g_fs, &g_ctx, f, "user.k", buf, sizeof(buf), size_cb, begin());
+	ust_blobfs_getxattr(g_fs, &g_ctx, f, "user.k", buf, sizeof(buf), bft_size_cb, begin());
 	finish();
 	assert_int_equal(g_r.n, 2);
 	assert_memory_equal(buf, "v1", 2);
-	ust_blobfs_listxattr(g_fs, &g_ctx, f, buf, sizeof(buf), size_cb, begin());
+	ust_blobfs_listxattr(g_fs, &g_ctx, f, buf, sizeof(buf), bft_size_cb, begin());
 	finish();
 	assert_int_equal(g_r.n, 7);
 	assert_string_equal(buf, "user.k");
-	ust_blobfs_removexattr(g_fs, &g_ctx, f, "user.k", op_cb, begin());
+	ust_blobfs_removexattr(g_fs, &g_ctx, f, "user.k", bft_op_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, 0);
-	ust_blobfs_getxattr(g_fs, &g_ctx, f, "user.k", buf, sizeof(buf), size_cb, begin());
+	ust_blobfs_getxattr(g_fs, &g_ctx, f, "user.k", buf, sizeof(buf), bft_size_cb, begin());
 	finish();
 	assert_int_equal(g_r.n, -ENODATA);
 	/* sticky directory: only owners may remove */
@@ -1097,18 +1007,18 @@ static void test_attrs_and_times(void **state)
 	assert_int_equal(setattr_ctx(&g_ctx, d, &a, UST_BLOBFS_SET_MODE), 0);
 	assert_int_equal(create_ctx(&user, d, "mine", O_CREAT | O_RDWR, &fh, NULL), 0);
 	assert_int_equal(release(fh), 0);
-	ust_blobfs_unlink(g_fs, &other, d, "mine", op_cb, begin());
+	ust_blobfs_unlink(g_fs, &other, d, "mine", bft_op_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, -EPERM);
-	ust_blobfs_unlink(g_fs, &user, d, "mine", op_cb, begin());
+	ust_blobfs_unlink(g_fs, &user, d, "mine", bft_op_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, 0);
 	/* permission checks when asked for */
 	other.check_access = true;
-	ust_blobfs_open(g_fs, &other, f, O_WRONLY, open_cb, begin());
+	ust_blobfs_open(g_fs, &other, f, O_WRONLY, bft_open_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, -EACCES);
-	ust_blobfs_mkdir(g_fs, &other, ROOT, "nope", 0755, entry_cb, begin());
+	ust_blobfs_mkdir(g_fs, &other, ROOT, "nope", 0755, bft_entry_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, -EACCES);
 	assert_int_equal(release(ffh), 0);
@@ -1121,66 +1031,66 @@ static void test_paths(void **state)
 	uint8_t r[16];
 
 	(void)state;
-	ust_blobfs_path_mkdir(g_fs, &g_ctx, "/a", 0755, op_cb, begin());
+	ust_blobfs_path_mkdir(g_fs, &g_ctx, "/a", 0755, bft_op_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, 0);
-	ust_blobfs_path_mkdir(g_fs, &g_ctx, "/a/b", 0755, op_cb, begin());
+	ust_blobfs_path_mkdir(g_fs, &g_ctx, "/a/b", 0755, bft_op_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, 0);
-	ust_blobfs_path_open(g_fs, &g_ctx, "/a/b/f", O_CREAT | O_RDWR, 0644, open_cb, begin());
+	ust_blobfs_path_open(g_fs, &g_ctx, "/a/b/f", O_CREAT | O_RDWR, 0644, bft_open_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, 0);
 	fh = g_r.fh;
 	assert_int_equal(pwrite_(fh, "hello", 5, 0), 5);
 	assert_int_equal(fsync_(fh), 0);
 	assert_int_equal(release(fh), 0);
-	ust_blobfs_symlink(g_fs, &g_ctx, "/a/b", ROOT, "l", entry_cb, begin());
+	ust_blobfs_symlink(g_fs, &g_ctx, "/a/b", ROOT, "l", bft_entry_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, 0);
-	ust_blobfs_path_open(g_fs, &g_ctx, "/l/f", O_RDONLY, 0, open_cb, begin());
+	ust_blobfs_path_open(g_fs, &g_ctx, "/l/f", O_RDONLY, 0, bft_open_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, 0);
 	fh = g_r.fh;
 	assert_int_equal(pread_(fh, r, sizeof(r), 0), 5);
 	assert_memory_equal(r, "hello", 5);
 	assert_int_equal(release(fh), 0);
-	ust_blobfs_path_stat(g_fs, &g_ctx, "/l", attr_cb, begin());
+	ust_blobfs_path_stat(g_fs, &g_ctx, "/l", bft_attr_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, 0);
 	assert_true(S_ISDIR(g_r.a.mode));
-	ust_blobfs_path_open(g_fs, &g_ctx, "/l", O_RDONLY | O_NOFOLLOW, 0, open_cb, begin());
+	ust_blobfs_path_open(g_fs, &g_ctx, "/l", O_RDONLY | O_NOFOLLOW, 0, bft_open_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, -ELOOP);
-	ust_blobfs_symlink(g_fs, &g_ctx, "/loop", ROOT, "loop", entry_cb, begin());
+	ust_blobfs_symlink(g_fs, &g_ctx, "/loop", ROOT, "loop", bft_entry_cb, begin());
 	finish();
-	ust_blobfs_path_stat(g_fs, &g_ctx, "/loop/x", attr_cb, begin());
+	ust_blobfs_path_stat(g_fs, &g_ctx, "/loop/x", bft_attr_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, -ELOOP);
-	ust_blobfs_path_open(g_fs, &g_ctx, "/a/b/f", O_CREAT | O_EXCL | O_RDWR, 0644, open_cb, begin());
+	ust_blobfs_path_open(g_fs, &g_ctx, "/a/b/f", O_CREAT | O_EXCL | O_RDWR, 0644, bft_open_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, -EEXIST);
-	ust_blobfs_path_stat(g_fs, &g_ctx, "/a/x/f", attr_cb, begin());
+	ust_blobfs_path_stat(g_fs, &g_ctx, "/a/x/f", bft_attr_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, -ENOENT);
-	ust_blobfs_path_stat(g_fs, &g_ctx, "/a/b/f/x", attr_cb, begin());
+	ust_blobfs_path_stat(g_fs, &g_ctx, "/a/b/f/x", bft_attr_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, -ENOTDIR);
 	memset(longpath, 'a', sizeof(longpath));
 	longpath[0] = '/';
 	longpath[4999] = '\0';
-	ust_blobfs_path_stat(g_fs, &g_ctx, longpath, attr_cb, begin());
+	ust_blobfs_path_stat(g_fs, &g_ctx, longpath, bft_attr_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, -ENAMETOOLONG);
-	ust_blobfs_path_rename(g_fs, &g_ctx, "/a/b/f", "/a/g", 0, op_cb, begin());
+	ust_blobfs_path_rename(g_fs, &g_ctx, "/a/b/f", "/a/g", 0, bft_op_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, 0);
-	ust_blobfs_path_unlink(g_fs, &g_ctx, "/a/g", op_cb, begin());
+	ust_blobfs_path_unlink(g_fs, &g_ctx, "/a/g", bft_op_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, 0);
-	ust_blobfs_path_rmdir(g_fs, &g_ctx, "/a", op_cb, begin());
+	ust_blobfs_path_rmdir(g_fs, &g_ctx, "/a", bft_op_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, -ENOTEMPTY);
-	ust_blobfs_path_rmdir(g_fs, &g_ctx, "/a/b", op_cb, begin());
+	ust_blobfs_path_rmdir(g_fs, &g_ctx, "/a/b", bft_op_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, 0);
 }
@@ -1192,7 +1102,7 @@ static void thread_cb(void *arg, const struct ust_blobfs_entry *e, int rc)
 {
 	(void)e;
 	g_cb_thread = ust_get_thread();
-	entry_cb(arg, e, rc);
+	bft_entry_cb(arg, e, rc);
 }
 
 static void call_from_t1(void *arg)
@@ -1225,14 +1135,14 @@ static uint64_t count_entries(uint64_t dir)
 	struct ust_blobfs_file *dh;
 	uint64_t n = 0;
 
-	ust_blobfs_opendir(g_fs, &g_ctx, dir, open_cb, begin());
+	ust_blobfs_opendir(g_fs, &g_ctx, dir, bft_open_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, 0);
 	dh = g_r.fh;
-	ust_blobfs_readdir(g_fs, dh, 0, false, count_fill, &n, op_cb, begin());
+	ust_blobfs_readdir(g_fs, dh, 0, false, count_fill, &n, bft_op_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, 0);
-	ust_blobfs_releasedir(g_fs, dh, op_cb, begin());
+	ust_blobfs_releasedir(g_fs, dh, bft_op_cb, begin());
 	finish();
 	return n;
 }
@@ -1274,7 +1184,7 @@ static void test_big_directory(void **state)
 	assert_int_equal(ust_bdev_malloc_create(&mo, NULL), 0);
 	ust_blobfs_opts_init(&o);
 	o.max_inodes = (uint32_t)slots;
-	ust_blobfs_format("BIG", &o, NULL, fs_cb, begin());
+	ust_blobfs_format("BIG", &o, NULL, bft_fs_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, 0);
 	g_fs = g_r.fs;
@@ -1345,7 +1255,7 @@ static struct ust_crashsim *crash_fs_start(struct ust_blobfs **live, struct ust_
 	assert_non_null(cs);
 	*live = g_fs;
 	ust_blobfs_opts_init(&o);
-	ust_blobfs_format("CS0", &o, NULL, fs_cb, begin());
+	ust_blobfs_format("CS0", &o, NULL, bft_fs_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, 0);
 	g_fs = g_r.fs;
@@ -1381,12 +1291,12 @@ static void check_tree(uint64_t dir, uint32_t *links, uint32_t *nls, uint64_t *i
 	uint8_t buf[PAT + 10];
 	int i, j, k;
 
-	ust_blobfs_opendir(g_fs, &g_ctx, dir, open_cb, begin());
+	ust_blobfs_opendir(g_fs, &g_ctx, dir, bft_open_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, 0);
 	dh = g_r.fh;
 	assert_int_equal(readdir_(dh, 0, 64, &l), 0);
-	ust_blobfs_releasedir(g_fs, dh, op_cb, begin());
+	ust_blobfs_releasedir(g_fs, dh, bft_op_cb, begin());
 	finish();
 	for (i = 2; i < l.n; i++) {
 		uint64_t ino;
@@ -1540,7 +1450,7 @@ static void test_crash_consistency(void **state)
 			struct ust_crashsim_crash_opts co = {.cut = cut, .seed = seed * 7919 + cut};
 
 			assert_int_equal(ust_crashsim_image_build(img, &co, NULL), 0);
-			ust_blobfs_mount("IMG", NULL, fs_cb, begin());
+			ust_blobfs_mount("IMG", NULL, bft_fs_cb, begin());
 			finish();
 			if (g_r.rc != 0) {
 				print_error("cut %lu seed %lu: mount %d\n", (unsigned long)cut,
@@ -1614,14 +1524,14 @@ static unsigned probe_key_bit0(uint64_t p, const char *name)
 	struct ust_blobfs_file *dh;
 
 	assert_int_equal(mknod_(p, name, S_IFREG | 0644, 0, NULL), 0);
-	ust_blobfs_opendir(g_fs, &g_ctx, p, open_cb, begin());
+	ust_blobfs_opendir(g_fs, &g_ctx, p, bft_open_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, 0);
 	dh = g_r.fh;
-	ust_blobfs_readdir(g_fs, dh, 0, false, cookie_fill, &cf, op_cb, begin());
+	ust_blobfs_readdir(g_fs, dh, 0, false, cookie_fill, &cf, bft_op_cb, begin());
 	finish();
 	assert_int_equal(g_r.rc, 0);
-	ust_blobfs_releasedir(g_fs, dh, op_cb, begin());
+	ust_blobfs_releasedir(g_fs, dh, bft_op_cb, begin());
 	finish();
 	assert_true(cf.found);
 	assert_int_equal(unlink_(p, name), 0);
@@ -1659,15 +1569,15 @@ static void pick_batch_names(uint64_t p)
 /* BATCH_N creates (unlink: false) or unlinks in dir p, all in flight at once. */
 static void batch_run(uint64_t p, bool unlink)
 {
-	struct res r[BATCH_N];
+	struct bft_res r[BATCH_N];
 	int k, left;
 
 	memset(r, 0, sizeof(r));
 	for (k = 0; k < BATCH_N; k++) {
 		if (unlink) {
-			ust_blobfs_unlink(g_fs, &g_ctx, p, g_batch_names[k], op_cb, &r[k]);
+			ust_blobfs_unlink(g_fs, &g_ctx, p, g_batch_names[k], bft_op_cb, &r[k]);
 		} else {
-			ust_blobfs_mknod(g_fs, &g_ctx, p, g_batch_names[k], S_IFREG | 0644, 0, entry_cb,
+			ust_blobfs_mknod(g_fs, &g_ctx, p, g_batch_names[k], S_IFREG | 0644, 0, bft_entry_cb,
 					 &r[k]);
 		}
 	}
@@ -1727,7 +1637,7 @@ static void test_crash_batch(void **state)
 			struct ust_crashsim_crash_opts co = {.cut = cut, .seed = seed * 7919 + cut};
 
 			assert_int_equal(ust_crashsim_image_build(img, &co, NULL), 0);
-			ust_blobfs_mount("IMG", NULL, fs_cb, begin());
+			ust_blobfs_mount("IMG", NULL, bft_fs_cb, begin());
 			finish();
 			assert_int_equal(g_r.rc, 0);
 			g_fs = g_r.fs;

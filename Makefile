@@ -15,7 +15,11 @@
 # --builddir=DIR` and `make BUILDDIR=DIR` keep several builds side by side.
 
 BUILDDIR ?= build
-B := $(BUILDDIR)
+# One spelling of the build directory, relative inside the tree, however it
+# was given: the .d files name their objects by it, so a build made with
+# BUILDDIR=$$PWD/build and one made with BUILDDIR=build must not disagree
+# (else header changes stop rebuilding the objects the other one compiled).
+B := $(patsubst $(CURDIR)/%,%,$(abspath $(BUILDDIR)))
 V ?= 0
 Q := $(if $(filter 1,$(V)),,@)
 

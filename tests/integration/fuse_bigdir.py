@@ -47,10 +47,7 @@ def listing(d):
 
 def main():
     rng = random.Random(1)
-    work = fl.tmpdir("fuse_bigdir")
-    img = os.path.join(work, "img")
-    mnt = os.path.join(work, "mnt")
-    os.mkdir(mnt)
+    work, img, mnt = fl.workdir("fuse_bigdir")
     # One blob per file: the default store has one blob slot per 4 clusters
     # of 64 KiB, so the (sparse) image needs 256 KiB per file.
     size = "%dM" % ((N + 4096) // 4 + 64)

@@ -282,10 +282,7 @@ def main():
           % (SEED, ROUNDS, SEED))
     sys.stdout.flush()
     rng = random.Random(SEED)
-    work = fl.tmpdir("fuse_crash")
-    img = os.path.join(work, "img")
-    mnt = os.path.join(work, "mnt")
-    os.mkdir(mnt)
+    work, img, mnt = fl.workdir("fuse_crash")
     expect = Expect()
     m = fl.Mount(img, mnt, fmt=True, size="512M")
     for rnd in range(ROUNDS):

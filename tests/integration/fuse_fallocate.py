@@ -45,10 +45,7 @@ def pattern(i):
 
 
 def main():
-    work = fl.tmpdir("fuse_fallocate")
-    img = os.path.join(work, "img")
-    mnt = os.path.join(work, "mnt")
-    os.mkdir(mnt)
+    work, img, mnt = fl.workdir("fuse_fallocate")
     m = fl.Mount(img, mnt, fmt=True, size="64M")
     res = os.path.join(mnt, "reserved")
     fd = os.open(res, os.O_CREAT | os.O_RDWR, 0o644)

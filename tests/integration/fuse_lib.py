@@ -2,8 +2,10 @@
 
 Mount runs `ustor-mount -f` in the background on a temporary image, waits
 until the kernel mount is live, and unmounts with fusermount3 -u, checking
-that the daemon then exits 0 (a clean blobstore unload). Every test
-registers cleanup() with atexit so that no mount or process is left behind.
+that the daemon then exits 0 (a clean blobstore unload). workdir() gives a
+test its work directory, image path and mount point. Every test registers
+cleanup() with atexit so that no mount, process or work directory is left
+behind.
 """
 import os
 import shutil
@@ -64,6 +66,16 @@ def tmpdir(tag):
     d = tempfile.mkdtemp(prefix="ustor_%s_" % tag, dir=base)
     _dirs.append(d)
     return d
+
+
+def workdir(tag, image="img"):
+    """A test's work directory (tmpdir(tag), removed by cleanup()), the path
+    of the image in it (not created) and its mount point "mnt" (created):
+    (work, img, mnt)."""
+    work = tmpdir(tag)
+    mnt = os.path.join(work, "mnt")
+    os.mkdir(mnt)
+    return work, os.path.join(work, image), mnt
 
 
 class Mount:

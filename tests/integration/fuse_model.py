@@ -330,11 +330,8 @@ def tree_diff(got, want):
 def main():
     print("seed %d, %d operations (USTOR_FUSE_MODEL_SEED=%d reproduces)" % (SEED, OPS, SEED))
     sys.stdout.flush()
-    work = fl.tmpdir("fuse_model")
-    img = os.path.join(work, "img")
-    mnt = os.path.join(work, "mnt")
+    work, img, mnt = fl.workdir("fuse_model")
     ref = os.path.join(work, "ref")
-    os.mkdir(mnt)
     os.mkdir(ref)
     os.umask(0o022)
     opts = os.environ.get("USTOR_FUSE_EXTRA_OPTS") or None

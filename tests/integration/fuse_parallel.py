@@ -208,10 +208,7 @@ def check_close_durability(mnt):
 
 
 def main():
-    work = fl.tmpdir("fuse_parallel")
-    img = os.path.join(work, "img")
-    mnt = os.path.join(work, "mnt")
-    os.mkdir(mnt)
+    work, img, mnt = fl.workdir("fuse_parallel")
     m = fl.Mount(img, mnt, fmt=True, size="1G")
     fd = os.open(os.path.join(mnt, "shared"), os.O_CREAT | os.O_WRONLY, 0o644)
     os.close(fd)

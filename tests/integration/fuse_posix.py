@@ -439,11 +439,8 @@ def verify_persisted(m, big_sha, deep_leaf):
 
 
 def main():
-    work = fl.tmpdir("fuse_posix")
+    work, img, mnt = fl.workdir("fuse_posix")
     os.chmod(work, 0o755)  # the unprivileged user must reach the mount point
-    img = os.path.join(work, "img")
-    mnt = os.path.join(work, "mnt")
-    os.mkdir(mnt)
     sock = os.path.join(work, "rpc.sock")
     opts = "allow_other,default_permissions"
     if os.environ.get("USTOR_FUSE_EXTRA_OPTS"):

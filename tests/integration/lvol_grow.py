@@ -29,11 +29,8 @@ fl.require_fuse()
 if not os.path.exists(USTORD):
     fl.skip("ustord is not built in " + fl.BUILDDIR)
 
-WORK = fl.tmpdir("lvol_grow")
+WORK, IMG, MNT = fl.workdir("lvol_grow", image="base.img")
 SOCK = os.path.join(WORK, "ustor.sock")
-MNT = os.path.join(WORK, "mnt")
-IMG = os.path.join(WORK, "base.img")
-os.mkdir(MNT)
 atexit.register(ul.cleanup)
 
 

@@ -65,14 +65,20 @@ static double now_s(void)
  * time: a round that finds nothing to do only means the kernel has not
  * completed yet, so the wait is bounded by a clock, not by rounds.
  */
-static void poll_until(const int *flag)
+static bool poll_for(const int *flag)
 {
 	double end = now_s() + 10;
 
 	do {
 		ut_threads_poll();
 	} while (!*flag && now_s() < end);
-	assert_true(*flag);
+	return *flag != 0;
+}
+
+/* poll_for, failing the test if *flag is never set. */
+static void poll_until(const int *flag)
+{
+	assert_true(poll_for(flag));
 }
 
 static void make_file(const char *path, off_t size)
@@ -135,11 +141,65 @@ static void fixture_close(const struct backend *be, struct fixture *f)
 
 	ust_put_io_channel(f->ch);
 	ust_bdev_close(f->desc);
+	f->ch = NULL; /* released: scratch_teardown must not release them again */
+	f->desc = NULL;
 	ut_threads_poll();
 	assert_int_equal(be->delete("F0", delete_done, &done), 0);
 	poll_until(&done);
 	assert_int_equal(done, 1);
 	assert_null(ust_bdev_get_by_name("F0"));
+}
+
+/*
+ * What a test that makes a file in a memory file system (or mounts one of
+ * its own) makes, recorded as it is made: cmocka leaves a test at its first
+ * failed assertion, and scratch_teardown then still closes F0, unlinks the
+ * file, unmounts the mount point and removes it, so neither a mount nor a
+ * file in memory outlives the test. Given to the test (with its backend)
+ * as its state by SCRATCH().
+ */
+struct scratch {
+	const struct backend *be;
+	char mnt[96];       /* mount point made by the test, or "" */
+	char path[160];     /* file made by the test, or "" */
+	struct fixture f;   /* F0, while f.desc is set */
+	uint8_t *w, *r, *z; /* the test's buffers */
+};
+
+static struct scratch g_scratch_aio = {.be = &g_aio}, g_scratch_uring = {.be = &g_uring};
+
+static int scratch_setup(void **state)
+{
+	struct scratch *t = *state;
+	const struct backend *be = t->be;
+
+	memset(t, 0, sizeof(*t));
+	t->be = be;
+	return 0;
+}
+
+static int scratch_teardown(void **state)
+{
+	struct scratch *t = *state;
+	int done = 0;
+
+	if (t->f.ch != NULL)
+		ust_put_io_channel(t->f.ch);
+	if (t->f.desc != NULL)
+		ust_bdev_close(t->f.desc);
+	ut_threads_poll();
+	if (ust_bdev_get_by_name("F0") != NULL && t->be->delete("F0", delete_done, &done) == 0)
+		poll_for(&done);
+	if (t->path[0] != '\0')
+		unlink(t->path);
+	if (t->mnt[0] != '\0') {
+		umount2(t->mnt, MNT_DETACH); /* fails harmlessly when not (or no longer) mounted */
+		rmdir(t->mnt);
+	}
+	free(t->w);
+	free(t->r);
+	free(t->z);
+	return 0;
 }
 
 static int do_write(struct fixture *f, void *buf, uint64_t off, uint64_t n)
@@ -370,12 +430,11 @@ static bool odirect_refused(const char *path)
 	return errno == EINVAL;
 }
 
-/* A directory whose filesystem refuses O_DIRECT, or NULL. */
-static const char *no_odirect_dir(char *mnt, size_t len, bool *mounted)
+/* A directory whose filesystem refuses O_DIRECT, or NULL; mnt: a ramfs mounted for it, or "". */
+static const char *no_odirect_dir(char *mnt, size_t len)
 {
 	char probe[128];
 
-	*mounted = false;
 	snprintf(probe, sizeof(probe), "/dev/shm/ustor_file_ut_probe_%d", getpid());
 	if (odirect_refused(probe))
 		return "/dev/shm";
@@ -385,25 +444,25 @@ static const char *no_odirect_dir(char *mnt, size_t len, bool *mounted)
 		return NULL;
 	if (mount("none", mnt, "ramfs", 0, NULL) != 0) {
 		rmdir(mnt);
+		mnt[0] = '\0';
 		return NULL;
 	}
-	*mounted = true;
 	snprintf(probe, sizeof(probe), "%s/probe", mnt);
 	if (odirect_refused(probe))
 		return mnt;
 	umount(mnt);
 	rmdir(mnt);
-	*mounted = false;
+	mnt[0] = '\0';
 	return NULL;
 }
 
 static void test_odirect_fallback(void **state)
 {
-	const struct backend *be = *state;
-	char mnt[96], path[160];
-	bool mounted;
-	const char *dir = no_odirect_dir(mnt, sizeof(mnt), &mounted);
-	struct fixture f;
+	struct scratch *t = *state;
+	const struct backend *be = t->be;
+	const char *dir = no_odirect_dir(t->mnt, sizeof(t->mnt));
+	char *path = t->path;
+	struct fixture *f = &t->f;
 	uint8_t *wraw, *r;
 
 	if (dir == NULL) {
@@ -411,25 +470,18 @@ static void test_odirect_fallback(void **state)
 				"ramfs cannot be mounted): fallback not testable here\n");
 		skip();
 	}
-	snprintf(path, sizeof(path), "%s/ustor_file_ut_%d", dir, getpid());
+	snprintf(path, sizeof(t->path), "%s/ustor_file_ut_%d", dir, getpid());
 	make_file(path, MiB);
-	assert_int_equal(open_counting_log(be, path, UST_LOG_WARN, "O_DIRECT", &f), 1);
-	assert_int_equal(ust_bdev_get_buf_align(f.bdev), 1);
+	assert_int_equal(open_counting_log(be, path, UST_LOG_WARN, "O_DIRECT", f), 1);
+	assert_int_equal(ust_bdev_get_buf_align(f->bdev), 1);
 
-	wraw = malloc(4096 + 1);
-	r = malloc(4096);
+	wraw = t->w = malloc(4096 + 1);
+	r = t->r = malloc(4096);
 	fill_pattern(wraw + 1, 4096, 5);
-	assert_int_equal(do_write(&f, wraw + 1, 3, 8), 0);
-	assert_int_equal(do_read(&f, r, 3, 8), 0);
+	assert_int_equal(do_write(f, wraw + 1, 3, 8), 0);
+	assert_int_equal(do_read(f, r, 3, 8), 0);
 	assert_memory_equal(wraw + 1, r, 4096);
-	fixture_close(be, &f);
-	free(wraw);
-	free(r);
-	unlink(path);
-	if (mounted) {
-		umount(mnt);
-		rmdir(mnt);
-	}
+	fixture_close(be, f);
 }
 
 static void test_bad_geometry(void **state)
@@ -554,28 +606,30 @@ static void pread_file(const char *path, void *buf, size_t len, off_t off)
  */
 static void test_tmpfs_mapping(void **state)
 {
-	const struct backend *be = *state;
-	uint8_t *w = aligned_buf(MiB, 0), *r = aligned_buf(MiB, 0), *z = aligned_buf(MiB, 0);
-	char path[96];
-	struct fixture f;
+	struct scratch *t = *state;
+	const struct backend *be = t->be;
+	uint8_t *w = t->w = aligned_buf(MiB, 0), *r = t->r = aligned_buf(MiB, 0),
+		*z = t->z = aligned_buf(MiB, 0);
+	char *path = t->path;
+	struct fixture *f = &t->f;
 	struct io_result res = {0};
 	uint64_t blocks;
 	int fd;
 
-	snprintf(path, sizeof(path), "/dev/shm/ustor_file_ut_map_%d", getpid());
+	snprintf(path, sizeof(t->path), "/dev/shm/ustor_file_ut_map_%d", getpid());
 	make_file(path, 4 * MiB);
-	assert_int_equal(open_counting_log(be, path, UST_LOG_NOTICE, "through a mapping", &f), 1);
+	assert_int_equal(open_counting_log(be, path, UST_LOG_NOTICE, "through a mapping", f), 1);
 
 	/* A write across a chunk boundary (64 KiB) and a 512-byte one: back from the file and the bdev. */
 	fill_pattern(w, 8192, 1);
-	assert_int_equal(do_write(&f, w, (60 * 1024) / 512, 16), 0);
+	assert_int_equal(do_write(f, w, (60 * 1024) / 512, 16), 0);
 	fill_pattern(w + 8192, 512, 2);
-	assert_int_equal(do_write(&f, w + 8192, (128 * 1024 + 512) / 512, 1), 0);
+	assert_int_equal(do_write(f, w + 8192, (128 * 1024 + 512) / 512, 1), 0);
 	pread_file(path, r, 8192, 60 * 1024);
 	assert_memory_equal(r, w, 8192);
 	pread_file(path, r, 512, 128 * 1024 + 512);
 	assert_memory_equal(r, w + 8192, 512);
-	assert_int_equal(do_read(&f, r, (60 * 1024) / 512, 16), 0);
+	assert_int_equal(do_read(f, r, (60 * 1024) / 512, 16), 0);
 	assert_memory_equal(r, w, 8192);
 	/* Only the three chunks written are allocated. */
 	blocks = file_blocks(path);
@@ -583,7 +637,7 @@ static void test_tmpfs_mapping(void **state)
 
 	/* A hole reads as zeros and stays a hole. */
 	memset(r, 0xee, 65536);
-	assert_int_equal(do_read(&f, r, MiB / 512, 128), 0);
+	assert_int_equal(do_read(f, r, MiB / 512, 128), 0);
 	assert_memory_equal(r, z, 65536);
 	assert_int_equal(file_blocks(path), blocks);
 
@@ -593,35 +647,31 @@ static void test_tmpfs_mapping(void **state)
 	fill_pattern(w, 4096, 3);
 	assert_int_equal(pwrite(fd, w, 4096, 64 * 1024), 4096);
 	close(fd);
-	assert_int_equal(do_read(&f, r, (64 * 1024) / 512, 8), 0);
+	assert_int_equal(do_read(f, r, (64 * 1024) / 512, 8), 0);
 	assert_memory_equal(r, w, 4096);
 
 	/* Unmap punches the chunk; the next write there allocates it again. */
-	assert_int_equal(ust_bdev_unmap_blocks(f.desc, f.ch, 0, MiB / 512, io_cb, &res), 0);
+	assert_int_equal(ust_bdev_unmap_blocks(f->desc, f->ch, 0, MiB / 512, io_cb, &res), 0);
 	poll_until(&res.done);
 	assert_int_equal(res.status, 0);
 	assert_int_equal(file_blocks(path), 0);
-	assert_int_equal(do_read(&f, r, (60 * 1024) / 512, 16), 0);
+	assert_int_equal(do_read(f, r, (60 * 1024) / 512, 16), 0);
 	assert_memory_equal(r, z, 8192);
 	fill_pattern(w, 8192, 4);
-	assert_int_equal(do_write(&f, w, (60 * 1024) / 512, 16), 0);
+	assert_int_equal(do_write(f, w, (60 * 1024) / 512, 16), 0);
 	pread_file(path, r, 8192, 60 * 1024);
 	assert_memory_equal(r, w, 8192);
 
 	/* Every chunk backed, then the file shrinks behind our back: -EIO, no SIGBUS. */
 	fill_pattern(w, MiB, 5);
 	for (int i = 0; i < 4; i++)
-		assert_int_equal(do_write(&f, w, (uint64_t)i * MiB / 512, MiB / 512), 0);
+		assert_int_equal(do_write(f, w, (uint64_t)i * MiB / 512, MiB / 512), 0);
 	assert_int_equal(truncate(path, MiB), 0);
-	assert_int_equal(do_read(&f, r, 2 * MiB / 512, 8), -EIO);
-	assert_int_equal(do_write(&f, w, 3 * MiB / 512, 8), -EIO);
-	assert_int_equal(do_read(&f, r, 0, 8), 0);
+	assert_int_equal(do_read(f, r, 2 * MiB / 512, 8), -EIO);
+	assert_int_equal(do_write(f, w, 3 * MiB / 512, 8), -EIO);
+	assert_int_equal(do_read(f, r, 0, 8), 0);
 	assert_memory_equal(r, w, 4096);
-	fixture_close(be, &f);
-	free(w);
-	free(r);
-	free(z);
-	unlink(path);
+	fixture_close(be, f);
 }
 
 /*
@@ -630,25 +680,24 @@ static void test_tmpfs_mapping(void **state)
  */
 static void test_tmpfs_mapping_enospc(void **state)
 {
-	const struct backend *be = *state;
-	uint8_t *w = aligned_buf(64 * 1024, 0), *r = aligned_buf(64 * 1024, 0);
-	char mnt[96], path[160];
-	struct fixture f;
+	struct scratch *t = *state;
+	const struct backend *be = t->be;
+	uint8_t *w = t->w = aligned_buf(64 * 1024, 0), *r = t->r = aligned_buf(64 * 1024, 0);
+	char *mnt = t->mnt, *path = t->path;
+	struct fixture *f = &t->f;
 	uint64_t i, written = 0;
 	int rc = 0;
 
-	snprintf(mnt, sizeof(mnt), "/tmp/ustor_file_ut_small_%d", getpid());
+	snprintf(mnt, sizeof(t->mnt), "/tmp/ustor_file_ut_small_%d", getpid());
 	assert_int_equal(mkdir(mnt, 0700), 0);
-	if (mount("none", mnt, "tmpfs", 0, "size=1m") != 0) {
-		rmdir(mnt);
+	if (mount("none", mnt, "tmpfs", 0, "size=1m") != 0)
 		skip(); /* needs root (CI runs as root) */
-	}
-	snprintf(path, sizeof(path), "%s/img", mnt);
+	snprintf(path, sizeof(t->path), "%s/img", mnt);
 	make_file(path, 8 * MiB);
-	fixture_open(be, path, 0, &f);
+	fixture_open(be, path, 0, f);
 	for (i = 0; i < 8 * MiB / (64 * 1024); i++) {
 		fill_pattern(w, 64 * 1024, (uint32_t)i);
-		rc = do_write(&f, w, i * 128, 128);
+		rc = do_write(f, w, i * 128, 128);
 		if (rc != 0)
 			break;
 		written++;
@@ -657,15 +706,12 @@ static void test_tmpfs_mapping_enospc(void **state)
 	assert_true(written > 0 && written <= 16); /* 1 MiB of tmpfs: 16 chunks at most */
 	for (i = 0; i < written; i++) {
 		fill_pattern(w, 64 * 1024, (uint32_t)i);
-		assert_int_equal(do_read(&f, r, i * 128, 128), 0);
+		assert_int_equal(do_read(f, r, i * 128, 128), 0);
 		assert_memory_equal(r, w, 64 * 1024);
 	}
-	fixture_close(be, &f);
+	fixture_close(be, f);
 	unlink(path);
 	assert_int_equal(umount(mnt), 0);
-	rmdir(mnt);
-	free(w);
-	free(r);
 }
 
 static void test_rescan_resize(void **state)
@@ -850,6 +896,12 @@ static int teardown(void **state)
 
 #define BOTH(fn)                                                                        \
 	cmocka_unit_test_prestate(fn, &g_aio), cmocka_unit_test_prestate(fn, &g_uring)
+/* BOTH for a test with a struct scratch as its state. */
+#define SCRATCH(fn)                                                                     \
+	cmocka_unit_test_prestate_setup_teardown(fn, scratch_setup, scratch_teardown,   \
+						 &g_scratch_aio),                         \
+	cmocka_unit_test_prestate_setup_teardown(fn, scratch_setup, scratch_teardown,   \
+						 &g_scratch_uring)
 
 int main(void)
 {
@@ -857,12 +909,12 @@ int main(void)
 		BOTH(test_roundtrip_and_flush),
 		BOTH(test_unmap_and_write_zeroes),
 		BOTH(test_misaligned_buffer),
-		BOTH(test_odirect_fallback),
+		SCRATCH(test_odirect_fallback),
 		BOTH(test_bad_geometry),
 		BOTH(test_short_read_fails),
 		BOTH(test_memory_fs_inline),
-		BOTH(test_tmpfs_mapping),
-		BOTH(test_tmpfs_mapping_enospc),
+		SCRATCH(test_tmpfs_mapping),
+		SCRATCH(test_tmpfs_mapping_enospc),
 		BOTH(test_idle_interrupt_fds_quiet),
 		BOTH(test_rescan_resize),
 		BOTH(test_rpcs_and_config),

@@ -614,6 +614,29 @@ int ust_bdev_readv_blocks(struct ust_bdev_desc *desc, struct ust_io_channel *ch,
 				UST_BDEV_IO_TYPE_READ, cb, cb_arg);
 }
 
+int ust_bdev_read_lend(struct ust_bdev_desc *desc, struct ust_io_channel *io_ch,
+		       uint64_t offset_blocks, uint64_t num_blocks, const void **data)
+{
+	struct bdev_channel *ch = ust_io_channel_get_ctx(io_ch);
+	struct ust_bdev *bdev = desc->bdev;
+	int rc;
+
+	if (ch->bdev != bdev || data == NULL || bdev_check_range(bdev, offset_blocks, num_blocks) != 0)
+		return -EINVAL;
+	if (ch->flags & BDEV_CH_REMOVED)
+		return -ENODEV;
+	/* QoS counts what it lets through: its limits hold only on the I/O path. */
+	if (bdev->fn_table->read_lend == NULL || bdev->md_len != 0 || (ch->flags & BDEV_CH_QOS))
+		return -ENOTSUP;
+	rc = bdev->fn_table->read_lend(bdev->ctxt, offset_blocks * bdev->blocklen,
+				       num_blocks * bdev->blocklen, data);
+	if (rc == 0) {
+		ch->stat.bytes_read += num_blocks * bdev->blocklen;
+		ch->stat.num_read_ops++;
+	}
+	return rc;
+}
+
 int ust_bdev_write_blocks(struct ust_bdev_desc *desc, struct ust_io_channel *ch, void *buf,
 			  uint64_t offset_blocks, uint64_t num_blocks, ust_bdev_io_cb cb,
 			  void *cb_arg)

@@ -306,19 +306,19 @@ static bool map_copy_guarded(const struct file_io *fio)
 	return true;
 }
 
-int64_t file_map_copy(struct file_io *fio)
+/*
+ * Make every chunk of [off, off + len) usable for a read or a write: 0;
+ * 1 when the range cannot go through the mapping (outside it, or a read
+ * of a chunk with a hole); -errno (ENOSPC) to fail a write.
+ */
+static int map_back_range(struct file_disk *disk, uint64_t off, uint64_t len, bool write)
 {
-	struct file_disk *disk = fio->disk;
 	struct file_map *fm = disk->map;
-	uint64_t off = fio->offset + fio->done, len = 0, c, last;
-	bool write = fio->op == FILE_OP_WRITE;
-	int i, rc;
+	uint64_t c, last;
+	int rc;
 
-	for (i = 0; i < fio->slice_cnt; i++) {
-		len += fio->slice[i].iov_len;
-	}
 	if (len == 0 || off >= fm->len || len > fm->len - off) {
-		return 0;
+		return 1;
 	}
 	last = (off + len - 1) >> fm->chunk_shift;
 	for (c = off >> fm->chunk_shift; c <= last; c++) {
@@ -327,8 +327,42 @@ int64_t file_map_copy(struct file_io *fio)
 		}
 		rc = map_back_chunk(disk, fm, c, write);
 		if (rc != 0) {
-			return rc > 0 ? 0 : rc;
+			return rc;
 		}
 	}
+	return 0;
+}
+
+int64_t file_map_copy(struct file_io *fio)
+{
+	uint64_t len = 0;
+	int i, rc;
+
+	for (i = 0; i < fio->slice_cnt; i++) {
+		len += fio->slice[i].iov_len;
+	}
+	rc = map_back_range(fio->disk, fio->offset + fio->done, len, fio->op == FILE_OP_WRITE);
+	if (rc != 0) {
+		return rc > 0 ? 0 : rc;
+	}
 	return map_copy_guarded(fio) ? (int64_t)len : -EIO;
+}
+
+/*
+ * The lent range is read by whoever copies it out: in a FUSE reply, the
+ * kernel, whose copy from a page that vanished (the file truncated behind
+ * our back) is an EFAULT from writev, not a SIGBUS here.
+ */
+int file_map_lend(void *ctxt, uint64_t offset, uint64_t len, const void **data)
+{
+	struct file_disk *disk = ctxt;
+
+	if (disk->map == NULL) {
+		return -ENOTSUP;
+	}
+	if (map_back_range(disk, offset, len, false) != 0) {
+		return -EAGAIN;
+	}
+	*data = disk->map->base + offset;
+	return 0;
 }

@@ -207,6 +207,23 @@ int ust_bdev_writev_blocks(struct ust_bdev_desc *desc, struct ust_io_channel *ch
 			   struct iovec *iov, int iovcnt, uint64_t offset_blocks,
 			   uint64_t num_blocks, ust_bdev_io_cb cb, void *cb_arg);
 
+/*
+ * Zero-copy read: instead of copying blocks [offset_blocks, + num_blocks)
+ * into a buffer, point *data at the bdev's own memory that holds them, for
+ * a caller that copies them out at once (a FUSE reply written straight from
+ * it). Synchronous; counted in the channel's read statistics (without a
+ * latency). The memory stays mapped while desc is open, but its content is
+ * only what a read would return until the calling thread next polls: a
+ * write completing after that may change it. Only bdevs that are memory
+ * lend (malloc; a file on tmpfs, once the range is backed):
+ * -ENOTSUP the bdev cannot lend at all (no memory of its own, metadata
+ * interleaved, QoS limits on the channel), -EAGAIN not this range now (a
+ * hole in a tmpfs file): both mean "use ust_bdev_read_blocks()"; -EINVAL
+ * bad range, -ENODEV the bdev is being removed.
+ */
+int ust_bdev_read_lend(struct ust_bdev_desc *desc, struct ust_io_channel *ch,
+		       uint64_t offset_blocks, uint64_t num_blocks, const void **data);
+
 /* Byte variants: offset and nbytes must be multiples of the block size (-EINVAL). */
 int ust_bdev_read(struct ust_bdev_desc *desc, struct ust_io_channel *ch, void *buf,
 		  uint64_t offset, uint64_t nbytes, ust_bdev_io_cb cb, void *cb_arg);

@@ -128,6 +128,12 @@ struct ust_bdev_fn_table {
 	int (*dump_info_json)(void *ctxt, json_t *driver_specific);
 	/* Optional: append the call that recreates this bdev (save_config). */
 	void (*write_config_json)(struct ust_bdev *bdev, json_t *calls);
+	/*
+	 * Optional: ust_bdev_read_lend() for a bdev whose blocks are in its own
+	 * memory. offset and len in bytes, already checked against the size;
+	 * 0 and *data, or -EAGAIN (not this range now). Any thread.
+	 */
+	int (*read_lend)(void *ctxt, uint64_t offset, uint64_t len, const void **data);
 };
 
 /*

@@ -917,8 +917,9 @@ static uint64_t iov_total(const struct iovec *iov, int iovcnt)
 	return t;
 }
 
-static int req_check(struct ust_blob *blob, struct ust_io_channel *ch, enum req_op op,
-		     const struct iovec *iov, int iovcnt, uint64_t offset, uint64_t length)
+/* The channel is the blob's store's, and the units lie within the blob. */
+static int req_check_range(struct ust_blob *blob, struct ust_io_channel *ch, uint64_t offset,
+			   uint64_t length)
 {
 	const struct bs_map *m;
 	uint64_t size;
@@ -930,6 +931,17 @@ static int req_check(struct ust_blob *blob, struct ust_io_channel *ch, enum req_
 	size = m->len * blob->bs->units_per_cluster;
 	if (length == 0 || offset > size || length > size - offset) {
 		return -EINVAL;
+	}
+	return 0;
+}
+
+static int req_check(struct ust_blob *blob, struct ust_io_channel *ch, enum req_op op,
+		     const struct iovec *iov, int iovcnt, uint64_t offset, uint64_t length)
+{
+	int rc = req_check_range(blob, ch, offset, length);
+
+	if (rc != 0) {
+		return rc;
 	}
 	if (op != REQ_READ && (blob->flags & UST_BS_BLOB_READ_ONLY || blob->md_read_only)) {
 		return -EPERM;
@@ -1011,6 +1023,87 @@ void ust_blob_writev(struct ust_blob *blob, struct ust_io_channel *ch, struct io
 		     int iovcnt, uint64_t offset, uint64_t length, ust_blob_op_cb cb, void *arg)
 {
 	blob_io(blob, ch, REQ_WRITE, iov, iovcnt, offset, length, cb, arg);
+}
+
+/* ---- zero-copy reads ----------------------------------------------------------------------- */
+
+/* What holes are lent from: never written. */
+static uint8_t g_lend_zeros[64 * 1024];
+
+/* Append [p, p + len) to iov, joined to the last entry where it continues it. */
+static int lend_add(struct iovec *iov, int max, int *n, const void *p, uint64_t len)
+{
+	struct iovec *last = *n > 0 ? &iov[*n - 1] : NULL;
+
+	if (last != NULL && (const uint8_t *)last->iov_base + last->iov_len == p) {
+		last->iov_len += len;
+		return 0;
+	}
+	if (*n == max) {
+		return -E2BIG;
+	}
+	iov[*n].iov_base = (void *)p;
+	iov[*n].iov_len = len;
+	(*n)++;
+	return 0;
+}
+
+static int lend_zeros(struct iovec *iov, int max, int *n, uint64_t len)
+{
+	uint64_t k;
+	int rc = 0;
+
+	for (; len > 0 && rc == 0; len -= k) {
+		k = len < sizeof(g_lend_zeros) ? len : sizeof(g_lend_zeros);
+		rc = lend_add(iov, max, n, g_lend_zeros, k);
+	}
+	return rc;
+}
+
+/* A cluster at a time, as a read's pieces see the published map (holes through the parent chain). */
+int ust_blob_read_lend(struct ust_blob *blob, struct ust_io_channel *ch, uint64_t offset,
+		       uint64_t length, struct iovec *iov, int *iovcnt)
+{
+	struct ust_blob_store *bs;
+	struct bs_channel *bch;
+	uint64_t pos, end, upc, n;
+	const void *p;
+	uint32_t c;
+	bool broken;
+	int used = 0, rc;
+
+	if (iov == NULL || iovcnt == NULL || *iovcnt <= 0) {
+		return -EINVAL;
+	}
+	rc = req_check_range(blob, ch, offset, length);
+	if (rc != 0) {
+		return rc;
+	}
+	bs = blob->bs;
+	bch = ust_io_channel_get_ctx(ch);
+	upc = bs->units_per_cluster;
+	end = offset + length;
+	for (pos = offset; pos < end; pos += n) {
+		n = upc - pos % upc < end - pos ? upc - pos % upc : end - pos;
+		c = bs_chain_lookup(blob, pos / upc, &broken);
+		if (broken) {
+			return -EIO;
+		}
+		if (c == 0) {
+			rc = lend_zeros(iov, *iovcnt, &used, n * bs->io_unit);
+		} else {
+			rc = ust_bdev_read_lend(bs->desc, bch->bdev_ch, dev_block(bs, c, pos % upc),
+						n * bs->io_unit / bs->blocklen, &p);
+			if (rc == 0) {
+				rc = lend_add(iov, *iovcnt, &used, p, n * bs->io_unit);
+			}
+		}
+		if (rc != 0) {
+			return rc;
+		}
+	}
+	*iovcnt = used;
+	return 0;
 }
 
 void ust_blob_read(struct ust_blob *blob, struct ust_io_channel *ch, void *payload,

@@ -359,6 +359,18 @@ void ust_blob_readv(struct ust_blob *blob, struct ust_io_channel *ch, struct iov
 		    int iovcnt, uint64_t offset, uint64_t length, ust_blob_op_cb cb, void *arg);
 void ust_blob_writev(struct ust_blob *blob, struct ust_io_channel *ch, struct iovec *iov,
 		     int iovcnt, uint64_t offset, uint64_t length, ust_blob_op_cb cb, void *arg);
+/*
+ * Zero-copy read of io units [offset, offset + length): fills iov (at most
+ * *iovcnt entries; *iovcnt becomes the number used) with the memory that
+ * holds them - the bdev's own (ust_bdev_read_lend()), or shared zeros for
+ * a hole - for a caller that copies them out before its thread next polls
+ * (see ust_bdev_read_lend() for how long the content holds). Synchronous,
+ * any thread with a channel. -ENOTSUP / -EAGAIN from the bdev (use
+ * ust_blob_read()), -E2BIG iov too short, -EINVAL past the end of the
+ * blob, -EIO a clone whose parent cannot be read.
+ */
+int ust_blob_read_lend(struct ust_blob *blob, struct ust_io_channel *ch, uint64_t offset,
+		       uint64_t length, struct iovec *iov, int *iovcnt);
 /* Reads as zeros afterwards; unallocated clusters of a thin blob stay unallocated. */
 void ust_blob_write_zeroes(struct ust_blob *blob, struct ust_io_channel *ch, uint64_t offset,
 			   uint64_t length, ust_blob_op_cb cb, void *arg);

@@ -73,6 +73,10 @@ static void run_callback(struct bfs_req *req)
 	case BFS_CB_STATFS:
 		req->cb.statfs(req->cb_arg, rc == 0 ? &req->st : NULL, rc);
 		break;
+	case BFS_CB_LEND:
+		req->cb.lend(req->cb_arg, rc == 0 && req->result > 0 ? req->lend_cnt : 0,
+			     rc == 0 ? req->result : rc);
+		break;
 	case BFS_CB_NONE:
 		break;
 	}
@@ -949,6 +953,28 @@ void ust_blobfs_read(struct ust_blobfs *fs, struct ust_blobfs_file *fh, void *bu
 	req->buf = buf;
 	req->size = size;
 	req->offset = offset;
+	bfs_submit(req);
+}
+
+void ust_blobfs_read_lend(struct ust_blobfs *fs, struct ust_blobfs_file *fh, size_t size,
+			  uint64_t offset, struct iovec *iov, int iovcnt, ust_blobfs_lend_cb cb,
+			  void *arg)
+{
+	struct bfs_req *req = mkreq(fs, BFS_R_READ, NULL, BFS_CB_LEND,
+				    (union bfs_cb){.lend = cb}, arg);
+
+	if (req == NULL) {
+		return;
+	}
+	if (ust_get_thread() != fs->thread || iov == NULL || iovcnt <= 0) {
+		fail_now(req, iov == NULL || iovcnt <= 0 ? -EINVAL : -ENOTSUP);
+		return;
+	}
+	req->fh = fh;
+	req->size = size;
+	req->offset = offset;
+	req->lend_iov = iov;
+	req->lend_cnt = iovcnt;
 	bfs_submit(req);
 }
 

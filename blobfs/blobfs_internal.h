@@ -285,6 +285,7 @@ enum bfs_cb_kind {
 	BFS_CB_CREATE,
 	BFS_CB_SIZE,
 	BFS_CB_STATFS,
+	BFS_CB_LEND,
 	BFS_CB_NONE,
 };
 
@@ -334,6 +335,8 @@ struct bfs_req {
 	uint64_t offset, length;
 	struct ust_blobfs_attr in_attr;
 	struct ust_blobfs_file *fh;
+	struct iovec *lend_iov; /* read_lend: the caller's iovec, lend_cnt entries */
+	int lend_cnt;
 	ust_blobfs_fill_fn fill;
 	void *fill_arg;
 	bool plus, datasync;
@@ -355,6 +358,7 @@ struct bfs_req {
 		ust_blobfs_create_cb create;
 		ust_blobfs_size_cb size;
 		ust_blobfs_statfs_cb statfs;
+		ust_blobfs_lend_cb lend;
 	} cb;
 	void *cb_arg;
 

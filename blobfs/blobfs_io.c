@@ -308,6 +308,41 @@ static void setattr_apply(struct bfs_req *req)
 	ip->ctime = (v & UST_BLOBFS_SET_CTIME) ? a->ctime : now;
 }
 
+/* Drop the first skip bytes of iov[0, *n), then keep only len bytes. */
+static void lend_trim(struct iovec *iov, int *n, uint64_t skip, uint64_t len)
+{
+	int i, k = 0;
+
+	for (i = 0; i < *n && len > 0; i++) {
+		if (skip >= iov[i].iov_len) {
+			skip -= iov[i].iov_len;
+			continue;
+		}
+		iov[k].iov_base = (uint8_t *)iov[i].iov_base + skip;
+		iov[k].iov_len = iov[i].iov_len - skip < len ? iov[i].iov_len - skip : len;
+		len -= iov[k].iov_len;
+		skip = 0;
+		k++;
+	}
+	*n = k;
+}
+
+/* A read's bytes lent in place: its io units from the blob, cut to the bytes asked for. */
+static int read_lend(struct bfs_req *req)
+{
+	uint64_t U = req->fs->io_unit;
+	int n = req->lend_cnt, rc;
+
+	rc = ust_blob_read_lend(req->ip->blob, req->fs->ch, req->u0, req->u1 - req->u0, req->lend_iov,
+				&n);
+	if (rc != 0) {
+		return rc;
+	}
+	lend_trim(req->lend_iov, &n, req->offset - req->u0 * U, req->length);
+	req->lend_cnt = n;
+	return 0;
+}
+
 static void io_step(struct bfs_req *req)
 {
 	struct ust_blobfs *fs = req->fs;
@@ -399,6 +434,10 @@ static void io_step(struct bfs_req *req)
 				req->u0 = req->offset / U;
 				req->u1 = (req->offset + len + U - 1) / U;
 				req->state = IO_READ_DONE;
+				if (req->lend_iov != NULL) {
+					io_finish(req, read_lend(req));
+					return;
+				}
 				if (req->offset % U == 0 && len % U == 0) {
 					ust_blob_read(ip->blob, fs->ch, req->buf, req->u0, req->u1 - req->u0, io_cb,
 						      req);

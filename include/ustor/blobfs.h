@@ -38,6 +38,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #ifdef __cplusplus
@@ -137,6 +138,8 @@ typedef void (*ust_blobfs_create_cb)(void *arg, const struct ust_blobfs_entry *e
 /* read/write/readlink/getxattr/listxattr: bytes (>= 0) or a negative errno. */
 typedef void (*ust_blobfs_size_cb)(void *arg, int64_t result);
 typedef void (*ust_blobfs_statfs_cb)(void *arg, const struct ust_blobfs_statfs *st, int rc);
+/* read_lend: result as for a read; iovcnt entries of the caller's iov hold the bytes. */
+typedef void (*ust_blobfs_lend_cb)(void *arg, int iovcnt, int64_t result);
 
 /* ---- format, mount, unmount ------------------------------------------------ */
 
@@ -229,6 +232,19 @@ void ust_blobfs_create(struct ust_blobfs *fs, const struct ust_blobfs_ctx *ctx,
 /* Reads stop at end of file: result < size there, 0 at or past it. */
 void ust_blobfs_read(struct ust_blobfs *fs, struct ust_blobfs_file *fh, void *buf, size_t size,
 		     uint64_t offset, ust_blobfs_size_cb cb, void *arg);
+/*
+ * Zero-copy read: as ust_blobfs_read(), but cb finds the bytes where they
+ * lie - in the bdev's memory (ust_bdev_read_lend()), or shared zeros for
+ * holes - described by iov[0, iovcnt), and must copy them out before it
+ * returns (a FUSE reply written from them). Only on the file system's
+ * metadata thread, where the lend and cb run in one turn, so no truncate
+ * can release the memory in between. -ENOTSUP on another thread or when the
+ * bdev cannot lend, -EAGAIN not this range now, -E2BIG more than iovcnt
+ * pieces: each means "use ust_blobfs_read()". Other errors as a read.
+ */
+void ust_blobfs_read_lend(struct ust_blobfs *fs, struct ust_blobfs_file *fh, size_t size,
+			  uint64_t offset, struct iovec *iov, int iovcnt, ust_blobfs_lend_cb cb,
+			  void *arg);
 /* O_APPEND handles write at the end of file whatever offset says. */
 void ust_blobfs_write(struct ust_blobfs *fs, const struct ust_blobfs_ctx *ctx,
 		      struct ust_blobfs_file *fh, const void *buf, size_t size, uint64_t offset,

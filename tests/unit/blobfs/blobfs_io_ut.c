@@ -10,7 +10,9 @@
  * check compares the whole file, read back, with a model.
  * Also the end of a file's life in memory: a deleted inode is freed once
  * its lookups are forgotten and its last handle released, not before (its
- * data stays readable through an open handle).
+ * data stays readable through an open handle). And zero-copy reads
+ * (ust_blobfs_read_lend): the lent bytes equal a read's, holes and the end
+ * of file included, and the calls that cannot lend say so.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -415,6 +417,150 @@ static void test_deleted_inodes_freed(void **state)
 	assert_int_equal(g_fs->ninodes, base + 1);
 }
 
+/* ---- zero-copy reads ---------------------------------------------------------------- */
+
+#define LEND_IOV 32
+
+struct lend_res {
+	bool done;
+	int iovcnt;
+	int64_t n;
+	struct iovec iov[LEND_IOV];
+	uint8_t *out; /* the lent bytes, copied out in the callback as the contract asks */
+};
+
+static void lend_cb(void *arg, int iovcnt, int64_t n)
+{
+	struct lend_res *r = arg;
+	size_t at = 0;
+	int i;
+
+	r->done = true;
+	r->iovcnt = iovcnt;
+	r->n = n;
+	for (i = 0; i < iovcnt; i++) {
+		memcpy(r->out + at, r->iov[i].iov_base, r->iov[i].iov_len);
+		at += r->iov[i].iov_len;
+	}
+	/* what the pieces add up to is what the result says */
+	assert_int_equal(at, n > 0 ? (size_t)n : 0);
+}
+
+static int64_t lend(struct ust_blobfs_file *fh, uint64_t off, size_t size, int iovcnt, uint8_t *out)
+{
+	struct lend_res r = {.out = out};
+
+	ust_blobfs_read_lend(g_fs, fh, size, off, r.iov, iovcnt, lend_cb, &r);
+	bt_poll();
+	assert_true(r.done);
+	return r.n;
+}
+
+static void write_at(struct ust_blobfs_file *fh, const uint8_t *buf, size_t len, uint64_t off)
+{
+	struct bft_res r = {0};
+
+	ust_blobfs_write(g_fs, &g_ctx, fh, buf, len, off, bft_size_cb, &r);
+	wait_res(&r);
+	assert_int_equal(r.n, (int64_t)len);
+}
+
+static void set_size(struct ust_blobfs_file *fh, uint64_t size)
+{
+	struct ust_blobfs_attr a = {.size = size};
+	struct bft_res r = {0};
+
+	ust_blobfs_setattr(g_fs, &g_ctx, ust_blobfs_file_ino(fh), &a, UST_BLOBFS_SET_SIZE, fh,
+			   bft_attr_cb, &r);
+	wait_res(&r);
+	assert_int_equal(r.rc, 0);
+}
+
+/* Lent and read bytes of [off, off + size) both equal the model, to its end. */
+static void check_lend(struct ust_blobfs_file *fh, const uint8_t *model, uint64_t fsize, uint64_t off,
+		       size_t size)
+{
+	uint64_t want = off >= fsize ? 0 : (fsize - off < size ? fsize - off : size);
+	uint8_t *out = calloc(1, size + 1);
+	uint64_t before = dev_bytes_read();
+
+	assert_non_null(out);
+	assert_int_equal(lend(fh, off, size, LEND_IOV, out), (int64_t)want);
+	assert_memory_equal(out, model + off, want);
+	/* lent bytes of allocated clusters count as the device's reads */
+	if (want > 0) {
+		assert_true(dev_bytes_read() >= before);
+	}
+	free(out);
+}
+
+static void lend_on_thread1(void *arg)
+{
+	struct lend_res *r = arg;
+
+	ust_blobfs_read_lend(g_fs, (struct ust_blobfs_file *)r->out, 4096, 0, r->iov, LEND_IOV, lend_cb,
+			     r);
+}
+
+static void test_read_lend(void **state)
+{
+	const uint64_t hole_at = 100000, data2 = 300000, size = 350123;
+	uint8_t *model = calloc(1, MAX_FILE), *out = calloc(1, MAX_FILE);
+	struct ust_blobfs_file *fh = create_file("lent");
+	struct lend_res r = {0};
+	uint64_t before;
+	uint64_t i;
+
+	(void)state;
+	assert_non_null(model);
+	assert_non_null(out);
+	for (i = 0; i < size; i++) {
+		model[i] = (uint8_t)(i * 131 + 7);
+	}
+	memset(model + hole_at, 0, data2 - hole_at);
+	write_at(fh, model, hole_at, 0);
+	write_at(fh, model + data2, size - data2, data2);
+	check_file(fh, model, size);
+
+	check_lend(fh, model, size, 0, 4096);
+	check_lend(fh, model, size, 1, 5000);          /* unaligned both ends */
+	check_lend(fh, model, size, 4095, 2);          /* across a unit boundary */
+	check_lend(fh, model, size, 90000, 300000);    /* data, the hole, data */
+	check_lend(fh, model, size, 120000, 64 << 10); /* inside the hole: zeros */
+	check_lend(fh, model, size, 0, MAX_FILE);      /* the whole file, cut at its end */
+	check_lend(fh, model, size, size - 5, 100);    /* across the end of file */
+	check_lend(fh, model, size, size, 100);        /* at the end: 0 */
+	check_lend(fh, model, size, size + 5000, 10);  /* past it: 0 */
+
+	/* Lent holes cost the device nothing. */
+	before = dev_bytes_read();
+	assert_int_equal(lend(fh, 131072, 65536, LEND_IOV, out), 65536);
+	assert_int_equal(dev_bytes_read(), before);
+
+	/* Too few pieces for data + hole + data: -E2BIG, so the caller reads instead. */
+	assert_int_equal(lend(fh, 90000, 300000, 1, out), -E2BIG);
+	assert_int_equal(lend(fh, 0, 100, 0, out), -EINVAL);
+
+	/* Only on the metadata thread (thread 0 here). */
+	r.out = (uint8_t *)fh;
+	assert_int_equal(ust_thread_send_msg(bt_thread(1), lend_on_thread1, &r), 0);
+	bt_poll();
+	assert_true(r.done);
+	assert_int_equal(r.n, -ENOTSUP);
+
+	/* After truncates, down into the first data and up again: zeros beyond the cut. */
+	set_size(fh, 50001);
+	memset(model + 50001, 0, MAX_FILE - 50001);
+	check_lend(fh, model, 50001, 0, MAX_FILE);
+	set_size(fh, 200000);
+	check_lend(fh, model, 200000, 40000, 100000);
+	check_file(fh, model, 200000);
+
+	release_file(fh);
+	free(model);
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -422,6 +568,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_overlapping_writes_serialise, make_fs, drop_fs),
 		cmocka_unit_test_setup_teardown(test_unaligned_write_reads_ends_only, make_fs, drop_fs),
 		cmocka_unit_test_setup_teardown(test_deleted_inodes_freed, make_fs, drop_fs),
+		cmocka_unit_test_setup_teardown(test_read_lend, make_fs, drop_fs),
 	};
 
 	ust_log_set_print_level(UST_LOG_WARN);

@@ -128,6 +128,9 @@ struct fmnt {
 	bool stop_requested; /* an unmount or a forced stop was asked for */
 	bool transport_stopped;
 	struct ust_blobfs *fs;
+	/* Reads are answered from blobfs's lent memory (ust_blobfs_read_lend)
+	 * until blobfs says it cannot lend at all (-ENOTSUP). */
+	bool no_read_lend;
 	struct fuse_session *se;
 	const struct fmnt_transport_ops *tops;
 	void *tctx; /* the transport's state */

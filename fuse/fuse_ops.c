@@ -62,6 +62,9 @@ enum fop_kind {
 	FOP_FALLOCATE,
 };
 
+/* Pieces a read can be answered from in place (ust_blobfs_read_lend). */
+#define FOP_LEND_IOV 32
+
 struct fop {
 	struct fmnt *m;
 	fuse_req_t req;
@@ -92,6 +95,8 @@ struct fop {
 	size_t plus_count;
 	size_t plus_cap;
 	struct fuse_forget_data *forgets;
+	/* read: the pieces blobfs lends (read_lend); a 1 MiB read over 64 KiB holes needs 16 */
+	struct iovec lend_iov[FOP_LEND_IOV];
 	char names[];
 };
 
@@ -433,6 +438,44 @@ static void cb_read(void *arg, int64_t result)
 	fop_done(op);
 }
 
+/*
+ * A read answered from the memory blobfs lends: one copy, the kernel's, into
+ * the reader's pages, instead of ours into a buffer first. Where blobfs
+ * cannot lend this range (-EAGAIN, -E2BIG) the read is made again the usual
+ * way; where it cannot lend at all (-ENOTSUP: the bdev is not memory, or
+ * blobfs runs on another thread) the mount stops asking. A page that
+ * vanished from under the lent memory (the image truncated behind our
+ * back) fails the reply's writev with EFAULT; the kernel has then already
+ * ended the request with EIO.
+ */
+static void cb_read_lend(void *arg, int iovcnt, int64_t result)
+{
+	struct fop *op = arg;
+	struct fmnt *m = op->m;
+
+	if (result == -ENOTSUP || result == -EAGAIN || result == -E2BIG) {
+		if (result == -ENOTSUP)
+			m->no_read_lend = true;
+		op->buf_size = op->size > 0 ? op->size : 1;
+		op->buf = fbuf_get(m, op->buf_size);
+		if (op->buf == NULL) {
+			op->buf_size = 0;
+			fop_reply_err(op, -ENOMEM);
+			return;
+		}
+		ust_blobfs_read(m->fs, op->h != NULL ? op->h->bfh : NULL, op->buf, op->size, op->off,
+				cb_read, op);
+		return;
+	}
+	if (result < 0) {
+		fop_reply_err(op, (int)result);
+		return;
+	}
+	atomic_fetch_add_explicit(&m->bytes_read, (uint64_t)result, memory_order_relaxed);
+	fuse_reply_iov(op->req, op->lend_iov, iovcnt);
+	fop_done(op);
+}
+
 static void cb_write(void *arg, int64_t result)
 {
 	struct fop *op = arg;
@@ -633,6 +676,11 @@ static void fop_run(void *ctx)
 				  open_flags(m, op->fi.flags), cb_create, op);
 		return;
 	case FOP_READ:
+		if (op->buf == NULL) {
+			ust_blobfs_read_lend(fs, bfh, op->size, op->off, op->lend_iov, FOP_LEND_IOV,
+					     cb_read_lend, op);
+			return;
+		}
 		ust_blobfs_read(fs, bfh, op->buf, op->size, op->off, cb_read, op);
 		return;
 	case FOP_WRITE:
@@ -998,7 +1046,10 @@ static void ll_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	struct fop *op = fop_new_data(req, FOP_READ, size);
+	struct fmnt *m = req_mount(req);
+	/* Without a buffer, the read first asks blobfs to lend the bytes (cb_read_lend). */
+	struct fop *op = m->no_read_lend ? fop_new_data(req, FOP_READ, size) :
+					   fop_new(req, FOP_READ, NULL, NULL);
 
 	if (op == NULL) {
 		fuse_reply_err(req, ENOMEM);

@@ -105,6 +105,7 @@ struct fmnt {
 	char *options;      /* as given (for save_config) */
 	enum ust_fuse_format format;
 	uint32_t cluster_size;
+	uint32_t max_inodes;
 	struct ust_ring *bufs; /* recycled large data buffers (fuse_buf.c) */
 
 	/* From the options. */

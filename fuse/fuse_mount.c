@@ -433,6 +433,7 @@ static void fmnt_step(struct fmnt *m)
 	case FM_FORMAT:
 		ust_blobfs_opts_init(&bo);
 		bo.cluster_size = m->cluster_size;
+		bo.max_inodes = m->max_inodes;
 		if (m->sync_interval_ms != 0) {
 			bo.sync_interval_ms = m->sync_interval_ms;
 		}
@@ -631,6 +632,11 @@ uint32_t ust_fuse_mount_get_cluster_size(const struct ust_fuse_mount *m)
 	return ((const struct fmnt *)m)->cluster_size;
 }
 
+uint32_t ust_fuse_mount_get_max_inodes(const struct ust_fuse_mount *m)
+{
+	return ((const struct fmnt *)m)->max_inodes;
+}
+
 bool ust_fuse_mount_is_live(const struct ust_fuse_mount *m)
 {
 	return atomic_load(&((const struct fmnt *)m)->live);
@@ -684,7 +690,7 @@ void ust_fuse_mount(const struct ust_fuse_mount_opts *opts, ust_fuse_mount_cb cb
 	int rc;
 
 	if (opts == NULL || opts->bdev_name == NULL || opts->mountpoint == NULL ||
-	    opts->mountpoint[0] == '\0' || cb == NULL) {
+	    opts->mountpoint[0] == '\0' || opts->max_inodes > UST_FUSE_MAX_INODES || cb == NULL) {
 		cb(arg, NULL, -EINVAL);
 		return;
 	}
@@ -703,6 +709,7 @@ void ust_fuse_mount(const struct ust_fuse_mount_opts *opts, ust_fuse_mount_cb cb
 	m->options = strdup(opts->options != NULL ? opts->options : "");
 	m->format = opts->format;
 	m->cluster_size = opts->cluster_size;
+	m->max_inodes = opts->max_inodes;
 	m->ended_cb = opts->ended_cb;
 	m->ended_arg = opts->ended_arg;
 	m->mount_cb = cb;

@@ -31,12 +31,14 @@
 struct rpc_create {
 	char *bdev_name;
 	uint32_t cluster_sz;
+	uint32_t max_inodes;
 	struct ust_rpc_request *req;
 };
 
 static const struct ust_json_object_decoder g_create_decoders[] = {
 	{"bdev_name", offsetof(struct rpc_create, bdev_name), ust_json_decode_string, false},
 	{"cluster_sz", offsetof(struct rpc_create, cluster_sz), ust_json_decode_uint32, true},
+	{"max_inodes", offsetof(struct rpc_create, max_inodes), ust_json_decode_uint32, true},
 };
 
 static void rpc_create_free(struct rpc_create *c)
@@ -78,7 +80,23 @@ static void create_examined(void *ctx)
 
 	ust_blobfs_opts_init(&opts);
 	opts.cluster_size = c->cluster_sz;
+	opts.max_inodes = c->max_inodes;
 	ust_blobfs_format(c->bdev_name, &opts, NULL, create_formatted, c);
+}
+
+/*
+ * The decoder took any u32; above the blobstore's limit the format would
+ * only say EINVAL, so name the limit here. 0 is blobfs's default.
+ */
+static bool max_inodes_ok(struct ust_rpc_request *req, uint32_t max_inodes)
+{
+	if (max_inodes <= UST_FUSE_MAX_INODES) {
+		return true;
+	}
+	ust_rpc_send_error(req, UST_JSONRPC_ERROR_INVALID_PARAMS,
+			   "max_inodes %u is above the limit of %u", max_inodes,
+			   UST_FUSE_MAX_INODES);
+	return false;
 }
 
 static bool bdev_is_mounted(const char *bdev_name)
@@ -104,7 +122,8 @@ static void rpc_blobfs_create(struct ust_rpc_request *req, const json_t *params)
 	}
 	c->req = req;
 	if (!ust_rpc_decode_params(req, params, g_create_decoders, ARRAY_LEN(g_create_decoders),
-				   c)) {
+				   c) ||
+	    !max_inodes_ok(req, c->max_inodes)) {
 		rpc_create_free(c);
 		return;
 	}
@@ -136,6 +155,7 @@ struct rpc_mount {
 	char *options;
 	bool format_if_empty;
 	uint32_t cluster_sz;
+	uint32_t max_inodes;
 	struct ust_rpc_request *req;
 };
 
@@ -146,6 +166,7 @@ static const struct ust_json_object_decoder g_mount_decoders[] = {
 	{"format_if_empty", offsetof(struct rpc_mount, format_if_empty), ust_json_decode_bool,
 	 true},
 	{"cluster_sz", offsetof(struct rpc_mount, cluster_sz), ust_json_decode_uint32, true},
+	{"max_inodes", offsetof(struct rpc_mount, max_inodes), ust_json_decode_uint32, true},
 };
 
 static void rpc_mount_free(struct rpc_mount *p)
@@ -226,7 +247,8 @@ static void rpc_blobfs_mount(struct ust_rpc_request *req, const json_t *params)
 	}
 	p->req = req;
 	if (!ust_rpc_decode_params(req, params, g_mount_decoders, ARRAY_LEN(g_mount_decoders),
-				   p)) {
+				   p) ||
+	    !max_inodes_ok(req, p->max_inodes)) {
 		rpc_mount_free(p);
 		return;
 	}
@@ -254,6 +276,7 @@ static void rpc_blobfs_mount(struct ust_rpc_request *req, const json_t *params)
 	opts.options = p->options;
 	opts.format = p->format_if_empty ? UST_FUSE_FORMAT_IF_EMPTY : UST_FUSE_FORMAT_NEVER;
 	opts.cluster_size = p->cluster_sz;
+	opts.max_inodes = p->max_inodes;
 	opts.ended_cb = mount_ended;
 	ust_fuse_mount(&opts, mount_done, p);
 }
@@ -407,6 +430,10 @@ static void blobfs_write_config_json(json_t *calls)
 			if (ust_fuse_mount_get_cluster_size(m) != 0) {
 				json_object_set_new(params, "cluster_sz",
 						    json_integer(ust_fuse_mount_get_cluster_size(m)));
+			}
+			if (ust_fuse_mount_get_max_inodes(m) != 0) {
+				json_object_set_new(params, "max_inodes",
+						    json_integer(ust_fuse_mount_get_max_inodes(m)));
 			}
 		}
 		json_array_append_new(calls, json_pack("{s:s, s:o}", "method", "blobfs_mount",

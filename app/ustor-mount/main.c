@@ -6,8 +6,10 @@
  *
  * --image puts a file-backed bdev (io_uring, or libaio where io_uring is
  * unavailable) on FILE; with --format a missing FILE is created sparse with
- * --size bytes and the file system is formatted. -c replays a JSON config
- * (any bdev) and --bdev names the bdev to mount.
+ * --size bytes and the file system is formatted (--cluster-size and
+ * --max-inodes shape it, and are refused without --format: they could not
+ * change an existing file system). -c replays a JSON config (any bdev) and
+ * --bdev names the bdev to mount.
  *
  * Guarantees:
  *  - Without -f the program forks before the reactors start, and the parent
@@ -43,6 +45,7 @@ enum {
 	OPT_SIZE,
 	OPT_BDEV,
 	OPT_CLUSTER_SIZE,
+	OPT_MAX_INODES,
 };
 
 static struct {
@@ -53,6 +56,7 @@ static struct {
 	char *bdev;
 	char *options;
 	uint32_t cluster_size;
+	uint32_t max_inodes;
 	char mountpoint[PATH_MAX];
 	int status_fd; /* daemon: write end of the pipe to the waiting parent; -1 otherwise */
 	int rc;
@@ -70,6 +74,7 @@ static const struct option g_long[] = {
 	{"size", required_argument, NULL, OPT_SIZE},
 	{"bdev", required_argument, NULL, OPT_BDEV},
 	{"cluster-size", required_argument, NULL, OPT_CLUSTER_SIZE},
+	{"max-inodes", required_argument, NULL, OPT_MAX_INODES},
 	{NULL, 0, NULL, 0},
 };
 
@@ -84,6 +89,9 @@ static void usage(void)
 	       "     --size SIZE         size of a new image: bytes or K/M/G/T (default 8G)\n"
 	       "     --bdev NAME         mount the bdev NAME (from -c CONFIG)\n"
 	       "     --cluster-size N    cluster size when formatting (default 64K)\n"
+	       "     --max-inodes N      inodes when formatting, two of them the file system's\n"
+	       "                         own; at most 16M, 12 KiB of metadata each\n"
+	       "                         (default: one per 4 clusters, 64 to 1M)\n"
 	       " -o, --options OPTS      mount options: allow_other, default_permissions, ro,\n"
 	       "                         attr_timeout=S, entry_timeout=S, negative_timeout=S,\n"
 	       "                         writeback_cache, sync_interval_ms=N, ... (repeatable)\n"
@@ -164,6 +172,14 @@ static int parse_opt(int ch, char *arg, void *ctx)
 			return -EINVAL;
 		}
 		g_mnt.cluster_size = (uint32_t)v;
+		return 0;
+	case OPT_MAX_INODES:
+		if (parse_size(arg, &v) != 0 || v > UST_FUSE_MAX_INODES) {
+			fprintf(stderr, "ustor-mount: bad --max-inodes '%s' (1 to %u)\n", arg,
+				UST_FUSE_MAX_INODES);
+			return -EINVAL;
+		}
+		g_mnt.max_inodes = (uint32_t)v;
 		return 0;
 	default:
 		return -EINVAL;
@@ -267,6 +283,7 @@ static void do_mount(const char *bdev_name)
 	opts.options = g_mnt.options;
 	opts.format = g_mnt.format ? UST_FUSE_FORMAT_ALWAYS : UST_FUSE_FORMAT_NEVER;
 	opts.cluster_size = g_mnt.cluster_size;
+	opts.max_inodes = g_mnt.max_inodes;
 	opts.ended_cb = mount_ended;
 	ust_fuse_mount(&opts, mount_done, NULL);
 }
@@ -390,6 +407,10 @@ int main(int argc, char **argv)
 	}
 	if ((g_mnt.image == NULL) == (g_mnt.bdev == NULL)) {
 		fprintf(stderr, "ustor-mount: give either --image FILE or -c CONFIG --bdev NAME\n");
+		return 2;
+	}
+	if (!g_mnt.format && (g_mnt.cluster_size != 0 || g_mnt.max_inodes != 0)) {
+		fprintf(stderr, "ustor-mount: --cluster-size and --max-inodes need --format\n");
 		return 2;
 	}
 	if (g_mnt.bdev != NULL && opts.config_file == NULL) {

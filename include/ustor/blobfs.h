@@ -145,7 +145,18 @@ typedef void (*ust_blobfs_lend_cb)(void *arg, int iovcnt, int64_t result);
 
 struct ust_blobfs_opts {
 	uint32_t cluster_size;     /* format only; 0: 64 KiB */
-	uint32_t max_inodes;       /* format only; 0: data clusters, clamped to [64, 2^20] */
+	/*
+	 * Format only: the store's blob slots, fixed for its life. Every file,
+	 * directory, symlink and special file takes one; two hold the file
+	 * system itself (super blob, root directory). Fewer than 2, or more
+	 * than the device has room for, fail with -ENOSPC; more than 2^24 with
+	 * -EINVAL. A slot costs 12 KiB of the device: two 4 KiB root pages,
+	 * written at format, and one metadata pool page. 0: the blobstore's default, the device's clusters / 4
+	 * clamped to [64, 2^20]: with 64 KiB clusters one per 256 KiB (an 8 GiB
+	 * device: 32,767). Adding a file system to another owner's store keeps
+	 * that store's slots, shared with its blobs.
+	 */
+	uint32_t max_inodes;
 	uint32_t sync_interval_ms; /* flush of size/times changed by writes; 0: 5000 */
 };
 

@@ -30,6 +30,12 @@ extern "C" {
 
 struct ust_fuse_mount;
 
+/*
+ * The most inodes a file system can be formatted with: the blobstore's
+ * limit on blob slots per store (docs/blobstore-format.md section 2).
+ */
+#define UST_FUSE_MAX_INODES (1u << 24)
+
 enum ust_fuse_format {
 	UST_FUSE_FORMAT_NEVER,    /* mount what is there */
 	UST_FUSE_FORMAT_ALWAYS,   /* make a new, empty file system first */
@@ -52,6 +58,13 @@ struct ust_fuse_mount_opts {
 	const char *options;
 	enum ust_fuse_format format;
 	uint32_t cluster_size; /* format only; 0: blobfs's default */
+	/*
+	 * Format only: inode (blob slot) count of a new store, 1 ..
+	 * UST_FUSE_MAX_INODES, else -EINVAL; 0: blobfs's default
+	 * (ustor/blobfs.h). Adding a file system to another owner's store
+	 * keeps that store's slots.
+	 */
+	uint32_t max_inodes;
 	/*
 	 * Called (app thread) when the mount ended without ust_fuse_umount():
 	 * the kernel side was unmounted. rc is the teardown's result (0: the
@@ -91,6 +104,7 @@ const char *ust_fuse_mount_get_mountpoint(const struct ust_fuse_mount *m);
 const char *ust_fuse_mount_get_options(const struct ust_fuse_mount *m); /* "" if none */
 enum ust_fuse_format ust_fuse_mount_get_format(const struct ust_fuse_mount *m);
 uint32_t ust_fuse_mount_get_cluster_size(const struct ust_fuse_mount *m);
+uint32_t ust_fuse_mount_get_max_inodes(const struct ust_fuse_mount *m); /* as given */
 /* True while the mount serves requests (not starting, not ending). */
 bool ust_fuse_mount_is_live(const struct ust_fuse_mount *m);
 

@@ -5,6 +5,10 @@ import argparse
 from rpc import cmd
 
 
+MAX_INODES_HELP = ("files, directories and symlinks the file system can hold, at most 2^24; "
+                   "12 KiB of metadata each (default: one per 4 clusters, 64 to 2^20)")
+
+
 def _positive(text):
     try:
         value = int(text, 0)
@@ -19,6 +23,8 @@ def _create(client, args):
     params = {"bdev_name": args.bdev_name}
     if args.cluster_sz is not None:
         params["cluster_sz"] = args.cluster_sz
+    if args.max_inodes is not None:
+        params["max_inodes"] = args.max_inodes
     return client.call("blobfs_create", params)
 
 
@@ -30,6 +36,8 @@ def _mount(client, args):
         params["format_if_empty"] = True
     if args.cluster_sz is not None:
         params["cluster_sz"] = args.cluster_sz
+    if args.max_inodes is not None:
+        params["max_inodes"] = args.max_inodes
     return client.call("blobfs_mount", params)
 
 
@@ -45,6 +53,7 @@ def register(sub):
     p.add_argument("bdev_name", help="bdev to format (everything on it is lost)")
     p.add_argument("-c", "--cluster-sz", type=_positive,
                    help="cluster size in bytes, a power of two (default 64 KiB)")
+    p.add_argument("--max-inodes", type=_positive, help=MAX_INODES_HELP)
 
     p = cmd.add(sub, "blobfs_mount", "Mount a bdev's blobfs at a directory through FUSE",
                 _mount)
@@ -57,6 +66,8 @@ def register(sub):
                    help="format the bdev first if its first MiB is all zero")
     p.add_argument("-c", "--cluster-sz", type=_positive,
                    help="cluster size when --format-if-empty formats")
+    p.add_argument("--max-inodes", type=_positive,
+                   help="when --format-if-empty formats: " + MAX_INODES_HELP)
 
     p = cmd.add(sub, "blobfs_umount", "Unmount a blobfs FUSE mount", _umount)
     p.add_argument("mountpoint", help="where it is mounted")

@@ -2,7 +2,9 @@
 # ustor-mount's command line: bad arguments (exit 2), a missing image without
 # --format (exit 1), daemon mode (`ustor-mount ... && ls MNT` works at once),
 # SIGTERM to the daemon (mount gone, data kept), the -c CONFIG --bdev NAME
-# form, and -f with SIGINT (exit 0).
+# form, -f with SIGINT (exit 0), and --max-inodes: statvfs reports the count,
+# creates fail with ENOSPC exactly when the slots are used up (two hold the
+# file system itself), an unlink frees one, and a remount keeps the count.
 # Exit 0 pass, 1 fail, 77 skip (reason on the last line).
 set -u
 cd "$(dirname "$0")/../.."
@@ -43,6 +45,16 @@ wait_gone() {
 "$MOUNT" --image "$IMG" "$WORK/nodir" >/dev/null 2>&1; [ $? -eq 2 ] || fail "missing mountpoint: expected 2"
 "$MOUNT" --image "$IMG" "$MNT" >/dev/null 2>&1; [ $? -eq 1 ] || fail "missing image: expected 1"
 [ -e "$IMG" ] && fail "image created without --format"
+for bad in 0 abc -1 1.5 16777217 99999999999 ""; do
+	"$MOUNT" --format --max-inodes "$bad" --image "$IMG" "$MNT" >/dev/null 2>"$WORK"/err
+	rc=$?
+	[ $rc -eq 2 ] || fail "--max-inodes '$bad': exit $rc, expected 2"
+	grep -q -- "bad --max-inodes '$bad'" "$WORK"/err || fail "--max-inodes '$bad': $(cat "$WORK"/err)"
+done
+"$MOUNT" --max-inodes 200 --image "$IMG" "$MNT" >/dev/null 2>"$WORK"/err
+[ $? -eq 2 ] || fail "--max-inodes without --format: expected exit 2"
+grep -q "need --format" "$WORK"/err || fail "--max-inodes without --format: $(cat "$WORK"/err)"
+[ -e "$IMG" ] && fail "image created by a refused command line"
 
 echo "-- daemon"
 "$MOUNT" --no-huge --format --image "$IMG" --size 1G "$MNT" && ls "$MNT" >/dev/null ||
@@ -73,4 +85,59 @@ mountpoint -q "$MNT" && fail "still mounted after SIGINT"
 "$MOUNT" --no-huge -f -c "$WORK"/cfg.json --bdev nosuch "$MNT" >"$WORK"/log 2>&1
 [ $? -eq 1 ] || fail "unknown bdev: expected exit 1"
 grep -q "nosuch" "$WORK"/log || fail "unknown bdev not named: $(cat "$WORK"/log)"
+
+echo "-- --max-inodes"
+rm -f "$IMG"
+"$MOUNT" --no-huge --format --max-inodes 1 --image "$IMG" --size 64M "$MNT" >"$WORK"/log 2>&1
+[ $? -eq 1 ] || fail "--max-inodes 1 (no room for the root): expected exit 1"
+grep -q "No space left on device" "$WORK"/log || fail "--max-inodes 1: $(cat "$WORK"/log)"
+mountpoint -q "$MNT" && fail "mounted with --max-inodes 1"
+rm -f "$IMG"
+"$MOUNT" --no-huge --format --max-inodes 200 --image "$IMG" --size 64M "$MNT" ||
+	fail "mount with --max-inodes 200"
+# 200 slots: the super blob and the root directory take two, so 198 files fit.
+python3 - "$MNT" <<'PY' || fail "filling the inodes"
+import errno, os, sys
+mnt = sys.argv[1]
+st = os.statvfs(mnt)
+assert (st.f_files, st.f_ffree) == (200, 198), "statvfs files %d free %d" % (st.f_files, st.f_ffree)
+def create(i):
+    os.close(os.open(os.path.join(mnt, "f%d" % i), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+n = 0
+while True:
+    try:
+        create(n)
+    except OSError as e:
+        assert e.errno == errno.ENOSPC, "create %d: %s" % (n, e)
+        break
+    n += 1
+    assert n <= 300, "more than 300 creates with 200 inodes"
+assert n == 198, "%d files fit in 200 inodes, expected 198" % n
+assert os.statvfs(mnt).f_ffree == 0, "inodes free when full: %d" % os.statvfs(mnt).f_ffree
+try:
+    os.mkdir(os.path.join(mnt, "dir"))
+    raise AssertionError("mkdir succeeded with every inode used")
+except OSError as e:
+    assert e.errno == errno.ENOSPC, "mkdir when full: %s" % e
+os.unlink(os.path.join(mnt, "f0"))
+create(n)
+try:
+    create(n + 1)
+    raise AssertionError("a second create after one unlink succeeded")
+except OSError as e:
+    assert e.errno == errno.ENOSPC, "create when full again: %s" % e
+PY
+fusermount3 -u "$MNT" || fail "fusermount3 -u"
+wait_gone "the --max-inodes mount did not end"
+"$MOUNT" --no-huge --image "$IMG" "$MNT" || fail "remount of the --max-inodes image"
+python3 - "$MNT" <<'PY' || fail "inodes after the remount"
+import os, sys
+mnt = sys.argv[1]
+st = os.statvfs(mnt)
+assert (st.f_files, st.f_ffree) == (200, 0), "statvfs files %d free %d" % (st.f_files, st.f_ffree)
+names = sorted(os.listdir(mnt))
+assert names == sorted("f%d" % i for i in range(1, 199)), "files after the remount: %r" % names
+PY
+fusermount3 -u "$MNT" || fail "fusermount3 -u"
+wait_gone "the remounted --max-inodes mount did not end"
 echo PASS

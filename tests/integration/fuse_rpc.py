@@ -5,7 +5,11 @@ blobfs_umount refused while a file is open and accepted once it is closed,
 blobfs_create (reformat), save_config replaying the mount after a restart
 (data persists), an external fusermount3 -u noticed by the daemon, and
 SIGTERM with a live mount: exit 0, mount gone, store unloaded cleanly (the
-next mount finds the data).
+next mount finds the data). max_inodes: blobfs_create and blobfs_mount's
+format_if_empty set statvfs's inode count (0 keeps the default), save_config
+keeps it and a replay onto a blank bdev formats with it, and bad values
+(negative, not an integer, above 2^24) are JSON-RPC errors that leave the
+bdev alone.
 
 Exit 0 on pass, 1 on failure, 77 to skip (reason on the last line).
 """
@@ -23,6 +27,8 @@ import fuse_lib as fl  # noqa: E402
 from fuse_lib import check, fail  # noqa: E402
 
 RPC_PY = os.path.join(fl.ROOT, "scripts", "rpc.py")
+sys.path.insert(0, os.path.join(fl.ROOT, "scripts"))
+from rpc.client import JSONRPCClient, JSONRPCError  # noqa: E402
 USTORD = os.path.join(fl.BIN, "ustord")
 daemons = []
 
@@ -80,6 +86,15 @@ class Daemon:
         except ValueError:
             return out  # rpc.py prints a plain string bare
 
+    def rpc_error(self, method, params):
+        """Call method with raw params (values rpc.py would refuse); return its error."""
+        try:
+            with JSONRPCClient(self.sock, 120) as client:
+                result = client.call(method, params)
+        except JSONRPCError as e:
+            return e
+        fail("%s %r succeeded: %r" % (method, params, result))
+
     def stop(self, sig=signal.SIGTERM):
         self.proc.send_signal(sig)
         try:
@@ -89,6 +104,84 @@ class Daemon:
         check(rc == 0, "ustord exited %d:\n%s" % (rc, self.output()))
         daemons.remove(self)
         return self.output()
+
+
+def blank_image(path, size=64 << 20):
+    with open(path, "wb") as f:
+        f.truncate(size)
+
+
+def inodes(mnt):
+    st = os.statvfs(mnt)
+    return st.f_files, st.f_ffree
+
+
+def check_max_inodes(work, sock):
+    """max_inodes through blobfs_create, blobfs_mount and save_config."""
+    img, img2 = os.path.join(work, "img_inodes"), os.path.join(work, "img_inodes2")
+    mnt, mnt2 = os.path.join(work, "mnt_inodes"), os.path.join(work, "mnt_inodes2")
+    cfg = os.path.join(work, "saved_inodes.json")
+    for m in (mnt, mnt2):
+        os.mkdir(m)
+        mounts_to_clean.append(m)
+    blank_image(img)
+    blank_image(img2)
+
+    d = Daemon(sock)
+    d.rpc("bdev_aio_create", img, "fs0", "4096")
+    d.rpc("blobfs_create", "fs0", "--max-inodes", "300")
+    d.rpc("blobfs_mount", "fs0", mnt)
+    # the super blob and the root directory hold two slots
+    check(inodes(mnt) == (300, 298), "blobfs_create max_inodes 300: %r" % (inodes(mnt),))
+    d.rpc("blobfs_umount", mnt)
+
+    # 0 is the blobstore's default: one slot per 4 of the image's 1023 clusters
+    d.rpc("blobfs_create", "fs0")
+    d.rpc("blobfs_mount", "fs0", mnt)
+    check(inodes(mnt) == (255, 253), "blobfs_create default: %r" % (inodes(mnt),))
+    with open(os.path.join(mnt, "kept"), "w") as f:
+        f.write("kept")
+    d.rpc("blobfs_umount", mnt)
+
+    # bad values: a JSON-RPC error, and the bdev is not formatted
+    for bad in (-1, "100", 1.5, True, (1 << 24) + 1, 1 << 32):
+        for method, params in (("blobfs_create", {"bdev_name": "fs0"}),
+                               ("blobfs_mount", {"bdev_name": "fs0", "mountpoint": mnt,
+                                                 "format_if_empty": True})):
+            params["max_inodes"] = bad
+            e = d.rpc_error(method, params)
+            check(e.code == -32602, "%s max_inodes %r: %s %s" % (method, bad, e.code, e.message))
+            check("max_inodes" in e.message, "%s max_inodes %r: %s" % (method, bad, e.message))
+            check(not fl.is_mounted(mnt), "%s max_inodes %r mounted" % (method, bad))
+    d.rpc("blobfs_mount", "fs0", mnt)
+    with open(os.path.join(mnt, "kept")) as f:
+        check(f.read() == "kept", "a refused max_inodes reformatted the bdev")
+    check(inodes(mnt)[0] == 255, "inodes after the refused calls: %r" % (inodes(mnt),))
+    d.rpc("blobfs_umount", mnt)
+
+    # format_if_empty formats with max_inodes, and save_config keeps it
+    d.rpc("bdev_aio_create", img2, "fs1", "4096")
+    d.rpc("blobfs_mount", "fs1", mnt2, "--format-if-empty", "--max-inodes", "500")
+    check(inodes(mnt2) == (500, 498), "blobfs_mount max_inodes 500: %r" % (inodes(mnt2),))
+    config = d.rpc("save_config")
+    calls = {s["subsystem"]: s["config"] for s in config["subsystems"]}["blobfs"]
+    check(calls == [{"method": "blobfs_mount", "params": {
+        "bdev_name": "fs1", "mountpoint": mnt2, "format_if_empty": True, "max_inodes": 500}}],
+        "blobfs config with max_inodes: %r" % calls)
+    with open(cfg, "w") as f:
+        json.dump(config, f)
+    d.stop()
+
+    # the replay onto a blank bdev formats with the saved count
+    blank_image(img2)
+    d = Daemon(sock, "-c", cfg)
+    check(fl.is_mounted(mnt2), "not mounted from the saved config")
+    check(inodes(mnt2) == (500, 498), "replayed max_inodes: %r" % (inodes(mnt2),))
+    d.stop()
+    for p in (img, img2, cfg):
+        os.unlink(p)
+    for m in (mnt, mnt2):
+        os.rmdir(m)
 
 
 def main():
@@ -195,6 +288,8 @@ def main():
         d.stop()
     os.unlink(run_img)
     os.rmdir(os.path.join(work, "var"))
+
+    check_max_inodes(work, sock)
     for p in (img, cfg):
         os.unlink(p)
     os.rmdir(mnt)

@@ -82,6 +82,11 @@ st = os.stat(IMG)
 check(st.st_size == 8 * GIB, "image is %d bytes, not 8 GiB" % st.st_size)
 check(st.st_blocks * 512 < GIB, "image is not sparse (%d bytes used)" % (st.st_blocks * 512))
 uuid = check_store()
+# The config's 64 KiB clusters leave room for about 32,000 files (with the
+# lvstore's default 1 MiB clusters there were 2,047 blob slots in all).
+sv = os.statvfs(MNT)
+check(sv.f_files >= 32000 and sv.f_ffree >= 32000 - 8,
+      "./mnt holds %d inodes (%d free), expected about 32,000" % (sv.f_files, sv.f_ffree))
 data = b"shared store: files beside lvols\n" * 1000
 with open(os.path.join(MNT, "hello.txt"), "wb") as f:
     f.write(data)

@@ -168,6 +168,7 @@ struct fmnt {
 	atomic_uint_fast64_t requests;
 	atomic_uint_fast64_t errors;
 	atomic_uint_fast64_t bytes_read;
+	atomic_uint_fast64_t bytes_read_lent;
 	atomic_uint_fast64_t bytes_written;
 	atomic_uint_fast64_t max_write;
 	atomic_uint_fast64_t max_read;

@@ -654,6 +654,7 @@ void ust_fuse_mount_get_stats(const struct ust_fuse_mount *mnt, struct ust_fuse_
 	st->in_flight = dispatched >= m->completed ? dispatched - m->completed : 0;
 	st->errors = atomic_load(&m->errors);
 	st->bytes_read = atomic_load(&m->bytes_read);
+	st->bytes_read_lent = atomic_load(&m->bytes_read_lent);
 	st->bytes_written = atomic_load(&m->bytes_written);
 	st->max_write = atomic_load(&m->max_write);
 	st->max_read = atomic_load(&m->max_read);

@@ -472,6 +472,7 @@ static void cb_read_lend(void *arg, int iovcnt, int64_t result)
 		return;
 	}
 	atomic_fetch_add_explicit(&m->bytes_read, (uint64_t)result, memory_order_relaxed);
+	atomic_fetch_add_explicit(&m->bytes_read_lent, (uint64_t)result, memory_order_relaxed);
 	fuse_reply_iov(op->req, op->lend_iov, iovcnt);
 	fop_done(op);
 }

@@ -113,6 +113,7 @@ struct ust_fuse_mount_stats {
 	uint64_t in_flight;     /* requests not answered yet */
 	uint64_t errors;        /* requests answered with an error */
 	uint64_t bytes_read;
+	uint64_t bytes_read_lent; /* of bytes_read: answered from blobfs's lent memory (no copy of ours) */
 	uint64_t bytes_written;
 	uint64_t max_write;     /* largest write request seen */
 	uint64_t max_read;      /* largest read request seen */

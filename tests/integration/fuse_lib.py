@@ -68,6 +68,29 @@ def tmpdir(tag):
     return d
 
 
+def fs_type(path):
+    """The type of the file system holding path (from /proc/self/mountinfo)."""
+    path = os.path.realpath(path)
+    best, kind = "", None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            mp = fields[4]
+            if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) >= len(best):
+                best, kind = mp, fields[fields.index("-") + 1]
+    return kind
+
+
+def tmpdir_on(base, tag):
+    """A work directory under base (removed by cleanup()), or None when base
+    is missing or in memory (tmpfs, ramfs): for tests that need a disk file."""
+    if not os.path.isdir(base) or fs_type(base) in ("tmpfs", "ramfs"):
+        return None
+    d = tempfile.mkdtemp(prefix="ustor_%s_" % tag, dir=base)
+    _dirs.append(d)
+    return d
+
+
 def workdir(tag, image="img"):
     """A test's work directory (tmpdir(tag), removed by cleanup()), the path
     of the image in it (not created) and its mount point "mnt" (created):

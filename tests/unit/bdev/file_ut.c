@@ -846,6 +846,39 @@ static void test_tmpfs_lend(void **state)
 	fixture_close(be, f);
 }
 
+/*
+ * A file whose size is not a whole number of pages: its last, partial page
+ * is a hole like any other until written. Neither a lend nor a read of the
+ * last block may allocate it, and a lend of it is -EAGAIN.
+ */
+static void test_tmpfs_lend_partial_page(void **state)
+{
+	struct scratch *t = *state;
+	const struct backend *be = t->be;
+	uint8_t *w = t->w = aligned_buf(4096, 0), *r = t->r = aligned_buf(4096, 0xee),
+		*z = t->z = aligned_buf(4096, 0);
+	char *path = t->path;
+	struct fixture *f = &t->f;
+	uint64_t last = 64 * 1024 / 512; /* the only block of the second, one-sector chunk */
+	const void *p;
+
+	snprintf(path, sizeof(t->path), "/dev/shm/ustor_file_ut_tail_%d", getpid());
+	make_file(path, 64 * 1024 + 512);
+	assert_int_equal(open_counting_log(be, path, UST_LOG_NOTICE, "through a mapping", f), 1);
+	assert_int_equal(ust_bdev_get_num_blocks(f->bdev), last + 1);
+
+	assert_int_equal(lend(f, last * 512, 512, &p), -EAGAIN);
+	assert_int_equal(file_blocks(path), 0);
+	assert_int_equal(do_read(f, r, last, 1), 0);
+	assert_memory_equal(r, z, 512);
+	assert_int_equal(file_blocks(path), 0);
+
+	fill_pattern(w, 512, 7);
+	assert_int_equal(do_write(f, w, last, 1), 0);
+	lend_check(f, w, last * 512, 512);
+	fixture_close(be, f);
+}
+
 /* A file bdev on path (written first, so nothing is a hole) lends nothing, counted nowhere. */
 static void check_no_lend(const struct backend *be, const char *path, struct fixture *f,
 			  uint8_t *w, uint8_t *r)
@@ -1095,6 +1128,7 @@ int main(void)
 		SCRATCH(test_tmpfs_mapping),
 		SCRATCH(test_tmpfs_mapping_enospc),
 		SCRATCH(test_tmpfs_lend),
+		SCRATCH(test_tmpfs_lend_partial_page),
 		SCRATCH(test_unmapped_file_no_lend),
 		BOTH(test_idle_interrupt_fds_quiet),
 		BOTH(test_rescan_resize),

@@ -311,6 +311,7 @@ static void test_lend_qos(void **state)
 {
 	uint64_t limits[UST_BDEV_QOS_NUM_RATE_LIMIT_TYPES] = {1000, 0, 0, 0};
 	struct ust_bdev_io_stat st;
+	struct ust_io_channel *ch1;
 	struct disk d;
 	const void *p;
 	int set = 0;
@@ -323,6 +324,14 @@ static void test_lend_qos(void **state)
 	assert_int_equal(ust_bdev_read_lend(d.desc, d.ch, 0, 1, &p), -ENOTSUP);
 	ust_bdev_get_channel_iostat(d.ch, &st);
 	assert_int_equal(st.num_read_ops, 1);
+	/* a channel made while the limits apply is limited too */
+	ust_set_thread(ut_thread(1));
+	ch1 = ust_bdev_get_io_channel(d.desc);
+	assert_non_null(ch1);
+	assert_int_equal(ust_bdev_read_lend(d.desc, ch1, 0, 1, &p), -ENOTSUP);
+	ust_put_io_channel(ch1);
+	ust_set_thread(ut_thread(0));
+	ut_threads_poll();
 
 	limits[UST_BDEV_QOS_RW_IOPS_RATE_LIMIT] = 0;
 	set = 0;

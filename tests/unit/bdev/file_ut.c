@@ -5,8 +5,10 @@
  * punching a hole, write_zeroes, a misaligned caller buffer bounced by the
  * core under O_DIRECT, the buffered fallback where O_DIRECT is refused,
  * bad sizes and block sizes, a short read after the file shrank (must fail,
- * never succeed), rescan after growth with its RESIZE event, the RPCs and
- * save_config output.
+ * never succeed), rescan after growth with its RESIZE event, zero-copy
+ * reads (ust_bdev_read_lend: a tmpfs file lends what is in it and never
+ * its holes; disk and ramfs files do not lend), the RPCs and save_config
+ * output.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,8 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -714,6 +718,214 @@ static void test_tmpfs_mapping_enospc(void **state)
 	assert_int_equal(umount(mnt), 0);
 }
 
+/* ---- zero-copy reads (ust_bdev_read_lend) ------------------------------- */
+
+/* Lend the bytes [off, off + len) of F0 (512-byte blocks). */
+static int lend(struct fixture *f, uint64_t off, uint64_t len, const void **p)
+{
+	return ust_bdev_read_lend(f->desc, f->ch, off / 512, len / 512, p);
+}
+
+/* Lend [off, off + len) and check it holds want. */
+static const uint8_t *lend_check(struct fixture *f, const uint8_t *want, uint64_t off, uint64_t len)
+{
+	const void *p = NULL;
+
+	assert_int_equal(lend(f, off, len, &p), 0);
+	assert_non_null(p);
+	assert_memory_equal(p, want, len);
+	return p;
+}
+
+static void read_stats(struct fixture *f, uint64_t *ops, uint64_t *bytes)
+{
+	struct ust_bdev_io_stat st;
+
+	ust_bdev_get_channel_iostat(f->ch, &st);
+	*ops = st.num_read_ops;
+	*bytes = st.bytes_read;
+}
+
+/*
+ * A tmpfs file lends its mapping where every chunk (64 KiB) of the range is
+ * in the file: what the bdev or another writer put there, the file's own
+ * pages (a later store shows through). A range touching a hole is -EAGAIN,
+ * counted nowhere, and stays a hole; so is a range a rescan added beyond
+ * the mapping, written or not.
+ */
+static void test_tmpfs_lend(void **state)
+{
+	struct scratch *t = *state;
+	const struct backend *be = t->be;
+	uint8_t *w = t->w = aligned_buf(MiB, 0), *r = t->r = aligned_buf(MiB, 0),
+		*z = t->z = aligned_buf(MiB, 0);
+	char *path = t->path;
+	struct fixture *f = &t->f;
+	struct io_result res = {0};
+	const uint8_t *lent;
+	const void *p;
+	uint64_t ops0, bytes0, ops1, bytes1, blocks;
+	int fd;
+
+	snprintf(path, sizeof(t->path), "/dev/shm/ustor_file_ut_lend_%d", getpid());
+	make_file(path, 4 * MiB);
+	assert_int_equal(open_counting_log(be, path, UST_LOG_NOTICE, "through a mapping", f), 1);
+	assert_int_equal(ust_bdev_get_block_size(f->bdev), 512);
+
+	/* Never written: a hole, not lent, not counted, and not allocated by asking. */
+	read_stats(f, &ops0, &bytes0);
+	assert_int_equal(lend(f, MiB, 64 * 1024, &p), -EAGAIN);
+	assert_int_equal(lend(f, 0, 512, &p), -EAGAIN);
+	assert_int_equal(lend(f, 0, 4 * MiB, &p), -EAGAIN);
+	read_stats(f, &ops1, &bytes1);
+	assert_int_equal(ops1, ops0);
+	assert_int_equal(bytes1, bytes0);
+	assert_int_equal(file_blocks(path), 0);
+	/* a read of it neither allocates it nor makes it lendable */
+	assert_int_equal(do_read(f, r, MiB / 512, 128), 0);
+	assert_memory_equal(r, z, 64 * 1024);
+	assert_int_equal(lend(f, MiB, 64 * 1024, &p), -EAGAIN);
+	assert_int_equal(file_blocks(path), 0);
+
+	/* Written across a chunk boundary: lent back, one read op of its bytes. */
+	fill_pattern(w, 8192, 1);
+	assert_int_equal(do_write(f, w, (60 * 1024) / 512, 16), 0);
+	blocks = file_blocks(path);
+	read_stats(f, &ops0, &bytes0);
+	lent = lend_check(f, w, 60 * 1024, 8192);
+	read_stats(f, &ops1, &bytes1);
+	assert_int_equal(ops1 - ops0, 1);
+	assert_int_equal(bytes1 - bytes0, 8192);
+	lend_check(f, w + 4096, 64 * 1024, 512);
+	/* the file's own pages: another writer's store shows through */
+	fd = open(path, O_WRONLY);
+	assert_true(fd >= 0);
+	fill_pattern(w, 8192, 2);
+	assert_int_equal(pwrite(fd, w, 8192, 60 * 1024), 8192);
+	close(fd);
+	assert_memory_equal(lent, w, 8192);
+
+	/* From a backed chunk into a hole: not lent, and the hole stays. */
+	assert_int_equal(lend(f, 120 * 1024, 16 * 1024, &p), -EAGAIN);
+	assert_int_equal(file_blocks(path), blocks);
+	fill_pattern(w, 16 * 1024, 3);
+	assert_int_equal(do_write(f, w, (120 * 1024) / 512, 32), 0);
+	lend_check(f, w, 120 * 1024, 16 * 1024);
+
+	/* Another writer fills a hole chunk: lent once all of it is there. */
+	fd = open(path, O_WRONLY);
+	assert_true(fd >= 0);
+	fill_pattern(w, 64 * 1024, 4);
+	assert_int_equal(pwrite(fd, w, 4096, 2 * MiB), 4096);
+	assert_int_equal(lend(f, 2 * MiB, 4096, &p), -EAGAIN); /* the rest of its chunk is a hole */
+	assert_int_equal(pwrite(fd, w + 4096, 60 * 1024, 2 * MiB + 4096), 60 * 1024);
+	close(fd);
+	lend_check(f, w, 2 * MiB, 64 * 1024);
+
+	/* Unmapped: a hole again. */
+	assert_int_equal(ust_bdev_unmap_blocks(f->desc, f->ch, 0, 4 * MiB / 512, io_cb, &res), 0);
+	poll_until(&res.done);
+	assert_int_equal(res.status, 0);
+	assert_int_equal(file_blocks(path), 0);
+	assert_int_equal(lend(f, 60 * 1024, 8192, &p), -EAGAIN);
+	assert_int_equal(lend(f, 2 * MiB, 64 * 1024, &p), -EAGAIN);
+	assert_int_equal(file_blocks(path), 0);
+
+	/* Grown by a rescan: the new space is not mapped, so never lent. */
+	assert_int_equal(truncate(path, 6 * MiB), 0);
+	assert_int_equal(be->rescan("F0"), 0);
+	ut_threads_poll();
+	assert_int_equal(ust_bdev_get_num_blocks(f->bdev), 6 * MiB / 512);
+	fill_pattern(w, 128 * 1024, 5);
+	assert_int_equal(do_write(f, w, (4 * MiB - 64 * 1024) / 512, 256), 0);
+	lend_check(f, w, 4 * MiB - 64 * 1024, 64 * 1024);
+	assert_int_equal(lend(f, 4 * MiB, 64 * 1024, &p), -EAGAIN);
+	assert_int_equal(lend(f, 4 * MiB - 4096, 8192, &p), -EAGAIN);
+	assert_int_equal(do_read(f, r, 4 * MiB / 512, 128), 0);
+	assert_memory_equal(r, w + 64 * 1024, 64 * 1024);
+	fixture_close(be, f);
+}
+
+/*
+ * A file whose size is not a whole number of pages: its last, partial page
+ * is a hole like any other until written. Neither a lend nor a read of the
+ * last block may allocate it, and a lend of it is -EAGAIN.
+ */
+static void test_tmpfs_lend_partial_page(void **state)
+{
+	struct scratch *t = *state;
+	const struct backend *be = t->be;
+	uint8_t *w = t->w = aligned_buf(4096, 0), *r = t->r = aligned_buf(4096, 0xee),
+		*z = t->z = aligned_buf(4096, 0);
+	char *path = t->path;
+	struct fixture *f = &t->f;
+	uint64_t last = 64 * 1024 / 512; /* the only block of the second, one-sector chunk */
+	const void *p;
+
+	snprintf(path, sizeof(t->path), "/dev/shm/ustor_file_ut_tail_%d", getpid());
+	make_file(path, 64 * 1024 + 512);
+	assert_int_equal(open_counting_log(be, path, UST_LOG_NOTICE, "through a mapping", f), 1);
+	assert_int_equal(ust_bdev_get_num_blocks(f->bdev), last + 1);
+
+	assert_int_equal(lend(f, last * 512, 512, &p), -EAGAIN);
+	assert_int_equal(file_blocks(path), 0);
+	assert_int_equal(do_read(f, r, last, 1), 0);
+	assert_memory_equal(r, z, 512);
+	assert_int_equal(file_blocks(path), 0);
+
+	fill_pattern(w, 512, 7);
+	assert_int_equal(do_write(f, w, last, 1), 0);
+	lend_check(f, w, last * 512, 512);
+	fixture_close(be, f);
+}
+
+/* A file bdev on path (written first, so nothing is a hole) lends nothing, counted nowhere. */
+static void check_no_lend(const struct backend *be, const char *path, struct fixture *f,
+			  uint8_t *w, uint8_t *r)
+{
+	uint64_t ops0, bytes0, ops1, bytes1;
+	const void *p;
+
+	make_file(path, MiB);
+	fixture_open(be, path, 0, f);
+	fill_pattern(w, 64 * 1024, 6);
+	assert_int_equal(do_write(f, w, 0, 64 * 1024 / ust_bdev_get_block_size(f->bdev)), 0);
+	read_stats(f, &ops0, &bytes0);
+	assert_int_equal(ust_bdev_read_lend(f->desc, f->ch, 0, 1, &p), -ENOTSUP);
+	read_stats(f, &ops1, &bytes1);
+	assert_int_equal(ops1, ops0);
+	assert_int_equal(bytes1, bytes0);
+	assert_int_equal(do_read(f, r, 0, 1), 0);
+	assert_memory_equal(r, w, ust_bdev_get_block_size(f->bdev));
+	fixture_close(be, f);
+	unlink(path);
+}
+
+/* Only a mapped tmpfs file lends: not a file on a disk, nor one on ramfs (in memory, unmapped). */
+static void test_unmapped_file_no_lend(void **state)
+{
+	struct scratch *t = *state;
+	const struct backend *be = t->be;
+	uint8_t *w = t->w = aligned_buf(64 * 1024, 0), *r = t->r = aligned_buf(64 * 1024, 0);
+	struct statfs sfs;
+
+	assert_int_equal(statfs("/var/tmp", &sfs), 0);
+	if (sfs.f_type != TMPFS_MAGIC && sfs.f_type != RAMFS_MAGIC) {
+		snprintf(t->path, sizeof(t->path), "/var/tmp/ustor_file_ut_disk_%d", getpid());
+		check_no_lend(be, t->path, &t->f, w, r);
+	} else {
+		fprintf(stderr, "/var/tmp is in memory: the disk file case is not tested here\n");
+	}
+	snprintf(t->mnt, sizeof(t->mnt), "/tmp/ustor_file_ut_ramfs_lend_%d", getpid());
+	assert_int_equal(mkdir(t->mnt, 0700), 0);
+	if (mount("none", t->mnt, "ramfs", 0, NULL) != 0) {
+		fprintf(stderr, "ramfs cannot be mounted (not root?): its case is not tested\n");
+		return;
+	}
+	snprintf(t->path, sizeof(t->path), "%s/img", t->mnt);
+	check_no_lend(be, t->path, &t->f, w, r);
+}
+
 static void test_rescan_resize(void **state)
 {
 	const struct backend *be = *state;
@@ -915,6 +1127,9 @@ int main(void)
 		BOTH(test_memory_fs_inline),
 		SCRATCH(test_tmpfs_mapping),
 		SCRATCH(test_tmpfs_mapping_enospc),
+		SCRATCH(test_tmpfs_lend),
+		SCRATCH(test_tmpfs_lend_partial_page),
+		SCRATCH(test_unmapped_file_no_lend),
 		BOTH(test_idle_interrupt_fds_quiet),
 		BOTH(test_rescan_resize),
 		BOTH(test_rpcs_and_config),

@@ -224,11 +224,12 @@ void file_map_forget(struct file_disk *disk, uint64_t offset, uint64_t len)
  * offset to the next hole, which behind a large written region (a store's
  * metadata) made every first read of a chunk scan hundreds of MiB. A page
  * swapped out reads as absent here: preadv then serves it, which is safe.
+ * A file's last chunk may end inside a page: that page counts too.
  */
 static bool map_all_pages_exist(uint8_t *p, uint64_t len)
 {
 	unsigned char vec[1024];
-	uint64_t pages = len / 4096, n, i;
+	uint64_t pages = (len + 4095) / 4096, n, i;
 
 	while (pages > 0) {
 		n = pages < sizeof(vec) ? pages : sizeof(vec);

@@ -216,8 +216,8 @@ int ust_bdev_writev_blocks(struct ust_bdev_desc *desc, struct ust_io_channel *ch
  * only what a read would return until the calling thread next polls: a
  * write completing after that may change it. Only bdevs that are memory
  * lend (malloc; a file on tmpfs, once the range is backed):
- * -ENOTSUP the bdev cannot lend at all (no memory of its own, metadata
- * interleaved, QoS limits on the channel), -EAGAIN not this range now (a
+ * -ENOTSUP the bdev cannot lend at all (no memory of its own, per-block
+ * metadata, QoS limits on the channel), -EAGAIN not this range now (a
  * hole in a tmpfs file): both mean "use ust_bdev_read_blocks()"; -EINVAL
  * bad range, -ENODEV the bdev is being removed.
  */

@@ -8,6 +8,11 @@
  * it on the ustor FUSE mount and on ext4), so the figures compare file
  * systems, not programs: the loop adds well under a microsecond per call.
  *   create: open(O_CREAT | O_EXCL | O_WRONLY) then close, per file
+ *   miss:   stat(2) of N names that do not exist (beside the N files), each
+ *           expected to fail with ENOENT. On FUSE that is one LOOKUP round
+ *           trip per name, answered at once: the floor under every call
+ *           the kernel cannot answer from its caches (a create makes two,
+ *           LOOKUP then CREATE)
  *   stat:   stat(2) of every file, in creation order
  *   unlink: unlink(2) of every file, in creation order
  * DIR must exist and is left empty. Prints one line per phase,
@@ -25,9 +30,9 @@
 
 #define NAME_LEN 32
 
-enum phase { PHASE_CREATE, PHASE_STAT, PHASE_UNLINK };
+enum phase { PHASE_CREATE, PHASE_MISS, PHASE_STAT, PHASE_UNLINK };
 
-static const char *const g_phase_name[] = {"create", "stat", "unlink"};
+static const char *const g_phase_name[] = {"create", "miss", "stat", "unlink"};
 
 static double now_s(void)
 {
@@ -37,10 +42,10 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* buf holds strlen(dir) + NAME_LEN bytes. */
-static void file_name(char *buf, const char *dir, unsigned long i)
+/* buf holds strlen(dir) + NAME_LEN bytes. The miss phase's names are never created. */
+static void file_name(char *buf, const char *dir, enum phase p, unsigned long i)
 {
-	snprintf(buf, strlen(dir) + NAME_LEN, "%s/f%08lu", dir, i);
+	snprintf(buf, strlen(dir) + NAME_LEN, "%s/%c%08lu", dir, p == PHASE_MISS ? 'm' : 'f', i);
 }
 
 static int one_op(enum phase p, const char *path)
@@ -55,6 +60,11 @@ static int one_op(enum phase p, const char *path)
 			return -errno;
 		}
 		return close(fd) == 0 ? 0 : -errno;
+	case PHASE_MISS:
+		if (stat(path, &st) == 0) {
+			return -EEXIST;
+		}
+		return errno == ENOENT ? 0 : -errno;
 	case PHASE_STAT:
 		return stat(path, &st) == 0 ? 0 : -errno;
 	case PHASE_UNLINK:
@@ -72,7 +82,7 @@ static unsigned long run_phase(enum phase p, const char *dir, unsigned long n, c
 
 	t0 = now_s();
 	for (i = 0; i < n; i++) {
-		file_name(path, dir, i);
+		file_name(path, dir, p, i);
 		rc = one_op(p, path);
 		if (rc != 0) {
 			fprintf(stderr, "fs: %s %s: %s\n", g_phase_name[p], path, strerror(-rc));
@@ -108,14 +118,15 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	done = run_phase(PHASE_CREATE, argv[1], n, path);
-	if (done == n && run_phase(PHASE_STAT, argv[1], n, path) == n &&
+	if (done == n && run_phase(PHASE_MISS, argv[1], n, path) == n &&
+	    run_phase(PHASE_STAT, argv[1], n, path) == n &&
 	    run_phase(PHASE_UNLINK, argv[1], n, path) == n) {
 		free(path);
 		return 0;
 	}
 	/* Leave DIR as we found it, whatever failed. */
 	for (i = 0; i < done; i++) {
-		file_name(path, argv[1], i);
+		file_name(path, argv[1], PHASE_CREATE, i);
 		unlink(path);
 	}
 	free(path);

@@ -141,15 +141,23 @@ static struct fop *fop_new(fuse_req_t req, enum fop_kind kind, const char *name,
 }
 
 /* A read or write request with its data buffer; NULL when memory is short. */
+/* Give op a pooled data buffer of size bytes: 0 or -ENOMEM (op unchanged). */
+static int fop_get_buf(struct fop *op, size_t size)
+{
+	size_t want = size > 0 ? size : 1;
+
+	op->buf = fbuf_get(op->m, want);
+	if (op->buf == NULL)
+		return -ENOMEM;
+	op->buf_size = want;
+	return 0;
+}
+
 static struct fop *fop_new_data(fuse_req_t req, enum fop_kind kind, size_t size)
 {
 	struct fop *op = fop_new(req, kind, NULL, NULL);
 
-	if (op == NULL)
-		return NULL;
-	op->buf_size = size > 0 ? size : 1;
-	op->buf = fbuf_get(op->m, op->buf_size);
-	if (op->buf == NULL) {
+	if (op != NULL && fop_get_buf(op, size) != 0) {
 		free(op);
 		return NULL;
 	}
@@ -456,10 +464,7 @@ static void cb_read_lend(void *arg, int iovcnt, int64_t result)
 	if (result == -ENOTSUP || result == -EAGAIN || result == -E2BIG) {
 		if (result == -ENOTSUP)
 			m->no_read_lend = true;
-		op->buf_size = op->size > 0 ? op->size : 1;
-		op->buf = fbuf_get(m, op->buf_size);
-		if (op->buf == NULL) {
-			op->buf_size = 0;
+		if (fop_get_buf(op, op->size) != 0) {
 			fop_reply_err(op, -ENOMEM);
 			return;
 		}

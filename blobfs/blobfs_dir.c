@@ -507,18 +507,6 @@ void bfs_dir_encode(struct bfs_inode *dp, uint32_t index, uint8_t *out)
 	memcpy(out, &h, sizeof(h));
 }
 
-static bool all_zero(const uint8_t *p, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		if (p[i] != 0) {
-			return false;
-		}
-	}
-	return true;
-}
-
 /*
  * Parse the image of block index: *out is the block, NULL for an absent
  * (all-zero) one. 0, or -EIO when the image is invalid (*out then NULL).
@@ -535,7 +523,7 @@ static int block_parse(struct bfs_inode *dp, uint32_t index, const uint8_t *img,
 
 	*out = NULL;
 	memcpy(&h, img, sizeof(h));
-	if (h.magic == 0 && all_zero(img, BFS_DBLOCK_SIZE)) {
+	if (h.magic == 0 && ust_mem_is_zero(img, BFS_DBLOCK_SIZE)) {
 		return 0;
 	}
 	if (h.magic != BFS_DBLOCK_MAGIC || h.index != index || h.depth > BFS_DIR_MAX_DEPTH ||

@@ -23,6 +23,8 @@
 
 #include <xxhash.h>
 
+#include "ustor/env.h"
+
 #include "format.h"
 
 _Static_assert(UST_BS_PAYLOAD_MAX % 8 == 0, "payload keeps descriptors 8-byte aligned");
@@ -125,18 +127,6 @@ static uint32_t align8(uint32_t v)
 	return (v + 7u) & ~7u;
 }
 
-static bool all_zero(const uint8_t *p, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i < len; i++) {
-		if (p[i] != 0) {
-			return false;
-		}
-	}
-	return true;
-}
-
 /* A well-formed blob id: slot inside the store, incarnation at least 1. */
 static bool blobid_ok(uint64_t id, uint32_t max_blobs)
 {
@@ -205,7 +195,7 @@ static int hdr_check(const uint8_t *page, uint16_t expect_type, const struct ust
 	uint64_t want;
 	uint32_t tail;
 
-	if (all_zero(page, UST_BS_PAGE_SIZE)) {
+	if (ust_mem_is_zero(page, UST_BS_PAGE_SIZE)) {
 		return fail(err, UST_BS_FMT_BLANK, 0, "page is all zero");
 	}
 	memcpy(&d, page, sizeof(d));
@@ -267,7 +257,7 @@ static int hdr_check(const uint8_t *page, uint16_t expect_type, const struct ust
 			    "payload length %u exceeds %u", h->payload_len, UST_BS_PAYLOAD_MAX);
 	}
 	tail = UST_BS_PAGE_HDR_SIZE + h->payload_len;
-	if (!all_zero(page + tail, UST_BS_PAGE_SIZE - tail)) {
+	if (!ust_mem_is_zero(page + tail, UST_BS_PAGE_SIZE - tail)) {
 		uint32_t off = tail;
 
 		while (page[off] == 0) {
@@ -566,7 +556,7 @@ int ust_bs_fmt_super_decode(const void *page, struct ust_bs_super *sb, struct us
 	}
 	/* The type name must be text: NUL-padded, nothing after the first NUL. */
 	n = (uint32_t)strnlen((const char *)d.bstype, UST_BS_BSTYPE_LEN);
-	if (!all_zero(d.bstype + n, UST_BS_BSTYPE_LEN - n)) {
+	if (!ust_mem_is_zero(d.bstype + n, UST_BS_BSTYPE_LEN - n)) {
 		return fail(err, UST_BS_FMT_BAD_FIELD, SB_OFF(bstype), "bstype not NUL-padded");
 	}
 	memcpy(s.bstype, d.bstype, n);
@@ -874,7 +864,7 @@ static int desc_take(const uint8_t *page, uint32_t end, uint32_t *cursor, struct
 			    "descriptor type %u: reserved flag bits 0x%02x", d->type,
 			    d->flags & ~UST_BS_DESC_F_KNOWN);
 	}
-	if (!all_zero(d->body + d->len, align8(d->len) - d->len)) {
+	if (!ust_mem_is_zero(d->body + d->len, align8(d->len) - d->len)) {
 		return fail(err, UST_BS_FMT_DESC_BAD_FIELD, at + DESC_HDR_SIZE + d->len,
 			    "descriptor type %u: padding not zero", d->type);
 	}

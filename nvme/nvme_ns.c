@@ -76,24 +76,13 @@ uint32_t ust_nvme_ns_get_max_io_blocks(const struct ust_nvme_ns *ns)
 	return n > 65536 ? 65536 : n; /* NLB is 16 bits, 0's based */
 }
 
-static bool all_zero(const uint8_t *p, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		if (p[i] != 0)
-			return false;
-	}
-	return true;
-}
-
 bool ust_nvme_ns_get_uuid(const struct ust_nvme_ns *ns, uint8_t uuid[16])
 {
-	if (!all_zero(ns->data.nguid, sizeof(ns->data.nguid))) {
+	if (!ust_mem_is_zero(ns->data.nguid, sizeof(ns->data.nguid))) {
 		memcpy(uuid, ns->data.nguid, 16);
 		return true;
 	}
-	if (!all_zero(ns->data.eui64, sizeof(ns->data.eui64))) {
+	if (!ust_mem_is_zero(ns->data.eui64, sizeof(ns->data.eui64))) {
 		memcpy(uuid, ns->data.eui64, 8);
 		memcpy(uuid + 8, ns->data.eui64, 8);
 		return true;

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -46,6 +47,19 @@ int ust_env_init(const struct ust_env_opts *opts);
 void ust_env_fini(void);
 /* True if running without hugepages (explicitly or by fallback). */
 bool ust_env_no_huge(void);
+
+/*
+ * Whether len bytes at p are all zero (a blank page, an unset id). The
+ * first byte is zero and each byte equals the one before it: memcmp is
+ * vectorised, where a byte loop with an early exit is not (4 KiB pages are
+ * checked on every blob open).
+ */
+static inline bool ust_mem_is_zero(const void *p, size_t len)
+{
+	const uint8_t *b = p;
+
+	return len == 0 || (b[0] == 0 && memcmp(b, b + 1, len - 1) == 0);
+}
 
 /* ---- DMA memory --------------------------------------------------------- */
 

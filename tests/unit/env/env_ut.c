@@ -565,12 +565,35 @@ static void test_ticks_hooks(void **state)
 	assert_true(ust_get_ticks() >= 7);
 }
 
+/* Every length, and one set byte at every place (first, last, middle): found. */
+static void test_mem_is_zero(void **state)
+{
+	uint8_t buf[4097 + 1];
+	size_t len, at;
+
+	(void)state;
+	memset(buf, 0, sizeof(buf));
+	buf[4097] = 0xff; /* past every length checked: must never be looked at */
+	assert_true(ust_mem_is_zero(buf, 0));
+	assert_true(ust_mem_is_zero(NULL, 0));
+	for (len = 1; len <= 4097; len += (len < 70 ? 1 : 509)) {
+		assert_true(ust_mem_is_zero(buf, len));
+		for (at = 0; at < len; at += (at < 40 || at + 40 > len ? 1 : 97)) {
+			buf[at] = (uint8_t)(1u << (at % 8));
+			assert_false(ust_mem_is_zero(buf, len));
+			buf[at] = 0;
+		}
+	}
+	assert_true(ust_mem_is_zero(buf, 4097));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_init_fini),
 		cmocka_unit_test(test_dma_alignment),
 		cmocka_unit_test(test_dma_zmalloc),
+		cmocka_unit_test(test_mem_is_zero),
 		cmocka_unit_test(test_vtophys),
 		cmocka_unit_test(test_mempool_exhaustion),
 		cmocka_unit_test(test_mempool_bulk_all_or_nothing),

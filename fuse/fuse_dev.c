@@ -173,14 +173,35 @@ static void fdev_add_open_flags(struct fmnt *m, struct iovec *iov, int count)
 	oo->open_flags |= m->reply_open_flags;
 }
 
+/*
+ * Only a reply from lent memory can fault (cb_read_lend): pages of the
+ * image vanished, the file cut behind our back. The kernel has already
+ * answered that READ with EIO; say why, once per mount, and count it.
+ */
+static void fdev_reply_faulted(struct fmnt *m)
+{
+	atomic_fetch_add_explicit(&m->errors, 1, memory_order_relaxed);
+	if (!m->reply_fault_logged) {
+		m->reply_fault_logged = true;
+		UST_ERRLOG("%s: a read's data vanished from under the reply (the image truncated "
+			   "behind our back?); such reads fail with EIO\n", m->mountpoint);
+	}
+}
+
 static ssize_t fdev_io_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
 	struct fmnt *m = userdata;
+	ssize_t n;
 
 	if (m->reply_open_flags != 0) {
 		fdev_add_open_flags(m, iov, count);
 	}
-	return writev(fd, iov, count);
+	n = writev(fd, iov, count);
+	if (n < 0 && errno == EFAULT) {
+		fdev_reply_faulted(m);
+		errno = EFAULT;
+	}
+	return n;
 }
 
 static const struct fuse_custom_io g_fdev_io = {

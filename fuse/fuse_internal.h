@@ -132,6 +132,7 @@ struct fmnt {
 	/* Reads are answered from blobfs's lent memory (ust_blobfs_read_lend)
 	 * until blobfs says it cannot lend at all (-ENOTSUP). */
 	bool no_read_lend;
+	bool reply_fault_logged; /* fuse_dev.c: a reply from lent memory faulted */
 	struct fuse_session *se;
 	const struct fmnt_transport_ops *tops;
 	void *tctx; /* the transport's state */

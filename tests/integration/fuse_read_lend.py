@@ -93,6 +93,8 @@ def truncated_image(work):
     except OSError as e:
         fl.check(e.errno == errno.EIO, "read after truncation: %s, expected EIO" % e)
     fl.check(m.proc.poll() is None, "ustor-mount died:\n" + m.output())
+    fl.check("vanished from under the reply" in m.output(),
+             "no error logged for the faulted read:\n" + m.output())
     fl.check(os.path.isdir(mnt) and "g" in os.listdir(mnt), "the mount stopped answering")
     # The unmount's final writes fail too; it must still finish (exit code not judged).
     os.system("fusermount3 -u %s" % mnt)

@@ -308,25 +308,6 @@ static void setattr_apply(struct bfs_req *req)
 	ip->ctime = (v & UST_BLOBFS_SET_CTIME) ? a->ctime : now;
 }
 
-/* Drop the first skip bytes of iov[0, *n), then keep only len bytes. */
-static void lend_trim(struct iovec *iov, int *n, uint64_t skip, uint64_t len)
-{
-	int i, k = 0;
-
-	for (i = 0; i < *n && len > 0; i++) {
-		if (skip >= iov[i].iov_len) {
-			skip -= iov[i].iov_len;
-			continue;
-		}
-		iov[k].iov_base = (uint8_t *)iov[i].iov_base + skip;
-		iov[k].iov_len = iov[i].iov_len - skip < len ? iov[i].iov_len - skip : len;
-		len -= iov[k].iov_len;
-		skip = 0;
-		k++;
-	}
-	*n = k;
-}
-
 /* A read's bytes lent in place: its io units from the blob, cut to the bytes asked for. */
 static int read_lend(struct bfs_req *req)
 {
@@ -338,8 +319,8 @@ static int read_lend(struct bfs_req *req)
 	if (rc != 0) {
 		return rc;
 	}
-	lend_trim(req->lend_iov, &n, req->offset - req->u0 * U, req->length);
-	req->lend_cnt = n;
+	req->lend_cnt = ust_iov_slice(req->lend_iov, req->lend_iov, n, req->offset - req->u0 * U,
+				      req->length);
 	return 0;
 }
 

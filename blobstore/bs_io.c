@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ustor/env.h"
 #include "ustor/log.h"
 
 #include "blobstore_internal.h"
@@ -795,48 +796,6 @@ static void piece_step(struct bs_io_piece *p)
 
 /* ---- splitting ---------------------------------------------------------------------- */
 
-/* The part of iov covering bytes [off, off + len) into p->iov. */
-static void iov_slice(struct bs_io_piece *p, const struct iovec *iov, int iovcnt, uint64_t off,
-		      uint64_t len)
-{
-	int i;
-
-	p->iovcnt = 0;
-	for (i = 0; i < iovcnt && len > 0; i++) {
-		uint64_t n;
-
-		if (off >= iov[i].iov_len) {
-			off -= iov[i].iov_len;
-			continue;
-		}
-		n = iov[i].iov_len - off;
-		if (n > len) {
-			n = len;
-		}
-		p->iov[p->iovcnt].iov_base = (uint8_t *)iov[i].iov_base + off;
-		p->iov[p->iovcnt].iov_len = n;
-		p->iovcnt++;
-		len -= n;
-		off = 0;
-	}
-}
-
-/* Keep the first len bytes of p->iov. */
-static void iov_trim(struct bs_io_piece *p, uint64_t len)
-{
-	int i;
-
-	for (i = 0; i < p->iovcnt && len > 0; i++) {
-		if (p->iov[i].iov_len >= len) {
-			p->iov[i].iov_len = len;
-			len = 0;
-		} else {
-			len -= p->iov[i].iov_len;
-		}
-	}
-	p->iovcnt = i;
-}
-
 static struct bs_io_piece *piece_new(struct bs_request *req, int iovcnt)
 {
 	struct bs_io_piece *p;
@@ -891,14 +850,14 @@ static void piece_split(struct bs_io_piece *p)
 		}
 		np->index = index++;
 		np->units = n;
-		iov_slice(np, p->iov, p->iovcnt, done * io_unit, n * io_unit);
+		np->iovcnt = ust_iov_slice(np->iov, p->iov, p->iovcnt, done * io_unit, n * io_unit);
 		req->pending++;
 		piece_step(np);
 		done += n;
 		left -= n;
 	}
 	p->units = upc - p->unit;
-	iov_trim(p, p->units * io_unit);
+	p->iovcnt = ust_iov_slice(p->iov, p->iov, p->iovcnt, 0, p->units * io_unit);
 	if (p->rc != 0) {
 		piece_finish(p);
 		return;
@@ -1004,7 +963,7 @@ static void blob_io(struct ust_blob *blob, struct ust_io_channel *ch, enum req_o
 		p->unit = unit;
 		p->units = n;
 		if (iov != NULL) {
-			iov_slice(p, iov, iovcnt, done * bs->io_unit, n * bs->io_unit);
+			p->iovcnt = ust_iov_slice(p->iov, iov, iovcnt, done * bs->io_unit, n * bs->io_unit);
 		}
 		req->pending++;
 		piece_step(p);

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -59,6 +60,37 @@ static inline bool ust_mem_is_zero(const void *p, size_t len)
 	const uint8_t *b = p;
 
 	return len == 0 || (b[0] == 0 && memcmp(b, b + 1, len - 1) == 0);
+}
+
+/*
+ * The bytes [off, off + len) of src[0, cnt) as iovec entries in dst;
+ * returns how many (at most cnt: dst must hold that many). dst may be src:
+ * each entry is read before any entry at or after it is written.
+ */
+static inline int ust_iov_slice(struct iovec *dst, const struct iovec *src, int cnt, uint64_t off,
+				uint64_t len)
+{
+	int i, k = 0;
+
+	for (i = 0; i < cnt && len > 0; i++) {
+		uint8_t *base = src[i].iov_base;
+		uint64_t n = src[i].iov_len;
+
+		if (off >= n) {
+			off -= n;
+			continue;
+		}
+		n -= off;
+		if (n > len) {
+			n = len;
+		}
+		dst[k].iov_base = base + off;
+		dst[k].iov_len = n;
+		k++;
+		len -= n;
+		off = 0;
+	}
+	return k;
 }
 
 /* ---- DMA memory --------------------------------------------------------- */

@@ -587,6 +587,53 @@ static void test_mem_is_zero(void **state)
 	assert_true(ust_mem_is_zero(buf, 4097));
 }
 
+/* Slices of three entries (10, 20, 30 bytes), into another array and in place. */
+static void test_iov_slice(void **state)
+{
+	static uint8_t a[10], b[20], c[30];
+	const struct iovec src[3] = {{a, 10}, {b, 20}, {c, 30}};
+	struct iovec dst[3], in[3];
+	int n;
+
+	(void)state;
+	n = ust_iov_slice(dst, src, 3, 0, 60);
+	assert_int_equal(n, 3);
+	assert_memory_equal(dst, src, sizeof(src));
+	/* starts inside b, ends inside c */
+	n = ust_iov_slice(dst, src, 3, 15, 30);
+	assert_int_equal(n, 2);
+	assert_ptr_equal(dst[0].iov_base, b + 5);
+	assert_int_equal(dst[0].iov_len, 15);
+	assert_ptr_equal(dst[1].iov_base, c);
+	assert_int_equal(dst[1].iov_len, 15);
+	/* wholly inside one entry; nothing; past the end */
+	n = ust_iov_slice(dst, src, 3, 12, 3);
+	assert_int_equal(n, 1);
+	assert_ptr_equal(dst[0].iov_base, b + 2);
+	assert_int_equal(dst[0].iov_len, 3);
+	assert_int_equal(ust_iov_slice(dst, src, 3, 7, 0), 0);
+	assert_int_equal(ust_iov_slice(dst, src, 3, 60, 5), 0);
+	n = ust_iov_slice(dst, src, 3, 55, 100);
+	assert_int_equal(n, 1);
+	assert_ptr_equal(dst[0].iov_base, c + 25);
+	assert_int_equal(dst[0].iov_len, 5);
+	/* in place: the same answer as into another array */
+	memcpy(in, src, sizeof(src));
+	n = ust_iov_slice(in, in, 3, 9, 22);
+	assert_int_equal(n, 3);
+	assert_ptr_equal(in[0].iov_base, a + 9);
+	assert_int_equal(in[0].iov_len, 1);
+	assert_ptr_equal(in[1].iov_base, b);
+	assert_int_equal(in[1].iov_len, 20);
+	assert_ptr_equal(in[2].iov_base, c);
+	assert_int_equal(in[2].iov_len, 1);
+	memcpy(in, src, sizeof(src));
+	n = ust_iov_slice(in, in, 3, 35, 25);
+	assert_int_equal(n, 1);
+	assert_ptr_equal(in[0].iov_base, c + 5);
+	assert_int_equal(in[0].iov_len, 25);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -594,6 +641,7 @@ int main(void)
 		cmocka_unit_test(test_dma_alignment),
 		cmocka_unit_test(test_dma_zmalloc),
 		cmocka_unit_test(test_mem_is_zero),
+		cmocka_unit_test(test_iov_slice),
 		cmocka_unit_test(test_vtophys),
 		cmocka_unit_test(test_mempool_exhaustion),
 		cmocka_unit_test(test_mempool_bulk_all_or_nothing),

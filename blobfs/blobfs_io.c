@@ -238,6 +238,15 @@ static int setattr_check(struct bfs_req *req)
 	struct bfs_inode *ip = req->ip;
 	const struct ust_blobfs_attr *a = &req->in_attr;
 	uint32_t v = req->valid;
+	/*
+	 * Only a kernel that keeps the times itself (the FUSE writeback cache)
+	 * sends a ctime, and it sends the "now" of a truncate, an
+	 * open(O_TRUNC) or a write as an explicit mtime, which any writer may
+	 * set. Without check_access it has checked the caller already (FUSE's
+	 * default_permissions: Linux's setattr_prepare), so its times are
+	 * taken as they come.
+	 */
+	bool kernel_times = (v & UST_BLOBFS_SET_CTIME) && !req->ctx.check_access;
 
 	if ((v & UST_BLOBFS_SET_MODE) && !owner_or_root(req, ip)) {
 		return -EPERM;
@@ -250,7 +259,8 @@ static int setattr_check(struct bfs_req *req)
 		return -EPERM;
 	}
 	if ((v & (UST_BLOBFS_SET_ATIME | UST_BLOBFS_SET_MTIME)) &&
-	    !(v & (UST_BLOBFS_SET_ATIME_NOW | UST_BLOBFS_SET_MTIME_NOW)) && !owner_or_root(req, ip)) {
+	    !(v & (UST_BLOBFS_SET_ATIME_NOW | UST_BLOBFS_SET_MTIME_NOW)) && !kernel_times &&
+	    !owner_or_root(req, ip)) {
 		return -EPERM;
 	}
 	if ((v & (UST_BLOBFS_SET_ATIME_NOW | UST_BLOBFS_SET_MTIME_NOW)) && !owner_or_root(req, ip) &&

@@ -113,6 +113,12 @@ struct ust_blobfs_statfs {
 #define UST_BLOBFS_SET_MTIME (1u << 5)
 #define UST_BLOBFS_SET_ATIME_NOW (1u << 7)
 #define UST_BLOBFS_SET_MTIME_NOW (1u << 8)
+/*
+ * A caller that keeps the times itself (the kernel with the FUSE writeback
+ * cache) sets ctime along with them. Its mtime is then taken as given even
+ * from a caller that does not own the file when check_access is false: it
+ * is the "now" of that caller's truncate or write, already checked.
+ */
 #define UST_BLOBFS_SET_CTIME (1u << 10)
 
 /* rename flags (Linux values). */

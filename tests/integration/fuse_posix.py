@@ -337,8 +337,20 @@ def permissions(m):
     os.chmod(pub, 0o777)
     ro = os.path.join(m, "ro_dir")
     os.mkdir(ro, 0o755)
+    shared = os.path.join(m, "shared")
+    write_file(shared, b"shared data")
+    os.chmod(shared, 0o666)
 
     def child():
+        # write permission is enough to truncate another's file (with the
+        # writeback cache the kernel sends that truncate's "now" as an explicit mtime)
+        os.truncate(shared, 6)
+        with open(shared, "rb") as f:
+            if f.read() != b"shared":
+                raise AssertionError("truncate by a writer")
+        os.close(os.open(shared, os.O_WRONLY | os.O_TRUNC))
+        if os.stat(shared).st_size != 0:
+            raise AssertionError("open(O_TRUNC) by a writer")
         for fn, args in ((os.listdir, (priv,)), (os.stat, (os.path.join(priv, "secret"),)),
                          (os.open, (sec, os.O_RDONLY)),
                          (os.open, (os.path.join(ro, "new"), os.O_CREAT | os.O_WRONLY)),

@@ -281,6 +281,23 @@ static int setattr_check(struct bfs_req *req)
 	return 0;
 }
 
+/*
+ * Drop set-user-ID, and set-group-ID when the group may execute (without
+ * group execute S_ISGID marks mandatory locking, not a privilege, and
+ * stays): Linux's rule for a write, truncate or chown. True if the mode
+ * changed.
+ */
+static bool kill_suidgid(struct bfs_inode *ip)
+{
+	uint32_t old = ip->mode;
+
+	ip->mode &= ~(uint32_t)S_ISUID;
+	if (ip->mode & S_IXGRP) {
+		ip->mode &= ~(uint32_t)S_ISGID;
+	}
+	return ip->mode != old;
+}
+
 static void setattr_apply(struct bfs_req *req)
 {
 	struct bfs_inode *ip = req->ip;
@@ -303,11 +320,11 @@ static void setattr_apply(struct bfs_req *req)
 			ip->gid = a->gid;
 		}
 		if (!S_ISDIR(ip->mode)) {
-			ip->mode &= ~(uint32_t)S_ISUID;
-			if (ip->mode & S_IXGRP) {
-				ip->mode &= ~(uint32_t)S_ISGID;
-			}
+			kill_suidgid(ip);
 		}
+	}
+	if ((v & UST_BLOBFS_SET_SIZE) && req->ctx.kill_suidgid) {
+		kill_suidgid(ip);
 	}
 	if (v & UST_BLOBFS_SET_ATIME) {
 		ip->atime = (v & UST_BLOBFS_SET_ATIME_NOW) ? now : a->atime;
@@ -367,6 +384,7 @@ static void io_step(struct bfs_req *req)
 			case BFS_R_OPEN: {
 				int acc = req->oflags & O_ACCMODE;
 				int mask = acc == O_RDONLY ? 4 : acc == O_WRONLY ? 2 : 6;
+				bool killed;
 
 				if (ip->deleted) {
 					io_finish(req, -ENOENT);
@@ -388,6 +406,10 @@ static void io_step(struct bfs_req *req)
 					io_finish(req, -EACCES);
 					return;
 				}
+				killed = (req->oflags & O_TRUNC) && req->ctx.kill_suidgid && kill_suidgid(ip);
+				if (killed) {
+					bfs_now(&ip->ctime);
+				}
 				if ((req->oflags & O_TRUNC) && S_ISREG(ip->mode) && ip->size > 0) {
 					req->new_size = 0;
 					req->after_trunc = OPEN_TRUNCATED;
@@ -399,7 +421,8 @@ static void io_step(struct bfs_req *req)
 					}
 					continue;
 				}
-				req->state = OPEN_DONE;
+				/* a mode change is durable when answered, as a chmod is (docs/blobfs-format.md 7) */
+				req->state = killed ? OPEN_TRUNCATED : OPEN_DONE;
 				continue;
 			}
 			case BFS_R_READ:
@@ -720,15 +743,15 @@ static void io_step(struct bfs_req *req)
 				ip->size = req->end;
 			}
 			ip->mtime = ip->ctime = now;
-			if (req->ctx.uid != 0 && req->ctx.uid != ip->uid) {
-				/* a write by someone else drops set-user-ID (and set-group-ID with group exec) */
-				ip->mode &= ~(uint32_t)S_ISUID;
-				if (ip->mode & S_IXGRP) {
-					ip->mode &= ~(uint32_t)S_ISGID;
-				}
-			}
 			ip->dirty = true;
 			req->result = (int64_t)req->size;
+			if ((req->ctx.kill_suidgid || (req->ctx.uid != 0 && req->ctx.uid != ip->uid)) &&
+			    kill_suidgid(ip)) {
+				/* a mode change is durable when answered, as a chmod is (docs/blobfs-format.md 7) */
+				req->state = IO_SYNCED;
+				bfs_sync_inode(fs, ip, io_resume, req);
+				return;
+			}
 			io_finish(req, 0);
 			return;
 		case IO_SYNCED:

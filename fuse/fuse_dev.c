@@ -157,23 +157,6 @@ static ssize_t fdev_io_read(int fd, void *buf, size_t len, void *userdata)
 }
 
 /*
- * An OPEN or CREATE answer carries struct fuse_open_out at the end of its
- * one argument; add the flags libfuse cannot express (m->reply_open_flags).
- */
-static void fdev_add_open_flags(struct fmnt *m, struct iovec *iov, int count)
-{
-	const struct fuse_out_header *oh = iov[0].iov_base;
-	struct fuse_open_out *oo;
-
-	if (count != 2 || iov[0].iov_len != sizeof(*oh) || oh->error != 0 ||
-	    iov[1].iov_len < sizeof(*oo)) {
-		return;
-	}
-	oo = (struct fuse_open_out *)((char *)iov[1].iov_base + iov[1].iov_len - sizeof(*oo));
-	oo->open_flags |= m->reply_open_flags;
-}
-
-/*
  * Only a reply from lent memory can fault (cb_read_lend): pages of the
  * image vanished, the file cut behind our back. The kernel has already
  * answered that READ with EIO; say why, once per mount, and count it.
@@ -193,9 +176,7 @@ static ssize_t fdev_io_writev(int fd, struct iovec *iov, int count, void *userda
 	struct fmnt *m = userdata;
 	ssize_t n;
 
-	if (m->reply_open_flags != 0) {
-		fdev_add_open_flags(m, iov, count);
-	}
+	fmnt_patch_reply(m, iov, count);
 	n = writev(fd, iov, count);
 	if (n < 0 && errno == EFAULT) {
 		fdev_reply_faulted(m);
@@ -271,6 +252,7 @@ static int fdev_serve_one(struct fdev *d)
 	memset(&buf, 0, sizeof(buf));
 	buf.mem = d->rx + FDEV_RX_OFF;
 	buf.size = (size_t)n;
+	fmnt_note_request(m, buf.mem, buf.size);
 	fuse_session_process_buf(m->se, &buf);
 	return 1;
 }

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
+#include <sys/uio.h>
 
 #include <fuse_lowlevel.h>
 
@@ -67,6 +68,14 @@ extern const struct fmnt_transport_ops g_fmnt_dev_transport;
  * in the transport's buffer.
  */
 void *fmnt_rx_take(struct fmnt *m, const void *p);
+/*
+ * Every transport calls these (fuse_ops.c): fmnt_note_request with each
+ * raw request just before fuse_session_process_buf, fmnt_patch_reply with
+ * each raw reply just before it is written. They carry what libfuse 3.14
+ * drops or cannot say.
+ */
+void fmnt_note_request(struct fmnt *m, const void *req, size_t len);
+void fmnt_patch_reply(struct fmnt *m, struct iovec *iov, int count);
 
 /* An open file or directory: FUSE's fi->fh. Owned by the mount's thread. */
 struct fhandle {
@@ -138,12 +147,19 @@ struct fmnt {
 	void *tctx; /* the transport's state */
 	uint64_t completed;
 	/*
-	 * Open flags libfuse 3.14 has no fuse_file_info field for
-	 * (FOPEN_PARALLEL_DIRECT_WRITES): while nonzero, the transport adds
-	 * them to the OPEN or CREATE answer being written (fuse_ops.c sets it
-	 * around fuse_reply_open/create, which write on this thread at once).
+	 * The protocol beyond libfuse 3.14 (fmnt_note_request and
+	 * fmnt_patch_reply). reply_open_flags: open flags it has no
+	 * fuse_file_info field for (FOPEN_PARALLEL_DIRECT_WRITES), set around
+	 * fuse_reply_open/create, which write on this thread at once.
+	 * reply_init_flags: INIT flags it does not know, set by ll_init for
+	 * the answer written right after it. kernel_init_flags: what the
+	 * kernel's INIT offered. req_kill_suidgid: the request being
+	 * processed asks to drop set-user-ID/set-group-ID (KILL_SUIDGID).
 	 */
 	uint32_t reply_open_flags;
+	uint32_t reply_init_flags;
+	uint32_t kernel_init_flags;
+	bool req_kill_suidgid;
 	TAILQ_HEAD(, fhandle) handles;
 	/* FM_CHECK_EMPTY */
 	struct ust_bdev_desc *desc;

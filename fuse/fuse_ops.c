@@ -129,6 +129,7 @@ static struct fop *fop_new(fuse_req_t req, enum fop_kind kind, const char *name,
 	op->ctx.gid = fc->gid;
 	op->ctx.pid = (uint32_t)fc->pid;
 	op->ctx.check_access = !op->m->default_permissions;
+	op->ctx.kill_suidgid = op->m->req_kill_suidgid;
 	if (name != NULL) {
 		memcpy(op->names, name, l1);
 		op->name = op->names;
@@ -184,7 +185,6 @@ static void fop_dispatch(struct fop *op)
 {
 	struct fmnt *m = op->m;
 
-	atomic_fetch_add_explicit(&m->requests, 1, memory_order_relaxed);
 	atomic_fetch_add(&m->dispatched, 1);
 	fop_run(op);
 }
@@ -744,8 +744,16 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn)
 	 */
 	conn->want &= ~(unsigned)(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE |
 				  FUSE_CAP_SPLICE_MOVE);
-	/* blobfs does not clear setuid/setgid itself: the kernel sends the mode change. */
+	/*
+	 * Not v1 (drop set-user-ID on every write, whoever writes) but v2,
+	 * which libfuse 3.14 does not know: the kernel says when to drop
+	 * (fuse_proto.c), and stops asking for security.capability before
+	 * each write.
+	 */
 	conn->want &= ~(unsigned)FUSE_CAP_HANDLE_KILLPRIV;
+	if ((m->kernel_init_flags & FUSE_HANDLE_KILLPRIV_V2) != 0) {
+		m->reply_init_flags |= FUSE_HANDLE_KILLPRIV_V2;
+	}
 	/*
 	 * open(O_TRUNC) reaches blobfs as one open that truncates and syncs
 	 * before answering: one request instead of a setattr and an open, and
@@ -1199,7 +1207,9 @@ static void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 		/*
 		 * blobfs keeps only user.* (blobfs.h: -ENOTSUP for the others).
 		 * Answered here because the kernel asks for security.capability
-		 * before every write; the answer is the one blobfs would give.
+		 * before a write to a file with set-user-ID or set-group-ID (before
+		 * every write where FUSE_HANDLE_KILLPRIV_V2 is not offered:
+		 * fuse_proto.c); the answer is the one blobfs would give.
 		 */
 		fuse_reply_err(req, EOPNOTSUPP);
 		return;

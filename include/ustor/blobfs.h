@@ -68,6 +68,16 @@ struct ust_blobfs_ctx {
 	 * Ownership rules of setattr and the sticky bit are always enforced.
 	 */
 	bool check_access;
+	/*
+	 * The caller may not keep set-user-ID and set-group-ID on what it
+	 * changes (Linux: it lacks CAP_FSETID). Its write, truncate or
+	 * open(O_TRUNC) then clears S_ISUID, and S_ISGID when the group may
+	 * execute, as the kernel's own file systems do. FUSE sets it from the
+	 * kernel's FUSE_WRITE_KILL_SUIDGID, FATTR_KILL_SUIDGID and
+	 * FUSE_OPEN_KILL_SUIDGID. Without it a write by another user than the
+	 * owner still clears them, root's writes never do.
+	 */
+	bool kill_suidgid;
 };
 
 struct ust_blobfs_attr {

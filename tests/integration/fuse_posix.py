@@ -15,6 +15,7 @@ import ctypes
 import errno
 import hashlib
 import json
+import mmap
 import os
 import socket
 import stat
@@ -378,6 +379,75 @@ def permissions(m):
     check(st.st_uid == USER and stat.S_IMODE(st.st_mode) == 0o600, "the user's file")
 
 
+def mode_of(p):
+    return stat.S_IMODE(os.stat(p).st_mode)
+
+
+def kill_suid(m, sock):
+    """Set-user-ID and set-group-ID are dropped as Linux drops them, by blobfs
+    (FUSE_HANDLE_KILLPRIV_V2), and a write is one request."""
+    def fresh(name, mode, owner=0, data=b"data"):
+        p = os.path.join(m, name)
+        write_file(p, data)
+        os.chown(p, owner, owner)  # a chown drops the bits: set them after
+        os.chmod(p, mode)
+        check(mode_of(p) == mode, "%s: mode %o" % (name, mode_of(p)))
+        return p
+
+    # root (CAP_FSETID) keeps them through write, truncate and open(O_TRUNC)
+    p = fresh("suid_root", 0o6777)
+    write_file(p, b"root", "ab")
+    os.truncate(p, 2)
+    os.close(os.open(p, os.O_WRONLY | os.O_TRUNC))
+    check(mode_of(p) == 0o6777, "root kept the set-id bits: %o" % mode_of(p))
+
+    def write(p):
+        with open(p, "ab") as f:
+            f.write(b"user")
+
+    def trunc(p):
+        os.truncate(p, 1)
+
+    def otrunc(p):
+        os.close(os.open(p, os.O_WRONLY | os.O_TRUNC))
+
+    # name: (mode, owner, initial data, what the user does, mode after)
+    cases = {
+        "suid_write": (0o6777, 0, b"data", write, 0o0777),
+        # without group execute set-group-ID is not a privilege and stays
+        "suid_write_nogx": (0o6767, 0, b"data", write, 0o2767),
+        "suid_owner_write": (0o6755, USER, b"data", write, 0o0755),
+        "suid_truncate": (0o6777, 0, b"data", trunc, 0o0777),
+        "suid_otrunc": (0o6777, 0, b"data", otrunc, 0o0777),
+        "suid_otrunc_empty": (0o6777, 0, b"", otrunc, 0o0777),
+    }
+    paths = {n: fresh(n, c[0], c[1], c[2]) for n, c in cases.items()}
+
+    def child():
+        for n, c in cases.items():
+            c[3](paths[n])
+
+    check(as_user(child) == 0, "the user's changes to set-id files")
+    for n, c in cases.items():
+        check(mode_of(paths[n]) == c[4], "%s: mode %o, expected %o" % (n, mode_of(paths[n]), c[4]))
+    check(os.path.getsize(paths["suid_write"]) == 8, "the user's write landed")
+
+    # one request per write: before FUSE_HANDLE_KILLPRIV_V2 the kernel asked
+    # for security.capability (GETXATTR) before each one
+    p = os.path.join(m, "direct_writes")
+    buf = mmap.mmap(-1, 4096)
+    buf.write(b"z" * 4096)
+    fd = os.open(p, os.O_RDWR | os.O_CREAT | os.O_DIRECT, 0o644)
+    os.pwrite(fd, buf, 0)
+    before = rpc(sock, "blobfs_get_mounts")[0]["stats"]["requests"]
+    for i in range(100):
+        os.pwrite(fd, buf, 4096 * i)
+    after = rpc(sock, "blobfs_get_mounts")[0]["stats"]["requests"]
+    os.close(fd)
+    check(after - before <= 110, "100 writes took %d requests" % (after - before))
+    return cases
+
+
 def big_file(m):
     p = os.path.join(m, "big")
     h = hashlib.sha256()
@@ -465,6 +535,9 @@ def main():
         print("-- " + s.__name__)
         sys.stdout.flush()
         s(mnt)
+    print("-- kill_suid")
+    sys.stdout.flush()
+    suid_cases = kill_suid(mnt, sock)
     print("-- big_file")
     big_sha = big_file(mnt)
     with open("/proc/sys/vm/drop_caches", "w") as f:
@@ -486,6 +559,9 @@ def main():
     m.umount()
     m = fl.Mount(img, mnt, options=opts)
     verify_persisted(mnt, big_sha, deep_leaf)
+    for n, c in suid_cases.items():
+        p = os.path.join(mnt, n)
+        check(mode_of(p) == c[4], "%s after remount: mode %o" % (n, mode_of(p)))
     m.umount()
     os.unlink(img)
     os.rmdir(mnt)

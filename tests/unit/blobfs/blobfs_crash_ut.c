@@ -119,6 +119,33 @@ static void test_orphan_after_crash(void **state)
 }
 
 /*
+ * A write that drops set-user-ID (ust_blobfs_ctx.kill_suidgid) makes the
+ * new mode durable before it answers, as a chmod is: a crash with the file
+ * still open (no release, no fsync) cannot bring the bit back.
+ */
+static void test_kill_suidgid_durable(void **state)
+{
+	struct ust_blobfs_ctx user = {.uid = 1000, .gid = 1000, .kill_suidgid = true};
+	struct ust_blobfs_attr a = {.mode = 06755};
+	struct ust_blobfs *old;
+	struct ust_blobfs_file *fh;
+	uint64_t f;
+
+	(void)state;
+	assert_int_equal(bft_create(BFT_ROOT, "setid", &fh, &f), 0);
+	assert_int_equal(bft_setattr_ctx(&bft_ctx, f, &a, UST_BLOBFS_SET_MODE), 0);
+	assert_int_equal(bft_pwrite_ctx(&user, fh, "x", 1, 0), 1);
+	snapshot_to_m1();
+	old = bft_fs;
+	assert_int_equal(bft_mount("M1"), 0);
+	assert_int_equal(bft_getattr(f, &a), 0);
+	assert_int_equal(a.mode, S_IFREG | 0755);
+	assert_int_equal(bft_unmount(), 0);
+	bft_fs = old;
+	assert_int_equal(bft_release(fh), 0);
+}
+
+/*
  * open(O_TRUNC) is durable when the open returns: a crash with the file
  * still open shows it empty (not the old size over released clusters), and
  * the released clusters are free. O_RDONLY | O_TRUNC truncates too (as Linux).
@@ -609,6 +636,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_orphan_after_crash, bft_make_fs, bft_drop_fs),
 		cmocka_unit_test_setup_teardown(test_open_trunc_durable, bft_make_fs, bft_drop_fs),
+		cmocka_unit_test_setup_teardown(test_kill_suidgid_durable, bft_make_fs, bft_drop_fs),
 		cmocka_unit_test_setup_teardown(test_crash_consistency, bft_make_fs, bft_drop_fs),
 		cmocka_unit_test_setup_teardown(test_crash_batch, bft_make_fs, bft_drop_fs),
 	};

@@ -233,11 +233,89 @@ static void test_attrs_and_times(void **state)
 	assert_int_equal(bft_release(ffh), 0);
 }
 
+/* Set mode on f as root and check it took. */
+static void set_mode(uint64_t f, uint32_t mode)
+{
+	struct ust_blobfs_attr a = {.mode = mode};
+
+	assert_int_equal(bft_setattr_ctx(&bft_ctx, f, &a, UST_BLOBFS_SET_MODE), 0);
+	assert_int_equal(a.mode, S_IFREG | mode);
+}
+
+static uint32_t mode_of(uint64_t f)
+{
+	struct ust_blobfs_attr a;
+
+	assert_int_equal(bft_getattr(f, &a), 0);
+	return a.mode & 07777;
+}
+
+/*
+ * kill_suidgid (a caller without CAP_FSETID, FUSE's KILL_SUIDGID): its
+ * write, truncate and open(O_TRUNC) drop set-user-ID, and set-group-ID
+ * only with group execute; root's own changes keep them (durability:
+ * blobfs_crash_ut test_kill_suidgid_durable).
+ */
+static void test_kill_suidgid(void **state)
+{
+	struct ust_blobfs_ctx owner = {.uid = 1000, .gid = 1000, .kill_suidgid = true};
+	struct ust_blobfs_ctx root_kill = {.uid = 0, .gid = 0, .kill_suidgid = true};
+	struct ust_blobfs_attr a;
+	struct ust_blobfs_file *fh;
+	uint64_t f;
+
+	(void)state;
+	assert_int_equal(bft_create_ctx(&owner, BFT_ROOT, "f", O_CREAT | O_RDWR, &fh, &f), 0);
+	/* root without the flag keeps them; the owner's write without it too (blobfs's own rule) */
+	set_mode(f, 06755);
+	assert_int_equal(bft_pwrite(fh, "r", 1, 0), 1);
+	owner.kill_suidgid = false;
+	assert_int_equal(bft_pwrite_ctx(&owner, fh, "o", 1, 1), 1);
+	assert_int_equal(mode_of(f), 06755);
+	/* the flag: a write drops both with group execute */
+	owner.kill_suidgid = true;
+	assert_int_equal(bft_pwrite_ctx(&owner, fh, "k", 1, 2), 1);
+	assert_int_equal(mode_of(f), 0755);
+	/* without group execute set-group-ID stays, whoever asks (root with the flag too) */
+	set_mode(f, 06745);
+	assert_int_equal(bft_pwrite_ctx(&root_kill, fh, "k", 1, 3), 1);
+	assert_int_equal(mode_of(f), 02745);
+	/* truncate: only with the flag */
+	set_mode(f, 06755);
+	a.size = 2;
+	assert_int_equal(bft_setattr_ctx(&bft_ctx, f, &a, UST_BLOBFS_SET_SIZE), 0);
+	assert_int_equal(mode_of(f), 06755);
+	a.size = 1;
+	assert_int_equal(bft_setattr_ctx(&owner, f, &a, UST_BLOBFS_SET_SIZE), 0);
+	assert_int_equal(mode_of(f), 0755);
+	assert_int_equal(bft_release(fh), 0);
+	/* open(O_TRUNC), of a file with data and of an empty one */
+	for (int empty = 0; empty < 2; empty++) {
+		set_mode(f, 06755);
+		ust_blobfs_open(bft_fs, &bft_ctx, f, O_WRONLY | O_TRUNC, bft_open_cb, bft_begin());
+		bft_finish();
+		assert_int_equal(bft_r.rc, 0);
+		assert_int_equal(bft_release(bft_r.fh), 0);
+		assert_int_equal(mode_of(f), 06755);
+		if (!empty) {
+			assert_int_equal(bft_open(f, O_RDWR, &fh), 0);
+			assert_int_equal(bft_pwrite(fh, "data", 4, 0), 4);
+			assert_int_equal(bft_release(fh), 0);
+		}
+		ust_blobfs_open(bft_fs, &owner, f, O_WRONLY | O_TRUNC, bft_open_cb, bft_begin());
+		bft_finish();
+		assert_int_equal(bft_r.rc, 0);
+		assert_int_equal(bft_release(bft_r.fh), 0);
+		assert_int_equal(mode_of(f), 0755);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_io, bft_make_fs, bft_drop_fs),
 		cmocka_unit_test_setup_teardown(test_attrs_and_times, bft_make_fs, bft_drop_fs),
+		cmocka_unit_test_setup_teardown(test_kill_suidgid, bft_make_fs, bft_drop_fs),
 	};
 
 	return cmocka_run_group_tests(tests, bft_group_setup, bft_group_teardown);

@@ -406,7 +406,8 @@ static void io_step(struct bfs_req *req)
 					io_finish(req, -EACCES);
 					return;
 				}
-				killed = (req->oflags & O_TRUNC) && req->ctx.kill_suidgid && kill_suidgid(ip);
+				killed = (req->oflags & O_TRUNC) && S_ISREG(ip->mode) && req->ctx.kill_suidgid &&
+					 kill_suidgid(ip);
 				if (killed) {
 					bfs_now(&ip->ctime);
 				}

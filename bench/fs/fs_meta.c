@@ -2,7 +2,7 @@
  * bench/fs metadata rates: create, stat and unlink of N empty files in one
  * directory, timed phase by phase with the monotonic clock.
  *
- *   build/bench/fs DIR [N]        (N default 100000)
+ *   build/bench/fs [--step] DIR [N]   (N default 100000)
  *
  * Plain POSIX calls on whatever file system DIR is on (bench/fs/run.sh runs
  * it on the ustor FUSE mount and on ext4), so the figures compare file
@@ -18,9 +18,13 @@
  * DIR must exist and is left empty. Prints one line per phase,
  * "PHASE N SECONDS OPS_PER_SECOND", and exits 0; any failed call is
  * reported with its errno and exits 1 after removing what it created.
+ * --step: between phases, wait for a line on stdin before going on, so
+ * that a driver can read the file system's counters phase by phase
+ * (run.sh: the FUSE requests each phase cost).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +37,7 @@
 enum phase { PHASE_CREATE, PHASE_MISS, PHASE_STAT, PHASE_UNLINK };
 
 static const char *const g_phase_name[] = {"create", "miss", "stat", "unlink"};
+static bool g_step; /* --step: wait for a line on stdin between phases */
 
 static double now_s(void)
 {
@@ -95,13 +100,28 @@ static unsigned long run_phase(enum phase p, const char *dir, unsigned long n, c
 	return n;
 }
 
+/* Between two phases: with --step, wait for the driver's line; false if it went away. */
+static bool step(void)
+{
+	if (g_step && getchar() == EOF) {
+		fprintf(stderr, "fs: --step: stdin closed between phases\n");
+		return false;
+	}
+	return true;
+}
+
 int main(int argc, char **argv)
 {
 	unsigned long n = 100000, done, i;
 	char *path, *end;
 
+	if (argc > 1 && strcmp(argv[1], "--step") == 0) {
+		g_step = true;
+		argv++;
+		argc--;
+	}
 	if (argc < 2 || argc > 3) {
-		fprintf(stderr, "usage: %s DIR [N]\n", argv[0]);
+		fprintf(stderr, "usage: %s [--step] DIR [N]\n", argv[0]);
 		return 2;
 	}
 	if (argc == 3) {
@@ -118,8 +138,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	done = run_phase(PHASE_CREATE, argv[1], n, path);
-	if (done == n && run_phase(PHASE_MISS, argv[1], n, path) == n &&
-	    run_phase(PHASE_STAT, argv[1], n, path) == n &&
+	if (done == n && step() && run_phase(PHASE_MISS, argv[1], n, path) == n && step() &&
+	    run_phase(PHASE_STAT, argv[1], n, path) == n && step() &&
 	    run_phase(PHASE_UNLINK, argv[1], n, path) == n) {
 		free(path);
 		return 0;

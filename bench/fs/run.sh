@@ -78,7 +78,7 @@ mkdir "$work/ustor" "$work/ext4" "$work/res"
 start_ustor() {
 	# shellcheck disable=SC2086
 	"$MOUNT_BIN" -f --no-huge --format --size "$img_bytes" --image "$work/ustor.img" \
-		$MOUNT_ARGS "$work/ustor" >"$work/ustor-mount.log" 2>&1 &
+		-r "$work/rpc.sock" $MOUNT_ARGS "$work/ustor" >"$work/ustor-mount.log" 2>&1 &
 	mount_pid=$!
 	for _ in $(seq 600); do
 		mountpoint -q "$work/ustor" && return 0
@@ -127,12 +127,23 @@ profile_off() {
 	perf_pid=
 }
 
-# run_fio FS DIR: every job in turn on one data file, results in res/FS.JOB.json.
+# requests FS: the FUSE requests the ustor mount has taken so far (every
+# kind, also those answered without blobfs); nothing for ext4.
+requests() {
+	[ "$1" = ustor ] || return 0
+	python3 scripts/rpc.py -s "$work/rpc.sock" blobfs_get_mounts |
+		python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["stats"]["requests"])' ||
+		die "cannot read the mount's request count"
+}
+
+# run_fio FS DIR: every job in turn on one data file, results in
+# res/FS.JOB.json and, for ustor, the requests it took in res/FS.JOB.req.
 run_fio() {
-	local fs=$1 dir=$2 job name args
+	local fs=$1 dir=$2 job name args r0
 	for job in "${JOBS[@]}"; do
 		name=${job%%:*}
 		args=${job#*:}
+		r0=$(requests "$fs")
 		profile_on "$name" "$fs"
 		# shellcheck disable=SC2086
 		fio --name="$name" --filename="$dir/fio.dat" --size="$SIZE" --ioengine="$IOENGINE" \
@@ -140,6 +151,7 @@ run_fio() {
 			--output-format=json --output="$work/res/$fs.$name.json" $args >/dev/null ||
 			{ profile_off; die "fio $name on $fs failed"; }
 		profile_off
+		[ "$fs" = ustor ] && echo $(($(requests "$fs") - r0)) >"$work/res/$fs.$name.req"
 		python3 - "$work/res/$fs.$name.json" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))["jobs"][0]
@@ -150,12 +162,31 @@ PY
 	rm -f "$dir/fio.dat"
 }
 
-# run_meta FS DIR: create, miss, stat, unlink of N files in a fresh directory.
+# run_meta FS DIR: create, miss, stat, unlink of N files in a fresh
+# directory. For ustor the phases go one at a time (fs --step), and each
+# line of res/FS.meta.txt gets the requests that phase took.
 run_meta() {
-	local fs=$1 dir=$2/meta
+	local fs=$1 dir=$2/meta r0 line from to pid
 	mkdir "$dir" || die "mkdir $dir failed"
 	profile_on meta "$fs"
-	"$META_BIN" "$dir" "$N" >"$work/res/$fs.meta.txt" || { profile_off; die "metadata phases on $fs failed"; }
+	if [ "$fs" = ustor ]; then
+		r0=$(requests "$fs")
+		coproc META { "$META_BIN" --step "$dir" "$N"; }
+		# bash drops META once the program exits: keep the ends and the pid
+		pid=$META_PID
+		exec {from}<&"${META[0]}" {to}>&"${META[1]}"
+		while IFS= read -r line <&"$from"; do
+			echo "$line $(($(requests "$fs") - r0))"
+			r0=$(requests "$fs")
+			# it waits between phases, not after the last
+			[ "${line%% *}" = unlink ] || echo >&"$to"
+		done >"$work/res/$fs.meta.txt"
+		exec {from}<&- {to}>&-
+		wait "$pid" || { profile_off; die "metadata phases on $fs failed"; }
+	else
+		"$META_BIN" "$dir" "$N" >"$work/res/$fs.meta.txt" ||
+			{ profile_off; die "metadata phases on $fs failed"; }
+	fi
 	profile_off
 	sed 's/^/    /' "$work/res/$fs.meta.txt"
 	rmdir "$dir"
@@ -181,30 +212,42 @@ GOALS = {"seqwrite": 0.8, "seqread": 0.8, "create": 0.5, "stat": 0.5, "unlink": 
 
 def fio(fs, job):
     j = json.load(open(os.path.join(res, "%s.%s.json" % (fs, job))))["jobs"][0]
+    ios = j["read"]["total_ios"] + j["write"]["total_ios"]
     if job.startswith("seq"):
-        return (j["read"]["bw_bytes"] + j["write"]["bw_bytes"]) / 2**20, "MiB/s"
-    return j["read"]["iops"] + j["write"]["iops"], "IOPS"
+        return (j["read"]["bw_bytes"] + j["write"]["bw_bytes"]) / 2**20, "MiB/s", ios
+    return j["read"]["iops"] + j["write"]["iops"], "IOPS", ios
+
+def fio_requests(job, ios):
+    with open(os.path.join(res, "ustor.%s.req" % job)) as f:
+        return int(f.read()) / ios if ios > 0 else 0.0
 
 def meta(fs):
     out = {}
     for line in open(os.path.join(res, "%s.meta.txt" % fs)):
-        phase, _n, _secs, rate = line.split()
-        out[phase] = float(rate)
+        phase, n, _secs, rate = line.split()[:4]
+        req = line.split()[4:]
+        out[phase] = (float(rate), int(req[0]) / int(n) if req else None)
     return out
 
-rows = [(job,) + fio("ustor", job)[:1] + fio("ext4", job) for job in jobs]
+rows = []
+for job in jobs:
+    u, unit, ios = fio("ustor", job)
+    rows.append((job, u, fio("ext4", job)[0], unit, fio_requests(job, ios)))
 mu, me = meta("ustor"), meta("ext4")
-rows += [(p, mu[p], me[p], "ops/s") for p in ("create", "miss", "stat", "unlink")]
-print("\n%-16s %12s %12s %-6s %7s  %s" % ("job", "ustor", "ext4", "unit", "ratio", "goal"))
-for name, u, e, unit in rows:
+rows += [(p, mu[p][0], me[p][0], "ops/s", mu[p][1]) for p in ("create", "miss", "stat", "unlink")]
+# req/op: FUSE requests ustor-mount took per I/O or per call (a fio job's
+# count includes laying out its file); each synchronous one is a round trip.
+print("\n%-16s %12s %12s %-6s %7s %7s  %s" % ("job", "ustor", "ext4", "unit", "ratio", "req/op",
+                                            "goal"))
+for name, u, e, unit, req in rows:
     ratio = u / e if e > 0 else 0.0
     goal = GOALS.get(name)
     verdict = "-" if goal is None else ">=%.2f %s" % (goal, "met" if ratio >= goal else "MISSED")
-    print("%-16s %12.0f %12.0f %-6s %7.2f  %s" % (name, u, e, unit, ratio, verdict))
+    print("%-16s %12.0f %12.0f %-6s %7.2f %7.2f  %s" % (name, u, e, unit, ratio, req, verdict))
 # A create is two round trips (LOOKUP, CREATE), each at least a miss's cost.
 print("\nustor: one FUSE round trip (miss) %.1f us; create %.1f us = %.1f round trips;"
-      " ext4 create %.1f us" % (1e6 / mu["miss"], 1e6 / mu["create"], mu["miss"] / mu["create"],
-                                1e6 / me["create"]))
+      " ext4 create %.1f us" % (1e6 / mu["miss"][0], 1e6 / mu["create"][0],
+                                mu["miss"][0] / mu["create"][0], 1e6 / me["create"][0]))
 EOF
 
 if [ "$PROFILE" = 1 ]; then

@@ -183,6 +183,7 @@ struct fmnt {
 	atomic_bool init_done; /* the kernel's INIT was answered */
 	atomic_uint_fast64_t dispatched; /* requests handed to blobfs */
 	atomic_uint_fast64_t requests;
+	atomic_uint_fast64_t requests_by_op[UST_FUSE_OPCODES];
 	atomic_uint_fast64_t errors;
 	atomic_uint_fast64_t bytes_read;
 	atomic_uint_fast64_t bytes_read_lent;

@@ -650,6 +650,9 @@ void ust_fuse_mount_get_stats(const struct ust_fuse_mount *mnt, struct ust_fuse_
 
 	memset(st, 0, sizeof(*st));
 	st->requests = requests;
+	for (uint32_t op = 0; op < UST_FUSE_OPCODES; op++) {
+		st->requests_by_op[op] = atomic_load(&m->requests_by_op[op]);
+	}
 	/* completed is the mount thread's; a racy read is good enough for a snapshot */
 	st->in_flight = dispatched >= m->completed ? dispatched - m->completed : 0;
 	st->errors = atomic_load(&m->errors);

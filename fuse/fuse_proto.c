@@ -33,6 +33,34 @@
 
 #include "fuse_internal.h"
 
+/* linux/fuse.h's enum fuse_opcode, by value */
+static const char *const g_opcode_name[UST_FUSE_OPCODES] = {
+	[FUSE_LOOKUP] = "LOOKUP", [FUSE_FORGET] = "FORGET", [FUSE_GETATTR] = "GETATTR",
+	[FUSE_SETATTR] = "SETATTR", [FUSE_READLINK] = "READLINK", [FUSE_SYMLINK] = "SYMLINK",
+	[FUSE_MKNOD] = "MKNOD", [FUSE_MKDIR] = "MKDIR", [FUSE_UNLINK] = "UNLINK",
+	[FUSE_RMDIR] = "RMDIR", [FUSE_RENAME] = "RENAME", [FUSE_LINK] = "LINK",
+	[FUSE_OPEN] = "OPEN", [FUSE_READ] = "READ", [FUSE_WRITE] = "WRITE",
+	[FUSE_STATFS] = "STATFS", [FUSE_RELEASE] = "RELEASE", [FUSE_FSYNC] = "FSYNC",
+	[FUSE_SETXATTR] = "SETXATTR", [FUSE_GETXATTR] = "GETXATTR",
+	[FUSE_LISTXATTR] = "LISTXATTR", [FUSE_REMOVEXATTR] = "REMOVEXATTR",
+	[FUSE_FLUSH] = "FLUSH", [FUSE_INIT] = "INIT", [FUSE_OPENDIR] = "OPENDIR",
+	[FUSE_READDIR] = "READDIR", [FUSE_RELEASEDIR] = "RELEASEDIR",
+	[FUSE_FSYNCDIR] = "FSYNCDIR", [FUSE_GETLK] = "GETLK", [FUSE_SETLK] = "SETLK",
+	[FUSE_SETLKW] = "SETLKW", [FUSE_ACCESS] = "ACCESS", [FUSE_CREATE] = "CREATE",
+	[FUSE_INTERRUPT] = "INTERRUPT", [FUSE_BMAP] = "BMAP", [FUSE_DESTROY] = "DESTROY",
+	[FUSE_IOCTL] = "IOCTL", [FUSE_POLL] = "POLL", [FUSE_NOTIFY_REPLY] = "NOTIFY_REPLY",
+	[FUSE_BATCH_FORGET] = "BATCH_FORGET", [FUSE_FALLOCATE] = "FALLOCATE",
+	[FUSE_READDIRPLUS] = "READDIRPLUS", [FUSE_RENAME2] = "RENAME2", [FUSE_LSEEK] = "LSEEK",
+	[FUSE_COPY_FILE_RANGE] = "COPY_FILE_RANGE", [FUSE_SETUPMAPPING] = "SETUPMAPPING",
+	[FUSE_REMOVEMAPPING] = "REMOVEMAPPING", [FUSE_SYNCFS] = "SYNCFS",
+	[FUSE_TMPFILE] = "TMPFILE",
+};
+
+const char *ust_fuse_opcode_name(uint32_t opcode)
+{
+	return opcode < UST_FUSE_OPCODES ? g_opcode_name[opcode] : NULL;
+}
+
 /* The fixed argument after the header, or NULL if the request is too short to hold it. */
 static const void *req_arg(const void *req, size_t len, size_t arg_size)
 {
@@ -63,9 +91,12 @@ void fmnt_note_request(struct fmnt *m, const void *req, size_t len)
 	atomic_fetch_add_explicit(&m->requests, 1, memory_order_relaxed);
 	m->req_kill_suidgid = false;
 	if (len < sizeof(h)) {
+		atomic_fetch_add_explicit(&m->requests_by_op[0], 1, memory_order_relaxed);
 		return;
 	}
 	memcpy(&h, req, sizeof(h));
+	atomic_fetch_add_explicit(&m->requests_by_op[h.opcode < UST_FUSE_OPCODES ? h.opcode : 0], 1,
+				  memory_order_relaxed);
 	switch (h.opcode) {
 	case FUSE_INIT:
 		m->kernel_init_flags = req_u32(req, len, offsetof(struct fuse_init_in, flags) + 4,

@@ -331,12 +331,34 @@ UST_RPC_REGISTER("blobfs_umount", rpc_blobfs_umount, UST_RPC_RUNTIME)
 
 /* ---- blobfs_get_mounts -------------------------------------------------------- */
 
+/* {"LOOKUP": n, ...}: the kinds seen; unnamed opcodes as "op<N>", anything unknown as "other" */
+static json_t *requests_by_op_json(const struct ust_fuse_mount_stats *st)
+{
+	json_t *o = json_object();
+	char name[16];
+
+	for (uint32_t op = 0; o != NULL && op < UST_FUSE_OPCODES; op++) {
+		const char *n = op == 0 ? "other" : ust_fuse_opcode_name(op);
+
+		if (st->requests_by_op[op] == 0) {
+			continue;
+		}
+		if (n == NULL) {
+			snprintf(name, sizeof(name), "op%u", op);
+			n = name;
+		}
+		json_object_set_new(o, n, json_integer((json_int_t)st->requests_by_op[op]));
+	}
+	return o;
+}
+
 static json_t *mount_json(struct ust_fuse_mount *m)
 {
 	struct ust_fuse_mount_stats st;
+	json_t *o;
 
 	ust_fuse_mount_get_stats(m, &st);
-	return json_pack("{s:s, s:s, s:s, s:b, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
+	o = json_pack("{s:s, s:s, s:s, s:b, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
 			 "bdev_name", ust_fuse_mount_get_bdev_name(m), "mountpoint",
 			 ust_fuse_mount_get_mountpoint(m), "options",
 			 ust_fuse_mount_get_options(m), "live", ust_fuse_mount_is_live(m),
@@ -346,6 +368,10 @@ static json_t *mount_json(struct ust_fuse_mount *m)
 			 "bytes_written", (json_int_t)st.bytes_written,
 			 "max_read", (json_int_t)st.max_read, "max_write",
 			 (json_int_t)st.max_write, "open_handles", (json_int_t)st.open_handles);
+	if (o != NULL) {
+		json_object_set_new(json_object_get(o, "stats"), "requests_by_op", requests_by_op_json(&st));
+	}
+	return o;
 }
 
 static void rpc_blobfs_get_mounts(struct ust_rpc_request *req, const json_t *params)

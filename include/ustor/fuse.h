@@ -108,8 +108,13 @@ uint32_t ust_fuse_mount_get_max_inodes(const struct ust_fuse_mount *m); /* as gi
 /* True while the mount serves requests (not starting, not ending). */
 bool ust_fuse_mount_is_live(const struct ust_fuse_mount *m);
 
+/* Request kinds counted apart: FUSE opcodes below this (linux/fuse.h). */
+#define UST_FUSE_OPCODES 64
+
 struct ust_fuse_mount_stats {
 	uint64_t requests;      /* requests taken from the kernel */
+	/* of requests, by FUSE opcode (ust_fuse_opcode_name); higher ones are in [0] */
+	uint64_t requests_by_op[UST_FUSE_OPCODES];
 	uint64_t in_flight;     /* requests not answered yet */
 	uint64_t errors;        /* requests answered with an error */
 	uint64_t bytes_read;
@@ -121,6 +126,8 @@ struct ust_fuse_mount_stats {
 };
 /* Read racily: a snapshot for monitoring. */
 void ust_fuse_mount_get_stats(const struct ust_fuse_mount *m, struct ust_fuse_mount_stats *st);
+/* The protocol's name of a FUSE opcode ("LOOKUP", "WRITE"); NULL if it has none. */
+const char *ust_fuse_opcode_name(uint32_t opcode);
 
 #ifdef __cplusplus
 }

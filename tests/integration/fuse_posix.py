@@ -439,12 +439,16 @@ def kill_suid(m, sock):
     buf.write(b"z" * 4096)
     fd = os.open(p, os.O_RDWR | os.O_CREAT | os.O_DIRECT, 0o644)
     os.pwrite(fd, buf, 0)
-    before = rpc(sock, "blobfs_get_mounts")[0]["stats"]["requests"]
+    before = rpc(sock, "blobfs_get_mounts")[0]["stats"]
     for i in range(100):
         os.pwrite(fd, buf, 4096 * i)
-    after = rpc(sock, "blobfs_get_mounts")[0]["stats"]["requests"]
+    after = rpc(sock, "blobfs_get_mounts")[0]["stats"]
     os.close(fd)
-    check(after - before <= 110, "100 writes took %d requests" % (after - before))
+    n = after["requests"] - before["requests"]
+    check(n <= 110, "100 writes took %d requests" % n)
+    by_op = {k: v - before["requests_by_op"].get(k, 0) for k, v in after["requests_by_op"].items()}
+    check(by_op.get("WRITE") == 100 and by_op.get("GETXATTR", 0) == 0,
+          "requests by kind during 100 writes: %r" % by_op)
     return cases
 
 

@@ -670,16 +670,21 @@ static void mount_step(struct bfs_mount *m)
 			uint64_t ino = m->orphans[m->orphan_i++];
 			struct bfs_inode *ip = bfs_icache_find(fs, ino);
 
+			/*
+			 * The state first: a blob open already (a damaged list may
+			 * name the super blob itself) loads at once, and its
+			 * callback re-enters mount_step before bfs_iget returns.
+			 */
+			m->state = M_ORPHAN_DONE;
+			m->r->rc = 0;
 			if (ip == NULL) {
 				if (bfs_iget(fs, ino, &m->r->ip, m_req_cb, m->r) == 0) {
-					m->state = M_ORPHAN_DONE;
 					return;
 				}
 				ip = m->r->ip;
 			}
 			m->r->ip = ip;
 			m->rc = m->r->rc;
-			m->state = M_ORPHAN_DONE;
 			mount_step(m);
 			return;
 		}

@@ -600,9 +600,15 @@ static void mount_step(struct bfs_mount *m)
 		m->rc = m->r->rc;
 		/* fallthrough */
 	case M_ROOT_LOADED:
-		if (m->rc != 0 || fs->root == NULL || !S_ISDIR(fs->root->mode)) {
-			UST_ERRLOG("blobfs: root directory unreadable: %d\n", m->rc);
-			m->rc = m->rc != 0 ? m->rc : -EIO;
+		/*
+		 * The super blob's root_ino must name a directory without refs
+		 * (docs/blobfs-format.md 3, 4): anything else, a missing blob or
+		 * one that is no blobfs inode included, is damage (9).
+		 */
+		if (m->rc != 0 || fs->root == NULL || !S_ISDIR(fs->root->mode) || fs->root->nrefs != 0) {
+			UST_ERRLOG("blobfs: root directory 0x%" PRIx64 " unreadable or no root: %d\n",
+				   m->root_id, m->rc);
+			m->rc = m->rc == -ENOMEM ? m->rc : -EIO;
 			m->state = M_FAIL_CLOSE;
 			mount_step(m);
 			return;

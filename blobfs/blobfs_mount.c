@@ -315,6 +315,84 @@ static void m_closed(void *arg)
 	mount_step(m);
 }
 
+static bool dt_valid(uint8_t t)
+{
+	return t == DT_REG || t == DT_DIR || t == DT_LNK || t == DT_FIFO || t == DT_SOCK ||
+	       t == DT_CHR || t == DT_BLK;
+}
+
+static bool intent_name_valid(const char *p, uint16_t len)
+{
+	return len >= 1 && len <= UST_BLOBFS_NAME_MAX && memchr(p, '/', len) == NULL &&
+	       memchr(p, '\0', len) == NULL && !(len == 1 && p[0] == '.') &&
+	       !(len == 2 && p[0] == '.' && p[1] == '.');
+}
+
+/* Do the ranges of two pre-image records of one directory overlap (4.2)? */
+static bool records_overlap(const struct bfs_disk_intent_block *a, const struct bfs_disk_intent_block *b)
+{
+	unsigned d = a->depth < b->depth ? a->depth : b->depth; /* both <= 24 unless EMPTY */
+
+	if (a->dir != b->dir) {
+		return false;
+	}
+	if ((a->flags & BFS_IBLK_EMPTY) || (b->flags & BFS_IBLK_EMPTY)) {
+		return true;
+	}
+	return (a->index & ((1u << d) - 1u)) == (b->index & ((1u << d) - 1u));
+}
+
+/*
+ * An intent that passed the record layout check describes a change this
+ * writer could have made (docs/blobfs-format.md 5, 5.3): a known op, a seq
+ * of the last batch, valid names, the inodes and directories it needs and
+ * none that no change can name (the root as an entry, the super blob),
+ * and one pre-image record per directory bucket it touches, in range and
+ * disjoint. Anything else is damage (9): replaying it would make changes
+ * no operation makes (give the root a parent, a directory a second name).
+ */
+static bool intent_valid(const struct bfs_mount *m, const struct bfs_disk_intent *in, const char *names,
+			 const uint8_t *recs)
+{
+	bool two = in->op == BFS_OP_RENAME || in->op == BFS_OP_EXCHANGE;
+	struct bfs_disk_intent_block r[BFS_INTENT_MAX_BLOCKS];
+	size_t off = 0;
+	int k;
+
+	if (in->op < BFS_OP_CREATE || in->op > BFS_OP_EXCHANGE || in->seq >= m->fs->next_seq ||
+	    in->seq + BFS_BATCH_MAX < m->fs->next_seq || in->seq == 0) {
+		return false;
+	}
+	if (!intent_name_valid(names, in->name1_len) ||
+	    (two ? !intent_name_valid(names + in->name1_len, in->name2_len) : in->name2_len != 0)) {
+		return false;
+	}
+	if (in->dir1 == 0 || (two && in->dir2 == 0) || (in->op == BFS_OP_CREATE) != (in->ino1 == 0) ||
+	    (in->op == BFS_OP_EXCHANGE && in->ino2 == 0) || !dt_valid(in->type1) ||
+	    (in->ino2 != 0 && !dt_valid(in->type2)) || (in->op == BFS_OP_LINK && in->type1 == DT_DIR)) {
+		return false;
+	}
+	if (in->ino1 == m->root_id || in->ino2 == m->root_id || in->ino1 == m->super_id ||
+	    in->ino2 == m->super_id || in->dir1 == m->super_id || in->dir2 == m->super_id ||
+	    (in->ino1 != 0 && (in->ino1 == in->dir1 || in->ino1 == in->dir2)) ||
+	    (in->ino2 != 0 && (in->ino2 == in->dir1 || in->ino2 == in->dir2))) {
+		return false;
+	}
+	if (in->nblocks < 1 || (!two && in->nblocks != 1)) {
+		return false;
+	}
+	for (k = 0; k < in->nblocks; k++) {
+		memcpy(&r[k], recs + off, sizeof(r[k]));
+		off += sizeof(r[k]) + ((r[k].flags & BFS_IBLK_EMPTY) ? 0 : BFS_DBLOCK_SIZE);
+		if ((r[k].dir != in->dir1 && (!two || r[k].dir != in->dir2)) ||
+		    (!(r[k].flags & BFS_IBLK_EMPTY) &&
+		     (r[k].depth > BFS_DIR_MAX_DEPTH || r[k].index >= (1u << r[k].depth)))) {
+			return false;
+		}
+	}
+	return in->nblocks < 2 || !records_overlap(&r[0], &r[1]);
+}
+
 /*
  * Read intent k of the super blob into m (has_intent false when absent).
  * 0, or -EIO when it is malformed, -ENOMEM.
@@ -339,7 +417,8 @@ static int mount_read_intent(struct bfs_mount *m, int k)
 	if (len < sizeof(*in) || in->magic != BFS_INTENT_MAGIC || len < head ||
 	    in->name1_len > UST_BLOBFS_NAME_MAX || in->name2_len > UST_BLOBFS_NAME_MAX ||
 	    in->nblocks > BFS_INTENT_MAX_BLOCKS ||
-	    bfs_intent_records_check((const uint8_t *)v + head, len - head, in->nblocks) != 0) {
+	    bfs_intent_records_check((const uint8_t *)v + head, len - head, in->nblocks) != 0 ||
+	    !intent_valid(m, in, (const char *)v + sizeof(*in), (const uint8_t *)v + head)) {
 		UST_ERRLOG("blobfs: malformed intent record (%s)\n", name);
 		return -EIO;
 	}

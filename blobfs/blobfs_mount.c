@@ -75,6 +75,7 @@ struct bfs_mount {
 	bool has_intent;
 	int intent_k; /* the batch's next intent to replay */
 	size_t orphan_i;
+	bool in_call, call_done; /* orphan_call: m_req_cb ran inside the call */
 	uint64_t *orphans;
 	size_t norphans;
 	struct bfs_req *r; /* the internal request that iget and replay use */
@@ -147,7 +148,59 @@ static void m_req_cb(struct bfs_req *r)
 	struct bfs_mount *m = r->buf;
 
 	m->rc = r->rc;
+	if (m->in_call) {
+		m->call_done = true; /* completed inside the call: its caller goes on */
+		return;
+	}
 	mount_step(m);
+}
+
+/*
+ * Load (load: true) or reclaim the orphan m->orphans[m->orphan_i] through
+ * m->r. true: it completed already (m->r->rc, m->r->ip set); false: it runs
+ * on and m_req_cb resumes mount_step.
+ */
+static bool orphan_call(struct bfs_mount *m, bool load)
+{
+	struct ust_blobfs *fs = m->fs;
+
+	m->in_call = true;
+	m->call_done = false;
+	if (load) {
+		if (bfs_iget(fs, m->orphans[m->orphan_i], &m->r->ip, m_req_cb, m->r) != 0) {
+			m->call_done = true;
+		}
+	} else {
+		bfs_reclaim_inode(fs, m->r->ip, m_req_cb, m->r);
+	}
+	m->in_call = false;
+	if (!m->call_done) {
+		if (load) {
+			m->orphan_i++; /* m_req_cb finds the next one's index */
+		}
+		return false;
+	}
+	return true;
+}
+
+/* An orphan loaded (m->rc, m->r->ip): true if its reclaim runs on (m_req_cb resumes). */
+static bool orphan_done(struct bfs_mount *m)
+{
+	struct bfs_inode *ip = m->r->ip;
+
+	m->state = M_ORPHAN_NEXT;
+	if (m->rc == 0 && ip != NULL && ip->nrefs == 0 && !ip->deleted && !S_ISDIR(ip->mode)) {
+		m->r->rc = 0;
+		if (!orphan_call(m, false)) {
+			return true;
+		}
+		m->rc = m->r->rc;
+		return false;
+	}
+	if (m->rc == -ESTALE) {
+		m->rc = 0; /* not ours (any more): nothing to reclaim */
+	}
+	return false;
 }
 
 static bool is_super(struct ust_blob *blob, struct bfs_disk_super *out)
@@ -745,33 +798,36 @@ static void mount_step(struct bfs_mount *m)
 		m->rc = 0;
 		/* fallthrough */
 	case M_ORPHAN_NEXT:
-		if (m->orphan_i > 0 && m->rc != 0 && m->rc != -ENOENT) {
-			UST_ERRLOG("blobfs: orphan 0x%" PRIx64 ": %d\n", m->orphans[m->orphan_i - 1], m->rc);
-			m->state = M_FAIL_CLOSE;
-			mount_step(m);
-			return;
-		}
-		if (m->orphan_i < m->norphans) {
-			uint64_t ino = m->orphans[m->orphan_i++];
-			struct bfs_inode *ip = bfs_icache_find(fs, ino);
-
-			/*
-			 * The state first: a blob open already (a damaged list may
-			 * name the super blob itself) loads at once, and its
-			 * callback re-enters mount_step before bfs_iget returns.
-			 */
+	case M_ORPHAN_DONE:
+		/*
+		 * A loop, not one mount_step per orphan: a damaged list may hold
+		 * thousands of entries that complete at once (cached, already
+		 * reclaimed, the super blob), and recursing per entry would run
+		 * out of stack. Calls that complete inline only mark it
+		 * (m_req_cb, in_call) and the loop goes on.
+		 */
+		for (;;) {
+			if (m->state == M_ORPHAN_DONE && orphan_done(m)) {
+				return; /* the reclaim runs on: m_req_cb resumes here */
+			}
+			m->state = M_ORPHAN_NEXT;
+			if (m->orphan_i > 0 && m->rc != 0 && m->rc != -ENOENT) {
+				UST_ERRLOG("blobfs: orphan 0x%" PRIx64 ": %d\n", m->orphans[m->orphan_i - 1], m->rc);
+				m->state = M_FAIL_CLOSE;
+				mount_step(m);
+				return;
+			}
+			if (m->orphan_i >= m->norphans) {
+				break;
+			}
 			m->state = M_ORPHAN_DONE;
 			m->r->rc = 0;
-			if (ip == NULL) {
-				if (bfs_iget(fs, ino, &m->r->ip, m_req_cb, m->r) == 0) {
-					return;
-				}
-				ip = m->r->ip;
+			m->r->ip = bfs_icache_find(fs, m->orphans[m->orphan_i]);
+			if (m->r->ip == NULL && !orphan_call(m, true)) {
+				return;
 			}
-			m->r->ip = ip;
+			m->orphan_i++;
 			m->rc = m->r->rc;
-			mount_step(m);
-			return;
 		}
 		free(fs->orphans);
 		fs->orphans = NULL;
@@ -785,18 +841,6 @@ static void mount_step(struct bfs_mount *m)
 		}
 		m->state = M_SYNCED;
 		ust_blob_sync_md(fs->super, m_op_cb, m);
-		return;
-	case M_ORPHAN_DONE:
-		m->state = M_ORPHAN_NEXT;
-		if (m->rc == 0 && m->r->ip != NULL && m->r->ip->nrefs == 0 && !S_ISDIR(m->r->ip->mode)) {
-			m->r->rc = 0;
-			bfs_reclaim_inode(fs, m->r->ip, m_req_cb, m->r);
-			return;
-		}
-		if (m->rc == -ESTALE) {
-			m->rc = 0; /* not ours (any more): nothing to reclaim */
-		}
-		mount_step(m);
 		return;
 	case M_SYNCED:
 		if (m->rc != 0) {

@@ -375,7 +375,7 @@ void bfs_attr_run(struct bfs_req *req)
 			} else {
 				de = bfs_dir_find(ip, req->name);
 				if (de == NULL) {
-					bfs_complete(req, -ENOENT);
+					bfs_complete(req, bfs_dir_miss(ip, req->name));
 					return;
 				}
 				req->ino2 = de->ino;

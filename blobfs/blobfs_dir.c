@@ -222,6 +222,17 @@ struct bfs_dirent *bfs_dir_find(struct bfs_inode *dp, const char *name)
 	return block_find(b, key, name, len, NULL);
 }
 
+int bfs_dir_miss(struct bfs_inode *dp, const char *name)
+{
+	struct bfs_dblock *b = dir_bucket(dp, dir_key(dp, name, strlen(name)));
+
+	/* its bucket is invalid, or missing while others exist (a gap): unknown, not absent */
+	if ((b != NULL && b->bad) || (b == NULL && any_block(dp))) {
+		return -EIO;
+	}
+	return -ENOENT;
+}
+
 struct bfs_dirent *bfs_dir_next(struct bfs_inode *dp, uint64_t offset)
 {
 	uint64_t t = offset < 2 ? 3 : offset + 1;

@@ -850,7 +850,7 @@ static void ns_step(struct bfs_req *req)
 			}
 			de = bfs_dir_find(req->dp, req->name);
 			if (de == NULL) {
-				ns_done(req, -ENOENT);
+				ns_done(req, bfs_dir_miss(req->dp, req->name));
 				return;
 			}
 			if (load(req, de->ino, &req->ip, NS_SRC) == 0) {

@@ -520,9 +520,9 @@ void bfs_dir_encode(struct bfs_inode *dp, uint32_t index, uint8_t *out)
 
 /*
  * An entry as 4.2 allows it: a name of 1..255 bytes without '/' or NUL that
- * is not "." or "..", a known DT_* type, and an inode other than none and
- * the directory itself (a damaged entry must not make the tree a loop
- * through its own directory, nor list "." twice).
+ * is not "." or "..", a known DT_* type, and an inode other than none, the
+ * directory itself and the root (a damaged entry must not make the tree a
+ * loop through its own directory or the root, nor list "." twice).
  */
 static bool dentry_valid(const struct bfs_inode *dp, const struct bfs_dirent *de)
 {
@@ -542,7 +542,8 @@ static bool dentry_valid(const struct bfs_inode *dp, const struct bfs_dirent *de
 	default:
 		return false;
 	}
-	return de->ino != 0 && de->ino != dp->ino;
+	/* the root is no directory's entry (it has no ref, 4); it loads first, so it is known */
+	return de->ino != 0 && de->ino != dp->ino && (dp->fs->root == NULL || de->ino != dp->fs->root->ino);
 }
 
 /*

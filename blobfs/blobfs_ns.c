@@ -403,6 +403,17 @@ static int validate(struct bfs_req *req)
 		if (sticky_denied(req, dp, ip) || (v != NULL && sticky_denied(req, dp2, v))) {
 			return -EPERM;
 		}
+		/*
+		 * The entries must agree with the inodes' refs (4): an entry
+		 * naming an inode that lacks its ref is damage (9), and moving
+		 * that ref would fail in the middle of the change and at every
+		 * replay of its intent.
+		 */
+		if (ip == fs->root || bfs_ref_find(ip, dp->ino, req->name) < 0 ||
+		    ((req->flags & UST_BLOBFS_RENAME_EXCHANGE) && v != NULL &&
+		     (v == fs->root || bfs_ref_find(v, dp2->ino, req->name2) < 0))) {
+			return -EIO;
+		}
 		if (req->flags & UST_BLOBFS_RENAME_EXCHANGE) {
 			if (v == NULL) {
 				return -ENOENT;

@@ -150,11 +150,12 @@ static bool lock_range(struct bfs_req *req)
 static void unlock_range(struct bfs_req *req)
 {
 	struct bfs_inode *ip = req->ip;
-	struct bfs_req **pp = &ip->io_active, *w, *next;
+	struct bfs_req **pp, *w, *next;
 
 	if (!req->locked) {
-		return;
+		return; /* ip may be NULL: its load failed (a damaged inode) */
 	}
+	pp = &ip->io_active;
 	req->locked = false;
 	while (*pp != NULL && *pp != req) {
 		pp = &(*pp)->next;

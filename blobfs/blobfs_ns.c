@@ -1007,7 +1007,8 @@ static void ns_step(struct bfs_req *req)
 		case NS_ACT_LOADED:
 			/* ENOENT: the blob is gone (by this change or a later release, 6.1): skipped */
 			if (req->rc != 0 && req->rc != -ENOENT) {
-				ns_done(req, req->rc);
+				/* a blob that is no blobfs inode where the intent names one: damage (9) */
+				ns_done(req, req->rc == -ESTALE ? -EIO : req->rc);
 				return;
 			}
 			bfs_ns_member(req, req->bcur)->cur++;

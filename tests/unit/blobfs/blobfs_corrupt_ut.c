@@ -1628,6 +1628,11 @@ static void test_chosen_damages(void **state)
 	assert_int_equal(bft_unmount(), 0);
 	bft_fs = live;
 
+	/* the renamed file of the pending intent is no blobfs inode: its replay fails, EIO */
+	fresh_copy();
+	damage_inode(15, obj_at("d1/f_c2"));
+	expect_mount(-EIO);
+
 	/* a super blob whose root is a subdirectory, or no blob: no mount */
 	fresh_copy();
 	set_super_root(real_id(obj_at("d1")->ino));

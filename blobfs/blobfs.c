@@ -297,9 +297,10 @@ static void readdir_loop(struct bfs_req *req);
 
 /*
  * The error of a lookup whose child did not load. A blob that is no blobfs
- * inode, and a blob that does not exist while the entry still names it, are
- * damage (docs/blobfs-format.md 9): EIO. ENOENT stays for an entry removed
- * while its inode loaded.
+ * inode, a blob that does not exist while the entry still names it, and a
+ * parent (a directory's ref) that does not exist, are damage
+ * (docs/blobfs-format.md 9): EIO. ENOENT stays for an entry removed while
+ * its inode loaded.
  */
 static int lookup_child_error(struct bfs_req *req)
 {
@@ -307,6 +308,9 @@ static int lookup_child_error(struct bfs_req *req)
 
 	if (req->rc == -ESTALE) {
 		return -EIO;
+	}
+	if (req->rc == -ENOENT && strcmp(req->name, "..") == 0 && req->ip != NULL && !req->ip->deleted) {
+		return -EIO; /* a live directory's parent exists: its ref is damaged */
 	}
 	if (req->rc == -ENOENT && strcmp(req->name, ".") != 0 && strcmp(req->name, "..") != 0 &&
 	    req->ip != NULL && !req->ip->deleted) {

@@ -253,12 +253,14 @@ int bfs_inode_parse(struct bfs_inode *ip)
 	int rc;
 
 	rc = ust_blob_get_internal_xattr(ip->blob, BFS_XA_INODE, &v, &len);
-	if (rc != 0 || len < sizeof(*d)) {
+	if (rc != 0) {
 		return -ESTALE; /* not a blobfs inode */
 	}
 	d = v;
-	if (d->magic != BFS_INODE_MAGIC) {
-		return -ESTALE;
+	if (len < sizeof(*d) || d->magic != BFS_INODE_MAGIC) {
+		/* blobfs's marker on a blob, but no inode in it: damage (9) */
+		UST_ERRLOG("blobfs: inode 0x%" PRIx64 ": blobfs.inode damaged (%zu bytes)\n", ip->ino, len);
+		return -EIO;
 	}
 	if (d->version != BFS_VERSION) {
 		UST_ERRLOG("blobfs: inode 0x%" PRIx64 ": version %u unsupported\n", ip->ino, d->version);

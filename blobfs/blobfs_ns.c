@@ -735,6 +735,16 @@ static int write_intents(struct bfs_req *req)
 /* ---- the step machine ---------------------------------------------------------------------------- */
 
 /* Load ino into *slot: 1 if it is there now (req->rc says how it went), 0 if ns_step comes later. */
+/*
+ * The error of loading the inode a directory entry names: changes run one
+ * at a time, so an entry naming no blob, or a blob that is no blobfs
+ * inode, is damage (docs/blobfs-format.md 9), not a stale number.
+ */
+static int entry_load_error(int rc)
+{
+	return rc == -ESTALE || rc == -ENOENT ? -EIO : rc;
+}
+
 static int load(struct bfs_req *req, uint64_t ino, struct bfs_inode **slot, int next_state)
 {
 	req->state = next_state;
@@ -870,7 +880,8 @@ static void ns_step(struct bfs_req *req)
 			continue;
 		case NS_SRC:
 			if (req->rc != 0) {
-				ns_done(req, req->rc);
+				/* LINK's source comes by number; the others' from an entry (entry_load_error) */
+				ns_done(req, req->kind == BFS_R_LINK ? req->rc : entry_load_error(req->rc));
 				return;
 			}
 			req->ip2 = NULL;
@@ -888,7 +899,7 @@ static void ns_step(struct bfs_req *req)
 			continue;
 		case NS_VICTIM:
 			if (req->rc != 0) {
-				ns_done(req, req->rc);
+				ns_done(req, entry_load_error(req->rc));
 				return;
 			}
 			/* a directory may not move below itself: walk up from the target directory */

@@ -176,6 +176,7 @@ struct bfs_inode {
 	bool loading;
 	bool deleted;   /* blob gone: only attributes remain for FUSE */
 	bool dirty;     /* size/times changed by writes, not yet synced */
+	bool unlinked;  /* its last ref went while it was open: the last release deletes it */
 	int load_rc;
 	struct bfs_waiter *waiters;
 

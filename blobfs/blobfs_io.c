@@ -855,7 +855,12 @@ static void io_step(struct bfs_req *req)
 			}
 			req->result = rc;
 			req->state = REL_DONE;
-			if (ip->nopen == 0 && ip->nrefs == 0 && ip != fs->root && !ip->deleted) {
+			/*
+			 * Only an inode unlinked while open goes now: one loaded
+			 * without refs although an entry named it (damaged refs, 9)
+			 * keeps its data.
+			 */
+			if (ip->nopen == 0 && ip->nrefs == 0 && ip->unlinked && ip != fs->root && !ip->deleted) {
 				bfs_reclaim_inode(fs, ip, io_resume, req);
 				return;
 			}

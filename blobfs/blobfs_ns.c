@@ -187,6 +187,7 @@ void bfs_reclaim_inode(struct ust_blobfs *fs, struct bfs_inode *ip, void (*cb)(s
 		return;
 	}
 	if (ip->nopen > 0) {
+		ip->unlinked = true;
 		bfs_orphan_add(fs, ip->ino);
 		req->rc = 0;
 		cb(req);
@@ -395,6 +396,14 @@ static int validate(struct bfs_req *req)
 		}
 		if (sticky_denied(req, dp, ip)) {
 			return -EPERM;
+		}
+		if (bfs_ref_find(ip, dp->ino, req->name) < 0) {
+			/*
+			 * The entry names an inode without its ref (damage, 9): its
+			 * refs cannot be trusted to say whether other names remain,
+			 * so the unlink would delete data other entries still name.
+			 */
+			return -EIO;
 		}
 		set_intent(req, BFS_OP_UNLINK, dp->ino, req->name, ip->ino, bfs_mode_to_dt(ip->mode), 0,
 			   NULL, 0, 0);

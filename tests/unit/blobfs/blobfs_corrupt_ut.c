@@ -1075,7 +1075,7 @@ static int read_file(uint64_t ino, uint64_t size, uint8_t *buf, int64_t *got)
 static uint8_t g_buf[READ_CAP + 4096];
 
 /* Reference inodes the test itself changed since the copy was made. */
-static uint64_t g_changed[4];
+static uint64_t g_changed[8];
 static int g_nchanged;
 
 /* The reference object of an inode neither damaged nor changed, NULL if none. */
@@ -1311,6 +1311,7 @@ static void make_changes(struct changes *c)
 {
 	struct ust_blobfs_file *fh;
 	struct obj *d = pick_obj(O_DIR), *f;
+	struct ust_blobfs_attr a;
 	uint8_t buf[5000], back[5000];
 	uint64_t dino = BFT_ROOT, parent, ino;
 	const char *name;
@@ -1333,8 +1334,6 @@ static void make_changes(struct changes *c)
 		assert_int_equal(bft_release(fh), 0);
 	}
 	if (d->path[0] != '\0') {
-		struct ust_blobfs_attr a;
-
 		if (resolve(d, &dino, &a) != 0 || !S_ISDIR(a.mode)) {
 			dino = 0;
 		}
@@ -1354,23 +1353,33 @@ static void make_changes(struct changes *c)
 	f = pick_obj(rnd_below(2) ? O_FILE : -1);
 	if (f->path[0] != '\0' && resolve_parent(f, &parent, &name)) {
 		g_changed[g_nchanged++] = f->ino;
+		if (bft_lookup(parent, name, &ino) == 0) {
+			g_changed[g_nchanged++] = ino;
+		}
 		if (f->kind == O_DIR) {
 			expect(bft_rmdir(parent, name), CHANGE_ERRS, "rmdir");
 		} else {
 			expect(bft_unlink(parent, name), CHANGE_ERRS, "unlink");
 		}
 	}
+	/* by the numbers lookups give, as FUSE calls them */
 	f = pick_obj(O_FILE);
 	g_changed[g_nchanged++] = f->ino;
-	rc = bft_open(f->ino, O_WRONLY, &fh);
-	expect(rc, CHANGE_ERRS, "open for write");
-	if (rc == 0) {
-		expect(bft_pwrite(fh, buf, 100, f->size), CHANGE_ERRS, "append");
-		assert_int_equal(bft_release(fh), 0);
+	if (resolve(f, &ino, &a) == 0) {
+		g_changed[g_nchanged++] = ino; /* a damaged entry may name another file */
+		rc = bft_open(ino, O_WRONLY, &fh);
+		expect(rc, CHANGE_ERRS, "open for write");
+		if (rc == 0) {
+			expect(bft_pwrite(fh, buf, 100, f->size), CHANGE_ERRS, "append");
+			assert_int_equal(bft_release(fh), 0);
+		}
 	}
 	f = pick_obj(-1);
 	g_changed[g_nchanged++] = f->ino;
-	expect(set_xattr(f->ino, "user.new", "n", 1), CHANGE_ERRS, "setxattr");
+	if (resolve(f, &ino, &a) == 0) {
+		g_changed[g_nchanged++] = ino;
+		expect(set_xattr(ino, "user.new", "n", 1), CHANGE_ERRS, "setxattr");
+	}
 }
 
 static void check_changes(const struct changes *c)
@@ -1627,6 +1636,44 @@ static void test_chosen_damages(void **state)
 	assert_int_equal(bft_lookup(obj_at("d1/d2")->ino, "deep", NULL), -EIO);
 	assert_int_equal(bft_unmount(), 0);
 	bft_fs = live;
+
+	/* a short blobfs.inode is damage, not a stale number: EIO by name and by number */
+	fresh_copy();
+	damage_inode(0, obj_at("f_a"));
+	expect_mount(0);
+	assert_int_equal(bft_lookup(BFT_ROOT, "f_a", NULL), -EIO);
+	assert_int_equal(bft_open(obj_at("f_a")->ino, O_RDONLY, &fh), -EIO);
+	assert_int_equal(bft_unlink(BFT_ROOT, "f_a"), -EIO);
+	assert_int_equal(bft_unmount(), 0);
+	bft_fs = live;
+
+	/* "deep" is no blobfs inode at all: its unlink is EIO; d1's ref names no blob: ".." is EIO */
+	fresh_copy();
+	damage_inode(15, obj_at("d1/d2/deep"));
+	expect_mount(0);
+	assert_int_equal(bft_unlink(obj_at("d1/d2")->ino, "deep"), -EIO);
+	assert_int_equal(bft_unmount(), 0);
+	bft_fs = live;
+	fresh_copy();
+	damage_refs(5, obj_at("d1"));
+	expect_mount(0);
+	assert_int_equal(bft_lookup(obj_at("d1")->ino, "..", NULL), -EIO);
+	assert_int_equal(bft_unmount(), 0);
+	bft_fs = live;
+
+	/*
+	 * f_b (two names) without refs: reading it and closing it keeps it,
+	 * unlinking one name is EIO (its other name would lose its data)
+	 */
+	fresh_copy();
+	damage_refs(0, obj_at("f_b"));
+	expect_mount(0);
+	assert_int_equal(bft_lookup(BFT_ROOT, "f_b", &ino), 0);
+	check_content(ino, &bft_r.e.attr, "f_b");
+	assert_int_equal(bft_unlink(BFT_ROOT, "f_b"), -EIO);
+	assert_int_equal(bft_unlink(obj_at("d1")->ino, "hl"), -EIO);
+	g_damaged = 0; /* its data is undamaged: check_unreached reads it again */
+	remount_intact(live);
 
 	/* the renamed file of the pending intent is no blobfs inode: its replay fails, EIO */
 	fresh_copy();

@@ -1462,6 +1462,9 @@ static uint64_t env_u64(const char *name, uint64_t def)
 }
 
 /* The reference tree on M0, its raw copy in g_base, and the ids the damages need. */
+static struct ust_blobfs *g_live;           /* the reference file system on M0 */
+static struct ust_blobfs_file *g_orphan;    /* its open unlinked file */
+
 static struct ust_blobfs_file *setup_reference(void)
 {
 	struct ust_blobfs_file *orphan;
@@ -1470,7 +1473,9 @@ static struct ust_blobfs_file *setup_reference(void)
 	struct ust_blobfs *live = bft_fs;
 	struct walk w = {0};
 
+	g_live = live;
 	build_reference(&orphan);
+	g_orphan = orphan;
 	g_base = ust_dma_malloc(BFT_BDEV_BYTES, 4096);
 	assert_non_null(g_base);
 	bft_raw_io("M0", false, g_base, BFT_BDEV_BYTES);
@@ -1519,6 +1524,7 @@ static void test_damaged_images(void **state)
 	print_message("blobfs_corrupt: %d copies mounted, %d refused\n", g_mounted, g_refused);
 	/* both outcomes happen: the checks above ran on served trees too */
 	assert_true(g_mounted > 0 && g_refused > 0);
+	g_orphan = NULL;
 	assert_int_equal(bft_release(orphan), 0);
 	ust_dma_free(g_base);
 	g_base = NULL;
@@ -1750,17 +1756,51 @@ static void test_chosen_damages(void **state)
 	assert_int_equal(bft_free_clusters(), g_free_ref);
 	remount_intact(live);
 
+	g_orphan = NULL;
 	assert_int_equal(bft_release(orphan), 0);
 	ust_dma_free(g_base);
 	g_base = NULL;
 	free(l);
 }
 
+/*
+ * Tear-down after a failed assertion too: the damaging store hold and a
+ * mounted copy go before the fixture drops the bdevs, so that the next
+ * test can start.
+ */
+static int corrupt_teardown(void **state)
+{
+	struct ust_blobfs *live = g_live;
+
+	if (g_bs != NULL) {
+		ust_bs_free_io_channel(g_ch);
+		ut_threads_poll();
+		ust_bs_share_put(g_bs, st_op_cb, st_begin());
+		ut_threads_poll();
+		g_bs = NULL;
+	}
+	if (bft_fs != NULL && bft_fs != live) {
+		bft_unmount();
+	}
+	bft_fs = live;
+	g_live = NULL;
+	if (g_orphan != NULL && bft_fs != NULL) {
+		ust_blobfs_release(bft_fs, g_orphan, bft_op_cb, bft_begin());
+		ut_threads_poll();
+	}
+	g_orphan = NULL;
+	if (g_base != NULL) {
+		ust_dma_free(g_base);
+		g_base = NULL;
+	}
+	return bft_drop_fs(state);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_chosen_damages, bft_make_fs, bft_drop_fs),
-		cmocka_unit_test_setup_teardown(test_damaged_images, bft_make_fs, bft_drop_fs),
+		cmocka_unit_test_setup_teardown(test_chosen_damages, bft_make_fs, corrupt_teardown),
+		cmocka_unit_test_setup_teardown(test_damaged_images, bft_make_fs, corrupt_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, bft_group_setup, bft_group_teardown);

@@ -1508,7 +1508,7 @@ static void test_damaged_images(void **state)
 {
 	struct ust_blobfs *live = bft_fs;
 	struct ust_blobfs_file *orphan;
-	uint64_t seed = env_u64("BFT_CORRUPT_SEED", 0x5eed2026), iters = env_u64("BFT_CORRUPT_ITERS", 200);
+	uint64_t seed = env_u64("BFT_CORRUPT_SEED", 0x5eed2026), iters = env_u64("BFT_CORRUPT_ITERS", 160);
 
 	(void)state;
 	g_verbose = env_u64("BFT_CORRUPT_VERBOSE", 0) != 0;

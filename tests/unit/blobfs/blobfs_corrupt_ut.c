@@ -44,16 +44,14 @@
 #include <sys/stat.h>
 
 #include <cmocka.h>
-#include <xxhash.h>
 
 #include "ustor/bdev.h"
 #include "ustor/blob.h"
 #include "ustor/blobfs.h"
 #include "ustor/env.h"
+#include "blobfs_damage.h"
 #include "blobfs_test.h"
 #include "ut_threads.h"
-
-#include "../../../blobfs/blobfs_internal.h"
 
 /* ---- PRNG ------------------------------------------------------------------------------------ */
 
@@ -231,80 +229,7 @@ static void build_reference(struct ust_blobfs_file **orphan)
 	(void)ino;
 }
 
-/* ---- the blobstore under the damaged copy ----------------------------------------------------- */
-
-struct st_res {
-	bool done;
-	int rc;
-	struct ust_blob_store *bs;
-	struct ust_blob *blob;
-};
-
-static struct st_res g_st;
-static struct ust_blob_store *g_bs;
-static struct ust_io_channel *g_ch;
-
-static struct st_res *st_begin(void)
-{
-	memset(&g_st, 0, sizeof(g_st));
-	return &g_st;
-}
-
-static void st_finish(void)
-{
-	ut_threads_poll();
-	assert_true(g_st.done);
-}
-
-static void st_bs_cb(void *arg, struct ust_blob_store *bs, int rc)
-{
-	struct st_res *r = arg;
-
-	r->done = true;
-	r->rc = rc;
-	r->bs = bs;
-}
-
-static void st_blob_cb(void *arg, struct ust_blob *blob, int rc)
-{
-	struct st_res *r = arg;
-
-	r->done = true;
-	r->rc = rc;
-	r->blob = blob;
-}
-
-static void st_op_cb(void *arg, int rc)
-{
-	struct st_res *r = arg;
-
-	r->done = true;
-	r->rc = rc;
-}
-
-static void store_open(void)
-{
-	struct ust_bs_opts o;
-
-	ust_bs_opts_init(&o);
-	snprintf(o.bstype, sizeof(o.bstype), "%s", UST_BLOBFS_BSTYPE);
-	ust_bs_share_load("M1", &o, st_bs_cb, st_begin());
-	st_finish();
-	assert_int_equal(g_st.rc, 0);
-	g_bs = g_st.bs;
-	g_ch = ust_bs_alloc_io_channel(g_bs);
-	assert_non_null(g_ch);
-}
-
-static void store_close(void)
-{
-	ust_bs_free_io_channel(g_ch);
-	ut_threads_poll();
-	ust_bs_share_put(g_bs, st_op_cb, st_begin());
-	st_finish();
-	assert_int_equal(g_st.rc, 0);
-	g_bs = NULL;
-}
+/* ---- the damaged copy's blobstore (tests/unit/lib/blobfs_damage.c) ----------------------------- */
 
 static uint64_t real_id(uint64_t ino)
 {
@@ -313,152 +238,7 @@ static uint64_t real_id(uint64_t ino)
 
 static struct ust_blob *blob_open(uint64_t ino)
 {
-	ust_bs_open_blob(g_bs, real_id(ino), st_blob_cb, st_begin());
-	st_finish();
-	assert_int_equal(g_st.rc, 0);
-	return g_st.blob;
-}
-
-static void blob_commit(struct ust_blob *b)
-{
-	ust_blob_sync_md(b, st_op_cb, st_begin());
-	st_finish();
-	assert_int_equal(g_st.rc, 0);
-	ust_blob_close(b, st_op_cb, st_begin());
-	st_finish();
-	assert_int_equal(g_st.rc, 0);
-}
-
-/* A copy of internal xattr name of b into buf (room: cap); its length, or -1 when absent. */
-static int xa_get(struct ust_blob *b, const char *name, uint8_t *buf, size_t cap)
-{
-	const void *v;
-	size_t len;
-
-	if (ust_blob_get_internal_xattr(b, name, &v, &len) != 0) {
-		return -1;
-	}
-	assert_true(len <= cap);
-	memcpy(buf, v, len);
-	return (int)len;
-}
-
-static void xa_set(struct ust_blob *b, const char *name, const void *v, size_t len)
-{
-	assert_int_equal(ust_blob_set_internal_xattr(b, name, v, len), 0);
-}
-
-static void blob_block_io(struct ust_blob *b, bool write, uint8_t *blk, uint32_t index)
-{
-	uint64_t units = BFS_DBLOCK_SIZE / ust_bs_get_io_unit_size(g_bs);
-
-	if (write) {
-		ust_blob_write(b, g_ch, blk, index * units, units, st_op_cb, st_begin());
-	} else {
-		ust_blob_read(b, g_ch, blk, index * units, units, st_op_cb, st_begin());
-	}
-	st_finish();
-	assert_int_equal(g_st.rc, 0);
-}
-
-static uint32_t blob_blocks(struct ust_blob *b)
-{
-	return (uint32_t)(ust_blob_get_num_io_units(b) * ust_bs_get_io_unit_size(g_bs) / BFS_DBLOCK_SIZE);
-}
-
-/* ---- directory blocks, as the format document lays them out (4.2) ----------------------------- */
-
-struct ent {
-	uint64_t cookie, ino;
-	uint8_t type, len;
-	char name[256];
-};
-
-struct blk {
-	struct bfs_disk_dblock h;
-	struct ent e[160];
-	int n;
-};
-
-static uint32_t rev31(uint32_t k)
-{
-	uint32_t r = 0;
-	int i;
-
-	for (i = 0; i < 31; i++) {
-		r = (r << 1) | ((k >> i) & 1u);
-	}
-	return r;
-}
-
-static uint64_t name_cookie(uint64_t seed, const char *name, size_t len)
-{
-	uint32_t key = (uint32_t)(XXH3_64bits_withSeed(name, len, seed) & 0x7fffffffu);
-
-	return (uint64_t)rev31(key) << 32 | 3u;
-}
-
-static void reseal(uint8_t *img)
-{
-	uint64_t c;
-
-	memset(img + offsetof(struct bfs_disk_dblock, checksum), 0, 8);
-	c = XXH3_64bits(img, BFS_DBLOCK_SIZE);
-	memcpy(img + offsetof(struct bfs_disk_dblock, checksum), &c, 8);
-}
-
-static void blk_decode(const uint8_t *img, struct blk *b)
-{
-	size_t off = sizeof(b->h);
-	int i;
-
-	memcpy(&b->h, img, sizeof(b->h));
-	b->n = b->h.nents;
-	assert_true(b->n <= 160);
-	for (i = 0; i < b->n; i++) {
-		struct bfs_disk_dentry d;
-
-		memcpy(&d, img + off, sizeof(d));
-		off += sizeof(d);
-		b->e[i].cookie = d.cookie;
-		b->e[i].ino = d.ino;
-		b->e[i].type = d.type;
-		b->e[i].len = d.name_len;
-		memcpy(b->e[i].name, img + off, d.name_len);
-		off += d.name_len;
-	}
-}
-
-static int ent_cmp(const void *a, const void *b)
-{
-	const struct ent *x = a, *y = b;
-
-	return x->cookie < y->cookie ? -1 : x->cookie > y->cookie;
-}
-
-/* Entries in cookie order (as a writer would keep them), header as it is, sealed. */
-static void blk_encode(struct blk *b, uint8_t *img, bool sort)
-{
-	size_t off = sizeof(b->h);
-	int i;
-
-	if (sort) {
-		qsort(b->e, (size_t)b->n, sizeof(b->e[0]), ent_cmp);
-	}
-	memset(img, 0, BFS_DBLOCK_SIZE);
-	for (i = 0; i < b->n; i++) {
-		struct bfs_disk_dentry d = {.cookie = b->e[i].cookie, .ino = b->e[i].ino,
-					    .type = b->e[i].type, .name_len = b->e[i].len};
-
-		if (off + sizeof(d) + d.name_len > BFS_DBLOCK_SIZE) {
-			break;
-		}
-		memcpy(img + off, &d, sizeof(d));
-		memcpy(img + off + sizeof(d), b->e[i].name, d.name_len);
-		off += sizeof(d) + d.name_len;
-	}
-	memcpy(img, &b->h, sizeof(b->h));
-	reseal(img);
+	return bfd_blob_open(real_id(ino));
 }
 
 /* ---- damages ------------------------------------------------------------------------------------- */
@@ -506,14 +286,14 @@ static uint64_t dir_seed_of(struct ust_blob *b)
 {
 	struct bfs_disk_inode d;
 
-	assert_int_equal(xa_get(b, BFS_XA_INODE, (uint8_t *)&d, sizeof(d)), sizeof(d));
+	assert_int_equal(bfd_xa_get(b, BFS_XA_INODE, (uint8_t *)&d, sizeof(d)), sizeof(d));
 	return d.dir_seed;
 }
 
 /* A present block of directory b, read into img; its index, or -1 when it has none. */
 static int pick_block(struct ust_blob *b, uint8_t *img)
 {
-	uint32_t n = blob_blocks(b), i, start;
+	uint32_t n = bfd_blocks(b), i, start;
 
 	if (n == 0) {
 		return -1;
@@ -522,7 +302,7 @@ static int pick_block(struct ust_blob *b, uint8_t *img)
 	for (i = 0; i < n; i++) {
 		uint32_t j = (start + i) % n;
 
-		blob_block_io(b, false, img, j);
+		bfd_block_io(b, false, img, j);
 		if (!ust_mem_is_zero(img, BFS_DBLOCK_SIZE)) {
 			return (int)j;
 		}
@@ -530,11 +310,11 @@ static int pick_block(struct ust_blob *b, uint8_t *img)
 	return -1;
 }
 
-static void rename_ent(struct ent *e, uint64_t seed, const char *name, size_t len)
+static void rename_ent(struct bfd_ent *e, uint64_t seed, const char *name, size_t len)
 {
 	memcpy(e->name, name, len);
 	e->len = (uint8_t)len;
-	e->cookie = name_cookie(seed, name, len);
+	e->cookie = bfd_name_cookie(seed, name, len);
 }
 
 /* Damages: what < 0 picks the kind of damage at random, o NULL the object. */
@@ -542,10 +322,10 @@ static void damage_dblock(bool targeted, int what, struct obj *d)
 {
 	struct ust_blob *b;
 	uint8_t *img = ust_dma_malloc(BFS_DBLOCK_SIZE, 4096);
-	struct blk *k = calloc(1, sizeof(*k));
+	struct bfd_blk *k = calloc(1, sizeof(*k));
 	uint64_t seed;
 	int idx;
-	struct ent *e;
+	struct bfd_ent *e;
 
 	assert_non_null(img);
 	assert_non_null(k);
@@ -560,11 +340,11 @@ static void damage_dblock(bool targeted, int what, struct obj *d)
 	}
 	if (!targeted) {
 		mutate(img, BFS_DBLOCK_SIZE, 96);
-		reseal(img);
+		bfd_reseal(img);
 		snprintf(g_desc, sizeof(g_desc), "dir '%s' block %d: random bytes, resealed", d->path, idx);
 		goto write;
 	}
-	blk_decode(img, k);
+	bfd_blk_decode(img, k);
 	e = &k->e[rnd_below((uint32_t)k->n)];
 	what = what >= 0 ? what : (int)rnd_below(22);
 	snprintf(g_desc, sizeof(g_desc), "dir '%s' block %d: targeted %d", d->path, idx, what);
@@ -593,18 +373,18 @@ static void damage_dblock(bool targeted, int what, struct obj *d)
 	case 16: k->h.depth = (uint8_t)(k->h.depth + 1); break;
 	case 17: k->h.depth = k->h.depth > 0 ? (uint8_t)(k->h.depth - 1) : 0; break;
 	case 18: /* nents beyond what the block holds */
-		blk_encode(k, img, true);
+		bfd_blk_encode(k, img, true);
 		{
 			uint16_t n = (uint16_t)(k->n + 1 + rnd_below(0xffff - (uint32_t)k->n));
 
 			memcpy(img + offsetof(struct bfs_disk_dblock, nents), &n, 2);
-			reseal(img);
+			bfd_reseal(img);
 		}
 		goto write;
 	case 19: /* name_len 0 */
-		blk_encode(k, img, true);
+		bfd_blk_encode(k, img, true);
 		img[sizeof(struct bfs_disk_dblock) + 17] = 0;
-		reseal(img);
+		bfd_reseal(img);
 		goto write;
 	case 20: /* an entry naming a file of another directory, as its own */
 		e->ino = real_id(pick_obj(O_FILE)->ino);
@@ -618,11 +398,11 @@ static void damage_dblock(bool targeted, int what, struct obj *d)
 	if (what != 21) {
 		k->h.nents = (uint16_t)k->n;
 	}
-	blk_encode(k, img, true);
+	bfd_blk_encode(k, img, true);
 write:
-	blob_block_io(b, true, img, (uint32_t)idx);
+	bfd_block_io(b, true, img, (uint32_t)idx);
 out:
-	blob_commit(b);
+	bfd_blob_commit(b);
 	ust_dma_free(img);
 	free(k);
 }
@@ -632,7 +412,7 @@ static void damage_inode(int what, struct obj *o)
 	struct ust_blob *b = blob_open((o = o != NULL ? o : pick_obj(-1))->ino);
 	uint8_t v[512];
 	struct bfs_disk_inode *d = (struct bfs_disk_inode *)v;
-	int len = xa_get(b, BFS_XA_INODE, v, sizeof(v));
+	int len = bfd_xa_get(b, BFS_XA_INODE, v, sizeof(v));
 	static const uint32_t types[] = {0, S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, S_IFSOCK, 0xd000};
 
 	assert_int_equal(len, sizeof(*d));
@@ -664,9 +444,9 @@ static void damage_inode(int what, struct obj *o)
 		break;
 	}
 	if (len >= 0) {
-		xa_set(b, BFS_XA_INODE, v, (size_t)len);
+		bfd_xa_set(b, BFS_XA_INODE, v, (size_t)len);
 	}
-	blob_commit(b);
+	bfd_blob_commit(b);
 }
 
 static void damage_refs(int what, struct obj *o)
@@ -683,7 +463,7 @@ static void damage_refs(int what, struct obj *o)
 	}
 	what = what >= 0 ? what : (int)rnd_below(10);
 	b = blob_open(o->ino);
-	len = xa_get(b, BFS_XA_REFS, v, sizeof(v));
+	len = bfd_xa_get(b, BFS_XA_REFS, v, sizeof(v));
 	assert_true(len >= 11);
 	g_damaged = o->ino;
 	snprintf(g_desc, sizeof(g_desc), "refs of '%s': %d", o->path, what);
@@ -707,9 +487,9 @@ static void damage_refs(int what, struct obj *o)
 	default: len = 0; break;
 	}
 	if (len >= 0) {
-		xa_set(b, BFS_XA_REFS, v, (size_t)len);
+		bfd_xa_set(b, BFS_XA_REFS, v, (size_t)len);
 	}
-	blob_commit(b);
+	bfd_blob_commit(b);
 }
 
 static void damage_link(int what)
@@ -724,12 +504,12 @@ static void damage_link(int what)
 	memset(v, 'z', sizeof(v));
 	v[1] = '\0';
 	switch (what) {
-	case 0: xa_set(b, BFS_XA_LINK, v, 0); break;
-	case 1: xa_set(b, BFS_XA_LINK, v + 2, sizeof(v) - 2); break;
-	case 2: xa_set(b, BFS_XA_LINK, v, 3); break;
+	case 0: bfd_xa_set(b, BFS_XA_LINK, v, 0); break;
+	case 1: bfd_xa_set(b, BFS_XA_LINK, v + 2, sizeof(v) - 2); break;
+	case 2: bfd_xa_set(b, BFS_XA_LINK, v, 3); break;
 	default: assert_int_equal(ust_blob_remove_internal_xattr(b, BFS_XA_LINK), 0); break;
 	}
-	blob_commit(b);
+	bfd_blob_commit(b);
 }
 
 static void damage_user_xattr(int what)
@@ -754,7 +534,7 @@ static void damage_user_xattr(int what)
 		(void)ust_blob_set_xattr(b, name, v, 3);
 		break;
 	}
-	blob_commit(b);
+	bfd_blob_commit(b);
 }
 
 static void damage_super(int what)
@@ -762,7 +542,7 @@ static void damage_super(int what)
 	struct ust_blob *b = blob_open(g_super_id);
 	uint8_t v[256];
 	struct bfs_disk_super *s = (struct bfs_disk_super *)v;
-	int len = xa_get(b, BFS_XA_SUPER, v, sizeof(v));
+	int len = bfd_xa_get(b, BFS_XA_SUPER, v, sizeof(v));
 
 	what = what >= 0 ? what : (int)rnd_below(12);
 	assert_int_equal(len, sizeof(*s));
@@ -782,8 +562,8 @@ static void damage_super(int what)
 	case 10: s->reserved = 7; s->reserved2 = rnd(); break;
 	default: mutate(v, sizeof(*s), 0); break;
 	}
-	xa_set(b, BFS_XA_SUPER, v, (size_t)len);
-	blob_commit(b);
+	bfd_xa_set(b, BFS_XA_SUPER, v, (size_t)len);
+	bfd_blob_commit(b);
 }
 
 static void damage_intent(int what)
@@ -792,7 +572,7 @@ static void damage_intent(int what)
 	static uint8_t v[BFS_INTENT_MAX_BYTES + 64];
 	struct bfs_disk_intent *in = (struct bfs_disk_intent *)v;
 	struct bfs_disk_intent_block r;
-	int len = xa_get(b, BFS_XA_INTENT, v, sizeof(v));
+	int len = bfd_xa_get(b, BFS_XA_INTENT, v, sizeof(v));
 	size_t head;
 	uint8_t *rec;
 
@@ -820,7 +600,7 @@ static void damage_intent(int what)
 	case 12: /* the pre-image mutated and resealed */
 		if (!(r.flags & BFS_IBLK_EMPTY)) {
 			mutate(rec + sizeof(r), BFS_DBLOCK_SIZE, 96);
-			reseal(rec + sizeof(r));
+			bfd_reseal(rec + sizeof(r));
 		}
 		break;
 	case 13: /* both records the same range (overlap) */
@@ -840,17 +620,17 @@ static void damage_intent(int what)
 			uint64_t other = real_id(pick_obj(O_DIR)->ino);
 
 			memcpy(rec + sizeof(r) + offsetof(struct bfs_disk_dblock, dir_ino), &other, 8);
-			reseal(rec + sizeof(r));
+			bfd_reseal(rec + sizeof(r));
 		}
 		break;
 	case 22: /* a batch member that repeats it, and one after a gap */
-		xa_set(b, "blobfs.intent.1", v, (size_t)len);
-		xa_set(b, "blobfs.intent.7", v, (size_t)len);
+		bfd_xa_set(b, "blobfs.intent.1", v, (size_t)len);
+		bfd_xa_set(b, "blobfs.intent.7", v, (size_t)len);
 		break;
 	default: mutate(v, (size_t)len, sizeof(*in)); break;
 	}
-	xa_set(b, BFS_XA_INTENT, v, (size_t)len);
-	blob_commit(b);
+	bfd_xa_set(b, BFS_XA_INTENT, v, (size_t)len);
+	bfd_blob_commit(b);
 }
 
 static void damage_orphans(int what)
@@ -878,8 +658,8 @@ static void damage_orphans(int what)
 		break;
 	default: n = 0; break;
 	}
-	xa_set(b, BFS_XA_ORPHANS, v, what == 7 ? 7 : what == 8 ? 12 : (size_t)n * 8);
-	blob_commit(b);
+	bfd_xa_set(b, BFS_XA_ORPHANS, v, what == 7 ? 7 : what == 8 ? 12 : (size_t)n * 8);
+	bfd_blob_commit(b);
 }
 
 /* Any blobfs xattr of any blob, mutated, truncated or extended. */
@@ -892,7 +672,7 @@ static void damage_random_xattr(void)
 	uint64_t id = rnd_below(4) == 0 ? g_super_id : real_id(o->ino);
 	const char *name = names[id == g_super_id ? 3 + rnd_below(3) : rnd_below(3)];
 	struct ust_blob *b = blob_open(id);
-	int len = xa_get(b, name, v, sizeof(v) - 512), what = (int)rnd_below(3);
+	int len = bfd_xa_get(b, name, v, sizeof(v) - 512), what = (int)rnd_below(3);
 
 	g_global = id == g_super_id;
 	g_damaged = id == g_root_id ? BFT_ROOT : id;
@@ -910,8 +690,8 @@ static void damage_random_xattr(void)
 		mutate(v + len, extra, 0);
 		len += (int)extra;
 	}
-	xa_set(b, name, v, (size_t)len);
-	blob_commit(b);
+	bfd_xa_set(b, name, v, (size_t)len);
+	bfd_blob_commit(b);
 }
 
 /* A fresh copy of the reference image on M1, its blobstore loaded for damaging. */
@@ -921,7 +701,7 @@ static void fresh_copy(void)
 	g_global = false;
 	g_damaged = 0;
 	snprintf(g_desc, sizeof(g_desc), "none");
-	store_open();
+	bfd_store_open("M1");
 }
 
 /* A fresh copy of the reference image on M1, damaged once at random. */
@@ -951,7 +731,7 @@ static void damage_copy(void)
 	} else {
 		damage_random_xattr();
 	}
-	store_close();
+	bfd_store_close();
 }
 
 /* ---- what a damaged image may answer (docs/blobfs-format.md 9) ---------------------------------- */
@@ -1481,16 +1261,16 @@ static struct ust_blobfs_file *setup_reference(void)
 	bft_raw_io("M0", false, g_base, BFT_BDEV_BYTES);
 	assert_int_equal(bft_make_malloc("M1"), 0);
 	bft_raw_io("M1", true, g_base, BFT_BDEV_BYTES);
-	store_open();
-	g_super_id = ust_bs_get_super(g_bs);
+	bfd_store_open("M1");
+	g_super_id = ust_bs_get_super(bfd_bs);
 	b = blob_open(g_super_id);
-	assert_int_equal(xa_get(b, BFS_XA_SUPER, (uint8_t *)&s, sizeof(s)), sizeof(s));
+	assert_int_equal(bfd_xa_get(b, BFS_XA_SUPER, (uint8_t *)&s, sizeof(s)), sizeof(s));
 	g_root_id = s.root_ino;
 	/* the copy has what the damages work on: a pending intent and an orphan */
-	assert_true(xa_get(b, BFS_XA_INTENT, g_buf, sizeof(g_buf)) > 0);
-	assert_int_equal(xa_get(b, BFS_XA_ORPHANS, g_buf, sizeof(g_buf)), 8);
-	blob_commit(b);
-	store_close();
+	assert_true(bfd_xa_get(b, BFS_XA_INTENT, g_buf, sizeof(g_buf)) > 0);
+	assert_int_equal(bfd_xa_get(b, BFS_XA_ORPHANS, g_buf, sizeof(g_buf)), 8);
+	bfd_blob_commit(b);
+	bfd_store_close();
 	/* undamaged, the copy reads back exactly: the checks below can tell */
 	bft_fs = live;
 	snprintf(g_desc, sizeof(g_desc), "none");
@@ -1551,17 +1331,17 @@ static void set_super_root(uint64_t root)
 	struct ust_blob *b = blob_open(g_super_id);
 	struct bfs_disk_super sb;
 
-	assert_int_equal(xa_get(b, BFS_XA_SUPER, (uint8_t *)&sb, sizeof(sb)), sizeof(sb));
+	assert_int_equal(bfd_xa_get(b, BFS_XA_SUPER, (uint8_t *)&sb, sizeof(sb)), sizeof(sb));
 	sb.root_ino = root;
-	xa_set(b, BFS_XA_SUPER, &sb, sizeof(sb));
-	blob_commit(b);
+	bfd_xa_set(b, BFS_XA_SUPER, &sb, sizeof(sb));
+	bfd_blob_commit(b);
 	g_global = true;
 }
 
 /* The damaged copy mounts with rc (0: serves, and every path it cannot reach is intact). */
 static void expect_mount(int rc)
 {
-	store_close();
+	bfd_store_close();
 	ust_blobfs_mount("M1", NULL, bft_fs_cb, bft_begin());
 	bft_finish();
 	if (bft_r.rc != rc) {
@@ -1715,19 +1495,19 @@ static void test_chosen_damages(void **state)
 
 		fresh_copy();
 		b = blob_open(g_super_id);
-		len = xa_get(b, BFS_XA_INTENT, v, sizeof(v));
+		len = bfd_xa_get(b, BFS_XA_INTENT, v, sizeof(v));
 		((struct bfs_disk_intent *)v)->ino1 = g_root_id;
-		xa_set(b, BFS_XA_INTENT, v, (size_t)len);
-		blob_commit(b);
+		bfd_xa_set(b, BFS_XA_INTENT, v, (size_t)len);
+		bfd_blob_commit(b);
 		g_global = true;
 		expect_mount(-EIO);
 		/* moving a directory that was never at the intent's name: two names for it */
 		fresh_copy();
 		b = blob_open(g_super_id);
-		len = xa_get(b, BFS_XA_INTENT, v, sizeof(v));
+		len = bfd_xa_get(b, BFS_XA_INTENT, v, sizeof(v));
 		((struct bfs_disk_intent *)v)->ino1 = real_id(obj_at("big")->ino);
-		xa_set(b, BFS_XA_INTENT, v, (size_t)len);
-		blob_commit(b);
+		bfd_xa_set(b, BFS_XA_INTENT, v, (size_t)len);
+		bfd_blob_commit(b);
 		g_global = true;
 		expect_mount(-EIO);
 	}
@@ -1772,13 +1552,7 @@ static int corrupt_teardown(void **state)
 {
 	struct ust_blobfs *live = g_live;
 
-	if (g_bs != NULL) {
-		ust_bs_free_io_channel(g_ch);
-		ut_threads_poll();
-		ust_bs_share_put(g_bs, st_op_cb, st_begin());
-		ut_threads_poll();
-		g_bs = NULL;
-	}
+	bfd_store_drop();
 	if (bft_fs != NULL && bft_fs != live) {
 		bft_unmount();
 	}

@@ -295,6 +295,33 @@ enum attr_state {
 
 static void readdir_loop(struct bfs_req *req);
 
+/*
+ * The error of a lookup whose child did not load. A blob that is no blobfs
+ * inode, a blob that does not exist while the entry still names it, and a
+ * parent (a directory's ref) that does not exist, are damage
+ * (docs/blobfs-format.md 9): EIO. ENOENT stays for an entry removed while
+ * its inode loaded.
+ */
+static int lookup_child_error(struct bfs_req *req)
+{
+	struct bfs_dirent *de;
+
+	if (req->rc == -ESTALE) {
+		return -EIO;
+	}
+	if (req->rc == -ENOENT && strcmp(req->name, "..") == 0 && req->ip != NULL && !req->ip->deleted) {
+		return -EIO; /* a live directory's parent exists: its ref is damaged */
+	}
+	if (req->rc == -ENOENT && strcmp(req->name, ".") != 0 && strcmp(req->name, "..") != 0 &&
+	    req->ip != NULL && !req->ip->deleted) {
+		de = bfs_dir_find(req->ip, req->name);
+		if (de != NULL && de->ino == req->ino2) {
+			return -EIO;
+		}
+	}
+	return req->rc;
+}
+
 void bfs_attr_run(struct bfs_req *req)
 {
 	struct ust_blobfs *fs = req->fs;
@@ -352,7 +379,7 @@ void bfs_attr_run(struct bfs_req *req)
 			} else {
 				de = bfs_dir_find(ip, req->name);
 				if (de == NULL) {
-					bfs_complete(req, -ENOENT);
+					bfs_complete(req, bfs_dir_miss(ip, req->name));
 					return;
 				}
 				req->ino2 = de->ino;
@@ -504,7 +531,7 @@ void bfs_attr_run(struct bfs_req *req)
 		return;
 	case A_CHILD:
 		if (req->rc != 0) {
-			bfs_complete(req, req->rc == -ESTALE ? -EIO : req->rc);
+			bfs_complete(req, lookup_child_error(req));
 			return;
 		}
 		req->ip2->nlookup++;
@@ -522,6 +549,18 @@ void bfs_attr_run(struct bfs_req *req)
 }
 
 /* readdir: req->offset is where to continue; re-seeked after every wait. */
+/*
+ * A child of readdirplus whose inode cannot be loaded because it is damaged
+ * (no blobfs inode, a malformed one, no blob at all: docs/blobfs-format.md
+ * 9): its entry is listed without attributes, as plain readdir would list
+ * it, so one damaged inode does not hide its siblings; its own lookup
+ * reports the damage.
+ */
+static bool child_damaged(int rc)
+{
+	return rc == -ESTALE || rc == -EIO || rc == -ENOENT || rc == -EUCLEAN;
+}
+
 static void readdir_loop(struct bfs_req *req)
 {
 	struct ust_blobfs *fs = req->fs;
@@ -530,9 +569,10 @@ static void readdir_loop(struct bfs_req *req)
 	struct ust_blobfs_attr a;
 	struct bfs_dirent *de;
 
+	memset(&d, 0, sizeof(d)); /* have_child fills it without the loop's reset */
 	if (req->state == A_DIR_CHILD) {
 		req->state = A_LOADED;
-		if (req->rc != 0) {
+		if (req->rc != 0 && !child_damaged(req->rc)) {
 			bfs_complete(req, req->rc);
 			return;
 		}
@@ -578,18 +618,21 @@ static void readdir_loop(struct bfs_req *req)
 				return;
 			}
 			req->state = A_LOADED;
-			if (req->rc != 0) {
+			if (req->rc != 0 && !child_damaged(req->rc)) {
 				bfs_complete(req, req->rc);
 				return;
 			}
 have_child:
 			/* the entry may have gone while its inode loaded: look again */
 			de = bfs_dir_next(dp, req->offset);
-			if (de == NULL || de->cookie != req->length || de->ino != req->ip2->ino) {
+			if (de == NULL || de->cookie != req->length ||
+			    (req->rc == 0 && de->ino != req->ip2->ino)) {
 				continue;
 			}
-			bfs_fill_attr(fs, req->ip2, &a);
-			d.attr = &a;
+			if (req->rc == 0) {
+				bfs_fill_attr(fs, req->ip2, &a);
+				d.attr = &a;
+			}
 		}
 		d.name = de->name;
 		d.type = de->type;
@@ -599,7 +642,7 @@ have_child:
 			bfs_complete(req, 0);
 			return;
 		}
-		if (req->plus) {
+		if (d.attr != NULL) {
 			req->ip2->nlookup++;
 		}
 		req->offset = de->cookie;

@@ -222,6 +222,17 @@ struct bfs_dirent *bfs_dir_find(struct bfs_inode *dp, const char *name)
 	return block_find(b, key, name, len, NULL);
 }
 
+int bfs_dir_miss(struct bfs_inode *dp, const char *name)
+{
+	struct bfs_dblock *b = dir_bucket(dp, dir_key(dp, name, strlen(name)));
+
+	/* its bucket is invalid, or missing while others exist (a gap): unknown, not absent */
+	if ((b != NULL && b->bad) || (b == NULL && any_block(dp))) {
+		return -EIO;
+	}
+	return -ENOENT;
+}
+
 struct bfs_dirent *bfs_dir_next(struct bfs_inode *dp, uint64_t offset)
 {
 	uint64_t t = offset < 2 ? 3 : offset + 1;
@@ -508,6 +519,34 @@ void bfs_dir_encode(struct bfs_inode *dp, uint32_t index, uint8_t *out)
 }
 
 /*
+ * An entry as 4.2 allows it: a name of 1..255 bytes without '/' or NUL that
+ * is not "." or "..", a known DT_* type, and an inode other than none, the
+ * directory itself and the root (a damaged entry must not make the tree a
+ * loop through its own directory or the root, nor list "." twice).
+ */
+static bool dentry_valid(const struct bfs_inode *dp, const struct bfs_dirent *de)
+{
+	if (memchr(de->name, '/', de->len) != NULL || memchr(de->name, 0, de->len) != NULL ||
+	    strcmp(de->name, ".") == 0 || strcmp(de->name, "..") == 0) {
+		return false;
+	}
+	switch (de->type) {
+	case DT_REG:
+	case DT_DIR:
+	case DT_LNK:
+	case DT_FIFO:
+	case DT_SOCK:
+	case DT_CHR:
+	case DT_BLK:
+		break;
+	default:
+		return false;
+	}
+	/* the root is no directory's entry (it has no ref, 4); it loads first, so it is known */
+	return de->ino != 0 && de->ino != dp->ino && (dp->fs->root == NULL || de->ino != dp->fs->root->ino);
+}
+
+/*
  * Parse the image of block index: *out is the block, NULL for an absent
  * (all-zero) one. 0, or -EIO when the image is invalid (*out then NULL).
  */
@@ -558,7 +597,7 @@ static int block_parse(struct bfs_inode *dp, uint32_t index, const uint8_t *img,
 		de->type = e.type;
 		de->key = dir_key(dp, de->name, de->len);
 		if ((de->key & low_mask(b->depth)) != index || (e.cookie >> 32) != (cookie_base(de->key) >> 32) ||
-		    memchr(de->name, '/', de->len) != NULL || memchr(de->name, 0, de->len) != NULL ||
+		    !dentry_valid(dp, de) || block_find(b, de->key, de->name, de->len, NULL) != NULL ||
 		    block_insert(b, de) != 0) {
 			free(de);
 			goto bad;

@@ -207,6 +207,42 @@ int bfs_encode_inode(const struct bfs_inode *ip, struct bfs_disk_inode *d)
 	return 0;
 }
 
+/*
+ * The attributes of docs/blobfs-format.md 4 that the code relies on: a
+ * known file type, timestamps with nanoseconds below one second, and a
+ * regular file's size inside its blob (4.1: the blob has ceil(size /
+ * cluster) clusters or more), so that a damaged size can neither make reads
+ * run past the blob nor make a write or truncate grow it to match.
+ */
+static bool inode_attrs_valid(const struct bfs_inode *ip, const struct bfs_disk_inode *d)
+{
+	const struct bfs_disk_ts *ts[] = {&d->atime, &d->mtime, &d->ctime, &d->btime};
+	size_t i;
+
+	switch (d->mode & S_IFMT) {
+	case S_IFREG:
+		if (d->size > ust_blob_get_num_clusters(ip->blob) * ip->fs->cluster) {
+			return false;
+		}
+		break;
+	case S_IFDIR:
+	case S_IFLNK:
+	case S_IFIFO:
+	case S_IFSOCK:
+	case S_IFCHR:
+	case S_IFBLK:
+		break;
+	default:
+		return false;
+	}
+	for (i = 0; i < sizeof(ts) / sizeof(ts[0]); i++) {
+		if (ts[i]->nsec >= 1000000000u) {
+			return false;
+		}
+	}
+	return true;
+}
+
 /* Read every xattr of an open inode blob into ip. */
 int bfs_inode_parse(struct bfs_inode *ip)
 {
@@ -217,15 +253,22 @@ int bfs_inode_parse(struct bfs_inode *ip)
 	int rc;
 
 	rc = ust_blob_get_internal_xattr(ip->blob, BFS_XA_INODE, &v, &len);
-	if (rc != 0 || len < sizeof(*d)) {
+	if (rc != 0) {
 		return -ESTALE; /* not a blobfs inode */
 	}
 	d = v;
-	if (d->magic != BFS_INODE_MAGIC) {
-		return -ESTALE;
+	if (len < sizeof(*d) || d->magic != BFS_INODE_MAGIC) {
+		/* blobfs's marker on a blob, but no inode in it: damage (9) */
+		UST_ERRLOG("blobfs: inode 0x%" PRIx64 ": blobfs.inode damaged (%zu bytes)\n", ip->ino, len);
+		return -EIO;
 	}
 	if (d->version != BFS_VERSION) {
 		UST_ERRLOG("blobfs: inode 0x%" PRIx64 ": version %u unsupported\n", ip->ino, d->version);
+		return -EIO;
+	}
+	if (!inode_attrs_valid(ip, d)) {
+		UST_ERRLOG("blobfs: inode 0x%" PRIx64 ": attributes damaged (mode 0%o size %" PRIu64 ")\n",
+			   ip->ino, d->mode, d->size);
 		return -EIO;
 	}
 	ip->mode = d->mode;
@@ -254,14 +297,27 @@ int bfs_inode_parse(struct bfs_inode *ip)
 			}
 			memcpy(name, p + off + 10, nl);
 			name[nl] = '\0';
+			/* a ref is a directory entry's (parent, name): names as 4.2 */
+			if (parent == 0 || parent == ip->ino || strlen(name) != nl || strchr(name, '/') != NULL) {
+				return -EIO;
+			}
 			if (bfs_ref_add(ip, parent, name) != 0) {
 				return -ENOMEM;
 			}
 			off += 10u + nl;
 		}
+		if (off != len) {
+			return -EIO;
+		}
+	}
+	if (S_ISDIR(ip->mode) && ip->nrefs > 1) {
+		return -EIO; /* a directory has one name (4) */
 	}
 	if (S_ISLNK(ip->mode)) {
-		if (ust_blob_get_internal_xattr(ip->blob, BFS_XA_LINK, &v, &len) != 0) {
+		/* the target: 1..4095 bytes without NUL, its length the inode's size (4) */
+		if (ust_blob_get_internal_xattr(ip->blob, BFS_XA_LINK, &v, &len) != 0 || len == 0 ||
+		    len >= UST_BLOBFS_PATH_MAX || len != ip->size || memchr(v, '\0', len) != NULL) {
+			UST_ERRLOG("blobfs: symlink 0x%" PRIx64 ": target damaged\n", ip->ino);
 			return -EIO;
 		}
 		ip->link = malloc(len + 1);

@@ -176,6 +176,7 @@ struct bfs_inode {
 	bool loading;
 	bool deleted;   /* blob gone: only attributes remain for FUSE */
 	bool dirty;     /* size/times changed by writes, not yet synced */
+	bool unlinked;  /* its last ref went while it was open: the last release deletes it */
 	int load_rc;
 	struct bfs_waiter *waiters;
 
@@ -443,6 +444,8 @@ void bfs_dir_free(struct bfs_inode *dp);
 /* Read and parse every block of an open directory blob; then bfs_iget_dir_loaded(). */
 void bfs_dir_load(struct bfs_inode *dp);
 struct bfs_dirent *bfs_dir_find(struct bfs_inode *dp, const char *name);
+/* Why bfs_dir_find found nothing: -ENOENT, or -EIO when name's bucket is damaged (5.2). */
+int bfs_dir_miss(struct bfs_inode *dp, const char *name);
 /* The entry with the smallest cookie > offset, NULL at the end. */
 struct bfs_dirent *bfs_dir_next(struct bfs_inode *dp, uint64_t offset);
 /* 0 if name can be added (splits included), -ENOSPC, -EIO (its bucket is invalid). */

@@ -150,11 +150,12 @@ static bool lock_range(struct bfs_req *req)
 static void unlock_range(struct bfs_req *req)
 {
 	struct bfs_inode *ip = req->ip;
-	struct bfs_req **pp = &ip->io_active, *w, *next;
+	struct bfs_req **pp, *w, *next;
 
 	if (!req->locked) {
-		return;
+		return; /* ip may be NULL: its load failed (a damaged inode) */
 	}
+	pp = &ip->io_active;
 	req->locked = false;
 	while (*pp != NULL && *pp != req) {
 		pp = &(*pp)->next;
@@ -888,7 +889,12 @@ static void io_step(struct bfs_req *req)
 			}
 			req->result = rc;
 			req->state = REL_DONE;
-			if (ip->nopen == 0 && ip->nrefs == 0 && ip != fs->root && !ip->deleted) {
+			/*
+			 * Only an inode unlinked while open goes now: one loaded
+			 * without refs although an entry named it (damaged refs, 9)
+			 * keeps its data.
+			 */
+			if (ip->nopen == 0 && ip->nrefs == 0 && ip->unlinked && ip != fs->root && !ip->deleted) {
 				bfs_reclaim_inode(fs, ip, io_resume, req);
 				return;
 			}

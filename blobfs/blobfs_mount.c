@@ -75,6 +75,7 @@ struct bfs_mount {
 	bool has_intent;
 	int intent_k; /* the batch's next intent to replay */
 	size_t orphan_i;
+	bool in_call, call_done; /* orphan_call: m_req_cb ran inside the call */
 	uint64_t *orphans;
 	size_t norphans;
 	struct bfs_req *r; /* the internal request that iget and replay use */
@@ -147,7 +148,59 @@ static void m_req_cb(struct bfs_req *r)
 	struct bfs_mount *m = r->buf;
 
 	m->rc = r->rc;
+	if (m->in_call) {
+		m->call_done = true; /* completed inside the call: its caller goes on */
+		return;
+	}
 	mount_step(m);
+}
+
+/*
+ * Load (load: true) or reclaim the orphan m->orphans[m->orphan_i] through
+ * m->r. true: it completed already (m->r->rc, m->r->ip set); false: it runs
+ * on and m_req_cb resumes mount_step.
+ */
+static bool orphan_call(struct bfs_mount *m, bool load)
+{
+	struct ust_blobfs *fs = m->fs;
+
+	m->in_call = true;
+	m->call_done = false;
+	if (load) {
+		if (bfs_iget(fs, m->orphans[m->orphan_i], &m->r->ip, m_req_cb, m->r) != 0) {
+			m->call_done = true;
+		}
+	} else {
+		bfs_reclaim_inode(fs, m->r->ip, m_req_cb, m->r);
+	}
+	m->in_call = false;
+	if (!m->call_done) {
+		if (load) {
+			m->orphan_i++; /* m_req_cb finds the next one's index */
+		}
+		return false;
+	}
+	return true;
+}
+
+/* An orphan loaded (m->rc, m->r->ip): true if its reclaim runs on (m_req_cb resumes). */
+static bool orphan_done(struct bfs_mount *m)
+{
+	struct bfs_inode *ip = m->r->ip;
+
+	m->state = M_ORPHAN_NEXT;
+	if (m->rc == 0 && ip != NULL && ip->nrefs == 0 && !ip->deleted && !S_ISDIR(ip->mode)) {
+		m->r->rc = 0;
+		if (!orphan_call(m, false)) {
+			return true;
+		}
+		m->rc = m->r->rc;
+		return false;
+	}
+	if (m->rc == -ESTALE) {
+		m->rc = 0; /* not ours (any more): nothing to reclaim */
+	}
+	return false;
 }
 
 static bool is_super(struct ust_blob *blob, struct bfs_disk_super *out)
@@ -315,6 +368,84 @@ static void m_closed(void *arg)
 	mount_step(m);
 }
 
+static bool dt_valid(uint8_t t)
+{
+	return t == DT_REG || t == DT_DIR || t == DT_LNK || t == DT_FIFO || t == DT_SOCK ||
+	       t == DT_CHR || t == DT_BLK;
+}
+
+static bool intent_name_valid(const char *p, uint16_t len)
+{
+	return len >= 1 && len <= UST_BLOBFS_NAME_MAX && memchr(p, '/', len) == NULL &&
+	       memchr(p, '\0', len) == NULL && !(len == 1 && p[0] == '.') &&
+	       !(len == 2 && p[0] == '.' && p[1] == '.');
+}
+
+/* Do the ranges of two pre-image records of one directory overlap (4.2)? */
+static bool records_overlap(const struct bfs_disk_intent_block *a, const struct bfs_disk_intent_block *b)
+{
+	unsigned d = a->depth < b->depth ? a->depth : b->depth; /* both <= 24 unless EMPTY */
+
+	if (a->dir != b->dir) {
+		return false;
+	}
+	if ((a->flags & BFS_IBLK_EMPTY) || (b->flags & BFS_IBLK_EMPTY)) {
+		return true;
+	}
+	return (a->index & ((1u << d) - 1u)) == (b->index & ((1u << d) - 1u));
+}
+
+/*
+ * An intent that passed the record layout check describes a change this
+ * writer could have made (docs/blobfs-format.md 5, 5.3): a known op, a seq
+ * of the last batch, valid names, the inodes and directories it needs and
+ * none that no change can name (the root as an entry, the super blob),
+ * and one pre-image record per directory bucket it touches, in range and
+ * disjoint. Anything else is damage (9): replaying it would make changes
+ * no operation makes (give the root a parent, a directory a second name).
+ */
+static bool intent_valid(const struct bfs_mount *m, const struct bfs_disk_intent *in, const char *names,
+			 const uint8_t *recs)
+{
+	bool two = in->op == BFS_OP_RENAME || in->op == BFS_OP_EXCHANGE;
+	struct bfs_disk_intent_block r[BFS_INTENT_MAX_BLOCKS];
+	size_t off = 0;
+	int k;
+
+	if (in->op < BFS_OP_CREATE || in->op > BFS_OP_EXCHANGE || in->seq >= m->fs->next_seq ||
+	    in->seq + BFS_BATCH_MAX < m->fs->next_seq || in->seq == 0) {
+		return false;
+	}
+	if (!intent_name_valid(names, in->name1_len) ||
+	    (two ? !intent_name_valid(names + in->name1_len, in->name2_len) : in->name2_len != 0)) {
+		return false;
+	}
+	if (in->dir1 == 0 || (two && in->dir2 == 0) || (in->op == BFS_OP_CREATE) != (in->ino1 == 0) ||
+	    (in->op == BFS_OP_EXCHANGE && in->ino2 == 0) || !dt_valid(in->type1) ||
+	    (in->ino2 != 0 && !dt_valid(in->type2)) || (in->op == BFS_OP_LINK && in->type1 == DT_DIR)) {
+		return false;
+	}
+	if (in->ino1 == m->root_id || in->ino2 == m->root_id || in->ino1 == m->super_id ||
+	    in->ino2 == m->super_id || in->dir1 == m->super_id || in->dir2 == m->super_id ||
+	    (in->ino1 != 0 && (in->ino1 == in->dir1 || in->ino1 == in->dir2)) ||
+	    (in->ino2 != 0 && (in->ino2 == in->dir1 || in->ino2 == in->dir2))) {
+		return false;
+	}
+	if (in->nblocks < 1 || (!two && in->nblocks != 1)) {
+		return false;
+	}
+	for (k = 0; k < in->nblocks; k++) {
+		memcpy(&r[k], recs + off, sizeof(r[k]));
+		off += sizeof(r[k]) + ((r[k].flags & BFS_IBLK_EMPTY) ? 0 : BFS_DBLOCK_SIZE);
+		if ((r[k].dir != in->dir1 && (!two || r[k].dir != in->dir2)) ||
+		    (!(r[k].flags & BFS_IBLK_EMPTY) &&
+		     (r[k].depth > BFS_DIR_MAX_DEPTH || r[k].index >= (1u << r[k].depth)))) {
+			return false;
+		}
+	}
+	return in->nblocks < 2 || !records_overlap(&r[0], &r[1]);
+}
+
 /*
  * Read intent k of the super blob into m (has_intent false when absent).
  * 0, or -EIO when it is malformed, -ENOMEM.
@@ -339,7 +470,8 @@ static int mount_read_intent(struct bfs_mount *m, int k)
 	if (len < sizeof(*in) || in->magic != BFS_INTENT_MAGIC || len < head ||
 	    in->name1_len > UST_BLOBFS_NAME_MAX || in->name2_len > UST_BLOBFS_NAME_MAX ||
 	    in->nblocks > BFS_INTENT_MAX_BLOCKS ||
-	    bfs_intent_records_check((const uint8_t *)v + head, len - head, in->nblocks) != 0) {
+	    bfs_intent_records_check((const uint8_t *)v + head, len - head, in->nblocks) != 0 ||
+	    !intent_valid(m, in, (const char *)v + sizeof(*in), (const uint8_t *)v + head)) {
 		UST_ERRLOG("blobfs: malformed intent record (%s)\n", name);
 		return -EIO;
 	}
@@ -600,9 +732,15 @@ static void mount_step(struct bfs_mount *m)
 		m->rc = m->r->rc;
 		/* fallthrough */
 	case M_ROOT_LOADED:
-		if (m->rc != 0 || fs->root == NULL || !S_ISDIR(fs->root->mode)) {
-			UST_ERRLOG("blobfs: root directory unreadable: %d\n", m->rc);
-			m->rc = m->rc != 0 ? m->rc : -EIO;
+		/*
+		 * The super blob's root_ino must name a directory without refs
+		 * (docs/blobfs-format.md 3, 4): anything else, a missing blob or
+		 * one that is no blobfs inode included, is damage (9).
+		 */
+		if (m->rc != 0 || fs->root == NULL || !S_ISDIR(fs->root->mode) || fs->root->nrefs != 0) {
+			UST_ERRLOG("blobfs: root directory 0x%" PRIx64 " unreadable or no root: %d\n",
+				   m->root_id, m->rc);
+			m->rc = m->rc == -ENOMEM ? m->rc : -EIO;
 			m->state = M_FAIL_CLOSE;
 			mount_step(m);
 			return;
@@ -660,28 +798,36 @@ static void mount_step(struct bfs_mount *m)
 		m->rc = 0;
 		/* fallthrough */
 	case M_ORPHAN_NEXT:
-		if (m->orphan_i > 0 && m->rc != 0 && m->rc != -ENOENT) {
-			UST_ERRLOG("blobfs: orphan 0x%" PRIx64 ": %d\n", m->orphans[m->orphan_i - 1], m->rc);
-			m->state = M_FAIL_CLOSE;
-			mount_step(m);
-			return;
-		}
-		if (m->orphan_i < m->norphans) {
-			uint64_t ino = m->orphans[m->orphan_i++];
-			struct bfs_inode *ip = bfs_icache_find(fs, ino);
-
-			if (ip == NULL) {
-				if (bfs_iget(fs, ino, &m->r->ip, m_req_cb, m->r) == 0) {
-					m->state = M_ORPHAN_DONE;
-					return;
-				}
-				ip = m->r->ip;
+	case M_ORPHAN_DONE:
+		/*
+		 * A loop, not one mount_step per orphan: a damaged list may hold
+		 * thousands of entries that complete at once (cached, already
+		 * reclaimed, the super blob), and recursing per entry would run
+		 * out of stack. Calls that complete inline only mark it
+		 * (m_req_cb, in_call) and the loop goes on.
+		 */
+		for (;;) {
+			if (m->state == M_ORPHAN_DONE && orphan_done(m)) {
+				return; /* the reclaim runs on: m_req_cb resumes here */
 			}
-			m->r->ip = ip;
-			m->rc = m->r->rc;
+			m->state = M_ORPHAN_NEXT;
+			if (m->orphan_i > 0 && m->rc != 0 && m->rc != -ENOENT) {
+				UST_ERRLOG("blobfs: orphan 0x%" PRIx64 ": %d\n", m->orphans[m->orphan_i - 1], m->rc);
+				m->state = M_FAIL_CLOSE;
+				mount_step(m);
+				return;
+			}
+			if (m->orphan_i >= m->norphans) {
+				break;
+			}
 			m->state = M_ORPHAN_DONE;
-			mount_step(m);
-			return;
+			m->r->rc = 0;
+			m->r->ip = bfs_icache_find(fs, m->orphans[m->orphan_i]);
+			if (m->r->ip == NULL && !orphan_call(m, true)) {
+				return;
+			}
+			m->orphan_i++;
+			m->rc = m->r->rc;
 		}
 		free(fs->orphans);
 		fs->orphans = NULL;
@@ -695,18 +841,6 @@ static void mount_step(struct bfs_mount *m)
 		}
 		m->state = M_SYNCED;
 		ust_blob_sync_md(fs->super, m_op_cb, m);
-		return;
-	case M_ORPHAN_DONE:
-		m->state = M_ORPHAN_NEXT;
-		if (m->rc == 0 && m->r->ip != NULL && m->r->ip->nrefs == 0 && !S_ISDIR(m->r->ip->mode)) {
-			m->r->rc = 0;
-			bfs_reclaim_inode(fs, m->r->ip, m_req_cb, m->r);
-			return;
-		}
-		if (m->rc == -ESTALE) {
-			m->rc = 0; /* not ours (any more): nothing to reclaim */
-		}
-		mount_step(m);
 		return;
 	case M_SYNCED:
 		if (m->rc != 0) {

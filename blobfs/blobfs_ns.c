@@ -187,6 +187,7 @@ void bfs_reclaim_inode(struct ust_blobfs *fs, struct bfs_inode *ip, void (*cb)(s
 		return;
 	}
 	if (ip->nopen > 0) {
+		ip->unlinked = true;
 		bfs_orphan_add(fs, ip->ino);
 		req->rc = 0;
 		cb(req);
@@ -396,12 +397,31 @@ static int validate(struct bfs_req *req)
 		if (sticky_denied(req, dp, ip)) {
 			return -EPERM;
 		}
+		if (bfs_ref_find(ip, dp->ino, req->name) < 0) {
+			/*
+			 * The entry names an inode without its ref (damage, 9): its
+			 * refs cannot be trusted to say whether other names remain,
+			 * so the unlink would delete data other entries still name.
+			 */
+			return -EIO;
+		}
 		set_intent(req, BFS_OP_UNLINK, dp->ino, req->name, ip->ino, bfs_mode_to_dt(ip->mode), 0,
 			   NULL, 0, 0);
 		return 0;
 	case BFS_R_RENAME:
 		if (sticky_denied(req, dp, ip) || (v != NULL && sticky_denied(req, dp2, v))) {
 			return -EPERM;
+		}
+		/*
+		 * The entries must agree with the inodes' refs (4): an entry
+		 * naming an inode that lacks its ref is damage (9), and moving
+		 * that ref would fail in the middle of the change and at every
+		 * replay of its intent.
+		 */
+		if (ip == fs->root || bfs_ref_find(ip, dp->ino, req->name) < 0 ||
+		    ((req->flags & UST_BLOBFS_RENAME_EXCHANGE) && v != NULL &&
+		     (v == fs->root || bfs_ref_find(v, dp2->ino, req->name2) < 0))) {
+			return -EIO;
 		}
 		if (req->flags & UST_BLOBFS_RENAME_EXCHANGE) {
 			if (v == NULL) {
@@ -724,6 +744,16 @@ static int write_intents(struct bfs_req *req)
 /* ---- the step machine ---------------------------------------------------------------------------- */
 
 /* Load ino into *slot: 1 if it is there now (req->rc says how it went), 0 if ns_step comes later. */
+/*
+ * The error of loading the inode a directory entry names: changes run one
+ * at a time, so an entry naming no blob, or a blob that is no blobfs
+ * inode, is damage (docs/blobfs-format.md 9), not a stale number.
+ */
+static int entry_load_error(int rc)
+{
+	return rc == -ESTALE || rc == -ENOENT ? -EIO : rc;
+}
+
 static int load(struct bfs_req *req, uint64_t ino, struct bfs_inode **slot, int next_state)
 {
 	req->state = next_state;
@@ -850,7 +880,7 @@ static void ns_step(struct bfs_req *req)
 			}
 			de = bfs_dir_find(req->dp, req->name);
 			if (de == NULL) {
-				ns_done(req, -ENOENT);
+				ns_done(req, bfs_dir_miss(req->dp, req->name));
 				return;
 			}
 			if (load(req, de->ino, &req->ip, NS_SRC) == 0) {
@@ -859,7 +889,8 @@ static void ns_step(struct bfs_req *req)
 			continue;
 		case NS_SRC:
 			if (req->rc != 0) {
-				ns_done(req, req->rc);
+				/* LINK's source comes by number; the others' from an entry (entry_load_error) */
+				ns_done(req, req->kind == BFS_R_LINK ? req->rc : entry_load_error(req->rc));
 				return;
 			}
 			req->ip2 = NULL;
@@ -877,7 +908,7 @@ static void ns_step(struct bfs_req *req)
 			continue;
 		case NS_VICTIM:
 			if (req->rc != 0) {
-				ns_done(req, req->rc);
+				ns_done(req, entry_load_error(req->rc));
 				return;
 			}
 			/* a directory may not move below itself: walk up from the target directory */
@@ -996,7 +1027,8 @@ static void ns_step(struct bfs_req *req)
 		case NS_ACT_LOADED:
 			/* ENOENT: the blob is gone (by this change or a later release, 6.1): skipped */
 			if (req->rc != 0 && req->rc != -ENOENT) {
-				ns_done(req, req->rc);
+				/* a blob that is no blobfs inode where the intent names one: damage (9) */
+				ns_done(req, req->rc == -ESTALE ? -EIO : req->rc);
 				return;
 			}
 			bfs_ns_member(req, req->bcur)->cur++;

@@ -75,6 +75,9 @@ static int apply(struct bfs_req *req, struct bfs_action *a, struct bfs_inode *t,
 		if (bfs_ref_find(t, a->dir, a->name) >= 0) {
 			return 0;
 		}
+		if (S_ISDIR(t->mode)) {
+			return -EIO; /* a damaged intent (a LINK names directories never): 9 */
+		}
 		rc = bfs_ref_add(t, a->dir, a->name);
 		if (rc != 0) {
 			return rc;
@@ -99,6 +102,16 @@ static int apply(struct bfs_req *req, struct bfs_action *a, struct bfs_inode *t,
 	case BFS_A_REF_MOVE:
 		if (bfs_ref_find(t, a->dir, a->name) < 0 && bfs_ref_find(t, a->dir_b, a->name_b) >= 0) {
 			return 0;
+		}
+		if (bfs_ref_find(t, a->dir, a->name) < 0) {
+			/*
+			 * Neither the old name nor the new: the inode was never
+			 * where the intent says (a change checks that before its
+			 * intent, so only a damaged intent gets here:
+			 * docs/blobfs-format.md 9); moving it would give it a name
+			 * no change gave it.
+			 */
+			return -EIO;
 		}
 		bfs_ref_del(t, a->dir, a->name);
 		rc = bfs_ref_add(t, a->dir_b, a->name_b);

@@ -194,7 +194,7 @@ void bfs_path_run(struct bfs_req *req)
 					pw->rest++;
 				}
 				if (*pw->rest != '\0') {
-					path_done(req, -ENOENT);
+					path_done(req, bfs_dir_miss(pw->cur, pw->comp));
 					return;
 				}
 				pw->target = NULL; /* the last name does not exist (yet) */

@@ -29,48 +29,14 @@
 /* ---- a copy of the device while files are open ------------------------------------------------- */
 
 /* Copy M0's current contents to a new bdev M1: the device as a crash would leave it (malloc has no cache). */
-static void raw_event(enum ust_bdev_event_type type, struct ust_bdev *bdev, void *ctx)
-{
-	(void)type;
-	(void)bdev;
-	(void)ctx;
-}
-
-static void raw_cb(struct ust_bdev_io *io, int status, void *arg)
-{
-	(void)io;
-	bft_op_cb(arg, status);
-}
-
-static void raw_io(const char *name, bool write, void *buf, uint64_t len)
-{
-	struct ust_bdev_desc *desc;
-	struct ust_io_channel *ch;
-
-	assert_int_equal(ust_bdev_open_ext(name, write, raw_event, NULL, &desc), 0);
-	ch = ust_bdev_get_io_channel(desc);
-	assert_non_null(ch);
-	if (write) {
-		assert_int_equal(ust_bdev_write(desc, ch, buf, 0, len, raw_cb, bft_begin()), 0);
-	} else {
-		assert_int_equal(ust_bdev_read(desc, ch, buf, 0, len, raw_cb, bft_begin()), 0);
-	}
-	bft_finish();
-	assert_int_equal(bft_r.rc, 0);
-	ust_put_io_channel(ch);
-	ut_threads_poll();
-	ust_bdev_close(desc);
-	ut_threads_poll();
-}
-
 static void snapshot_to_m1(void)
 {
 	void *img = ust_dma_malloc(BFT_BDEV_BYTES, 4096);
 
 	assert_non_null(img);
-	raw_io("M0", false, img, BFT_BDEV_BYTES);
+	bft_raw_io("M0", false, img, BFT_BDEV_BYTES);
 	assert_int_equal(bft_make_malloc("M1"), 0);
-	raw_io("M1", true, img, BFT_BDEV_BYTES);
+	bft_raw_io("M1", true, img, BFT_BDEV_BYTES);
 	ust_dma_free(img);
 }
 

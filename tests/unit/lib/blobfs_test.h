@@ -107,6 +107,12 @@ bool bft_dirlist_has(const struct bft_dirlist *l, const char *name);
 /* Entries of directory dir (with "." and ".."), by one full readdir. */
 uint64_t bft_count_entries(uint64_t dir);
 
+/*
+ * Read (write: false) or write the first len bytes of bdev name from or to
+ * buf (DMA memory), as a crash or a damaged image would leave the device.
+ */
+void bft_raw_io(const char *name, bool write, void *buf, uint64_t len);
+
 /* ---- fixtures ---- */
 
 /* cmocka group set-up and tear-down: threads t0 and t1 and the bdev layer. */

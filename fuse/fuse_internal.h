@@ -69,7 +69,7 @@ extern const struct fmnt_transport_ops g_fmnt_dev_transport;
  */
 void *fmnt_rx_take(struct fmnt *m, const void *p);
 /*
- * Every transport calls these (fuse_ops.c): fmnt_note_request with each
+ * Every transport calls these (fuse_proto.c): fmnt_note_request with each
  * raw request just before fuse_session_process_buf, fmnt_patch_reply with
  * each raw reply just before it is written. They carry what libfuse 3.14
  * drops or cannot say.
@@ -182,8 +182,7 @@ struct fmnt {
 	atomic_bool live;
 	atomic_bool init_done; /* the kernel's INIT was answered */
 	atomic_uint_fast64_t dispatched; /* requests handed to blobfs */
-	atomic_uint_fast64_t requests;
-	atomic_uint_fast64_t requests_by_op[UST_FUSE_OPCODES];
+	atomic_uint_fast64_t requests_by_op[UST_FUSE_OPCODES]; /* every request, by kind */
 	atomic_uint_fast64_t errors;
 	atomic_uint_fast64_t bytes_read;
 	atomic_uint_fast64_t bytes_read_lent;

@@ -645,13 +645,12 @@ bool ust_fuse_mount_is_live(const struct ust_fuse_mount *m)
 void ust_fuse_mount_get_stats(const struct ust_fuse_mount *mnt, struct ust_fuse_mount_stats *st)
 {
 	const struct fmnt *m = (const struct fmnt *)mnt;
-	uint64_t requests = atomic_load(&m->requests);
 	uint64_t dispatched = atomic_load(&m->dispatched);
 
 	memset(st, 0, sizeof(*st));
-	st->requests = requests;
 	for (uint32_t op = 0; op < UST_FUSE_OPCODES; op++) {
 		st->requests_by_op[op] = atomic_load(&m->requests_by_op[op]);
+		st->requests += st->requests_by_op[op];
 	}
 	/* completed is the mount thread's; a racy read is good enough for a snapshot */
 	st->in_flight = dispatched >= m->completed ? dispatched - m->completed : 0;

@@ -141,7 +141,6 @@ static struct fop *fop_new(fuse_req_t req, enum fop_kind kind, const char *name,
 	return op;
 }
 
-/* A read or write request with its data buffer; NULL when memory is short. */
 /* Give op a pooled data buffer of size bytes: 0 or -ENOMEM (op unchanged). */
 static int fop_get_buf(struct fop *op, size_t size)
 {
@@ -154,6 +153,7 @@ static int fop_get_buf(struct fop *op, size_t size)
 	return 0;
 }
 
+/* A read or write request with its data buffer; NULL when memory is short. */
 static struct fop *fop_new_data(fuse_req_t req, enum fop_kind kind, size_t size)
 {
 	struct fop *op = fop_new(req, kind, NULL, NULL);

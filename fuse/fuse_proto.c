@@ -87,8 +87,10 @@ void fmnt_note_request(struct fmnt *m, const void *req, size_t len)
 	struct fuse_in_header h;
 	uint32_t kill = 0;
 
-	/* every request, also those answered without blobfs (FORGET, security.* xattrs) */
-	atomic_fetch_add_explicit(&m->requests, 1, memory_order_relaxed);
+	/*
+	 * Every request, also those answered without blobfs (FORGET,
+	 * security.* xattrs), by kind; their sum is the mount's request count.
+	 */
 	m->req_kill_suidgid = false;
 	if (len < sizeof(h)) {
 		atomic_fetch_add_explicit(&m->requests_by_op[0], 1, memory_order_relaxed);

@@ -166,7 +166,7 @@ PY
 # directory. For ustor the phases go one at a time (fs --step), and each
 # line of res/FS.meta.txt gets the requests that phase took.
 run_meta() {
-	local fs=$1 dir=$2/meta r0 line from to pid
+	local fs=$1 dir=$2/meta r0 r1 line from to pid
 	mkdir "$dir" || die "mkdir $dir failed"
 	profile_on meta "$fs"
 	if [ "$fs" = ustor ]; then
@@ -176,8 +176,9 @@ run_meta() {
 		pid=$META_PID
 		exec {from}<&"${META[0]}" {to}>&"${META[1]}"
 		while IFS= read -r line <&"$from"; do
-			echo "$line $(($(requests "$fs") - r0))"
-			r0=$(requests "$fs")
+			r1=$(requests "$fs")
+			echo "$line $((r1 - r0))"
+			r0=$r1
 			# it waits between phases, not after the last
 			[ "${line%% *}" = unlink ] || echo >&"$to"
 		done >"$work/res/$fs.meta.txt"

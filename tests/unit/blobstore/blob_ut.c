@@ -147,48 +147,14 @@ static void fill(uint8_t *buf, size_t len, uint32_t seed)
 
 /* ---- raw access to the bdev image (only while no store holds it) ------------------------ */
 
-static void raw_event(enum ust_bdev_event_type type, struct ust_bdev *bdev, void *ctx)
-{
-	(void)type;
-	(void)bdev;
-	(void)ctx;
-}
-
-static void raw_cb(struct ust_bdev_io *io, int status, void *arg)
-{
-	(void)io;
-	bt_op_cb(arg, status);
-}
-
-static void raw_io(bool write, uint64_t offset, void *buf, uint64_t len)
-{
-	struct ust_bdev_desc *desc;
-	struct ust_io_channel *ch;
-
-	assert_int_equal(ust_bdev_open_ext("M0", write, raw_event, NULL, &desc), 0);
-	ch = ust_bdev_get_io_channel(desc);
-	assert_non_null(ch);
-	if (write) {
-		assert_int_equal(ust_bdev_write(desc, ch, buf, offset, len, raw_cb, bt_begin()), 0);
-	} else {
-		assert_int_equal(ust_bdev_read(desc, ch, buf, offset, len, raw_cb, bt_begin()), 0);
-	}
-	bt_finish();
-	assert_int_equal(bt_r.rc, 0);
-	ust_put_io_channel(ch);
-	bt_poll();
-	ust_bdev_close(desc);
-	bt_poll();
-}
-
 static void flip_bit(uint64_t byte_offset, uint8_t mask)
 {
 	uint8_t *page = malloc(BLOCK);
 	uint64_t base = byte_offset / BLOCK * BLOCK;
 
-	raw_io(false, base, page, BLOCK);
+	bt_raw_read("M0", base, page, BLOCK);
 	page[byte_offset - base] ^= mask;
-	raw_io(true, base, page, BLOCK);
+	bt_raw_write("M0", base, page, BLOCK);
 	free(page);
 }
 
@@ -198,7 +164,7 @@ static struct ust_bs_super read_super(void)
 	struct ust_bs_fmt_err err;
 	struct ust_bs_super sb;
 
-	raw_io(false, 0, page, UST_BS_PAGE_SIZE);
+	bt_raw_read("M0", 0, page, UST_BS_PAGE_SIZE);
 	assert_int_equal(ust_bs_fmt_super_decode(page, &sb, &err), 0);
 	free(page);
 	return sb;
@@ -221,7 +187,7 @@ static int newest_half(const struct ust_bs_super *sb, ust_blob_id id)
 
 	ust_bs_fmt_geom_from_super(sb, &geom);
 	for (h = 0; h < 2; h++) {
-		raw_io(false, root_page_of(sb, id, h) * UST_BS_PAGE_SIZE, page, UST_BS_PAGE_SIZE);
+		bt_raw_read("M0", root_page_of(sb, id, h) * UST_BS_PAGE_SIZE, page, UST_BS_PAGE_SIZE);
 		if (ust_bs_fmt_root_decode(page, &geom, &r, &err) == 0) {
 			gen[h] = r.hdr.generation;
 		}
@@ -813,24 +779,12 @@ static void test_dirty_load(void **state)
 	/* "Crash": keep the device image as it is now, unload, put it back. */
 	ust_bs_free_io_channel(ch);
 	bt_poll();
-	{
-		struct ust_bdev_desc *desc;
-		struct ust_io_channel *bch;
-
-		assert_int_equal(ust_bdev_open_ext("M0", false, raw_event, NULL, &desc), 0);
-		bch = ust_bdev_get_io_channel(desc);
-		assert_int_equal(ust_bdev_read(desc, bch, image, 0, BDEV_BYTES, raw_cb, bt_begin()), 0);
-		bt_finish();
-		assert_int_equal(bt_r.rc, 0);
-		ust_put_io_channel(bch);
-		bt_poll();
-		ust_bdev_close(desc);
-	}
+	bt_raw_read("M0", 0, image, BDEV_BYTES);
 	/* The blob was changed but not synced; closing would sync it: delete
 	 * the store's view by unloading after closing, then restore the image. */
 	assert_int_equal(close_blob(blob), 0);
 	assert_int_equal(unload(bs), 0);
-	raw_io(true, 0, image, BDEV_BYTES);
+	bt_raw_write("M0", 0, image, BDEV_BYTES);
 	assert_false(read_super().clean);
 
 	assert_int_equal(load_store(NULL, &bs), 0);
@@ -933,7 +887,7 @@ static void test_damaged_chain_dirty(void **state)
 	sb = read_super();
 	ust_bs_fmt_geom_from_super(&sb, &geom);
 	h = newest_half(&sb, a);
-	raw_io(false, root_page_of(&sb, a, h) * UST_BS_PAGE_SIZE, page, UST_BS_PAGE_SIZE);
+	bt_raw_read("M0", root_page_of(&sb, a, h) * UST_BS_PAGE_SIZE, page, UST_BS_PAGE_SIZE);
 	assert_int_equal(ust_bs_fmt_root_decode(page, &geom, &root, &err), 0);
 	while (ust_bs_fmt_desc_next(page, &cursor, &d) == 1) {
 		if (d.type == UST_BS_DESC_CHAIN) {
@@ -1000,7 +954,7 @@ static void test_superblock_damage(void **state)
 	assert_int_equal(unload(bs), 0);
 
 	/* A blank primary is not acted on: someone may own the disk now. */
-	raw_io(true, 0, zero, UST_BS_PAGE_SIZE);
+	bt_raw_write("M0", 0, zero, UST_BS_PAGE_SIZE);
 	assert_int_equal(load_store(NULL, &bs), -ENODATA);
 	assert_null(bs);
 	free(zero);
@@ -1151,7 +1105,7 @@ static void test_load_not_a_store_quiet(void **state)
 	assert_int_equal(g_errors, 0);
 	/* Something else's data (a foreign primary). */
 	memset(page, 0x5a, UST_BS_PAGE_SIZE);
-	raw_io(true, 0, page, UST_BS_PAGE_SIZE);
+	bt_raw_write("M0", 0, page, UST_BS_PAGE_SIZE);
 	assert_int_equal(load_store(NULL, &bs), -EUCLEAN);
 	assert_null(bs);
 	assert_int_equal(g_errors, 0);
@@ -1161,7 +1115,7 @@ static void test_load_not_a_store_quiet(void **state)
 	assert_int_equal(unload(bs), 0);
 	flip_bit(64 + 40, 0x04);
 	memset(page, 0, UST_BS_PAGE_SIZE);
-	raw_io(true, ust_bs_fmt_backup_offset(BDEV_BYTES), page, UST_BS_PAGE_SIZE);
+	bt_raw_write("M0", ust_bs_fmt_backup_offset(BDEV_BYTES), page, UST_BS_PAGE_SIZE);
 	assert_int_equal(load_store(NULL, &bs), -EUCLEAN);
 	assert_true(g_errors > 0);
 	ust_log_set_sink(NULL);

@@ -141,48 +141,14 @@ static const struct ust_bs_fsck_finding *find(const struct ust_bs_fsck_report *r
 
 /* ---- raw access to the image (only while no store is loaded) --------------------------- */
 
-static void raw_event(enum ust_bdev_event_type type, struct ust_bdev *bdev, void *ctx)
-{
-	(void)type;
-	(void)bdev;
-	(void)ctx;
-}
-
-static void raw_cb(struct ust_bdev_io *io, int status, void *arg)
-{
-	(void)io;
-	bt_op_cb(arg, status);
-}
-
-static void raw_io(bool write, uint64_t offset, void *buf, uint64_t len)
-{
-	struct ust_bdev_desc *desc;
-	struct ust_io_channel *ch;
-
-	assert_int_equal(ust_bdev_open_ext("M0", write, raw_event, NULL, &desc), 0);
-	ch = ust_bdev_get_io_channel(desc);
-	assert_non_null(ch);
-	if (write) {
-		assert_int_equal(ust_bdev_write(desc, ch, buf, offset, len, raw_cb, bt_begin()), 0);
-	} else {
-		assert_int_equal(ust_bdev_read(desc, ch, buf, offset, len, raw_cb, bt_begin()), 0);
-	}
-	bt_finish();
-	assert_int_equal(bt_r.rc, 0);
-	ust_put_io_channel(ch);
-	bt_poll();
-	ust_bdev_close(desc);
-	bt_poll();
-}
-
 static void read_page(uint64_t page, uint8_t *buf)
 {
-	raw_io(false, page * UST_BS_PAGE_SIZE, buf, UST_BS_PAGE_SIZE);
+	bt_raw_read("M0", page * UST_BS_PAGE_SIZE, buf, UST_BS_PAGE_SIZE);
 }
 
 static void write_page(uint64_t page, uint8_t *buf)
 {
-	raw_io(true, page * UST_BS_PAGE_SIZE, buf, UST_BS_PAGE_SIZE);
+	bt_raw_write("M0", page * UST_BS_PAGE_SIZE, buf, UST_BS_PAGE_SIZE);
 }
 
 static void flip_bit(uint64_t byte_offset, uint8_t mask)
@@ -190,9 +156,9 @@ static void flip_bit(uint64_t byte_offset, uint8_t mask)
 	uint8_t page[UST_BS_PAGE_SIZE];
 	uint64_t base = byte_offset / UST_BS_PAGE_SIZE * UST_BS_PAGE_SIZE;
 
-	raw_io(false, base, page, UST_BS_PAGE_SIZE);
+	bt_raw_read("M0", base, page, UST_BS_PAGE_SIZE);
 	page[byte_offset - base] ^= mask;
-	raw_io(true, base, page, UST_BS_PAGE_SIZE);
+	bt_raw_write("M0", base, page, UST_BS_PAGE_SIZE);
 }
 
 static struct ust_bs_super read_super(void)
@@ -276,14 +242,14 @@ static void set_cluster_bit(uint64_t c, bool used)
 	uint8_t *bm = malloc((size_t)sb.cluster_bitmap.pages * UST_BS_PAGE_SIZE);
 
 	assert_true(sb.clean);
-	raw_io(false, (uint64_t)sb.cluster_bitmap.start * UST_BS_PAGE_SIZE, bm,
+	bt_raw_read("M0", (uint64_t)sb.cluster_bitmap.start * UST_BS_PAGE_SIZE, bm,
 	       (uint64_t)sb.cluster_bitmap.pages * UST_BS_PAGE_SIZE);
 	if (used) {
 		bm[c / 8] |= (uint8_t)(1u << (c % 8));
 	} else {
 		bm[c / 8] &= (uint8_t)~(1u << (c % 8));
 	}
-	raw_io(true, (uint64_t)sb.cluster_bitmap.start * UST_BS_PAGE_SIZE, bm,
+	bt_raw_write("M0", (uint64_t)sb.cluster_bitmap.start * UST_BS_PAGE_SIZE, bm,
 	       (uint64_t)sb.cluster_bitmap.pages * UST_BS_PAGE_SIZE);
 	sb.cluster_bitmap_csum =
 		ust_bs_fmt_region_checksum(bm, (size_t)sb.cluster_bitmap.pages * UST_BS_PAGE_SIZE);
@@ -672,7 +638,7 @@ static void test_backup_repaired(void **state)
 	assert_int_equal(rep->repairs, 1);
 	ust_bs_fsck_report_free(rep);
 	expect_clean();
-	raw_io(false, off, page, UST_BS_PAGE_SIZE);
+	bt_raw_read("M0", off, page, UST_BS_PAGE_SIZE);
 	assert_int_equal(ust_bs_fmt_super_decode(page, &backup, &err), 0);
 	assert_int_equal(backup.hdr.seq, UST_BS_SUPER_BACKUP);
 	assert_false(backup.clean);
@@ -725,9 +691,9 @@ static void test_dirty_store(void **state)
 	create(bs, 2, false);
 	create(bs, 3, true);
 	/* "Crash": keep the image of the loaded store, unload, put it back. */
-	raw_io(false, 0, image, BDEV_BYTES);
+	bt_raw_read("M0", 0, image, BDEV_BYTES);
 	unload(bs);
-	raw_io(true, 0, image, BDEV_BYTES);
+	bt_raw_write("M0", 0, image, BDEV_BYTES);
 	assert_false(read_super().clean);
 
 	rep = fsck(true);

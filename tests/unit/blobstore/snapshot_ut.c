@@ -273,47 +273,13 @@ static bool has_clone(struct ust_blob_store *bs, ust_blob_id id, ust_blob_id clo
 
 /* ---- raw access to the bdev image (only while no store holds it) ------------------------ */
 
-static void raw_event(enum ust_bdev_event_type type, struct ust_bdev *bdev, void *ctx)
-{
-	(void)type;
-	(void)bdev;
-	(void)ctx;
-}
-
-static void raw_cb(struct ust_bdev_io *io, int status, void *arg)
-{
-	(void)io;
-	bt_op_cb(arg, status);
-}
-
-static void raw_io(bool write, uint64_t offset, void *buf, uint64_t len)
-{
-	struct ust_bdev_desc *desc;
-	struct ust_io_channel *ch;
-
-	assert_int_equal(ust_bdev_open_ext(g_dev, write, raw_event, NULL, &desc), 0);
-	ch = ust_bdev_get_io_channel(desc);
-	assert_non_null(ch);
-	if (write) {
-		assert_int_equal(ust_bdev_write(desc, ch, buf, offset, len, raw_cb, bt_begin()), 0);
-	} else {
-		assert_int_equal(ust_bdev_read(desc, ch, buf, offset, len, raw_cb, bt_begin()), 0);
-	}
-	bt_finish();
-	assert_int_equal(bt_r.rc, 0);
-	ust_put_io_channel(ch);
-	bt_poll();
-	ust_bdev_close(desc);
-	bt_poll();
-}
-
 static bool super_clean(void)
 {
 	uint8_t *page = malloc(UST_BS_PAGE_SIZE);
 	struct ust_bs_fmt_err err;
 	struct ust_bs_super sb;
 
-	raw_io(false, 0, page, UST_BS_PAGE_SIZE);
+	bt_raw_read(g_dev, 0, page, UST_BS_PAGE_SIZE);
 	assert_int_equal(ust_bs_fmt_super_decode(page, &sb, &err), 0);
 	free(page);
 	return sb.clean;
@@ -329,9 +295,9 @@ static void dirty_reload(struct ust_blob_store **bs, struct ust_io_channel **ch)
 
 	ust_bs_free_io_channel(*ch);
 	bt_poll();
-	raw_io(false, 0, image, BDEV_BYTES);
+	bt_raw_read(g_dev, 0, image, BDEV_BYTES);
 	assert_int_equal(unload(*bs), 0);
-	raw_io(true, 0, image, BDEV_BYTES);
+	bt_raw_write(g_dev, 0, image, BDEV_BYTES);
 	free(image);
 	assert_false(super_clean());
 	assert_int_equal(load_store(g_dev, bs), 0);

@@ -20,6 +20,7 @@
 
 #include "ustor/bdev.h"
 #include "ustor/thread.h"
+#include "blob_test.h"
 #include "blobfs_test.h"
 #include "ut_threads.h"
 
@@ -357,36 +358,10 @@ uint64_t bft_count_entries(uint64_t dir)
 
 /* ---- the raw device ---- */
 
-static void raw_event(enum ust_bdev_event_type type, struct ust_bdev *bdev, void *ctx)
-{
-	(void)type;
-	(void)bdev;
-	(void)ctx;
-}
-
-static void raw_cb(struct ust_bdev_io *io, int status, void *arg)
-{
-	(void)io;
-	bft_op_cb(arg, status);
-}
-
 void bft_raw_io(const char *name, bool write, void *buf, uint64_t len)
 {
-	struct ust_bdev_desc *desc;
-	struct ust_io_channel *ch;
-
-	assert_int_equal(ust_bdev_open_ext(name, write, raw_event, NULL, &desc), 0);
-	ch = ust_bdev_get_io_channel(desc);
-	assert_non_null(ch);
-	if (write) {
-		assert_int_equal(ust_bdev_write(desc, ch, buf, 0, len, raw_cb, bft_begin()), 0);
-	} else {
-		assert_int_equal(ust_bdev_read(desc, ch, buf, 0, len, raw_cb, bft_begin()), 0);
-	}
-	bft_finish();
-	assert_int_equal(bft_r.rc, 0);
-	ust_put_io_channel(ch);
-	ut_threads_poll();
-	ust_bdev_close(desc);
-	ut_threads_poll();
+	if (write)
+		bt_raw_write(name, 0, buf, len);
+	else
+		bt_raw_read(name, 0, buf, len);
 }

@@ -7,9 +7,11 @@
  * release the store).
  *
  * Guarantees: a mount that succeeds has replayed any interrupted namespace
- * change and deleted every orphan, so the tree it shows is consistent
- * (docs/blobfs-format.md 6); an unmount that succeeds leaves no intent and
- * every inode synced, so the next mount replays nothing.
+ * change and deleted every orphan it could read, so the tree it shows is
+ * consistent (docs/blobfs-format.md 6); an orphan whose inode cannot be
+ * read stays listed, untouched, rather than keep the whole tree from being
+ * served. An unmount that succeeds leaves no intent and every inode synced,
+ * so the next mount replays nothing.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -78,6 +80,7 @@ struct bfs_mount {
 	bool in_call, call_done; /* orphan_call: m_req_cb ran inside the call */
 	uint64_t *orphans;
 	size_t norphans;
+	size_t nkept; /* orphans[0..nkept): unreadable ones, listed again (orphan_keep) */
 	struct bfs_req *r; /* the internal request that iget and replay use */
 	/* what create reads until it completes */
 	struct bfs_disk_inode di;
@@ -201,6 +204,33 @@ static bool orphan_done(struct bfs_mount *m)
 		m->rc = 0; /* not ours (any more): nothing to reclaim */
 	}
 	return false;
+}
+
+/*
+ * The orphan just handled failed with rc. Damage or a read error (EIO) in
+ * one unlinked file is no reason to refuse the whole tree: it is logged and
+ * kept for the list the mount writes back (true), and the next mount tries
+ * again. Anything else (ENOMEM) fails the mount (false).
+ */
+static bool orphan_keep(struct bfs_mount *m, int rc)
+{
+	uint64_t ino = m->orphans[m->orphan_i - 1];
+	size_t k;
+
+	if (rc != -EIO) {
+		UST_ERRLOG("blobfs: orphan 0x%" PRIx64 ": %d\n", ino, rc);
+		return false;
+	}
+	for (k = 0; k < m->nkept; k++) {
+		if (m->orphans[k] == ino) {
+			return true; /* a damaged list may repeat it */
+		}
+	}
+	UST_ERRLOG("blobfs: orphan 0x%" PRIx64 " cannot be read or deleted (%d): it stays on the "
+		   "orphan list and keeps its space\n", ino, rc);
+	/* Handled entries only: the list is compacted behind the loop's index. */
+	m->orphans[m->nkept++] = ino;
+	return true;
 }
 
 static bool is_super(struct ust_blob *blob, struct bfs_disk_super *out)
@@ -812,10 +842,12 @@ static void mount_step(struct bfs_mount *m)
 			}
 			m->state = M_ORPHAN_NEXT;
 			if (m->orphan_i > 0 && m->rc != 0 && m->rc != -ENOENT) {
-				UST_ERRLOG("blobfs: orphan 0x%" PRIx64 ": %d\n", m->orphans[m->orphan_i - 1], m->rc);
-				m->state = M_FAIL_CLOSE;
-				mount_step(m);
-				return;
+				if (!orphan_keep(m, m->rc)) {
+					m->state = M_FAIL_CLOSE;
+					mount_step(m);
+					return;
+				}
+				m->rc = 0;
 			}
 			if (m->orphan_i >= m->norphans) {
 				break;
@@ -832,6 +864,11 @@ static void mount_step(struct bfs_mount *m)
 		free(fs->orphans);
 		fs->orphans = NULL;
 		fs->norphans = 0;
+		if (m->nkept > 0) {
+			fs->orphans = m->orphans;
+			fs->norphans = m->nkept;
+			m->orphans = NULL;
+		}
 		bfs_intent_remove_all(fs);
 		m->rc = bfs_super_store(fs);
 		if (m->rc != 0) {

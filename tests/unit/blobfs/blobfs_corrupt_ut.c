@@ -704,6 +704,28 @@ static void fresh_copy(void)
 	bfd_store_open("M1");
 }
 
+/* The orphan list of the copy on M1 (its store held by bfd_store_open): how many, the first max in v. */
+static int read_orphans(uint64_t *v, size_t max)
+{
+	struct ust_blob *b = blob_open(g_super_id);
+	int len = bfd_xa_get(b, BFS_XA_ORPHANS, (uint8_t *)v, max * sizeof(*v));
+
+	bfd_blob_commit(b);
+	return len < 0 ? 0 : len / (int)sizeof(*v);
+}
+
+/* The inode of the listed orphan (the reference's open unlinked file), damaged at random. */
+static void damage_orphan_inode(int what)
+{
+	struct obj o = {.kind = O_FILE};
+	uint64_t listed[2];
+
+	assert_int_equal(read_orphans(listed, 2), 1);
+	o.ino = listed[0];
+	snprintf(o.path, sizeof(o.path), "(the orphan)");
+	damage_inode(what, &o);
+}
+
 /* A fresh copy of the reference image on M1, damaged once at random. */
 static void damage_copy(void)
 {
@@ -726,8 +748,10 @@ static void damage_copy(void)
 		damage_super(-1);
 	} else if (c < 89) {
 		damage_intent(-1);
-	} else if (c < 94) {
+	} else if (c < 92) {
 		damage_orphans(-1);
+	} else if (c < 94) {
+		damage_orphan_inode(-1);
 	} else {
 		damage_random_xattr();
 	}
@@ -1386,6 +1410,24 @@ static void test_chosen_damages(void **state)
 	damage_orphans(6);
 	expect_mount(0);
 	remount_intact(live);
+	/*
+	 * The orphan's own inode unreadable: the tree is served all the same,
+	 * and the orphan stays listed (with its space) through two mounts.
+	 */
+	fresh_copy();
+	{
+		uint64_t listed[2], orph;
+
+		assert_int_equal(read_orphans(listed, 2), 1);
+		orph = listed[0];
+		damage_orphan_inode(2);
+		expect_mount(0);
+		remount_intact(live);
+		bfd_store_open("M1");
+		assert_int_equal(read_orphans(listed, 2), 1);
+		assert_int_equal(listed[0], orph);
+		bfd_store_close();
+	}
 
 	/* a file of big without its inode: big still lists all, the name reads EIO */
 	fresh_copy();

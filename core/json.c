@@ -254,6 +254,31 @@ static void describe_decode_error(const struct ust_json_object_decoder *d, const
 	}
 }
 
+/*
+ * A decode of the table failed at decoders[failed]: free the strings and
+ * values this call decoded before it (the caller's out fields become NULL),
+ * so that a handler that returns at once on a decode error leaks nothing.
+ */
+static void undo_decoded(const json_t *obj, const struct ust_json_object_decoder *decoders,
+			 size_t failed, void *out)
+{
+	for (size_t i = 0; i < failed; i++) {
+		const struct ust_json_object_decoder *d = &decoders[i];
+		void *field = (char *)out + d->offset;
+
+		if (obj == NULL || json_object_get(obj, d->name) == NULL) {
+			continue; /* not decoded by this call: maybe a default the caller owns */
+		}
+		if (d->decode == ust_json_decode_string) {
+			free(*(char **)field);
+			*(char **)field = NULL;
+		} else if (d->decode == ust_json_decode_value) {
+			json_decref(*(json_t **)field);
+			*(json_t **)field = NULL;
+		}
+	}
+}
+
 int ust_json_decode_object(const json_t *obj, const struct ust_json_object_decoder *decoders,
 			   size_t count, void *out, char *errbuf, size_t errlen)
 {
@@ -280,6 +305,7 @@ int ust_json_decode_object(const json_t *obj, const struct ust_json_object_decod
 		if (val == NULL) {
 			if (!d->optional) {
 				set_error(errbuf, errlen, "missing key '%s'", d->name);
+				undo_decoded(obj, decoders, i, out);
 				return -EINVAL;
 			}
 			continue;
@@ -287,6 +313,7 @@ int ust_json_decode_object(const json_t *obj, const struct ust_json_object_decod
 		rc = d->decode(val, (char *)out + d->offset);
 		if (rc != 0) {
 			describe_decode_error(d, val, rc, errbuf, errlen);
+			undo_decoded(obj, decoders, i, out);
 			return -EINVAL;
 		}
 	}

@@ -33,9 +33,11 @@ struct ust_json_object_decoder {
 
 /*
  * Decode the members of obj with the table. On error returns -EINVAL and
- * writes a message naming the key into errbuf (if not NULL). Strings decoded
- * before the failure are left for ust_json_free_strings() style cleanup by
- * the caller's free function.
+ * writes a message naming the key into errbuf (if not NULL). What this call
+ * decoded before the failure with ust_json_decode_string or
+ * ust_json_decode_value is released and its field set to NULL, so a caller
+ * may return at once or free its struct as usual; fields of other
+ * (caller-written) decoders are the caller's to release.
  */
 int ust_json_decode_object(const json_t *obj, const struct ust_json_object_decoder *decoders,
 			   size_t count, void *out, char *errbuf, size_t errlen);

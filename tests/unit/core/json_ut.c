@@ -254,6 +254,41 @@ static void test_object_errors(void **state)
 	assert_string_equal(err, "expected a JSON object");
 }
 
+/*
+ * A failed decode releases what it decoded before the failure (strings,
+ * values) and leaves NULL there, so a caller that returns at once leaks
+ * nothing; a default the caller set for an absent key is not touched.
+ */
+static void test_object_error_releases(void **state)
+{
+	static const struct ust_json_object_decoder decs[] = {
+		{"extra", offsetof(struct create_params, extra), ust_json_decode_value, true},
+		{"name", offsetof(struct create_params, name), ust_json_decode_string, true},
+		{"num_blocks", offsetof(struct create_params, num_blocks), ust_json_decode_uint64, false},
+	};
+	char err[UST_JSON_ERRBUF_SIZE];
+	char dflt[] = "default";
+	struct create_params p = {0};
+	json_t *v;
+
+	(void)state;
+	v = parse("{\"extra\":{\"a\":[1,2]},\"name\":\"Malloc0\",\"num_blocks\":\"x\"}");
+	assert_int_equal(ust_json_decode_object(v, decs, 3, &p, err, sizeof(err)), -EINVAL);
+	assert_null(p.extra);
+	assert_null(p.name);
+	/* v still holds its members: only the decoded reference was dropped */
+	assert_int_equal(json_array_size(json_object_get(json_object_get(v, "extra"), "a")), 2);
+	json_decref(v);
+
+	v = parse("{\"extra\":7}");
+	p.name = dflt;
+	assert_int_equal(ust_json_decode_object(v, decs, 3, &p, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "missing key 'num_blocks'");
+	assert_null(p.extra);
+	assert_ptr_equal(p.name, dflt);
+	json_decref(v);
+}
+
 static int decode_even(const json_t *val, void *out)
 {
 	if (!json_is_integer(val) || json_integer_value(val) % 2 != 0) {
@@ -401,6 +436,7 @@ int main(void)
 		cmocka_unit_test(test_string_with_nul_rejected),
 		cmocka_unit_test(test_object_valid),
 		cmocka_unit_test(test_object_errors),
+		cmocka_unit_test(test_object_error_releases),
 		cmocka_unit_test(test_object_null_and_custom),
 		cmocka_unit_test(test_parse_errors),
 		cmocka_unit_test_setup_teardown(test_files, make_dir, remove_dir),

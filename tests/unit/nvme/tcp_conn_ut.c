@@ -5,8 +5,9 @@
  * the receive state machine fed whole, byte by byte and in random chunkings
  * (with and without header/data digests and padding), C2HData with the
  * SUCCESS flag, R2T/H2CData sequencing split by MAXH2CDATA, partial writes
- * on a small socket buffer, and every malformed PDU rejected with its error
- * (the connection fails, nothing completes, nothing crashes).
+ * on a small socket buffer, every malformed PDU rejected with its error
+ * (the connection fails, nothing completes, nothing crashes), and valid
+ * streams damaged at random (seeded) handled without a crash.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -868,6 +870,184 @@ static void test_submit_checks(void **state)
 	teardown_conn();
 }
 
+/* ---- random damage ---------------------------------------------------------------------- */
+
+/* Read whatever the host sent and the test did not: H2CData, capsules. */
+static void drain_target(void)
+{
+	uint8_t b[4096];
+
+	while (recv(g.tfd, b, sizeof(b), MSG_DONTWAIT) > 0) {
+	}
+}
+
+static uint32_t fuzz_rand(uint32_t n)
+{
+	return n == 0 ? 0 : (uint32_t)rand() % n;
+}
+
+/* Damage stream[0, len) once: a byte changed, a field set to an edge, cut, repeated or grown. */
+static uint32_t mutate_stream(uint8_t *stream, uint32_t len, uint32_t cap)
+{
+	static const uint8_t edges[] = {0x00, 0x01, 0x7f, 0x80, 0xfe, 0xff};
+	uint32_t at = fuzz_rand(len), n;
+
+	switch (fuzz_rand(6)) {
+	case 0:
+		stream[at] ^= (uint8_t)(1u << fuzz_rand(8));
+		return len;
+	case 1:
+		stream[at] = edges[fuzz_rand(sizeof(edges))];
+		return len;
+	case 2: /* a 32-bit field (PLEN, DATAO, DATAL, R2T offset) at an edge */
+		at &= ~3u;
+		if (at + 4 <= len) {
+			uint32_t v = fuzz_rand(2) ? 0xffffffffu - fuzz_rand(64) : fuzz_rand(9000);
+
+			memcpy(stream + at, &v, 4);
+		}
+		return len;
+	case 3:
+		return at;
+	case 4: /* a piece repeated */
+		n = fuzz_rand(200) + 1;
+		if (at + n > len)
+			n = len - at;
+		if (len + n > cap)
+			return len;
+		memmove(stream + at + n, stream + at, len - at);
+		return len + n;
+	default: /* random bytes inserted */
+		n = fuzz_rand(40) + 1;
+		if (len + n > cap)
+			return len;
+		memmove(stream + at + n, stream + at, len - at);
+		for (uint32_t i = 0; i < n; i++)
+			stream[at + i] = (uint8_t)rand();
+		return len + n;
+	}
+}
+
+/*
+ * Valid target streams - a read answered by C2HData PDUs and a CapsuleResp,
+ * a write answered by R2Ts and a CapsuleResp, with and without digests,
+ * padding and in-capsule data - damaged one to four times at random and fed
+ * in random pieces. Whatever the bytes, the host must not crash or write
+ * outside the buffers it was given (ASan, heap buffers of the exact size):
+ * either the connection fails with a negative errno (and stays failed,
+ * its socket closed), or it goes on; every completion is for a command that
+ * was submitted, once; and with header and data digests on, a read that
+ * completes without error has exactly the data sent.
+ */
+static void test_mutated_streams(void **state)
+{
+	const char *env = getenv("USTOR_TCP_FUZZ_ITERS");
+	int iters = env != NULL ? atoi(env) : 3000, it;
+	static uint8_t stream[40000], want[8192], icr[128];
+	unsigned seed = (unsigned)time(NULL);
+	int failed = 0, both = 0, digested = 0;
+
+	(void)state;
+	if (getenv("USTOR_TCP_FUZZ_SEED") != NULL)
+		seed = (unsigned)strtoul(getenv("USTOR_TCP_FUZZ_SEED"), NULL, 0);
+	print_message("  seed %u (USTOR_TCP_FUZZ_SEED), %d streams\n", seed, iters);
+	srand(seed);
+	for (uint32_t i = 0; i < sizeof(want); i++)
+		want[i] = (uint8_t)(i * 29 + 3);
+	for (it = 0; it < iters; it++) {
+		bool hd = fuzz_rand(2), dd = fuzz_rand(2), icd = fuzz_rand(2);
+		uint8_t cpda = (uint8_t)fuzz_rand(4);
+		uint32_t maxh2c = 4096u * (fuzz_rand(3) + 1), len = 0, rlen = 2000 + fuzz_rand(6193);
+		uint32_t wlen = icd ? 1000 + fuzz_rand(3000) : 4000 + fuzz_rand(4193), off, n, k;
+		uint8_t *rbuf = malloc(rlen), *wbuf = malloc(wlen);
+		struct iovec riov = {rbuf, rlen}, wiov = {wbuf, wlen};
+		struct ust_nvme_cmd rcmd, wcmd;
+		bool done[NSLOTS] = {false};
+		int rc = 0, i;
+
+		assert_non_null(rbuf);
+		assert_non_null(wbuf);
+		memset(wbuf, 0x5c, wlen);
+		if (fuzz_rand(10) == 0) {
+			/* The ICResp itself damaged. */
+			start_conn(hd, dd, false, icd ? 4096 : 0);
+			expect_icreq(hd, dd);
+			nvme_tcp_build_icresp(icr, cpda, (hd ? 1 : 0) | (dd ? 2 : 0), maxh2c);
+			n = mutate_stream(icr, 128, 128);
+			rc = feed(icr, n);
+			assert_true(rc < 0 || g.conn.state == NVME_TCP_CONN_READY ||
+				    g.conn.state == NVME_TCP_CONN_IC_WAIT);
+			if (rc < 0) {
+				assert_int_equal(g.conn.state, NVME_TCP_CONN_FAILED);
+				assert_int_equal(g.conn.fd, -1);
+			}
+			teardown_conn();
+			free(rbuf);
+			free(wbuf);
+			continue;
+		}
+		setup_ready(hd, dd, cpda, maxh2c, false, icd ? 4096 : 0);
+		mk_cmd(&rcmd, UST_NVME_OPC_READ);
+		mk_cmd(&wcmd, UST_NVME_OPC_WRITE);
+		assert_int_equal(nvme_tcp_conn_submit(&g.conn, 1, &rcmd, NVME_TCP_XFER_C2H, &riov, 1,
+						      rlen), 0);
+		assert_int_equal(nvme_tcp_conn_submit(&g.conn, 2, &wcmd, NVME_TCP_XFER_H2C, &wiov, 1,
+						      wlen), 0);
+		assert_int_equal(nvme_tcp_conn_flush(&g.conn), 0);
+		drain_target();
+		/* The read's data in one to three C2HData PDUs, LAST_PDU on the last. */
+		for (off = 0, k = fuzz_rand(3) + 1; off < rlen; k--) {
+			n = k == 1 ? rlen - off : fuzz_rand(rlen - off) + 1;
+			len += mk_c2h(stream + len, 1, off, want + off, n,
+				      off + n == rlen ? NVME_TCP_C2H_DATA_FLAGS_LAST_PDU : 0,
+				      fuzz_rand(2) ? 0 : fuzz_rand(8));
+			off += n;
+		}
+		len += mk_resp(stream + len, 1, 0);
+		if (!icd) {
+			n = wlen > maxh2c * 2 ? maxh2c * 2 : wlen;
+			len += mk_r2t(stream + len, 2, 0x10, 0, n);
+			if (n < wlen)
+				len += mk_r2t(stream + len, 2, 0x11, n, wlen - n);
+		}
+		len += mk_resp(stream + len, 2, 0);
+		for (k = fuzz_rand(4) + 1; k > 0; k--)
+			len = mutate_stream(stream, len, sizeof(stream));
+		for (off = 0; off < len && rc >= 0; off += (uint32_t)rc) {
+			n = fuzz_rand(3) == 0 ? len - off : fuzz_rand(300) + 1;
+			rc = feed(stream + off, n > len - off ? len - off : n);
+			if (rc >= 0 && nvme_tcp_conn_flush(&g.conn) < 0)
+				rc = g.conn.error;
+			drain_target();
+		}
+		if (rc < 0) {
+			assert_int_equal(g.conn.state, NVME_TCP_CONN_FAILED);
+			assert_int_equal(g.conn.error, rc);
+			assert_int_equal(g.conn.fd, -1);
+			assert_int_equal(feed(stream, len), rc);
+			failed++;
+		}
+		both += g.ncpl == 2;
+		for (i = 0; i < g.ncpl; i++) {
+			assert_true(g.cids[i] == 1 || g.cids[i] == 2);
+			assert_false(done[g.cids[i]]);
+			done[g.cids[i]] = true;
+			/* With both digests, damaged data or headers never pass as a good read. */
+			if (hd && dd && g.cids[i] == 1 && !ust_nvme_cpl_is_error(&g.cpls[i])) {
+				assert_memory_equal(rbuf, want, rlen);
+				digested++;
+			}
+		}
+		teardown_conn();
+		free(rbuf);
+		free(wbuf);
+	}
+	/* Both outcomes must occur, or the damage is too much or too little to tell anything. */
+	print_message("  %d connections failed, %d completed both commands, %d good reads checked "
+		      "against their digests\n", failed, both, digested);
+	assert_true(failed > 0 && both > 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -883,6 +1063,7 @@ int main(void)
 		cmocka_unit_test(test_malformed_pdus),
 		cmocka_unit_test(test_icresp_checks),
 		cmocka_unit_test(test_submit_checks),
+		cmocka_unit_test(test_mutated_streams),
 	};
 
 	srand(12345);

@@ -756,6 +756,14 @@ static int create_copy_xattrs(struct ust_blob_store *bs, const struct ust_blob_o
 	return 0;
 }
 
+/* -EFBIG, said: a thin blob of n clusters could never be written (format.h). */
+static int thin_too_large(const char *what, uint64_t n)
+{
+	UST_ERRLOG("%s: %llu clusters is more than a thin blob can map (at most %llu)\n", what,
+		   (unsigned long long)n, (unsigned long long)UST_BS_THIN_MAX_CLUSTERS);
+	return -EFBIG;
+}
+
 void ust_bs_create_blob(struct ust_blob_store *bs, const struct ust_blob_opts *opts,
 			ust_blob_op_with_id_cb cb, void *arg)
 {
@@ -766,6 +774,10 @@ void ust_bs_create_blob(struct ust_blob_store *bs, const struct ust_blob_opts *o
 
 	if (rc == 0 && opts != NULL && opts->num_clusters > UST_BS_MAX_BLOB_CLUSTERS) {
 		rc = -EINVAL;
+	}
+	if (rc == 0 && opts != NULL && opts->thin_provision &&
+	    opts->num_clusters > UST_BS_THIN_MAX_CLUSTERS) {
+		rc = thin_too_large("blobstore: create", opts->num_clusters);
 	}
 	if (rc == 0 && opts != NULL && opts->xattr_count != 0) {
 		/* Copied now: the caller's array and strings may be gone before
@@ -1285,6 +1297,10 @@ void ust_blob_resize(struct ust_blob *blob, uint64_t num_clusters, ust_blob_op_c
 	}
 	if (rc == 0 && num_clusters > UST_BS_MAX_BLOB_CLUSTERS) {
 		rc = -EINVAL;
+	}
+	if (rc == 0 && (blob->flags & UST_BS_BLOB_THIN) && num_clusters > blob->map->len &&
+	    num_clusters > UST_BS_THIN_MAX_CLUSTERS) {
+		rc = thin_too_large("blobstore: resize", num_clusters);
 	}
 	if (rc == 0 && num_clusters != blob->map->len) {
 		rc = num_clusters < blob->map->len ? resize_shrink(blob, num_clusters)

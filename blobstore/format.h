@@ -312,6 +312,18 @@ _Static_assert(sizeof(struct ust_bs_disk_desc_pending_op) == 24, "pending op des
 #define UST_BS_TABLE_PER_CHAIN_PAGE \
 	((UST_BS_PAYLOAD_MAX - 8u - 8u) / sizeof(struct ust_bs_disk_page_ref)) /* 251 */
 
+/*
+ * Above this a thin blob's map cannot be written: its extent page
+ * references (zero ones included) fill at most the root and
+ * UST_BS_MAX_CHAIN_PAGES chain pages, 251 to a page (the root holds fewer),
+ * 1008 clusters each - about 16.4 million clusters. Create and resize
+ * refuse more at once (-EFBIG) instead of sizing an in-memory map that the
+ * next sync could only fail to write; just below the bound that sync can
+ * still find the references do not fit (-ENOSPC).
+ */
+#define UST_BS_THIN_MAX_CLUSTERS \
+	((uint64_t)(UST_BS_MAX_CHAIN_PAGES + 1u) * UST_BS_TABLE_PER_CHAIN_PAGE * UST_BS_EXTENTS_PER_PAGE)
+
 /* Host views of descriptors. Pointers point into the page they came from. */
 struct ust_bs_desc {
 	uint16_t type;

@@ -195,7 +195,8 @@ void ust_blob_opts_init(struct ust_blob_opts *opts);
  * opts NULL: an empty thick blob. The xattrs (array, names and values) are
  * copied before the call returns: the caller may reuse or free them at
  * once. -EINVAL/-E2BIG/-ENOSPC a bad xattr (as ust_blob_set_xattr(), before
- * anything is written), -ENOSPC no free slot or clusters.
+ * anything is written), -ENOSPC no free slot or clusters, -EFBIG a thin
+ * blob larger than its metadata can map (about 16.4 million clusters).
  */
 void ust_bs_create_blob(struct ust_blob_store *bs, const struct ust_blob_opts *opts,
 			ust_blob_op_with_id_cb cb, void *arg);
@@ -226,7 +227,8 @@ void ust_bs_delete_blob(struct ust_blob_store *bs, ust_blob_id id, ust_blob_op_c
 /*
  * Change the size. A thick blob allocates its new clusters now (-ENOSPC and
  * no change if too few are free); shrinking frees clusters once the change
- * is durable. The change is in memory until ust_blob_sync_md().
+ * is durable. The change is in memory until ust_blob_sync_md(). -EFBIG (no
+ * change): a thin blob grown past what its metadata can map (as create).
  */
 void ust_blob_resize(struct ust_blob *blob, uint64_t num_clusters, ust_blob_op_cb cb, void *arg);
 

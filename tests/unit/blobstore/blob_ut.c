@@ -399,6 +399,20 @@ static void test_resize(void **state)
 	assert_int_equal(open_blob(bs, tid, &blob), 0);
 	assert_int_equal(resize(blob, 100000), 0);
 	assert_int_equal(ust_bs_get_free_cluster_count(bs), total - 3);
+	/*
+	 * But not larger than its metadata can map: refused at once, nothing
+	 * changed (it used to size a map of 2^31 entries first, 8 GiB, and
+	 * fail only at the sync). Shrinking is always allowed.
+	 */
+	assert_int_equal(resize(blob, UST_BS_THIN_MAX_CLUSTERS + 1), -EFBIG);
+	assert_int_equal(resize(blob, 0x7fffffffull), -EFBIG);
+	assert_int_equal(ust_blob_get_num_clusters(blob), 100000);
+	{
+		ust_blob_id big;
+
+		assert_int_equal(create(bs, UST_BS_THIN_MAX_CLUSTERS + 1, true, &big), -EFBIG);
+		assert_int_equal(create(bs, 0xffffffffull, true, &big), -EFBIG);
+	}
 	assert_int_equal(close_blob(blob), 0); /* close syncs */
 
 	assert_int_equal(unload(bs), 0);

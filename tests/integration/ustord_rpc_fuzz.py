@@ -2,16 +2,17 @@
 """Every JSON-RPC method of ustord called with wrong parameters, at random.
 
 Bad input over RPC must get a JSON-RPC answer, never a crash or a hang.
-ustord starts with a few bdevs (two malloc bdevs, an lvstore and an lvol)
-so that names reach past the lookup; then, for USTOR_RPC_FUZZ_CALLS calls
+ustord starts with a few bdevs (malloc bdevs, an lvstore, an lvol and a
+blobfs that ./mnt may mount) so that names reach past the lookup; then, for USTOR_RPC_FUZZ_CALLS calls
 (default 1500), a method from rpc_get_methods is called with:
   - no params, or params that are not an object (array, string, number,
     null, a boolean);
   - an object of parameter names that ustord's methods use, with values of
     every JSON type: empty, long and odd strings, the existing names, zero,
     negative and huge integers, fractions, nested arrays and objects;
-  - for the methods below with a valid parameter set, that set with one
-    value replaced, one member dropped or one unknown member added.
+  - for the methods below with a valid parameter set, that set as it is
+    (so that bdevs, lvols and a mount come and go), or with one value
+    replaced, one member dropped or one unknown member added.
 (A string holding U+0000, valid JSON that the server's C strings cannot
 hold, is checked once: a parse error, -32700 with id null.) Each answer
 must be a JSON-RPC 2.0 response to that id: a result, or an
@@ -175,7 +176,7 @@ def check_response(resp, rid):
 # ---- values ---------------------------------------------------------------------------------
 
 NAMES = ["Malloc0", "Malloc1", "lvs0", "lvs0/lv0", "lv0", "Null0", "Nvme0", "Nvme0n1", "raid0",
-         "M9", "PT0", "D0", "C0", "snap0", "lvs0/snap0", "EE_Malloc0", "Malloc0p0"]
+         "M9", "PT0", "D0", "C0", "snap0", "lvs0/snap0", "EE_Malloc0", "Malloc0p0", "mnt"]
 WORDS = ["", "x", "raid0", "raid1", "concat", "debug", "ERROR", "NOTICE", "read", "write",
          "all", "failure", "pending", "nomem", "pcie", "PCIe", "tcp", "TCP", "IPv4", "IPv6",
          "127.0.0.1", "4420", "0000:00:04.0", "nqn.2014-08.org.nvmexpress.discovery", "avg_read",
@@ -224,8 +225,9 @@ TEMPLATES = {
                          "strip_size_kb": 64},
     "bdev_set_qos_limit": {"name": "Malloc0", "rw_ios_per_sec": 10000},
     "bdev_crashsim_create": {"base_bdev_name": "Malloc0", "name": "C0"},
-    "blobfs_create": {"bdev_name": "Malloc0"},
-    "blobfs_mount": {"bdev_name": "Malloc0", "mountpoint": "mnt"},
+    "blobfs_create": {"bdev_name": "Malloc2"},
+    "blobfs_mount": {"bdev_name": "Malloc2", "mountpoint": "mnt"},
+    "blobfs_umount": {"mountpoint": "mnt"},
     "bdev_aio_create": {"name": "A0", "filename": "img", "block_size": 512},
     "log_set_level": {"level": "NOTICE"},
     "log_set_flag": {"flag": "bdev"},
@@ -265,8 +267,10 @@ def rand_params(rng, method):
         return rng.choice([[], ["Malloc0"], "Malloc0", 7, None, True, [{"name": "Malloc0"}]]), False
     if method in TEMPLATES and r < 0.65:
         p = json.loads(json.dumps(TEMPLATES[method]))
-        what = rng.randrange(3)
-        if what == 0:
+        what = rng.randrange(4)
+        if what == 3:
+            pass  # as it is: state changes that the other calls then meet
+        elif what == 0:
             p[rng.choice(list(p))] = rand_value(rng)
         elif what == 1:
             del p[rng.choice(list(p))]
@@ -280,6 +284,8 @@ def rand_params(rng, method):
 
 def start():
     global daemon
+    # a real mount point, so that blobfs_mount can succeed now and then
+    os.mkdir(os.path.join(workdir, "mnt"))
     daemon = subprocess.Popen([USTORD, "--no-huge", "-r", SOCK], cwd=workdir,
                               stdout=logfile, stderr=subprocess.STDOUT)
     deadline = time.time() + START_TIMEOUT
@@ -305,7 +311,9 @@ def base_objects():
             ("bdev_malloc_create", {"name": "Malloc1", "num_blocks": 8192, "block_size": 4096}),
             ("bdev_lvol_create_lvstore", {"bdev_name": "Malloc1", "lvs_name": "lvs0",
                                           "cluster_sz": 1048576}),
-            ("bdev_lvol_create", {"lvs_name": "lvs0", "lvol_name": "lv0", "size_in_mib": 4})):
+            ("bdev_lvol_create", {"lvs_name": "lvs0", "lvol_name": "lv0", "size_in_mib": 4}),
+            ("bdev_malloc_create", {"name": "Malloc2", "num_blocks": 16384, "block_size": 4096}),
+            ("blobfs_create", {"bdev_name": "Malloc2"})):
         check_response(call(method, params, rid=2), 2)
 
 
@@ -333,6 +341,7 @@ def main():
     rng = random.Random(SEED)
     base_objects()
     errors = results = 0
+    succeeded = set()
     for i in range(CALLS):
         method = rng.choice(methods)
         params, omit = rand_params(rng, method)
@@ -345,6 +354,7 @@ def main():
             errors += 1
         else:
             results += 1
+            succeeded.add(method)
         if i % 100 == 99:
             alive("%d calls" % (i + 1))
             base_objects()
@@ -360,6 +370,7 @@ def main():
     if "ERROR: AddressSanitizer" in output() or "ERROR: LeakSanitizer" in output() or \
             "runtime error:" in output():
         fail("sanitizer report in the output")
+    print("methods that succeeded at least once (%d): %s" % (len(succeeded), " ".join(sorted(succeeded))))
     print("PASS (seed %d: %d calls, %d errors, %d results)" % (SEED, CALLS, errors, results))
 
 

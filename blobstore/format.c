@@ -1341,6 +1341,17 @@ static int root_fields_check(const struct ust_bs_root *r, const struct ust_bs_fm
 		return fail(err, UST_BS_FMT_BAD_FIELD, ROOT_OFF(num_clusters), "%llu clusters",
 			    (unsigned long long)r->num_clusters);
 	}
+	/*
+	 * A map in extent pages has a reference per 1008 clusters, which no
+	 * writer can fit past UST_BS_THIN_MAX_CLUSTERS: more is damage, and
+	 * believing it would size an in-memory map of up to 16 GiB at open.
+	 */
+	if ((r->flags & UST_BS_BLOB_EXTENT_PAGES) && r->num_clusters > UST_BS_THIN_MAX_CLUSTERS) {
+		return fail(err, UST_BS_FMT_BAD_FIELD, ROOT_OFF(num_clusters),
+			    "%llu clusters in extent pages, at most %llu can be mapped",
+			    (unsigned long long)r->num_clusters,
+			    (unsigned long long)UST_BS_THIN_MAX_CLUSTERS);
+	}
 	if (r->parent_id != 0) {
 		if (!blobid_ok(r->parent_id, geom->max_blobs) || r->parent_id == r->hdr.blob_id) {
 			return fail(err, UST_BS_FMT_BAD_FIELD, ROOT_OFF(parent_id), "parent 0x%llx",

@@ -1096,6 +1096,13 @@ static void test_root_fields(void **state)
 	expect_root(r, add_rle_hole_ok, UST_BS_FMT_BAD_FIELD);
 	r = root_tmpl(0, UST_BS_MAX_BLOB_CLUSTERS + 1);
 	expect_root(r, NULL, UST_BS_FMT_BAD_FIELD);
+	/* extent pages past what their references can map (8.3): damage */
+	r = root_tmpl(UST_BS_BLOB_THIN | UST_BS_BLOB_EXTENT_PAGES, UST_BS_THIN_MAX_CLUSTERS);
+	expect_root(r, NULL, UST_BS_FMT_OK);
+	r.num_clusters++;
+	expect_root(r, NULL, UST_BS_FMT_BAD_FIELD);
+	r = root_tmpl(UST_BS_BLOB_THIN | UST_BS_BLOB_EXTENT_PAGES, UST_BS_MAX_BLOB_CLUSTERS);
+	expect_root(r, NULL, UST_BS_FMT_BAD_FIELD);
 }
 
 static void test_chain_page_rules(void **state)

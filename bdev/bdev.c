@@ -31,6 +31,7 @@ static const int *const g_bdev_rpc_anchor __attribute__((used)) = &ust_bdev_rpc_
 struct bdev_mgr g_bdev_mgr = {
 	.mutex = PTHREAD_MUTEX_INITIALIZER,
 	.bdevs = TAILQ_HEAD_INITIALIZER(g_bdev_mgr.bdevs),
+	.names = UST_HASH_INITIALIZER,
 	.modules = TAILQ_HEAD_INITIALIZER(g_bdev_mgr.modules),
 };
 
@@ -131,20 +132,33 @@ struct ust_bdev_module *ust_bdev_module_find(const char *name)
 
 /* ---- lookup ------------------------------------------------------------- */
 
+/* Names and aliases are hashed: thousands of bdevs (lvols, splits) register in O(n), not O(n^2). */
 static struct ust_bdev_priv *bdev_find_locked(const char *name)
 {
-	struct ust_bdev_priv *priv;
-	struct bdev_alias *a;
+	struct ust_hash_node *n;
 
-	TAILQ_FOREACH(priv, &g_bdev_mgr.bdevs, link) {
-		if (strcmp(priv->name, name) == 0)
-			return priv;
-		TAILQ_FOREACH(a, &priv->aliases, link) {
-			if (strcmp(a->name, name) == 0)
-				return priv;
-		}
+	for (n = ust_hash_first(&g_bdev_mgr.names, ust_hash_str(name)); n != NULL;
+	     n = ust_hash_next(n)) {
+		struct bdev_name *e = (struct bdev_name *)((char *)n - offsetof(struct bdev_name, node));
+
+		if (strcmp(e->name, name) == 0)
+			return e->priv;
 	}
 	return NULL;
+}
+
+static void bdev_name_add_locked(struct bdev_name *e, const char *name, struct ust_bdev_priv *priv)
+{
+	e->name = name;
+	e->priv = priv;
+	ust_hash_insert(&g_bdev_mgr.names, &e->node, ust_hash_str(name));
+}
+
+static void bdev_name_del_locked(struct bdev_name *e)
+{
+	ust_hash_remove(&g_bdev_mgr.names, &e->node);
+	if (g_bdev_mgr.names.count == 0)
+		ust_hash_clear(&g_bdev_mgr.names); /* nothing left behind when the last bdev goes */
 }
 
 struct ust_bdev *ust_bdev_get_by_name(const char *name)
@@ -340,6 +354,8 @@ int ust_bdev_alias_add(struct ust_bdev *bdev, const char *alias)
 		return -EEXIST;
 	}
 	TAILQ_INSERT_TAIL(&bdev->priv->aliases, a, link);
+	if (bdev->priv->listed)
+		bdev_name_add_locked(&a->entry, a->name, bdev->priv);
 	pthread_mutex_unlock(&g_bdev_mgr.mutex);
 	return 0;
 }
@@ -355,8 +371,11 @@ int ust_bdev_alias_del(struct ust_bdev *bdev, const char *alias)
 		if (strcmp(a->name, alias) == 0)
 			break;
 	}
-	if (a != NULL)
+	if (a != NULL) {
 		TAILQ_REMOVE(&bdev->priv->aliases, a, link);
+		if (bdev->priv->listed)
+			bdev_name_del_locked(&a->entry);
+	}
 	pthread_mutex_unlock(&g_bdev_mgr.mutex);
 	if (a == NULL)
 		return -ENOENT;
@@ -495,6 +514,8 @@ int ust_bdev_register(struct ust_bdev *bdev)
 	}
 	bdev->priv = priv;
 	TAILQ_INSERT_TAIL(&g_bdev_mgr.bdevs, priv, link);
+	bdev_name_add_locked(&priv->name_entry, priv->name, priv);
+	priv->listed = true;
 	pthread_mutex_unlock(&g_bdev_mgr.mutex);
 
 	bdev_channel_register(priv);
@@ -913,9 +934,14 @@ static void bdev_unregister_release_device(void *arg)
 static void bdev_unregister_finish(void *arg)
 {
 	struct ust_bdev_priv *priv = arg;
+	struct bdev_alias *a;
 
 	pthread_mutex_lock(&g_bdev_mgr.mutex);
 	TAILQ_REMOVE(&g_bdev_mgr.bdevs, priv, link);
+	bdev_name_del_locked(&priv->name_entry);
+	TAILQ_FOREACH(a, &priv->aliases, link)
+		bdev_name_del_locked(&a->entry);
+	priv->listed = false;
 	pthread_mutex_unlock(&g_bdev_mgr.mutex);
 	if (priv->qos != NULL)
 		bdev_qos_destroy(priv, bdev_unregister_release_device, priv);

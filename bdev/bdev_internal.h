@@ -13,6 +13,7 @@
 
 #include "ustor/bdev.h"
 #include "ustor/bdev_module.h"
+#include "ustor/hash.h"
 #include "ustor/thread.h"
 
 #define BDEV_DEFAULT_IO_POOL_SIZE 65535
@@ -116,8 +117,16 @@ struct ust_bdev_desc {
 	TAILQ_ENTRY(ust_bdev_desc) link;
 };
 
+/* A name a bdev is found by (its own or an alias), in g_bdev_mgr.names. */
+struct bdev_name {
+	struct ust_hash_node node;
+	const char *name;
+	struct ust_bdev_priv *priv;
+};
+
 struct bdev_alias {
 	char *name;
+	struct bdev_name entry;
 	TAILQ_ENTRY(bdev_alias) link;
 };
 
@@ -131,6 +140,8 @@ struct ust_bdev_priv {
 	char *name;
 	char *product_name;
 	TAILQ_HEAD(, bdev_alias) aliases;
+	struct bdev_name name_entry;
+	bool listed; /* in g_bdev_mgr.bdevs and its names hashed (register to unregister) */
 	enum bdev_status status;
 	TAILQ_HEAD(, ust_bdev_desc) descs;
 	struct ust_bdev_module *claim_module;
@@ -168,6 +179,7 @@ struct bdev_mgr {
 	/* Guards the bdev list, names, descriptors, claims and retired stats. */
 	pthread_mutex_t mutex;
 	TAILQ_HEAD(bdev_priv_list, ust_bdev_priv) bdevs;
+	struct ust_hash names; /* struct bdev_name of every listed bdev and alias */
 	TAILQ_HEAD(bdev_module_list, ust_bdev_module) modules;
 	struct ust_mempool *io_pool;
 	size_t io_size;

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ustor/hash.h"
 #include "ustor/log.h"
 
 #include "blobstore_internal.h"
@@ -50,6 +51,7 @@ TAILQ_HEAD(share_waiter_list, share_waiter);
 
 struct share_entry {
 	TAILQ_ENTRY(share_entry) link;
+	struct ust_hash_node hnode; /* in g_share_names, by bdev_name */
 	char *bdev_name;
 	enum share_state state;
 	struct ust_bs_opts opts; /* how it was loaded (bstype): reloads use it */
@@ -63,17 +65,41 @@ struct share_entry {
 
 static pthread_mutex_t g_share_lock = PTHREAD_MUTEX_INITIALIZER;
 static TAILQ_HEAD(, share_entry) g_shared = TAILQ_HEAD_INITIALIZER(g_shared);
+/*
+ * By name too: every new bdev's examine asks here, so thousands of bdevs
+ * being examined at once (a split into thousands) made a list scan O(n^2).
+ */
+static struct ust_hash g_share_names = UST_HASH_INITIALIZER;
 
 static struct share_entry *share_find_name(const char *bdev_name)
 {
-	struct share_entry *e;
+	struct ust_hash_node *n;
 
-	TAILQ_FOREACH(e, &g_shared, link) {
+	for (n = ust_hash_first(&g_share_names, ust_hash_str(bdev_name)); n != NULL;
+	     n = ust_hash_next(n)) {
+		struct share_entry *e = (struct share_entry *)((char *)n -
+							       offsetof(struct share_entry, hnode));
+
 		if (strcmp(e->bdev_name, bdev_name) == 0) {
 			return e;
 		}
 	}
 	return NULL;
+}
+
+static void share_link(struct share_entry *e)
+{
+	TAILQ_INSERT_TAIL(&g_shared, e, link);
+	ust_hash_insert(&g_share_names, &e->hnode, ust_hash_str(e->bdev_name));
+}
+
+static void share_unlink(struct share_entry *e)
+{
+	TAILQ_REMOVE(&g_shared, e, link);
+	ust_hash_remove(&g_share_names, &e->hnode);
+	if (TAILQ_EMPTY(&g_shared)) {
+		ust_hash_clear(&g_share_names); /* nothing left behind when the last store goes */
+	}
 }
 
 static struct share_entry *share_find_bs(const struct ust_blob_store *bs)
@@ -156,7 +182,7 @@ static void share_up_done(void *arg, struct ust_blob_store *bs, int rc)
 			e->holders++;
 		}
 	} else {
-		TAILQ_REMOVE(&g_shared, e, link);
+		share_unlink(e);
 	}
 	pthread_mutex_unlock(&g_share_lock);
 	if (rc != 0) {
@@ -220,7 +246,7 @@ static void share_open(const char *bdev_name, const struct ust_bs_opts *opts, bo
 			e->opts = *opts;
 			TAILQ_INIT(&e->waiters);
 			TAILQ_INSERT_TAIL(&e->waiters, w, link);
-			TAILQ_INSERT_TAIL(&g_shared, e, link);
+			share_link(e);
 			w = NULL;
 			pthread_mutex_unlock(&g_share_lock);
 			share_bring_up(e, format);
@@ -276,7 +302,7 @@ static void share_down_done(void *arg, int rc)
 		e->state = SH_LOADING;
 		reload = true;
 	} else {
-		TAILQ_REMOVE(&g_shared, e, link);
+		share_unlink(e);
 		gone = true;
 	}
 	e->destroying = false;

@@ -10,7 +10,10 @@
  * revived by a get before that message runs is kept.
  *
  * The registry, and every thread's channel list, are control-path state
- * under g_ust_thread_lock; channel callbacks always run without it.
+ * under g_ust_thread_lock; channel callbacks always run without it. The
+ * registry is hashed by the device pointer and a thread's channel for a
+ * device is found among that device's channels (one per thread at most), so
+ * registering and opening stay O(1) with thousands of devices (lvols).
  *
  * Guarantees: create_cb and destroy_cb run on the channel's thread; an
  * unregistered device hands out no new channels and its unregister_cb runs
@@ -23,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ustor/hash.h"
 #include "ustor/log.h"
 #include "ustor/thread.h"
 
@@ -41,10 +45,13 @@ struct ust_io_device {
 	ust_io_device_unregister_cb unregister_cb;
 	struct ust_thread *unregister_thread;
 	TAILQ_ENTRY(ust_io_device) link;
+	struct ust_hash_node hnode;              /* in g_io_device_hash while registered */
+	struct ust_io_channel_list channels;     /* one per thread at most */
 	char name[UST_IO_DEVICE_NAME_LEN];
 };
 
 static TAILQ_HEAD(, ust_io_device) g_io_devices = TAILQ_HEAD_INITIALIZER(g_io_devices);
+static struct ust_hash g_io_device_hash = UST_HASH_INITIALIZER;
 
 struct ust_io_channel_iter {
 	struct ust_io_device *dev;
@@ -62,13 +69,25 @@ struct ust_io_channel_iter {
 
 static struct ust_io_device *device_find_locked(void *io_device)
 {
-	struct ust_io_device *dev;
+	struct ust_hash_node *n;
 
-	TAILQ_FOREACH(dev, &g_io_devices, link) {
+	for (n = ust_hash_first(&g_io_device_hash, ust_hash_ptr(io_device)); n != NULL;
+	     n = ust_hash_next(n)) {
+		struct ust_io_device *dev = (struct ust_io_device *)((char *)n -
+								     offsetof(struct ust_io_device, hnode));
+
 		if (dev->io_device == io_device)
 			return dev;
 	}
 	return NULL;
+}
+
+static void device_unlink_locked(struct ust_io_device *dev)
+{
+	TAILQ_REMOVE(&g_io_devices, dev, link);
+	ust_hash_remove(&g_io_device_hash, &dev->hnode);
+	if (TAILQ_EMPTY(&g_io_devices))
+		ust_hash_clear(&g_io_device_hash); /* leaves nothing behind at library fini */
 }
 
 void ust_io_device_register(void *io_device, ust_io_channel_create_cb create_cb,
@@ -91,6 +110,7 @@ void ust_io_device_register(void *io_device, ust_io_channel_create_cb create_cb,
 	dev->create_cb = create_cb;
 	dev->destroy_cb = destroy_cb;
 	dev->ctx_size = ctx_size;
+	TAILQ_INIT(&dev->channels);
 	if (name != NULL)
 		snprintf(dev->name, sizeof(dev->name), "%s", name);
 	else
@@ -104,6 +124,7 @@ void ust_io_device_register(void *io_device, ust_io_channel_create_cb create_cb,
 		return;
 	}
 	TAILQ_INSERT_TAIL(&g_io_devices, dev, link);
+	ust_hash_insert(&g_io_device_hash, &dev->hnode, ust_hash_ptr(io_device));
 	pthread_mutex_unlock(&g_ust_thread_lock);
 }
 
@@ -149,7 +170,7 @@ void ust_io_device_unregister(void *io_device, ust_io_device_unregister_cb unreg
 		return;
 	}
 	/* Off the registry at once: no new channels, and the pointer may be reused. */
-	TAILQ_REMOVE(&g_io_devices, dev, link);
+	device_unlink_locked(dev);
 	dev->unregistered = true;
 	dev->unregister_cb = unregister_cb;
 	dev->unregister_thread = t;
@@ -167,7 +188,7 @@ uint32_t ust_io_device_drop_registered(void)
 	pthread_mutex_lock(&g_ust_thread_lock);
 	while ((dev = TAILQ_FIRST(&g_io_devices)) != NULL) {
 		UST_WARNLOG("io_device %s is still registered at thread library fini\n", dev->name);
-		TAILQ_REMOVE(&g_io_devices, dev, link);
+		device_unlink_locked(dev);
 		free(dev);
 		n++;
 	}
@@ -182,8 +203,8 @@ static struct ust_io_channel *thread_find_channel_locked(struct ust_thread *t,
 {
 	struct ust_io_channel *ch;
 
-	TAILQ_FOREACH(ch, &t->io_channels, link) {
-		if (ch->dev == dev)
+	TAILQ_FOREACH(ch, &dev->channels, dev_link) {
+		if (ch->thread == t)
 			return ch;
 	}
 	return NULL;
@@ -247,9 +268,10 @@ struct ust_io_channel *ust_get_io_channel(void *io_device)
 	ch = channel_create(t, dev);
 
 	pthread_mutex_lock(&g_ust_thread_lock);
-	if (ch != NULL)
+	if (ch != NULL) {
 		TAILQ_INSERT_TAIL(&t->io_channels, ch, link);
-	else
+		TAILQ_INSERT_TAIL(&dev->channels, ch, dev_link);
+	} else
 		device_put_locked(dev);
 	pthread_mutex_unlock(&g_ust_thread_lock);
 	return ch;
@@ -262,6 +284,7 @@ static void channel_destroy(struct ust_io_channel *ch)
 	/* Unlinked first so a get from inside destroy_cb builds a fresh channel. */
 	pthread_mutex_lock(&g_ust_thread_lock);
 	TAILQ_REMOVE(&ch->thread->io_channels, ch, link);
+	TAILQ_REMOVE(&dev->channels, ch, dev_link);
 	pthread_mutex_unlock(&g_ust_thread_lock);
 
 	dev->destroy_cb(dev->io_device, ch->ctx);

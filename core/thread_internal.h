@@ -72,7 +72,8 @@ struct ust_io_channel {
 	struct ust_io_device *dev;
 	uint32_t ref;
 	bool destroy_pending; /* a destroy message is queued */
-	TAILQ_ENTRY(ust_io_channel) link;
+	TAILQ_ENTRY(ust_io_channel) link;     /* the thread's channels */
+	TAILQ_ENTRY(ust_io_channel) dev_link; /* the device's channels */
 	/* 64-byte aligned so a module's per-channel state can hold aligned types. */
 	uint8_t ctx[] __attribute__((aligned(64)));
 };

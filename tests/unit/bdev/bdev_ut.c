@@ -392,6 +392,64 @@ static void test_register_and_names(void **state)
 	g_destruct_order[0] = '\0';
 }
 
+/*
+ * Names and aliases are hashed (bdev.c): 2000 bdevs, half with an alias,
+ * found by both; once half are unregistered their names and aliases are
+ * free again, and the others are still found.
+ */
+/* Unregister, and forget the destruct record (it holds 256 bytes of names). */
+static void forget_sync(struct ust_bdev *bdev)
+{
+	unregister_sync(bdev);
+	g_destruct_order[0] = '\0';
+}
+
+static void test_many_names(void **state)
+{
+	enum { NB = 2000 };
+	struct ut_disk **d = calloc(NB, sizeof(*d)), *again;
+	char name[32];
+	int i;
+
+	(void)state;
+	assert_non_null(d);
+	for (i = 0; i < NB; i++) {
+		snprintf(name, sizeof(name), "many%d", i);
+		d[i] = ut_disk_register(name, 8, ALL_TYPES, false);
+		snprintf(name, sizeof(name), "alias%d", i);
+		if (i % 2 == 0)
+			assert_int_equal(ust_bdev_alias_add(&d[i]->bdev, name), 0);
+	}
+	for (i = 0; i < NB; i++) {
+		snprintf(name, sizeof(name), "many%d", i);
+		assert_ptr_equal(ust_bdev_get_by_name(name), &d[i]->bdev);
+		snprintf(name, sizeof(name), "alias%d", i);
+		assert_ptr_equal(ust_bdev_get_by_name(name), i % 2 == 0 ? &d[i]->bdev : NULL);
+	}
+	for (i = 0; i < NB; i += 4)
+		forget_sync(&d[i]->bdev);
+	for (i = 0; i < NB; i++) {
+		snprintf(name, sizeof(name), "alias%d", i);
+		assert_ptr_equal(ust_bdev_get_by_name(name),
+				 i % 4 == 0 || i % 2 == 1 ? NULL : &d[i]->bdev);
+		snprintf(name, sizeof(name), "many%d", i);
+		assert_ptr_equal(ust_bdev_get_by_name(name), i % 4 == 0 ? NULL : &d[i]->bdev);
+	}
+	/* a gone bdev's alias is a free name again */
+	again = ut_disk_register("alias0", 8, ALL_TYPES, false);
+	assert_ptr_equal(ust_bdev_get_by_name("alias0"), &again->bdev);
+	forget_sync(&again->bdev);
+	for (i = 0; i < NB; i++) {
+		if (i % 4 != 0)
+			forget_sync(&d[i]->bdev);
+	}
+	assert_null(ust_bdev_get_by_name("many1"));
+	assert_null(ust_bdev_get_by_name("alias2"));
+	free(d);
+	g_destructs = 0;
+	g_destruct_order[0] = '\0';
+}
+
 static void test_claims(void **state)
 {
 	struct ut_disk *d = ut_disk_register("claimme", 10, ALL_TYPES, false);
@@ -1667,6 +1725,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_uuid),
 		cmocka_unit_test(test_register_and_names),
+		cmocka_unit_test(test_many_names),
 		cmocka_unit_test(test_claims),
 		cmocka_unit_test(test_bad_arguments),
 		cmocka_unit_test(test_split_boundary),

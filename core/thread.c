@@ -129,6 +129,70 @@ static void msg_cache_release(struct ust_thread *t)
 	t->msg_cache_count = 0;
 }
 
+/* ---- overflow ---------------------------------------------------------- */
+
+/*
+ * Messages never fail for a full ring. A burst (thousands of bdevs being
+ * examined, each sending a few control messages to one thread) can fill
+ * the 8192 slots, and a control message dropped there hangs whoever waits
+ * for it. So a message that finds the ring full, or no pooled message,
+ * goes to the target's overflow list (malloc'd, under a lock: the rare
+ * path), and while that list is not empty every new message queues behind
+ * it, so each sender's messages still run in the order sent. The owner
+ * runs the list once its ring is drained. Only malloc failing fails a send.
+ */
+static int overflow_push(struct ust_thread *target, ust_msg_fn fn, void *ctx)
+{
+	struct ust_overflow_msg *m = malloc(sizeof(*m));
+
+	if (m == NULL)
+		return -ENOMEM;
+	m->fn = fn;
+	m->ctx = ctx;
+	m->next = NULL;
+	pthread_mutex_lock(&target->overflow_lock);
+	*target->overflow_tail = m;
+	target->overflow_tail = &m->next;
+	__atomic_store_n(&target->overflowing, true, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&target->overflow_lock);
+	return 0;
+}
+
+/* The overflow list, taken whole; new sends go to the ring again from now on. */
+static struct ust_overflow_msg *overflow_take(struct ust_thread *t)
+{
+	struct ust_overflow_msg *head;
+
+	pthread_mutex_lock(&t->overflow_lock);
+	head = t->overflow_head;
+	t->overflow_head = NULL;
+	t->overflow_tail = &t->overflow_head;
+	__atomic_store_n(&t->overflowing, false, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&t->overflow_lock);
+	return head;
+}
+
+/*
+ * Run the overflow list after the ring is empty: everything in the ring was
+ * sent before the list began (new sends queued behind it), and whatever
+ * reaches the ring after the take is newer than the whole list.
+ */
+static uint32_t thread_run_overflow(struct ust_thread *t)
+{
+	struct ust_overflow_msg *m, *next;
+	uint32_t n = 0;
+
+	if (!__atomic_load_n(&t->overflowing, __ATOMIC_ACQUIRE) || ust_ring_count(t->messages) != 0)
+		return 0;
+	for (m = overflow_take(t); m != NULL; m = next) {
+		next = m->next;
+		m->fn(m->ctx);
+		free(m);
+		n++;
+	}
+	return n;
+}
+
 /* ---- threads ------------------------------------------------------------ */
 
 static void thread_init_fields(struct ust_thread *t, const char *name,
@@ -174,8 +238,18 @@ static void thread_free(struct ust_thread *t)
 		ust_mempool_put_bulk(g_msg_pool, msgs, n);
 		dropped += n;
 	}
+	{
+		struct ust_overflow_msg *m, *next;
+
+		for (m = overflow_take(t); m != NULL; m = next) {
+			next = m->next;
+			free(m);
+			dropped++;
+		}
+	}
 	if (dropped > 0)
 		UST_WARNLOG("thread %s destroyed with %zu message(s) never run\n", t->name, dropped);
+	pthread_mutex_destroy(&t->overflow_lock);
 	ust_ring_free(t->messages);
 	msg_cache_release(t);
 	ust_poller_free_all(t);
@@ -198,6 +272,8 @@ struct ust_thread *ust_thread_create(const char *name, const struct ust_cpuset *
 	if (t == NULL)
 		return NULL;
 	memset(t, 0, size);
+	pthread_mutex_init(&t->overflow_lock, NULL);
+	t->overflow_tail = &t->overflow_head;
 	t->messages = ust_ring_create(UST_RING_MP_SC, UST_THREAD_MSG_RING_SIZE, UST_ENV_SOCKET_ANY);
 	if (t->messages == NULL) {
 		UST_ERRLOG("cannot create the message ring of thread %s\n", name ? name : "");
@@ -295,7 +371,7 @@ static uint32_t thread_run_msgs(struct ust_thread *t, uint32_t max_msgs)
 		if (n < want)
 			break;
 	}
-	return done;
+	return done + thread_run_overflow(t);
 }
 
 static void thread_warn_slow_exit(struct ust_thread *t)
@@ -314,7 +390,7 @@ static void thread_try_exit(struct ust_thread *t, uint64_t now)
 {
 	ust_io_channel_reap_unreferenced(t);
 	if (t->poller_count == 0 && TAILQ_EMPTY(&t->io_channels) &&
-	    ust_ring_count(t->messages) == 0) {
+	    ust_ring_count(t->messages) == 0 && !__atomic_load_n(&t->overflowing, __ATOMIC_ACQUIRE)) {
 		__atomic_store_n(&t->state, UST_THREAD_STATE_EXITED, __ATOMIC_RELEASE);
 		return;
 	}
@@ -386,7 +462,8 @@ bool ust_thread_has_pollers(struct ust_thread *thread)
 
 bool ust_thread_is_idle(struct ust_thread *thread)
 {
-	return ust_ring_count(thread->messages) == 0 && thread->poller_count == 0;
+	return ust_ring_count(thread->messages) == 0 && thread->poller_count == 0 &&
+	       !__atomic_load_n(&thread->overflowing, __ATOMIC_ACQUIRE);
 }
 
 /* ---- accessors ---------------------------------------------------------- */
@@ -495,24 +572,28 @@ int ust_thread_send_msg(const struct ust_thread *thread, ust_msg_fn fn, void *ct
 {
 	struct ust_thread *target = (struct ust_thread *)thread;
 	struct ust_thread *local = tls_thread;
-	struct ust_msg *msg;
+	struct ust_msg *msg = NULL;
+	int rc = 0;
 
 	if (target == NULL || fn == NULL)
 		return -EINVAL;
 	if (__builtin_expect(ust_thread_state_get(target) == UST_THREAD_STATE_EXITED, 0))
 		return -EIO;
-	msg = msg_get(local);
-	if (msg == NULL)
-		return -ENOMEM;
-	msg->fn = fn;
-	msg->ctx = ctx;
-	if (ust_ring_enqueue(target->messages, (void **)&msg, 1) != 1) {
-		msg_put(local, msg);
-		return -ENOMEM;
+	if (__builtin_expect(!__atomic_load_n(&target->overflowing, __ATOMIC_ACQUIRE), 1))
+		msg = msg_get(local);
+	if (msg != NULL) {
+		msg->fn = fn;
+		msg->ctx = ctx;
+		if (ust_ring_enqueue(target->messages, (void **)&msg, 1) != 1) {
+			msg_put(local, msg);
+			msg = NULL;
+		}
 	}
-	if (g_ops.wakeup != NULL)
+	if (msg == NULL)
+		rc = overflow_push(target, fn, ctx); /* see overflow_push */
+	if (rc == 0 && g_ops.wakeup != NULL)
 		g_ops.wakeup(target);
-	return 0;
+	return rc;
 }
 
 struct thread_walk {

@@ -47,6 +47,13 @@ struct ust_msg {
 	void *ctx;
 };
 
+/* A message that found the ring full (or no pooled message): see thread.c. */
+struct ust_overflow_msg {
+	ust_msg_fn fn;
+	void *ctx;
+	struct ust_overflow_msg *next;
+};
+
 struct ust_poller {
 	ust_poller_fn fn;
 	void *arg;
@@ -88,6 +95,10 @@ struct ust_thread {
 	struct ust_ring *messages;
 	uint64_t id;
 	int state; /* enum ust_thread_state, accessed atomically */
+	/* Set while overflow_head holds messages: new ones queue behind them. */
+	bool overflowing; /* accessed atomically */
+	pthread_mutex_t overflow_lock;
+	struct ust_overflow_msg *overflow_head, **overflow_tail;
 
 	/* Owner-only from here on. */
 	struct ust_msg *msg_cache[UST_THREAD_MSG_CACHE_SIZE] __attribute__((aligned(64)));

@@ -299,35 +299,68 @@ static void test_max_msgs_batch(void **state)
 	exit_and_destroy(a);
 }
 
-static void ordered_msg(void *arg)
-{
-	int *next = arg;
+struct seq_check {
+	int next; /* index of the message that must run next */
+	int errors;
+};
 
-	(*next)++;
+struct seq_msg {
+	struct seq_check *c;
+	int idx;
+};
+
+static void seq_msg_run(void *arg)
+{
+	struct seq_msg *m = arg;
+
+	if (m->idx != m->c->next)
+		m->c->errors++;
+	m->c->next = m->idx + 1;
 }
 
+/*
+ * A full ring does not fail a send: the rest wait on the overflow list, and
+ * while it holds any, later messages (even with room in the ring again) queue
+ * behind them, so the sender's order holds; once it is drained, messages use
+ * the ring again.
+ */
 static void test_ring_full(void **state)
 {
+	enum { N = UST_THREAD_MSG_RING_SIZE + 1000, MORE = 300 };
+	static struct seq_msg m[N + MORE + 1];
+	struct seq_check c = {0, 0};
 	struct ust_thread *a, *b;
-	int ran = 0, sent = 0, rc;
+	int i;
 
 	a = ust_thread_create("a", NULL);
 	b = ust_thread_create("b", NULL);
 	ust_set_thread(a);
-	while ((rc = ust_thread_send_msg(b, ordered_msg, &ran)) == 0)
-		sent++;
-	assert_int_equal(rc, -ENOMEM);
-	assert_int_equal(sent, UST_THREAD_MSG_RING_SIZE);
-	/* Still full: the failed send took no slot. */
-	assert_int_equal(ust_thread_send_msg(b, ordered_msg, &ran), -ENOMEM);
+	for (i = 0; i < N; i++) {
+		m[i] = (struct seq_msg){&c, i};
+		assert_int_equal(ust_thread_send_msg(b, seq_msg_run, &m[i]), 0);
+	}
+	assert_false(ust_thread_is_idle(b));
+	/* Half the ring run: room again, but the overflow is not empty. */
 	ust_set_thread(NULL);
-	ust_thread_poll(b, UST_THREAD_MSG_RING_SIZE, 0);
-	assert_int_equal(ran, sent);
-	/* Room again. */
+	ust_thread_poll(b, UST_THREAD_MSG_RING_SIZE / 2, 0);
+	assert_int_equal(c.next, UST_THREAD_MSG_RING_SIZE / 2);
 	ust_set_thread(a);
-	assert_int_equal(ust_thread_send_msg(b, ordered_msg, &ran), 0);
+	for (i = N; i < N + MORE; i++) {
+		m[i] = (struct seq_msg){&c, i};
+		assert_int_equal(ust_thread_send_msg(b, seq_msg_run, &m[i]), 0);
+	}
+	ust_set_thread(NULL);
+	while (!ust_thread_is_idle(b))
+		ust_thread_poll(b, 0, 0);
+	assert_int_equal(c.next, N + MORE);
+	assert_int_equal(c.errors, 0);
+	/* Drained: the ring again. */
+	ust_set_thread(a);
+	m[N + MORE] = (struct seq_msg){&c, N + MORE};
+	assert_int_equal(ust_thread_send_msg(b, seq_msg_run, &m[N + MORE]), 0);
 	ust_thread_poll(b, 0, 0);
-	assert_int_equal(ran, sent + 1);
+	assert_int_equal(c.next, N + MORE + 1);
+	assert_int_equal(c.errors, 0);
 	exit_and_destroy(a);
 	exit_and_destroy(b);
 }

@@ -202,7 +202,7 @@ static void reactor_thread_exit_msg(void *ctx)
 
 static void reactor_request_exit(struct reactor_thread *rt, struct ust_thread *t)
 {
-	/* A full ring fails the send: the next iteration tries again. */
+	/* A failed send (out of memory) is tried again on the next iteration. */
 	if (ust_thread_send_msg(t, reactor_thread_exit_msg, NULL) == 0) {
 		rt->exit_requested = true;
 	}

@@ -131,8 +131,10 @@ int ust_thread_get_poller_counts(struct ust_thread *thread,
 				 struct ust_thread_poller_counts *counts);
 
 /*
- * Queue fn(ctx) to run on thread. Safe from any OS thread. -ENOMEM if the
- * ring or the message pool is full, -EIO if the thread has exited.
+ * Queue fn(ctx) to run on thread. Safe from any OS thread. Messages from
+ * one sender run in the order sent. A full ring does not fail the send: the
+ * message waits on the thread's overflow list (core/thread.c); -ENOMEM only
+ * if that allocation fails, -EIO if the thread has exited.
  */
 int ust_thread_send_msg(const struct ust_thread *thread, ust_msg_fn fn, void *ctx);
 

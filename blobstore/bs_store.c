@@ -933,6 +933,13 @@ static void start_open(const char *bdev_name, const struct ust_bs_opts *opts, bo
 		cb(arg, NULL, rc);
 		return;
 	}
+	if (!format && ust_bdev_get_num_blocks(bs->bdev) * ust_bdev_get_block_size(bs->bdev) <
+			       UST_BS_PAGE_SIZE) {
+		/* Too small for a superblock: no store, as quietly as a foreign one (examine). */
+		store_release(bs);
+		cb(arg, NULL, -ENODATA);
+		return;
+	}
 	op = op_new(bs, format ? ST_FMT_ZERO_SB : ST_READ_PRIMARY);
 	if (op == NULL) {
 		store_release(bs);

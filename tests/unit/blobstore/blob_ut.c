@@ -284,6 +284,12 @@ static void test_store_lifecycle(void **state)
 	ust_bs_init("nope", NULL, bt_bs_cb, bt_begin());
 	bt_finish();
 	assert_int_equal(bt_r.rc, -ENODEV);
+	/* A bdev smaller than a superblock page holds no store: said without I/O. */
+	assert_int_equal(bt_malloc_create("Tiny", 1024, 512), 0);
+	ust_bs_load("Tiny", NULL, bt_bs_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, -ENODATA);
+	assert_int_equal(bt_malloc_delete("Tiny"), 0);
 	{
 		struct ust_bs_opts o;
 

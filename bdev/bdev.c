@@ -157,8 +157,6 @@ static void bdev_name_add_locked(struct bdev_name *e, const char *name, struct u
 static void bdev_name_del_locked(struct bdev_name *e)
 {
 	ust_hash_remove(&g_bdev_mgr.names, &e->node);
-	if (g_bdev_mgr.names.count == 0)
-		ust_hash_clear(&g_bdev_mgr.names); /* nothing left behind when the last bdev goes */
 }
 
 struct ust_bdev *ust_bdev_get_by_name(const char *name)

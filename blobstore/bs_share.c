@@ -97,9 +97,6 @@ static void share_unlink(struct share_entry *e)
 {
 	TAILQ_REMOVE(&g_shared, e, link);
 	ust_hash_remove(&g_share_names, &e->hnode);
-	if (TAILQ_EMPTY(&g_shared)) {
-		ust_hash_clear(&g_share_names); /* nothing left behind when the last store goes */
-	}
 }
 
 static struct share_entry *share_find_bs(const struct ust_blob_store *bs)

@@ -3,7 +3,8 @@
  *
  * Guarantees: a node is in exactly one chain, the one of its hash's
  * bucket (or the single chain before the first buckets could be had);
- * insert never fails (a failed grow keeps the chains it has);
+ * insert never fails (a failed grow keeps the chains it has); a table
+ * that empties frees its buckets;
  * first/next return exactly the nodes inserted with the hash asked for.
  */
 #include <stdlib.h>
@@ -69,7 +70,8 @@ void ust_hash_remove(struct ust_hash *h, struct ust_hash_node *node)
 		if (*pp == node) {
 			*pp = node->next;
 			node->next = NULL;
-			h->count--;
+			if (--h->count == 0)
+				ust_hash_clear(h); /* an emptied table holds no memory */
 			return;
 		}
 	}

@@ -86,8 +86,6 @@ static void device_unlink_locked(struct ust_io_device *dev)
 {
 	TAILQ_REMOVE(&g_io_devices, dev, link);
 	ust_hash_remove(&g_io_device_hash, &dev->hnode);
-	if (TAILQ_EMPTY(&g_io_devices))
-		ust_hash_clear(&g_io_device_hash); /* leaves nothing behind at library fini */
 }
 
 void ust_io_device_register(void *io_device, ust_io_channel_create_cb create_cb,

@@ -36,7 +36,7 @@ struct ust_hash {
 #define UST_HASH_INITIALIZER {NULL, 0, 0, NULL}
 
 void ust_hash_insert(struct ust_hash *h, struct ust_hash_node *node, uint64_t hash);
-/* node must be in h. */
+/* node must be in h. The last node out frees the buckets: an empty table holds no memory. */
 void ust_hash_remove(struct ust_hash *h, struct ust_hash_node *node);
 /* A node inserted with this hash, then the next such node (any order); NULL after the last. */
 struct ust_hash_node *ust_hash_first(const struct ust_hash *h, uint64_t hash);

@@ -74,6 +74,11 @@ static void test_names(void **state)
 	/* usable again after clear */
 	ust_hash_insert(&h, &items[1].node, ust_hash_str(items[1].name));
 	assert_ptr_equal(find(&h, items[1].name), &items[1]);
+	/* the last node out frees the buckets */
+	ust_hash_remove(&h, &items[1].node);
+	assert_int_equal(h.count, 0);
+	assert_int_equal(h.nbuckets, 0);
+	assert_null(find(&h, items[1].name));
 	ust_hash_clear(&h);
 	free(items);
 }

@@ -172,6 +172,33 @@ static struct ust_overflow_msg *overflow_take(struct ust_thread *t)
 	return head;
 }
 
+/* Take the overflow list and run (run: true) or drop each message: how many. */
+static uint32_t overflow_consume(struct ust_thread *t, bool run)
+{
+	struct ust_overflow_msg *m, *next;
+	uint32_t n = 0;
+
+	for (m = overflow_take(t); m != NULL; m = next) {
+		next = m->next;
+		if (run)
+			m->fn(m->ctx);
+		free(m);
+		n++;
+	}
+	return n;
+}
+
+static bool overflow_pending(const struct ust_thread *t)
+{
+	return __atomic_load_n(&t->overflowing, __ATOMIC_ACQUIRE);
+}
+
+/* Messages in the ring or on the overflow list. */
+static bool thread_msgs_pending(struct ust_thread *t)
+{
+	return ust_ring_count(t->messages) != 0 || overflow_pending(t);
+}
+
 /*
  * Run the overflow list after the ring is empty: everything in the ring was
  * sent before the list began (new sends queued behind it), and whatever
@@ -179,18 +206,9 @@ static struct ust_overflow_msg *overflow_take(struct ust_thread *t)
  */
 static uint32_t thread_run_overflow(struct ust_thread *t)
 {
-	struct ust_overflow_msg *m, *next;
-	uint32_t n = 0;
-
-	if (!__atomic_load_n(&t->overflowing, __ATOMIC_ACQUIRE) || ust_ring_count(t->messages) != 0)
+	if (!overflow_pending(t) || ust_ring_count(t->messages) != 0)
 		return 0;
-	for (m = overflow_take(t); m != NULL; m = next) {
-		next = m->next;
-		m->fn(m->ctx);
-		free(m);
-		n++;
-	}
-	return n;
+	return overflow_consume(t, true);
 }
 
 /* ---- threads ------------------------------------------------------------ */
@@ -238,15 +256,7 @@ static void thread_free(struct ust_thread *t)
 		ust_mempool_put_bulk(g_msg_pool, msgs, n);
 		dropped += n;
 	}
-	{
-		struct ust_overflow_msg *m, *next;
-
-		for (m = overflow_take(t); m != NULL; m = next) {
-			next = m->next;
-			free(m);
-			dropped++;
-		}
-	}
+	dropped += overflow_consume(t, false);
 	if (dropped > 0)
 		UST_WARNLOG("thread %s destroyed with %zu message(s) never run\n", t->name, dropped);
 	pthread_mutex_destroy(&t->overflow_lock);
@@ -389,8 +399,7 @@ static void thread_warn_slow_exit(struct ust_thread *t)
 static void thread_try_exit(struct ust_thread *t, uint64_t now)
 {
 	ust_io_channel_reap_unreferenced(t);
-	if (t->poller_count == 0 && TAILQ_EMPTY(&t->io_channels) &&
-	    ust_ring_count(t->messages) == 0 && !__atomic_load_n(&t->overflowing, __ATOMIC_ACQUIRE)) {
+	if (t->poller_count == 0 && TAILQ_EMPTY(&t->io_channels) && !thread_msgs_pending(t)) {
 		__atomic_store_n(&t->state, UST_THREAD_STATE_EXITED, __ATOMIC_RELEASE);
 		return;
 	}
@@ -462,8 +471,7 @@ bool ust_thread_has_pollers(struct ust_thread *thread)
 
 bool ust_thread_is_idle(struct ust_thread *thread)
 {
-	return ust_ring_count(thread->messages) == 0 && thread->poller_count == 0 &&
-	       !__atomic_load_n(&thread->overflowing, __ATOMIC_ACQUIRE);
+	return !thread_msgs_pending(thread) && thread->poller_count == 0;
 }
 
 /* ---- accessors ---------------------------------------------------------- */
@@ -579,7 +587,7 @@ int ust_thread_send_msg(const struct ust_thread *thread, ust_msg_fn fn, void *ct
 		return -EINVAL;
 	if (__builtin_expect(ust_thread_state_get(target) == UST_THREAD_STATE_EXITED, 0))
 		return -EIO;
-	if (__builtin_expect(!__atomic_load_n(&target->overflowing, __ATOMIC_ACQUIRE), 1))
+	if (__builtin_expect(!overflow_pending(target), 1))
 		msg = msg_get(local);
 	if (msg != NULL) {
 		msg->fn = fn;

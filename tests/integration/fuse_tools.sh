@@ -117,10 +117,10 @@ fi
 echo "-- fio"
 if command -v fio >/dev/null; then
 	fio --name=verify --directory="$MNT" --size=32m --bs=4k --rw=randwrite --ioengine=psync \
-	    --numjobs=2 --verify=crc32c --do_verify=1 --runtime=5 --time_based=0 \
+	    --numjobs=2 --verify=crc32c --do_verify=1 --verify_state_save=0 --runtime=5 --time_based=0 \
 	    >"$WORK"/fio.out 2>&1 || fail "fio: $(tail -n 20 "$WORK"/fio.out)"
 	fio --name=seq --directory="$MNT" --size=64m --bs=1m --rw=write --ioengine=libaio \
-	    --iodepth=8 --direct=1 --verify=md5 --do_verify=1 \
+	    --iodepth=8 --direct=1 --verify=md5 --do_verify=1 --verify_state_save=0 \
 	    >>"$WORK"/fio.out 2>&1 || fail "fio direct: $(tail -n 20 "$WORK"/fio.out)"
 	grep -q "err= 0" "$WORK"/fio.out || fail "fio reported errors"
 else

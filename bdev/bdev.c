@@ -748,7 +748,8 @@ void ust_bdev_close(struct ust_bdev_desc *desc)
 	}
 	desc->closed = true;
 	free_desc = desc->pending_events == 0;
-	last = priv->status == BDEV_STATUS_REMOVING && TAILQ_EMPTY(&priv->descs);
+	last = priv->status == BDEV_STATUS_REMOVING && priv->unreg_walked &&
+	       TAILQ_EMPTY(&priv->descs);
 	pthread_mutex_unlock(&g_bdev_mgr.mutex);
 	if (free_desc)
 		free(desc);
@@ -965,6 +966,7 @@ static void bdev_unregister_channels_done(struct ust_io_channel_iter *i, int sta
 	bool none;
 
 	pthread_mutex_lock(&g_bdev_mgr.mutex);
+	priv->unreg_walked = true;
 	TAILQ_FOREACH(desc, &priv->descs, link) {
 		if (!desc->remove_notified) {
 			desc->remove_notified = true;

@@ -167,6 +167,12 @@ struct ust_bdev_priv {
 
 	/* Unregister. */
 	struct ust_thread *unreg_thread;
+	/*
+	 * The unregister's channel walk is over (under g_bdev_mgr.mutex). The
+	 * unregister finishes once this is set and no descriptor is left,
+	 * by whichever of the two comes last: the walk, or the last close.
+	 */
+	bool unreg_walked;
 	ust_bdev_unregister_cb unreg_cb;
 	void *unreg_ctx;
 

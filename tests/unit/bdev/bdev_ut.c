@@ -971,6 +971,42 @@ static void test_hot_remove(void **state)
 	g_destruct_order[0] = '\0';
 	/* A second unregister of a gone bdev is refused by name. */
 	assert_int_equal(ust_bdev_unregister_by_name("hot", &g_ut_module, NULL, NULL), -ENODEV);
+
+	/*
+	 * The last descriptor closes while the unregister's channel walk is
+	 * still under way (an examine's load giving up): the unregister is
+	 * finished once, by whichever comes last. It was finished twice, and
+	 * the second removal of the gone bdev from the list unlinked the bdev
+	 * registered in between.
+	 */
+	d = ut_disk_register("hot2", 64, ALL_TYPES, false);
+	ust_set_thread(ut_thread(1));
+	assert_int_equal(ust_bdev_open_ext("hot2", false, event_cb, NULL, &desc), 0);
+	ch = ust_bdev_get_io_channel(desc);
+	ust_set_thread(ut_thread(0));
+	unreg = 0;
+	ust_bdev_unregister(&d->bdev, unreg_done, &unreg);
+	ust_set_thread(ut_thread(1));
+	ust_put_io_channel(ch);
+	ust_bdev_close(desc);
+	/* Thread 0 alone: the walk still waits on thread 1. */
+	ust_thread_poll(ut_thread(0), 0, 0);
+	ust_set_thread(ut_thread(0));
+	d = ut_disk_register("hot3", 64, ALL_TYPES, false);
+	ut_threads_poll();
+	assert_int_equal(unreg, 1);
+	assert_int_equal(g_destructs, 1);
+	assert_null(ust_bdev_get_by_name("hot2"));
+	{
+		struct ust_bdev *b;
+
+		for (b = ust_bdev_first(); b != NULL && b != &d->bdev; b = ust_bdev_next(b)) {
+		}
+		assert_ptr_equal(b, &d->bdev);
+	}
+	unregister_sync(&d->bdev);
+	g_destructs = 0;
+	g_destruct_order[0] = '\0';
 }
 
 static void test_resize(void **state)

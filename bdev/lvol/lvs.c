@@ -50,6 +50,7 @@ static uint32_t g_fini_waiting;
 
 static void lvs_start_close(struct ust_lvol_store *lvs, bool destroy, bool force,
 			    ust_lvs_op_cb cb, void *arg);
+static void lvs_examine_finished(void);
 
 /* ---- small helpers ---------------------------------------------------------------- */
 
@@ -308,16 +309,17 @@ void lvs_op_finish(struct lvs_op *op, bool lvs_gone)
 		op->cb(op->arg, op->result);
 	free(op->del_ids);
 	free(op);
-	if (kind == LVS_OP_LOAD)
-		ust_bdev_module_examine_done(&g_lvol_module);
 	/* Shutdown or hot remove came while this ran: the store must still be unloaded. */
-	if (lvs == NULL || lvs->op != NULL)
-		return;
-	if ((g_fini_started || lvs->close_pending) && lvs->bs != NULL &&
-	    kind != LVS_OP_UNLOAD && kind != LVS_OP_DESTROY)
-		lvs_start_close(lvs, false, true, NULL, NULL);
-	else
-		lvs_fini_release(lvs);
+	if (lvs != NULL && lvs->op == NULL) {
+		if ((g_fini_started || lvs->close_pending) && lvs->bs != NULL &&
+		    kind != LVS_OP_UNLOAD && kind != LVS_OP_DESTROY)
+			lvs_start_close(lvs, false, true, NULL, NULL);
+		else
+			lvs_fini_release(lvs);
+	}
+	/* Last: the next waiting examine may start here. */
+	if (kind == LVS_OP_LOAD)
+		lvs_examine_finished();
 }
 
 /* Rename: the marker's xattr, then every lvol's alias. */
@@ -776,17 +778,41 @@ struct ust_blob_store *ust_lvs_get_bs(const struct ust_lvol_store *lvs)
 
 /* ---- the module --------------------------------------------------------------------- */
 
-static void lvs_examine_disk(struct ust_bdev *bdev)
+/*
+ * Examine loads run at most LVS_EXAMINE_MAX at a time; the bdevs beyond
+ * wait in g_examine_queue, by name. Every load holds an open descriptor, a
+ * channel and page buffers until its superblock read answers, and a split
+ * into 16,384 parts started all 16,384 at once: DPDK's allocator, searching
+ * past thousands of live page-aligned buffers, then took time linear in
+ * their number for each one (79% of an 8 s registration in rte_zmalloc).
+ * By name, not pointer: a waiting bdev may be unregistered before its turn,
+ * which then examines whatever bdev has the name (nothing, or a newer bdev
+ * that needs examining as much). At shutdown the waiting ones end unloaded
+ * as the loads in flight finish (lvs_examine_skips).
+ */
+#define LVS_EXAMINE_MAX 64
+
+struct lvs_examine_wait {
+	TAILQ_ENTRY(lvs_examine_wait) link;
+	char name[];
+};
+
+static TAILQ_HEAD(, lvs_examine_wait) g_examine_queue = TAILQ_HEAD_INITIALIZER(g_examine_queue);
+static uint32_t g_examine_running; /* loads started by examine and not finished */
+static bool g_examine_pumping;     /* lvs_examine_pump is on the stack */
+
+/* Not ours to examine: our own lvols (nesting is refused at create), claimed bdevs, shutdown. */
+static bool lvs_examine_skips(struct ust_bdev *bdev)
+{
+	return bdev->module == &g_lvol_module || ust_bdev_is_claimed(bdev) || g_fini_started;
+}
+
+static void lvs_examine_load(struct ust_bdev *bdev)
 {
 	struct ust_lvol_store *lvs;
 	struct ust_bs_opts opts;
 	struct lvs_op *op;
 
-	/* Our own lvols are never stores (nesting is refused at create). */
-	if (bdev->module == &g_lvol_module || ust_bdev_is_claimed(bdev) || g_fini_started) {
-		ust_bdev_module_examine_done(&g_lvol_module);
-		return;
-	}
 	lvs = lvs_new(ust_bdev_get_name(bdev));
 	op = lvs != NULL ? lvs_op_new(lvs, LVS_OP_LOAD, LVS_LOAD_SUPER) : NULL;
 	if (op == NULL) {
@@ -797,10 +823,70 @@ static void lvs_examine_disk(struct ust_bdev *bdev)
 		return;
 	}
 	TAILQ_INSERT_TAIL(&g_lvstores, lvs, link);
+	g_examine_running++;
 	/* The shared type first (a hold on it if blobfs has it loaded), then legacy. */
 	lvs_bs_opts_init(&opts, UST_LVS_BSTYPE);
 	lvs->shared = true;
 	ust_bs_share_load(lvs->base_name, &opts, lvs_op_bs_done, op);
+}
+
+/*
+ * Start waiting examines while there is room. A load that finishes inline
+ * (a bdev too small for a store) calls back in here: the flag keeps that
+ * from recursing, the loop below takes the next one instead.
+ */
+static void lvs_examine_pump(void)
+{
+	struct lvs_examine_wait *w;
+	struct ust_bdev *bdev;
+
+	if (g_examine_pumping)
+		return;
+	g_examine_pumping = true;
+	while (g_examine_running < LVS_EXAMINE_MAX &&
+	       (w = TAILQ_FIRST(&g_examine_queue)) != NULL) {
+		TAILQ_REMOVE(&g_examine_queue, w, link);
+		bdev = ust_bdev_get_by_name(w->name);
+		/* An alias of another bdev with the waiting name is not it. */
+		if (bdev != NULL && strcmp(ust_bdev_get_name(bdev), w->name) != 0)
+			bdev = NULL;
+		free(w);
+		if (bdev == NULL || lvs_examine_skips(bdev))
+			ust_bdev_module_examine_done(&g_lvol_module);
+		else
+			lvs_examine_load(bdev);
+	}
+	g_examine_pumping = false;
+}
+
+/* A load started by examine finished (lvs_op_finish). */
+static void lvs_examine_finished(void)
+{
+	g_examine_running--;
+	ust_bdev_module_examine_done(&g_lvol_module);
+	lvs_examine_pump();
+}
+
+static void lvs_examine_disk(struct ust_bdev *bdev)
+{
+	const char *name = ust_bdev_get_name(bdev);
+	struct lvs_examine_wait *w;
+
+	if (lvs_examine_skips(bdev)) {
+		ust_bdev_module_examine_done(&g_lvol_module);
+		return;
+	}
+	if (g_examine_running < LVS_EXAMINE_MAX && TAILQ_EMPTY(&g_examine_queue)) {
+		lvs_examine_load(bdev);
+		return;
+	}
+	w = malloc(sizeof(*w) + strlen(name) + 1);
+	if (w == NULL) {
+		lvs_examine_load(bdev); /* over the limit rather than not examined */
+		return;
+	}
+	strcpy(w->name, name);
+	TAILQ_INSERT_TAIL(&g_examine_queue, w, link);
 }
 
 /*

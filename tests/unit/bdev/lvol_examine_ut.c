@@ -1,0 +1,304 @@
+/*
+ * Examine storms: many bdevs registered in one call (a split into 128
+ * parts), each examined by the lvol module for a store.
+ *
+ * The base is a RAM disk that counts the reads reaching it, so the test
+ * sees how many examine loads are in flight: each one starts with a
+ * superblock read, submitted before examine_disk returns. Checked: the
+ * loads start 64 at a time (bdev/lvol/lvs.c, LVS_EXAMINE_MAX), the rest as
+ * earlier ones finish, and every part is examined: a store on part 100, far
+ * behind the limit, is loaded; a hot remove of all the parts while most of
+ * their examines wait ends every examine (bdev_wait_for_examine answers),
+ * loads nothing and leaks nothing; shutdown with examines waiting drops
+ * them.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "ustor/bdev.h"
+#include "ustor/bdev_module.h"
+#include "ustor/lvol.h"
+#include "ustor/thread.h"
+#include "ut_threads.h"
+
+#include "../../../bdev/split/bdev_split.h"
+
+#define BLOCK 512
+#define PARTS 128
+#define PART_BYTES (1u << 20)
+#define DISK_BYTES ((uint64_t)PARTS * PART_BYTES)
+#define EXAMINE_MAX 64 /* LVS_EXAMINE_MAX */
+#define STORE_PART 100
+
+/* ---- a RAM disk that counts its reads --------------------------------------------- */
+
+static struct {
+	uint8_t *data;
+	struct ust_bdev bdev;
+	uint64_t reads;
+	bool registered;
+} g_disk;
+static int g_disk_device;
+
+static int cram_ch_create(void *dev, void *ctx)
+{
+	return 0;
+}
+
+static void cram_ch_destroy(void *dev, void *ctx)
+{
+}
+
+static int cram_init(void)
+{
+	ust_io_device_register(&g_disk_device, cram_ch_create, cram_ch_destroy, 0, "cram");
+	return 0;
+}
+
+static void cram_fini(void)
+{
+	ust_io_device_unregister(&g_disk_device, NULL);
+}
+
+static struct ust_bdev_module g_cram_module = {
+	.name = "cram",
+	.module_init = cram_init,
+	.module_fini = cram_fini,
+};
+UST_BDEV_MODULE_REGISTER(cram, &g_cram_module)
+
+static void cram_submit(struct ust_io_channel *ch, struct ust_bdev_io *io)
+{
+	uint8_t *p = g_disk.data + io->offset_blocks * BLOCK;
+	size_t left = io->num_blocks * BLOCK, n;
+	int i;
+
+	if (io->type == UST_BDEV_IO_TYPE_READ)
+		g_disk.reads++;
+	for (i = 0; i < io->iovcnt && left > 0; i++) {
+		n = io->iovs[i].iov_len < left ? io->iovs[i].iov_len : left;
+		if (io->type == UST_BDEV_IO_TYPE_READ)
+			memcpy(io->iovs[i].iov_base, p, n);
+		else if (io->type == UST_BDEV_IO_TYPE_WRITE)
+			memcpy(p, io->iovs[i].iov_base, n);
+		p += n;
+		left -= n;
+	}
+	if (io->type == UST_BDEV_IO_TYPE_UNMAP || io->type == UST_BDEV_IO_TYPE_WRITE_ZEROES)
+		memset(p, 0, left);
+	ust_bdev_io_complete(io, UST_BDEV_IO_STATUS_SUCCESS);
+}
+
+static bool cram_supported(void *ctxt, enum ust_bdev_io_type type)
+{
+	return type == UST_BDEV_IO_TYPE_READ || type == UST_BDEV_IO_TYPE_WRITE ||
+	       type == UST_BDEV_IO_TYPE_UNMAP || type == UST_BDEV_IO_TYPE_WRITE_ZEROES ||
+	       type == UST_BDEV_IO_TYPE_FLUSH;
+}
+
+static struct ust_io_channel *cram_get_io_channel(void *ctxt)
+{
+	return ust_get_io_channel(&g_disk_device);
+}
+
+static int cram_destruct(void *ctxt)
+{
+	g_disk.registered = false;
+	return 0;
+}
+
+static const struct ust_bdev_fn_table g_cram_fn_table = {
+	.destruct = cram_destruct,
+	.submit_request = cram_submit,
+	.io_type_supported = cram_supported,
+	.get_io_channel = cram_get_io_channel,
+};
+
+static void cram_register(void)
+{
+	memset(&g_disk.bdev, 0, sizeof(g_disk.bdev));
+	g_disk.bdev.name = "Cram0";
+	g_disk.bdev.product_name = "counting RAM";
+	g_disk.bdev.blocklen = BLOCK;
+	g_disk.bdev.blockcnt = DISK_BYTES / BLOCK;
+	g_disk.bdev.module = &g_cram_module;
+	g_disk.bdev.fn_table = &g_cram_fn_table;
+	assert_int_equal(ust_bdev_register(&g_disk.bdev), 0);
+	g_disk.registered = true;
+	ut_threads_poll();
+}
+
+/* ---- helpers ------------------------------------------------------------------------ */
+
+static void examined_cb(void *ctx)
+{
+	(*(int *)ctx)++;
+}
+
+/* bdev_wait_for_examine answers once every examine has ended. */
+static void assert_examine_over(void)
+{
+	int answered = 0;
+
+	assert_int_equal(ust_bdev_wait_for_examine(examined_cb, &answered), 0);
+	ut_threads_poll();
+	assert_int_equal(answered, 1);
+}
+
+/* Split Cram0 into PARTS parts: the examine loads started before any poll. */
+static uint64_t split_and_count_started(void)
+{
+	uint64_t before = g_disk.reads;
+
+	assert_int_equal(ust_bdev_split_create("Cram0", PARTS, 0), 0);
+	return g_disk.reads - before;
+}
+
+static void split_done(void *ctx, int rc)
+{
+	*(int *)ctx = rc;
+}
+
+static void split_delete(void)
+{
+	int rc = 1;
+
+	assert_int_equal(ust_bdev_split_delete("Cram0", split_done, &rc), 0);
+	ut_threads_poll();
+	assert_int_equal(rc, 0);
+	assert_null(ust_bdev_get_by_name("Cram0p0"));
+}
+
+static void lvs_done(void *arg, struct ust_lvol_store *lvs, int rc)
+{
+	*(int *)arg = rc;
+}
+
+static void unload_done(void *arg, int rc)
+{
+	*(int *)arg = rc;
+}
+
+static void unload(const char *name)
+{
+	int rc = 1;
+
+	ust_lvs_unload(ust_lvs_get_by_name(name), unload_done, &rc);
+	ut_threads_poll();
+	assert_int_equal(rc, 0);
+}
+
+/* ---- tests ---------------------------------------------------------------------------- */
+
+static void test_storm_limited_and_complete(void **state)
+{
+	char part[32];
+	struct ust_lvs_opts opts;
+	struct ust_lvol_store *lvs;
+	int rc = 1;
+
+	/* Blank parts: 64 loads start at once, all 128 parts are read in the end. */
+	assert_int_equal(split_and_count_started(), EXAMINE_MAX);
+	ut_threads_poll();
+	assert_examine_over();
+	assert_true(g_disk.reads >= PARTS);
+	assert_null(ust_lvs_first());
+
+	/* A store on part 100; then the parts go and come back. */
+	snprintf(part, sizeof(part), "Cram0p%d", STORE_PART);
+	ust_lvs_opts_init(&opts);
+	opts.cluster_sz = 64u << 10;
+	ust_lvs_create(part, "storm", &opts, lvs_done, &rc);
+	ut_threads_poll();
+	assert_int_equal(rc, 0);
+	unload("storm");
+	split_delete();
+
+	assert_int_equal(split_and_count_started(), EXAMINE_MAX);
+	ut_threads_poll();
+	assert_examine_over();
+	lvs = ust_lvs_get_by_name("storm");
+	assert_non_null(lvs);
+	assert_string_equal(ust_lvs_get_base_bdev_name(lvs), part);
+	assert_true(ust_bdev_is_claimed(ust_bdev_get_by_name(part)));
+	assert_ptr_equal(ust_lvs_next(lvs), NULL);
+	unload("storm");
+	split_delete();
+}
+
+static void test_storm_removed_while_waiting(void **state)
+{
+	int rc = 1;
+
+	/* Every part goes before any examine load could answer: 64 in flight, 64 waiting. */
+	assert_int_equal(split_and_count_started(), EXAMINE_MAX);
+	assert_int_equal(ust_bdev_split_delete("Cram0", split_done, &rc), 0);
+	ut_threads_poll();
+	assert_int_equal(rc, 0);
+	assert_examine_over();
+	assert_null(ust_lvs_first());
+	assert_null(ust_bdev_get_by_name("Cram0p127"));
+}
+
+static int setup(void **state)
+{
+	g_disk.data = calloc(1, DISK_BYTES);
+	if (g_disk.data == NULL || ut_bdev_start() != 0)
+		return -1;
+	cram_register();
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	int rc = ut_bdev_stop();
+
+	if (g_disk.registered)
+		rc = -1;
+	free(g_disk.data);
+	g_disk.data = NULL;
+	return rc;
+}
+
+/* Shutdown with examines waiting: they are dropped and the bdev layer stops. */
+static void test_shutdown_during_storm(void **state)
+{
+	g_disk.data = calloc(1, DISK_BYTES);
+	assert_non_null(g_disk.data);
+	assert_int_equal(ut_bdev_start(), 0);
+	cram_register();
+	assert_int_equal(split_and_count_started(), EXAMINE_MAX);
+	assert_int_equal(ut_bdev_stop(), 0);
+	assert_false(g_disk.registered);
+	assert_null(ust_bdev_get_by_name("Cram0p0"));
+	free(g_disk.data);
+	g_disk.data = NULL;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_storm_limited_and_complete),
+		cmocka_unit_test(test_storm_removed_while_waiting),
+	};
+	const struct CMUnitTest shutdown_tests[] = {
+		cmocka_unit_test(test_shutdown_during_storm),
+	};
+	int failed;
+
+	if (ut_threads_setup(1) != 0)
+		return 1;
+	failed = cmocka_run_group_tests_name("lvol examine", tests, setup, teardown);
+	failed += cmocka_run_group_tests_name("lvol examine shutdown", shutdown_tests, NULL, NULL);
+	if (ut_threads_teardown() != 0)
+		failed++;
+	return failed;
+}

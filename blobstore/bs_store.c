@@ -51,6 +51,8 @@ struct store_op {
 	enum store_state next; /* after ST_FLUSH */
 	bool dirty_load;
 	bool counts_op; /* a superblock change: holds bs->ops and bs->sb_changing */
+	bool closing;    /* an unload or destroy: the store goes whatever the bdev says */
+	bool destroying; /* a destroy */
 	struct ust_blob_store *bs;
 	int rc;
 	uint32_t pending;
@@ -604,6 +606,21 @@ static void store_step(struct store_op *op)
 	struct ust_bs_super sb;
 	int rc;
 
+	if (op->rc == -ENODEV && op->closing) {
+		/*
+		 * The bdev is being removed (hot remove, its base deleted) and
+		 * takes no more I/O, so the clean state cannot be written. Let go
+		 * as a crash would: the next load of these bytes recovers the
+		 * store (format doc 9.3). Staying loaded would keep the bdev's
+		 * descriptor and claim, and its removal would never finish.
+		 */
+		UST_WARNLOG("blobstore on %s: the bdev is going away; %s\n", ust_bdev_get_name(bs->bdev),
+			    op->destroying ? "released without erasing it (its bytes still hold the store)"
+					   : "released without writing its clean state (the next load recovers it)");
+		op->rc = 0;
+		store_teardown(op);
+		return;
+	}
 	if (op->rc != 0) {
 		UST_ERRLOG("blobstore on %s: operation failed in state %d: %s\n",
 			   ust_bdev_get_name(bs->bdev), op->state, strerror(-op->rc));
@@ -1008,6 +1025,8 @@ static void start_close(struct ust_blob_store *bs, enum store_state first, ust_b
 	}
 	op->cb = cb;
 	op->arg = arg;
+	op->closing = true;
+	op->destroying = first == ST_DESTROY_ERASE;
 	store_step(op);
 }
 

@@ -10,7 +10,9 @@
  * behind the limit, is loaded; a hot remove of all the parts while most of
  * their examines wait ends every examine (bdev_wait_for_examine answers),
  * loads nothing and leaks nothing; shutdown with examines waiting drops
- * them.
+ * them. And the removal of a part under a loaded store with an lvol
+ * completes (the store lets go without writing its clean state), and the
+ * part's return loads the store again, lvol and all.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -182,6 +184,11 @@ static void lvs_done(void *arg, struct ust_lvol_store *lvs, int rc)
 	*(int *)arg = rc;
 }
 
+static void lvol_done(void *arg, struct ust_lvol *lvol, int rc)
+{
+	*(int *)arg = rc;
+}
+
 static void unload_done(void *arg, int rc)
 {
 	*(int *)arg = rc;
@@ -248,6 +255,40 @@ static void test_storm_removed_while_waiting(void **state)
 	assert_null(ust_bdev_get_by_name("Cram0p127"));
 }
 
+static void test_store_part_removed(void **state)
+{
+	struct ust_lvs_opts opts;
+	int rc = 1;
+
+	split_and_count_started();
+	ut_threads_poll();
+	assert_examine_over();
+	ust_lvs_opts_init(&opts);
+	opts.cluster_sz = 64u << 10;
+	ust_lvs_create("Cram0p7", "hot", &opts, lvs_done, &rc);
+	ut_threads_poll();
+	assert_int_equal(rc, 0);
+	rc = 1;
+	ust_lvol_create(ust_lvs_get_by_name("hot"), "v", 256u << 10, true, UST_LVOL_CLEAR_NONE,
+			lvol_done, &rc);
+	ut_threads_poll();
+	assert_int_equal(rc, 0);
+	assert_non_null(ust_bdev_get_by_name("hot/v"));
+
+	/* No unload first: the parts are pulled from under the store. */
+	split_delete();
+	assert_null(ust_lvs_get_by_name("hot"));
+	assert_null(ust_bdev_get_by_name("hot/v"));
+
+	split_and_count_started();
+	ut_threads_poll();
+	assert_examine_over();
+	assert_non_null(ust_lvs_get_by_name("hot"));
+	assert_non_null(ust_bdev_get_by_name("hot/v"));
+	unload("hot");
+	split_delete();
+}
+
 static int setup(void **state)
 {
 	g_disk.data = calloc(1, DISK_BYTES);
@@ -288,6 +329,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_storm_limited_and_complete),
 		cmocka_unit_test(test_storm_removed_while_waiting),
+		cmocka_unit_test(test_store_part_removed),
 	};
 	const struct CMUnitTest shutdown_tests[] = {
 		cmocka_unit_test(test_shutdown_during_storm),

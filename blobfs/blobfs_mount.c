@@ -951,6 +951,23 @@ static void um_sync_done(struct bfs_req *req)
 	}
 }
 
+/*
+ * The device is going away: its bdev is being removed, every I/O answers
+ * -ENODEV and always will. Nothing more can be written, so the unmount
+ * lets go without its syncs, as a crash would: what was not yet synced is
+ * lost, and the next mount of the same bytes replays and reclaims
+ * (docs/blobfs-format.md 5, 6). Staying mounted would hold the bdev open,
+ * and its removal, and a shutdown, would wait forever. Answered -ENODEV.
+ */
+static void um_device_gone(struct bfs_req *req)
+{
+	UST_WARNLOG("blobfs: the device is going away; unmounting without writing what is "
+		    "not yet synced (the next mount recovers)\n");
+	req->result = -ENODEV;
+	req->state = UM_CLOSED;
+	close_all_inodes(req->fs, um_closed, req);
+}
+
 void bfs_unmount_step(struct bfs_req *req)
 {
 	struct ust_blobfs *fs = req->fs;
@@ -993,6 +1010,10 @@ void bfs_unmount_step(struct bfs_req *req)
 		req->rc = (int)req->result;
 		/* fallthrough */
 	case UM_SYNCING:
+		if (req->rc == -ENODEV) {
+			um_device_gone(req);
+			return;
+		}
 		if (req->rc != 0) {
 			fs->unmounting = false;
 			bfs_complete(req, req->rc);
@@ -1009,6 +1030,10 @@ void bfs_unmount_step(struct bfs_req *req)
 		ust_blob_sync_md(fs->super, um_op_cb, req);
 		return;
 	case UM_SUPER_SYNCED:
+		if (req->rc == -ENODEV) {
+			um_device_gone(req);
+			return;
+		}
 		if (req->rc != 0) {
 			fs->unmounting = false;
 			bfs_complete(req, req->rc);
@@ -1038,7 +1063,7 @@ void bfs_unmount_step(struct bfs_req *req)
 		free(fs->itab);
 		free(fs->orphans);
 		free(fs->evict_q);
-		rc = req->rc;
+		rc = req->rc != 0 ? req->rc : (int)req->result;
 		req->fs = NULL;
 		free(fs);
 		bfs_complete(req, rc);

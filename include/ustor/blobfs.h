@@ -196,7 +196,11 @@ void ust_blobfs_mount(const char *bdev_name, const struct ust_blobfs_opts *opts,
 /*
  * Sync everything, delete orphans, unload the store. -EBUSY (and nothing
  * happens) while files are open or calls are in flight. Inodes still looked
- * up are forgotten.
+ * up are forgotten. -ENODEV: the device is going away (its bdev is being
+ * removed); the file system is unmounted all the same, without what was not
+ * yet synced, as after a crash: the next mount of those bytes recovers.
+ * Another error from the syncs leaves it mounted; after them it is
+ * unmounted whatever the store's unload answers (that error is returned).
  */
 void ust_blobfs_unmount(struct ust_blobfs *fs, ust_blobfs_op_cb cb, void *arg);
 

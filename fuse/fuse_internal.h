@@ -174,6 +174,7 @@ struct fmnt {
 	bool umount_pending;         /* a non-forced kernel unmount is being tried */
 	bool finish_deferred;        /* torn down while that try still points at us */
 	bool ending;                 /* teardown started: no more umount tries */
+	struct ust_bdev_desc *watch; /* while live: told when the bdev is being removed */
 	void (*ended_cb)(void *arg, struct ust_fuse_mount *m, int rc);
 	void *ended_arg;
 	TAILQ_ENTRY(fmnt) link;

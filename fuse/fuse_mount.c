@@ -228,13 +228,49 @@ static void fmnt_send_owner(struct fmnt *m, ust_msg_fn fn)
 
 /* ---- app-thread side ------------------------------------------------------------ */
 
+static void fmnt_stop_msg(void *ctx);
+
+/* Stop whatever is open (app thread): the kernel side is aborted, then torn down. */
+static void fmnt_force_stop(struct fmnt *m)
+{
+	m->ending = true;
+	if (ust_thread_send_msg(m->thread, fmnt_stop_msg, m) != 0) {
+		UST_ERRLOG("%s: cannot reach the mount's thread\n", m->mountpoint);
+	}
+}
+
+/*
+ * The bdev is being removed (hot remove, bdev_*_delete): it will take no
+ * more I/O, so the mount ends at once, forced as at shutdown. Waiting for
+ * an unmount would hold the bdev, and the removal with it, forever; blobfs
+ * lets go of what was not yet synced (ust_blobfs_unmount, -ENODEV).
+ */
+static void watch_event(enum ust_bdev_event_type type, struct ust_bdev *bdev, void *ctx)
+{
+	struct fmnt *m = ctx;
+
+	if (type != UST_BDEV_EVENT_REMOVE || m->ending) {
+		return;
+	}
+	UST_WARNLOG("%s: bdev %s is being removed; unmounting (files still open there get "
+		    "ENOTCONN)\n", m->mountpoint, m->bdev_name);
+	fmnt_force_stop(m);
+}
+
 static void owner_mounted(void *ctx)
 {
 	struct fmnt *m = ctx;
 	ust_fuse_mount_cb cb = m->mount_cb;
+	int rc;
 
 	m->mount_cb = NULL;
 	UST_NOTICELOG("blobfs on %s mounted at %s\n", m->bdev_name, m->mountpoint);
+	rc = ust_bdev_open_ext(m->bdev_name, false, watch_event, m, &m->watch);
+	if (rc != 0) {
+		m->watch = NULL;
+		UST_WARNLOG("%s: cannot watch bdev %s for removal: %s\n", m->mountpoint,
+			    m->bdev_name, strerror(-rc));
+	}
 	if (cb != NULL) {
 		cb(m->mount_arg, (struct ust_fuse_mount *)m, 0);
 	}
@@ -257,6 +293,10 @@ static void owner_finished(void *ctx)
 		return;
 	}
 	TAILQ_REMOVE(&g_mounts, m, link);
+	if (m->watch != NULL) {
+		ust_bdev_close(m->watch);
+		m->watch = NULL;
+	}
 	if (m->mount_cb != NULL) {
 		/* never went live */
 		m->mount_cb(m->mount_arg, NULL, rc != 0 ? rc : -EIO);
@@ -383,7 +423,11 @@ static void fs_unmounted(void *arg, int rc)
 {
 	struct fmnt *m = arg;
 
-	if (rc != 0) {
+	if (rc == -ENODEV) {
+		UST_ERRLOG("%s: the device went away; unmounted without what was not yet synced\n",
+			   m->mountpoint);
+		fmnt_fail(m, rc);
+	} else if (rc != 0) {
 		UST_ERRLOG("%s: blobfs unmount failed: %s\n", m->mountpoint, strerror(-rc));
 		fmnt_fail(m, rc);
 	}
@@ -833,18 +877,12 @@ void ust_fuse_umount(struct ust_fuse_mount *mnt, bool force, ust_fuse_op_cb cb, 
 	if (m->ending || m->mount_cb != NULL) {
 		/* Ending already, or still mounting: stop as soon as it is live. */
 		if (!m->ending) {
-			m->ending = true;
-			if (ust_thread_send_msg(m->thread, fmnt_stop_msg, m) != 0) {
-				UST_ERRLOG("%s: cannot reach the mount's thread\n", m->mountpoint);
-			}
+			fmnt_force_stop(m);
 		}
 		return;
 	}
 	if (force) {
-		m->ending = true;
-		if (ust_thread_send_msg(m->thread, fmnt_stop_msg, m) != 0) {
-			UST_ERRLOG("%s: cannot reach the mount's thread\n", m->mountpoint);
-		}
+		fmnt_force_stop(m);
 		return;
 	}
 	if (m->umount_pending) {

@@ -9,11 +9,14 @@ next mount finds the data). max_inodes: blobfs_create and blobfs_mount's
 format_if_empty set statvfs's inode count (0 keeps the default), save_config
 keeps it and a replay onto a blank bdev formats with it, and bad values
 (negative, not an integer, above 2^24) are JSON-RPC errors that leave the
-bdev alone.
+bdev alone. A bdev deleted under a live mount ends the mount at once (open
+files get ENOTCONN, the delete answers) and the same bytes mount again with
+their fsynced data.
 
 Exit 0 on pass, 1 on failure, 77 to skip (reason on the last line).
 """
 import atexit
+import errno
 import json
 import os
 import signal
@@ -267,6 +270,32 @@ def main():
     d.rpc("blobfs_mount", "fs0", mnt)
     with open(os.path.join(mnt, "dir", "kept"), "rb") as f:
         check(f.read() == b"k" * 100000, "data after the external unmount")
+
+    # the bdev deleted under the live mount with a file open: the delete
+    # answers, the mount ends (the open file gets ENOTCONN), the daemon
+    # serves on, and the same bytes mount again with the fsynced data
+    with open(os.path.join(mnt, "synced"), "wb") as f:
+        f.write(b"s" * 5000)
+        f.flush()
+        os.fsync(f.fileno())
+    fd = os.open(os.path.join(mnt, "synced"), os.O_RDONLY)
+    d.rpc("bdev_aio_delete", "fs0")
+    check(d.rpc("blobfs_get_mounts") == [], "mount listed after its bdev went")
+    check(not fl.is_mounted(mnt), "kernel mount left after its bdev went")
+    try:
+        os.pread(fd, 10, 0)
+        fail("a file open on the mount of a deleted bdev still reads")
+    except OSError as e:
+        check(e.errno == errno.ENOTCONN, "read after the bdev went: %r" % e)
+    os.close(fd)
+    out = d.output()
+    check("bdev fs0 is being removed; unmounting" in out, "no word of the removal:\n" + out)
+    d.rpc("bdev_aio_create", img, "fs0", "4096")
+    d.rpc("blobfs_mount", "fs0", mnt)
+    with open(os.path.join(mnt, "synced"), "rb") as f:
+        check(f.read() == b"s" * 5000, "fsynced data after the bdev came back")
+    with open(os.path.join(mnt, "dir", "kept"), "rb") as f:
+        check(f.read() == b"k" * 100000, "data after the bdev came back")
     d.stop(signal.SIGINT)
     check(not fl.is_mounted(mnt), "mount left after SIGINT")
 

@@ -29,113 +29,25 @@
 #include "ustor/bdev_module.h"
 #include "ustor/lvol.h"
 #include "ustor/thread.h"
+#include "ut_ramdisk.h"
 #include "ut_threads.h"
 
 #include "../../../bdev/split/bdev_split.h"
 
-#define BLOCK 512
 #define PARTS 128
 #define PART_BYTES (1u << 20)
 #define DISK_BYTES ((uint64_t)PARTS * PART_BYTES)
 #define EXAMINE_MAX 64 /* LVS_EXAMINE_MAX */
 #define STORE_PART 100
 
-/* ---- a RAM disk that counts its reads --------------------------------------------- */
+/* ---- the disk (ut_ramdisk.h: it counts its reads) ------------------------------------- */
 
-static struct {
-	uint8_t *data;
-	struct ust_bdev bdev;
-	uint64_t reads;
-	bool registered;
-} g_disk;
-static int g_disk_device;
-
-static int cram_ch_create(void *dev, void *ctx)
-{
-	return 0;
-}
-
-static void cram_ch_destroy(void *dev, void *ctx)
-{
-}
-
-static int cram_init(void)
-{
-	ust_io_device_register(&g_disk_device, cram_ch_create, cram_ch_destroy, 0, "cram");
-	return 0;
-}
-
-static void cram_fini(void)
-{
-	ust_io_device_unregister(&g_disk_device, NULL);
-}
-
-static struct ust_bdev_module g_cram_module = {
-	.name = "cram",
-	.module_init = cram_init,
-	.module_fini = cram_fini,
-};
-UST_BDEV_MODULE_REGISTER(cram, &g_cram_module)
-
-static void cram_submit(struct ust_io_channel *ch, struct ust_bdev_io *io)
-{
-	uint8_t *p = g_disk.data + io->offset_blocks * BLOCK;
-	size_t left = io->num_blocks * BLOCK, n;
-	int i;
-
-	if (io->type == UST_BDEV_IO_TYPE_READ)
-		g_disk.reads++;
-	for (i = 0; i < io->iovcnt && left > 0; i++) {
-		n = io->iovs[i].iov_len < left ? io->iovs[i].iov_len : left;
-		if (io->type == UST_BDEV_IO_TYPE_READ)
-			memcpy(io->iovs[i].iov_base, p, n);
-		else if (io->type == UST_BDEV_IO_TYPE_WRITE)
-			memcpy(p, io->iovs[i].iov_base, n);
-		p += n;
-		left -= n;
-	}
-	if (io->type == UST_BDEV_IO_TYPE_UNMAP || io->type == UST_BDEV_IO_TYPE_WRITE_ZEROES)
-		memset(p, 0, left);
-	ust_bdev_io_complete(io, UST_BDEV_IO_STATUS_SUCCESS);
-}
-
-static bool cram_supported(void *ctxt, enum ust_bdev_io_type type)
-{
-	return type == UST_BDEV_IO_TYPE_READ || type == UST_BDEV_IO_TYPE_WRITE ||
-	       type == UST_BDEV_IO_TYPE_UNMAP || type == UST_BDEV_IO_TYPE_WRITE_ZEROES ||
-	       type == UST_BDEV_IO_TYPE_FLUSH;
-}
-
-static struct ust_io_channel *cram_get_io_channel(void *ctxt)
-{
-	return ust_get_io_channel(&g_disk_device);
-}
-
-static int cram_destruct(void *ctxt)
-{
-	g_disk.registered = false;
-	return 0;
-}
-
-static const struct ust_bdev_fn_table g_cram_fn_table = {
-	.destruct = cram_destruct,
-	.submit_request = cram_submit,
-	.io_type_supported = cram_supported,
-	.get_io_channel = cram_get_io_channel,
-};
+static struct ut_ramdisk g_disk;
 
 static void cram_register(void)
 {
-	memset(&g_disk.bdev, 0, sizeof(g_disk.bdev));
-	g_disk.bdev.name = "Cram0";
-	g_disk.bdev.product_name = "counting RAM";
-	g_disk.bdev.blocklen = BLOCK;
-	g_disk.bdev.blockcnt = DISK_BYTES / BLOCK;
-	g_disk.bdev.module = &g_cram_module;
-	g_disk.bdev.fn_table = &g_cram_fn_table;
-	assert_int_equal(ust_bdev_register(&g_disk.bdev), 0);
-	g_disk.registered = true;
-	ut_threads_poll();
+	g_disk.bytes = DISK_BYTES;
+	ut_ramdisk_register(&g_disk, "Cram0");
 }
 
 /* ---- helpers ------------------------------------------------------------------------ */

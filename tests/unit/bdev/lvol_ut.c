@@ -30,6 +30,7 @@
 #include "ustor/lvol.h"
 #include "ustor/rpc.h"
 #include "ustor/thread.h"
+#include "ut_ramdisk.h"
 #include "ut_threads.h"
 
 #include "../../../bdev/malloc/bdev_malloc.h"
@@ -40,131 +41,27 @@
 #define CLUSTER (64u << 10)
 #define MIB (1u << 20)
 
-/* ---- a RAM disk whose bytes survive unregistering --------------------------------- */
+/* ---- RAM disks whose bytes survive unregistering (ut_ramdisk.h) ---------------------- */
 
 #define PRAM_BYTES (8u << 20)
 #define PRAM_DISKS 2
 
 /* Pram0 serves most tests; the shutdown test puts a store on each. */
-struct pram {
-	uint8_t *data;
-	struct ust_bdev bdev;
-	char name[8];
-	bool registered;
-};
-
-static struct pram g_pram[PRAM_DISKS];
-static int g_pram_device;
-
-static int pram_ch_create(void *dev, void *ctx)
-{
-	return 0;
-}
-
-static void pram_ch_destroy(void *dev, void *ctx)
-{
-}
-
-static int pram_init(void)
-{
-	ust_io_device_register(&g_pram_device, pram_ch_create, pram_ch_destroy, 0, "pram");
-	return 0;
-}
-
-static void pram_fini(void)
-{
-	ust_io_device_unregister(&g_pram_device, NULL);
-}
-
-static struct ust_bdev_module g_pram_module = {
-	.name = "pram",
-	.module_init = pram_init,
-	.module_fini = pram_fini,
-};
-UST_BDEV_MODULE_REGISTER(pram, &g_pram_module)
-
-static void pram_submit(struct ust_io_channel *ch, struct ust_bdev_io *io)
-{
-	struct pram *disk = io->bdev->ctxt;
-	uint8_t *p = disk->data + io->offset_blocks * BLOCK;
-	size_t left = io->num_blocks * BLOCK;
-	int i;
-
-	switch (io->type) {
-	case UST_BDEV_IO_TYPE_READ:
-	case UST_BDEV_IO_TYPE_WRITE:
-		for (i = 0; i < io->iovcnt && left > 0; i++) {
-			size_t n = io->iovs[i].iov_len < left ? io->iovs[i].iov_len : left;
-
-			if (io->type == UST_BDEV_IO_TYPE_READ)
-				memcpy(io->iovs[i].iov_base, p, n);
-			else
-				memcpy(p, io->iovs[i].iov_base, n);
-			p += n;
-			left -= n;
-		}
-		break;
-	case UST_BDEV_IO_TYPE_UNMAP:
-	case UST_BDEV_IO_TYPE_WRITE_ZEROES:
-		memset(p, 0, left);
-		break;
-	default:
-		break;
-	}
-	ust_bdev_io_complete(io, UST_BDEV_IO_STATUS_SUCCESS);
-}
-
-static bool pram_supported(void *ctxt, enum ust_bdev_io_type type)
-{
-	return type == UST_BDEV_IO_TYPE_READ || type == UST_BDEV_IO_TYPE_WRITE ||
-	       type == UST_BDEV_IO_TYPE_UNMAP || type == UST_BDEV_IO_TYPE_WRITE_ZEROES ||
-	       type == UST_BDEV_IO_TYPE_FLUSH;
-}
-
-static struct ust_io_channel *pram_get_io_channel(void *ctxt)
-{
-	return ust_get_io_channel(&g_pram_device);
-}
-
-static int pram_destruct(void *ctxt)
-{
-	struct pram *disk = ctxt;
-
-	disk->registered = false;
-	return 0;
-}
-
-static const struct ust_bdev_fn_table g_pram_fn_table = {
-	.destruct = pram_destruct,
-	.submit_request = pram_submit,
-	.io_type_supported = pram_supported,
-	.get_io_channel = pram_get_io_channel,
-};
+static struct ut_ramdisk g_pram[PRAM_DISKS];
 
 /* Register disk i ("Pram<i>") over its bytes, which it keeps across registrations. */
 static void pram_register(int i)
 {
-	struct pram *disk = &g_pram[i];
+	char name[8];
 
-	memset(&disk->bdev, 0, sizeof(disk->bdev));
-	snprintf(disk->name, sizeof(disk->name), "Pram%d", i);
-	disk->bdev.name = disk->name;
-	disk->bdev.product_name = "persistent RAM";
-	disk->bdev.blocklen = BLOCK;
-	disk->bdev.blockcnt = PRAM_BYTES / BLOCK;
-	disk->bdev.ctxt = disk;
-	disk->bdev.module = &g_pram_module;
-	disk->bdev.fn_table = &g_pram_fn_table;
-	assert_int_equal(ust_bdev_register(&disk->bdev), 0);
-	disk->registered = true;
-	ut_threads_poll();
+	snprintf(name, sizeof(name), "Pram%d", i);
+	g_pram[i].bytes = PRAM_BYTES;
+	ut_ramdisk_register(&g_pram[i], name);
 }
 
 static void pram_unregister(int i)
 {
-	ust_bdev_unregister(&g_pram[i].bdev, NULL, NULL);
-	ut_threads_poll();
-	assert_false(g_pram[i].registered);
+	ut_ramdisk_unregister(&g_pram[i]);
 }
 
 /* ---- RPC helpers -------------------------------------------------------------------- */

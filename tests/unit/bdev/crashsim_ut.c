@@ -32,6 +32,7 @@
 #include "ustor/crashsim.h"
 #include "ustor/rpc.h"
 #include "ustor/thread.h"
+#include "ut_rpc.h"
 #include "ut_threads.h"
 
 #include "../../../bdev/malloc/bdev_malloc.h"
@@ -714,23 +715,6 @@ static void test_errors(void **state)
 
 /* ---- RPCs --------------------------------------------------------------- */
 
-static json_t *g_resp;
-
-static void rpc_cb(void *ctx, json_t *response)
-{
-	g_resp = json_incref(response);
-}
-
-static json_t *rpc(const char *method, json_t *params)
-{
-	g_resp = NULL;
-	assert_int_equal(ust_rpc_call_local(method, params, rpc_cb, NULL), 0);
-	json_decref(params);
-	ut_threads_poll();
-	assert_non_null(g_resp);
-	return g_resp;
-}
-
 static bool rpc_ok(json_t *resp)
 {
 	bool ok = json_object_get(resp, "error") == NULL;
@@ -746,7 +730,7 @@ static void test_rpcs(void **state)
 	json_t *r, *calls;
 
 	/* Configured before its base exists: built when the base registers. */
-	assert_true(rpc_ok(rpc("bdev_crashsim_create",
+	assert_true(rpc_ok(ut_rpc("bdev_crashsim_create",
 			       json_pack("{s:s, s:s}", "base_bdev_name", "Malloc4", "name", "CS4"))));
 	assert_null(ust_crashsim_get("CS4"));
 	assert_int_equal(ust_bdev_malloc_create(&mo, NULL), 0);
@@ -763,19 +747,19 @@ static void test_rpcs(void **state)
 	assert_string_equal(json_string_value(json_object_get(r, "name")), "CS4");
 	json_decref(calls);
 
-	assert_true(rpc_ok(rpc("bdev_crashsim_start_recording", json_pack("{s:s}", "name", "CS4"))));
+	assert_true(rpc_ok(ut_rpc("bdev_crashsim_start_recording", json_pack("{s:s}", "name", "CS4"))));
 	assert_true(ust_crashsim_is_recording(ust_crashsim_get("CS4")));
-	r = rpc("bdev_crashsim_stop_recording", json_pack("{s:s}", "name", "CS4"));
+	r = ut_rpc("bdev_crashsim_stop_recording", json_pack("{s:s}", "name", "CS4"));
 	assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "result"),
 							    "num_events")),
 			 0);
 	json_decref(r);
 	assert_false(ust_crashsim_is_recording(ust_crashsim_get("CS4")));
-	assert_false(rpc_ok(rpc("bdev_crashsim_start_recording", json_pack("{s:s}", "name", "X"))));
-	assert_false(rpc_ok(rpc("bdev_crashsim_create", json_pack("{s:s}", "name", "Y"))));
-	assert_true(rpc_ok(rpc("bdev_crashsim_delete", json_pack("{s:s}", "name", "CS4"))));
+	assert_false(rpc_ok(ut_rpc("bdev_crashsim_start_recording", json_pack("{s:s}", "name", "X"))));
+	assert_false(rpc_ok(ut_rpc("bdev_crashsim_create", json_pack("{s:s}", "name", "Y"))));
+	assert_true(rpc_ok(ut_rpc("bdev_crashsim_delete", json_pack("{s:s}", "name", "CS4"))));
 	assert_null(ust_bdev_get_by_name("CS4"));
-	assert_false(rpc_ok(rpc("bdev_crashsim_delete", json_pack("{s:s}", "name", "CS4"))));
+	assert_false(rpc_ok(ut_rpc("bdev_crashsim_delete", json_pack("{s:s}", "name", "CS4"))));
 	assert_int_equal(ust_bdev_malloc_delete("Malloc4", NULL, NULL), 0);
 	ut_threads_poll();
 }
@@ -803,11 +787,11 @@ static void test_rpc_uuid(void **state)
 	json_t *calls, *params, *saved;
 
 	assert_int_equal(ust_bdev_malloc_create(&mo, NULL), 0);
-	assert_false(rpc_ok(rpc("bdev_crashsim_create",
+	assert_false(rpc_ok(ut_rpc("bdev_crashsim_create",
 				json_pack("{s:s, s:s, s:s}", "base_bdev_name", "Malloc5", "name",
 					  "CS5", "uuid", "not-a-uuid"))));
 	assert_null(ust_bdev_get_by_name("CS5"));
-	assert_true(rpc_ok(rpc("bdev_crashsim_create",
+	assert_true(rpc_ok(ut_rpc("bdev_crashsim_create",
 			       json_pack("{s:s, s:s, s:s}", "base_bdev_name", "Malloc5", "name",
 					 "CS5", "uuid", text))));
 	b = ust_bdev_get_by_name("CS5");
@@ -822,9 +806,9 @@ static void test_rpc_uuid(void **state)
 	assert_string_equal(json_string_value(json_object_get(params, "uuid")), text);
 	saved = json_deep_copy(params);
 	json_decref(calls);
-	assert_true(rpc_ok(rpc("bdev_crashsim_delete", json_pack("{s:s}", "name", "CS5"))));
+	assert_true(rpc_ok(ut_rpc("bdev_crashsim_delete", json_pack("{s:s}", "name", "CS5"))));
 	assert_null(ust_bdev_get_by_name("CS5"));
-	assert_true(rpc_ok(rpc("bdev_crashsim_create", saved)));
+	assert_true(rpc_ok(ut_rpc("bdev_crashsim_create", saved)));
 	uuid_of("CS5", fmt);
 	assert_string_equal(fmt, text);
 
@@ -836,10 +820,10 @@ static void test_rpc_uuid(void **state)
 	assert_non_null(ust_bdev_get_by_name("CS5"));
 	uuid_of("CS5", fmt);
 	assert_string_equal(fmt, text);
-	assert_true(rpc_ok(rpc("bdev_crashsim_delete", json_pack("{s:s}", "name", "CS5"))));
+	assert_true(rpc_ok(ut_rpc("bdev_crashsim_delete", json_pack("{s:s}", "name", "CS5"))));
 
 	/* No UUID given: one is generated, saved, and survives the base's return. */
-	assert_true(rpc_ok(rpc("bdev_crashsim_create",
+	assert_true(rpc_ok(ut_rpc("bdev_crashsim_create",
 			       json_pack("{s:s, s:s}", "base_bdev_name", "Malloc5", "name", "CS5"))));
 	b = ust_bdev_get_by_name("CS5");
 	assert_false(ust_uuid_is_null(ust_bdev_get_uuid(b)));
@@ -855,7 +839,7 @@ static void test_rpc_uuid(void **state)
 	assert_int_equal(ust_bdev_malloc_create(&mo, NULL), 0);
 	uuid_of("CS5", fmt);
 	assert_string_equal(fmt, generated);
-	assert_true(rpc_ok(rpc("bdev_crashsim_delete", json_pack("{s:s}", "name", "CS5"))));
+	assert_true(rpc_ok(ut_rpc("bdev_crashsim_delete", json_pack("{s:s}", "name", "CS5"))));
 	assert_int_equal(ust_bdev_malloc_delete("Malloc5", NULL, NULL), 0);
 	ut_threads_poll();
 }

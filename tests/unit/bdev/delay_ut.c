@@ -22,6 +22,7 @@
 #include "ustor/env.h"
 #include "ustor/rpc.h"
 #include "ustor/thread.h"
+#include "ut_rpc.h"
 #include "ut_threads.h"
 
 #include "../../../bdev/delay/bdev_delay.h"
@@ -29,30 +30,6 @@
 
 #define BS 512
 #define US(x) ((uint64_t)(x) * ust_get_ticks_hz() / 1000000)
-
-static json_t *g_resp;
-
-static void rpc_cb(void *ctx, json_t *response)
-{
-	g_resp = json_incref(response);
-}
-
-static json_t *rpc(const char *method, json_t *params)
-{
-	g_resp = NULL;
-	assert_int_equal(ust_rpc_call_local(method, params, rpc_cb, NULL), 0);
-	json_decref(params);
-	ut_threads_poll();
-	assert_non_null(g_resp);
-	return g_resp;
-}
-
-static int rpc_error_code(json_t *resp)
-{
-	json_t *err = json_object_get(resp, "error");
-
-	return err ? (int)json_integer_value(json_object_get(err, "code")) : 0;
-}
 
 struct io_result {
 	int done;
@@ -80,7 +57,7 @@ static void setup_delay(uint64_t rd, uint64_t rd99, uint64_t wr, uint64_t wr99)
 	json_t *r;
 
 	assert_int_equal(ust_bdev_malloc_create(&opts, NULL), 0);
-	r = rpc("bdev_delay_create",
+	r = ut_rpc("bdev_delay_create",
 		json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "base_bdev_name", "M0", "name", "D0",
 			  "avg_read_latency", (json_int_t)rd, "p99_read_latency", (json_int_t)rd99,
 			  "avg_write_latency", (json_int_t)wr, "p99_write_latency",
@@ -99,7 +76,7 @@ static void teardown_delay(void)
 	ust_put_io_channel(g_ch);
 	ust_bdev_close(g_desc);
 	ut_threads_poll();
-	r = rpc("bdev_delay_delete", json_pack("{s:s}", "name", "D0"));
+	r = ut_rpc("bdev_delay_delete", json_pack("{s:s}", "name", "D0"));
 	assert_true(json_is_true(json_object_get(r, "result")));
 	json_decref(r);
 	assert_null(ust_bdev_get_by_name("D0"));
@@ -154,7 +131,7 @@ static void test_latencies(void **state)
 	ut_threads_poll();
 	assert_int_equal(fl.done, 1);
 
-	r = rpc("bdev_delay_update_latency", json_pack("{s:s, s:s, s:i}", "delay_bdev_name", "D0",
+	r = ut_rpc("bdev_delay_update_latency", json_pack("{s:s, s:s, s:i}", "delay_bdev_name", "D0",
 						       "latency_type", "avg_read", "latency_us", 40));
 	assert_true(json_is_true(json_object_get(r, "result")));
 	json_decref(r);
@@ -162,23 +139,23 @@ static void test_latencies(void **state)
 	 * One read in a hundred still takes p99 (100 us); set it to the new
 	 * average too so the exact time below does not depend on the draw.
 	 */
-	r = rpc("bdev_delay_update_latency", json_pack("{s:s, s:s, s:i}", "delay_bdev_name", "D0",
+	r = ut_rpc("bdev_delay_update_latency", json_pack("{s:s, s:s, s:i}", "delay_bdev_name", "D0",
 						       "latency_type", "p99_read", "latency_us", 40));
 	assert_true(json_is_true(json_object_get(r, "result")));
 	json_decref(r);
 	expect_latency(false, 40);
 	/* An average above its p99 is refused and changes nothing. */
-	r = rpc("bdev_delay_update_latency", json_pack("{s:s, s:s, s:i}", "delay_bdev_name", "D0",
+	r = ut_rpc("bdev_delay_update_latency", json_pack("{s:s, s:s, s:i}", "delay_bdev_name", "D0",
 						       "latency_type", "avg_write", "latency_us", 301));
-	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
 	json_decref(r);
-	r = rpc("bdev_delay_update_latency", json_pack("{s:s, s:s, s:i}", "delay_bdev_name", "D0",
+	r = ut_rpc("bdev_delay_update_latency", json_pack("{s:s, s:s, s:i}", "delay_bdev_name", "D0",
 						       "latency_type", "p42", "latency_us", 1));
-	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
 	json_decref(r);
-	r = rpc("bdev_delay_update_latency", json_pack("{s:s, s:s, s:i}", "delay_bdev_name", "nope",
+	r = ut_rpc("bdev_delay_update_latency", json_pack("{s:s, s:s, s:i}", "delay_bdev_name", "nope",
 						       "latency_type", "avg_read", "latency_us", 1));
-	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
 	json_decref(r);
 	expect_latency(true, 300);
 
@@ -240,14 +217,14 @@ static void test_create_errors_and_config(void **state)
 	struct ust_bdev *d;
 	json_t *r, *calls, *params;
 
-	r = rpc("bdev_delay_create",
+	r = ut_rpc("bdev_delay_create",
 		json_pack("{s:s, s:s, s:i, s:i, s:i, s:i}", "base_bdev_name", "M1", "name", "D1",
 			  "avg_read_latency", 10, "p99_read_latency", 5, "avg_write_latency", 1,
 			  "p99_write_latency", 1));
-	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
 	json_decref(r);
-	r = rpc("bdev_delay_create", json_pack("{s:s, s:s}", "base_bdev_name", "M1", "name", "D1"));
-	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	r = ut_rpc("bdev_delay_create", json_pack("{s:s, s:s}", "base_bdev_name", "M1", "name", "D1"));
+	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
 	json_decref(r);
 
 	/* Configured before the base exists: built when it arrives. */

@@ -21,6 +21,7 @@
 #include "ustor/bdev_module.h"
 #include "ustor/rpc.h"
 #include "ustor/thread.h"
+#include "ut_rpc.h"
 #include "ut_threads.h"
 
 #include "../../../bdev/error/bdev_error.h"
@@ -39,35 +40,11 @@ static void poll_until(const int *flag)
 	ut_threads_poll();
 }
 
-static json_t *g_resp;
-
-static void rpc_cb(void *ctx, json_t *response)
-{
-	g_resp = json_incref(response);
-}
-
-static json_t *rpc(const char *method, json_t *params)
-{
-	g_resp = NULL;
-	assert_int_equal(ust_rpc_call_local(method, params, rpc_cb, NULL), 0);
-	json_decref(params);
-	ut_threads_poll();
-	assert_non_null(g_resp);
-	return g_resp;
-}
-
-static int rpc_error_code(json_t *resp)
-{
-	json_t *err = json_object_get(resp, "error");
-
-	return err ? (int)json_integer_value(json_object_get(err, "code")) : 0;
-}
-
 static void rpc_ok(const char *method, json_t *params)
 {
-	json_t *r = rpc(method, params);
+	json_t *r = ut_rpc(method, params);
 
-	assert_int_equal(rpc_error_code(r), 0);
+	assert_int_equal(ut_rpc_error_code(r), 0);
 	json_decref(r);
 }
 
@@ -160,7 +137,7 @@ static void setup_ee(void)
 	json_t *r;
 
 	assert_int_equal(ust_bdev_malloc_create(&opts, NULL), 0);
-	r = rpc("bdev_error_create", json_pack("{s:s}", "base_name", "M0"));
+	r = ut_rpc("bdev_error_create", json_pack("{s:s}", "base_name", "M0"));
 	assert_string_equal(json_string_value(json_object_get(r, "result")), "EE_M0");
 	json_decref(r);
 	assert_true(ust_bdev_is_claimed(ust_bdev_get_by_name("M0")));
@@ -282,7 +259,7 @@ static void test_pending_aborted_by_delete(void **state)
 	ut_threads_poll();
 	assert_int_equal(held.done, 0);
 	g_removes = 0;
-	r = rpc("bdev_error_delete", json_pack("{s:s}", "name", "EE_M0"));
+	r = ut_rpc("bdev_error_delete", json_pack("{s:s}", "name", "EE_M0"));
 	assert_true(json_is_true(json_object_get(r, "result")));
 	json_decref(r);
 	assert_int_equal(held.done, 1);
@@ -333,41 +310,41 @@ static void test_bad_arguments(void **state)
 
 	setup_ee();
 	/* corrupt_data needs a non-zero value, and read/write/all. */
-	r = rpc("bdev_error_inject_error", json_pack("{s:s, s:s, s:s}", "name", "EE_M0", "io_type",
+	r = ut_rpc("bdev_error_inject_error", json_pack("{s:s, s:s, s:s}", "name", "EE_M0", "io_type",
 						     "read", "error_type", "corrupt_data"));
-	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
 	json_decref(r);
-	r = rpc("bdev_error_inject_error",
+	r = ut_rpc("bdev_error_inject_error",
 		json_pack("{s:s, s:s, s:s, s:i}", "name", "EE_M0", "io_type", "unmap", "error_type",
 			  "corrupt_data", "corrupt_value", 1));
-	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
 	json_decref(r);
-	r = rpc("bdev_error_inject_error", json_pack("{s:s, s:s, s:s}", "name", "EE_M0", "io_type",
+	r = ut_rpc("bdev_error_inject_error", json_pack("{s:s, s:s, s:s}", "name", "EE_M0", "io_type",
 						     "sideways", "error_type", "failure"));
-	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
 	json_decref(r);
-	r = rpc("bdev_error_inject_error", json_pack("{s:s, s:s, s:s}", "name", "EE_M0", "io_type",
+	r = ut_rpc("bdev_error_inject_error", json_pack("{s:s, s:s, s:s}", "name", "EE_M0", "io_type",
 						     "read", "error_type", "explode"));
-	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
 	json_decref(r);
-	r = rpc("bdev_error_inject_error", json_pack("{s:s, s:s, s:s, s:i}", "name", "EE_M0",
+	r = ut_rpc("bdev_error_inject_error", json_pack("{s:s, s:s, s:s, s:i}", "name", "EE_M0",
 						     "io_type", "read", "error_type", "failure",
 						     "num", 0));
-	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
 	json_decref(r);
-	r = rpc("bdev_error_inject_error", json_pack("{s:s, s:s, s:s}", "name", "EE_nope",
+	r = ut_rpc("bdev_error_inject_error", json_pack("{s:s, s:s, s:s}", "name", "EE_nope",
 						     "io_type", "read", "error_type", "failure"));
-	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
 	json_decref(r);
 	assert_int_equal(ust_bdev_error_remaining("EE_M0", UST_BDEV_IO_TYPE_READ), 0);
 	assert_int_equal(ust_bdev_error_inject("M0", UST_BDEV_IO_TYPE_READ, UST_BDEV_ERROR_FAILURE,
 					       1, 0, 0), -ENODEV);
 	/* A second error bdev on the same base. */
-	r = rpc("bdev_error_create", json_pack("{s:s}", "base_name", "M0"));
-	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INTERNAL_ERROR);
+	r = ut_rpc("bdev_error_create", json_pack("{s:s}", "base_name", "M0"));
+	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INTERNAL_ERROR);
 	json_decref(r);
-	r = rpc("bdev_error_delete", json_pack("{s:s}", "name", "EE_nope"));
-	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	r = ut_rpc("bdev_error_delete", json_pack("{s:s}", "name", "EE_nope"));
+	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
 	json_decref(r);
 	teardown_ee();
 }

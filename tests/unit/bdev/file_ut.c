@@ -36,6 +36,7 @@
 #include "ustor/thread.h"
 
 #include "../../../bdev/file/bdev_file.h"
+#include "ut_rpc.h"
 #include "ut_threads.h"
 
 #define MiB (1024 * 1024)
@@ -959,33 +960,6 @@ static void test_rescan_resize(void **state)
 
 /* ---- RPCs --------------------------------------------------------------- */
 
-static json_t *g_resp;
-
-static void rpc_cb(void *ctx, json_t *response)
-{
-	g_resp = json_incref(response);
-}
-
-static json_t *rpc(const char *method, json_t *params)
-{
-	double end = now_s() + 10;
-
-	g_resp = NULL;
-	assert_int_equal(ust_rpc_call_local(method, params, rpc_cb, NULL), 0);
-	json_decref(params);
-	while (g_resp == NULL && now_s() < end)
-		ust_thread_poll(ut_thread(0), 0, 0);
-	assert_non_null(g_resp);
-	return g_resp;
-}
-
-static int rpc_error_code(json_t *resp)
-{
-	json_t *err = json_object_get(resp, "error");
-
-	return err ? (int)json_integer_value(json_object_get(err, "code")) : 0;
-}
-
 static void test_rpcs_and_config(void **state)
 {
 	const struct backend *be = *state;
@@ -997,7 +971,7 @@ static void test_rpcs_and_config(void **state)
 
 	make_file(g_path, MiB);
 	snprintf(method, sizeof(method), "bdev_%s_create", be->name);
-	r = rpc(method, json_pack("{s:s, s:s, s:i, s:s}", "name", "R0", "filename", g_path,
+	r = ut_rpc(method, json_pack("{s:s, s:s, s:i, s:s}", "name", "R0", "filename", g_path,
 				  "block_size", 4096, "uuid", uuid));
 	assert_string_equal(json_string_value(json_object_get(r, "result")), "R0");
 	json_decref(r);
@@ -1021,39 +995,39 @@ static void test_rpcs_and_config(void **state)
 	json_decref(calls);
 
 	/* Errors: duplicate name, bad size, missing and unknown keys. */
-	r = rpc(method, json_pack("{s:s, s:s}", "name", "R0", "filename", g_path));
-	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INTERNAL_ERROR);
+	r = ut_rpc(method, json_pack("{s:s, s:s}", "name", "R0", "filename", g_path));
+	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INTERNAL_ERROR);
 	json_decref(r);
-	r = rpc(method, json_pack("{s:s, s:s, s:i}", "name", "R1", "filename", g_path,
+	r = ut_rpc(method, json_pack("{s:s, s:s, s:i}", "name", "R1", "filename", g_path,
 				  "block_size", 3000));
-	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
 	json_decref(r);
-	r = rpc(method, json_pack("{s:s}", "name", "R1"));
-	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	r = ut_rpc(method, json_pack("{s:s}", "name", "R1"));
+	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
 	json_decref(r);
-	r = rpc(method, json_pack("{s:s, s:s, s:i}", "name", "R1", "filename", g_path, "bogus", 1));
-	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	r = ut_rpc(method, json_pack("{s:s, s:s, s:i}", "name", "R1", "filename", g_path, "bogus", 1));
+	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
 	json_decref(r);
 
 	/* Rescan after growth. */
 	assert_int_equal(truncate(g_path, 2 * MiB), 0);
 	snprintf(method, sizeof(method), "bdev_%s_rescan", be->name);
-	r = rpc(method, json_pack("{s:s}", "name", "R0"));
+	r = ut_rpc(method, json_pack("{s:s}", "name", "R0"));
 	assert_true(json_is_true(json_object_get(r, "result")));
 	json_decref(r);
 	assert_int_equal(ust_bdev_get_num_blocks(bdev), 2 * MiB / 4096);
-	r = rpc(method, json_pack("{s:s}", "name", "nope"));
-	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	r = ut_rpc(method, json_pack("{s:s}", "name", "nope"));
+	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
 	json_decref(r);
 
 	/* Delete: only this module's bdevs. */
 	snprintf(method, sizeof(method), "bdev_%s_delete", be->name);
-	r = rpc(method, json_pack("{s:s}", "name", "R0"));
+	r = ut_rpc(method, json_pack("{s:s}", "name", "R0"));
 	assert_true(json_is_true(json_object_get(r, "result")));
 	json_decref(r);
 	assert_null(ust_bdev_get_by_name("R0"));
-	r = rpc(method, json_pack("{s:s}", "name", "R0"));
-	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	r = ut_rpc(method, json_pack("{s:s}", "name", "R0"));
+	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
 	json_decref(r);
 	unlink(g_path);
 }
@@ -1065,7 +1039,7 @@ static void test_aio_readonly_and_aliases(void **state)
 	json_t *calls;
 
 	make_file(g_path, MiB);
-	r = rpc("construct_aio_bdev", json_pack("{s:s, s:s, s:b}", "name", "RO", "filename",
+	r = ut_rpc("construct_aio_bdev", json_pack("{s:s, s:s, s:b}", "name", "RO", "filename",
 						g_path, "readonly", 1));
 	assert_string_equal(json_string_value(json_object_get(r, "result")), "RO");
 	json_decref(r);
@@ -1080,10 +1054,10 @@ static void test_aio_readonly_and_aliases(void **state)
 		json_object_get(json_array_get(calls, 0), "params"), "readonly")));
 	json_decref(calls);
 	/* A uring delete does not remove an aio bdev. */
-	r = rpc("bdev_uring_delete", json_pack("{s:s}", "name", "RO"));
-	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	r = ut_rpc("bdev_uring_delete", json_pack("{s:s}", "name", "RO"));
+	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
 	json_decref(r);
-	r = rpc("delete_aio_bdev", json_pack("{s:s}", "name", "RO"));
+	r = ut_rpc("delete_aio_bdev", json_pack("{s:s}", "name", "RO"));
 	assert_true(json_is_true(json_object_get(r, "result")));
 	json_decref(r);
 	assert_null(ust_bdev_get_by_name("RO"));

@@ -31,6 +31,7 @@
 #include "ustor/rpc.h"
 #include "ustor/thread.h"
 #include "ut_ramdisk.h"
+#include "ut_rpc.h"
 #include "ut_threads.h"
 
 #include "../../../bdev/malloc/bdev_malloc.h"
@@ -66,31 +67,6 @@ static void pram_unregister(int i)
 
 /* ---- RPC helpers -------------------------------------------------------------------- */
 
-static json_t *g_resp;
-
-static void rpc_cb(void *ctx, json_t *response)
-{
-	g_resp = json_incref(response);
-}
-
-/* Call method (params reference stolen) and return the whole response. */
-static json_t *rpc(const char *method, json_t *params)
-{
-	g_resp = NULL;
-	assert_int_equal(ust_rpc_call_local(method, params, rpc_cb, NULL), 0);
-	json_decref(params);
-	ut_threads_poll();
-	assert_non_null(g_resp);
-	return g_resp;
-}
-
-static int rpc_error_code(json_t *resp)
-{
-	json_t *err = json_object_get(resp, "error");
-
-	return err ? (int)json_integer_value(json_object_get(err, "code")) : 0;
-}
-
 static const char *rpc_error_message(json_t *resp)
 {
 	return json_string_value(json_object_get(json_object_get(resp, "error"), "message"));
@@ -99,9 +75,9 @@ static const char *rpc_error_message(json_t *resp)
 /* Expect an error response with that code whose message contains needle. */
 static void rpc_expect_error(const char *method, json_t *params, int code, const char *needle)
 {
-	json_t *x = rpc(method, params);
+	json_t *x = ut_rpc(method, params);
 
-	assert_int_equal(rpc_error_code(x), code);
+	assert_int_equal(ut_rpc_error_code(x), code);
 	if (needle != NULL && strstr(rpc_error_message(x), needle) == NULL)
 		fail_msg("%s: message '%s' lacks '%s'", method, rpc_error_message(x), needle);
 	json_decref(x);
@@ -109,7 +85,7 @@ static void rpc_expect_error(const char *method, json_t *params, int code, const
 
 static void rpc_expect_true(const char *method, json_t *params)
 {
-	json_t *x = rpc(method, params);
+	json_t *x = ut_rpc(method, params);
 
 	if (!json_is_true(json_object_get(x, "result")))
 		fail_msg("%s failed: %s", method, rpc_error_message(x));
@@ -119,7 +95,7 @@ static void rpc_expect_true(const char *method, json_t *params)
 /* A string result, copied into out. */
 static void rpc_expect_string(const char *method, json_t *params, char *out, size_t len)
 {
-	json_t *x = rpc(method, params);
+	json_t *x = ut_rpc(method, params);
 	const char *s = json_string_value(json_object_get(x, "result"));
 
 	if (s == NULL)
@@ -161,7 +137,7 @@ static json_t *get_lvs(const char *name, json_t **resp)
 {
 	json_t *list;
 
-	*resp = rpc("bdev_lvol_get_lvstores", json_pack("{s:s}", "lvs_name", name));
+	*resp = ut_rpc("bdev_lvol_get_lvstores", json_pack("{s:s}", "lvs_name", name));
 	list = json_object_get(*resp, "result");
 	assert_true(json_is_array(list));
 	assert_int_equal(json_array_size(list), 1);
@@ -301,12 +277,12 @@ static void test_lvstore_create_list_delete(void **state)
 	json_decref(resp);
 
 	/* By UUID, and the whole list. */
-	resp = rpc("bdev_lvol_get_lvstores", json_pack("{s:s}", "uuid", uuid));
+	resp = ut_rpc("bdev_lvol_get_lvstores", json_pack("{s:s}", "uuid", uuid));
 	assert_string_equal(json_string_value(json_object_get(
 				    json_array_get(json_object_get(resp, "result"), 0), "name")),
 			    "lvs0");
 	json_decref(resp);
-	resp = rpc("bdev_lvol_get_lvstores", NULL);
+	resp = ut_rpc("bdev_lvol_get_lvstores", NULL);
 	list = json_object_get(resp, "result");
 	assert_int_equal(json_array_size(list), 1);
 	json_decref(resp);
@@ -350,7 +326,7 @@ static void test_lvstore_create_list_delete(void **state)
 			  uuid2, sizeof(uuid2));
 	assert_string_not_equal(uuid, uuid2);
 	assert_int_equal(lvs_int("lvs1", "cluster_size"), 1 << 20); /* the default */
-	resp = rpc("bdev_lvol_get_lvstores", NULL);
+	resp = ut_rpc("bdev_lvol_get_lvstores", NULL);
 	assert_int_equal(json_array_size(json_object_get(resp, "result")), 2);
 	json_decref(resp);
 
@@ -512,7 +488,7 @@ static void test_lvols_io(void **state)
 		assert_int_equal(r[i], 0);
 
 	/* bdev_lvol_get_lvols */
-	resp = rpc("bdev_lvol_get_lvols", json_pack("{s:s}", "lvs_name", "lvs0"));
+	resp = ut_rpc("bdev_lvol_get_lvols", json_pack("{s:s}", "lvs_name", "lvs0"));
 	list = json_object_get(resp, "result");
 	assert_int_equal(json_array_size(list), 2);
 	e = json_array_get(list, 0);
@@ -532,14 +508,14 @@ static void test_lvols_io(void **state)
 	assert_true(json_is_true(json_object_get(e, "is_thin_provisioned")));
 	assert_int_equal(json_integer_value(json_object_get(e, "num_allocated_clusters")), 2);
 	json_decref(resp);
-	resp = rpc("bdev_lvol_get_lvols", NULL);
+	resp = ut_rpc("bdev_lvol_get_lvols", NULL);
 	assert_int_equal(json_array_size(json_object_get(resp, "result")), 2);
 	json_decref(resp);
 	rpc_expect_error("bdev_lvol_get_lvols", json_pack("{s:s}", "lvs_uuid", "x"),
 			 UST_JSONRPC_ERROR_INVALID_PARAMS, "invalid uuid");
 
 	/* The lvol bdev describes itself in bdev_get_bdevs. */
-	resp = rpc("bdev_get_bdevs", json_pack("{s:s}", "name", "lvs0/thin"));
+	resp = ut_rpc("bdev_get_bdevs", json_pack("{s:s}", "name", "lvs0/thin"));
 	e = json_object_get(json_object_get(json_array_get(json_object_get(resp, "result"), 0),
 					    "driver_specific"),
 			    "lvol");
@@ -625,7 +601,7 @@ static void test_resize_rename_delete(void **state)
 	assert_ptr_equal(ust_bdev_get_by_name("pool/vol2"), ust_bdev_get_by_name(vol));
 	assert_ptr_equal(ust_bdev_get_by_name("pool/other"), ust_bdev_get_by_name(other));
 	assert_null(ust_bdev_get_by_name("store/other"));
-	resp = rpc("bdev_lvol_get_lvols", json_pack("{s:s}", "lvs_name", "pool"));
+	resp = ut_rpc("bdev_lvol_get_lvols", json_pack("{s:s}", "lvs_name", "pool"));
 	assert_string_equal(json_string_value(json_object_get(
 				    json_array_get(json_object_get(resp, "result"), 0), "alias")),
 			    "pool/vol2");
@@ -738,7 +714,7 @@ static void test_restart(void **state)
 	assert_memory_equal(r, w, MIB);
 	read_bdev("keep/bee", 5, r, 64);
 	assert_memory_equal(r, w, 64 * BLOCK);
-	resp = rpc("bdev_lvol_get_lvols", json_pack("{s:s}", "lvs_uuid", lvs_uuid));
+	resp = ut_rpc("bdev_lvol_get_lvols", json_pack("{s:s}", "lvs_uuid", lvs_uuid));
 	assert_int_equal(json_array_size(json_object_get(resp, "result")), 2);
 	e = json_array_get(json_object_get(resp, "result"), 1);
 	assert_string_equal(json_string_value(json_object_get(e, "name")), "bee");
@@ -850,7 +826,7 @@ static json_t *lvol_entry(const char *lvs, const char *name, json_t **resp)
 	json_t *list, *e;
 	size_t i;
 
-	*resp = rpc("bdev_lvol_get_lvols", json_pack("{s:s}", "lvs_name", lvs));
+	*resp = ut_rpc("bdev_lvol_get_lvols", json_pack("{s:s}", "lvs_name", lvs));
 	list = json_object_get(*resp, "result");
 	assert_true(json_is_array(list));
 	json_array_foreach(list, i, e) {
@@ -862,7 +838,7 @@ static json_t *lvol_entry(const char *lvs, const char *name, json_t **resp)
 
 static size_t lvol_count(const char *lvs)
 {
-	json_t *resp = rpc("bdev_lvol_get_lvols", json_pack("{s:s}", "lvs_name", lvs));
+	json_t *resp = ut_rpc("bdev_lvol_get_lvols", json_pack("{s:s}", "lvs_name", lvs));
 	size_t n = json_array_size(json_object_get(resp, "result"));
 
 	json_decref(resp);

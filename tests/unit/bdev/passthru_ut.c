@@ -21,6 +21,7 @@
 #include "ustor/bdev_module.h"
 #include "ustor/rpc.h"
 #include "ustor/thread.h"
+#include "ut_rpc.h"
 #include "ut_threads.h"
 
 #include "../../../bdev/passthru/bdev_passthru.h"
@@ -163,30 +164,6 @@ static struct rec_disk *rec_register(const char *name)
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static json_t *g_resp;
-
-static void rpc_cb(void *ctx, json_t *response)
-{
-	g_resp = json_incref(response);
-}
-
-static json_t *rpc(const char *method, json_t *params)
-{
-	g_resp = NULL;
-	assert_int_equal(ust_rpc_call_local(method, params, rpc_cb, NULL), 0);
-	json_decref(params);
-	ut_threads_poll();
-	assert_non_null(g_resp);
-	return g_resp;
-}
-
-static int rpc_error_code(json_t *resp)
-{
-	json_t *err = json_object_get(resp, "error");
-
-	return err ? (int)json_integer_value(json_object_get(err, "code")) : 0;
-}
-
 struct io_result {
 	int done;
 	int status;
@@ -229,7 +206,7 @@ static void test_forwards_every_type(void **state)
 	json_t *x;
 	int i;
 
-	x = rpc("bdev_passthru_create", json_pack("{s:s, s:s}", "base_bdev_name", "Rec0", "name",
+	x = ut_rpc("bdev_passthru_create", json_pack("{s:s, s:s}", "base_bdev_name", "Rec0", "name",
 						  "PT0"));
 	assert_string_equal(json_string_value(json_object_get(x, "result")), "PT0");
 	json_decref(x);
@@ -298,19 +275,19 @@ static void test_forwards_every_type(void **state)
 	ut_threads_poll();
 
 	/* A second vbdev cannot claim the same base. */
-	x = rpc("bdev_passthru_create", json_pack("{s:s, s:s}", "base_bdev_name", "Rec0", "name",
+	x = ut_rpc("bdev_passthru_create", json_pack("{s:s, s:s}", "base_bdev_name", "Rec0", "name",
 						  "PT1"));
-	assert_int_equal(rpc_error_code(x), UST_JSONRPC_ERROR_INTERNAL_ERROR);
+	assert_int_equal(ut_rpc_error_code(x), UST_JSONRPC_ERROR_INTERNAL_ERROR);
 	json_decref(x);
 	assert_null(ust_bdev_get_by_name("PT1"));
 
-	x = rpc("bdev_passthru_delete", json_pack("{s:s}", "name", "PT0"));
+	x = ut_rpc("bdev_passthru_delete", json_pack("{s:s}", "name", "PT0"));
 	assert_true(json_is_true(json_object_get(x, "result")));
 	json_decref(x);
 	assert_null(ust_bdev_get_by_name("PT0"));
 	assert_false(ust_bdev_is_claimed(&base->bdev));
-	x = rpc("bdev_passthru_delete", json_pack("{s:s}", "name", "PT0"));
-	assert_int_equal(rpc_error_code(x), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	x = ut_rpc("bdev_passthru_delete", json_pack("{s:s}", "name", "PT0"));
+	assert_int_equal(ut_rpc_error_code(x), UST_JSONRPC_ERROR_INVALID_PARAMS);
 	json_decref(x);
 	ust_bdev_unregister(&base->bdev, NULL, NULL);
 	ut_threads_poll();

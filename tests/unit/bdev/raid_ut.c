@@ -24,6 +24,7 @@
 #include "ustor/env.h"
 #include "ustor/rpc.h"
 #include "ustor/thread.h"
+#include "ut_rpc.h"
 #include "ut_threads.h"
 
 #include "../../../bdev/error/bdev_error.h"
@@ -593,45 +594,19 @@ static void test_bad_arguments(void **state)
 
 /* ---- RPCs and save_config ----------------------------------------------- */
 
-static json_t *g_resp;
-
-static void rpc_cb(void *ctx, json_t *response)
-{
-	g_resp = json_incref(response);
-}
-
-static json_t *rpc(const char *method, const char *params_text)
-{
-	json_t *params = params_text ? json_loads(params_text, 0, NULL) : NULL;
-
-	g_resp = NULL;
-	assert_int_equal(ust_rpc_call_local(method, params, rpc_cb, NULL), 0);
-	json_decref(params);
-	ut_threads_poll();
-	assert_non_null(g_resp);
-	return g_resp;
-}
-
-static int rpc_error_code(json_t *resp)
-{
-	json_t *err = json_object_get(resp, "error");
-
-	return err ? (int)json_integer_value(json_object_get(err, "code")) : 0;
-}
-
 static void expect_rpc_error(const char *method, const char *params, int code)
 {
-	json_t *r = rpc(method, params);
+	json_t *r = ut_rpc_text(method, params);
 
-	assert_int_equal(rpc_error_code(r), code);
+	assert_int_equal(ut_rpc_error_code(r), code);
 	json_decref(r);
 }
 
 static void expect_rpc_true(const char *method, const char *params)
 {
-	json_t *r = rpc(method, params);
+	json_t *r = ut_rpc_text(method, params);
 
-	assert_int_equal(rpc_error_code(r), 0);
+	assert_int_equal(ut_rpc_error_code(r), 0);
 	assert_true(json_is_true(json_object_get(r, "result")));
 	json_decref(r);
 }
@@ -667,7 +642,7 @@ static void test_rpc_and_config(void **state)
 			"{\"name\":\"rm\",\"raid_level\":\"raid1\",\"base_bdevs\":[\"P2\"],"
 			"\"uuid\":\"11111111-2222-4333-8444-555555555555\"}");
 
-	r = rpc("bdev_raid_get_bdevs", "{\"category\":\"online\"}");
+	r = ut_rpc_text("bdev_raid_get_bdevs", "{\"category\":\"online\"}");
 	list = json_object_get(r, "result");
 	assert_int_equal(json_array_size(list), 2);
 	assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "name")),
@@ -677,7 +652,7 @@ static void test_rpc_and_config(void **state)
 	assert_string_equal(json_string_value(json_object_get(json_array_get(list, 1), "uuid")),
 			    "11111111-2222-4333-8444-555555555555");
 	json_decref(r);
-	r = rpc("bdev_raid_get_bdevs", "{\"category\":\"configuring\"}");
+	r = ut_rpc_text("bdev_raid_get_bdevs", "{\"category\":\"configuring\"}");
 	assert_int_equal(json_array_size(json_object_get(r, "result")), 0);
 	json_decref(r);
 	expect_rpc_error("bdev_raid_get_bdevs", "{\"category\":\"bogus\"}",

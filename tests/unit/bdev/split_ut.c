@@ -25,36 +25,13 @@
 #include "ustor/bdev_module.h"
 #include "ustor/rpc.h"
 #include "ustor/thread.h"
+#include "ut_rpc.h"
 #include "ut_threads.h"
 
 #include "../../../bdev/malloc/bdev_malloc.h"
 #include "../../../bdev/split/bdev_split.h"
 
 #define BS 512
-
-static json_t *g_resp;
-
-static void rpc_cb(void *ctx, json_t *response)
-{
-	g_resp = json_incref(response);
-}
-
-static json_t *rpc(const char *method, json_t *params)
-{
-	g_resp = NULL;
-	assert_int_equal(ust_rpc_call_local(method, params, rpc_cb, NULL), 0);
-	json_decref(params);
-	ut_threads_poll();
-	assert_non_null(g_resp);
-	return g_resp;
-}
-
-static int rpc_error_code(json_t *resp)
-{
-	json_t *err = json_object_get(resp, "error");
-
-	return err ? (int)json_integer_value(json_object_get(err, "code")) : 0;
-}
 
 struct io_result {
 	int done;
@@ -131,7 +108,7 @@ static void test_roundtrip_and_bounds(void **state)
 	int i;
 
 	make_malloc("M0", 64);
-	r = rpc("bdev_split_create", json_pack("{s:s, s:i}", "base_bdev", "M0", "split_count", 4));
+	r = ut_rpc("bdev_split_create", json_pack("{s:s, s:i}", "base_bdev", "M0", "split_count", 4));
 	res = json_object_get(r, "result");
 	assert_int_equal(json_array_size(res), 4);
 	for (i = 0; i < 4; i++) {
@@ -166,19 +143,19 @@ static void test_roundtrip_and_bounds(void **state)
 
 	/* Claimed: no second split, no write open of the base. */
 	assert_int_equal(ust_bdev_open_ext("M0", true, event_cb, NULL, &desc), -EPERM);
-	r = rpc("bdev_split_create", json_pack("{s:s, s:i}", "base_bdev", "M0", "split_count", 2));
-	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INTERNAL_ERROR);
+	r = ut_rpc("bdev_split_create", json_pack("{s:s, s:i}", "base_bdev", "M0", "split_count", 2));
+	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INTERNAL_ERROR);
 	json_decref(r);
 	assert_null(ust_bdev_get_by_name("M0p0p0"));
 
-	r = rpc("bdev_split_delete", json_pack("{s:s}", "base_bdev", "M0"));
+	r = ut_rpc("bdev_split_delete", json_pack("{s:s}", "base_bdev", "M0"));
 	assert_true(json_is_true(json_object_get(r, "result")));
 	json_decref(r);
 	assert_null(ust_bdev_get_by_name("M0p0"));
 	assert_null(ust_bdev_get_by_name("M0p3"));
 	assert_false(ust_bdev_is_claimed(ust_bdev_get_by_name("M0")));
-	r = rpc("bdev_split_delete", json_pack("{s:s}", "base_bdev", "M0"));
-	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	r = ut_rpc("bdev_split_delete", json_pack("{s:s}", "base_bdev", "M0"));
+	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
 	json_decref(r);
 	delete_malloc("M0");
 }
@@ -191,15 +168,15 @@ static void test_sizes_and_claimed_base(void **state)
 	json_t *r;
 
 	make_malloc("M1", 16384); /* 8 MiB */
-	r = rpc("bdev_split_create", json_pack("{s:s, s:i, s:i}", "base_bdev", "M1", "split_count",
+	r = ut_rpc("bdev_split_create", json_pack("{s:s, s:i, s:i}", "base_bdev", "M1", "split_count",
 					       5, "split_size_mb", 2));
-	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
 	json_decref(r);
 	assert_null(ust_bdev_get_by_name("M1p0"));
-	r = rpc("bdev_split_create", json_pack("{s:s, s:i}", "base_bdev", "M1", "split_count", 0));
-	assert_int_equal(rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
+	r = ut_rpc("bdev_split_create", json_pack("{s:s, s:i}", "base_bdev", "M1", "split_count", 0));
+	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
 	json_decref(r);
-	r = rpc("bdev_split_create", json_pack("{s:s, s:i, s:i}", "base_bdev", "M1", "split_count",
+	r = ut_rpc("bdev_split_create", json_pack("{s:s, s:i, s:i}", "base_bdev", "M1", "split_count",
 					       3, "split_size_mb", 2));
 	assert_int_equal(json_array_size(json_object_get(r, "result")), 3);
 	json_decref(r);
@@ -227,7 +204,7 @@ static void test_late_base_hot_remove_and_config(void **state)
 	struct ust_bdev_module *m = ust_bdev_module_find("split");
 	json_t *r, *calls, *params;
 
-	r = rpc("bdev_split_create", json_pack("{s:s, s:i, s:i}", "base_bdev", "M2", "split_count",
+	r = ut_rpc("bdev_split_create", json_pack("{s:s, s:i, s:i}", "base_bdev", "M2", "split_count",
 					       2, "split_size_mb", 1));
 	assert_int_equal(json_array_size(json_object_get(r, "result")), 0);
 	json_decref(r);
@@ -325,7 +302,7 @@ static void test_part_uuids_stable(void **state)
 	assert_int_equal(ust_bdev_split_delete("M3", NULL, NULL), 0);
 	ut_threads_poll();
 	assert_null(ust_bdev_get_by_name("M3p0"));
-	r = rpc("bdev_split_create", json_pack("{s:s, s:i}", "base_bdev", "M3", "split_count",
+	r = ut_rpc("bdev_split_create", json_pack("{s:s, s:i}", "base_bdev", "M3", "split_count",
 					       UUID_PARTS));
 	assert_int_equal(json_array_size(json_object_get(r, "result")), UUID_PARTS);
 	json_decref(r);

@@ -177,8 +177,14 @@ static void rpc_mount_free(struct rpc_mount *p)
 	free(p);
 }
 
+/* A mount ended without an RPC asking: the kernel side was unmounted, or its bdev went away. */
 static void mount_ended(void *arg, struct ust_fuse_mount *m, int rc)
 {
+	if (rc == -ENODEV) {
+		UST_NOTICELOG("%s ended: its bdev %s went away\n", ust_fuse_mount_get_mountpoint(m),
+			      ust_fuse_mount_get_bdev_name(m));
+		return;
+	}
 	UST_NOTICELOG("%s was unmounted from outside%s\n", ust_fuse_mount_get_mountpoint(m),
 		      rc == 0 ? "" : "; blobfs did not unmount cleanly");
 }

@@ -1100,6 +1100,75 @@ void ust_bs_delete_blob(struct ust_blob_store *bs, ust_blob_id id, ust_blob_op_c
 	open_slot(bs, slot, id, OPEN_DELETE, delete_opened, d);
 }
 
+/* ust_blob_delete of a blob that needs the general path: close, then delete by id. */
+struct delete_handle {
+	struct ust_blob_store *bs;
+	ust_blob_id id;
+	ust_blob_op_cb cb;
+	void *arg;
+};
+
+static void delete_handle_closed(void *arg, int rc)
+{
+	struct delete_handle *h = arg;
+
+	/* A failed final sync does not matter: the delete supersedes it. */
+	(void)rc;
+	ust_bs_delete_blob(h->bs, h->id, h->cb, h->arg);
+	free(h);
+}
+
+void ust_blob_delete(struct ust_blob *blob, ust_blob_op_cb cb, void *arg)
+{
+	struct ust_blob_store *bs = blob->bs;
+	struct delete_handle *h;
+	struct delete_op *d;
+	int rc = md_thread_check(bs);
+
+	if (cb == NULL) {
+		cb = bs_noop_cb;
+	}
+	if (rc == 0 && (blob->refs != 1 || blob->closing != 0 || blob->deleting)) {
+		rc = -EBUSY;
+	}
+	if (rc != 0) {
+		cb(arg, rc);
+		return;
+	}
+	/*
+	 * In memory the blob is what an open for deletion would read back only
+	 * when nothing of it waits to be written; a possible parent needs the
+	 * clone rules of ust_bs_delete_blob.
+	 */
+	d = NULL;
+	if (!blob_needs_sync(blob) && !may_have_clones(bs, blob) && !bs_is_damaged(bs, blob->slot)) {
+		d = calloc(1, sizeof(*d));
+	}
+	if (d == NULL) {
+		h = calloc(1, sizeof(*h));
+		if (h == NULL) {
+			/* The handle goes whatever happens (see blob.h). */
+			ust_blob_close(blob, NULL, NULL);
+			cb(arg, -ENOMEM);
+			return;
+		}
+		h->bs = bs;
+		h->id = blob->id;
+		h->cb = cb;
+		h->arg = arg;
+		ust_blob_close(blob, delete_handle_closed, h);
+		return;
+	}
+	d->bs = bs;
+	d->slot = blob->slot;
+	d->clones_checked = true;
+	d->cb = cb;
+	d->arg = arg;
+	bs->ops++;
+	blob->deleting = true;
+	delete_opened(d, blob, 0);
+}
+
 /* ---- iteration ---------------------------------------------------------------------- */
 
 struct iter_op {

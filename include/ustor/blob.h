@@ -225,6 +225,17 @@ void ust_blob_close(struct ust_blob *blob, ust_blob_op_cb cb, void *arg);
 void ust_bs_delete_blob(struct ust_blob_store *bs, ust_blob_id id, ust_blob_op_cb cb, void *arg);
 
 /*
+ * Delete the blob through the caller's handle, its only reference: as
+ * ust_blob_close and then ust_bs_delete_blob. -EBUSY (another reference or
+ * a close holds it): refused, the handle stays open. After any other
+ * result the handle is gone; on an error the blob may still exist
+ * (ust_bs_delete_blob by id tries again). A blob whose metadata is all on
+ * the device, and which cannot be a parent, is deleted from memory: no
+ * metadata sync, no read of its root.
+ */
+void ust_blob_delete(struct ust_blob *blob, ust_blob_op_cb cb, void *arg);
+
+/*
  * Change the size. A thick blob allocates its new clusters now (-ENOSPC and
  * no change if too few are free); shrinking frees clusters once the change
  * is durable. The change is in memory until ust_blob_sync_md(). -EFBIG (no

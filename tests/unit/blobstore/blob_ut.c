@@ -106,6 +106,30 @@ static int delete_blob(struct ust_blob_store *bs, ust_blob_id id)
 	return bt_r.rc;
 }
 
+static void iostat_done(struct ust_bdev *bdev, struct ust_bdev_io_stat *stat, void *ctx, int rc)
+{
+	*(int *)ctx = rc == 0 ? 1 : rc;
+}
+
+/* Reads M0 has served so far, over every channel. */
+static uint64_t m0_reads(void)
+{
+	struct ust_bdev_io_stat st;
+	int done = 0;
+
+	ust_bdev_get_iostat(ust_bdev_get_by_name("M0"), &st, iostat_done, &done);
+	ut_threads_poll();
+	assert_int_equal(done, 1);
+	return st.num_read_ops;
+}
+
+static int delete_handle(struct ust_blob *blob)
+{
+	ust_blob_delete(blob, bt_op_cb, bt_begin());
+	bt_finish();
+	return bt_r.rc;
+}
+
 static int sync_md(struct ust_blob *blob)
 {
 	ust_blob_sync_md(blob, bt_op_cb, bt_begin());
@@ -308,7 +332,7 @@ static void test_blob_lifecycle(void **state)
 	struct ust_blob_store *bs;
 	struct ust_blob *a, *b;
 	ust_blob_id id, id2;
-	uint64_t total;
+	uint64_t total, reads;
 
 	(void)state;
 	assert_int_equal(init_store(NULL, &bs), 0);
@@ -345,6 +369,37 @@ static void test_blob_lifecycle(void **state)
 	assert_true(ust_blob_is_thin(a));
 	assert_int_equal(ust_blob_get_num_allocated_clusters(a), 0);
 	assert_int_equal(close_blob(a), 0);
+
+	/*
+	 * Through the handle: refused while another reference holds it; a
+	 * clean blob, and one with a change not yet synced, are deleted, their
+	 * clusters freed, their ids dead, also after a reload.
+	 */
+	assert_int_equal(create(bs, 3, false, &id), 0);
+	assert_int_equal(open_blob(bs, id, &a), 0);
+	assert_int_equal(open_blob(bs, id, &b), 0);
+	assert_int_equal(delete_handle(a), -EBUSY);
+	assert_int_equal(close_blob(b), 0);
+	reads = m0_reads();
+	assert_int_equal(delete_handle(a), 0);
+	assert_int_equal(m0_reads(), reads); /* clean: deleted from memory */
+	assert_int_equal(open_blob(bs, id, &a), -ENOENT);
+	assert_int_equal(delete_blob(bs, id), -ENOENT);
+	assert_int_equal(create(bs, 2, false, &id), 0);
+	assert_int_equal(open_blob(bs, id, &a), 0);
+	assert_int_equal(resize(a, 5), 0); /* not synced */
+	reads = m0_reads();
+	assert_int_equal(delete_handle(a), 0);
+	assert_int_equal(m0_reads(), reads + 1); /* closed, then deleted by id */
+	assert_int_equal(open_blob(bs, id, &a), -ENOENT);
+	assert_int_equal(open_blob(bs, id2, &a), 0);
+	assert_int_equal(delete_handle(a), 0);
+	assert_int_equal(ust_bs_get_free_cluster_count(bs), total);
+	assert_int_equal(unload(bs), 0);
+	assert_int_equal(load_store(NULL, &bs), 0);
+	assert_int_equal(ust_bs_get_free_cluster_count(bs), total);
+	assert_int_equal(open_blob(bs, id, &a), -ENOENT);
+	assert_int_equal(open_blob(bs, id2, &a), -ENOENT);
 	assert_int_equal(unload(bs), 0);
 }
 

@@ -137,8 +137,10 @@ void bfs_ns_run(struct bfs_req *req)
 struct reclaim {
 	struct ust_blobfs *fs;
 	struct bfs_inode *ip;
+	struct ust_blob *blob; /* the inode's, taken from it */
 	uint64_t ino;
 	int state;
+	int rc; /* state 2: the delete's result, kept across the close */
 	void (*cb)(struct bfs_req *req);
 	struct bfs_req *req;
 };
@@ -149,18 +151,25 @@ static void reclaim_step(void *arg, int rc)
 
 	switch (r->state) {
 	case 0:
+		/* Through the handle: no sync of a blob that goes, no re-read of its root. */
 		r->state = 1;
-		ust_blob_close(r->ip->blob, reclaim_step, r);
+		r->blob = r->ip->blob;
 		r->ip->blob = NULL;
+		ust_blob_delete(r->blob, reclaim_step, r);
 		return;
 	case 1:
-		if (rc != 0) {
-			UST_ERRLOG("blobfs: closing 0x%" PRIx64 " for deletion: %d\n", r->ino, rc);
+		if (rc == -EBUSY) {
+			/* Another reference holds it: drop ours; the next mount retries. */
+			r->state = 2;
+			r->rc = rc;
+			ust_blob_close(r->blob, reclaim_step, r);
+			return;
 		}
-		r->state = 2;
-		ust_bs_delete_blob(r->fs->bs, r->ino, reclaim_step, r);
-		return;
+		/* fall through */
 	default:
+		if (r->state == 2) {
+			rc = r->rc;
+		}
 		if (rc != 0 && rc != -ENOENT) {
 			/* still listed (or still in the intent): the next mount retries */
 			UST_ERRLOG("blobfs: deleting 0x%" PRIx64 ": %d\n", r->ino, rc);

@@ -566,6 +566,7 @@ struct create_op {
 	struct ust_blob *blob;
 	int rc;
 	ust_blob_op_with_id_cb cb;
+	ust_blob_op_with_handle_cb hcb; /* ust_bs_create_open_blob: the blob comes back open */
 	void *arg;
 };
 
@@ -579,7 +580,7 @@ void ust_blob_opts_init(struct ust_blob_opts *opts)
 static void create_finish(struct create_op *op)
 {
 	struct ust_blob_store *bs = op->bs;
-	struct ust_blob *blob = op->blob;
+	struct ust_blob *blob = op->blob, *handle = NULL;
 	ust_blob_id id = 0;
 	uint64_t i;
 
@@ -588,6 +589,12 @@ static void create_finish(struct create_op *op)
 			id = blob->id;
 			bs->rel[op->slot].id = id;
 			bs->rel[op->slot].parent = 0;
+			if (op->hcb != NULL) {
+				/* Just synced, so what an open would read back: keep it. */
+				blob->refs = 1;
+				blob_list(blob);
+				handle = blob;
+			}
 		} else if (blob->map != NULL) {
 			for (i = 0; i < blob->map->len; i++) {
 				if (blob->map->c[i] != 0) {
@@ -595,7 +602,9 @@ static void create_finish(struct create_op *op)
 				}
 			}
 		}
-		bs_blob_free(blob);
+		if (handle == NULL) {
+			bs_blob_free(blob);
+		}
 	}
 	if (op->rc != 0) {
 		bs_slot_release(bs, op->slot);
@@ -605,7 +614,11 @@ static void create_finish(struct create_op *op)
 	}
 	bs_dma_free(op->halves);
 	bs->ops--;
-	op->cb(op->arg, id, op->rc);
+	if (op->hcb != NULL) {
+		op->hcb(op->arg, handle, op->rc);
+	} else {
+		op->cb(op->arg, id, op->rc);
+	}
 	free(op);
 }
 
@@ -764,8 +777,18 @@ static int thin_too_large(const char *what, uint64_t n)
 	return -EFBIG;
 }
 
-void ust_bs_create_blob(struct ust_blob_store *bs, const struct ust_blob_opts *opts,
-			ust_blob_op_with_id_cb cb, void *arg)
+/* Report a create that ended before it started: by id or by handle. */
+static void create_fail(ust_blob_op_with_id_cb cb, ust_blob_op_with_handle_cb hcb, void *arg, int rc)
+{
+	if (hcb != NULL) {
+		hcb(arg, NULL, rc);
+	} else {
+		cb(arg, 0, rc);
+	}
+}
+
+static void create_start(struct ust_blob_store *bs, const struct ust_blob_opts *opts,
+			 ust_blob_op_with_id_cb cb, ust_blob_op_with_handle_cb hcb, void *arg)
 {
 	struct create_op *op;
 	uint32_t slot;
@@ -785,7 +808,7 @@ void ust_bs_create_blob(struct ust_blob_store *bs, const struct ust_blob_opts *o
 		rc = opts->xattrs == NULL ? -EINVAL : create_copy_xattrs(bs, opts, &xattrs);
 	}
 	if (rc != 0) {
-		cb(arg, 0, rc);
+		create_fail(cb, hcb, arg, rc);
 		return;
 	}
 	op = calloc(1, sizeof(*op));
@@ -794,7 +817,7 @@ void ust_bs_create_blob(struct ust_blob_store *bs, const struct ust_blob_opts *o
 		if (xattrs != NULL) {
 			bs_blob_free(xattrs);
 		}
-		cb(arg, 0, -ENOMEM);
+		create_fail(cb, hcb, arg, -ENOMEM);
 		return;
 	}
 	/* Taken now so a concurrent create picks another slot. */
@@ -806,7 +829,7 @@ void ust_bs_create_blob(struct ust_blob_store *bs, const struct ust_blob_opts *o
 		}
 		bs_dma_free(op->halves);
 		free(op);
-		cb(arg, 0, -ENOSPC);
+		create_fail(cb, hcb, arg, -ENOSPC);
 		return;
 	}
 	if (opts != NULL) {
@@ -818,10 +841,23 @@ void ust_bs_create_blob(struct ust_blob_store *bs, const struct ust_blob_opts *o
 	op->bs = bs;
 	op->slot = slot;
 	op->cb = cb;
+	op->hcb = hcb;
 	op->arg = arg;
 	op->state = CREATE_READ;
 	bs->ops++;
 	create_step(op);
+}
+
+void ust_bs_create_blob(struct ust_blob_store *bs, const struct ust_blob_opts *opts,
+			ust_blob_op_with_id_cb cb, void *arg)
+{
+	create_start(bs, opts, cb, NULL, arg);
+}
+
+void ust_bs_create_open_blob(struct ust_blob_store *bs, const struct ust_blob_opts *opts,
+			     ust_blob_op_with_handle_cb cb, void *arg)
+{
+	create_start(bs, opts, NULL, cb, arg);
 }
 
 /* ---- new blobs for the snapshot operations ------------------------------------------------ */

@@ -200,6 +200,12 @@ void ust_blob_opts_init(struct ust_blob_opts *opts);
  */
 void ust_bs_create_blob(struct ust_blob_store *bs, const struct ust_blob_opts *opts,
 			ust_blob_op_with_id_cb cb, void *arg);
+/*
+ * As ust_bs_create_blob, and the new blob comes back open (one reference):
+ * the blob just written, without the read of its root an open would make.
+ */
+void ust_bs_create_open_blob(struct ust_blob_store *bs, const struct ust_blob_opts *opts,
+			     ust_blob_op_with_handle_cb cb, void *arg);
 
 /*
  * Open (or take another reference to) a blob: opening an open blob returns

@@ -422,6 +422,37 @@ void bfs_iget_dir_loaded(struct bfs_inode *ip, int rc)
 	iget_wake(ip->fs, ip, rc);
 }
 
+/*
+ * The inode of a blob just created and still open: cached now from what
+ * the create wrote, without the read a bfs_iget would make. 1: adopted
+ * (the cache holds the blob); 0: not (a directory, which bfs_iget loads
+ * with its blocks, an inode already cached, or a parse failure), and the
+ * caller still holds the blob.
+ */
+int bfs_inode_adopt(struct ust_blobfs *fs, struct ust_blob *blob)
+{
+	uint64_t ino = ust_blob_get_id(blob);
+	struct bfs_inode *ip;
+
+	if (bfs_icache_find(fs, ino) != NULL) {
+		return 0;
+	}
+	ip = calloc(1, sizeof(*ip));
+	if (ip == NULL) {
+		return 0;
+	}
+	ip->fs = fs;
+	ip->ino = ino;
+	ip->blob = blob;
+	if (bfs_inode_parse(ip) != 0 || S_ISDIR(ip->mode)) {
+		ip->blob = NULL;
+		bfs_inode_free(ip);
+		return 0;
+	}
+	icache_insert(fs, ip);
+	return 1;
+}
+
 int bfs_iget(struct ust_blobfs *fs, uint64_t ino, struct bfs_inode **out, void (*cb)(struct bfs_req *),
 	     struct bfs_req *req)
 {

@@ -420,6 +420,7 @@ struct bfs_inode *bfs_icache_find(struct ust_blobfs *fs, uint64_t ino);
 int bfs_iget(struct ust_blobfs *fs, uint64_t ino, struct bfs_inode **out, void (*cb)(struct bfs_req *),
 	     struct bfs_req *req);
 int bfs_inode_parse(struct bfs_inode *ip);
+int bfs_inode_adopt(struct ust_blobfs *fs, struct ust_blob *blob);
 void bfs_inode_store(struct ust_blobfs *fs, struct bfs_inode *ip);
 int bfs_refs_store(struct bfs_inode *ip);
 void bfs_inode_free(struct bfs_inode *ip);

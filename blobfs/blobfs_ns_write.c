@@ -392,14 +392,19 @@ static void dir_sub_step(void *arg, int rc)
 
 /*
  * A failed create fails only its member: nothing names the blob, and its
- * intent rolls it back if a mount finds it (6.1).
+ * intent rolls it back if a mount finds it (6.1). The new blob comes back
+ * open: a file's inode is cached from it at once (the load step then finds
+ * it), anything else is closed and loaded as usual.
  */
-static void create_sub_done(void *arg, ust_blob_id id, int rc)
+static void create_sub_done(void *arg, struct ust_blob *blob, int rc)
 {
 	struct bfs_ns_sub *s = arg;
 
-	s->member->new_ino = id;
+	s->member->new_ino = blob != NULL ? ust_blob_get_id(blob) : 0;
 	s->member->create_rc = rc;
+	if (blob != NULL && !bfs_inode_adopt(s->req->fs, blob)) {
+		ust_blob_close(blob, bfs_ignore_cb, NULL);
+	}
 	sub_finish(s, 0);
 }
 
@@ -430,7 +435,7 @@ static void sub_start(struct bfs_ns_sub *s)
 		bfs_reclaim_inode(req->fs, s->t, reclaim_sub_done, req);
 		return;
 	case SUB_CREATE:
-		ust_bs_create_blob(req->fs->bs, &s->member->copts, create_sub_done, s);
+		ust_bs_create_open_blob(req->fs->bs, &s->member->copts, create_sub_done, s);
 		return;
 	case SUB_LOAD:
 		req->rc = 0;

@@ -37,8 +37,9 @@ struct dev_io {
 static void bdev_event(enum ust_bdev_event_type type, struct ust_bdev *bdev, void *ctx)
 {
 	if (type == UST_BDEV_EVENT_REMOVE) {
-		UST_ERRLOG("blobstore: bdev %s is being removed; unload the store\n",
-			   ust_bdev_get_name(bdev));
+		/* Its owner unloads it (lvstores and FUSE mounts watch for this themselves). */
+		UST_WARNLOG("blobstore: bdev %s is being removed; the store must be unloaded\n",
+			    ust_bdev_get_name(bdev));
 	}
 	(void)ctx;
 }

@@ -943,6 +943,24 @@ struct delete_op {
 	void *arg;
 };
 
+/* A delete of slot under way (it holds a store operation until delete_finish); NULL: no memory. */
+static struct delete_op *delete_op_new(struct ust_blob_store *bs, uint32_t slot, bool clones_checked,
+				       ust_blob_op_cb cb, void *arg)
+{
+	struct delete_op *d = calloc(1, sizeof(*d));
+
+	if (d == NULL) {
+		return NULL;
+	}
+	d->bs = bs;
+	d->slot = slot;
+	d->clones_checked = clones_checked;
+	d->cb = cb;
+	d->arg = arg;
+	bs->ops++;
+	return d;
+}
+
 static void delete_finish(struct delete_op *d, int rc)
 {
 	d->bs->ops--;
@@ -1111,17 +1129,11 @@ void ust_bs_delete_blob(struct ust_blob_store *bs, ust_blob_id id, ust_blob_op_c
 	if (check_now && delete_by_clones(bs, id, cb, arg)) {
 		return;
 	}
-	d = calloc(1, sizeof(*d));
+	d = delete_op_new(bs, slot, check_now, cb, arg);
 	if (d == NULL) {
 		cb(arg, -ENOMEM);
 		return;
 	}
-	d->bs = bs;
-	d->slot = slot;
-	d->cb = cb;
-	d->arg = arg;
-	d->clones_checked = check_now;
-	bs->ops++;
 	if (bs_is_damaged(bs, slot) && open == NULL) {
 		pages = bs_dma_page_alloc(2);
 		if (pages == NULL) {
@@ -1178,7 +1190,7 @@ void ust_blob_delete(struct ust_blob *blob, ust_blob_op_cb cb, void *arg)
 	 */
 	d = NULL;
 	if (!blob_needs_sync(blob) && !may_have_clones(bs, blob) && !bs_is_damaged(bs, blob->slot)) {
-		d = calloc(1, sizeof(*d));
+		d = delete_op_new(bs, blob->slot, true, cb, arg);
 	}
 	if (d == NULL) {
 		h = calloc(1, sizeof(*h));
@@ -1195,12 +1207,6 @@ void ust_blob_delete(struct ust_blob *blob, ust_blob_op_cb cb, void *arg)
 		ust_blob_close(blob, delete_handle_closed, h);
 		return;
 	}
-	d->bs = bs;
-	d->slot = blob->slot;
-	d->clones_checked = true;
-	d->cb = cb;
-	d->arg = arg;
-	bs->ops++;
 	blob->deleting = true;
 	delete_opened(d, blob, 0);
 }

@@ -614,27 +614,54 @@ int ust_bdev_readv_blocks(struct ust_bdev_desc *desc, struct ust_io_channel *ch,
 				UST_BDEV_IO_TYPE_READ, cb, cb_arg);
 }
 
-int ust_bdev_read_lend(struct ust_bdev_desc *desc, struct ust_io_channel *io_ch,
-		       uint64_t offset_blocks, uint64_t num_blocks, const void **data)
+static int bdev_lend(struct ust_bdev_desc *desc, struct ust_io_channel *io_ch,
+		     uint64_t offset_blocks, uint64_t num_blocks, bool write, void **data)
 {
 	struct bdev_channel *ch = ust_io_channel_get_ctx(io_ch);
 	struct ust_bdev *bdev = desc->bdev;
+	uint64_t bytes = num_blocks * bdev->blocklen;
 	int rc;
 
 	if (ch->bdev != bdev || data == NULL || bdev_check_range(bdev, offset_blocks, num_blocks) != 0)
 		return -EINVAL;
+	if (write && !desc->write)
+		return -EBADF;
 	if (ch->flags & BDEV_CH_REMOVED)
 		return -ENODEV;
 	/* QoS counts what it lets through: its limits hold only on the I/O path. */
-	if (bdev->fn_table->read_lend == NULL || bdev->md_len != 0 || (ch->flags & BDEV_CH_QOS))
+	if (bdev->fn_table->lend == NULL || bdev->md_len != 0 || (ch->flags & BDEV_CH_QOS))
 		return -ENOTSUP;
-	rc = bdev->fn_table->read_lend(bdev->ctxt, offset_blocks * bdev->blocklen,
-				       num_blocks * bdev->blocklen, data);
-	if (rc == 0) {
-		ch->stat.bytes_read += num_blocks * bdev->blocklen;
+	rc = bdev->fn_table->lend(bdev->ctxt, offset_blocks * bdev->blocklen, bytes, write, data);
+	if (rc != 0)
+		return rc;
+	if (write) {
+		ch->stat.bytes_written += bytes;
+		ch->stat.num_write_ops++;
+	} else {
+		ch->stat.bytes_read += bytes;
 		ch->stat.num_read_ops++;
 	}
+	return 0;
+}
+
+int ust_bdev_read_lend(struct ust_bdev_desc *desc, struct ust_io_channel *io_ch,
+		       uint64_t offset_blocks, uint64_t num_blocks, const void **data)
+{
+	void *p;
+	int rc;
+
+	if (data == NULL)
+		return -EINVAL;
+	rc = bdev_lend(desc, io_ch, offset_blocks, num_blocks, false, &p);
+	if (rc == 0)
+		*data = p;
 	return rc;
+}
+
+int ust_bdev_write_lend(struct ust_bdev_desc *desc, struct ust_io_channel *io_ch,
+			uint64_t offset_blocks, uint64_t num_blocks, void **data)
+{
+	return bdev_lend(desc, io_ch, offset_blocks, num_blocks, true, data);
 }
 
 int ust_bdev_write_blocks(struct ust_bdev_desc *desc, struct ust_io_channel *ch, void *buf,

@@ -357,7 +357,7 @@ static const struct ust_bdev_fn_table g_file_fn_table = {
 	.get_io_channel = file_disk_get_io_channel,
 	.dump_info_json = file_disk_dump_info_json,
 	.write_config_json = file_disk_write_config_json,
-	.read_lend = file_map_lend,
+	.lend = file_map_lend,
 };
 
 /* ---- opening and geometry ----------------------------------------------- */

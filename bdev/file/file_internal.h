@@ -121,11 +121,12 @@ void file_map_close(struct file_disk *disk);
  */
 int64_t file_map_copy(struct file_io *fio);
 /*
- * ust_bdev_read_lend() for a file bdev (its ctxt): the mapping's address of
- * [offset, offset + len); -ENOTSUP when the file is not mapped, -EAGAIN
- * when part of the range lies outside the mapping or in a chunk with a hole.
+ * ust_bdev_read_lend() and ust_bdev_write_lend() for a file bdev (its
+ * ctxt): the mapping's address of [offset, offset + len); -ENOTSUP when the
+ * file is not mapped, -EAGAIN when part of the range lies outside the
+ * mapping, or is a hole (read) or cannot be backed (write).
  */
-int file_map_lend(void *ctxt, uint64_t offset, uint64_t len, const void **data);
+int file_map_lend(void *ctxt, uint64_t offset, uint64_t len, bool write, void **data);
 /* [offset, offset + len) may lose its pages (unmap, write_zeroes): allocate before storing. */
 void file_map_forget(struct file_disk *disk, uint64_t offset, uint64_t len);
 

@@ -350,18 +350,21 @@ int64_t file_map_copy(struct file_io *fio)
 }
 
 /*
- * The lent range is read by whoever copies it out: in a FUSE reply, the
- * kernel, whose copy from a page that vanished (the file truncated behind
- * our back) is an EFAULT from writev, not a SIGBUS here.
+ * The lent range is copied by whoever reads or fills it: the kernel, for a
+ * FUSE reply or a FUSE write's payload read from a pipe, whose copy from or
+ * to a page that vanished (the file truncated behind our back) is an EFAULT
+ * from writev or read, not a SIGBUS here. A write lend backs its chunks
+ * first, as a write does; a chunk that cannot be backed (ENOSPC) is -EAGAIN,
+ * so the caller's ordinary write reports the error.
  */
-int file_map_lend(void *ctxt, uint64_t offset, uint64_t len, const void **data)
+int file_map_lend(void *ctxt, uint64_t offset, uint64_t len, bool write, void **data)
 {
 	struct file_disk *disk = ctxt;
 
 	if (disk->map == NULL) {
 		return -ENOTSUP;
 	}
-	if (map_back_range(disk, offset, len, false) != 0) {
+	if (map_back_range(disk, offset, len, write) != 0) {
 		return -EAGAIN;
 	}
 	*data = disk->map->base + offset;

@@ -171,11 +171,12 @@ static void malloc_write_config_json(struct ust_bdev *bdev, json_t *calls)
 }
 
 /* The disk is memory: every range can be lent. */
-static int malloc_read_lend(void *ctxt, uint64_t offset, uint64_t len, const void **data)
+static int malloc_lend(void *ctxt, uint64_t offset, uint64_t len, bool write, void **data)
 {
 	struct malloc_disk *disk = ctxt;
 
 	(void)len;
+	(void)write;
 	*data = disk->data + offset;
 	return 0;
 }
@@ -186,7 +187,7 @@ static const struct ust_bdev_fn_table g_malloc_fn_table = {
 	.io_type_supported = malloc_io_type_supported,
 	.get_io_channel = malloc_get_io_channel,
 	.write_config_json = malloc_write_config_json,
-	.read_lend = malloc_read_lend,
+	.lend = malloc_lend,
 };
 
 /* ---- create / delete ---------------------------------------------------- */

@@ -223,6 +223,20 @@ int ust_bdev_writev_blocks(struct ust_bdev_desc *desc, struct ust_io_channel *ch
  */
 int ust_bdev_read_lend(struct ust_bdev_desc *desc, struct ust_io_channel *ch,
 		       uint64_t offset_blocks, uint64_t num_blocks, const void **data);
+/*
+ * Zero-copy write: point *data at the bdev's own memory for blocks
+ * [offset_blocks, + num_blocks), for a caller that stores the new content
+ * there at once (a FUSE write's payload read straight from a pipe). Stored
+ * bytes are the bdev's content as a completed write's are: visible to
+ * every reader, durable after a flush as written blocks are. Synchronous;
+ * counted as one write. The range is the caller's only until its thread
+ * next polls: storing later races I/O the bdev completes meanwhile.
+ * Errors as ust_bdev_read_lend(), and -EBADF on a read-only descriptor;
+ * -EAGAIN also where a store could fault (a tmpfs hole that cannot be
+ * backed now).
+ */
+int ust_bdev_write_lend(struct ust_bdev_desc *desc, struct ust_io_channel *ch,
+			uint64_t offset_blocks, uint64_t num_blocks, void **data);
 
 /* Byte variants: offset and nbytes must be multiples of the block size (-EINVAL). */
 int ust_bdev_read(struct ust_bdev_desc *desc, struct ust_io_channel *ch, void *buf,

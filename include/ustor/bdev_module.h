@@ -129,11 +129,13 @@ struct ust_bdev_fn_table {
 	/* Optional: append the call that recreates this bdev (save_config). */
 	void (*write_config_json)(struct ust_bdev *bdev, json_t *calls);
 	/*
-	 * Optional: ust_bdev_read_lend() for a bdev whose blocks are in its own
-	 * memory. offset and len in bytes, already checked against the size;
-	 * 0 and *data, or -EAGAIN (not this range now). Any thread.
+	 * Optional: ust_bdev_read_lend() and ust_bdev_write_lend() for a bdev
+	 * whose blocks are in its own memory. offset and len in bytes, already
+	 * checked against the size; write: the caller stores into the range.
+	 * 0 and *data, or -EAGAIN (not this range now; for a write also where
+	 * storing could fault, e.g. no space behind a hole). Any thread.
 	 */
-	int (*read_lend)(void *ctxt, uint64_t offset, uint64_t len, const void **data);
+	int (*lend)(void *ctxt, uint64_t offset, uint64_t len, bool write, void **data);
 };
 
 /*

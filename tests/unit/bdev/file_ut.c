@@ -7,8 +7,9 @@
  * bad sizes and block sizes, a short read after the file shrank (must fail,
  * never succeed), rescan after growth with its RESIZE event, zero-copy
  * reads (ust_bdev_read_lend: a tmpfs file lends what is in it and never
- * its holes; disk and ramfs files do not lend), the RPCs and save_config
- * output.
+ * its holes; disk and ramfs files do not lend), zero-copy writes
+ * (ust_bdev_write_lend: backs a hole as a write does, -EAGAIN where tmpfs
+ * is full or past the mapping), the RPCs and save_config output.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -709,6 +710,13 @@ static void test_tmpfs_mapping_enospc(void **state)
 	}
 	assert_int_equal(rc, -ENOSPC);
 	assert_true(written > 0 && written <= 16); /* 1 MiB of tmpfs: 16 chunks at most */
+	/* a write lend of space tmpfs cannot give is -EAGAIN (the write then says ENOSPC) */
+	{
+		void *p;
+
+		assert_int_equal(ust_bdev_write_lend(f->desc, f->ch, 7 * MiB / 512, 128, &p), -EAGAIN);
+		assert_int_equal(ust_bdev_write_lend(f->desc, f->ch, 0, 128, &p), 0);
+	}
 	for (i = 0; i < written; i++) {
 		fill_pattern(w, 64 * 1024, (uint32_t)i);
 		assert_int_equal(do_read(f, r, i * 128, 128), 0);
@@ -880,12 +888,63 @@ static void test_tmpfs_lend_partial_page(void **state)
 	fixture_close(be, f);
 }
 
+/*
+ * A write lend of a tmpfs file backs its chunks, as a write does, and what
+ * is stored there is the file's content: a read of the bdev and a pread of
+ * the file both see it, and a read lend of the range is the same memory.
+ * Beyond the mapping (grown by a rescan) it is -EAGAIN.
+ */
+static void test_tmpfs_write_lend(void **state)
+{
+	struct scratch *t = *state;
+	const struct backend *be = t->be;
+	uint8_t *w = t->w = aligned_buf(MiB, 0), *r = t->r = aligned_buf(MiB, 0);
+	char *path = t->path;
+	struct fixture *f = &t->f;
+	struct ust_bdev_io_stat st0, st1;
+	const void *rp;
+	void *p = NULL;
+	int fd;
+
+	snprintf(path, sizeof(t->path), "/dev/shm/ustor_file_ut_wlend_%d", getpid());
+	make_file(path, 4 * MiB);
+	assert_int_equal(open_counting_log(be, path, UST_LOG_NOTICE, "through a mapping", f), 1);
+	assert_int_equal(file_blocks(path), 0);
+	ust_bdev_get_channel_iostat(f->ch, &st0);
+	/* a hole across a chunk boundary: backed by the lend */
+	assert_int_equal(ust_bdev_write_lend(f->desc, f->ch, (60 * 1024) / 512, 16, &p), 0);
+	assert_true(file_blocks(path) > 0);
+	fill_pattern(w, 8192, 9);
+	memcpy(p, w, 8192);
+	ust_bdev_get_channel_iostat(f->ch, &st1);
+	assert_int_equal(st1.num_write_ops - st0.num_write_ops, 1);
+	assert_int_equal(st1.bytes_written - st0.bytes_written, 8192);
+	assert_int_equal(do_read(f, r, (60 * 1024) / 512, 16), 0);
+	assert_memory_equal(r, w, 8192);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, r, 8192, 60 * 1024), 8192);
+	close(fd);
+	assert_memory_equal(r, w, 8192);
+	assert_int_equal(lend(f, 60 * 1024, 8192, &rp), 0);
+	assert_ptr_equal(rp, p);
+
+	/* grown by a rescan: the new space is not mapped */
+	assert_int_equal(truncate(path, 6 * MiB), 0);
+	assert_int_equal(be->rescan("F0"), 0);
+	ut_threads_poll();
+	assert_int_equal(ust_bdev_write_lend(f->desc, f->ch, 4 * MiB / 512, 8, &p), -EAGAIN);
+	assert_int_equal(ust_bdev_write_lend(f->desc, f->ch, (4 * MiB - 4096) / 512, 16, &p), -EAGAIN);
+	fixture_close(be, f);
+}
+
 /* A file bdev on path (written first, so nothing is a hole) lends nothing, counted nowhere. */
 static void check_no_lend(const struct backend *be, const char *path, struct fixture *f,
 			  uint8_t *w, uint8_t *r)
 {
 	uint64_t ops0, bytes0, ops1, bytes1;
 	const void *p;
+	void *wp;
 
 	make_file(path, MiB);
 	fixture_open(be, path, 0, f);
@@ -893,6 +952,7 @@ static void check_no_lend(const struct backend *be, const char *path, struct fix
 	assert_int_equal(do_write(f, w, 0, 64 * 1024 / ust_bdev_get_block_size(f->bdev)), 0);
 	read_stats(f, &ops0, &bytes0);
 	assert_int_equal(ust_bdev_read_lend(f->desc, f->ch, 0, 1, &p), -ENOTSUP);
+	assert_int_equal(ust_bdev_write_lend(f->desc, f->ch, 0, 1, &wp), -ENOTSUP);
 	read_stats(f, &ops1, &bytes1);
 	assert_int_equal(ops1, ops0);
 	assert_int_equal(bytes1, bytes0);
@@ -1103,6 +1163,7 @@ int main(void)
 		SCRATCH(test_tmpfs_mapping_enospc),
 		SCRATCH(test_tmpfs_lend),
 		SCRATCH(test_tmpfs_lend_partial_page),
+		SCRATCH(test_tmpfs_write_lend),
 		SCRATCH(test_unmapped_file_no_lend),
 		BOTH(test_idle_interrupt_fds_quiet),
 		BOTH(test_rescan_resize),

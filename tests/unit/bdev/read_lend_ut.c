@@ -1,14 +1,16 @@
 /*
- * Unit tests for ust_bdev_read_lend(), the zero-copy read, on malloc bdevs
- * with two ust_threads polled by hand: the lent memory holds exactly what
- * was written (any range, first and last block included) and is the disk's
- * own (a later write shows through); each lend counts its bytes and one
- * read op in the statistics of the channel it was made on, and nothing else
- * does; bad ranges, a NULL result and a foreign channel are -EINVAL; a bdev
- * that is not memory (null, a passthru even over a malloc), a malloc with
- * interleaved metadata and a channel under QoS limits answer -ENOTSUP; a
- * bdev being removed answers -ENODEV. File bdevs on tmpfs are tested in
- * file_ut.c, blob lends in blobstore/lend_ut.c.
+ * Unit tests for ust_bdev_read_lend() and ust_bdev_write_lend(), the
+ * zero-copy read and write, on malloc bdevs with two ust_threads polled by
+ * hand: the lent memory holds exactly what was written (any range, first
+ * and last block included) and is the disk's own (a later write shows
+ * through; bytes stored through a write lend are what a read returns);
+ * each lend counts its bytes and one read (write) op in the statistics of
+ * the channel it was made on, and nothing else does; bad ranges, a NULL
+ * result and a foreign channel are -EINVAL; a write lend on a read-only
+ * descriptor is -EBADF; a bdev that is not memory (null, a passthru even
+ * over a malloc), a malloc with interleaved metadata and a channel under
+ * QoS limits answer -ENOTSUP; a bdev being removed answers -ENODEV. File
+ * bdevs on tmpfs are tested in file_ut.c, blob lends in blobstore/lend_ut.c.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -225,6 +227,66 @@ static void test_lend_stats(void **state)
 	malloc_close("M0", &d);
 }
 
+static void read_sync(struct disk *d, void *buf, uint64_t off, uint64_t n)
+{
+	int done = 0;
+
+	assert_int_equal(ust_bdev_read_blocks(d->desc, d->ch, buf, off, n, io_cb, &done), 0);
+	ut_threads_poll();
+	assert_int_equal(done, 1);
+}
+
+/*
+ * Bytes stored through a write lend are the disk's: a read returns them,
+ * a read lend of the range points at the same memory, and the neighbours
+ * keep theirs. Each write lend is one write op of its bytes; a read-only
+ * descriptor gets -EBADF and counts nothing.
+ */
+static void test_write_lend(void **state)
+{
+	struct ust_bdev_io_stat before, after;
+	uint8_t *model = malloc(NBLOCKS * BS), *got = malloc(NBLOCKS * BS);
+	struct disk d, ro;
+	const void *rp;
+	void *p = NULL;
+
+	malloc_open("M0", &d);
+	fill(model, NBLOCKS * BS, 3);
+	write_sync(&d, model, 0, NBLOCKS);
+	ust_bdev_get_channel_iostat(d.ch, &before);
+	assert_int_equal(ust_bdev_write_lend(d.desc, d.ch, 20, 9, &p), 0);
+	assert_non_null(p);
+	fill(model + 20 * BS, 9 * BS, 4);
+	memcpy(p, model + 20 * BS, 9 * BS);
+	assert_int_equal(ust_bdev_write_lend(d.desc, d.ch, NBLOCKS - 1, 1, &p), 0);
+	fill(model + (NBLOCKS - 1) * BS, BS, 5);
+	memcpy(p, model + (NBLOCKS - 1) * BS, BS);
+	ust_bdev_get_channel_iostat(d.ch, &after);
+	assert_int_equal(after.num_write_ops - before.num_write_ops, 2);
+	assert_int_equal(after.bytes_written - before.bytes_written, 10 * BS);
+	assert_int_equal(after.num_read_ops, before.num_read_ops);
+	read_sync(&d, got, 0, NBLOCKS);
+	assert_memory_equal(got, model, NBLOCKS * BS);
+	assert_int_equal(ust_bdev_read_lend(d.desc, d.ch, 20, 9, &rp), 0);
+	assert_int_equal(ust_bdev_write_lend(d.desc, d.ch, 20, 9, &p), 0);
+	assert_ptr_equal(rp, p);
+
+	assert_int_equal(ust_bdev_write_lend(d.desc, d.ch, NBLOCKS, 1, &p), -EINVAL);
+	assert_int_equal(ust_bdev_write_lend(d.desc, d.ch, 0, 0, &p), -EINVAL);
+	assert_int_equal(ust_bdev_write_lend(d.desc, d.ch, 0, 1, NULL), -EINVAL);
+	disk_open("M0", false, &ro);
+	ust_bdev_get_channel_iostat(ro.ch, &before);
+	assert_int_equal(ust_bdev_write_lend(ro.desc, ro.ch, 0, 1, &p), -EBADF);
+	assert_int_equal(ust_bdev_read_lend(ro.desc, ro.ch, 0, 1, &rp), 0);
+	ust_bdev_get_channel_iostat(ro.ch, &after);
+	assert_int_equal(after.num_write_ops, before.num_write_ops);
+	assert_int_equal(after.bytes_written, before.bytes_written);
+	disk_close(&ro);
+	malloc_close("M0", &d);
+	free(model);
+	free(got);
+}
+
 /* Ranges outside the disk, zero blocks, no result pointer, another bdev's channel: -EINVAL. */
 static void test_lend_bad_arguments(void **state)
 {
@@ -257,11 +319,15 @@ static void expect_no_lend(const char *name)
 	struct ust_bdev_io_stat st;
 	const void *p;
 
+	void *wp;
+
 	disk_open(name, true, &d);
 	assert_int_equal(ust_bdev_read_lend(d.desc, d.ch, 0, 1, &p), -ENOTSUP);
+	assert_int_equal(ust_bdev_write_lend(d.desc, d.ch, 0, 1, &wp), -ENOTSUP);
 	ust_bdev_get_channel_iostat(d.ch, &st);
 	assert_int_equal(st.num_read_ops, 0);
 	assert_int_equal(st.bytes_read, 0);
+	assert_int_equal(st.num_write_ops, 0);
 	disk_close(&d);
 }
 
@@ -313,6 +379,7 @@ static void test_lend_qos(void **state)
 	struct ust_io_channel *ch1;
 	struct disk d;
 	const void *p;
+	void *wp;
 	int set = 0;
 
 	malloc_open("M0", &d);
@@ -321,8 +388,10 @@ static void test_lend_qos(void **state)
 	ut_threads_poll();
 	assert_int_equal(set, 1);
 	assert_int_equal(ust_bdev_read_lend(d.desc, d.ch, 0, 1, &p), -ENOTSUP);
+	assert_int_equal(ust_bdev_write_lend(d.desc, d.ch, 0, 1, &wp), -ENOTSUP);
 	ust_bdev_get_channel_iostat(d.ch, &st);
 	assert_int_equal(st.num_read_ops, 1);
+	assert_int_equal(st.num_write_ops, 0);
 	/* a channel made while the limits apply is limited too */
 	ust_set_thread(ut_thread(1));
 	ch1 = ust_bdev_get_io_channel(d.desc);
@@ -346,6 +415,7 @@ static void test_lend_after_remove(void **state)
 {
 	struct disk d;
 	const void *p;
+	void *wp;
 	int done = 0;
 
 	malloc_open("M0", &d);
@@ -356,6 +426,7 @@ static void test_lend_after_remove(void **state)
 	assert_int_equal(g_removes, 1);
 	assert_int_equal(done, 0); /* held by the open descriptor */
 	assert_int_equal(ust_bdev_read_lend(d.desc, d.ch, 0, 1, &p), -ENODEV);
+	assert_int_equal(ust_bdev_write_lend(d.desc, d.ch, 0, 1, &wp), -ENODEV);
 	disk_close(&d);
 	assert_int_equal(done, 1);
 }
@@ -379,6 +450,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_malloc_lend_data),
 		cmocka_unit_test(test_lend_stats),
+		cmocka_unit_test(test_write_lend),
 		cmocka_unit_test(test_lend_bad_arguments),
 		cmocka_unit_test(test_lend_not_supported),
 		cmocka_unit_test(test_lend_qos),

@@ -1065,6 +1065,74 @@ int ust_blob_read_lend(struct ust_blob *blob, struct ust_io_channel *ch, uint64_
 	return 0;
 }
 
+/*
+ * The lent pieces of a write: every cluster the blob's own, all looked at
+ * before any is lent (so a hole costs no bdev call and no statistics).
+ */
+static int write_lend_range(struct ust_blob *blob, struct bs_channel *bch, uint64_t offset,
+			    uint64_t length, struct iovec *iov, int *used)
+{
+	struct ust_blob_store *bs = blob->bs;
+	const struct bs_map *m = bs_blob_map(blob);
+	uint64_t pos, end = offset + length, upc = bs->units_per_cluster, n;
+	uint32_t c;
+	void *p;
+	int rc;
+
+	for (pos = offset - offset % upc; pos < end; pos += upc) {
+		if (bs_map_get(m, pos / upc) == 0) {
+			return -EAGAIN;
+		}
+	}
+	for (pos = offset; pos < end; pos += n) {
+		n = upc - pos % upc < end - pos ? upc - pos % upc : end - pos;
+		c = bs_map_get(m, pos / upc);
+		rc = ust_bdev_write_lend(bs->desc, bch->bdev_ch, dev_block(bs, c, pos % upc),
+					 n * bs->io_unit / bs->blocklen, &p);
+		if (rc == 0) {
+			rc = lend_add(iov, UST_BLOB_FILL_IOV, used, p, n * bs->io_unit);
+		}
+		if (rc != 0) {
+			return rc;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Counted as a write in flight while the pieces are lent and filled, so a
+ * freeze (snapshot) either sees it and waits, or is seen and refuses it:
+ * the snapshot never takes a cluster that is still being filled.
+ */
+int ust_blob_write_fill(struct ust_blob *blob, struct ust_io_channel *ch, uint64_t offset,
+			uint64_t length, ust_blob_fill_fn fill, void *arg)
+{
+	struct iovec iov[UST_BLOB_FILL_IOV];
+	int used = 0, rc;
+
+	if (fill == NULL) {
+		return -EINVAL;
+	}
+	rc = req_check_range(blob, ch, offset, length);
+	if (rc != 0) {
+		return rc;
+	}
+	if (blob->flags & UST_BS_BLOB_READ_ONLY || blob->md_read_only) {
+		return -EPERM;
+	}
+	__atomic_add_fetch(&blob->wr_inflight, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&blob->frozen, __ATOMIC_SEQ_CST) != 0) {
+		rc = -EAGAIN;
+	} else {
+		rc = write_lend_range(blob, ust_io_channel_get_ctx(ch), offset, length, iov, &used);
+		if (rc == 0) {
+			rc = fill(arg, iov, used);
+		}
+	}
+	write_uncount(blob);
+	return rc;
+}
+
 void ust_blob_read(struct ust_blob *blob, struct ust_io_channel *ch, void *payload,
 		   uint64_t offset, uint64_t length, ust_blob_op_cb cb, void *arg)
 {

@@ -390,6 +390,24 @@ void ust_blob_writev(struct ust_blob *blob, struct ust_io_channel *ch, struct io
  */
 int ust_blob_read_lend(struct ust_blob *blob, struct ust_io_channel *ch, uint64_t offset,
 		       uint64_t length, struct iovec *iov, int *iovcnt);
+/* Stores the new bytes into iov[0, iovcnt) before returning: 0 or a negative errno. */
+typedef int (*ust_blob_fill_fn)(void *arg, const struct iovec *iov, int iovcnt);
+/*
+ * Zero-copy write of io units [offset, offset + length): fill(arg, iov,
+ * iovcnt) is called once, synchronously, with the memory that holds those
+ * units - the bdev's own (ust_bdev_write_lend()) - and stores the new
+ * bytes there, for a caller whose bytes are not in memory yet (a FUSE
+ * write's payload in a pipe). Its return is returned; a fill that fails
+ * may have stored part of the range, as a failed write may have.
+ * Only over clusters the blob owns: a hole, a cluster still shown from the
+ * parent, or writes frozen (a snapshot being taken) is -EAGAIN, as is the
+ * bdev's -EAGAIN; -ENOTSUP the bdev cannot lend. Those call nothing: use
+ * ust_blob_write(). -E2BIG more than UST_BLOB_FILL_IOV pieces; -EINVAL,
+ * -EPERM as a write. Synchronous, any thread with a channel.
+ */
+#define UST_BLOB_FILL_IOV 32
+int ust_blob_write_fill(struct ust_blob *blob, struct ust_io_channel *ch, uint64_t offset,
+			uint64_t length, ust_blob_fill_fn fill, void *arg);
 /* Reads as zeros afterwards; unallocated clusters of a thin blob stay unallocated. */
 void ust_blob_write_zeroes(struct ust_blob *blob, struct ust_io_channel *ch, uint64_t offset,
 			   uint64_t length, ust_blob_op_cb cb, void *arg);

@@ -7,8 +7,13 @@
  * the device's own (a later write shows through, a clone's unwritten
  * cluster is its parent's memory); -E2BIG for a short iovec, -EINVAL for
  * bad ranges and arguments, -ENOTSUP from a bdev that cannot lend (holes
- * still lend), -EIO through a parent that cannot be opened. Malloc bdev
- * (a passthru over one for -ENOTSUP), one ust_thread polled by hand.
+ * still lend), -EIO through a parent that cannot be opened.
+ * ust_blob_write_fill(), the zero-copy write: what the fill stores is what
+ * ust_blob_read() returns afterwards, across clusters; a hole, a cluster
+ * still the parent's, a frozen blob are -EAGAIN and call nothing; the
+ * fill's error is returned; a snapshot is -EPERM; a bdev that cannot lend
+ * -ENOTSUP; -E2BIG past UST_BLOB_FILL_IOV pieces. Malloc bdev (a passthru
+ * over one for -ENOTSUP), one ust_thread polled by hand.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -498,6 +503,198 @@ static void test_lend_bdev_cannot(void **state)
 	assert_int_equal(bt_r.rc, 0);
 }
 
+/* ---- zero-copy writes ------------------------------------------------------------- */
+
+struct filler {
+	int calls;
+	int rc;          /* what the fill returns */
+	uint64_t seed;
+	uint64_t stored; /* bytes the fill was given */
+	int pieces;
+};
+
+static int fill_cb(void *arg, const struct iovec *iov, int iovcnt)
+{
+	struct filler *fl = arg;
+	uint8_t *src;
+	uint64_t total = 0;
+	int i;
+
+	fl->calls++;
+	fl->pieces = iovcnt;
+	for (i = 0; i < iovcnt; i++) {
+		total += iov[i].iov_len;
+	}
+	src = malloc(total);
+	assert_non_null(src);
+	fill(src, total, fl->seed);
+	total = 0;
+	for (i = 0; i < iovcnt; i++) {
+		memcpy(iov[i].iov_base, src + total, iov[i].iov_len);
+		total += iov[i].iov_len;
+	}
+	fl->stored = total;
+	free(src);
+	return fl->rc;
+}
+
+/* Fill units [off, off + len) of blob with seed through ust_blob_write_fill: its result. */
+static int write_fill(struct fixture *f, struct ust_blob *blob, uint8_t *model, uint64_t off,
+		      uint64_t len, uint64_t seed, struct filler *fl)
+{
+	int rc;
+
+	memset(fl, 0, sizeof(*fl));
+	fl->seed = seed;
+	rc = ust_blob_write_fill(blob, f->ch, off, len, fill_cb, fl);
+	if (rc == 0 && model != NULL) {
+		fill(model + off * BLOCK, len * BLOCK, seed);
+	}
+	return rc;
+}
+
+static void freeze_done(void *arg, int rc)
+{
+	*(int *)arg = rc == 0 ? 1 : rc;
+}
+
+/*
+ * Over the blob's own clusters the fill's bytes are the blob's: read back,
+ * and lent back, from the first unit to the last, across clusters. A hole
+ * anywhere in the range, and writes frozen, call nothing and change
+ * nothing; the fill's own error comes back.
+ */
+static void test_write_fill(void **state)
+{
+	struct iovec iov[MAXIOV];
+	struct filler fl;
+	struct fixture f;
+	int frozen = 0;
+
+	(void)state;
+	open_store(&f, DEV);
+	mwrite(&f, f.blob, f.model, 0, 2 * UPC, 80);
+	mwrite(&f, f.blob, f.model, 5 * UPC, UPC, 81);
+
+	assert_int_equal(write_fill(&f, f.blob, f.model, UPC - 3, 6, 82, &fl), 0);
+	assert_int_equal(fl.calls, 1);
+	assert_int_equal(fl.stored, 6 * BLOCK);
+	lend_check(&f, f.blob, f.model, 0, NCL * UPC, iov);
+	assert_int_equal(write_fill(&f, f.blob, f.model, 0, 1, 83, &fl), 0);
+	assert_int_equal(write_fill(&f, f.blob, f.model, 6 * UPC - 1, 1, 84, &fl), 0);
+	lend_check(&f, f.blob, f.model, 0, NCL * UPC, iov);
+
+	/* a hole: at the start, at the end, or in the middle of the range */
+	assert_int_equal(write_fill(&f, f.blob, NULL, 2 * UPC, 1, 85, &fl), -EAGAIN);
+	assert_int_equal(write_fill(&f, f.blob, NULL, 2 * UPC - 1, 2, 85, &fl), -EAGAIN);
+	assert_int_equal(write_fill(&f, f.blob, NULL, UPC, 4 * UPC + 1, 85, &fl), -EAGAIN);
+	assert_int_equal(fl.calls, 0);
+	lend_check(&f, f.blob, f.model, 0, NCL * UPC, iov);
+
+	/* the fill fails: its error (what it stored stays, as after a failed write) */
+	memset(&fl, 0, sizeof(fl));
+	fl.rc = -EIO;
+	fl.seed = 86;
+	assert_int_equal(ust_blob_write_fill(f.blob, f.ch, 5 * UPC, 2, fill_cb, &fl), -EIO);
+	assert_int_equal(fl.calls, 1);
+	fill(f.model + 5 * UPC * BLOCK, 2 * BLOCK, 86);
+	lend_check(&f, f.blob, f.model, 0, NCL * UPC, iov);
+
+	/* frozen (a snapshot being taken): refused, and not counted in flight */
+	bs_blob_freeze(f.blob, freeze_done, &frozen);
+	bt_poll();
+	assert_int_equal(frozen, 1);
+	assert_int_equal(write_fill(&f, f.blob, NULL, 0, 1, 87, &fl), -EAGAIN);
+	assert_int_equal(fl.calls, 0);
+	assert_int_equal(f.blob->wr_inflight, 0);
+	bs_blob_unfreeze(f.blob);
+	assert_int_equal(write_fill(&f, f.blob, f.model, 0, 1, 87, &fl), 0);
+	assert_int_equal(f.blob->wr_inflight, 0);
+	lend_check(&f, f.blob, f.model, 0, NCL * UPC, iov);
+
+	/* bad arguments */
+	assert_int_equal(ust_blob_write_fill(f.blob, f.ch, 0, 1, NULL, &fl), -EINVAL);
+	assert_int_equal(ust_blob_write_fill(f.blob, f.ch, NCL * UPC, 1, fill_cb, &fl), -EINVAL);
+	assert_int_equal(ust_blob_write_fill(f.blob, f.ch, 0, 0, fill_cb, &fl), -EINVAL);
+	close_store(&f);
+}
+
+/*
+ * After a snapshot the blob owns nothing until it writes: -EAGAIN over the
+ * snapshot's clusters (the snapshot's bytes stay), a fill once the blob
+ * wrote its own copy; the snapshot itself is read-only (-EPERM).
+ */
+static void test_write_fill_snapshot(void **state)
+{
+	struct iovec iov[MAXIOV];
+	struct ust_blob *snap;
+	struct filler fl;
+	struct fixture f;
+	uint8_t *snap_model = malloc(NCL * CLUSTER);
+
+	(void)state;
+	open_store(&f, DEV);
+	mwrite(&f, f.blob, f.model, 0, 3 * UPC, 90);
+	ust_bs_create_snapshot(f.bs, f.id, NULL, 0, bt_id_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
+	assert_int_equal(bt_open(f.bs, bt_r.id, &snap), 0);
+	memcpy(snap_model, f.model, NCL * CLUSTER);
+
+	assert_int_equal(write_fill(&f, f.blob, NULL, 0, UPC, 91, &fl), -EAGAIN);
+	assert_int_equal(fl.calls, 0);
+	assert_int_equal(write_fill(&f, snap, NULL, 0, 1, 92, &fl), -EPERM);
+	mwrite(&f, f.blob, f.model, UPC, 1, 93); /* copy on write: cluster 1 is the blob's */
+	assert_int_equal(write_fill(&f, f.blob, f.model, UPC + 2, UPC - 2, 94, &fl), 0);
+	assert_int_equal(write_fill(&f, f.blob, NULL, UPC, UPC + 1, 95, &fl), -EAGAIN);
+	lend_check(&f, f.blob, f.model, 0, NCL * UPC, iov);
+	lend_check(&f, snap, snap_model, 0, NCL * UPC, iov);
+	assert_int_equal(bt_close(snap), 0);
+	close_store(&f);
+	free(snap_model);
+}
+
+/* More pieces than UST_BLOB_FILL_IOV (every other cluster), and a bdev that cannot lend. */
+static void test_write_fill_limits(void **state)
+{
+	struct filler fl;
+	struct fixture f;
+	ust_blob_id id, oid;
+	struct ust_blob *big, *other;
+	uint32_t i, n = UST_BLOB_FILL_IOV + 1;
+
+	(void)state;
+	open_store(&f, DEV);
+	assert_int_equal(bt_create(f.bs, n, true, &id), 0);
+	assert_int_equal(bt_open(f.bs, id, &big), 0);
+	assert_int_equal(bt_create(f.bs, n, true, &oid), 0);
+	assert_int_equal(bt_open(f.bs, oid, &other), 0);
+	/* clusters allocated in turn with another blob's: none is back to back with the last */
+	for (i = 0; i < n; i++) {
+		fill(f.buf, BLOCK, i);
+		assert_int_equal(bt_write(big, f.ch, f.buf, (uint64_t)i * UPC, 1), 0);
+		assert_int_equal(bt_write(other, f.ch, f.buf, (uint64_t)i * UPC, 1), 0);
+	}
+	assert_int_equal(write_fill(&f, big, NULL, 0, (uint64_t)n * UPC, 96, &fl), -E2BIG);
+	assert_int_equal(fl.calls, 0);
+	assert_int_equal(write_fill(&f, big, NULL, 0, (uint64_t)(n - 1) * UPC, 97, &fl), 0);
+	assert_int_equal(fl.pieces, UST_BLOB_FILL_IOV);
+	assert_int_equal(bt_close(big), 0);
+	assert_int_equal(bt_close(other), 0);
+	close_store(&f);
+
+	assert_int_equal(ust_bdev_passthru_create(DEV, "P0", NULL), 0);
+	bt_poll();
+	open_store(&f, "P0");
+	mwrite(&f, f.blob, f.model, 0, UPC, 98);
+	assert_int_equal(write_fill(&f, f.blob, NULL, 0, 1, 99, &fl), -ENOTSUP);
+	assert_int_equal(fl.calls, 0);
+	close_store(&f);
+	assert_int_equal(ust_bdev_passthru_delete("P0", bt_op_cb, bt_begin()), 0);
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -507,6 +704,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lend_broken_parent, make_bdev, drop_bdev),
 		cmocka_unit_test_setup_teardown(test_lend_large_clusters, make_bdev, drop_bdev),
 		cmocka_unit_test_setup_teardown(test_lend_bdev_cannot, make_bdev, drop_bdev),
+		cmocka_unit_test_setup_teardown(test_write_fill, make_bdev, drop_bdev),
+		cmocka_unit_test_setup_teardown(test_write_fill_snapshot, make_bdev, drop_bdev),
+		cmocka_unit_test_setup_teardown(test_write_fill_limits, make_bdev, drop_bdev),
 	};
 
 	ust_log_set_print_level(UST_LOG_WARN);

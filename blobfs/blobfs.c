@@ -1038,6 +1038,20 @@ void ust_blobfs_write(struct ust_blobfs *fs, const struct ust_blobfs_ctx *ctx,
 	bfs_submit(req);
 }
 
+int64_t ust_blobfs_write_fill(struct ust_blobfs *fs, const struct ust_blobfs_ctx *ctx,
+			      struct ust_blobfs_file *fh, size_t size, uint64_t offset,
+			      ust_blobfs_store_fn store, void *arg)
+{
+	if (fs == NULL || ctx == NULL || fh == NULL || store == NULL) {
+		return -EINVAL;
+	}
+	/* No message to the metadata thread: the bytes must be taken now. */
+	if (ust_get_thread() != fs->thread) {
+		return -ENOTSUP;
+	}
+	return bfs_write_fill(fs, ctx, fh, size, offset, store, arg);
+}
+
 void ust_blobfs_flush(struct ust_blobfs *fs, struct ust_blobfs_file *fh, ust_blobfs_op_cb cb,
 		      void *arg)
 {

@@ -511,6 +511,10 @@ void bfs_reclaim_inode(struct ust_blobfs *fs, struct bfs_inode *ip, void (*cb)(s
 
 /* blobfs_io.c */
 void bfs_io_run(struct bfs_req *req);
+/* ust_blobfs_write_fill() on the metadata thread. */
+int64_t bfs_write_fill(struct ust_blobfs *fs, const struct ust_blobfs_ctx *ctx,
+		       struct ust_blobfs_file *fh, size_t size, uint64_t offset,
+		       ust_blobfs_store_fn store, void *arg);
 void bfs_sync_inode(struct ust_blobfs *fs, struct bfs_inode *ip, void (*cb)(struct bfs_req *),
 		    struct bfs_req *req);
 

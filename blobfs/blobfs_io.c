@@ -125,21 +125,29 @@ void bfs_sync_inode(struct ust_blobfs *fs, struct bfs_inode *ip, void (*cb)(stru
 
 /* ---- the range lock ----------------------------------------------------------------------------------- */
 
+static bool range_overlaps(const struct bfs_req *list, uint64_t u0, uint64_t u1)
+{
+	for (; list != NULL; list = list->next) {
+		if (list->u0 < u1 && u0 < list->u1) {
+			return true;
+		}
+	}
+	return false;
+}
+
 static bool lock_range(struct bfs_req *req)
 {
 	struct bfs_inode *ip = req->ip;
-	struct bfs_req *a, **pp;
+	struct bfs_req **pp;
 
-	for (a = ip->io_active; a != NULL; a = a->next) {
-		if (a->u0 < req->u1 && req->u0 < a->u1) {
-			pp = &ip->io_waiting;
-			while (*pp != NULL) {
-				pp = &(*pp)->next;
-			}
-			req->next = NULL;
-			*pp = req;
-			return false;
+	if (range_overlaps(ip->io_active, req->u0, req->u1)) {
+		pp = &ip->io_waiting;
+		while (*pp != NULL) {
+			pp = &(*pp)->next;
 		}
+		req->next = NULL;
+		*pp = req;
+		return false;
 	}
 	req->next = ip->io_active;
 	ip->io_active = req;
@@ -297,6 +305,57 @@ static bool kill_suidgid(struct bfs_inode *ip)
 		ip->mode &= ~(uint32_t)S_ISGID;
 	}
 	return ip->mode != old;
+}
+
+/* A write by ctx would drop a set-id bit of ip (IO_WRITE_DONE). */
+static bool write_kills_suidgid(const struct ust_blobfs_ctx *ctx, const struct bfs_inode *ip)
+{
+	if (!ctx->kill_suidgid && (ctx->uid == 0 || ctx->uid == ip->uid)) {
+		return false;
+	}
+	return (ip->mode & S_ISUID) || ((ip->mode & S_ISGID) && (ip->mode & S_IXGRP));
+}
+
+/*
+ * The write in place: everything a write does after its data is stored
+ * (IO_WRITE_DONE) happens here in the same call, so the only cases taken
+ * are those where nothing has to wait - no lock to wait for (a write in
+ * flight or waiting over the range, a truncate), no resize, no unit to
+ * merge, no mode change to sync. Anything else is -EAGAIN, and the caller
+ * makes an ordinary write.
+ */
+int64_t bfs_write_fill(struct ust_blobfs *fs, const struct ust_blobfs_ctx *ctx,
+		       struct ust_blobfs_file *fh, size_t size, uint64_t offset,
+		       ust_blobfs_store_fn store, void *arg)
+{
+	struct bfs_inode *ip = fh->ip;
+	uint64_t U = fs->io_unit, end = offset + size;
+	struct timespec now;
+	int rc;
+
+	if (fh->dir) {
+		return -EISDIR;
+	}
+	if ((fh->flags & O_ACCMODE) == O_RDONLY) {
+		return -EBADF;
+	}
+	if (size == 0 || (fh->flags & O_APPEND) || end < offset || offset % U != 0 ||
+	    size % U != 0 || end > ust_blob_get_num_clusters(ip->blob) * fs->cluster ||
+	    range_overlaps(ip->io_active, offset / U, end / U) ||
+	    range_overlaps(ip->io_waiting, offset / U, end / U) || write_kills_suidgid(ctx, ip)) {
+		return -EAGAIN;
+	}
+	rc = ust_blob_write_fill(ip->blob, fs->ch, offset / U, size / U, store, arg);
+	if (rc != 0) {
+		return rc;
+	}
+	bfs_now(&now);
+	if (end > ip->size) {
+		ip->size = end;
+	}
+	ip->mtime = ip->ctime = now;
+	ip->dirty = true;
+	return (int64_t)size;
 }
 
 static void setattr_apply(struct bfs_req *req)

@@ -276,6 +276,22 @@ void ust_blobfs_read(struct ust_blobfs *fs, struct ust_blobfs_file *fh, void *bu
 void ust_blobfs_read_lend(struct ust_blobfs *fs, struct ust_blobfs_file *fh, size_t size,
 			  uint64_t offset, struct iovec *iov, int iovcnt, ust_blobfs_lend_cb cb,
 			  void *arg);
+/* Stores a write's bytes into iov[0, iovcnt) before returning: 0 or a negative errno. */
+typedef int (*ust_blobfs_store_fn)(void *arg, const struct iovec *iov, int iovcnt);
+/*
+ * Zero-copy write, made at once where it can be: as ust_blobfs_write() of
+ * size bytes at offset, but the bytes are not in memory yet: store puts
+ * them straight into the bdev's memory where they belong
+ * (ust_blob_write_fill()), and the result is returned, as a write's:
+ * size, or an error (store's own, if it failed). -EAGAIN: not in place now
+ * (unaligned to the io unit, past the file's allocated space or over a
+ * hole, over a write or truncate still in flight, a set-id bit to drop,
+ * O_APPEND); -ENOTSUP: not on the metadata thread, or the bdev cannot
+ * lend. With those two store was not called: use ust_blobfs_write().
+ */
+int64_t ust_blobfs_write_fill(struct ust_blobfs *fs, const struct ust_blobfs_ctx *ctx,
+			      struct ust_blobfs_file *fh, size_t size, uint64_t offset,
+			      ust_blobfs_store_fn store, void *arg);
 /* O_APPEND handles write at the end of file whatever offset says. */
 void ust_blobfs_write(struct ust_blobfs *fs, const struct ust_blobfs_ctx *ctx,
 		      struct ust_blobfs_file *fh, const void *buf, size_t size, uint64_t offset,

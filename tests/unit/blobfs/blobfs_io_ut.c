@@ -12,7 +12,12 @@
  * its lookups are forgotten and its last handle released, not before (its
  * data stays readable through an open handle). And zero-copy reads
  * (ust_blobfs_read_lend): the lent bytes equal a read's, holes and the end
- * of file included, and the calls that cannot lend say so.
+ * of file included, and the calls that cannot lend say so. And zero-copy
+ * writes (ust_blobfs_write_fill): what the store puts there reads back,
+ * extends the size within the allocated space, sets mtime and ctime and
+ * survives fsync and a remount; what cannot be written in place (unaligned,
+ * past the allocated space, a hole, O_APPEND, a set-id bit to drop, another
+ * thread) is -EAGAIN or -ENOTSUP without calling the store.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -561,6 +566,199 @@ static void test_read_lend(void **state)
 	free(out);
 }
 
+/* ---- zero-copy writes ------------------------------------------------------------ */
+
+struct store_res {
+	int calls;
+	int rc;
+	uint8_t seed;
+	int64_t n; /* ust_blobfs_write_fill's result, from thread 1 */
+	bool done;
+	struct ust_blobfs_file *fh;
+};
+
+static void pattern(uint8_t *p, size_t len, uint8_t seed)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		p[i] = (uint8_t)(i * 13 + seed + (i >> 12));
+	}
+}
+
+static int store_cb(void *arg, const struct iovec *iov, int iovcnt)
+{
+	struct store_res *s = arg;
+	size_t total = 0, at = 0;
+	uint8_t *src;
+	int i;
+
+	s->calls++;
+	for (i = 0; i < iovcnt; i++) {
+		total += iov[i].iov_len;
+	}
+	src = malloc(total);
+	assert_non_null(src);
+	pattern(src, total, s->seed);
+	for (i = 0; i < iovcnt; i++) {
+		memcpy(iov[i].iov_base, src + at, iov[i].iov_len);
+		at += iov[i].iov_len;
+	}
+	free(src);
+	return s->rc;
+}
+
+static int64_t write_fill(const struct ust_blobfs_ctx *ctx, struct ust_blobfs_file *fh,
+			  uint8_t *model, uint64_t off, size_t len, uint8_t seed, struct store_res *s)
+{
+	int64_t n;
+
+	memset(s, 0, sizeof(*s));
+	s->seed = seed;
+	n = ust_blobfs_write_fill(g_fs, ctx, fh, len, off, store_cb, s);
+	if (n > 0 && model != NULL) {
+		pattern(model + off, len, seed);
+	}
+	return n;
+}
+
+static struct ust_blobfs_attr get_attr(struct ust_blobfs_file *fh)
+{
+	struct bft_res r = {0};
+
+	ust_blobfs_getattr(g_fs, &g_ctx, ust_blobfs_file_ino(fh), bft_attr_cb, &r);
+	wait_res(&r);
+	assert_int_equal(r.rc, 0);
+	return r.a;
+}
+
+static struct ust_blobfs_file *open_file(ust_blobfs_ino ino, int flags)
+{
+	struct bft_res r = {0};
+
+	ust_blobfs_open(g_fs, &g_ctx, ino, flags, bft_open_cb, &r);
+	wait_res(&r);
+	assert_int_equal(r.rc, 0);
+	return r.fh;
+}
+
+static void fill_on_thread1(void *arg)
+{
+	struct store_res *s = arg;
+
+	s->n = ust_blobfs_write_fill(g_fs, &g_ctx, s->fh, 4096, 0, store_cb, s);
+	s->done = true;
+}
+
+static bool ts_before(struct timespec a, struct timespec b)
+{
+	return a.tv_sec < b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec < b.tv_nsec);
+}
+
+static void test_write_fill(void **state)
+{
+	const struct ust_blobfs_ctx other = {.uid = 1000, .gid = 1000, .check_access = true};
+	uint8_t *model = calloc(1, MAX_FILE);
+	struct ust_blobfs_file *fh = create_file("wf"), *ap;
+	struct ust_blobfs_attr a0, a1, sa = {.mode = S_IFREG | 04755};
+	struct ust_blobfs_opts o;
+	struct store_res s;
+	struct bft_res r = {0};
+	ust_blobfs_ino ino = ust_blobfs_file_ino(fh);
+
+	(void)state;
+	assert_non_null(model);
+	pattern(model, 256 << 10, 1);
+	write_at(fh, model, 256 << 10, 0);
+	a0 = get_attr(fh);
+
+	/* in place across clusters: the store's bytes, new mtime and ctime */
+	assert_int_equal(write_fill(&g_ctx, fh, model, 60 << 10, 128 << 10, 2, &s), 128 << 10);
+	assert_int_equal(s.calls, 1);
+	check_file(fh, model, 256 << 10);
+	a1 = get_attr(fh);
+	assert_true(ts_before(a0.mtime, a1.mtime));
+	assert_true(ts_before(a0.ctime, a1.ctime));
+
+	/* cut to 200 KiB: its last cluster stays, and a fill up to its end extends the file */
+	set_size(fh, 200 << 10);
+	memset(model + (200 << 10), 0, MAX_FILE - (200 << 10));
+	assert_int_equal(write_fill(&g_ctx, fh, model, 192 << 10, 64 << 10, 3, &s), 64 << 10);
+	assert_int_equal(get_attr(fh).size, 256 << 10);
+	check_file(fh, model, 256 << 10);
+
+	/* not in place: the store is never called */
+	assert_int_equal(write_fill(&g_ctx, fh, NULL, 100, 4096, 4, &s), -EAGAIN);
+	assert_int_equal(write_fill(&g_ctx, fh, NULL, 4096, 4000, 4, &s), -EAGAIN);
+	assert_int_equal(write_fill(&g_ctx, fh, NULL, 256 << 10, 4096, 4, &s), -EAGAIN);
+	assert_int_equal(write_fill(&g_ctx, fh, NULL, 192 << 10, 128 << 10, 4, &s), -EAGAIN);
+	set_size(fh, 512 << 10); /* thin: the new clusters are holes */
+	assert_int_equal(write_fill(&g_ctx, fh, NULL, 300 << 10, 4096, 4, &s), -EAGAIN);
+	assert_int_equal(s.calls, 0);
+	ap = open_file(ino, O_WRONLY | O_APPEND);
+	assert_int_equal(write_fill(&g_ctx, ap, NULL, 0, 4096, 4, &s), -EAGAIN);
+	release_file(ap);
+	ap = open_file(ino, O_RDONLY);
+	assert_int_equal(write_fill(&g_ctx, ap, NULL, 0, 4096, 4, &s), -EBADF);
+	release_file(ap);
+	assert_int_equal(s.calls, 0);
+	check_file(fh, model, 512 << 10);
+
+	/* set-user-ID: a writer who is not the owner must drop it, which takes a sync */
+	ust_blobfs_setattr(g_fs, &g_ctx, ino, &sa, UST_BLOBFS_SET_MODE, fh, bft_attr_cb, &r);
+	wait_res(&r);
+	assert_int_equal(r.rc, 0);
+	assert_int_equal(write_fill(&other, fh, NULL, 0, 4096, 5, &s), -EAGAIN);
+	assert_int_equal(s.calls, 0);
+	assert_int_equal(get_attr(fh).mode, S_IFREG | 04755);
+	assert_int_equal(write_fill(&g_ctx, fh, model, 0, 4096, 5, &s), 4096);
+
+	/* the store fails: its error, and the size stays */
+	memset(&s, 0, sizeof(s));
+	s.rc = -EIO;
+	assert_int_equal(ust_blobfs_write_fill(g_fs, &g_ctx, fh, 4096, 508 << 10, store_cb, &s), -EAGAIN);
+	assert_int_equal(ust_blobfs_write_fill(g_fs, &g_ctx, fh, 4096, 8192, store_cb, &s), -EIO);
+	assert_int_equal(s.calls, 1);
+	pattern(model + 8192, 4096, 0);
+	check_file(fh, model, 512 << 10);
+
+	/* only on the metadata thread */
+	memset(&s, 0, sizeof(s));
+	s.fh = fh;
+	assert_int_equal(ust_thread_send_msg(bt_thread(1), fill_on_thread1, &s), 0);
+	bt_poll();
+	assert_true(s.done);
+	assert_int_equal(s.n, -ENOTSUP);
+	assert_int_equal(s.calls, 0);
+
+	/* durable by fsync, as a write: the bytes and the size after a remount */
+	set_size(fh, 256 << 10);
+	memset(model + (256 << 10), 0, MAX_FILE - (256 << 10));
+	set_size(fh, 200 << 10);
+	memset(model + (200 << 10), 0, MAX_FILE - (200 << 10));
+	assert_int_equal(write_fill(&g_ctx, fh, model, 192 << 10, 64 << 10, 6, &s), 64 << 10);
+	memset(&r, 0, sizeof(r));
+	ust_blobfs_fsync(g_fs, fh, false, bft_op_cb, &r);
+	wait_res(&r);
+	assert_int_equal(r.rc, 0);
+	release_file(fh);
+	memset(&r, 0, sizeof(r));
+	ust_blobfs_unmount(g_fs, bft_op_cb, &r);
+	wait_res(&r);
+	assert_int_equal(r.rc, 0);
+	ust_blobfs_opts_init(&o);
+	memset(&r, 0, sizeof(r));
+	ust_blobfs_mount(DEV, &o, bft_fs_cb, &r);
+	wait_res(&r);
+	assert_int_equal(r.rc, 0);
+	g_fs = r.fs;
+	fh = open_file(ino, O_RDWR);
+	assert_int_equal(get_attr(fh).size, 256 << 10);
+	check_file(fh, model, 256 << 10);
+	release_file(fh);
+	free(model);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -569,6 +767,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unaligned_write_reads_ends_only, make_fs, drop_fs),
 		cmocka_unit_test_setup_teardown(test_deleted_inodes_freed, make_fs, drop_fs),
 		cmocka_unit_test_setup_teardown(test_read_lend, make_fs, drop_fs),
+		cmocka_unit_test_setup_teardown(test_write_fill, make_fs, drop_fs),
 	};
 
 	ust_log_set_print_level(UST_LOG_WARN);

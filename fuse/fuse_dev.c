@@ -32,6 +32,28 @@
  * from what the kernel copied in; the poller then reads the next request
  * into a fresh buffer.
  *
+ * Large WRITEs by splice. Read into our buffer, a WRITE's payload is
+ * copied twice on the reactor: by the kernel into the buffer, and by the
+ * bdev from the buffer into the image (on a tmpfs image, a memcpy into its
+ * mapping). Spliced into a pipe, a buffered WRITE's payload is the page
+ * cache's own pages, referenced and not copied (the kernel's
+ * fuse_dev_splice_read; an O_DIRECT writer's pages are copied into the
+ * pipe, as the kernel cannot hold them for the pipe's lifetime, so those
+ * gain nothing); the header is then read out of the pipe, and fuse_ops.c
+ * has the payload read from the pipe straight into the memory blobfs
+ * lends for it (ust_blobfs_write_fill), or into the receive buffer where
+ * it cannot lend. A splice costs two more
+ * system calls per request (the splice, the header's read), so the poller
+ * splices only while large WRITEs keep coming: a read(2) that brings a
+ * WRITE of FMNT_RX_PIPE_MIN or more turns splicing on, and FDEV_SPLICE_MISSES
+ * spliced requests in a row that are anything else turn it off (a writer
+ * that opens, writes and closes sends two other requests per WRITE; other
+ * processes' requests come in between). The pipe is made large enough for
+ * the largest request (FDEV_PIPE_SIZE: the kernel fails, with EIO, a
+ * request whose pages do not fit); without that size (an unprivileged
+ * daemon over /proc/sys/fs/pipe-max-size) or once blobfs cannot lend, the
+ * poller only reads.
+ *
  * The calls that block - the kernel mount (mount(2) as root, fusermount3
  * otherwise), raising the bdi's readahead and the unmount - run on one
  * helper pthread per mount, never on a reactor. Signals are blocked there.
@@ -72,12 +94,28 @@
 #define FDEV_CQ_ENTRIES 4
 /* Read on every turn for this long after the last request (see the top of the file). */
 #define FDEV_HOT_US 500
+/*
+ * The splice pipe: a 1 MiB payload not page-aligned in the writer's memory
+ * spans 257 pages, plus one for the header, and the size is a power of two.
+ */
+#define FDEV_PIPE_SIZE (2u << 20)
+/* Spliced requests in a row that are not large WRITEs before the poller reads again. */
+#define FDEV_SPLICE_MISSES 8
+/* More pieces than blobfs lends a write in (UST_BLOB_FILL_IOV), and the receive buffer's one. */
+#define FDEV_FILL_IOV 64
 
 struct fdev {
 	struct fmnt *m;
 	int fd;                    /* the session's /dev/fuse, non-blocking */
 	struct ust_poller *poller; /* mount thread */
 	char *rx;                  /* the receive buffer; NULL once a request took it */
+
+	/* Splice mode (mount thread): see the top of the file. */
+	int pipe[2];          /* non-blocking; -1 when large WRITEs are only read */
+	bool splice;          /* the next request is spliced */
+	unsigned misses;      /* spliced requests in a row that were not large WRITEs */
+	size_t pending;       /* the current WRITE's payload bytes still in the pipe */
+	const char *pending_at; /* that request, as handed to libfuse */
 	bool stopped;              /* mount thread: stopped was reported */
 	bool ra_asked;             /* mount thread: the helper was asked to raise readahead */
 
@@ -213,6 +251,168 @@ void *fmnt_rx_take(struct fmnt *m, const void *p)
 	return rx;
 }
 
+/* ---- splice mode (mount thread) -------------------------------------------- */
+
+/* The pipe, at FDEV_PIPE_SIZE; none (d->pipe -1, splice never used) when it cannot be had. */
+static void fdev_pipe_init(struct fdev *d)
+{
+	if (pipe2(d->pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
+		d->pipe[0] = d->pipe[1] = -1;
+		return;
+	}
+	if (fcntl(d->pipe[1], F_SETPIPE_SZ, FDEV_PIPE_SIZE) < (int)FDEV_PIPE_SIZE) {
+		UST_NOTICELOG("%s: no %u-byte pipe (%s): large writes are copied once more "
+			      "(raise fs.pipe-max-size: scripts/setup.sh)\n",
+			      d->m->mountpoint, FDEV_PIPE_SIZE, strerror(errno));
+		close(d->pipe[0]);
+		close(d->pipe[1]);
+		d->pipe[0] = d->pipe[1] = -1;
+	}
+}
+
+static void fdev_pipe_fini(struct fdev *d)
+{
+	if (d->pipe[0] >= 0) {
+		close(d->pipe[0]);
+		close(d->pipe[1]);
+	}
+	d->pipe[0] = d->pipe[1] = -1;
+}
+
+/*
+ * Read exactly len bytes out of the pipe into iov (changed as it goes):
+ * 0, -EFAULT, or -EIO if the pipe holds less. Everything is in the pipe
+ * already, so this never waits.
+ */
+static int fdev_pipe_readv(struct fdev *d, struct iovec *iov, int iovcnt, size_t len)
+{
+	ssize_t r;
+
+	while (len > 0) {
+		r = readv(d->pipe[0], iov, iovcnt);
+		if (r < 0 && errno == EINTR) {
+			continue;
+		}
+		if (r <= 0) {
+			return r < 0 && errno == EFAULT ? -EFAULT : -EIO;
+		}
+		len -= (size_t)r;
+		while (iovcnt > 0 && (size_t)r >= iov->iov_len) {
+			r -= (ssize_t)iov->iov_len;
+			iov++;
+			iovcnt--;
+		}
+		if (iovcnt > 0) {
+			iov->iov_base = (char *)iov->iov_base + r;
+			iov->iov_len -= (size_t)r;
+		}
+	}
+	return 0;
+}
+
+static int fdev_pipe_read(struct fdev *d, void *p, size_t len)
+{
+	struct iovec iov = {.iov_base = p, .iov_len = len};
+
+	return fdev_pipe_readv(d, &iov, 1, len);
+}
+
+/*
+ * Whatever a handler left of a payload (not taken, or taken in part before
+ * a fault): read out and dropped until the pipe is empty again.
+ */
+static void fdev_pipe_drain(struct fdev *d)
+{
+	char scrap[16384];
+	ssize_t r;
+
+	do {
+		r = read(d->pipe[0], scrap, sizeof(scrap));
+	} while (r > 0 || (r < 0 && errno == EINTR));
+	d->pending = 0;
+}
+
+/*
+ * The next request, spliced: as read(2) would return it, except that a
+ * large WRITE's payload stays in the pipe (d->pending). -1 with errno as
+ * read(2)'s; EIO when the pipe does not give back what went in.
+ */
+static ssize_t fdev_splice_in(struct fdev *d, char *p, size_t len)
+{
+	const struct fuse_in_header *ih = (const void *)p;
+	ssize_t n = splice(d->fd, NULL, d->pipe[1], NULL, len, SPLICE_F_NONBLOCK);
+	size_t head;
+
+	if (n <= 0) {
+		return n;
+	}
+	head = (size_t)n < FDEV_WRITE_HDR ? (size_t)n : FDEV_WRITE_HDR;
+	if (fdev_pipe_read(d, p, head) != 0) {
+		errno = EIO;
+		return -1;
+	}
+	if (head == FDEV_WRITE_HDR && ih->opcode == FUSE_WRITE &&
+	    (size_t)n - head >= FMNT_RX_PIPE_MIN) {
+		d->pending = (size_t)n - head;
+		d->pending_at = p;
+		d->misses = 0;
+		return n;
+	}
+	if (++d->misses >= FDEV_SPLICE_MISSES) {
+		d->splice = false;
+	}
+	if (fdev_pipe_read(d, p + head, (size_t)n - head) != 0) {
+		errno = EIO;
+		return -1;
+	}
+	return n;
+}
+
+/* A request read(2) in full: splice the next ones if this was a large WRITE. */
+static void fdev_splice_decide(struct fdev *d, const char *p, size_t n)
+{
+	const struct fuse_in_header *ih = (const void *)p;
+
+	if (d->pipe[0] >= 0 && !d->m->no_write_lend && n >= FDEV_WRITE_HDR + FMNT_RX_PIPE_MIN &&
+	    ih->opcode == FUSE_WRITE) {
+		d->splice = true;
+		d->misses = 0;
+	}
+}
+
+size_t fmnt_rx_pending(struct fmnt *m, const void *p)
+{
+	struct fdev *d = m->tctx;
+
+	return d->pending > 0 && (const char *)p == d->pending_at + FDEV_WRITE_HDR ? d->pending : 0;
+}
+
+int fmnt_rx_fill(struct fmnt *m, const struct iovec *iov, int iovcnt)
+{
+	struct fdev *d = m->tctx;
+	struct iovec v[FDEV_FILL_IOV];
+	size_t total = 0;
+	int i, rc;
+
+	if (iovcnt <= 0 || iovcnt > FDEV_FILL_IOV) {
+		return -EINVAL;
+	}
+	for (i = 0; i < iovcnt; i++) {
+		v[i] = iov[i];
+		total += iov[i].iov_len;
+	}
+	if (d->pending == 0 || total != d->pending) {
+		return -EINVAL;
+	}
+	rc = fdev_pipe_readv(d, v, iovcnt, total);
+	if (rc == 0) {
+		d->pending = 0;
+	}
+	return rc;
+}
+
+/* ---- the poller (continued) ------------------------------------------------- */
+
 /*
  * Read one request and process it. 1: a request was served; 0: none is
  * queued; -1: the session is over (or the transport cannot go on).
@@ -221,6 +421,7 @@ static int fdev_serve_one(struct fdev *d)
 {
 	struct fmnt *m = d->m;
 	struct fuse_buf buf;
+	char *p;
 	ssize_t n;
 
 	if (d->rx == NULL) {
@@ -229,7 +430,15 @@ static int fdev_serve_one(struct fdev *d)
 			return 0; /* memory is short: the request waits in the kernel */
 		}
 	}
-	n = read(d->fd, d->rx + FDEV_RX_OFF, FMNT_BUF_SIZE - FDEV_RX_OFF);
+	p = d->rx + FDEV_RX_OFF;
+	if (d->splice && !m->no_write_lend) {
+		n = fdev_splice_in(d, p, FMNT_BUF_SIZE - FDEV_RX_OFF);
+	} else {
+		n = read(d->fd, p, FMNT_BUF_SIZE - FDEV_RX_OFF);
+		if (n > 0) {
+			fdev_splice_decide(d, p, (size_t)n);
+		}
+	}
 	if (n < 0) {
 		switch (errno) {
 		case EAGAIN:
@@ -250,10 +459,14 @@ static int fdev_serve_one(struct fdev *d)
 	}
 	d->hot_until = ust_get_ticks() + d->hot_ticks;
 	memset(&buf, 0, sizeof(buf));
-	buf.mem = d->rx + FDEV_RX_OFF;
+	buf.mem = p;
 	buf.size = (size_t)n;
 	fmnt_note_request(m, buf.mem, buf.size);
+	/* A payload still in the pipe is taken by the handler (fmnt_rx_fill) or dropped below. */
 	fuse_session_process_buf(m->se, &buf);
+	if (d->pending > 0) {
+		fdev_pipe_drain(d);
+	}
 	return 1;
 }
 
@@ -410,6 +623,7 @@ static void fdev_mounted(void *ctx)
 	}
 	/* Here: the ring's completions are this thread's (task work of its submitter). */
 	d->ring_ok = fdev_ring_init(d);
+	fdev_pipe_init(d);
 	d->ready = true;
 	d->hot_ticks = ust_get_ticks_hz() * FDEV_HOT_US / 1000000;
 	rc = ust_poller_set_interrupt_fd(d->poller, d->ring_ok ? d->efd : d->fd);
@@ -501,6 +715,7 @@ static int fdev_start(struct fmnt *m)
 	d->m = m;
 	d->fd = -1;
 	d->efd = -1;
+	d->pipe[0] = d->pipe[1] = -1;
 	if (sem_init(&d->wake, 0, 0) != 0) {
 		rc = -errno;
 		free(d);
@@ -535,6 +750,7 @@ static void fdev_close(struct fmnt *m)
 
 	ust_poller_unregister(&d->poller);
 	fdev_ring_fini(d);
+	fdev_pipe_fini(d);
 	fbuf_put(m, d->rx, FMNT_BUF_SIZE);
 	d->rx = NULL;
 	atomic_store(&d->close_wanted, true);

@@ -69,6 +69,24 @@ extern const struct fmnt_transport_ops g_fmnt_dev_transport;
  */
 void *fmnt_rx_take(struct fmnt *m, const void *p);
 /*
+ * A WRITE whose payload is at least this big may arrive with its payload
+ * still in the transport's pipe (fuse_dev.c, splice mode).
+ */
+#define FMNT_RX_PIPE_MIN (64u * 1024)
+/*
+ * Mount thread, inside the handler of a WRITE read at p: the bytes of its
+ * payload that are still in the transport's pipe, not in the receive
+ * buffer (0 if none). The handler must take them with fmnt_rx_fill before
+ * it returns; whatever it leaves is discarded.
+ */
+size_t fmnt_rx_pending(struct fmnt *m, const void *p);
+/*
+ * Move the pending payload into iov[0, iovcnt), whose total must be its
+ * size exactly: 0, or -EINVAL (wrong size), -EFAULT (memory that cannot be
+ * stored to), -EIO (the pipe came up short).
+ */
+int fmnt_rx_fill(struct fmnt *m, const struct iovec *iov, int iovcnt);
+/*
  * Every transport calls these (fuse_proto.c): fmnt_note_request with each
  * raw request just before fuse_session_process_buf, fmnt_patch_reply with
  * each raw reply just before it is written. They carry what libfuse 3.14
@@ -141,6 +159,9 @@ struct fmnt {
 	/* Reads are answered from blobfs's lent memory (ust_blobfs_read_lend)
 	 * until blobfs says it cannot lend at all (-ENOTSUP). */
 	bool no_read_lend;
+	/* Likewise for writes stored in place (ust_blobfs_write_fill): then
+	 * the transport stops receiving large WRITEs by splice. */
+	bool no_write_lend;
 	bool reply_fault_logged; /* fuse_dev.c: a reply from lent memory faulted */
 	struct fuse_session *se;
 	const struct fmnt_transport_ops *tops;
@@ -188,6 +209,7 @@ struct fmnt {
 	atomic_uint_fast64_t bytes_read;
 	atomic_uint_fast64_t bytes_read_lent;
 	atomic_uint_fast64_t bytes_written;
+	atomic_uint_fast64_t bytes_written_lent;
 	atomic_uint_fast64_t max_write;
 	atomic_uint_fast64_t max_read;
 	atomic_uint_fast64_t open_handles;

@@ -702,6 +702,7 @@ void ust_fuse_mount_get_stats(const struct ust_fuse_mount *mnt, struct ust_fuse_
 	st->bytes_read = atomic_load(&m->bytes_read);
 	st->bytes_read_lent = atomic_load(&m->bytes_read_lent);
 	st->bytes_written = atomic_load(&m->bytes_written);
+	st->bytes_written_lent = atomic_load(&m->bytes_written_lent);
 	st->max_write = atomic_load(&m->max_write);
 	st->max_read = atomic_load(&m->max_read);
 	st->open_handles = atomic_load(&m->open_handles);

@@ -79,6 +79,8 @@ struct fop {
 	char *buf; /* data in or out: owned, or in rx */
 	size_t buf_size; /* read/write: buf is from fbuf_get(buf_size) */
 	void *rx; /* write: the request's receive buffer (fmnt_rx_take) */
+	/* write: where the payload still in the transport's pipe belongs in rx (fmnt_rx_pending) */
+	char *in_pipe;
 	size_t size;
 	size_t used;    /* readdir: bytes filled */
 	uint64_t off;
@@ -613,6 +615,54 @@ static void cb_readdir(void *arg, int rc)
 	fop_done(op);
 }
 
+/* ust_blobfs_write_fill's store: the payload out of the pipe into the lent memory. */
+static int store_from_pipe(void *arg, const struct iovec *iov, int iovcnt)
+{
+	struct fop *op = arg;
+
+	/* EFAULT: the image's pages vanished (cut behind our back); the writer sees EIO */
+	return fmnt_rx_fill(op->m, iov, iovcnt) == 0 ? 0 : -EIO;
+}
+
+/*
+ * A WRITE whose payload is still in the transport's pipe: stored straight
+ * into the memory blobfs lends for it, the only copy, where blobfs can do
+ * that now; otherwise read into the receive buffer, where a read(2) would
+ * have put it, and written the usual way. Runs inside the request's
+ * handler: the payload must leave the pipe before the next request comes.
+ */
+static void fop_write_from_pipe(struct fop *op, struct ust_blobfs_file *bfh)
+{
+	struct fmnt *m = op->m;
+	struct iovec iov = {.iov_base = op->in_pipe, .iov_len = op->size};
+	int64_t r = -ENOTSUP;
+	int rc;
+
+	if (!m->no_write_lend && bfh != NULL) {
+		r = ust_blobfs_write_fill(m->fs, &op->ctx, bfh, op->size, op->off, store_from_pipe, op);
+		if (r == -ENOTSUP) {
+			m->no_write_lend = true; /* the transport stops splicing */
+		}
+	}
+	if (r != -EAGAIN && r != -ENOTSUP) {
+		if (r > 0) {
+			atomic_fetch_add_explicit(&m->bytes_written_lent, (uint64_t)r,
+						  memory_order_relaxed);
+		}
+		cb_write(op, r);
+		return;
+	}
+	rc = fmnt_rx_fill(m, &iov, 1);
+	if (rc != 0) {
+		cb_write(op, -EIO);
+		return;
+	}
+	op->rx = fmnt_rx_take(m, op->in_pipe);
+	op->buf = op->in_pipe;
+	op->in_pipe = NULL;
+	ust_blobfs_write(m->fs, &op->ctx, bfh, op->buf, op->size, op->off, cb_write, op);
+}
+
 /* ---- execution (mount thread) ----------------------------------------------- */
 
 static void fop_run(void *ctx)
@@ -690,6 +740,10 @@ static void fop_run(void *ctx)
 		ust_blobfs_read(fs, bfh, op->buf, op->size, op->off, cb_read, op);
 		return;
 	case FOP_WRITE:
+		if (op->in_pipe != NULL) {
+			fop_write_from_pipe(op, bfh);
+			return;
+		}
 		ust_blobfs_write(fs, &op->ctx, bfh, op->buf, op->size, op->off, cb_write, op);
 		return;
 	case FOP_FSYNC:
@@ -1088,12 +1142,29 @@ static int fop_new_write(fuse_req_t req, const struct fuse_bufvec *bufv, size_t 
 {
 	struct fmnt *m = req_mount(req);
 	const struct fuse_buf *b = &bufv->buf[0];
+	size_t pending;
 	struct fop *op;
 
 	if (bufv->count != 1 || (b->flags & FUSE_BUF_IS_FD) != 0 || b->size < size) {
 		/* libfuse passes memory we read, in one piece (no splice) */
 		UST_ERRLOG("%s: unexpected write buffer from libfuse\n", m->mountpoint);
 		return -EIO;
+	}
+	pending = fmnt_rx_pending(m, b->mem);
+	if (pending > 0) {
+		/* the payload is still in the transport's pipe (fop_write_from_pipe) */
+		if (pending != size) {
+			UST_ERRLOG("%s: a write of %zu bytes has %zu in the pipe\n", m->mountpoint,
+				   size, pending);
+			return -EIO;
+		}
+		op = fop_new(req, FOP_WRITE, NULL, NULL);
+		if (op == NULL) {
+			return -ENOMEM;
+		}
+		op->in_pipe = b->mem;
+		*out = op;
+		return 0;
 	}
 	if (size < FMNT_WRITE_COPY_MAX) {
 		op = fop_new_data(req, FOP_WRITE, size);

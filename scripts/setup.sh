@@ -3,7 +3,8 @@
 # hugepages and hand NVMe and virtio storage PCI functions to vfio-pci or
 # uio_pci_generic, and give them back. Run as root; safe to run twice.
 #
-#   scripts/setup.sh [config]   reserve hugepages, mount hugetlbfs, bind devices
+#   scripts/setup.sh [config]   reserve hugepages, mount hugetlbfs, raise
+#                               fs.pipe-max-size, bind devices
 #   scripts/setup.sh status     hugepages per node and the device table
 #   scripts/setup.sh reset      give devices back to their kernel drivers
 #   scripts/setup.sh help
@@ -20,7 +21,9 @@ usage() {
 usage: $prog [config|status|reset|help]
 
   config (default)  reserve HUGEMEM MiB of hugepages, mount hugetlbfs on
-                    /dev/hugepages if no hugetlbfs is mounted, and bind every
+                    /dev/hugepages if no hugetlbfs is mounted, raise
+                    fs.pipe-max-size to 2 MiB (a FUSE mount then takes large
+                    writes by splice, one copy less), and bind every
                     NVMe function (class 0108) and virtio-blk/virtio-scsi
                     function (vendor 1af4) to vfio-pci, or to uio_pci_generic
                     when the machine has no IOMMU (/sys/kernel/iommu_groups is
@@ -353,6 +356,19 @@ vfio_group_of() {
 	return 1
 }
 
+# A FUSE mount splices large WRITEs into a 2 MiB pipe (fuse/fuse_dev.c);
+# without CAP_SYS_RESOURCE a pipe cannot be larger than fs.pipe-max-size.
+raise_pipe_max() {
+	local want=2097152 cur
+	cur=$(cat /proc/sys/fs/pipe-max-size 2>/dev/null) || return 0
+	[ "$cur" -ge "$want" ] && return 0
+	if echo "$want" >/proc/sys/fs/pipe-max-size 2>/dev/null; then
+		echo "fs.pipe-max-size raised from $cur to $want"
+	else
+		echo "fs.pipe-max-size stays $cur (cannot write it): FUSE mounts copy large writes once more"
+	fi
+}
+
 config() {
 	need_root config
 	parse_lists
@@ -369,6 +385,7 @@ config() {
 	fi
 
 	reserve_hugepages
+	raise_pipe_max
 
 	local bdf kind cur why failed=0 n=0 grp owner
 	owner=${TARGET_USER:-${SUDO_USER:-root}}

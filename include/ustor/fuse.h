@@ -120,6 +120,8 @@ struct ust_fuse_mount_stats {
 	uint64_t bytes_read;
 	uint64_t bytes_read_lent; /* of bytes_read: answered from blobfs's lent memory (no copy of ours) */
 	uint64_t bytes_written;
+	/* of bytes_written: stored straight into blobfs's lent memory (no copy of ours) */
+	uint64_t bytes_written_lent;
 	uint64_t max_write;     /* largest write request seen */
 	uint64_t max_read;      /* largest read request seen */
 	uint64_t open_handles;  /* files and directories open */

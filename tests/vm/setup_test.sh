@@ -6,7 +6,7 @@
 #   - status lists the three with their kernel drivers and device names
 #   - PCI_BLOCKED keeps 00:10.0 on nvme; 00:11.0 carries a mounted ext4 and
 #     is refused; the virtio-blk disk goes to uio_pci_generic; hugepages
-#     are reserved and hugetlbfs mounted
+#     are reserved, hugetlbfs mounted and fs.pipe-max-size raised
 #   - PCI_ALLOWED limits binding to one function
 #   - a plain run binds the rest; a second run changes nothing
 #   - DRIVER_OVERRIDE=vfio-pci fails clearly without an IOMMU
@@ -108,6 +108,8 @@ if [ "${1:-}" = --guest ]; then
 			fail "hugetlbfs not mounted on /dev/hugepages"
 		mountpoint -q /tmp/mnt || fail "/tmp/mnt got unmounted"
 		umount /tmp/mnt || fail "umount"
+		[ "$(cat /proc/sys/fs/pipe-max-size)" -ge 2097152 ] ||
+			fail "fs.pipe-max-size not raised: $(cat /proc/sys/fs/pipe-max-size)"
 
 		run allowed HUGEMEM=64 "PCI_ALLOWED=$B" --
 		[ $rc = 0 ] || fail "setup.sh exit $rc"

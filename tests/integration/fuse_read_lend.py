@@ -96,15 +96,7 @@ def truncated_image(work):
     fl.check("vanished from under the reply" in m.output(),
              "no error logged for the faulted read:\n" + m.output())
     fl.check(os.path.isdir(mnt) and "g" in os.listdir(mnt), "the mount stopped answering")
-    # The unmount's final writes fail too; it must still finish (exit code not judged).
-    os.system("fusermount3 -u %s" % mnt)
-    try:
-        m.proc.wait(fl.UMOUNT_TIMEOUT)
-    except Exception:
-        fl.fail("ustor-mount did not exit after the unmount:\n" + m.output())
-    fl._live.remove(m)
-    fl.check(m.proc.returncode >= 0, "ustor-mount killed by signal %d:\n%s"
-             % (-m.proc.returncode, m.output()))
+    fl.umount_after_fault(m)
 
 
 def main():

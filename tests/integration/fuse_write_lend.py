@@ -195,15 +195,7 @@ def truncated_image(work):
     fl.check(failed > 0, "every write into the truncated image succeeded")
     fl.check(m.proc.poll() is None, "ustor-mount died:\n" + m.output())
     fl.check(os.path.isdir(mnt) and "g" in os.listdir(mnt), "the mount stopped answering")
-    # The unmount's final writes fail too; it must still finish (exit code not judged).
-    os.system("fusermount3 -u %s" % mnt)
-    try:
-        m.proc.wait(fl.UMOUNT_TIMEOUT)
-    except Exception:
-        fl.fail("ustor-mount did not exit after the unmount:\n" + m.output())
-    fl._live.remove(m)
-    fl.check(m.proc.returncode >= 0, "ustor-mount killed by signal %d:\n%s"
-             % (-m.proc.returncode, m.output()))
+    fl.umount_after_fault(m)
 
 
 def fio_verify(work, img, mnt):
@@ -235,20 +227,18 @@ def main():
     raise_pipe_max()
     atexit.register(fl.cleanup)
     work, img, mnt = fl.workdir("fuse_write_lend")
-    print("-- image in tmpfs: rewrites are stored in place")
-    written, lent = workload(work, img, mnt, "tmpfs")
     # Each rewrite's first WRITE may still be read(2): splicing starts after one.
-    fl.check(2 * FILE - 2 * MIB <= lent <= written,
-             "tmpfs image: %d of %d bytes rewritten were stored in place" % (lent, written))
-    os.unlink(img)
-
-    print("-- image outside tmpfs: writes are copied")
-    disk = fl.tmpdir_on("/var/tmp", "fuse_write_lend")
-    if disk is None:
-        print("(no non-tmpfs directory to hold an image: skipped)")
-    else:
-        written, lent = workload(disk, os.path.join(disk, "img"), mnt, "disk")
-        fl.check(lent == 0, "disk image: %d bytes counted as stored in place" % lent)
+    cases = [("tmpfs", work, lambda lent, written: 2 * FILE - 2 * MIB <= lent <= written),
+             ("disk", fl.tmpdir_on("/var/tmp", "fuse_write_lend"), lambda lent, _: lent == 0)]
+    for tag, where, expect in cases:
+        print("-- image on %s: rewrites %s" % (tag, "in place" if tag == "tmpfs" else "copied"))
+        if where is None:
+            print("(no non-tmpfs directory to hold an image: skipped)")
+            continue
+        written, lent = workload(where, os.path.join(where, "img"), mnt, tag)
+        fl.check(expect(lent, written), "%s image: %d of %d bytes rewritten were stored in place"
+                 % (tag, lent, written))
+        os.unlink(os.path.join(where, "img"))
 
     print("-- image truncated under the mount")
     truncated_image(work)

@@ -146,6 +146,15 @@ static int lend_check(struct fixture *f, struct ust_blob *blob, const uint8_t *m
 	return n;
 }
 
+/* A snapshot of blob id: its id. */
+static ust_blob_id snapshot_of(struct fixture *f, ust_blob_id id)
+{
+	ust_bs_create_snapshot(f->bs, id, NULL, 0, bt_id_cb, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
+	return bt_r.id;
+}
+
 static bool all_zero(const void *p, uint64_t len)
 {
 	const uint8_t *b = p;
@@ -324,10 +333,7 @@ static void test_lend_clone(void **state)
 			mwrite(&f, f.blob, f.model, (uint64_t)i * UPC, UPC, 30 + i);
 		}
 	}
-	ust_bs_create_snapshot(f.bs, f.id, NULL, 0, bt_id_cb, bt_begin());
-	bt_finish();
-	assert_int_equal(bt_r.rc, 0);
-	sid = bt_r.id;
+	sid = snapshot_of(&f, f.id);
 	assert_int_equal(bt_open(f.bs, sid, &snap), 0);
 	memcpy(snap_model, f.model, NCL * CLUSTER);
 	lend_check(&f, snap, snap_model, 0, NCL * UPC, iov);
@@ -404,10 +410,7 @@ static void test_lend_broken_parent(void **state)
 	(void)state;
 	open_store(&f, DEV);
 	mwrite(&f, f.blob, f.model, 0, 2 * UPC, 60);
-	ust_bs_create_snapshot(f.bs, f.id, NULL, 0, bt_id_cb, bt_begin());
-	bt_finish();
-	assert_int_equal(bt_r.rc, 0);
-	sid = bt_r.id;
+	sid = snapshot_of(&f, f.id);
 	mwrite(&f, f.blob, f.model, 3 * UPC, UPC, 61);
 	for (h = 0; h < 2; h++) {
 		pages[h] = bs_root_page(f.bs, ust_bs_blobid_slot(sid), h);
@@ -635,10 +638,7 @@ static void test_write_fill_snapshot(void **state)
 	(void)state;
 	open_store(&f, DEV);
 	mwrite(&f, f.blob, f.model, 0, 3 * UPC, 90);
-	ust_bs_create_snapshot(f.bs, f.id, NULL, 0, bt_id_cb, bt_begin());
-	bt_finish();
-	assert_int_equal(bt_r.rc, 0);
-	assert_int_equal(bt_open(f.bs, bt_r.id, &snap), 0);
+	assert_int_equal(bt_open(f.bs, snapshot_of(&f, f.id), &snap), 0);
 	memcpy(snap_model, f.model, NCL * CLUSTER);
 
 	assert_int_equal(write_fill(&f, f.blob, NULL, 0, UPC, 91, &fl), -EAGAIN);

@@ -584,7 +584,12 @@ int file_disk_create(const struct file_backend *backend, const struct ust_bdev_f
 	}
 	file_check_memory_fs(disk);
 	disk->bdev.product_name = strcmp(backend->name, "aio") == 0 ? "AIO disk" : "URING disk";
-	disk->bdev.write_cache = !disk->direct;
+	/*
+	 * Buffered, a completed write may sit in the page cache until fsync: a
+	 * volatile cache. In memory, the page cache is the medium itself; a
+	 * flush adds nothing, and saying so lets the layers above skip theirs.
+	 */
+	disk->bdev.write_cache = !disk->direct && !disk->in_memory;
 	disk->bdev.uuid = opts->uuid;
 	disk->bdev.ctxt = disk;
 	disk->bdev.module = backend->module;

@@ -909,6 +909,8 @@ static void test_tmpfs_write_lend(void **state)
 	snprintf(path, sizeof(t->path), "/dev/shm/ustor_file_ut_wlend_%d", getpid());
 	make_file(path, 4 * MiB);
 	assert_int_equal(open_counting_log(be, path, UST_LOG_NOTICE, "through a mapping", f), 1);
+	/* memory is the medium: no volatile cache to flush */
+	assert_false(ust_bdev_has_write_cache(f->bdev));
 	assert_int_equal(file_blocks(path), 0);
 	ust_bdev_get_channel_iostat(f->ch, &st0);
 	/* a hole across a chunk boundary: backed by the lend */

@@ -345,6 +345,12 @@ void bs_dev_close(struct ust_blob_store *bs);
 /* Metadata-thread I/O in 4 KiB pages; done(arg, rc) runs once. */
 void bs_dev_read_pages(struct ust_blob_store *bs, uint64_t page, uint32_t count, void *buf,
 		       bs_done_fn done, void *arg);
+/*
+ * The same read made at once where the bdev can lend the pages (memory):
+ * 0 with buf filled, else -ENOTSUP / -EAGAIN / -ENODEV and nothing done
+ * (read them with bs_dev_read_pages).
+ */
+int bs_dev_read_pages_now(struct ust_blob_store *bs, uint64_t page, uint32_t count, void *buf);
 void bs_dev_write_pages(struct ust_blob_store *bs, uint64_t page, uint32_t count, const void *buf,
 			bs_done_fn done, void *arg);
 void bs_dev_zero_pages(struct ust_blob_store *bs, uint64_t page, uint64_t count, bs_done_fn done,

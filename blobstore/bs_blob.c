@@ -732,7 +732,12 @@ static void create_step(struct create_op *op)
 
 	switch (op->state) {
 	case CREATE_READ:
+		/* the slot's halves: what generation and incarnation come next */
 		op->state = CREATE_BUILD;
+		if (bs_dev_read_pages_now(bs, bs_root_page(bs, op->slot, 0), 2, op->halves) == 0) {
+			create_step(op);
+			break;
+		}
 		bs_dev_read_pages(bs, bs_root_page(bs, op->slot, 0), 2, op->halves, create_io_done, op);
 		break;
 	case CREATE_BUILD:

@@ -14,7 +14,11 @@
  *    made on it; a call from another thread fails with -EXDEV.
  *  - Data I/O (read, write, write_zeroes, unmap, flush) may be issued from any
  *    thread on that thread's channel (ust_bs_alloc_io_channel()).
- *  - Every callback runs on the thread that made the call.
+ *  - Every callback runs on the thread that made the call, possibly before
+ *    the call returns: an error found at once, or a step that has nothing
+ *    to wait for (ust_blob_sync_md() of an unchanged blob on a bdev without
+ *    a volatile write cache). Touch nothing the callback may free after
+ *    making the call.
  *
  * Durability: a metadata change (create, resize, xattrs, delete) is durable
  * once its callback reports success (ust_blob_sync_md() for in-memory

@@ -296,24 +296,26 @@ static int setattr_check(struct bfs_req *req)
  * stays): Linux's rule for a write, truncate or chown. True if the mode
  * changed.
  */
-static bool kill_suidgid(struct bfs_inode *ip)
+static uint32_t suidgid_bits(const struct bfs_inode *ip)
 {
-	uint32_t old = ip->mode;
-
-	ip->mode &= ~(uint32_t)S_ISUID;
-	if (ip->mode & S_IXGRP) {
-		ip->mode &= ~(uint32_t)S_ISGID;
-	}
-	return ip->mode != old;
+	return ip->mode & (S_ISUID | ((ip->mode & S_IXGRP) ? S_ISGID : 0));
 }
 
-/* A write by ctx would drop a set-id bit of ip (IO_WRITE_DONE). */
+static bool kill_suidgid(struct bfs_inode *ip)
+{
+	uint32_t bits = suidgid_bits(ip);
+
+	ip->mode &= ~bits;
+	return bits != 0;
+}
+
+/* A write by ctx drops the set-id bits of ip that kill_suidgid() drops: are there any? */
 static bool write_kills_suidgid(const struct ust_blobfs_ctx *ctx, const struct bfs_inode *ip)
 {
 	if (!ctx->kill_suidgid && (ctx->uid == 0 || ctx->uid == ip->uid)) {
 		return false;
 	}
-	return (ip->mode & S_ISUID) || ((ip->mode & S_ISGID) && (ip->mode & S_IXGRP));
+	return suidgid_bits(ip) != 0;
 }
 
 /*
@@ -806,8 +808,8 @@ static void io_step(struct bfs_req *req)
 			ip->mtime = ip->ctime = now;
 			ip->dirty = true;
 			req->result = (int64_t)req->size;
-			if ((req->ctx.kill_suidgid || (req->ctx.uid != 0 && req->ctx.uid != ip->uid)) &&
-			    kill_suidgid(ip)) {
+			if (write_kills_suidgid(&req->ctx, ip)) {
+				kill_suidgid(ip);
 				/* a mode change is durable when answered, as a chmod is (docs/blobfs-format.md 7) */
 				req->state = IO_SYNCED;
 				bfs_sync_inode(fs, ip, io_resume, req);

@@ -29,9 +29,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fuse_lib as fl  # noqa: E402
-from fuse_posix import rpc  # noqa: E402
+from fuse_read_lend import MIB, pattern, stats  # noqa: E402
 
-MIB = 1 << 20
 FILE = 8 * MIB
 PIPE_MAX = "/proc/sys/fs/pipe-max-size"
 PIPE_WANT = 2 * MIB
@@ -53,16 +52,6 @@ def raise_pipe_max():
         with open(PIPE_MAX, "w") as f:
             f.write("%d\n" % old)
     atexit.register(put_back)
-
-
-def pattern(n, seed):
-    return bytes((i * 131 + seed) & 0xFF for i in range(256)) * (n // 256) + bytes(n % 256)
-
-
-def stats(sock):
-    mounts = rpc(sock, "blobfs_get_mounts")
-    fl.check(len(mounts) == 1, "blobfs_get_mounts: %r" % mounts)
-    return mounts[0]["stats"]
 
 
 def direct_write(path, model, off, data):

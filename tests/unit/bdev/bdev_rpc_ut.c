@@ -141,19 +141,17 @@ static void test_rpc(void **state)
 		"\"uuid\":\"11111111-2222-4333-8444-555555555555\",\"optimal_io_boundary\":16}");
 	assert_string_equal(json_string_value(json_object_get(r, "result")), "M1");
 	json_decref(r);
-	r = ut_rpc_text("bdev_malloc_create", "{\"num_blocks\":256,\"block_size\":100}");
-	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
-	json_decref(r);
-	r = ut_rpc_text("bdev_malloc_create", "{\"block_size\":512}");
-	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
-	json_decref(r);
-	r = ut_rpc_text("bdev_malloc_create", "{\"name\":\"M1\",\"num_blocks\":8,\"block_size\":512}");
-	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
-	json_decref(r);
-	r = ut_rpc_text("bdev_malloc_create",
-		"{\"name\":\"M2\",\"num_blocks\":8,\"block_size\":512,\"uuid\":\"xyz\"}");
-	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
-	json_decref(r);
+	assert_int_equal(ut_rpc_text_error("bdev_malloc_create",
+			"{\"num_blocks\":256,\"block_size\":100}"),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS);
+	assert_int_equal(ut_rpc_text_error("bdev_malloc_create", "{\"block_size\":512}"),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS);
+	assert_int_equal(ut_rpc_text_error("bdev_malloc_create",
+			"{\"name\":\"M1\",\"num_blocks\":8,\"block_size\":512}"),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS);
+	assert_int_equal(ut_rpc_text_error("bdev_malloc_create",
+		"{\"name\":\"M2\",\"num_blocks\":8,\"block_size\":512,\"uuid\":\"xyz\"}"),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS);
 	/* Deprecated name still works. */
 	r = ut_rpc_text("construct_malloc_bdev", "{\"name\":\"M2\",\"num_blocks\":8,\"block_size\":4096}");
 	assert_string_equal(json_string_value(json_object_get(r, "result")), "M2");
@@ -180,19 +178,17 @@ static void test_rpc(void **state)
 	r = ut_rpc_text("get_bdevs", NULL);
 	assert_int_equal(json_array_size(json_object_get(r, "result")), 2);
 	json_decref(r);
-	r = ut_rpc_text("bdev_get_bdevs", "{\"name\":\"nope\"}");
-	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
-	json_decref(r);
+	assert_int_equal(ut_rpc_text_error("bdev_get_bdevs", "{\"name\":\"nope\"}"),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS);
 
 	r = ut_rpc_text("bdev_set_qos_limit", "{\"name\":\"M1\",\"rw_ios_per_sec\":20000}");
 	assert_true(json_is_true(json_object_get(r, "result")));
 	json_decref(r);
-	r = ut_rpc_text("bdev_set_qos_limit", "{\"name\":\"M1\"}");
-	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
-	json_decref(r);
-	r = ut_rpc_text("bdev_set_qos_limit", "{\"name\":\"zz\",\"rw_ios_per_sec\":1}");
-	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
-	json_decref(r);
+	assert_int_equal(ut_rpc_text_error("bdev_set_qos_limit", "{\"name\":\"M1\"}"),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS);
+	assert_int_equal(ut_rpc_text_error("bdev_set_qos_limit",
+			"{\"name\":\"zz\",\"rw_ios_per_sec\":1}"),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS);
 	r = ut_rpc_text("bdev_get_bdevs", "{\"name\":\"M1\"}");
 	b = json_array_get(json_object_get(r, "result"), 0);
 	assert_int_equal(json_integer_value(json_object_get(
@@ -207,9 +203,8 @@ static void test_rpc(void **state)
 	assert_non_null(json_object_get(json_array_get(json_object_get(res, "bdevs"), 0),
 					"num_read_ops"));
 	json_decref(r);
-	r = ut_rpc_text("bdev_get_iostat", "{\"name\":\"nope\"}");
-	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
-	json_decref(r);
+	assert_int_equal(ut_rpc_text_error("bdev_get_iostat", "{\"name\":\"nope\"}"),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS);
 	r = ut_rpc_text("bdev_wait_for_examine", NULL);
 	assert_true(json_is_true(json_object_get(r, "result")));
 	json_decref(r);
@@ -238,17 +233,17 @@ static void test_rpc(void **state)
 				    "\"md_size\":8}");
 	assert_string_equal(json_string_value(json_object_get(r, "result")), "N1");
 	json_decref(r);
-	r = ut_rpc_text("construct_null_bdev", "{\"name\":\"N2\",\"num_blocks\":16}");
-	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
-	json_decref(r);
+	assert_int_equal(ut_rpc_text_error("construct_null_bdev",
+			"{\"name\":\"N2\",\"num_blocks\":16}"),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS);
 	/* A null bdev needs a name and has no optimal_io_boundary (malloc has both). */
-	r = ut_rpc_text("bdev_null_create", "{\"num_blocks\":16,\"block_size\":512}");
-	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
-	json_decref(r);
-	r = ut_rpc_text("bdev_null_create", "{\"name\":\"N3\",\"num_blocks\":16,\"block_size\":512,"
-				    "\"optimal_io_boundary\":8}");
-	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
-	json_decref(r);
+	assert_int_equal(ut_rpc_text_error("bdev_null_create",
+			"{\"num_blocks\":16,\"block_size\":512}"),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS);
+	assert_int_equal(ut_rpc_text_error("bdev_null_create",
+			"{\"name\":\"N3\",\"num_blocks\":16,\"block_size\":512,"
+				    "\"optimal_io_boundary\":8}"),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS);
 	assert_null(ust_bdev_get_by_name("N3"));
 	r = ut_rpc_text("bdev_null_delete", "{\"name\":\"N1\"}");
 	assert_true(json_is_true(json_object_get(r, "result")));
@@ -259,9 +254,8 @@ static void test_rpc(void **state)
 	r = ut_rpc_text("delete_malloc_bdev", "{\"name\":\"M2\"}");
 	assert_true(json_is_true(json_object_get(r, "result")));
 	json_decref(r);
-	r = ut_rpc_text("bdev_malloc_delete", "{\"name\":\"M2\"}");
-	assert_int_equal(ut_rpc_error_code(r), UST_JSONRPC_ERROR_INVALID_PARAMS);
-	json_decref(r);
+	assert_int_equal(ut_rpc_text_error("bdev_malloc_delete", "{\"name\":\"M2\"}"),
+			 UST_JSONRPC_ERROR_INVALID_PARAMS);
 	assert_null(ust_bdev_first());
 }
 

@@ -37,3 +37,12 @@ int ut_rpc_error_code(json_t *resp)
 
 	return err != NULL ? (int)json_integer_value(json_object_get(err, "code")) : 0;
 }
+
+int ut_rpc_text_error(const char *method, const char *params_text)
+{
+	json_t *r = ut_rpc_text(method, params_text);
+	int code = ut_rpc_error_code(r);
+
+	json_decref(r);
+	return code;
+}

@@ -14,5 +14,7 @@ json_t *ut_rpc(const char *method, json_t *params);
 json_t *ut_rpc_text(const char *method, const char *params_text);
 /* The response's error code; 0 for a result. */
 int ut_rpc_error_code(json_t *resp);
+/* ut_rpc_text, answered: its error code (0 for a result); the response is freed. */
+int ut_rpc_text_error(const char *method, const char *params_text);
 
 #endif

@@ -23,13 +23,16 @@ usage: $prog [config|status|reset|help]
   config (default)  reserve HUGEMEM MiB of hugepages, mount hugetlbfs on
                     /dev/hugepages if no hugetlbfs is mounted, raise
                     fs.pipe-max-size to 2 MiB (a FUSE mount then takes large
-                    writes by splice, one copy less), and bind every
+                    writes by splice, one copy less), turn on guest halt
+                    polling in a VM guest whose cpuidle driver is haltpoll
+                    (see HALT_POLL_NS), and bind every
                     NVMe function (class 0108) and virtio-blk/virtio-scsi
                     function (vendor 1af4) to vfio-pci, or to uio_pci_generic
                     when the machine has no IOMMU (/sys/kernel/iommu_groups is
                     empty). Devices with a mounted filesystem, active swap or
                     holders (dm, md) on them are skipped with a message.
-  status            hugepages per NUMA node (page size, total, free) and a
+  status            hugepages per NUMA node (page size, total, free), the
+                    guest halt polling limit, and a
                     table of NVMe and virtio storage functions: BDF, NUMA
                     node, vendor:device, driver, kernel device name.
   reset             give the devices back to their kernel drivers (clear
@@ -50,6 +53,9 @@ environment:
                          or root); that user also needs a memlock limit
                          large enough for the DMA memory it maps
   CLEAR_HUGE=yes         reset: also release the reserved hugepages
+  HALT_POLL_NS=ns        guest halt polling limit to set where it is lower
+                         (default 200000, the kernel's own default; some
+                         hosts boot their guests with 0); "keep": leave it
 EOF
 }
 
@@ -369,9 +375,33 @@ raise_pipe_max() {
 	fi
 }
 
+# In a VM guest with the haltpoll cpuidle driver, an idle vCPU polls up to
+# guest_halt_poll_ns before it halts (Documentation/virt/guest-halt-polling.rst).
+# At 0 every wakeup of a halted vCPU is an exit to the host: a FUSE request
+# wakes the client that waits for it on the other vCPU, and that wakeup
+# cost two thirds of a round trip on a guest booted with 0 (bench/fs).
+HALT_POLL_PARAM=/sys/module/haltpoll/parameters/guest_halt_poll_ns
+raise_halt_poll() {
+	local want=${HALT_POLL_NS:-200000} cur
+	[ "$want" = keep ] && return 0
+	[ "$(rd /sys/devices/system/cpu/cpuidle/current_driver)" = haltpoll ] || return 0
+	cur=$(rd "$HALT_POLL_PARAM")
+	[ -n "$cur" ] || return 0
+	[ "$cur" -ge "$want" ] && return 0
+	if echo "$want" >"$HALT_POLL_PARAM" 2>/dev/null; then
+		echo "guest halt polling raised from $cur to $want ns"
+	else
+		echo "guest halt polling stays $cur ns (cannot write $HALT_POLL_PARAM)"
+	fi
+}
+
 config() {
 	need_root config
 	parse_lists
+	case "${HALT_POLL_NS:-200000}" in
+	keep) ;;
+	'' | *[!0-9]*) die "HALT_POLL_NS='$HALT_POLL_NS': give nanoseconds or 'keep'" ;;
+	esac
 	local drv=${DRIVER_OVERRIDE:-}
 	if [ -z "$drv" ]; then
 		if have_iommu; then drv=vfio-pci; else drv=uio_pci_generic; fi
@@ -386,6 +416,7 @@ config() {
 
 	reserve_hugepages
 	raise_pipe_max
+	raise_halt_poll
 
 	local bdf kind cur why failed=0 n=0 grp owner
 	owner=${TARGET_USER:-${SUDO_USER:-root}}
@@ -502,6 +533,10 @@ status() {
 		done
 	fi
 	echo
+	if [ "$(rd /sys/devices/system/cpu/cpuidle/current_driver)" = haltpoll ]; then
+		echo "Guest halt polling: $(rd "$HALT_POLL_PARAM") ns"
+		echo
+	fi
 	echo "Devices"
 	printf '%-14s %-5s %-10s %-12s %-16s %s\n' BDF numa vendor:dev type driver kernel-dev
 	local bdf kind node v dv

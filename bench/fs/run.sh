@@ -194,6 +194,14 @@ run_meta() {
 }
 
 echo "bench/fs: RUNTIME=${RUNTIME}s SIZE=$SIZE N=$N ioengine=$IOENGINE direct=1, load $(cut -d' ' -f1-3 /proc/loadavg)"
+# Every synchronous FUSE request wakes its caller on the other vCPU; where
+# the guest's idle vCPUs do not poll, that wakeup is an exit to the host and
+# most of a round trip (scripts/setup.sh config turns polling on).
+halt_poll=/sys/module/haltpoll/parameters/guest_halt_poll_ns
+if [ "$(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null)" = haltpoll ]; then
+	echo "  guest halt polling: $(cat $halt_poll) ns$( [ "$(cat $halt_poll)" = 0 ] &&
+		echo " (off: each FUSE round trip pays a vCPU wakeup from halt; scripts/setup.sh config sets it)")"
+fi
 start_ustor
 echo "  ustor: running the fio jobs and $N files on $work/ustor"
 run_fio ustor "$work/ustor"

@@ -4,7 +4,9 @@
  * of damaged blobs.
  *
  * Guarantees (docs/blobstore-format.md 5, 9.2): format writes in the
- * documented four flushed steps; a load writes the primary with clean = 0
+ * documented four flushed steps (with prealloc_md, the second writes zero
+ * pages over the whole metadata region instead of write-zeroes over the
+ * root slots, so that a thin device allocates it all at format); a load writes the primary with clean = 0
  * and flushes it before any other write, so stale on-disk bitmaps are never
  * trusted after a crash; a clean load verifies the bitmap checksums and falls
  * back to a dirty load (bs_recover.c) on any doubt; unload writes bitmaps,
@@ -26,6 +28,7 @@ enum store_state {
 	ST_FLUSH, /* flush, then go to op->next: every "write, flush" pair */
 	ST_FMT_ZERO_SB,
 	ST_FMT_ROOTS,
+	ST_FMT_FILL, /* prealloc_md: zero pages over root slots and pool, a window at a time */
 	ST_FMT_BACKUP,
 	ST_FMT_PRIMARY,
 	ST_READ_PRIMARY,
@@ -66,12 +69,20 @@ struct store_op {
 	struct ust_bs_super next_sb;
 	char bstype[UST_BS_BSTYPE_MAX + 1];
 	struct ust_bs_opts opts;
+	/* ST_FMT_FILL: the pages still to write, and the zeroes they are written from */
+	uint64_t fill_next;
+	uint64_t fill_end;
+	void *fill_buf;
 	ust_bs_op_with_handle_cb hcb;
 	ust_bs_op_cb cb;
 	void *arg;
 };
 
 static void store_step(struct store_op *op);
+
+/* prealloc_md: pages per zero write (1 MiB) and writes in flight at once */
+#define FMT_FILL_PAGES 256
+#define FMT_FILL_DEPTH 8
 
 /* ---- allocation bitmaps ---------------------------------------------------------- */
 
@@ -426,6 +437,7 @@ static struct store_op *op_new(struct ust_blob_store *bs, enum store_state state
 
 static void op_free(struct store_op *op)
 {
+	bs_dma_free(op->fill_buf);
 	bs_dma_free(op->page);
 	bs_dma_free(op->page2);
 	free(op);
@@ -599,6 +611,37 @@ static void then_flush(struct store_op *op, enum store_state after)
 	op->next = after;
 }
 
+/*
+ * prealloc_md: the next window of zero-page writes over the metadata
+ * region, each step waiting for the one before (store_io_done); after the
+ * last, the bitmaps as ST_FMT_ROOTS writes them, then its flush. Plain
+ * writes, not write-zeroes: a file bdev turns those into hole punches, and
+ * the point is that the device backs every metadata page now. The region
+ * is about 3 x max_blobs pages, so windows of FMT_FILL_DEPTH writes keep
+ * the bdev's queue bounded however large the store.
+ */
+static void fill_md(struct store_op *op)
+{
+	uint64_t n;
+	int i;
+
+	io_begin(op);
+	if (op->fill_next == op->fill_end) {
+		then_flush(op, ST_FMT_BACKUP);
+		write_bitmaps(op);
+	}
+	for (i = 0; i < FMT_FILL_DEPTH && op->fill_next < op->fill_end; i++) {
+		n = op->fill_end - op->fill_next;
+		if (n > FMT_FILL_PAGES) {
+			n = FMT_FILL_PAGES;
+		}
+		op->pending++;
+		bs_dev_write_pages(op->bs, op->fill_next, (uint32_t)n, op->fill_buf, store_io_done, op);
+		op->fill_next += n;
+	}
+	io_end(op);
+}
+
 static void store_step(struct store_op *op)
 {
 	struct ust_blob_store *bs = op->bs;
@@ -651,12 +694,28 @@ static void store_step(struct store_op *op)
 		io_end(op);
 		break;
 	case ST_FMT_ROOTS:
+		if (op->opts.prealloc_md) {
+			op->fill_next = bs->sb.root_slots.start;
+			op->fill_end = (uint64_t)bs->sb.md_pool.start + bs->sb.md_pool.pages;
+			op->fill_buf = bs_dma_page_alloc(FMT_FILL_PAGES);
+			if (op->fill_buf == NULL) {
+				op->rc = -ENOMEM;
+				op_finish(op);
+				return;
+			}
+			op->state = ST_FMT_FILL;
+			fill_md(op);
+			break;
+		}
 		then_flush(op, ST_FMT_BACKUP);
 		io_begin(op);
 		op->pending++;
 		bs_dev_zero_pages(bs, bs->sb.root_slots.start, bs->sb.root_slots.pages, store_io_done, op);
 		write_bitmaps(op);
 		io_end(op);
+		break;
+	case ST_FMT_FILL:
+		fill_md(op);
 		break;
 	case ST_FMT_BACKUP:
 		then_flush(op, ST_FMT_PRIMARY);

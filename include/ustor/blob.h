@@ -69,6 +69,17 @@ struct ust_bs_opts {
 	 * load refuses a store of another type with -EILSEQ (empty: any type).
 	 */
 	char bstype[UST_BS_BSTYPE_MAX + 1];
+	/*
+	 * Format only. Write zero pages over the whole metadata region (root
+	 * slots and pool, about 3 x max_blobs pages) instead of write-zeroes
+	 * over the root slots, as mkfs.ext4 without lazy_itable_init writes
+	 * its inode tables: a thin or sparse device (a file bdev on a sparse
+	 * image, a thin LUN) then holds every metadata page from the start,
+	 * so a later metadata write neither meets a full backing store nor
+	 * pays the first allocation of its page. Costs the region's size in
+	 * writes at format and in space on such a device.
+	 */
+	bool prealloc_md;
 };
 
 void ust_bs_opts_init(struct ust_bs_opts *opts);

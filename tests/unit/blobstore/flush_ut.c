@@ -40,20 +40,11 @@ static int drop_bdev(void **state)
 	return bt_malloc_delete(DEV);
 }
 
-static void stat_done(struct ust_bdev *bdev, struct ust_bdev_io_stat *stat, void *ctx, int rc)
-{
-	(void)bdev;
-	(void)stat;
-	bt_op_cb(ctx, rc);
-}
-
 static uint64_t flushes(void)
 {
 	struct ust_bdev_io_stat st;
 
-	ust_bdev_get_iostat(ust_bdev_get_by_name(DEV), &st, stat_done, bt_begin());
-	bt_finish();
-	assert_int_equal(bt_r.rc, 0);
+	bt_iostat(DEV, &st);
 	return st.num_flush_ops;
 }
 

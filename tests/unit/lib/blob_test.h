@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ustor/bdev.h"
 #include "ustor/blob.h"
 #include "ustor/blob_fsck.h"
 #include "ustor/thread.h"
@@ -48,11 +49,14 @@ int bt_malloc_delete(const char *name);
 /* Raw bdev access (only while no store claims it: opened read-write otherwise). */
 void bt_raw_read(const char *bdev, uint64_t offset, void *buf, uint64_t len);
 void bt_raw_write(const char *bdev, uint64_t offset, const void *buf, uint64_t len);
+/* The bdev's I/O statistics (ust_bdev_get_iostat), asserting success. */
+void bt_iostat(const char *bdev, struct ust_bdev_io_stat *st);
 
 /* ---- synchronous blobstore calls: each returns the callback's errno ------------- */
 
 int bt_init(const char *bdev, uint32_t cluster_size, uint32_t max_blobs,
 	    struct ust_blob_store **bs);
+int bt_init_opts(const char *bdev, const struct ust_bs_opts *opts, struct ust_blob_store **bs);
 int bt_load(const char *bdev, struct ust_blob_store **bs);
 int bt_unload(struct ust_blob_store *bs);
 int bt_create(struct ust_blob_store *bs, uint64_t clusters, bool thin, ust_blob_id *id);

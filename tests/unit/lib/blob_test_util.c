@@ -203,16 +203,36 @@ void bt_raw_write(const char *bdev, uint64_t offset, const void *buf, uint64_t l
 
 /* ---- synchronous blobstore calls ------------------------------------------------------ */
 
+static void iostat_done(struct ust_bdev *bdev, struct ust_bdev_io_stat *stat, void *ctx, int rc)
+{
+	(void)bdev;
+	(void)stat;
+	bt_op_cb(ctx, rc);
+}
+
+void bt_iostat(const char *bdev, struct ust_bdev_io_stat *st)
+{
+	ust_bdev_get_iostat(ust_bdev_get_by_name(bdev), st, iostat_done, bt_begin());
+	bt_finish();
+	assert_int_equal(bt_r.rc, 0);
+}
+
 int bt_init(const char *bdev, uint32_t cluster_size, uint32_t max_blobs,
 	    struct ust_blob_store **bs)
 {
 	struct ust_bs_opts o;
-	struct bt_done d = {0};
 
 	ust_bs_opts_init(&o);
 	o.cluster_size = cluster_size;
 	o.max_blobs = max_blobs;
-	ust_bs_init(bdev, &o, bt_bs_cb, &d);
+	return bt_init_opts(bdev, &o, bs);
+}
+
+int bt_init_opts(const char *bdev, const struct ust_bs_opts *opts, struct ust_blob_store **bs)
+{
+	struct bt_done d = {0};
+
+	ust_bs_init(bdev, opts, bt_bs_cb, &d);
 	bt_wait(&d);
 	*bs = d.bs;
 	return d.rc;

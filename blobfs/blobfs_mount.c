@@ -572,6 +572,7 @@ static void mount_step(struct bfs_mount *m)
 		snprintf(bo.bstype, sizeof(bo.bstype), "%s", UST_BLOBFS_BSTYPE);
 		bo.cluster_size = m->opts.cluster_size != 0 ? m->opts.cluster_size : 64u << 10;
 		bo.max_blobs = m->opts.max_inodes;
+		bo.prealloc_md = m->opts.prealloc_md;
 		m->state = M_STORE_READY;
 		ust_bs_share_init(m->bdev, &bo, m_bs_cb, m);
 		return;

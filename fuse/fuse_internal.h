@@ -133,6 +133,7 @@ struct fmnt {
 	enum ust_fuse_format format;
 	uint32_t cluster_size;
 	uint32_t max_inodes;
+	bool prealloc_md;
 	struct ust_ring *bufs; /* recycled large data buffers (fuse_buf.c) */
 
 	/* From the options. */

@@ -478,6 +478,7 @@ static void fmnt_step(struct fmnt *m)
 		ust_blobfs_opts_init(&bo);
 		bo.cluster_size = m->cluster_size;
 		bo.max_inodes = m->max_inodes;
+		bo.prealloc_md = m->prealloc_md;
 		if (m->sync_interval_ms != 0) {
 			bo.sync_interval_ms = m->sync_interval_ms;
 		}
@@ -681,6 +682,11 @@ uint32_t ust_fuse_mount_get_max_inodes(const struct ust_fuse_mount *m)
 	return ((const struct fmnt *)m)->max_inodes;
 }
 
+bool ust_fuse_mount_get_prealloc_md(const struct ust_fuse_mount *m)
+{
+	return ((const struct fmnt *)m)->prealloc_md;
+}
+
 bool ust_fuse_mount_is_live(const struct ust_fuse_mount *m)
 {
 	return atomic_load(&((const struct fmnt *)m)->live);
@@ -758,6 +764,7 @@ void ust_fuse_mount(const struct ust_fuse_mount_opts *opts, ust_fuse_mount_cb cb
 	m->format = opts->format;
 	m->cluster_size = opts->cluster_size;
 	m->max_inodes = opts->max_inodes;
+	m->prealloc_md = opts->prealloc_md;
 	m->ended_cb = opts->ended_cb;
 	m->ended_arg = opts->ended_arg;
 	m->mount_cb = cb;

@@ -32,6 +32,7 @@ struct rpc_create {
 	char *bdev_name;
 	uint32_t cluster_sz;
 	uint32_t max_inodes;
+	bool prealloc_md;
 	struct ust_rpc_request *req;
 };
 
@@ -39,6 +40,7 @@ static const struct ust_json_object_decoder g_create_decoders[] = {
 	{"bdev_name", offsetof(struct rpc_create, bdev_name), ust_json_decode_string, false},
 	{"cluster_sz", offsetof(struct rpc_create, cluster_sz), ust_json_decode_uint32, true},
 	{"max_inodes", offsetof(struct rpc_create, max_inodes), ust_json_decode_uint32, true},
+	{"prealloc_md", offsetof(struct rpc_create, prealloc_md), ust_json_decode_bool, true},
 };
 
 static void rpc_create_free(struct rpc_create *c)
@@ -81,6 +83,7 @@ static void create_examined(void *ctx)
 	ust_blobfs_opts_init(&opts);
 	opts.cluster_size = c->cluster_sz;
 	opts.max_inodes = c->max_inodes;
+	opts.prealloc_md = c->prealloc_md;
 	ust_blobfs_format(c->bdev_name, &opts, NULL, create_formatted, c);
 }
 
@@ -156,6 +159,7 @@ struct rpc_mount {
 	bool format_if_empty;
 	uint32_t cluster_sz;
 	uint32_t max_inodes;
+	bool prealloc_md;
 	struct ust_rpc_request *req;
 };
 
@@ -167,6 +171,7 @@ static const struct ust_json_object_decoder g_mount_decoders[] = {
 	 true},
 	{"cluster_sz", offsetof(struct rpc_mount, cluster_sz), ust_json_decode_uint32, true},
 	{"max_inodes", offsetof(struct rpc_mount, max_inodes), ust_json_decode_uint32, true},
+	{"prealloc_md", offsetof(struct rpc_mount, prealloc_md), ust_json_decode_bool, true},
 };
 
 static void rpc_mount_free(struct rpc_mount *p)
@@ -283,6 +288,7 @@ static void rpc_blobfs_mount(struct ust_rpc_request *req, const json_t *params)
 	opts.format = p->format_if_empty ? UST_FUSE_FORMAT_IF_EMPTY : UST_FUSE_FORMAT_NEVER;
 	opts.cluster_size = p->cluster_sz;
 	opts.max_inodes = p->max_inodes;
+	opts.prealloc_md = p->prealloc_md;
 	opts.ended_cb = mount_ended;
 	ust_fuse_mount(&opts, mount_done, p);
 }
@@ -468,6 +474,9 @@ static void blobfs_write_config_json(json_t *calls)
 			if (ust_fuse_mount_get_max_inodes(m) != 0) {
 				json_object_set_new(params, "max_inodes",
 						    json_integer(ust_fuse_mount_get_max_inodes(m)));
+			}
+			if (ust_fuse_mount_get_prealloc_md(m)) {
+				json_object_set_new(params, "prealloc_md", json_true());
 			}
 		}
 		json_array_append_new(calls, json_pack("{s:s, s:o}", "method", "blobfs_mount",

@@ -7,7 +7,8 @@
  * --image puts a file-backed bdev (io_uring, or libaio where io_uring is
  * unavailable) on FILE; with --format a missing FILE is created sparse with
  * --size bytes and the file system is formatted (--cluster-size and
- * --max-inodes shape it, and are refused without --format: they could not
+ * --max-inodes shape it, --prealloc-md writes its whole metadata region
+ * at once; all three are refused without --format: they could not
  * change an existing file system). -c replays a JSON config (any bdev) and
  * --bdev names the bdev to mount.
  *
@@ -46,6 +47,7 @@ enum {
 	OPT_BDEV,
 	OPT_CLUSTER_SIZE,
 	OPT_MAX_INODES,
+	OPT_PREALLOC_MD,
 };
 
 static struct {
@@ -57,6 +59,7 @@ static struct {
 	char *options;
 	uint32_t cluster_size;
 	uint32_t max_inodes;
+	bool prealloc_md;
 	char mountpoint[PATH_MAX];
 	int status_fd; /* daemon: write end of the pipe to the waiting parent; -1 otherwise */
 	int rc;
@@ -75,6 +78,7 @@ static const struct option g_long[] = {
 	{"bdev", required_argument, NULL, OPT_BDEV},
 	{"cluster-size", required_argument, NULL, OPT_CLUSTER_SIZE},
 	{"max-inodes", required_argument, NULL, OPT_MAX_INODES},
+	{"prealloc-md", no_argument, NULL, OPT_PREALLOC_MD},
 	{NULL, 0, NULL, 0},
 };
 
@@ -92,6 +96,8 @@ static void usage(void)
 	       "     --max-inodes N      inodes when formatting, two of them the file system's\n"
 	       "                         own; at most 16M, 12 KiB of metadata each\n"
 	       "                         (default: one per 4 clusters, 64 to 1M)\n"
+	       "     --prealloc-md       when formatting, write the whole metadata region\n"
+	       "                         (12 KiB per inode) so a sparse image holds it now\n"
 	       " -o, --options OPTS      mount options: allow_other, default_permissions, ro,\n"
 	       "                         attr_timeout=S, entry_timeout=S, negative_timeout=S,\n"
 	       "                         writeback_cache, sync_interval_ms=N, ... (repeatable)\n"
@@ -180,6 +186,9 @@ static int parse_opt(int ch, char *arg, void *ctx)
 			return -EINVAL;
 		}
 		g_mnt.max_inodes = (uint32_t)v;
+		return 0;
+	case OPT_PREALLOC_MD:
+		g_mnt.prealloc_md = true;
 		return 0;
 	default:
 		return -EINVAL;
@@ -284,6 +293,7 @@ static void do_mount(const char *bdev_name)
 	opts.format = g_mnt.format ? UST_FUSE_FORMAT_ALWAYS : UST_FUSE_FORMAT_NEVER;
 	opts.cluster_size = g_mnt.cluster_size;
 	opts.max_inodes = g_mnt.max_inodes;
+	opts.prealloc_md = g_mnt.prealloc_md;
 	opts.ended_cb = mount_ended;
 	ust_fuse_mount(&opts, mount_done, NULL);
 }
@@ -409,8 +419,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ustor-mount: give either --image FILE or -c CONFIG --bdev NAME\n");
 		return 2;
 	}
-	if (!g_mnt.format && (g_mnt.cluster_size != 0 || g_mnt.max_inodes != 0)) {
-		fprintf(stderr, "ustor-mount: --cluster-size and --max-inodes need --format\n");
+	if (!g_mnt.format && (g_mnt.cluster_size != 0 || g_mnt.max_inodes != 0 || g_mnt.prealloc_md)) {
+		fprintf(stderr, "ustor-mount: --cluster-size, --max-inodes and --prealloc-md need --format\n");
 		return 2;
 	}
 	if (g_mnt.bdev != NULL && opts.config_file == NULL) {

@@ -75,9 +75,12 @@ mkdir "$work/ustor" "$work/ext4" "$work/res"
 
 # ustor-mount in the foreground of a background job, so its pid is ours to
 # profile and to wait for; the mount point appearing means it is serving.
+# --prealloc-md writes the metadata region at format, as ext4's mkfs below
+# writes its inode tables (lazy_itable_init=0): neither side's timed phases
+# then allocate image pages for metadata.
 start_ustor() {
 	# shellcheck disable=SC2086
-	"$MOUNT_BIN" -f --no-huge --format --size "$img_bytes" --image "$work/ustor.img" \
+	"$MOUNT_BIN" -f --no-huge --format --prealloc-md --size "$img_bytes" --image "$work/ustor.img" \
 		-r "$work/rpc.sock" $MOUNT_ARGS "$work/ustor" >"$work/ustor-mount.log" 2>&1 &
 	mount_pid=$!
 	for _ in $(seq 600); do

@@ -174,6 +174,12 @@ struct ust_blobfs_opts {
 	 */
 	uint32_t max_inodes;
 	uint32_t sync_interval_ms; /* flush of size/times changed by writes; 0: 5000 */
+	/*
+	 * Format only: allocate the store's whole metadata region on the
+	 * device at format (ust_bs_opts.prealloc_md), 12 KiB per inode slot.
+	 * A new store only; adding to another owner's store keeps its region.
+	 */
+	bool prealloc_md;
 };
 
 void ust_blobfs_opts_init(struct ust_blobfs_opts *opts);

@@ -65,6 +65,8 @@ struct ust_fuse_mount_opts {
 	 * keeps that store's slots.
 	 */
 	uint32_t max_inodes;
+	/* Format only: allocate the metadata region at format (ust_blobfs_opts). */
+	bool prealloc_md;
 	/*
 	 * Called (app thread) when the mount ended without ust_fuse_umount():
 	 * the kernel side was unmounted. rc is the teardown's result (0: the
@@ -105,6 +107,7 @@ const char *ust_fuse_mount_get_options(const struct ust_fuse_mount *m); /* "" if
 enum ust_fuse_format ust_fuse_mount_get_format(const struct ust_fuse_mount *m);
 uint32_t ust_fuse_mount_get_cluster_size(const struct ust_fuse_mount *m);
 uint32_t ust_fuse_mount_get_max_inodes(const struct ust_fuse_mount *m); /* as given */
+bool ust_fuse_mount_get_prealloc_md(const struct ust_fuse_mount *m);
 /* True while the mount serves requests (not starting, not ending). */
 bool ust_fuse_mount_is_live(const struct ust_fuse_mount *m);
 

@@ -7,6 +7,8 @@ from rpc import cmd
 
 MAX_INODES_HELP = ("files, directories and symlinks the file system can hold, at most 2^24; "
                    "12 KiB of metadata each (default: one per 4 clusters, 64 to 2^20)")
+PREALLOC_MD_HELP = ("write the whole metadata region (12 KiB per inode) at format, so that a "
+                    "sparse or thin device holds it from the start")
 
 
 def _positive(text):
@@ -25,6 +27,8 @@ def _create(client, args):
         params["cluster_sz"] = args.cluster_sz
     if args.max_inodes is not None:
         params["max_inodes"] = args.max_inodes
+    if args.prealloc_md:
+        params["prealloc_md"] = True
     return client.call("blobfs_create", params)
 
 
@@ -38,6 +42,8 @@ def _mount(client, args):
         params["cluster_sz"] = args.cluster_sz
     if args.max_inodes is not None:
         params["max_inodes"] = args.max_inodes
+    if args.prealloc_md:
+        params["prealloc_md"] = True
     return client.call("blobfs_mount", params)
 
 
@@ -54,6 +60,7 @@ def register(sub):
     p.add_argument("-c", "--cluster-sz", type=_positive,
                    help="cluster size in bytes, a power of two (default 64 KiB)")
     p.add_argument("--max-inodes", type=_positive, help=MAX_INODES_HELP)
+    p.add_argument("--prealloc-md", action="store_true", help=PREALLOC_MD_HELP)
 
     p = cmd.add(sub, "blobfs_mount", "Mount a bdev's blobfs at a directory through FUSE",
                 _mount)
@@ -68,6 +75,8 @@ def register(sub):
                    help="cluster size when --format-if-empty formats")
     p.add_argument("--max-inodes", type=_positive,
                    help="when --format-if-empty formats: " + MAX_INODES_HELP)
+    p.add_argument("--prealloc-md", action="store_true",
+                   help="when --format-if-empty formats: " + PREALLOC_MD_HELP)
 
     p = cmd.add(sub, "blobfs_umount", "Unmount a blobfs FUSE mount", _umount)
     p.add_argument("mountpoint", help="where it is mounted")

@@ -9,7 +9,8 @@ next mount finds the data). max_inodes: blobfs_create and blobfs_mount's
 format_if_empty set statvfs's inode count (0 keeps the default), save_config
 keeps it and a replay onto a blank bdev formats with it, and bad values
 (negative, not an integer, above 2^24) are JSON-RPC errors that leave the
-bdev alone. A bdev deleted under a live mount ends the mount at once (open
+bdev alone. prealloc_md: the same three ways, the sparse image holds the
+metadata region once formatted (and does not without it). A bdev deleted under a live mount ends the mount at once (open
 files get ENOTCONN, the delete answers) and the same bytes mount again with
 their fsynced data.
 
@@ -187,6 +188,64 @@ def check_max_inodes(work, sock):
         os.rmdir(m)
 
 
+def allocated(path):
+    return os.stat(path).st_blocks * 512
+
+
+def check_prealloc_md(work, sock):
+    """prealloc_md through blobfs_create, blobfs_mount and save_config: the
+    sparse image holds the whole metadata region (two root pages and at
+    least one pool page per inode) once formatted, and a bad value is a
+    JSON-RPC error that formats nothing."""
+    img, mnt = os.path.join(work, "img_pre"), os.path.join(work, "mnt_pre")
+    cfg = os.path.join(work, "saved_pre.json")
+    region = 3 * 1000 * 4096
+    os.mkdir(mnt)
+    mounts_to_clean.append(mnt)
+    blank_image(img)
+
+    d = Daemon(sock)
+    d.rpc("bdev_aio_create", img, "fs0", "4096")
+    for bad in ("yes", 1, None):
+        e = d.rpc_error("blobfs_create", {"bdev_name": "fs0", "prealloc_md": bad})
+        check(e.code == -32602, "blobfs_create prealloc_md %r: %s %s" % (bad, e.code, e.message))
+    check(allocated(img) == 0, "a refused prealloc_md wrote %d bytes" % allocated(img))
+    d.rpc("blobfs_create", "fs0", "--max-inodes", "1000")
+    check(allocated(img) < region, "lazy blobfs_create: %d bytes, region %d" %
+          (allocated(img), region))
+    blank_image(img)
+    d.rpc("blobfs_create", "fs0", "--max-inodes", "1000", "--prealloc-md")
+    check(allocated(img) >= region, "blobfs_create prealloc_md: %d bytes, region %d" %
+          (allocated(img), region))
+    d.rpc("blobfs_mount", "fs0", mnt)
+    check(inodes(mnt) == (1000, 998), "prealloc_md store: %r" % (inodes(mnt),))
+    d.rpc("blobfs_umount", mnt)
+
+    # format_if_empty with prealloc_md, kept by save_config and replayed
+    blank_image(img)
+    d.rpc("blobfs_mount", "fs0", mnt, "--format-if-empty", "--max-inodes", "1000",
+          "--prealloc-md")
+    check(allocated(img) >= region, "blobfs_mount prealloc_md: %d bytes, region %d" %
+          (allocated(img), region))
+    config = d.rpc("save_config")
+    calls = {s["subsystem"]: s["config"] for s in config["subsystems"]}["blobfs"]
+    check(calls == [{"method": "blobfs_mount", "params": {
+        "bdev_name": "fs0", "mountpoint": mnt, "format_if_empty": True, "max_inodes": 1000,
+        "prealloc_md": True}}], "blobfs config with prealloc_md: %r" % calls)
+    with open(cfg, "w") as f:
+        json.dump(config, f)
+    d.stop()
+    blank_image(img)
+    d = Daemon(sock, "-c", cfg)
+    check(fl.is_mounted(mnt), "not mounted from the saved config")
+    check(allocated(img) >= region, "replayed prealloc_md: %d bytes, region %d" %
+          (allocated(img), region))
+    d.stop()
+    for p in (img, cfg):
+        os.unlink(p)
+    os.rmdir(mnt)
+
+
 def main():
     work = fl.tmpdir("fuse_rpc")
     img = os.path.join(work, "img")
@@ -319,6 +378,7 @@ def main():
     os.rmdir(os.path.join(work, "var"))
 
     check_max_inodes(work, sock)
+    check_prealloc_md(work, sock)
     for p in (img, cfg):
         os.unlink(p)
     os.rmdir(mnt)

@@ -6,7 +6,8 @@
  * Guarantees (docs/blobstore-format.md 5, 9.2): format writes in the
  * documented four flushed steps (with prealloc_md, the second writes zero
  * pages over the whole metadata region instead of write-zeroes over the
- * root slots, so that a thin device allocates it all at format); a load writes the primary with clean = 0
+ * root slots, so that a thin device allocates it all at format); a load
+ * writes the primary with clean = 0
  * and flushes it before any other write, so stale on-disk bitmaps are never
  * trusted after a crash; a clean load verifies the bitmap checksums and falls
  * back to a dirty load (bs_recover.c) on any doubt; unload writes bitmaps,

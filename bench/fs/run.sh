@@ -9,9 +9,14 @@
 #   RUNTIME  seconds per fio job (default 30)
 #   SIZE     size of the fio data file (default 1G)
 #   N        files of the metadata phases (default 100000)
+#   REPEAT   rounds of the metadata phases per file system, each in a
+#            fresh directory; the table takes each phase's median (default 3)
 #   IOENGINE fio engine (default libaio; io_uring works too)
 #   PROFILE  1: perf record ustor-mount during its jobs, print the top symbols
-#   MOUNT_ARGS extra ustor-mount arguments (e.g. "-m 0x2 -o writeback_cache")
+#   MOUNT_ARGS extra ustor-mount arguments (e.g. "-o writeback_cache")
+#   WORK_CPUS  CPUs (taskset list) for fio and the metadata loop on both
+#            file systems; default every CPU but 0, where ustor-mount's
+#            reactor polls ("all" or a machine with one CPU: no pinning)
 #
 # Everything lives in one directory under /dev/shm: ustor's image file (a
 # file bdev on tmpfs) and ext4's image file behind a loop device, so neither
@@ -27,9 +32,14 @@ BUILDDIR=${1:-${USTOR_BUILDDIR:-build}}
 RUNTIME=${RUNTIME:-30}
 SIZE=${SIZE:-1G}
 N=${N:-100000}
+REPEAT=${REPEAT:-3}
 IOENGINE=${IOENGINE:-libaio}
 PROFILE=${PROFILE:-0}
 MOUNT_ARGS=${MOUNT_ARGS:-}
+NCPU=$(nproc)
+if [ -z "${WORK_CPUS:-}" ]; then
+	if [ "$NCPU" -gt 1 ]; then WORK_CPUS=1-$((NCPU - 1)); else WORK_CPUS=all; fi
+fi
 MOUNT_BIN=$BUILDDIR/bin/ustor-mount
 META_BIN=$BUILDDIR/bench/fs
 
@@ -38,10 +48,20 @@ die() { echo "bench/fs: $*" >&2; exit 1; }
 if [ ! -x "$MOUNT_BIN" ] || [ ! -x "$META_BIN" ]; then
 	die "build first: make BUILDDIR=$BUILDDIR apps benches"
 fi
-for t in fio losetup mkfs.ext4 fusermount3 python3; do
+for t in fio losetup mkfs.ext4 fusermount3 python3 taskset; do
 	command -v $t >/dev/null || die "$t is not installed"
 done
 size_bytes=$(numfmt --from=iec "$SIZE") || die "bad SIZE '$SIZE'"
+case "$REPEAT" in '' | *[!0-9]* | 0) die "bad REPEAT '$REPEAT'" ;; esac
+# The workload never shares a CPU with the reactor, which polls its core
+# without pause: the scheduler would otherwise sometimes put fio or the
+# metadata loop there, and every FUSE round trip would then wait for a
+# context switch. Both file systems' workloads run on the same CPUs.
+PIN=()
+if [ "$WORK_CPUS" != all ]; then
+	PIN=(taskset -c "$WORK_CPUS")
+	"${PIN[@]}" true || die "bad WORK_CPUS '$WORK_CPUS'"
+fi
 # Both images are sparse files of the same size: room for the data file and
 # its metadata, and for N inodes on ustor, whose blobstore formats one inode
 # (blob) per 4 clusters of 64 KiB (ust_bs_opts.max_blobs default).
@@ -80,7 +100,7 @@ mkdir "$work/ustor" "$work/ext4" "$work/res"
 # then allocate image pages for metadata.
 start_ustor() {
 	# shellcheck disable=SC2086
-	"$MOUNT_BIN" -f --no-huge --format --prealloc-md --size "$img_bytes" --image "$work/ustor.img" \
+	"$MOUNT_BIN" -f -m 0x1 --no-huge --format --prealloc-md --size "$img_bytes" --image "$work/ustor.img" \
 		-r "$work/rpc.sock" $MOUNT_ARGS "$work/ustor" >"$work/ustor-mount.log" 2>&1 &
 	mount_pid=$!
 	for _ in $(seq 600); do
@@ -149,7 +169,7 @@ run_fio() {
 		r0=$(requests "$fs")
 		profile_on "$name" "$fs"
 		# shellcheck disable=SC2086
-		fio --name="$name" --filename="$dir/fio.dat" --size="$SIZE" --ioengine="$IOENGINE" \
+		"${PIN[@]}" fio --name="$name" --filename="$dir/fio.dat" --size="$SIZE" --ioengine="$IOENGINE" \
 			--direct=1 --time_based --runtime="$RUNTIME" --group_reporting \
 			--output-format=json --output="$work/res/$fs.$name.json" $args >/dev/null ||
 			{ profile_off; die "fio $name on $fs failed"; }
@@ -165,17 +185,17 @@ PY
 	rm -f "$dir/fio.dat"
 }
 
-# run_meta FS DIR: create, miss, stat, unlink of N files in a fresh
-# directory. For ustor the phases go one at a time (fs --step), and each
-# line of res/FS.meta.txt gets the requests that phase took.
-run_meta() {
-	local fs=$1 dir=$2/meta r0 r1 line from to pid
+# meta_round FS DIR OUT: create, miss, stat, unlink of N files in the fresh
+# directory DIR, a line per phase into OUT. For ustor the phases go one at
+# a time (fs --step), and each line gets the requests that phase took.
+meta_round() {
+	local fs=$1 dir=$2 out=$3 r0 r1 line from to pid
 	mkdir "$dir" || die "mkdir $dir failed"
-	profile_on meta "$fs"
 	if [ "$fs" = ustor ]; then
 		r0=$(requests "$fs")
-		coproc META { "$META_BIN" --step "$dir" "$N"; }
+		coproc META { "${PIN[@]}" "$META_BIN" --step "$dir" "$N"; }
 		# bash drops META once the program exits: keep the ends and the pid
+		# shellcheck disable=SC2153  # META_PID is set by coproc
 		pid=$META_PID
 		exec {from}<&"${META[0]}" {to}>&"${META[1]}"
 		while IFS= read -r line <&"$from"; do
@@ -184,19 +204,42 @@ run_meta() {
 			r0=$r1
 			# it waits between phases, not after the last
 			[ "${line%% *}" = unlink ] || echo >&"$to"
-		done >"$work/res/$fs.meta.txt"
+		done >"$out"
 		exec {from}<&- {to}>&-
 		wait "$pid" || { profile_off; die "metadata phases on $fs failed"; }
 	else
-		"$META_BIN" "$dir" "$N" >"$work/res/$fs.meta.txt" ||
+		"${PIN[@]}" "$META_BIN" "$dir" "$N" >"$out" ||
 			{ profile_off; die "metadata phases on $fs failed"; }
 	fi
-	profile_off
-	sed 's/^/    /' "$work/res/$fs.meta.txt"
 	rmdir "$dir"
 }
 
-echo "bench/fs: RUNTIME=${RUNTIME}s SIZE=$SIZE N=$N ioengine=$IOENGINE direct=1, load $(cut -d' ' -f1-3 /proc/loadavg)"
+# run_meta FS DIR: REPEAT rounds; res/FS.meta.txt gets, per phase, the
+# line of the round with the median rate. The rounds' own lines are shown.
+run_meta() {
+	local fs=$1 r
+	profile_on meta "$fs"
+	for r in $(seq "$REPEAT"); do
+		meta_round "$fs" "$2/meta$r" "$work/res/$fs.meta.$r.txt"
+		sed "s/^/    round $r: /" "$work/res/$fs.meta.$r.txt"
+	done
+	profile_off
+	python3 - "$work/res/$fs.meta" "$REPEAT" >"$work/res/$fs.meta.txt" <<'PY' ||
+import sys
+base, rounds = sys.argv[1], int(sys.argv[2])
+by_phase = {}
+for r in range(1, rounds + 1):
+    for line in open("%s.%d.txt" % (base, r)):
+        by_phase.setdefault(line.split()[0], []).append(line)
+for phase, lines in by_phase.items():
+    lines.sort(key=lambda l: float(l.split()[3]))
+    sys.stdout.write(lines[(len(lines) - 1) // 2])
+PY
+		die "cannot take the medians of $fs's metadata rounds"
+}
+
+echo "bench/fs: RUNTIME=${RUNTIME}s SIZE=$SIZE N=$N REPEAT=$REPEAT ioengine=$IOENGINE direct=1, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "  reactor on CPU 0, workload on CPUs $WORK_CPUS of $NCPU"
 # Every synchronous FUSE request wakes its caller on the other vCPU; where
 # the guest's idle vCPUs do not poll, that wakeup is an exit to the host and
 # most of a round trip (scripts/setup.sh config turns polling on).

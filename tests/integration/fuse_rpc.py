@@ -120,6 +120,23 @@ def inodes(mnt):
     return st.f_files, st.f_ffree
 
 
+def replay_saved(d, sock, cfg, img, mnt, params, what):
+    """save_config holds one blobfs_mount with exactly params; stop the
+    daemon, blank img and start a daemon from the saved config, which must
+    mount at mnt again. The new daemon."""
+    config = d.rpc("save_config")
+    calls = {s["subsystem"]: s["config"] for s in config["subsystems"]}["blobfs"]
+    check(calls == [{"method": "blobfs_mount", "params": params}],
+          "blobfs config with %s: %r" % (what, calls))
+    with open(cfg, "w") as f:
+        json.dump(config, f)
+    d.stop()
+    blank_image(img)
+    d = Daemon(sock, "-c", cfg)
+    check(fl.is_mounted(mnt), "not mounted from the saved config (%s)" % what)
+    return d
+
+
 def check_max_inodes(work, sock):
     """max_inodes through blobfs_create, blobfs_mount and save_config."""
     img, img2 = os.path.join(work, "img_inodes"), os.path.join(work, "img_inodes2")
@@ -167,19 +184,10 @@ def check_max_inodes(work, sock):
     d.rpc("bdev_aio_create", img2, "fs1", "4096")
     d.rpc("blobfs_mount", "fs1", mnt2, "--format-if-empty", "--max-inodes", "500")
     check(inodes(mnt2) == (500, 498), "blobfs_mount max_inodes 500: %r" % (inodes(mnt2),))
-    config = d.rpc("save_config")
-    calls = {s["subsystem"]: s["config"] for s in config["subsystems"]}["blobfs"]
-    check(calls == [{"method": "blobfs_mount", "params": {
-        "bdev_name": "fs1", "mountpoint": mnt2, "format_if_empty": True, "max_inodes": 500}}],
-        "blobfs config with max_inodes: %r" % calls)
-    with open(cfg, "w") as f:
-        json.dump(config, f)
-    d.stop()
-
     # the replay onto a blank bdev formats with the saved count
-    blank_image(img2)
-    d = Daemon(sock, "-c", cfg)
-    check(fl.is_mounted(mnt2), "not mounted from the saved config")
+    d = replay_saved(d, sock, cfg, img2, mnt2, {
+        "bdev_name": "fs1", "mountpoint": mnt2, "format_if_empty": True, "max_inodes": 500},
+        "max_inodes")
     check(inodes(mnt2) == (500, 498), "replayed max_inodes: %r" % (inodes(mnt2),))
     d.stop()
     for p in (img, img2, cfg):
@@ -227,17 +235,9 @@ def check_prealloc_md(work, sock):
           "--prealloc-md")
     check(allocated(img) >= region, "blobfs_mount prealloc_md: %d bytes, region %d" %
           (allocated(img), region))
-    config = d.rpc("save_config")
-    calls = {s["subsystem"]: s["config"] for s in config["subsystems"]}["blobfs"]
-    check(calls == [{"method": "blobfs_mount", "params": {
+    d = replay_saved(d, sock, cfg, img, mnt, {
         "bdev_name": "fs0", "mountpoint": mnt, "format_if_empty": True, "max_inodes": 1000,
-        "prealloc_md": True}}], "blobfs config with prealloc_md: %r" % calls)
-    with open(cfg, "w") as f:
-        json.dump(config, f)
-    d.stop()
-    blank_image(img)
-    d = Daemon(sock, "-c", cfg)
-    check(fl.is_mounted(mnt), "not mounted from the saved config")
+        "prealloc_md": True}, "prealloc_md")
     check(allocated(img) >= region, "replayed prealloc_md: %d bytes, region %d" %
           (allocated(img), region))
     d.stop()

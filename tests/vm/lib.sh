@@ -22,7 +22,8 @@
 #   VM_DMESG (file), VM_BOOT_SECS, VM_CMD_SECS, VM_FWD_PORTS (host ports).
 # Environment: USTOR_VM_CACHE (kernel cache; /var/cache/ustor-vm as root),
 #   USTOR_VM_QEMU (qemu binary), USTOR_VM_KPKG (kernel package to use),
-#   USTOR_VM_KEEP=1 (keep the work dir), USTOR_VM_VERBOSE=1.
+#   USTOR_VM_KEEP=1 (keep the work dir), USTOR_VM_VERBOSE=1,
+#   USTOR_VM_ACCEL=kvm|tcg (default: KVM where a probe shows it works).
 
 VM_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 VM_REPO=${USTOR_VM_REPO:-$(cd "$VM_LIB_DIR/../.." && pwd)}
@@ -45,6 +46,7 @@ VM_RUNDIR=
 VM_SEQ=0
 VM_NVME_SPECS=()
 VM_NVME_IMGS=()
+VM_ACCEL=${USTOR_VM_ACCEL:-}
 
 vm_log() {
 	printf 'vm: %s\n' "$*" >&2
@@ -397,10 +399,30 @@ vm_free_port() {
 
 # --- running ------------------------------------------------------------
 
+# KVM where it works, else TCG; decided once (VM_ACCEL). A host may offer
+# a writable /dev/kvm on which QEMU cannot set up a vCPU (nested
+# virtualisation refusing an MSR QEMU writes at reset: "failed to set MSR
+# 0x10a"), and QEMU then aborts before the guest starts. A paused machine
+# that answers the monitor has passed that point.
+vm_pick_accel() {
+	[ -n "$VM_ACCEL" ] && return 0
+	VM_ACCEL=tcg
+	[ -w /dev/kvm ] && "$VM_QEMU" -accel help 2>/dev/null | grep -qx kvm || return 0
+	if printf 'info status\nquit\n' |
+		timeout 60 "$VM_QEMU" -nodefaults -no-user-config -display none -serial none \
+			-machine q35 -m 64 -cpu host -accel kvm -S -monitor stdio 2>/dev/null |
+		grep -aq 'VM status'; then
+		VM_ACCEL=kvm
+	else
+		vm_log "KVM is offered but QEMU cannot start a guest with it here: using TCG"
+	fi
+}
+
 vm_qemu_args() { # fills the array VM_ARGV
 	local ctl=$VM_RUNDIR/ctl
 	local accel=tcg cpu=max machine=q35
-	if [ -w /dev/kvm ] && "$VM_QEMU" -accel help 2>/dev/null | grep -qx kvm; then
+	vm_pick_accel
+	if [ "$VM_ACCEL" = kvm ]; then
 		accel=kvm
 		cpu=host
 	fi

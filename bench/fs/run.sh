@@ -242,7 +242,7 @@ echo "bench/fs: RUNTIME=${RUNTIME}s SIZE=$SIZE N=$N REPEAT=$REPEAT ioengine=$IOE
 echo "  reactor on CPU 0, workload on CPUs $WORK_CPUS of $NCPU"
 # Every synchronous FUSE request wakes its caller on the other vCPU; where
 # the guest's idle vCPUs do not poll, that wakeup is an exit to the host and
-# most of a round trip (scripts/setup.sh config turns polling on).
+# half of a round trip (scripts/setup.sh config turns polling on).
 halt_poll=/sys/module/haltpoll/parameters/guest_halt_poll_ns
 if [ "$(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null)" = haltpoll ]; then
 	echo "  guest halt polling: $(cat $halt_poll) ns$( [ "$(cat $halt_poll)" = 0 ] &&

@@ -636,6 +636,16 @@ vm_print_console() {
 	} >&2
 }
 
+# A host-side check failed with the guest still running: stop it, show what
+# the guest and QEMU said (QEMU's own log tells a crash of QEMU from one of
+# ours), and fail the test with the message.
+vm_host_fail() {
+	vm_kill
+	vm_print_console
+	echo "FAIL: $*"
+	exit 1
+}
+
 # Wait for the VM started by vm_start to finish (at most VM_TIMEOUT seconds
 # from its start, then QEMU is killed). Streams the guest command's output
 # to stdout. Sets VM_RC and returns it: the command's exit status, 124 on

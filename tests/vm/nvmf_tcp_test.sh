@@ -33,14 +33,6 @@ fail() {
 	exit 1
 }
 
-# Host side, with the guest still running: stop it and show what the guest
-# and QEMU said (QEMU's own log tells a crash of QEMU from one of ours).
-host_fail() {
-	vm_kill
-	vm_print_console
-	fail "$@"
-}
-
 # Guest: wait up to 150 s for the host to create $ctl/NAME; 1 when "finish"
 # came first or the time ran out.
 wait_ctl() { # NAME
@@ -129,7 +121,7 @@ run_check() { # NAME ARGS...
 	echo "== $name"
 	if ! out=$(timeout 120 "$check" -r "$trid" "$@" 2>&1); then
 		echo "$out"
-		host_fail "$name"
+		vm_host_fail "$name"
 	fi
 	echo "$out"
 	CHECK_OUT=$out
@@ -137,11 +129,11 @@ run_check() { # NAME ARGS...
 
 run_check "discovery" --discover
 run_check "identify + pattern, no digests" --mib 4
-grep -qx "serial: $SERIAL" <<<"$CHECK_OUT" || host_fail "serial is not $SERIAL"
+grep -qx "serial: $SERIAL" <<<"$CHECK_OUT" || vm_host_fail "serial is not $SERIAL"
 if [ -s "$VM_CTL/model" ]; then
-	grep -qx "model: $MODEL" <<<"$CHECK_OUT" || host_fail "model is not $MODEL"
+	grep -qx "model: $MODEL" <<<"$CHECK_OUT" || vm_host_fail "model is not $MODEL"
 fi
-grep -q "ioccsz" <<<"$CHECK_OUT" || host_fail "no identify data"
+grep -q "ioccsz" <<<"$CHECK_OUT" || vm_host_fail "no identify data"
 run_check "pattern, header and data digests" --hdgst --ddgst --mib 4
 run_check "pattern, header digests" --hdgst --mib 1
 run_check "pattern, data digests" --ddgst --mib 1
@@ -155,19 +147,19 @@ for ((i = 0; i < 300; i++)); do
 	kill -0 $cpid 2>/dev/null || break
 	sleep 0.2
 done
-[ -e "$VM_CTL/io-running" ] || { cat "$VM_RUNDIR/outage.log"; host_fail "I/O never started"; }
+[ -e "$VM_CTL/io-running" ] || { cat "$VM_RUNDIR/outage.log"; vm_host_fail "I/O never started"; }
 touch "$VM_CTL/go-outage"
 wait $cpid
 rc=$?
 cat "$VM_RUNDIR/outage.log"
-[ $rc = 0 ] || host_fail "outage handling (exit $rc)"
+[ $rc = 0 ] || vm_host_fail "outage handling (exit $rc)"
 # The initiator can see the connections drop before the guest's touch of
 # outage-done lands (9p, TCG): wait for it rather than race it.
-vm_wait_file outage-done 30 || host_fail "the guest did not remove the port"
+vm_wait_file outage-done 30 || vm_host_fail "the guest did not remove the port"
 
 echo "== bdev_nvme reconnect: the target goes away for 6 s under ustor-perf -w verify"
 touch "$VM_CTL/restore"
-vm_wait_file restored 30 || host_fail "the guest did not restore the port"
+vm_wait_file restored 30 || vm_host_fail "the guest did not restore the port"
 perf=$builddir/bin/ustor-perf
 conf=$VM_RUNDIR/reconnect.json
 plog=$VM_RUNDIR/reconnect.log
@@ -187,10 +179,10 @@ for ((i = 0; i < 300; i++)); do
 	kill -0 $ppid 2>/dev/null || break
 	sleep 0.2
 done
-grep -q "attached with" "$plog" || { cat "$plog"; host_fail "ustor-perf did not attach"; }
+grep -q "attached with" "$plog" || { cat "$plog"; vm_host_fail "ustor-perf did not attach"; }
 sleep 4
 touch "$VM_CTL/go-outage2"
-vm_wait_file restored2 60 || { cat "$plog"; host_fail "the guest did not restore the port"; }
+vm_wait_file restored2 60 || { cat "$plog"; vm_host_fail "the guest did not restore the port"; }
 restored_at=$(date +%s)
 wait $ppid
 prc=$?
@@ -198,13 +190,13 @@ ended_at=$(date +%s)
 cat "$plog"
 echo "result: $(cat "$presult" 2>/dev/null)"
 # Exit 1 is expected: the I/O in flight when the target went away failed.
-[ $prc = 1 ] || host_fail "ustor-perf exited $prc (expected 1: errors seen)"
-grep -q "controller lost" "$plog" || host_fail "the failure was not noticed"
+[ $prc = 1 ] || vm_host_fail "ustor-perf exited $prc (expected 1: errors seen)"
+grep -q "controller lost" "$plog" || vm_host_fail "the failure was not noticed"
 grep -q "reconnect attempt 1 failed" "$plog" ||
-	host_fail "no refused reconnect attempt while the target was away"
-grep -q "reconnected after" "$plog" || host_fail "the controller did not reconnect"
-! grep -q "was removed during the run" "$plog" || host_fail "the bdev was removed"
-python3 - "$presult" <<'PY' || host_fail "reconnect: errors or miscompares"
+	vm_host_fail "no refused reconnect attempt while the target was away"
+grep -q "reconnected after" "$plog" || vm_host_fail "the controller did not reconnect"
+! grep -q "was removed during the run" "$plog" || vm_host_fail "the bdev was removed"
+python3 - "$presult" <<'PY' || vm_host_fail "reconnect: errors or miscompares"
 import json, sys
 r = json.load(open(sys.argv[1]))
 errors, miscompares = r["errors"], r["miscompares"]
@@ -212,7 +204,7 @@ print(f"errors {errors}, miscompares {miscompares}")
 sys.exit(0 if errors >= 1 and miscompares == 0 else 1)
 PY
 [ $((ended_at - restored_at)) -ge 8 ] ||
-	host_fail "the run ended too soon after the target came back"
+	vm_host_fail "the run ended too soon after the target came back"
 
 touch "$VM_CTL/finish"
 vm_wait

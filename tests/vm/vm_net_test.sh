@@ -55,11 +55,11 @@ vm_wait_file ready 150 || { vm_wait; fail "the guest never listened (exit $VM_RC
 hexport=$(printf '%04X' "$port")
 listen=$(awk -v p=":$hexport" 'NR > 1 && $4 == "0A" && substr($2, length($2) - 4) == p { print $2 }' \
 	/proc/net/tcp /proc/net/tcp6)
-[ "$listen" = "0100007F:$hexport" ] || { vm_kill; fail "forwarded port $port listens on: ${listen:-nothing}"; }
+[ "$listen" = "0100007F:$hexport" ] || vm_host_fail "forwarded port $port listens on: ${listen:-nothing}"
 
 msg="ping-$RANDOM-$$"
 reply=$(exec 5<>"/dev/tcp/127.0.0.1/$port" && printf '%s\n' "$msg" >&5 && timeout 30 cat <&5) ||
-	{ vm_kill; fail "cannot talk to the guest through 127.0.0.1:$port"; }
+	vm_host_fail "cannot talk to the guest through 127.0.0.1:$port"
 vm_wait || fail "guest failed (exit $VM_RC)"
 [ "$reply" = "pong:$msg" ] || fail "reply '$reply', expected 'pong:$msg'"
 [ "$(cat "$VM_CTL/got")" = "$msg" ] || fail "guest received '$(cat "$VM_CTL/got")'"

@@ -318,6 +318,19 @@ static bool write_kills_suidgid(const struct ust_blobfs_ctx *ctx, const struct b
 	return suidgid_bits(ip) != 0;
 }
 
+/* Data up to end was written: the size grows to it, mtime and ctime are now, the flusher persists them. */
+static void note_written(struct bfs_inode *ip, uint64_t end)
+{
+	struct timespec now;
+
+	bfs_now(&now);
+	if (end > ip->size) {
+		ip->size = end;
+	}
+	ip->mtime = ip->ctime = now;
+	ip->dirty = true;
+}
+
 /*
  * The write in place: everything a write does after its data is stored
  * (IO_WRITE_DONE) happens here in the same call, so the only cases taken
@@ -332,7 +345,6 @@ int64_t bfs_write_fill(struct ust_blobfs *fs, const struct ust_blobfs_ctx *ctx,
 {
 	struct bfs_inode *ip = fh->ip;
 	uint64_t U = fs->io_unit, end = offset + size;
-	struct timespec now;
 	int rc;
 
 	if (fh->dir) {
@@ -351,12 +363,7 @@ int64_t bfs_write_fill(struct ust_blobfs *fs, const struct ust_blobfs_ctx *ctx,
 	if (rc != 0) {
 		return rc;
 	}
-	bfs_now(&now);
-	if (end > ip->size) {
-		ip->size = end;
-	}
-	ip->mtime = ip->ctime = now;
-	ip->dirty = true;
+	note_written(ip, end);
 	return (int64_t)size;
 }
 
@@ -801,12 +808,7 @@ static void io_step(struct bfs_req *req)
 				io_finish(req, req->rc);
 				return;
 			}
-			bfs_now(&now);
-			if (req->end > ip->size) {
-				ip->size = req->end;
-			}
-			ip->mtime = ip->ctime = now;
-			ip->dirty = true;
+			note_written(ip, req->end);
 			req->result = (int64_t)req->size;
 			if (write_kills_suidgid(&req->ctx, ip)) {
 				kill_suidgid(ip);

@@ -253,6 +253,15 @@ void *fmnt_rx_take(struct fmnt *m, const void *p)
 
 /* ---- splice mode (mount thread) -------------------------------------------- */
 
+static void fdev_pipe_fini(struct fdev *d)
+{
+	if (d->pipe[0] >= 0) {
+		close(d->pipe[0]);
+		close(d->pipe[1]);
+	}
+	d->pipe[0] = d->pipe[1] = -1;
+}
+
 /* The pipe, at FDEV_PIPE_SIZE; none (d->pipe -1, splice never used) when it cannot be had. */
 static void fdev_pipe_init(struct fdev *d)
 {
@@ -264,19 +273,8 @@ static void fdev_pipe_init(struct fdev *d)
 		UST_NOTICELOG("%s: no %u-byte pipe (%s): large writes are copied once more "
 			      "(raise fs.pipe-max-size: scripts/setup.sh)\n",
 			      d->m->mountpoint, FDEV_PIPE_SIZE, strerror(errno));
-		close(d->pipe[0]);
-		close(d->pipe[1]);
-		d->pipe[0] = d->pipe[1] = -1;
+		fdev_pipe_fini(d);
 	}
-}
-
-static void fdev_pipe_fini(struct fdev *d)
-{
-	if (d->pipe[0] >= 0) {
-		close(d->pipe[0]);
-		close(d->pipe[1]);
-	}
-	d->pipe[0] = d->pipe[1] = -1;
 }
 
 /*

@@ -382,10 +382,14 @@ raise_pipe_max() {
 # was half of a round trip on a guest booted with 0 (bench/fs: 19 us,
 # 9.5 us at 200000).
 HALT_POLL_PARAM=/sys/module/haltpoll/parameters/guest_halt_poll_ns
+HALT_POLL_NS=${HALT_POLL_NS:-200000}
+haltpoll_guest() {
+	[ "$(rd /sys/devices/system/cpu/cpuidle/current_driver)" = haltpoll ]
+}
 raise_halt_poll() {
-	local want=${HALT_POLL_NS:-200000} cur
+	local want=$HALT_POLL_NS cur
 	[ "$want" = keep ] && return 0
-	[ "$(rd /sys/devices/system/cpu/cpuidle/current_driver)" = haltpoll ] || return 0
+	haltpoll_guest || return 0
 	cur=$(rd "$HALT_POLL_PARAM")
 	[ -n "$cur" ] || return 0
 	[ "$cur" -ge "$want" ] && return 0
@@ -399,7 +403,7 @@ raise_halt_poll() {
 config() {
 	need_root config
 	parse_lists
-	case "${HALT_POLL_NS:-200000}" in
+	case "$HALT_POLL_NS" in
 	keep) ;;
 	'' | *[!0-9]*) die "HALT_POLL_NS='$HALT_POLL_NS': give nanoseconds or 'keep'" ;;
 	esac
@@ -534,7 +538,7 @@ status() {
 		done
 	fi
 	echo
-	if [ "$(rd /sys/devices/system/cpu/cpuidle/current_driver)" = haltpoll ]; then
+	if haltpoll_guest; then
 		echo "Guest halt polling: $(rd "$HALT_POLL_PARAM") ns"
 		echo
 	fi

@@ -63,18 +63,6 @@ static void blob_life(struct ust_blob_store *bs, ust_blob_id *kept)
 	assert_int_equal(bt_delete(bs, gone), 0);
 }
 
-static void check_reloaded(ust_blob_id id)
-{
-	struct ust_blob_store *bs;
-	struct ust_blob *blob;
-
-	assert_int_equal(bt_load(DEV, &bs), 0);
-	assert_int_equal(bt_open(bs, id, &blob), 0);
-	assert_int_equal(ust_blob_get_num_clusters(blob), 5);
-	assert_int_equal(bt_close(blob), 0);
-	assert_int_equal(bt_unload(bs), 0);
-}
-
 static void test_no_write_cache_no_flush(void **state)
 {
 	struct ust_blob_store *bs;
@@ -88,7 +76,7 @@ static void test_no_write_cache_no_flush(void **state)
 	blob_life(bs, &id);
 	assert_int_equal(bt_unload(bs), 0);
 	assert_int_equal(flushes(), before);
-	check_reloaded(id);
+	bt_check_reloaded(DEV, id, 5);
 }
 
 static void test_write_cache_flushed(void **state)
@@ -111,7 +99,7 @@ static void test_write_cache_flushed(void **state)
 	assert_true(after_life >= after_init + 4);
 	assert_int_equal(bt_unload(bs), 0);
 	assert_true(flushes() > after_life);
-	check_reloaded(id);
+	bt_check_reloaded(DEV, id, 5);
 	bdev->write_cache = false;
 }
 

@@ -92,18 +92,13 @@ static uint64_t pages_all(uint64_t start, uint64_t pages, uint8_t b)
 static void check_usable(void)
 {
 	struct ust_blob_store *bs;
-	struct ust_blob *blob;
 	ust_blob_id id;
 
 	assert_int_equal(bt_load(DEV, &bs), 0);
 	assert_int_equal(ust_bs_get_max_blobs(bs), 300);
 	assert_int_equal(bt_create(bs, 3, false, &id), 0);
 	assert_int_equal(bt_unload(bs), 0);
-	assert_int_equal(bt_load(DEV, &bs), 0);
-	assert_int_equal(bt_open(bs, id, &blob), 0);
-	assert_int_equal(ust_blob_get_num_clusters(blob), 3);
-	assert_int_equal(bt_close(blob), 0);
-	assert_int_equal(bt_unload(bs), 0);
+	bt_check_reloaded(DEV, id, 3);
 }
 
 static void test_prealloc_writes_whole_region(void **state)

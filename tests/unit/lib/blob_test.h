@@ -70,6 +70,8 @@ int bt_write(struct ust_blob *blob, struct ust_io_channel *ch, void *buf, uint64
 	     uint64_t len);
 int bt_read(struct ust_blob *blob, struct ust_io_channel *ch, void *buf, uint64_t off,
 	    uint64_t len);
+/* Load the store on bdev, assert blob id is there with clusters clusters, unload. */
+void bt_check_reloaded(const char *bdev, ust_blob_id id, uint64_t clusters);
 
 /* ---- asynchronous completion records (for several operations in flight) ---------- */
 

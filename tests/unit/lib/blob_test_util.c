@@ -248,6 +248,18 @@ int bt_load(const char *bdev, struct ust_blob_store **bs)
 	return d.rc;
 }
 
+void bt_check_reloaded(const char *bdev, ust_blob_id id, uint64_t clusters)
+{
+	struct ust_blob_store *bs;
+	struct ust_blob *blob;
+
+	assert_int_equal(bt_load(bdev, &bs), 0);
+	assert_int_equal(bt_open(bs, id, &blob), 0);
+	assert_int_equal(ust_blob_get_num_clusters(blob), clusters);
+	assert_int_equal(bt_close(blob), 0);
+	assert_int_equal(bt_unload(bs), 0);
+}
+
 int bt_unload(struct ust_blob_store *bs)
 {
 	struct bt_done d = {0};

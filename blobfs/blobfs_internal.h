@@ -484,7 +484,7 @@ bool bfs_may(const struct ust_blobfs_ctx *ctx, const struct bfs_inode *ip, int m
 
 /* blobfs_ns.c */
 /* The name of intent k of a batch (buf: 32 bytes). */
-void bfs_intent_xattr_name(int k, char *buf);
+const char *bfs_intent_xattr_name(int k);
 /* Remove every intent xattr from the super blob (in memory). */
 void bfs_intent_remove_all(struct ust_blobfs *fs);
 void bfs_ns_run(struct bfs_req *req);

@@ -485,14 +485,12 @@ static int mount_read_intent(struct bfs_mount *m, int k)
 	const struct bfs_disk_intent *in;
 	const void *v;
 	size_t len, head;
-	char name[32];
 
 	m->has_intent = false;
 	free(m->irecs);
 	m->irecs = NULL;
 	m->irecs_len = 0;
-	bfs_intent_xattr_name(k, name);
-	if (ust_blob_get_internal_xattr(m->fs->super, name, &v, &len) != 0) {
+	if (ust_blob_get_internal_xattr(m->fs->super, bfs_intent_xattr_name(k), &v, &len) != 0) {
 		return 0;
 	}
 	in = v;
@@ -502,7 +500,7 @@ static int mount_read_intent(struct bfs_mount *m, int k)
 	    in->nblocks > BFS_INTENT_MAX_BLOCKS ||
 	    bfs_intent_records_check((const uint8_t *)v + head, len - head, in->nblocks) != 0 ||
 	    !intent_valid(m, in, (const char *)v + sizeof(*in), (const uint8_t *)v + head)) {
-		UST_ERRLOG("blobfs: malformed intent record (%s)\n", name);
+		UST_ERRLOG("blobfs: malformed intent record (%s)\n", bfs_intent_xattr_name(k));
 		return -EIO;
 	}
 	m->intent = *in;

@@ -17,6 +17,7 @@
  * device. Unlinked inodes that are still open become orphans and are
  * deleted at their last release (or at the next mount).
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -584,23 +585,25 @@ static bool records_valid(struct bfs_req *req, struct bfs_inode *dp)
 
 /* ---- the intent, and the changes that join its batch (docs/blobfs-format.md 5.3) ------------- */
 
-void bfs_intent_xattr_name(int k, char *buf)
+/* Batch member k's intent xattr: a table, as every change looks its names up several times. */
+const char *bfs_intent_xattr_name(int k)
 {
-	if (k == 0) {
-		strcpy(buf, BFS_XA_INTENT);
-	} else {
-		snprintf(buf, 32, "%s.%d", BFS_XA_INTENT, k);
-	}
+	static const char *const names[] = {
+		BFS_XA_INTENT,	    BFS_XA_INTENT ".1", BFS_XA_INTENT ".2", BFS_XA_INTENT ".3",
+		BFS_XA_INTENT ".4", BFS_XA_INTENT ".5", BFS_XA_INTENT ".6", BFS_XA_INTENT ".7",
+	};
+
+	_Static_assert(sizeof(names) / sizeof(names[0]) == BFS_BATCH_MAX, "one name per batch member");
+	assert(k >= 0 && k < BFS_BATCH_MAX);
+	return names[k];
 }
 
 void bfs_intent_remove_all(struct ust_blobfs *fs)
 {
-	char name[32];
 	int k;
 
 	for (k = 0; k < BFS_BATCH_MAX; k++) {
-		bfs_intent_xattr_name(k, name);
-		ust_blob_remove_internal_xattr(fs->super, name); /* -ENOENT when absent */
+		ust_blob_remove_internal_xattr(fs->super, bfs_intent_xattr_name(k)); /* -ENOENT when absent */
 	}
 }
 
@@ -608,7 +611,6 @@ void bfs_intent_remove_all(struct ust_blobfs *fs)
 static int set_intent_xattr(struct bfs_req *req, int k)
 {
 	struct ust_blobfs *fs = req->fs;
-	char name[32];
 	uint8_t *ibuf;
 	size_t ilen;
 	int rc;
@@ -623,8 +625,7 @@ static int set_intent_xattr(struct bfs_req *req, int k)
 	memcpy(ibuf, &req->intent, sizeof(req->intent));
 	memcpy(ibuf + sizeof(req->intent), req->iname1, req->intent.name1_len);
 	memcpy(ibuf + sizeof(req->intent) + req->intent.name1_len, req->iname2, req->intent.name2_len);
-	bfs_intent_xattr_name(k, name);
-	rc = ust_blob_set_internal_xattr(fs->super, name, ibuf, ilen);
+	rc = ust_blob_set_internal_xattr(fs->super, bfs_intent_xattr_name(k), ibuf, ilen);
 	free(ibuf);
 	return rc;
 }
@@ -638,13 +639,11 @@ static bool batchable(const struct bfs_req *req)
 /* The first pre-image record of batch member m (its directory's bucket of name1). */
 static const uint8_t *member_record(struct bfs_req *leader, int k)
 {
-	char name[32];
 	const void *v;
 	size_t len;
 	const struct bfs_disk_intent *in;
 
-	bfs_intent_xattr_name(k, name);
-	if (ust_blob_get_internal_xattr(leader->fs->super, name, &v, &len) != 0) {
+	if (ust_blob_get_internal_xattr(leader->fs->super, bfs_intent_xattr_name(k), &v, &len) != 0) {
 		return NULL;
 	}
 	in = v;
@@ -720,7 +719,6 @@ static int write_intents(struct bfs_req *req)
 {
 	struct ust_blobfs *fs = req->fs;
 	struct bfs_req *q;
-	char name[32];
 	int k, rc;
 
 	req->nbatch = 0;
@@ -744,8 +742,7 @@ static int write_intents(struct bfs_req *req)
 	}
 	/* the previous batch's other intents are complete: they go in the same sync */
 	for (k = req->nbatch + 1; k < BFS_BATCH_MAX; k++) {
-		bfs_intent_xattr_name(k, name);
-		ust_blob_remove_internal_xattr(fs->super, name);
+		ust_blob_remove_internal_xattr(fs->super, bfs_intent_xattr_name(k));
 	}
 	return bfs_super_store(fs);
 }

@@ -1064,12 +1064,15 @@ static int build_pages(struct bs_sync *s)
 	}
 	b.page = s->root;
 	b.used = p.root_used;
-	ust_bs_fmt_page_finish(&b);
 	if (s->nchain > 0) {
+		/* rebuilt around the chain's references and sealed there: no checksum yet */
+		ust_bs_fmt_page_set_len(&b);
 		rc = root_put_chain_first(s, refs);
 		if (rc != 0) {
 			return rc;
 		}
+	} else {
+		ust_bs_fmt_page_finish(&b);
 	}
 	return s->ext_mode ? ext_build_layout(s) : 0;
 }

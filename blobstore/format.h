@@ -477,6 +477,8 @@ int ust_bs_fmt_add_raw(struct ust_bs_page_builder *b, uint16_t type, uint8_t fla
 		       const void *body, uint32_t len);
 /* Seals the page: payload length and checksum. Returns the checksum. */
 uint64_t ust_bs_fmt_page_finish(struct ust_bs_page_builder *b);
+/* The payload length only: a page read back (ust_bs_fmt_desc_next) before it is rebuilt. */
+void ust_bs_fmt_page_set_len(struct ust_bs_page_builder *b);
 
 /*
  * Incremental rewrites of a sealed root or chain page (format 9.1: a new

@@ -249,11 +249,16 @@ struct bs_open_entry {
 	ust_blob_id id;
 };
 
+#define BS_PAGE_CACHE_MAX 16
+
 struct ust_blob_store {
 	struct ust_bdev_desc *desc;
 	struct ust_bdev *bdev;
 	struct ust_io_channel *md_ch; /* the bdev channel of the metadata thread */
 	struct ust_thread *md_thread;
+	/* freed single metadata pages, reused on the metadata thread (bs_md_page_get) */
+	void *page_cache[BS_PAGE_CACHE_MAX];
+	uint32_t npage_cache;
 	uint32_t blocklen;
 	bool claimed;
 	bool io_device;
@@ -363,6 +368,15 @@ void bs_dev_write_bytes(struct ust_blob_store *bs, uint64_t offset, uint64_t len
 			bs_done_fn done, void *arg);
 void *bs_dma_page_alloc(uint32_t count);
 void bs_dma_free(void *buf);
+/*
+ * One zeroed DMA page, and its return, for the metadata a blob sync builds:
+ * on the metadata thread a freed page is kept for the next sync (a sync
+ * takes and frees several, and the DMA allocator's take and free cost more
+ * than clearing a page); elsewhere these are bs_dma_page_alloc(1) and
+ * bs_dma_free(). bs_dev_close() frees what is kept.
+ */
+void *bs_md_page_get(struct ust_blob_store *bs);
+void bs_md_page_put(struct ust_blob_store *bs, void *page);
 /* Run fn(arg) on the metadata thread (directly if already there). */
 int bs_md_send(struct ust_blob_store *bs, ust_msg_fn fn, void *arg);
 /*

@@ -92,6 +92,8 @@ int bs_dev_open(struct ust_blob_store *bs, const char *bdev_name, bool claim)
 	return 0;
 }
 
+static void page_cache_drain(struct ust_blob_store *bs);
+
 /*
  * Also the store's last word on its in-memory indexes: a teardown calls it
  * once every channel is destroyed, just before the store is freed.
@@ -99,6 +101,7 @@ int bs_dev_open(struct ust_blob_store *bs, const char *bdev_name, bool claim)
 void bs_dev_close(struct ust_blob_store *bs)
 {
 	defer_drain(bs);
+	page_cache_drain(bs);
 	bs_open_index_free(bs);
 	if (bs->md_ch != NULL) {
 		ust_put_io_channel(bs->md_ch);
@@ -268,6 +271,37 @@ void bs_dma_free(void *buf)
 {
 	if (buf != NULL) {
 		ust_dma_free(buf);
+	}
+}
+
+void *bs_md_page_get(struct ust_blob_store *bs)
+{
+	void *page;
+
+	if (bs->npage_cache == 0 || ust_get_thread() != bs->md_thread) {
+		return bs_dma_page_alloc(1);
+	}
+	page = bs->page_cache[--bs->npage_cache];
+	memset(page, 0, UST_BS_PAGE_SIZE);
+	return page;
+}
+
+void bs_md_page_put(struct ust_blob_store *bs, void *page)
+{
+	if (page == NULL) {
+		return;
+	}
+	if (bs->npage_cache < BS_PAGE_CACHE_MAX && ust_get_thread() == bs->md_thread) {
+		bs->page_cache[bs->npage_cache++] = page;
+		return;
+	}
+	bs_dma_free(page);
+}
+
+static void page_cache_drain(struct ust_blob_store *bs)
+{
+	while (bs->npage_cache > 0) {
+		bs_dma_free(bs->page_cache[--bs->npage_cache]);
 	}
 }
 

@@ -243,7 +243,7 @@ static int pack_next_page(struct packer *p)
 		return -ENOSPC;
 	}
 	if (s->chain[p->page] == NULL) {
-		s->chain[p->page] = bs_dma_page_alloc(1);
+		s->chain[p->page] = bs_md_page_get(s->blob->bs);
 		if (s->chain[p->page] == NULL) {
 			return -ENOMEM;
 		}
@@ -726,7 +726,7 @@ static uint8_t *ext_chain_copy(struct bs_sync *s, uint32_t i)
 		return s->chain[i];
 	}
 	if (s->chain[i] == NULL) {
-		s->chain[i] = bs_dma_page_alloc(1);
+		s->chain[i] = bs_md_page_get(s->blob->bs);
 		if (s->chain[i] == NULL) {
 			return NULL;
 		}
@@ -955,7 +955,7 @@ static void release_chain_pages(struct bs_sync *s)
  */
 static int root_put_chain_first(struct bs_sync *s, const struct ust_bs_page_ref *refs)
 {
-	uint8_t *packed = s->root, *root = bs_dma_page_alloc(1);
+	uint8_t *packed = s->root, *root = bs_md_page_get(s->blob->bs);
 	struct ust_bs_page_builder b;
 	struct ust_bs_desc d;
 	uint32_t cursor = 0;
@@ -970,7 +970,7 @@ static int root_put_chain_first(struct bs_sync *s, const struct ust_bs_page_ref 
 	while (rc == 0 && (rc = ust_bs_fmt_desc_next(packed, &cursor, &d)) == 1) {
 		rc = ust_bs_fmt_add_raw(&b, d.type, d.flags, d.body, d.len);
 	}
-	bs_dma_free(packed);
+	bs_md_page_put(s->blob->bs, packed);
 	if (rc != 0) {
 		return rc < 0 ? rc : -EUCLEAN;
 	}
@@ -1108,6 +1108,23 @@ static void sync_io_done(void *arg, int rc)
 	}
 	if (--s->pending == 0) {
 		sync_step(s);
+	}
+}
+
+/*
+ * The built pages the commit did not adopt, back to the store's cache while
+ * the blob is known to be alive: sync_finish's waiters may close it.
+ */
+static void sync_put_pages(struct bs_sync *s)
+{
+	struct ust_blob_store *bs = s->blob->bs;
+	uint32_t i;
+
+	bs_md_page_put(bs, s->root);
+	s->root = NULL;
+	for (i = 0; i < UST_BS_MAX_CHAIN_PAGES; i++) {
+		bs_md_page_put(bs, s->chain[i]);
+		s->chain[i] = NULL;
 	}
 }
 
@@ -1292,6 +1309,7 @@ static void sync_finish(struct bs_sync *s)
 			   strerror(-rc));
 		sync_abort(s);
 	}
+	sync_put_pages(s);
 	blob->sync = NULL;
 	if (!s->tombstone) {
 		bs_allocs_committed(blob, rc);
@@ -1373,7 +1391,7 @@ static struct bs_sync *sync_new(struct ust_blob *blob, bool tombstone)
 	if (s == NULL) {
 		return NULL;
 	}
-	s->root = bs_dma_page_alloc(1);
+	s->root = bs_md_page_get(blob->bs);
 	if (s->root == NULL) {
 		free(s);
 		return NULL;

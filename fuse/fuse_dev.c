@@ -37,16 +37,17 @@
  * bdev from the buffer into the image (on a tmpfs image, a memcpy into its
  * mapping). Spliced into a pipe, a buffered WRITE's payload is the page
  * cache's own pages, referenced and not copied (the kernel's
- * fuse_dev_splice_read; an O_DIRECT writer's pages are copied into the
- * pipe, as the kernel cannot hold them for the pipe's lifetime, so those
- * gain nothing); the header is then read out of the pipe, and fuse_ops.c
- * has the payload read from the pipe straight into the memory blobfs
- * lends for it (ust_blobfs_write_fill), or into the receive buffer where
- * it cannot lend. A splice costs two more
+ * fuse_dev_splice_read; an O_DIRECT writer's pages are copied into new
+ * pipe pages, as the kernel cannot hold them for the pipe's lifetime, so
+ * those are read(2) instead: fdev_write_direct); the header is then read
+ * out of the pipe, and fuse_ops.c has the payload read from the pipe
+ * straight into the memory blobfs lends for it (ust_blobfs_write_fill), or
+ * into the receive buffer where it cannot lend. A splice costs two more
  * system calls per request (the splice, the header's read), so the poller
- * splices only while large WRITEs keep coming: a read(2) that brings a
- * WRITE of FMNT_RX_PIPE_MIN or more turns splicing on, and FDEV_SPLICE_MISSES
- * spliced requests in a row that are anything else turn it off (a writer
+ * splices only while large buffered WRITEs keep coming: a read(2) that
+ * brings a WRITE of FMNT_RX_PIPE_MIN or more, not O_DIRECT, turns splicing
+ * on; a spliced O_DIRECT one, or FDEV_SPLICE_MISSES spliced requests in a
+ * row that are not large WRITEs, turn it off (a writer
  * that opens, writes and closes sends two other requests per WRITE; other
  * processes' requests come in between). The pipe is made large enough for
  * the largest request (FDEV_PIPE_SIZE: the kernel fails, with EIO, a
@@ -331,6 +332,20 @@ static void fdev_pipe_drain(struct fdev *d)
 }
 
 /*
+ * Whether WRITE request p comes from a file opened O_DIRECT (fuse_write_in's
+ * flags are the file's open flags, protocol 7.9+). The kernel cannot lend
+ * such a writer's pages to a pipe and copies them into new ones, so a splice
+ * saves no copy and adds a page allocation per 4 KiB; read(2) into the
+ * huge-page receive buffer (fuse_buf.c) costs less.
+ */
+static bool fdev_write_direct(const char *p)
+{
+	const struct fuse_write_in *wi = (const void *)(p + sizeof(struct fuse_in_header));
+
+	return (wi->flags & O_DIRECT) != 0;
+}
+
+/*
  * The next request, spliced: as read(2) would return it, except that a
  * large WRITE's payload stays in the pipe (d->pending). -1 with errno as
  * read(2)'s; EIO when the pipe does not give back what went in.
@@ -354,6 +369,9 @@ static ssize_t fdev_splice_in(struct fdev *d, char *p, size_t len)
 		d->pending = (size_t)n - head;
 		d->pending_at = p;
 		d->misses = 0;
+		if (fdev_write_direct(p)) {
+			d->splice = false; /* its payload was copied into the pipe: read the next */
+		}
 		return n;
 	}
 	if (++d->misses >= FDEV_SPLICE_MISSES) {
@@ -366,13 +384,13 @@ static ssize_t fdev_splice_in(struct fdev *d, char *p, size_t len)
 	return n;
 }
 
-/* A request read(2) in full: splice the next ones if this was a large WRITE. */
+/* A request read(2) in full: splice the next ones if this was a large WRITE from the page cache. */
 static void fdev_splice_decide(struct fdev *d, const char *p, size_t n)
 {
 	const struct fuse_in_header *ih = (const void *)p;
 
 	if (d->pipe[0] >= 0 && !d->m->no_write_lend && n >= FDEV_WRITE_HDR + FMNT_RX_PIPE_MIN &&
-	    ih->opcode == FUSE_WRITE) {
+	    ih->opcode == FUSE_WRITE && !fdev_write_direct(p)) {
 		d->splice = true;
 		d->misses = 0;
 	}

@@ -4,18 +4,22 @@ fuse_ops.c fop_write_from_pipe, ust_blobfs_write_fill).
 
 Splicing needs a 2 MiB pipe: fs.pipe-max-size is raised to that for the
 test (scripts/setup.sh does the same) and put back at the end. On an image
-in tmpfs, once large WRITEs come the transport splices them and a rewrite
-of allocated space - buffered or O_DIRECT - is stored straight from the
-pipe into the image's mapping; everything else that arrives spliced (small
-writes, unaligned writes, writes that extend the file, metadata requests)
-must still be served exactly as before. Every step is checked against a
-model of the file: read back through the page cache-free path (O_DIRECT),
-after fsync, and after a remount. The mount's stats must say that the
-rewrites were stored in place. On an image outside tmpfs the bdev cannot
-lend: the same writes all go the usual way. When the image is truncated
-behind the mount's back, a write in place into the lost part fails with
-EIO and the daemon survives it. Then fio with verification runs 1 MiB
-O_DIRECT random writes from two jobs at once.
+in tmpfs, once large buffered WRITEs come the transport splices them and a
+rewrite of allocated space is stored straight from the pipe into the
+image's mapping. O_DIRECT WRITEs never turn splicing on (the kernel would
+copy their pages into the pipe): a rewrite by O_DIRECT writes alone is read
+into the receive buffer, and one that comes spliced is stored from the pipe
+and turns splicing off. Everything else that arrives spliced (small writes,
+unaligned writes, writes that extend the file, metadata requests) must
+still be served exactly as before. Every step is checked against a model
+of the file: read back through the page cache-free path (O_DIRECT), after
+fsync, and after a remount; the mount's stats say which writes were stored
+from the pipe. On an image outside tmpfs the bdev cannot lend: the same
+writes all go the usual way. When the image is truncated behind the
+mount's back, a write in place into the lost part fails with EIO and the
+daemon survives it. Then fio runs 1 MiB buffered random writes from two
+jobs at once, and a second fio run reads them back with O_DIRECT and
+verifies them.
 
 Exit 0 pass, 1 fail, 77 skip.
 """
@@ -112,7 +116,9 @@ def rewrite_buffered(path, model, seed):
 
 
 def workload(work, img, mnt, tag):
-    """The writes on a fresh mount; (bytes written, bytes written in place) of the two rewrites."""
+    """The writes on a fresh mount. Returns the bytes stored from the pipe by
+    the O_DIRECT rewrite, by the buffered rewrite (and what it wrote), and by
+    a buffered write, an O_DIRECT one and another O_DIRECT one in a row."""
     sock = os.path.join(work, tag + ".sock")
     m = fl.Mount(img, mnt, fmt=True, size="1G", extra=["-r", sock])
     path = os.path.join(mnt, "f")
@@ -125,26 +131,33 @@ def workload(work, img, mnt, tag):
     check_model(path, model, tag + " first pass")
 
     # the rewrites: allocated space, aligned, 1 MiB at a time (in place on tmpfs)
+    lent = "bytes_written_lent"
     s0 = stats(sock)
     for i in reversed(range(FILE // MIB)):
         direct_write(path, model, i * MIB, pattern(MIB, 50 + i))
     check_model(path, model, tag + " O_DIRECT rewrite")
-    rewrite_buffered(path, model, 70)
     s1 = stats(sock)
+    rewrite_buffered(path, model, 70)
+    s2 = stats(sock)
     check_model(path, model, tag + " buffered rewrite")
-    written = s1["bytes_written"] - s0["bytes_written"]
-    lent = s1["bytes_written_lent"] - s0["bytes_written_lent"]
+    out = {"direct": s1[lent] - s0[lent], "buffered": s2[lent] - s1[lent],
+           "buffered_written": s2["bytes_written"] - s1["bytes_written"]}
 
-    # spliced requests of every other kind, between large writes
-    direct_write(path, model, 2 * MIB, pattern(MIB, 90))
-    direct_write(path, model, 4096, pattern(4096, 91))            # small write
+    # splicing on by a buffered WRITE (itself read), off after the O_DIRECT one it brings
+    buffered_write(path, model, 2 * MIB, pattern(MIB, 90))
     direct_write(path, model, 3 * MIB, pattern(MIB, 92))
+    direct_write(path, model, 7 * MIB, pattern(MIB, 98))
+    out["switch"] = stats(sock)[lent] - s2[lent]
+    # spliced requests of every other kind, between large buffered writes
+    buffered_write(path, model, 4 * MIB, pattern(MIB, 99))
+    direct_write(path, model, 4096, pattern(4096, 91))            # small write
     os.stat(path)
     os.listdir(mnt)                                                # metadata
-    direct_write(path, model, 5 * MIB, pattern(MIB, 93))
+    buffered_write(path, model, 5 * MIB, pattern(MIB, 93))
     buffered_write(path, model, 4096 + 7, pattern(MIB + 100, 94))  # unaligned
     direct_write(path, model, 6 * MIB, pattern(MIB, 95))
-    direct_write(path, model, FILE, pattern(2 * MIB, 96))          # extends the file
+    buffered_write(path, model, 6 * MIB, pattern(MIB, 89))
+    buffered_write(path, model, FILE, pattern(2 * MIB, 96))        # extends the file
     direct_write(path, model, 1 * MIB, pattern(256 * 1024, 97))    # 256 KiB in place
     check_model(path, model, tag + " mixed")
     fsync(path)
@@ -153,7 +166,7 @@ def workload(work, img, mnt, tag):
     m = fl.Mount(img, mnt, extra=["-r", sock])
     check_model(path, model, tag + " after remount")
     m.umount()
-    return written, lent
+    return out
 
 
 def truncated_image(work):
@@ -188,24 +201,30 @@ def truncated_image(work):
 
 
 def fio_verify(work, img, mnt):
-    """Two jobs of 1 MiB O_DIRECT random writes at once (a file each, laid out
-    first so the writes are rewrites), verified."""
+    """Two jobs of 1 MiB buffered random writes at once (a file each, laid out
+    first so the writes are rewrites, spliced and stored in place), read back
+    with O_DIRECT and verified by a second run."""
     if shutil.which("fio") is None:
         print("(fio not installed: skipped)")
         return
     m = fl.Mount(img, mnt, fmt=True, size="1G", extra=["-r", os.path.join(work, "fio.sock")])
     out = os.path.join(work, "fio.out")
-    common = ["--directory=" + mnt, "--size=32m", "--bs=1m", "--direct=1", "--ioengine=libaio",
+    common = ["--directory=" + mnt, "--size=32m", "--bs=1m", "--ioengine=libaio",
               "--iodepth=4", "--numjobs=2", "--verify_state_save=0"]
+    write = ["--name=v", "--rw=randwrite", "--verify=crc32c"] + common
     with open(out, "w") as o:
-        r = subprocess.run(["fio", "--name=v", "--rw=write"] + common,
+        r = subprocess.run(["fio", "--name=v", "--rw=write", "--direct=1"] + common,
                            stdout=o, stderr=subprocess.STDOUT)
         fl.check(r.returncode == 0, "fio layout failed: %s" % open(out).read()[-2000:])
         s0 = stats(os.path.join(work, "fio.sock"))
-        r = subprocess.run(["fio", "--name=v", "--rw=randwrite", "--verify=crc32c",
-                            "--do_verify=1"] + common, stdout=o, stderr=subprocess.STDOUT)
+        r = subprocess.run(["fio", "--direct=0", "--do_verify=0", "--end_fsync=1"] + write,
+                           stdout=o, stderr=subprocess.STDOUT)
+        fl.check(r.returncode == 0, "fio writes failed: %s" % open(out).read()[-2000:])
+        # the same jobs' blocks again (same seeds), read with O_DIRECT: what the mount stored
+        r = subprocess.run(["fio", "--direct=1", "--verify_only", "--do_verify=1"] + write,
+                           stdout=o, stderr=subprocess.STDOUT)
     text = open(out).read()
-    fl.check(r.returncode == 0 and text.count("err= 0") == 4, "fio verify failed: %s" % text[-3000:])
+    fl.check(r.returncode == 0 and text.count("err= 0") == 6, "fio verify failed: %s" % text[-3000:])
     lent = stats(os.path.join(work, "fio.sock"))["bytes_written_lent"] - s0["bytes_written_lent"]
     fl.check(lent >= 32 * MIB, "fio's rewrites: only %d bytes stored in place" % lent)
     m.umount()
@@ -216,17 +235,23 @@ def main():
     raise_pipe_max()
     atexit.register(fl.cleanup)
     work, img, mnt = fl.workdir("fuse_write_lend")
-    # Each rewrite's first WRITE may still be read(2): splicing starts after one.
-    cases = [("tmpfs", work, lambda lent, written: 2 * FILE - 2 * MIB <= lent <= written),
-             ("disk", fl.tmpdir_on("/var/tmp", "fuse_write_lend"), lambda lent, _: lent == 0)]
+    # The buffered rewrite's first WRITE is read(2): splicing starts after it.
+    # The switch: the buffered WRITE read, the O_DIRECT one spliced, the next read.
+    cases = [("tmpfs", work, {"direct": lambda n, _: n == 0,
+                              "buffered": lambda n, w: FILE - MIB <= n <= w,
+                              "switch": lambda n, _: n == MIB}),
+             ("disk", fl.tmpdir_on("/var/tmp", "fuse_write_lend"),
+              {k: (lambda n, _: n == 0) for k in ("direct", "buffered", "switch")})]
     for tag, where, expect in cases:
         print("-- image on %s: rewrites %s" % (tag, "in place" if tag == "tmpfs" else "copied"))
         if where is None:
             print("(no non-tmpfs directory to hold an image: skipped)")
             continue
-        written, lent = workload(where, os.path.join(where, "img"), mnt, tag)
-        fl.check(expect(lent, written), "%s image: %d of %d bytes rewritten were stored in place"
-                 % (tag, lent, written))
+        out = workload(where, os.path.join(where, "img"), mnt, tag)
+        for k, ok in expect.items():
+            fl.check(ok(out[k], out["buffered_written"]),
+                     "%s image, %s writes: %d bytes stored from the pipe (%d buffered written)"
+                     % (tag, k, out[k], out["buffered_written"]))
         os.unlink(os.path.join(where, "img"))
 
     print("-- image truncated under the mount")

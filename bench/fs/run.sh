@@ -53,6 +53,13 @@ for t in fio losetup mkfs.ext4 fusermount3 python3 taskset; do
 done
 size_bytes=$(numfmt --from=iec "$SIZE") || die "bad SIZE '$SIZE'"
 case "$REPEAT" in '' | *[!0-9]* | 0) die "bad REPEAT '$REPEAT'" ;; esac
+# The reactor's core is chosen here (-m 0x1, below) with WORK_CPUS kept off
+# it; a core mask in MOUNT_ARGS would move the reactor onto the workload's.
+for a in $MOUNT_ARGS; do
+	case "$a" in -m | -m* | --cpumask | --cpumask=*)
+		die "MOUNT_ARGS may not set the core mask ('$a'): the reactor is on CPU 0, WORK_CPUS apart" ;;
+	esac
+done
 # The workload never shares a CPU with the reactor, which polls its core
 # without pause: the scheduler would otherwise sometimes put fio or the
 # metadata loop there, and every FUSE round trip would then wait for a

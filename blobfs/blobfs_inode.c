@@ -422,6 +422,18 @@ void bfs_iget_dir_loaded(struct bfs_inode *ip, int rc)
 	iget_wake(ip->fs, ip, rc);
 }
 
+/* A cache entry for inode ino, not yet in the cache: adopted or loaded by the caller. */
+static struct bfs_inode *inode_new(struct ust_blobfs *fs, uint64_t ino)
+{
+	struct bfs_inode *ip = calloc(1, sizeof(*ip));
+
+	if (ip != NULL) {
+		ip->fs = fs;
+		ip->ino = ino;
+	}
+	return ip;
+}
+
 /*
  * The inode of a blob just created and still open: cached now from what
  * the create wrote, without the read a bfs_iget would make. 1: adopted
@@ -437,12 +449,10 @@ int bfs_inode_adopt(struct ust_blobfs *fs, struct ust_blob *blob)
 	if (bfs_icache_find(fs, ino) != NULL) {
 		return 0;
 	}
-	ip = calloc(1, sizeof(*ip));
+	ip = inode_new(fs, ino);
 	if (ip == NULL) {
 		return 0;
 	}
-	ip->fs = fs;
-	ip->ino = ino;
 	ip->blob = blob;
 	if (bfs_inode_parse(ip) != 0 || S_ISDIR(ip->mode)) {
 		ip->blob = NULL;
@@ -477,15 +487,13 @@ int bfs_iget(struct ust_blobfs *fs, uint64_t ino, struct bfs_inode **out, void (
 		ip->waiters = w;
 		return 0;
 	}
-	ip = calloc(1, sizeof(*ip));
+	ip = inode_new(fs, ino);
 	if (ip == NULL) {
 		free(w);
 		req->rc = -ENOMEM;
 		*out = NULL;
 		return 1;
 	}
-	ip->fs = fs;
-	ip->ino = ino;
 	ip->loading = true;
 	ip->waiters = w;
 	icache_insert(fs, ip);

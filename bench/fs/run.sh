@@ -6,11 +6,13 @@
 #   RUNTIME=5 N=10000 SIZE=256M bench/fs/run.sh      (a short run)
 #
 # Environment:
-#   RUNTIME  seconds per fio job (default 30)
+#   RUNTIME  seconds per fio job and round (default 10)
 #   SIZE     size of the fio data file (default 1G)
 #   N        files of the metadata phases (default 100000)
-#   REPEAT   rounds of the metadata phases per file system, each in a
-#            fresh directory; the table takes each phase's median (default 3)
+#   REPEAT   rounds of every fio job and of the metadata phases, each round
+#            on ustor then ext4 (the metadata in a fresh directory); the
+#            table takes, per job or phase, the round whose ustor/ext4
+#            ratio is the median (default 3)
 #   IOENGINE fio engine (default libaio; io_uring works too)
 #   PROFILE  1: perf record ustor-mount during its jobs, print the top symbols
 #   MOUNT_ARGS extra ustor-mount arguments (e.g. "-o writeback_cache")
@@ -29,7 +31,7 @@
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 BUILDDIR=${1:-${USTOR_BUILDDIR:-build}}
-RUNTIME=${RUNTIME:-30}
+RUNTIME=${RUNTIME:-10}
 SIZE=${SIZE:-1G}
 N=${N:-100000}
 REPEAT=${REPEAT:-3}
@@ -166,30 +168,33 @@ requests() {
 		die "cannot read the mount's request count"
 }
 
-# run_fio FS DIR: every job in turn on one data file, results in
-# res/FS.JOB.json and, for ustor, the requests it took in res/FS.JOB.req.
-run_fio() {
-	local fs=$1 dir=$2 job name args r0
-	for job in "${JOBS[@]}"; do
-		name=${job%%:*}
-		args=${job#*:}
-		r0=$(requests "$fs")
-		profile_on "$name" "$fs"
-		# shellcheck disable=SC2086
-		"${PIN[@]}" fio --name="$name" --filename="$dir/fio.dat" --size="$SIZE" --ioengine="$IOENGINE" \
-			--direct=1 --time_based --runtime="$RUNTIME" --group_reporting \
-			--output-format=json --output="$work/res/$fs.$name.json" $args >/dev/null ||
-			{ profile_off; die "fio $name on $fs failed"; }
-		profile_off
-		[ "$fs" = ustor ] && echo $(($(requests "$fs") - r0)) >"$work/res/$fs.$name.req"
-		python3 - "$work/res/$fs.$name.json" <<'PY'
+# quiesce FS: what the step left dirty written back now, so that no
+# writeback of one file system runs during the other's next step.
+quiesce() {
+	sync -f "$work/$1" || die "sync of $1 failed"
+}
+
+# run_job FS JOB R: round R of one fio job on FS's data file (the first
+# job lays it out), results in res/FS.NAME.R.json and, for ustor, the
+# requests it took in res/FS.NAME.R.req.
+run_job() {
+	local fs=$1 name=${2%%:*} args=${2#*:} r=$3 r0
+	r0=$(requests "$fs")
+	profile_on "$name.$r" "$fs"
+	# shellcheck disable=SC2086
+	"${PIN[@]}" fio --name="$name" --filename="$work/$fs/fio.dat" --size="$SIZE" --ioengine="$IOENGINE" \
+		--direct=1 --time_based --runtime="$RUNTIME" --group_reporting \
+		--output-format=json --output="$work/res/$fs.$name.$r.json" $args >/dev/null ||
+		{ profile_off; die "fio $name on $fs failed"; }
+	profile_off
+	[ "$fs" = ustor ] && echo $(($(requests "$fs") - r0)) >"$work/res/$fs.$name.$r.req"
+	quiesce "$fs"
+	python3 - "$work/res/$fs.$name.$r.json" "$fs" "$r" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))["jobs"][0]
-print("    %-16s %10.0f IOPS %8.1f MiB/s" % (j["jobname"], j["read"]["iops"] + j["write"]["iops"],
-      (j["read"]["bw_bytes"] + j["write"]["bw_bytes"]) / 2**20))
+print("    round %s: %-5s %-16s %10.0f IOPS %8.1f MiB/s" % (sys.argv[3], sys.argv[2], j["jobname"],
+      j["read"]["iops"] + j["write"]["iops"], (j["read"]["bw_bytes"] + j["write"]["bw_bytes"]) / 2**20))
 PY
-	done
-	rm -f "$dir/fio.dat"
 }
 
 # meta_round FS DIR OUT: create, miss, stat, unlink of N files in the fresh
@@ -221,30 +226,6 @@ meta_round() {
 	rmdir "$dir"
 }
 
-# run_meta FS DIR: REPEAT rounds; res/FS.meta.txt gets, per phase, the
-# line of the round with the median rate. The rounds' own lines are shown.
-run_meta() {
-	local fs=$1 r
-	profile_on meta "$fs"
-	for r in $(seq "$REPEAT"); do
-		meta_round "$fs" "$2/meta$r" "$work/res/$fs.meta.$r.txt"
-		sed "s/^/    round $r: /" "$work/res/$fs.meta.$r.txt"
-	done
-	profile_off
-	python3 - "$work/res/$fs.meta" "$REPEAT" >"$work/res/$fs.meta.txt" <<'PY' ||
-import sys
-base, rounds = sys.argv[1], int(sys.argv[2])
-by_phase = {}
-for r in range(1, rounds + 1):
-    for line in open("%s.%d.txt" % (base, r)):
-        by_phase.setdefault(line.split()[0], []).append(line)
-for phase, lines in by_phase.items():
-    lines.sort(key=lambda l: float(l.split()[3]))
-    sys.stdout.write(lines[(len(lines) - 1) // 2])
-PY
-		die "cannot take the medians of $fs's metadata rounds"
-}
-
 echo "bench/fs: RUNTIME=${RUNTIME}s SIZE=$SIZE N=$N REPEAT=$REPEAT ioengine=$IOENGINE direct=1, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "  reactor on CPU 0, workload on CPUs $WORK_CPUS of $NCPU"
 # Every synchronous FUSE request wakes its caller on the other vCPU; where
@@ -255,61 +236,93 @@ if [ "$(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null)" = haltp
 	echo "  guest halt polling: $(cat $halt_poll) ns$( [ "$(cat $halt_poll)" = 0 ] &&
 		echo " (off: each FUSE round trip pays a vCPU wakeup from halt; scripts/setup.sh config sets it)")"
 fi
+# Both file systems are mounted for the whole run and take turns, job by
+# job and round by round, so that both see the same periods of the machine
+# (on a VM the round trip alone moved by a third between minutes: both
+# sides must sample the same minutes for their ratio to mean anything).
+# The idle one takes no CPU: ustor-mount's adaptive reactor sleeps once no
+# request has come for a while, and ext4 has nothing to write back once
+# quiesced.
 start_ustor
-echo "  ustor: running the fio jobs and $N files on $work/ustor"
-run_fio ustor "$work/ustor"
-run_meta ustor "$work/ustor"
 start_ext4
-echo "  ext4:  running the fio jobs and $N files on $work/ext4 ($loopdev)"
-run_fio ext4 "$work/ext4"
-run_meta ext4 "$work/ext4"
+echo "  ustor on $work/ustor, ext4 on $work/ext4 ($loopdev): each job and round on both in turn"
+for job in "${JOBS[@]}"; do
+	for r in $(seq "$REPEAT"); do
+		run_job ustor "$job" "$r"
+		run_job ext4 "$job" "$r"
+	done
+done
+rm -f "$work/ustor/fio.dat" "$work/ext4/fio.dat"
+quiesce ustor
+quiesce ext4
+for r in $(seq "$REPEAT"); do
+	for fs in ustor ext4; do
+		profile_on "meta.$r" "$fs"
+		meta_round "$fs" "$work/$fs/meta$r" "$work/res/$fs.meta.$r.txt"
+		profile_off
+		quiesce "$fs"
+		sed "s/^/    round $r: $fs /" "$work/res/$fs.meta.$r.txt"
+	done
+done
 
 # ---- the table -------------------------------------------------------------------------
 
-python3 - "$work/res" "${JOBS[@]%%:*}" <<'EOF'
+python3 - "$work/res" "$REPEAT" "${JOBS[@]%%:*}" <<'EOF'
 import json, os, sys
 
-res, jobs = sys.argv[1], sys.argv[2:]
+res, rounds, jobs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 GOALS = {"seqwrite": 0.8, "seqread": 0.8, "create": 0.5, "stat": 0.5, "unlink": 0.5}
 
-def fio(fs, job):
-    j = json.load(open(os.path.join(res, "%s.%s.json" % (fs, job))))["jobs"][0]
+def fio(fs, job, r):
+    """(rate, unit, req/op) of round r of a job; req/op only for ustor."""
+    j = json.load(open(os.path.join(res, "%s.%s.%d.json" % (fs, job, r))))["jobs"][0]
     ios = j["read"]["total_ios"] + j["write"]["total_ios"]
+    req = None
+    if fs == "ustor":
+        with open(os.path.join(res, "ustor.%s.%d.req" % (job, r))) as f:
+            req = int(f.read()) / ios if ios > 0 else 0.0
     if job.startswith("seq"):
-        return (j["read"]["bw_bytes"] + j["write"]["bw_bytes"]) / 2**20, "MiB/s", ios
-    return j["read"]["iops"] + j["write"]["iops"], "IOPS", ios
+        return (j["read"]["bw_bytes"] + j["write"]["bw_bytes"]) / 2**20, "MiB/s", req
+    return j["read"]["iops"] + j["write"]["iops"], "IOPS", req
 
-def fio_requests(job, ios):
-    with open(os.path.join(res, "ustor.%s.req" % job)) as f:
-        return int(f.read()) / ios if ios > 0 else 0.0
-
-def meta(fs):
+def meta(fs, r):
+    """{phase: (rate, unit, req/op)} of metadata round r; req/op only for ustor."""
     out = {}
-    for line in open(os.path.join(res, "%s.meta.txt" % fs)):
+    for line in open(os.path.join(res, "%s.meta.%d.txt" % (fs, r))):
         phase, n, _secs, rate = line.split()[:4]
         req = line.split()[4:]
-        out[phase] = (float(rate), int(req[0]) / int(n) if req else None)
+        out[phase] = (float(rate), "ops/s", int(req[0]) / int(n) if req else None)
     return out
+
+def median_round(pairs):
+    """The (ustor, ext4) pair of the round whose ratio is the median (the lower middle)."""
+    pairs = sorted(pairs, key=lambda p: p[0][0] / p[1][0] if p[1][0] > 0 else 0.0)
+    return pairs[(len(pairs) - 1) // 2]
 
 rows = []
 for job in jobs:
-    u, unit, ios = fio("ustor", job)
-    rows.append((job, u, fio("ext4", job)[0], unit, fio_requests(job, ios)))
-mu, me = meta("ustor"), meta("ext4")
-rows += [(p, mu[p][0], me[p][0], "ops/s", mu[p][1]) for p in ("create", "miss", "stat", "unlink")]
+    rows.append((job,) + median_round([(fio("ustor", job, r), fio("ext4", job, r))
+                                       for r in range(1, rounds + 1)]))
+mu = [meta("ustor", r) for r in range(1, rounds + 1)]
+me = [meta("ext4", r) for r in range(1, rounds + 1)]
+for p in ("create", "miss", "stat", "unlink"):
+    rows.append((p,) + median_round([(mu[i][p], me[i][p]) for i in range(rounds)]))
 # req/op: FUSE requests ustor-mount took per I/O or per call (a fio job's
 # count includes laying out its file); each synchronous one is a round trip.
 print("\n%-16s %12s %12s %-6s %7s %7s  %s" % ("job", "ustor", "ext4", "unit", "ratio", "req/op",
                                             "goal"))
-for name, u, e, unit, req in rows:
-    ratio = u / e if e > 0 else 0.0
+row = {}
+for name, u, e in rows:
+    ratio = u[0] / e[0] if e[0] > 0 else 0.0
     goal = GOALS.get(name)
     verdict = "-" if goal is None else ">=%.2f %s" % (goal, "met" if ratio >= goal else "MISSED")
-    print("%-16s %12.0f %12.0f %-6s %7.2f %7.2f  %s" % (name, u, e, unit, ratio, req, verdict))
+    print("%-16s %12.0f %12.0f %-6s %7.2f %7.2f  %s" % (name, u[0], e[0], u[1], ratio, u[2], verdict))
+    row[name] = (u[0], e[0])
 # A create is two round trips (LOOKUP, CREATE), each at least a miss's cost.
 print("\nustor: one FUSE round trip (miss) %.1f us; create %.1f us = %.1f round trips;"
-      " ext4 create %.1f us" % (1e6 / mu["miss"][0], 1e6 / mu["create"][0],
-                                mu["miss"][0] / mu["create"][0], 1e6 / me["create"][0]))
+      " ext4 create %.1f us (all from each phase's median round)"
+      % (1e6 / row["miss"][0], 1e6 / row["create"][0], row["miss"][0] / row["create"][0],
+         1e6 / row["create"][1]))
 EOF
 
 if [ "$PROFILE" = 1 ]; then

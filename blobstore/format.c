@@ -148,7 +148,7 @@ uint64_t ust_bs_fmt_page_checksum(const void *page)
 	/* The stored checksum cannot cover itself; it is hashed as zero. */
 	memcpy(copy, page, sizeof(copy));
 	memset(copy + UST_BS_CSUM_OFFSET, 0, sizeof(uint64_t));
-	return XXH3_64bits_withSeed(copy, sizeof(copy), UST_BS_CSUM_SEED);
+	return ust_bs_fmt_region_checksum(copy, sizeof(copy));
 }
 
 uint64_t ust_bs_fmt_region_checksum(const void *buf, size_t len)
@@ -184,7 +184,7 @@ static void page_seal(uint8_t *page, uint64_t *csum_out)
 	uint64_t csum, le;
 
 	memset(page + UST_BS_CSUM_OFFSET, 0, sizeof(uint64_t));
-	csum = XXH3_64bits_withSeed(page, UST_BS_PAGE_SIZE, UST_BS_CSUM_SEED);
+	csum = ust_bs_fmt_region_checksum(page, UST_BS_PAGE_SIZE);
 	le = htole64(csum);
 
 	memcpy(page + UST_BS_CSUM_OFFSET, &le, sizeof(le));

@@ -1128,14 +1128,11 @@ static void sync_put_pages(struct bs_sync *s)
 	}
 }
 
+/* Everything but the root and chain pages, which sync_put_pages returned before. */
 static void sync_free(struct bs_sync *s)
 {
 	uint64_t i;
 
-	bs_dma_free(s->root);
-	for (i = 0; i < UST_BS_MAX_CHAIN_PAGES; i++) {
-		bs_dma_free(s->chain[i]);
-	}
 	for (i = 0; i < s->nw; i++) {
 		bs_dma_free(s->wbuf[i]);
 	}

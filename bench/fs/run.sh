@@ -3,7 +3,7 @@
 # ext4, same fio jobs and the same metadata loop on both. See README.md.
 #
 #   bench/fs/run.sh [BUILDDIR]          (default build; needs root and fio)
-#   RUNTIME=5 N=10000 SIZE=256M bench/fs/run.sh      (a short run)
+#   RUNTIME=2 N=10000 SIZE=256M bench/fs/run.sh      (a short run)
 #
 # Environment:
 #   RUNTIME  seconds per fio job and round (default 10)

@@ -48,6 +48,9 @@
  * so its files keep using preadv/pwritev. The bits are atomic: the channels
  * of several threads share one disk.
  */
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -275,6 +278,61 @@ static int map_back_chunk(struct file_disk *disk, struct file_map *fm, uint64_t 
 	return 0;
 }
 
+/*
+ * A write's bytes go to the image, which nobody on this core reads again
+ * soon: a 1 MiB write overruns the L2 anyway, and what a reader asks for
+ * next comes from memory either way. Ordinary stores make the core fetch
+ * every destination line before overwriting it and push the caller's data
+ * and our own hot state out of the caches; streaming (non-temporal) stores
+ * do neither. Measured on this project's test machine (AMD EPYC guest),
+ * copying into a tmpfs mapping from a hot 1 MiB buffer: memcpy 18-20 GB/s
+ * for pieces of 16 KiB to 1 MiB, streaming stores 21 GB/s at 16 KiB, 23.5
+ * at 32 KiB and 24.7-25.3 from 128 KiB; at 4 KiB the fence after each piece
+ * makes them slower (16 GB/s against 20). Hence the threshold. SSE2, part
+ * of x86-64 itself, is as fast here as AVX-512 for this loop. A file
+ * opened O_DIRECT (tmpfs takes it since Linux 6.6) has the core align
+ * every buffer to its block, so a piece and its place in the mapping are
+ * whole cache lines; any piece that is not is memcpy'd.
+ */
+#define MAP_STREAM_MIN (32u << 10)
+
+#ifdef __SSE2__
+/* dst and n are multiples of 64 (map_copy_slices); src may be anywhere. */
+static void map_store_streaming(uint8_t *dst, const uint8_t *src, size_t n)
+{
+	for (; n != 0; dst += 64, src += 64, n -= 64) {
+		__m128i a = _mm_loadu_si128((const __m128i *)src);
+		__m128i b = _mm_loadu_si128((const __m128i *)(src + 16));
+		__m128i c = _mm_loadu_si128((const __m128i *)(src + 32));
+		__m128i d = _mm_loadu_si128((const __m128i *)(src + 48));
+
+		_mm_stream_si128((__m128i *)dst, a);
+		_mm_stream_si128((__m128i *)(dst + 16), b);
+		_mm_stream_si128((__m128i *)(dst + 32), c);
+		_mm_stream_si128((__m128i *)(dst + 48), d);
+	}
+	/* Streaming stores are weakly ordered: fence them before the I/O completes. */
+	_mm_sfence();
+}
+
+static bool map_can_stream(const uint8_t *dst, size_t n)
+{
+	return n >= MAP_STREAM_MIN && (((uintptr_t)dst | n) & 63) == 0;
+}
+#else
+static void map_store_streaming(uint8_t *dst, const uint8_t *src, size_t n)
+{
+	memcpy(dst, src, n);
+}
+
+static bool map_can_stream(const uint8_t *dst, size_t n)
+{
+	(void)dst;
+	(void)n;
+	return false;
+}
+#endif
+
 static void map_copy_slices(const struct file_io *fio)
 {
 	uint8_t *p = fio->disk->map->base + fio->offset + fio->done;
@@ -282,7 +340,11 @@ static void map_copy_slices(const struct file_io *fio)
 
 	for (i = 0; i < fio->slice_cnt; i++) {
 		if (fio->op == FILE_OP_WRITE) {
-			memcpy(p, fio->slice[i].iov_base, fio->slice[i].iov_len);
+			if (map_can_stream(p, fio->slice[i].iov_len)) {
+				map_store_streaming(p, fio->slice[i].iov_base, fio->slice[i].iov_len);
+			} else {
+				memcpy(p, fio->slice[i].iov_base, fio->slice[i].iov_len);
+			}
 		} else {
 			memcpy(fio->slice[i].iov_base, p, fio->slice[i].iov_len);
 		}

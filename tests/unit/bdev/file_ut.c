@@ -681,6 +681,62 @@ static void test_tmpfs_mapping(void **state)
 }
 
 /*
+ * Large pieces of a write (32 KiB and more) are stored into the mapping
+ * with streaming stores, the others with memcpy: a write mixing both, from
+ * scattered buffers, lands exactly, and the bytes either side of it are
+ * untouched.
+ */
+static void test_tmpfs_streaming_stores(void **state)
+{
+	struct scratch *t = *state;
+	const struct backend *be = t->be;
+	static const size_t lens[] = {32768, 1024, 66048, 32256, 131072};
+	static const size_t src_off[] = {512, 65536, 98304, 196608, 262144 + 4096};
+	const size_t total = 263168, before = 7 * 512, file_part = 512 * 1024;
+	uint8_t *w = t->w = aligned_buf(MiB, 0), *r = t->r = aligned_buf(MiB, 0),
+		*z = t->z = aligned_buf(MiB, 0);
+	struct iovec iov[5];
+	struct fixture *f = &t->f;
+	struct io_result res = {0};
+	size_t i, at;
+	int fd;
+
+	snprintf(t->path, sizeof(t->path), "/dev/shm/ustor_file_ut_stream_%d", getpid());
+	make_file(t->path, 4 * MiB);
+	fd = open(t->path, O_WRONLY);
+	assert_true(fd >= 0);
+	memset(z, 0xa5, file_part);
+	assert_int_equal(pwrite(fd, z, file_part, 0), (ssize_t)file_part);
+	close(fd);
+	assert_int_equal(open_counting_log(be, t->path, UST_LOG_NOTICE, "through a mapping", f), 1);
+
+	fill_pattern(w, MiB, 9);
+	for (i = 0; i < 5; i++) {
+		iov[i].iov_base = w + src_off[i];
+		iov[i].iov_len = lens[i];
+	}
+	assert_int_equal(ust_bdev_writev_blocks(f->desc, f->ch, iov, 5, before / 512, total / 512,
+						io_cb, &res), 0);
+	poll_until(&res.done);
+	assert_int_equal(res.status, 0);
+
+	pread_file(t->path, r, file_part, 0);
+	assert_memory_equal(r, z, before);
+	for (i = 0, at = before; i < 5; i++) {
+		assert_memory_equal(r + at, w + src_off[i], lens[i]);
+		at += lens[i];
+	}
+	assert_memory_equal(r + at, z, file_part - at);
+	memset(r, 0, total);
+	assert_int_equal(do_read(f, r, before / 512, total / 512), 0);
+	for (i = 0, at = 0; i < 5; i++) {
+		assert_memory_equal(r + at, w + src_off[i], lens[i]);
+		at += lens[i];
+	}
+	fixture_close(be, f);
+}
+
+/*
  * A store into a mapping of a full tmpfs would be a SIGBUS: the write must
  * fail with -ENOSPC instead, and what was written before must read back.
  */
@@ -1162,6 +1218,7 @@ int main(void)
 		BOTH(test_short_read_fails),
 		BOTH(test_memory_fs_inline),
 		SCRATCH(test_tmpfs_mapping),
+		SCRATCH(test_tmpfs_streaming_stores),
 		SCRATCH(test_tmpfs_mapping_enospc),
 		SCRATCH(test_tmpfs_lend),
 		SCRATCH(test_tmpfs_lend_partial_page),

@@ -143,12 +143,24 @@ static void file_io_submit(struct file_io *fio)
 	int rc;
 
 	if (fio->disk->in_memory && file_io_is_transfer(fio)) {
+		if (fio->op == FILE_OP_WRITE && fio->disk->map != NULL && file_copy_submit(fio)) {
+			return;
+		}
 		file_io_done(fio, file_io_copy_inline(fio));
 		return;
 	}
 	rc = fio->disk->backend->submit(ust_io_channel_get_ctx(dch->group_ch), fio);
 	if (rc != 0)
 		file_io_complete_rc(fio, rc);
+}
+
+void file_io_copied(struct file_io *fio, int64_t res)
+{
+	atomic_fetch_add_explicit(&fio->disk->copy_engine_writes, 1, memory_order_relaxed);
+	if (res == 0) {
+		res = file_io_copy_inline(fio); /* not through the mapping: pwritev, here */
+	}
+	file_io_done(fio, res);
 }
 
 void file_io_done(struct file_io *fio, int64_t res)
@@ -328,6 +340,11 @@ static int file_disk_dump_info_json(void *ctxt, json_t *driver_specific)
 	json_object_set_new(o, "block_size_override", json_boolean(disk->user_block_size));
 	json_object_set_new(o, "readonly", json_boolean(disk->readonly));
 	json_object_set_new(o, "direct_io", json_boolean(disk->direct));
+	json_object_set_new(o, "mapped", json_boolean(disk->map != NULL));
+	if (disk->map != NULL) {
+		json_object_set_new(o, "copy_engine_writes",
+				    json_integer((json_int_t)atomic_load(&disk->copy_engine_writes)));
+	}
 	json_object_set_new(driver_specific, disk->backend->name, o);
 	return 0;
 }

@@ -63,6 +63,10 @@ struct file_io {
 	union {
 		struct iocb iocb;             /* aio */
 		struct file_offload_job job;  /* offloaded ops */
+		struct {                      /* a write on the copy engine (file_copy.c) */
+			struct ust_thread *thread; /* the submitter, where it completes */
+			int64_t result;            /* file_map_copy()'s */
+		} copy;
 	} u;
 };
 
@@ -101,6 +105,7 @@ struct file_disk {
 	/* on tmpfs/ramfs: flushes complete at once, reads/writes are copied on the reactor */
 	bool in_memory;
 	struct file_map *map; /* tmpfs: the file mapped (file_map.c); else NULL */
+	_Atomic uint64_t copy_engine_writes; /* slices the copy engine stored (dump_info) */
 	TAILQ_ENTRY(file_disk) link;
 };
 
@@ -130,7 +135,25 @@ int file_map_lend(void *ctxt, uint64_t offset, uint64_t len, bool write, void **
 /* [offset, offset + len) may lose its pages (unmap, write_zeroes): allocate before storing. */
 void file_map_forget(struct file_disk *disk, uint64_t offset, uint64_t len);
 
+/* ---- file_copy.c -------------------------------------------------------- */
+
+/*
+ * Take a reference to the copy engine, starting it: 0, or -ENODEV when
+ * every CPU is a reactor's (no engine; copies stay inline), or -errno.
+ */
+int file_copy_start(void);
+void file_copy_stop(void);
+/*
+ * Hand a write's current slice to the engine: true if it took it (the slice
+ * then completes through file_io_copied() on this thread), false to copy it
+ * here (no engine, a small slice, or the engine's queue full).
+ */
+bool file_copy_submit(struct file_io *fio);
+
 /* ---- file_disk.c -------------------------------------------------------- */
+
+/* The engine copied fio's slice: res as file_map_copy() returned it. */
+void file_io_copied(struct file_io *fio, int64_t res);
 
 /* Fill fio->slice with the next part of the I/O's data (from fio->done). */
 void file_io_build_slice(struct file_io *fio);

@@ -83,6 +83,7 @@ struct file_map {
 	uint32_t chunk_shift;
 	uint64_t nchunks;
 	_Atomic uint64_t *backed; /* bit c: every page of chunk c exists in the file */
+	bool copy_engine;         /* holds a reference to the copy engine (file_copy.c) */
 };
 
 /* Where a SIGBUS inside this thread's copy lands; NULL outside the copies. */
@@ -187,6 +188,7 @@ int file_map_open(struct file_disk *disk, uint64_t size)
 		return rc;
 	}
 	fm->base = base;
+	fm->copy_engine = !disk->readonly && file_copy_start() == 0;
 	disk->map = fm;
 	return 0;
 }
@@ -197,6 +199,9 @@ void file_map_close(struct file_disk *disk)
 
 	if (fm == NULL) {
 		return;
+	}
+	if (fm->copy_engine) {
+		file_copy_stop();
 	}
 	munmap(fm->base, fm->len);
 	free(fm->backed);

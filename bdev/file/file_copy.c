@@ -10,8 +10,9 @@
  * kernel's loop worker on whichever CPU is free. The engine does the same
  * with ours, as a DMA engine would take it off the CPUs altogether; the
  * reactor meanwhile reads the next request. On this project's 2-vCPU test
- * machine, 1 MiB O_DIRECT writes at QD 4 went from 5,400-6,600 to
- * 8,200-8,500 MiB/s (see bench/fs/README.md).
+ * machine, bench/fs's seqwrite (1 MiB O_DIRECT writes at QD 4) went from
+ * 6,157-6,807 to 8,257-8,442 MiB/s in its overwrite rounds, 0.88-0.91 of
+ * ext4's figure in the same rounds.
  *
  * Only writes of FILE_COPY_MIN or more come here: for less, the hand-off
  * (a message back, at times a wake-up of the worker) costs more than the

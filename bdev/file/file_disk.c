@@ -115,6 +115,8 @@ static bool file_io_is_transfer(const struct file_io *fio)
  * malloc bdev's memcpy. Through io_uring the kernel punts such writes to an
  * io-wq worker, and the hand-off and the completion wake-up cost more than
  * the copy (file_check_memory_fs). The core defers the completion callback.
+ * Large writes into a mapped file are the exception: the copy engine
+ * (file_copy.c) stores them on a CPU no reactor polls.
  */
 static int64_t file_io_copy_inline(struct file_io *fio)
 {

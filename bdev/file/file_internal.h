@@ -102,10 +102,10 @@ struct file_disk {
 	bool is_blockdev;
 	bool user_block_size; /* block_size given at creation */
 	bool no_aio_fdsync;   /* the kernel refused IOCB_CMD_FDSYNC: offload it */
-	/* on tmpfs/ramfs: flushes complete at once, reads/writes are copied on the reactor */
+	/* on tmpfs/ramfs: flushes complete at once, reads/writes are copies (file_io_copy_inline) */
 	bool in_memory;
 	struct file_map *map; /* tmpfs: the file mapped (file_map.c); else NULL */
-	_Atomic uint64_t copy_engine_writes; /* slices the copy engine stored (dump_info) */
+	_Atomic uint64_t copy_engine_writes; /* slices of writes the copy engine stored */
 	TAILQ_ENTRY(file_disk) link;
 };
 

@@ -5,9 +5,9 @@
  * whichever way it is made; pread/pwrite add a system call and a page-cache
  * lookup and lock per 4 KiB page around it, which on the reactor cost more
  * than the copy itself (bench/fs). So a file on tmpfs is mapped MAP_SHARED
- * once at open and its reads and writes are memcpy()s on the reactor, with
- * the same coherence as pread/pwrite: one page cache, seen by every other
- * opener of the file.
+ * once at open and its reads and writes are memcpy()s on the reactor (large
+ * writes on the copy engine, file_copy.c), with the same coherence as
+ * pread/pwrite: one page cache, seen by every other opener of the file.
  *
  * The price is paid once per page: the first access through the mapping is
  * a page fault. Measured on this project's test machine (a nested VM with

@@ -736,13 +736,6 @@ static void test_tmpfs_streaming_stores(void **state)
 	fixture_close(be, f);
 }
 
-/*
- * Writes of 256 KiB or more into a mapped tmpfs file go to the copy engine
- * (file_copy.c) where some CPU is not a reactor's (here everything but CPU
- * 0): several in flight at once all complete, on this thread, with their
- * data in place, and one into pages cut behind the bdev's back fails with
- * -EIO, the worker surviving the SIGBUS and serving the next.
- */
 /* The writes the copy engine stored for F0, from its driver_specific info. */
 static json_int_t engine_writes(const struct backend *be, struct fixture *f)
 {
@@ -756,34 +749,41 @@ static json_int_t engine_writes(const struct backend *be, struct fixture *f)
 	return n;
 }
 
+/*
+ * Writes of 1 MiB or more into a mapped tmpfs file go to the copy engine
+ * (file_copy.c) where some CPU is not a reactor's (here everything but CPU
+ * 0): several in flight at once all complete, on this thread, with their
+ * data in place, and one into pages cut behind the bdev's back fails with
+ * -EIO, the worker surviving the SIGBUS and serving the next.
+ */
 static void test_tmpfs_copy_engine(void **state)
 {
 	struct scratch *t = *state;
 	const struct backend *be = t->be;
 	uint8_t *w = t->w = aligned_buf(8 * MiB, 0), *r = t->r = aligned_buf(8 * MiB, 0);
 	struct fixture *f = &t->f;
-	struct io_result res[16];
+	struct io_result res[8];
 	int i;
 
 	snprintf(t->path, sizeof(t->path), "/dev/shm/ustor_file_ut_engine_%d", getpid());
 	make_file(t->path, 8 * MiB);
 	g_capture.level = UST_LOG_NOTICE;
 	g_capture.file = "copy engine on CPUs 0x";
-	g_capture.words = "256 KiB";
+	g_capture.words = "1024 KiB";
 	g_capture.hits = 0;
 	ust_log_set_sink(capture_sink);
 	fixture_open(be, t->path, 0, f);
 	ust_log_set_sink(NULL);
 	assert_int_equal(g_capture.hits, sysconf(_SC_NPROCESSORS_CONF) > 1 ? 1 : 0);
 
-	/* Sixteen 512 KiB writes in flight together, then all of them awaited. */
+	/* Eight 1 MiB writes in flight together, then all of them awaited. */
 	fill_pattern(w, 8 * MiB, 11);
 	memset(res, 0, sizeof(res));
-	for (i = 0; i < 16; i++) {
-		assert_int_equal(ust_bdev_write_blocks(f->desc, f->ch, w + (size_t)i * 512 * 1024,
-						       (uint64_t)i * 1024, 1024, io_cb, &res[i]), 0);
+	for (i = 0; i < 8; i++) {
+		assert_int_equal(ust_bdev_write_blocks(f->desc, f->ch, w + (size_t)i * MiB,
+						       (uint64_t)i * 2048, 2048, io_cb, &res[i]), 0);
 	}
-	for (i = 0; i < 16; i++) {
+	for (i = 0; i < 8; i++) {
 		poll_until(&res[i].done);
 		assert_int_equal(res[i].status, 0);
 	}
@@ -791,9 +791,9 @@ static void test_tmpfs_copy_engine(void **state)
 	assert_memory_equal(r, w, 8 * MiB);
 	assert_int_equal(do_read(f, r, 0, 8 * MiB / 512), 0);
 	assert_memory_equal(r, w, 8 * MiB);
-	/* A write below 256 KiB stays here. */
-	assert_int_equal(do_write(f, w, 0, 128 * 1024 / 512), 0);
-	assert_int_equal(engine_writes(be, f), sysconf(_SC_NPROCESSORS_CONF) > 1 ? 16 : 0);
+	/* A write below 1 MiB stays here. */
+	assert_int_equal(do_write(f, w, 0, 1020 * 1024 / 512), 0);
+	assert_int_equal(engine_writes(be, f), sysconf(_SC_NPROCESSORS_CONF) > 1 ? 8 : 0);
 
 	/* Every chunk is backed; the file shrinks behind our back. */
 	assert_int_equal(truncate(t->path, 2 * MiB), 0);

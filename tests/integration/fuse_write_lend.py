@@ -14,8 +14,10 @@ unaligned writes, writes that extend the file, metadata requests) must
 still be served exactly as before. Every step is checked against a model
 of the file: read back through the page cache-free path (O_DIRECT), after
 fsync, and after a remount; the mount's stats say which writes were stored
-from the pipe. On an image outside tmpfs the bdev cannot lend: the same
-writes all go the usual way. When the image is truncated behind the
+from the pipe. The O_DIRECT rewrite's 1 MiB writes are stored by the
+file bdev's copy engine on a tmpfs image (bdev_get_bdevs counts them),
+where the machine has a CPU besides the mount's reactor. On an image
+outside tmpfs the bdev cannot lend: the same writes all go the usual way. When the image is truncated behind the
 mount's back, a write in place into the lost part fails with EIO and the
 daemon survives it. Then fio runs 1 MiB buffered random writes from two
 jobs at once, and a second fio run reads them back with O_DIRECT and
@@ -33,6 +35,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fuse_lib as fl  # noqa: E402
+from fuse_posix import rpc  # noqa: E402
 from fuse_read_lend import MIB, pattern, stats  # noqa: E402
 
 FILE = 8 * MIB
@@ -115,6 +118,16 @@ def rewrite_buffered(path, model, seed):
             model[i * MIB:(i + 1) * MIB] = data
 
 
+def engine_writes(sock):
+    """Writes the file bdev's copy engine stored, or None if the image is not mapped."""
+    for b in rpc(sock, "bdev_get_bdevs"):
+        for backend in ("uring", "aio"):
+            d = b.get("driver_specific", {}).get(backend)
+            if d is not None and d.get("mapped"):
+                return d["copy_engine_writes"]
+    return None
+
+
 def workload(work, img, mnt, tag):
     """The writes on a fresh mount. Returns the bytes stored from the pipe by
     the O_DIRECT rewrite, by the buffered rewrite (and what it wrote), and by
@@ -133,15 +146,18 @@ def workload(work, img, mnt, tag):
     # the rewrites: allocated space, aligned, 1 MiB at a time (in place on tmpfs)
     lent = "bytes_written_lent"
     s0 = stats(sock)
+    e0 = engine_writes(sock)
     for i in reversed(range(FILE // MIB)):
         direct_write(path, model, i * MIB, pattern(MIB, 50 + i))
     check_model(path, model, tag + " O_DIRECT rewrite")
     s1 = stats(sock)
+    e1 = engine_writes(sock)
     rewrite_buffered(path, model, 70)
     s2 = stats(sock)
     check_model(path, model, tag + " buffered rewrite")
     out = {"direct": s1[lent] - s0[lent], "buffered": s2[lent] - s1[lent],
-           "buffered_written": s2["bytes_written"] - s1["bytes_written"]}
+           "buffered_written": s2["bytes_written"] - s1["bytes_written"],
+           "engine": None if e0 is None else e1 - e0}
 
     # splicing on by a buffered WRITE (itself read), off after the O_DIRECT one it brings
     buffered_write(path, model, 2 * MIB, pattern(MIB, 90))
@@ -252,6 +268,10 @@ def main():
             fl.check(ok(out[k], out["buffered_written"]),
                      "%s image, %s writes: %d bytes stored from the pipe (%d buffered written)"
                      % (tag, k, out[k], out["buffered_written"]))
+        # the mount's reactor is on CPU 0: any other CPU runs the copy engine
+        engine = (FILE // MIB if (os.cpu_count() or 1) > 1 else 0) if tag == "tmpfs" else None
+        fl.check(out["engine"] == engine, "%s image: the copy engine stored %r of the O_DIRECT "
+                 "rewrite's %d writes (expected %r)" % (tag, out["engine"], FILE // MIB, engine))
         os.unlink(os.path.join(where, "img"))
 
     print("-- image truncated under the mount")

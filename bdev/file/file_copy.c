@@ -30,6 +30,10 @@
  * The CPUs: every CPU outside the reactors' core mask. Where there is none
  * (every core polls), the engine does not start and every copy stays on
  * its reactor: a worker sharing a polling reactor's core only slows it.
+ * Like the reactors, which the environment pins by the core mask, the
+ * engine does not inherit the affinity the process was started with
+ * (taskset); a cgroup's cpuset still bounds it, and where that leaves it
+ * no CPU, pthread_create refuses and the copies stay inline.
  *
  * Lock-free for the submitter: jobs go through a many-producer ring. The
  * worker sleeps on a semaphore only once the ring is empty, and a producer

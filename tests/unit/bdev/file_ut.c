@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -736,6 +737,20 @@ static void test_tmpfs_streaming_stores(void **state)
 	fixture_close(be, f);
 }
 
+/*
+ * A CPU we may use besides CPU 0, the test's reactor: the copy engine must
+ * start there. (Without one it may still start: it takes every CPU outside
+ * the core mask, and only a cgroup's cpuset, not taskset, keeps it out.)
+ */
+static bool spare_cpu(void)
+{
+	cpu_set_t set;
+
+	assert_int_equal(sched_getaffinity(0, sizeof(set), &set), 0);
+	CPU_CLR(0, &set);
+	return CPU_COUNT(&set) > 0;
+}
+
 /* The writes the copy engine stored for F0, from its driver_specific info. */
 static json_int_t engine_writes(const struct backend *be, struct fixture *f)
 {
@@ -774,7 +789,9 @@ static void test_tmpfs_copy_engine(void **state)
 	ust_log_set_sink(capture_sink);
 	fixture_open(be, t->path, 0, f);
 	ust_log_set_sink(NULL);
-	assert_int_equal(g_capture.hits, sysconf(_SC_NPROCESSORS_CONF) > 1 ? 1 : 0);
+	if (spare_cpu()) {
+		assert_int_equal(g_capture.hits, 1);
+	}
 
 	/* Eight 1 MiB writes in flight together, then all of them awaited. */
 	fill_pattern(w, 8 * MiB, 11);
@@ -793,7 +810,7 @@ static void test_tmpfs_copy_engine(void **state)
 	assert_memory_equal(r, w, 8 * MiB);
 	/* A write below 1 MiB stays here. */
 	assert_int_equal(do_write(f, w, 0, 1020 * 1024 / 512), 0);
-	assert_int_equal(engine_writes(be, f), sysconf(_SC_NPROCESSORS_CONF) > 1 ? 8 : 0);
+	assert_int_equal(engine_writes(be, f), g_capture.hits == 1 ? 8 : 0);
 
 	/* Every chunk is backed; the file shrinks behind our back. */
 	assert_int_equal(truncate(t->path, 2 * MiB), 0);

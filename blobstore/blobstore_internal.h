@@ -542,6 +542,12 @@ void bs_noop_cb(void *arg, int rc);
  * metadata thread -EXDEV. A non-zero result has already been given to *cb.
  */
 int bs_md_call_check(struct ust_blob_store *bs, ust_bs_op_cb *cb, void *arg);
+/* 0 on the metadata thread, else -EXDEV (logged): the entry check of a blob call. */
+int bs_md_thread_check(struct ust_blob_store *bs);
+/* An xattr name: 1..UST_BS_XATTR_NAME_MAX bytes. */
+bool bs_xattr_name_ok(const char *name);
+/* Logs that a thin blob of n clusters is too large (what: the call); -EFBIG. */
+int bs_thin_too_large(const char *what, uint64_t n);
 
 /* ---- bs_snapshot.c ------------------------------------------------------------------ */
 

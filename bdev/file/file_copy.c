@@ -19,13 +19,13 @@
  * the reactor's core has just written; it pays only when the reactor has
  * other requests to serve meanwhile. Throwaway fio runs on the mount,
  * engine against inline: 1 MiB writes at QD 4 7,100-8,300 against
- * 6,100-6,300 MiB/s, at QD 1 5,300-5,900 against 5,800-6,300 (its cost);
- * 512 KiB at QD 1 4,200-4,400 against about 5,700, and 256 KiB lost at QD
- * 1 and 4 alike (the writer's own CPU work, four times the requests per
- * byte, competes with the worker there). Blobstore hands a 1 MiB write on
- * contiguous clusters down as one bdev I/O. Reads stay on the reactor:
- * their data is wanted there next, and the FUSE mount answers reads from
- * the mapping without copying anyway.
+ * 6,100-6,500 MiB/s, at QD 1 5,300-5,900 against 5,200-6,300 (no gain);
+ * 512 KiB at QD 1 4,200-4,400 against a noisy 3,000-5,800, and 256 KiB
+ * lost at QD 1 and 4 alike (the writer's own CPU work, four times the
+ * requests per byte, competes with the worker there). Blobstore hands a
+ * 1 MiB write on contiguous clusters down as one bdev I/O. Reads stay on
+ * the reactor: their data is wanted there next, and the FUSE mount
+ * answers reads from the mapping without copying anyway.
  *
  * The CPUs: every CPU outside the reactors' core mask. Where there is none
  * (every core polls), the engine does not start and every copy stays on

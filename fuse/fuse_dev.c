@@ -33,9 +33,10 @@
  * into a fresh buffer.
  *
  * Large WRITEs by splice. Read into our buffer, a WRITE's payload is
- * copied twice on the reactor: by the kernel into the buffer, and by the
- * bdev from the buffer into the image (on a tmpfs image, a memcpy into its
- * mapping). Spliced into a pipe, a buffered WRITE's payload is the page
+ * copied twice: by the kernel into the buffer, on the reactor, and by the
+ * bdev from the buffer into the image (on a tmpfs image, a copy into its
+ * mapping: on the reactor, or on the file bdev's copy engine from 1 MiB).
+ * Spliced into a pipe, a buffered WRITE's payload is the page
  * cache's own pages, referenced and not copied (the kernel's
  * fuse_dev_splice_read; an O_DIRECT writer's pages are copied into new
  * pipe pages, as the kernel cannot hold them for the pipe's lifetime, so

@@ -252,16 +252,11 @@ void file_copy_stop(void)
 bool file_copy_submit(struct file_io *fio)
 {
 	void *job = fio;
-	uint64_t len = 0;
-	int i;
 
 	if (!atomic_load_explicit(&g_copy.running, memory_order_acquire)) {
 		return false;
 	}
-	for (i = 0; i < fio->slice_cnt; i++) {
-		len += fio->slice[i].iov_len;
-	}
-	if (len < FILE_COPY_MIN) {
+	if (file_io_slice_len(fio) < FILE_COPY_MIN) {
 		return false;
 	}
 	fio->u.copy.thread = ust_get_thread();

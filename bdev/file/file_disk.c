@@ -94,6 +94,16 @@ void file_io_build_slice(struct file_io *fio)
 	fio->slice_cnt = n;
 }
 
+uint64_t file_io_slice_len(const struct file_io *fio)
+{
+	uint64_t len = 0;
+	int i;
+
+	for (i = 0; i < fio->slice_cnt; i++)
+		len += fio->slice[i].iov_len;
+	return len;
+}
+
 static void file_io_complete_rc(struct file_io *fio, int rc)
 {
 	struct ust_bdev_io *io = file_io_to_bdev_io(fio);

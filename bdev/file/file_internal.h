@@ -157,6 +157,8 @@ void file_io_copied(struct file_io *fio, int64_t res);
 
 /* Fill fio->slice with the next part of the I/O's data (from fio->done). */
 void file_io_build_slice(struct file_io *fio);
+/* Bytes in fio->slice. */
+uint64_t file_io_slice_len(const struct file_io *fio);
 /*
  * The kernel finished one submission of fio with res (bytes or -errno).
  * Resubmits the rest of a short transfer, else completes the bdev I/O.

@@ -301,42 +301,29 @@ static int map_back_chunk(struct file_disk *disk, struct file_map *fm, uint64_t 
  */
 #define MAP_STREAM_MIN (32u << 10)
 
+/* A piece of a write into the mapping: streamed where it is large and whole cache lines. */
+static void map_store(uint8_t *dst, const uint8_t *src, size_t n)
+{
 #ifdef __SSE2__
-/* dst and n are multiples of 64 (map_copy_slices); src may be anywhere. */
-static void map_store_streaming(uint8_t *dst, const uint8_t *src, size_t n)
-{
-	for (; n != 0; dst += 64, src += 64, n -= 64) {
-		__m128i a = _mm_loadu_si128((const __m128i *)src);
-		__m128i b = _mm_loadu_si128((const __m128i *)(src + 16));
-		__m128i c = _mm_loadu_si128((const __m128i *)(src + 32));
-		__m128i d = _mm_loadu_si128((const __m128i *)(src + 48));
+	if (n >= MAP_STREAM_MIN && (((uintptr_t)dst | n) & 63) == 0) {
+		for (size_t i = 0; i < n; i += 64) {
+			__m128i a = _mm_loadu_si128((const __m128i *)(src + i));
+			__m128i b = _mm_loadu_si128((const __m128i *)(src + i + 16));
+			__m128i c = _mm_loadu_si128((const __m128i *)(src + i + 32));
+			__m128i d = _mm_loadu_si128((const __m128i *)(src + i + 48));
 
-		_mm_stream_si128((__m128i *)dst, a);
-		_mm_stream_si128((__m128i *)(dst + 16), b);
-		_mm_stream_si128((__m128i *)(dst + 32), c);
-		_mm_stream_si128((__m128i *)(dst + 48), d);
+			_mm_stream_si128((__m128i *)(dst + i), a);
+			_mm_stream_si128((__m128i *)(dst + i + 16), b);
+			_mm_stream_si128((__m128i *)(dst + i + 32), c);
+			_mm_stream_si128((__m128i *)(dst + i + 48), d);
+		}
+		/* Streaming stores are weakly ordered: fence them before the I/O completes. */
+		_mm_sfence();
+		return;
 	}
-	/* Streaming stores are weakly ordered: fence them before the I/O completes. */
-	_mm_sfence();
-}
-
-static bool map_can_stream(const uint8_t *dst, size_t n)
-{
-	return n >= MAP_STREAM_MIN && (((uintptr_t)dst | n) & 63) == 0;
-}
-#else
-static void map_store_streaming(uint8_t *dst, const uint8_t *src, size_t n)
-{
+#endif
 	memcpy(dst, src, n);
 }
-
-static bool map_can_stream(const uint8_t *dst, size_t n)
-{
-	(void)dst;
-	(void)n;
-	return false;
-}
-#endif
 
 static void map_copy_slices(const struct file_io *fio)
 {
@@ -345,11 +332,7 @@ static void map_copy_slices(const struct file_io *fio)
 
 	for (i = 0; i < fio->slice_cnt; i++) {
 		if (fio->op == FILE_OP_WRITE) {
-			if (map_can_stream(p, fio->slice[i].iov_len)) {
-				map_store_streaming(p, fio->slice[i].iov_base, fio->slice[i].iov_len);
-			} else {
-				memcpy(p, fio->slice[i].iov_base, fio->slice[i].iov_len);
-			}
+			map_store(p, fio->slice[i].iov_base, fio->slice[i].iov_len);
 		} else {
 			memcpy(fio->slice[i].iov_base, p, fio->slice[i].iov_len);
 		}
@@ -403,12 +386,9 @@ static int map_back_range(struct file_disk *disk, uint64_t off, uint64_t len, bo
 
 int64_t file_map_copy(struct file_io *fio)
 {
-	uint64_t len = 0;
-	int i, rc;
+	uint64_t len = file_io_slice_len(fio);
+	int rc;
 
-	for (i = 0; i < fio->slice_cnt; i++) {
-		len += fio->slice[i].iov_len;
-	}
 	rc = map_back_range(fio->disk, fio->offset + fio->done, len, fio->op == FILE_OP_WRITE);
 	if (rc != 0) {
 		return rc > 0 ? 0 : rc;

@@ -35,12 +35,8 @@
  * (taskset); a cgroup's cpuset still bounds it, and where that leaves it
  * no CPU, pthread_create refuses and the copies stay inline.
  *
- * Lock-free for the submitter: jobs go through a many-producer ring. The
- * worker sleeps on a semaphore only once the ring is empty, and a producer
- * posts it only when the worker said it would sleep; a sequentially
- * consistent fence on each side between "publish mine" and "look at
- * theirs" means either the producer sees the flag or the worker sees the
- * job.
+ * The thread, its ring and its sleep are a ust_worker (core/worker.c): the
+ * submitter takes no lock.
  *
  * Guarantees: a write taken by file_copy_submit() is copied exactly once
  * and completes through file_io_copied() on the ust_thread that submitted
@@ -50,16 +46,13 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
-#include <semaphore.h>
-#include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "ustor/cpuset.h"
-#include "ustor/env.h"
 #include "ustor/log.h"
+#include "ustor/worker.h"
 
 #include "file_internal.h"
 
@@ -71,12 +64,8 @@
 struct file_copy {
 	pthread_mutex_t lock; /* start and stop */
 	int refs;
-	pthread_t worker;
-	struct ust_ring *jobs;
-	sem_t wake;
-	atomic_bool running;  /* jobs are taken */
-	atomic_bool sleeping; /* the worker found the ring empty and waits on wake */
-	atomic_bool stop;
+	struct ust_worker *worker;
+	atomic_bool running; /* jobs are taken */
 };
 
 static struct file_copy g_copy = {.lock = PTHREAD_MUTEX_INITIALIZER};
@@ -88,8 +77,10 @@ static void copy_done_msg(void *arg)
 	file_io_copied(fio, fio->u.copy.result);
 }
 
-static void copy_run(struct file_io *fio)
+static void copy_run(struct ust_worker_job *job)
 {
+	struct file_io *fio = (struct file_io *)((char *)job - offsetof(struct file_io, u.copy.job));
+
 	fio->u.copy.result = file_map_copy(fio);
 	/* The target's ring may be full for a moment: the worker can wait. */
 	while (ust_thread_send_msg(fio->u.copy.thread, copy_done_msg, fio) == -ENOMEM) {
@@ -97,124 +88,26 @@ static void copy_run(struct file_io *fio)
 	}
 }
 
-static void *copy_worker(void *arg)
-{
-	void *job;
-
-	(void)arg;
-	for (;;) {
-		if (ust_ring_dequeue(g_copy.jobs, &job, 1) == 1) {
-			copy_run(job);
-			continue;
-		}
-		if (atomic_load(&g_copy.stop)) {
-			break;
-		}
-		atomic_store(&g_copy.sleeping, true);
-		atomic_thread_fence(memory_order_seq_cst);
-		if (ust_ring_count(g_copy.jobs) > 0 || atomic_load(&g_copy.stop)) {
-			atomic_store(&g_copy.sleeping, false);
-			continue;
-		}
-		while (sem_wait(&g_copy.wake) != 0 && errno == EINTR) {
-		}
-	}
-	return NULL;
-}
-
-/* Every configured CPU but the reactors' cores; false when that leaves none. */
-static bool copy_cpus(cpu_set_t *set)
-{
-	long n = sysconf(_SC_NPROCESSORS_CONF);
-	uint32_t core;
-	long i;
-
-	CPU_ZERO(set);
-	for (i = 0; i < n && i < CPU_SETSIZE; i++) {
-		CPU_SET((int)i, set);
-	}
-	for (core = ust_env_get_first_core(); core != UINT32_MAX; core = ust_env_get_next_core(core)) {
-		if (core < CPU_SETSIZE) {
-			CPU_CLR((int)core, set);
-		}
-	}
-	return CPU_COUNT(set) > 0;
-}
-
-static void copy_log_cpus(const cpu_set_t *set)
-{
-	struct ust_cpuset cs;
-	char buf[80];
-	uint32_t i;
-
-	ust_cpuset_zero(&cs);
-	for (i = 0; i < UST_CPUSET_SIZE && i < CPU_SETSIZE; i++) {
-		ust_cpuset_set(&cs, i, CPU_ISSET(i, set));
-	}
-	UST_NOTICELOG("file bdev copy engine on CPUs %s: writes of %u KiB or more into tmpfs "
-		      "images are stored there\n", ust_cpuset_fmt(&cs, buf, sizeof(buf)),
-		      FILE_COPY_MIN >> 10);
-}
-
-/* The worker, with every signal but the synchronous ones blocked (a fault in a copy is its own). */
-static int copy_spawn(const cpu_set_t *cpus)
-{
-	sigset_t all, old;
-	pthread_attr_t attr;
-	int rc;
-
-	rc = pthread_attr_init(&attr);
-	if (rc != 0) {
-		return -rc;
-	}
-	rc = pthread_attr_setaffinity_np(&attr, sizeof(*cpus), cpus);
-	if (rc == 0) {
-		sigfillset(&all);
-		sigdelset(&all, SIGBUS);
-		sigdelset(&all, SIGSEGV);
-		sigdelset(&all, SIGFPE);
-		sigdelset(&all, SIGILL);
-		pthread_sigmask(SIG_BLOCK, &all, &old);
-		rc = pthread_create(&g_copy.worker, &attr, copy_worker, NULL);
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
-	}
-	pthread_attr_destroy(&attr);
-	if (rc == 0) {
-		pthread_setname_np(g_copy.worker, "ust_file_copy");
-	}
-	return -rc;
-}
-
 static int copy_start_locked(void)
 {
-	cpu_set_t cpus;
+	char buf[80];
 	int rc;
 
-	if (!copy_cpus(&cpus)) {
+	rc = ust_worker_create("ust_file_copy", FILE_COPY_RING, &g_copy.worker);
+	if (rc == -ENODEV) {
 		UST_NOTICELOG("file bdevs: no CPU outside the reactors' core mask; writes into "
 			      "tmpfs images are copied on the reactors\n");
-		return -ENODEV;
-	}
-	g_copy.jobs = ust_ring_create(UST_RING_MP_SC, FILE_COPY_RING, -1);
-	if (g_copy.jobs == NULL) {
-		return -ENOMEM;
-	}
-	if (sem_init(&g_copy.wake, 0, 0) != 0) {
-		rc = -errno;
-		ust_ring_free(g_copy.jobs);
 		return rc;
 	}
-	atomic_store(&g_copy.stop, false);
-	atomic_store(&g_copy.sleeping, false);
-	rc = copy_spawn(&cpus);
 	if (rc != 0) {
 		UST_NOTICELOG("file bdevs: cannot start the copy engine (%s); writes into tmpfs "
 			      "images are copied on the reactors\n", strerror(-rc));
-		sem_destroy(&g_copy.wake);
-		ust_ring_free(g_copy.jobs);
 		return rc;
 	}
-	copy_log_cpus(&cpus);
+	UST_NOTICELOG("file bdev copy engine on CPUs %s: writes of %u KiB or more into tmpfs "
+		      "images are stored there\n",
+		      ust_cpuset_fmt(ust_worker_get_cpumask(g_copy.worker), buf, sizeof(buf)),
+		      FILE_COPY_MIN >> 10);
 	atomic_store(&g_copy.running, true);
 	return 0;
 }
@@ -239,20 +132,14 @@ void file_copy_stop(void)
 	pthread_mutex_lock(&g_copy.lock);
 	if (g_copy.refs > 0 && --g_copy.refs == 0) {
 		atomic_store(&g_copy.running, false);
-		atomic_store(&g_copy.stop, true);
-		sem_post(&g_copy.wake);
-		pthread_join(g_copy.worker, NULL);
-		sem_destroy(&g_copy.wake);
-		ust_ring_free(g_copy.jobs);
-		g_copy.jobs = NULL;
+		ust_worker_destroy(g_copy.worker);
+		g_copy.worker = NULL;
 	}
 	pthread_mutex_unlock(&g_copy.lock);
 }
 
 bool file_copy_submit(struct file_io *fio)
 {
-	void *job = fio;
-
 	if (!atomic_load_explicit(&g_copy.running, memory_order_acquire)) {
 		return false;
 	}
@@ -260,12 +147,6 @@ bool file_copy_submit(struct file_io *fio)
 		return false;
 	}
 	fio->u.copy.thread = ust_get_thread();
-	if (ust_ring_enqueue(g_copy.jobs, &job, 1) != 1) {
-		return false;
-	}
-	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_exchange(&g_copy.sleeping, false)) {
-		sem_post(&g_copy.wake);
-	}
-	return true;
+	fio->u.copy.job.fn = copy_run;
+	return ust_worker_submit(g_copy.worker, &fio->u.copy.job);
 }

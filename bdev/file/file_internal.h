@@ -21,6 +21,7 @@
 
 #include "ustor/bdev_module.h"
 #include "ustor/thread.h"
+#include "ustor/worker.h"
 
 #include "bdev_file.h"
 
@@ -64,6 +65,7 @@ struct file_io {
 		struct iocb iocb;             /* aio */
 		struct file_offload_job job;  /* offloaded ops */
 		struct {                      /* a write on the copy engine (file_copy.c) */
+			struct ust_worker_job job;
 			struct ust_thread *thread; /* the submitter, where it completes */
 			int64_t result;            /* file_map_copy()'s */
 		} copy;

@@ -74,8 +74,8 @@ static void run_callback(struct bfs_req *req)
 		req->cb.statfs(req->cb_arg, rc == 0 ? &req->st : NULL, rc);
 		break;
 	case BFS_CB_LEND:
-		req->cb.lend(req->cb_arg, rc == 0 && req->result > 0 ? req->lend_cnt : 0,
-			     rc == 0 ? req->result : rc);
+		/* Only what lends nothing ends here; a lend is handed over by blobfs_io.c. */
+		req->cb.lend(req->cb_arg, NULL, 0, rc == 0 ? req->result : rc);
 		break;
 	case BFS_CB_NONE:
 		break;
@@ -1019,6 +1019,29 @@ void ust_blobfs_read_lend(struct ust_blobfs *fs, struct ust_blobfs_file *fh, siz
 	req->lend_iov = iov;
 	req->lend_cnt = iovcnt;
 	bfs_submit(req);
+}
+
+static void lend_release_msg(void *arg)
+{
+	bfs_lend_release(arg);
+}
+
+void ust_blobfs_lend_release(struct ust_blobfs *fs, struct ust_blobfs_lend *lend)
+{
+	struct bfs_req *req = (struct bfs_req *)lend;
+
+	if (lend == NULL) {
+		return;
+	}
+	if (ust_get_thread() == fs->thread) {
+		bfs_lend_release(req);
+		return;
+	}
+	/* Misuse, but the range must not stay locked: finish where it belongs. */
+	UST_ERRLOG("blobfs: a lend released off the metadata thread\n");
+	if (ust_thread_send_msg(fs->thread, lend_release_msg, req) != 0) {
+		UST_ERRLOG("blobfs: cannot release a lend: its range stays locked\n");
+	}
 }
 
 void ust_blobfs_write(struct ust_blobfs *fs, const struct ust_blobfs_ctx *ctx,

@@ -382,6 +382,7 @@ struct bfs_req {
 	/* data path */
 	uint64_t u0, u1; /* io-unit range locked */
 	bool locked;
+	bool shared; /* the lock is shared with other shared ones (a lend) */
 	void *bounce;
 	uint64_t end;
 	uint64_t rmw_unit;
@@ -511,6 +512,8 @@ void bfs_reclaim_inode(struct ust_blobfs *fs, struct bfs_inode *ip, void (*cb)(s
 
 /* blobfs_io.c */
 void bfs_io_run(struct bfs_req *req);
+/* A lend's request (ust_blobfs_lend_release): unlock its range, complete it without a callback. */
+void bfs_lend_release(struct bfs_req *req);
 /* ust_blobfs_write_fill() on the metadata thread. */
 int64_t bfs_write_fill(struct ust_blobfs *fs, const struct ust_blobfs_ctx *ctx,
 		       struct ust_blobfs_file *fh, size_t size, uint64_t offset,

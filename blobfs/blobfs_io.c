@@ -6,7 +6,9 @@
  * read, merged and written back: a write reads only its partial first and
  * last units; aligned requests go to the blob without a copy). Writes that share an io unit, and truncates, never run at the same
  * time on one inode (a range lock), so a read-modify-write never loses a
- * neighbour's bytes. Bytes at or past the size read as zero (truncate down
+ * neighbour's bytes. A lend (ust_blobfs_read_lend) holds its range in the
+ * same lock, shared with other lends, until it is given back: what would
+ * change or free the lent bytes waits. Bytes at or past the size read as zero (truncate down
  * zeroes the rest of its last cluster). Size and times changed by writes are
  * synced by fsync, the last release, unmount or the periodic flusher;
  * setattr and fallocate are durable when they complete.
@@ -31,6 +33,7 @@ enum io_state {
 	IO_ALLOCATED,
 	IO_HEAD_READ, /* unaligned write over 3+ units: its first unit is in the bounce */
 	IO_READ_DONE,
+	IO_LEND_LOCKED, /* a lend holds its range (shared) */
 	IO_WRITE_DONE,
 	IO_SYNCED,
 	/* truncate to req->new_size under the lock, then req->after_trunc */
@@ -46,6 +49,7 @@ enum io_state {
 	SA_APPLY,
 	SA_DONE,
 	REL_SYNCED,
+	REL_LOCKED, /* the last handle of an unlinked file: its data goes once nothing holds it */
 	REL_DONE,
 	OPEN_TRUNCATED,
 	OPEN_DONE,
@@ -135,12 +139,32 @@ static bool range_overlaps(const struct bfs_req *list, uint64_t u0, uint64_t u1)
 	return false;
 }
 
+/*
+ * Does an entry of list over req's range keep req out? Shared entries (the
+ * lends of ust_blobfs_read_lend) exclude only exclusive ones (writes,
+ * truncates, fallocates), which exclude everything.
+ */
+static bool range_conflicts(const struct bfs_req *list, const struct bfs_req *req)
+{
+	for (; list != NULL; list = list->next) {
+		if (list->u0 < req->u1 && req->u0 < list->u1 && !(list->shared && req->shared)) {
+			return true;
+		}
+	}
+	return false;
+}
+
 static bool lock_range(struct bfs_req *req)
 {
 	struct bfs_inode *ip = req->ip;
 	struct bfs_req **pp;
 
-	if (range_overlaps(ip->io_active, req->u0, req->u1)) {
+	/*
+	 * A shared request also queues behind a waiting exclusive one, so a
+	 * stream of lends cannot keep a write out for ever.
+	 */
+	if (range_conflicts(ip->io_active, req) ||
+	    (req->shared && range_conflicts(ip->io_waiting, req))) {
 		pp = &ip->io_waiting;
 		while (*pp != NULL) {
 			pp = &(*pp)->next;
@@ -404,12 +428,28 @@ static void setattr_apply(struct bfs_req *req)
 	ip->ctime = (v & UST_BLOBFS_SET_CTIME) ? a->ctime : now;
 }
 
-/* A read's bytes lent in place: its io units from the blob, cut to the bytes asked for. */
+/*
+ * A read's bytes lent in place, under its shared lock: the size is read
+ * now, after any truncate it waited for; then its io units from the blob,
+ * cut to the bytes asked for. The request stays in flight, its range
+ * locked, until ust_blobfs_lend_release() (bfs_lend_release).
+ */
 static int read_lend(struct bfs_req *req)
 {
+	struct bfs_inode *ip = req->ip;
 	uint64_t U = req->fs->io_unit;
 	int n = req->lend_cnt, rc;
 
+	if (req->offset >= ip->size || req->size == 0) {
+		req->result = 0;
+		return 0;
+	}
+	req->length = req->size;
+	if (req->length > ip->size - req->offset) {
+		req->length = ip->size - req->offset;
+	}
+	req->result = (int64_t)req->length;
+	req->u1 = (req->offset + req->length + U - 1) / U;
 	rc = ust_blob_read_lend(req->ip->blob, req->fs->ch, req->u0, req->u1 - req->u0, req->lend_iov,
 				&n);
 	if (rc != 0) {
@@ -418,6 +458,12 @@ static int read_lend(struct bfs_req *req)
 	req->lend_cnt = ust_iov_slice(req->lend_iov, req->lend_iov, n, req->offset - req->u0 * U,
 				      req->length);
 	return 0;
+}
+
+void bfs_lend_release(struct bfs_req *req)
+{
+	req->cb_kind = BFS_CB_NONE;
+	io_finish(req, 0);
 }
 
 static void io_step(struct bfs_req *req)
@@ -504,6 +550,18 @@ static void io_step(struct bfs_req *req)
 					io_finish(req, -EBADF);
 					return;
 				}
+				if (req->lend_iov != NULL) {
+					req->shared = true;
+					req->u0 = req->offset / U;
+					req->u1 = req->offset + req->size < req->offset ?
+							  UINT64_MAX :
+							  (req->offset + req->size + U - 1) / U;
+					req->state = IO_LEND_LOCKED;
+					if (!lock_range(req)) {
+						return;
+					}
+					continue;
+				}
 				if (req->offset >= ip->size || req->size == 0) {
 					req->result = 0;
 					io_finish(req, 0);
@@ -518,10 +576,6 @@ static void io_step(struct bfs_req *req)
 				req->u0 = req->offset / U;
 				req->u1 = (req->offset + len + U - 1) / U;
 				req->state = IO_READ_DONE;
-				if (req->lend_iov != NULL) {
-					io_finish(req, read_lend(req));
-					return;
-				}
 				if (req->offset % U == 0 && len % U == 0) {
 					ust_blob_read(ip->blob, fs->ch, req->buf, req->u0, req->u1 - req->u0, io_cb,
 						      req);
@@ -784,6 +838,14 @@ static void io_step(struct bfs_req *req)
 			req->state = SA_DONE;
 			bfs_sync_inode(fs, ip, io_resume, req);
 			return;
+		case IO_LEND_LOCKED:
+			rc = read_lend(req);
+			if (rc != 0 || req->result == 0) {
+				io_finish(req, rc);
+				return;
+			}
+			req->cb.lend(req->cb_arg, (struct ust_blobfs_lend *)req, req->lend_cnt, req->result);
+			return;
 		case IO_READ_DONE:
 			ip = req->ip;
 			if (req->rc != 0) {
@@ -958,6 +1020,21 @@ static void io_step(struct bfs_req *req)
 			 * keeps its data.
 			 */
 			if (ip->nopen == 0 && ip->nrefs == 0 && ip->unlinked && ip != fs->root && !ip->deleted) {
+				req->u0 = 0;
+				req->u1 = UINT64_MAX;
+				req->state = REL_LOCKED;
+				if (!lock_range(req)) {
+					return;
+				}
+				continue;
+			}
+			req->rc = 0;
+			continue;
+		case REL_LOCKED:
+			/* an open by number (the kernel's /proc/PID/fd) may have come meanwhile */
+			ip = req->ip;
+			req->state = REL_DONE;
+			if (ip->nopen == 0 && !ip->deleted) {
 				bfs_reclaim_inode(fs, ip, io_resume, req);
 				return;
 			}

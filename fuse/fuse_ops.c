@@ -456,9 +456,10 @@ static void cb_read(void *arg, int64_t result)
  * blobfs runs on another thread) the mount stops asking. A page that
  * vanished from under the lent memory (the image truncated behind our
  * back) fails the reply's writev with EFAULT; the kernel has then already
- * ended the request with EIO.
+ * ended the request with EIO. blobfs holds the lent bytes until the reply
+ * is written (ust_blobfs_lend_release).
  */
-static void cb_read_lend(void *arg, int iovcnt, int64_t result)
+static void cb_read_lend(void *arg, struct ust_blobfs_lend *lend, int iovcnt, int64_t result)
 {
 	struct fop *op = arg;
 	struct fmnt *m = op->m;
@@ -481,6 +482,7 @@ static void cb_read_lend(void *arg, int iovcnt, int64_t result)
 	atomic_fetch_add_explicit(&m->bytes_read, (uint64_t)result, memory_order_relaxed);
 	atomic_fetch_add_explicit(&m->bytes_read_lent, (uint64_t)result, memory_order_relaxed);
 	fuse_reply_iov(op->req, op->lend_iov, iovcnt);
+	ust_blobfs_lend_release(m->fs, lend);
 	fop_done(op);
 }
 

@@ -154,8 +154,14 @@ typedef void (*ust_blobfs_create_cb)(void *arg, const struct ust_blobfs_entry *e
 /* read/write/readlink/getxattr/listxattr: bytes (>= 0) or a negative errno. */
 typedef void (*ust_blobfs_size_cb)(void *arg, int64_t result);
 typedef void (*ust_blobfs_statfs_cb)(void *arg, const struct ust_blobfs_statfs *st, int rc);
-/* read_lend: result as for a read; iovcnt entries of the caller's iov hold the bytes. */
-typedef void (*ust_blobfs_lend_cb)(void *arg, int iovcnt, int64_t result);
+/* Bytes lent by ust_blobfs_read_lend(), held until ust_blobfs_lend_release(). */
+struct ust_blobfs_lend;
+/*
+ * read_lend: result as for a read; iovcnt entries of the caller's iov hold
+ * the bytes, held by lend - non-NULL exactly when result > 0.
+ */
+typedef void (*ust_blobfs_lend_cb)(void *arg, struct ust_blobfs_lend *lend, int iovcnt,
+				   int64_t result);
 
 /* ---- format, mount, unmount ------------------------------------------------ */
 
@@ -272,16 +278,28 @@ void ust_blobfs_read(struct ust_blobfs *fs, struct ust_blobfs_file *fh, void *bu
 /*
  * Zero-copy read: as ust_blobfs_read(), but cb finds the bytes where they
  * lie - in the bdev's memory (ust_bdev_read_lend()), or shared zeros for
- * holes - described by iov[0, iovcnt), and must copy them out before it
- * returns (a FUSE reply written from them). Only on the file system's
- * metadata thread, where the lend and cb run in one turn, so no truncate
- * can release the memory in between. -ENOTSUP on another thread or when the
- * bdev cannot lend, -EAGAIN not this range now, -E2BIG more than iovcnt
- * pieces: each means "use ust_blobfs_read()". Other errors as a read.
+ * holes - described by iov[0, iovcnt). They stay lent until the caller
+ * gives lend back with ust_blobfs_lend_release(), so it may copy them out
+ * later and elsewhere (a FUSE reply written by another thread). Meanwhile
+ * writes, truncates and fallocates of the file whose io units overlap the
+ * range wait, and ust_blobfs_write_fill() over it says -EAGAIN: the memory
+ * keeps the bytes cb was shown, and stays this file's. Reads and other
+ * lends of the range do not wait; a lend waits for a write in flight over
+ * its range, so it never shows half of one. Only on the file system's
+ * metadata thread: -ENOTSUP on another thread or when the bdev cannot
+ * lend, -EAGAIN not this range now, -E2BIG more than iovcnt pieces: each
+ * means "use ust_blobfs_read()". Other errors as a read.
  */
 void ust_blobfs_read_lend(struct ust_blobfs *fs, struct ust_blobfs_file *fh, size_t size,
 			  uint64_t offset, struct iovec *iov, int iovcnt, ust_blobfs_lend_cb cb,
 			  void *arg);
+/*
+ * Give back what ust_blobfs_read_lend() lent (NULL: nothing), on the
+ * metadata thread, before the file is released: until then a release that
+ * would reclaim an unlinked file's data waits, and an unmount says -EBUSY.
+ * The iovecs cb was given must not be used after it.
+ */
+void ust_blobfs_lend_release(struct ust_blobfs *fs, struct ust_blobfs_lend *lend);
 /* Stores a write's bytes into iov[0, iovcnt) before returning: 0 or a negative errno. */
 typedef int (*ust_blobfs_store_fn)(void *arg, const struct iovec *iov, int iovcnt);
 /*

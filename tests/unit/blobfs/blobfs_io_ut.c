@@ -428,27 +428,44 @@ static void test_deleted_inodes_freed(void **state)
 
 struct lend_res {
 	bool done;
+	bool hold; /* keep the lend (the test releases it) instead of copying out and releasing */
 	int iovcnt;
 	int64_t n;
+	struct ust_blobfs_lend *lend;
 	struct iovec iov[LEND_IOV];
-	uint8_t *out; /* the lent bytes, copied out in the callback as the contract asks */
+	uint8_t *out; /* the lent bytes, copied out in the callback */
 };
 
-static void lend_cb(void *arg, int iovcnt, int64_t n)
+/* The lent pieces, gathered into out; what they add up to is what the result says. */
+static void lend_gather(const struct lend_res *r, uint8_t *out)
 {
-	struct lend_res *r = arg;
 	size_t at = 0;
 	int i;
+
+	for (i = 0; i < r->iovcnt; i++) {
+		memcpy(out + at, r->iov[i].iov_base, r->iov[i].iov_len);
+		at += r->iov[i].iov_len;
+	}
+	assert_int_equal(at, r->n > 0 ? (size_t)r->n : 0);
+}
+
+static void lend_cb(void *arg, struct ust_blobfs_lend *lend, int iovcnt, int64_t n)
+{
+	struct lend_res *r = arg;
 
 	r->done = true;
 	r->iovcnt = iovcnt;
 	r->n = n;
-	for (i = 0; i < iovcnt; i++) {
-		memcpy(r->out + at, r->iov[i].iov_base, r->iov[i].iov_len);
-		at += r->iov[i].iov_len;
+	r->lend = lend;
+	/* a lend exactly when there are bytes */
+	assert_true((lend != NULL) == (n > 0));
+	if (r->out != NULL) {
+		lend_gather(r, r->out);
 	}
-	/* what the pieces add up to is what the result says */
-	assert_int_equal(at, n > 0 ? (size_t)n : 0);
+	if (!r->hold) {
+		ust_blobfs_lend_release(g_fs, lend);
+		r->lend = NULL;
+	}
 }
 
 static int64_t lend(struct ust_blobfs_file *fh, uint64_t off, size_t size, int iovcnt, uint8_t *out)
@@ -759,6 +776,134 @@ static void test_write_fill(void **state)
 	free(model);
 }
 
+/* ---- lends held ------------------------------------------------------------------ */
+
+/* A lend kept, as the FUSE mount keeps one while another thread writes the answer. */
+static void lend_hold(struct lend_res *r, struct ust_blobfs_file *fh, uint64_t off, size_t size)
+{
+	memset(r, 0, sizeof(*r));
+	r->hold = true;
+	ust_blobfs_read_lend(g_fs, fh, size, off, r->iov, LEND_IOV, lend_cb, r);
+	bt_poll();
+}
+
+/* The held bytes, read where they are lent now, equal want[0, r->n). */
+static void check_held(const struct lend_res *r, const uint8_t *want)
+{
+	uint8_t *now = malloc((size_t)r->n);
+
+	assert_non_null(now);
+	lend_gather(r, now);
+	assert_memory_equal(now, want, (size_t)r->n);
+	free(now);
+}
+
+/*
+ * While a lend is held, what would change or free its bytes waits: an
+ * overlapping write (and write_fill says -EAGAIN), a truncate, the release
+ * that reclaims an unlinked file. Reads, other lends and writes elsewhere
+ * go on; a lend asked for after a waiting write waits behind it, so lends
+ * cannot starve writes. On release everything waiting runs, in order.
+ */
+static void test_read_lend_holds(void **state)
+{
+	const size_t len = 64 << 10;
+	uint8_t *a = malloc(len), *b = malloc(len), *out = malloc(len);
+	struct ust_blobfs_file *fh = create_file("held");
+	struct bft_res w = {0}, far = {0}, tr = {0}, rd = {0}, rel = {0};
+	struct ust_blobfs_attr sz = {.size = 0};
+	struct lend_res h1, h2, h3;
+	struct store_res st;
+	uint64_t base, ino = ust_blobfs_file_ino(fh);
+
+	(void)state;
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_non_null(out);
+	pattern(a, len, 1);
+	pattern(b, len, 2);
+	write_at(fh, a, len, 0);
+	write_at(fh, a, len, 2 * len); /* a second region, apart */
+
+	lend_hold(&h1, fh, 0, len);
+	assert_true(h1.done);
+	assert_int_equal(h1.n, (int64_t)len);
+	assert_non_null(h1.lend);
+
+	/* another lend of the range is not held up, and shows the same bytes */
+	lend_hold(&h2, fh, 0, len);
+	assert_true(h2.done);
+	check_held(&h2, a);
+	ust_blobfs_lend_release(g_fs, h2.lend);
+
+	/* a write over part of it waits; one in place is refused */
+	ust_blobfs_write(g_fs, &g_ctx, fh, b + 4096, 4096, 4096, bft_size_cb, &w);
+	bt_poll();
+	assert_false(w.done);
+	assert_int_equal(write_fill(&g_ctx, fh, NULL, 0, 4096, 3, &st), -EAGAIN);
+	assert_int_equal(st.calls, 0);
+
+	/* a write elsewhere and a plain read of the held range go through */
+	ust_blobfs_write(g_fs, &g_ctx, fh, b, 4096, 2 * len, bft_size_cb, &far);
+	ust_blobfs_read(g_fs, fh, out, len, 0, bft_size_cb, &rd);
+	bt_poll();
+	assert_true(far.done);
+	assert_int_equal(far.n, 4096);
+	assert_true(rd.done);
+	assert_int_equal(rd.n, (int64_t)len);
+	assert_memory_equal(out, a, len);
+
+	/* a lend asked for now queues behind the waiting write */
+	lend_hold(&h3, fh, 4096, 4096);
+	assert_false(h3.done);
+
+	/* so does a truncate */
+	ust_blobfs_setattr(g_fs, &g_ctx, ust_blobfs_file_ino(fh), &sz, UST_BLOBFS_SET_SIZE, fh,
+			   bft_attr_cb, &tr);
+	bt_poll();
+	assert_false(tr.done);
+
+	/* the held bytes are still the file's first ones */
+	check_held(&h1, a);
+
+	/* released: the write runs, then the lend (seeing it), which holds off the truncate */
+	ust_blobfs_lend_release(g_fs, h1.lend);
+	bt_poll();
+	assert_true(w.done);
+	assert_int_equal(w.n, 4096);
+	assert_true(h3.done);
+	assert_int_equal(h3.n, 4096);
+	check_held(&h3, b + 4096);
+	assert_false(tr.done);
+	ust_blobfs_lend_release(g_fs, h3.lend);
+	bt_poll();
+	assert_true(tr.done);
+	assert_int_equal(tr.rc, 0);
+	assert_int_equal(get_attr(fh).size, 0);
+
+	/* the last release of an unlinked file frees its data only once no lend holds it */
+	write_at(fh, a, len, 0);
+	base = g_fs->ninodes;
+	lend_hold(&h1, fh, 0, len);
+	assert_true(h1.done);
+	unlink_file("held");
+	ust_blobfs_release(g_fs, fh, bft_op_cb, &rel);
+	bt_poll();
+	assert_false(rel.done);
+	check_held(&h1, a);
+	assert_int_equal(g_fs->ninodes, base);
+	ust_blobfs_lend_release(g_fs, h1.lend);
+	bt_poll();
+	assert_true(rel.done);
+	assert_int_equal(rel.rc, 0);
+	forget(ino, 1); /* the create's lookup */
+	assert_int_equal(g_fs->ninodes, base - 1);
+
+	free(a);
+	free(b);
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -767,6 +912,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unaligned_write_reads_ends_only, make_fs, drop_fs),
 		cmocka_unit_test_setup_teardown(test_deleted_inodes_freed, make_fs, drop_fs),
 		cmocka_unit_test_setup_teardown(test_read_lend, make_fs, drop_fs),
+		cmocka_unit_test_setup_teardown(test_read_lend_holds, make_fs, drop_fs),
 		cmocka_unit_test_setup_teardown(test_write_fill, make_fs, drop_fs),
 	};
 

@@ -20,6 +20,7 @@
 #include "ustor/env.h"
 #include "ustor/fuse.h"
 #include "ustor/thread.h"
+#include "ustor/worker.h"
 
 /* Requests up to 1 MiB of data each way (max_write, max_read, readahead). */
 #define FMNT_MAX_IO (1u << 20)
@@ -31,6 +32,29 @@
 #define FMNT_BUF_SIZE (FMNT_MAX_IO + 8192u)
 
 struct fmnt;
+
+/* The most pieces a READ is answered from (the memory blobfs lends). */
+#define FMNT_REPLY_IOV 32
+
+/*
+ * A READ answered off the mount's thread (fmnt_transport_ops.reply_async):
+ * the kernel's copy of the data into the reader's pages is made there, not
+ * on the reactor's core. Filled by the caller except job and rc.
+ */
+struct fmnt_areply {
+	struct ust_worker_job job; /* the transport's */
+	struct fmnt *m;            /* the transport's */
+	uint64_t unique;           /* the request's, from its header (fmnt_note_request) */
+	const struct iovec *iov;   /* the data: it must stay put until done runs */
+	int iovcnt;                /* at most FMNT_REPLY_IOV */
+	size_t len;                /* the bytes in iov */
+	int rc;                    /* 0: the kernel took the answer; else the negative errno */
+	/*
+	 * On the mount's thread, once the answer is written (or refused):
+	 * free libfuse's request without answering it (fuse_reply_none).
+	 */
+	void (*done)(struct fmnt_areply *r);
+};
 
 /*
  * The transport: how requests arrive and how the kernel mount is made and
@@ -56,6 +80,13 @@ struct fmnt_transport_ops {
 	 * transport's state, post closed.
 	 */
 	void (*close)(struct fmnt *m);
+	/*
+	 * Optional: take r and write its answer from another thread; false:
+	 * not now (no such thread, or it has enough in hand), answer inline.
+	 * The answer does not pass through fmnt_patch_reply: only READ's are
+	 * taken, which have nothing to patch.
+	 */
+	bool (*reply_async)(struct fmnt *m, struct fmnt_areply *r);
 };
 
 extern const struct fmnt_transport_ops g_fmnt_dev_transport;
@@ -182,6 +213,7 @@ struct fmnt {
 	uint32_t reply_init_flags;
 	uint32_t kernel_init_flags;
 	bool req_kill_suidgid;
+	uint64_t req_unique; /* the request being processed: its header's unique */
 	TAILQ_HEAD(, fhandle) handles;
 	/* FM_CHECK_EMPTY */
 	struct ust_bdev_desc *desc;
@@ -209,6 +241,7 @@ struct fmnt {
 	atomic_uint_fast64_t errors;
 	atomic_uint_fast64_t bytes_read;
 	atomic_uint_fast64_t bytes_read_lent;
+	atomic_uint_fast64_t reads_replied_off; /* READs whose answer a transport's worker wrote */
 	atomic_uint_fast64_t bytes_written;
 	atomic_uint_fast64_t bytes_written_lent;
 	atomic_uint_fast64_t max_write;

@@ -707,6 +707,7 @@ void ust_fuse_mount_get_stats(const struct ust_fuse_mount *mnt, struct ust_fuse_
 	st->errors = atomic_load(&m->errors);
 	st->bytes_read = atomic_load(&m->bytes_read);
 	st->bytes_read_lent = atomic_load(&m->bytes_read_lent);
+	st->reads_replied_off = atomic_load(&m->reads_replied_off);
 	st->bytes_written = atomic_load(&m->bytes_written);
 	st->bytes_written_lent = atomic_load(&m->bytes_written_lent);
 	st->max_write = atomic_load(&m->max_write);

@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fuse.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -62,9 +63,6 @@ enum fop_kind {
 	FOP_FALLOCATE,
 };
 
-/* Pieces a read can be answered from in place (ust_blobfs_read_lend). */
-#define FOP_LEND_IOV 32
-
 struct fop {
 	struct fmnt *m;
 	fuse_req_t req;
@@ -98,7 +96,10 @@ struct fop {
 	size_t plus_cap;
 	struct fuse_forget_data *forgets;
 	/* read: the pieces blobfs lends (read_lend); a 1 MiB read over 64 KiB holes needs 16 */
-	struct iovec lend_iov[FOP_LEND_IOV];
+	struct iovec lend_iov[FMNT_REPLY_IOV];
+	struct ust_blobfs_lend *lend; /* read: held until the answer is written */
+	uint64_t unique;              /* read: the request's (fmnt_areply) */
+	struct fmnt_areply areply;    /* read: answered off the mount's thread */
 	char names[];
 };
 
@@ -448,16 +449,27 @@ static void cb_read(void *arg, int64_t result)
 	fop_done(op);
 }
 
+/* A READ's answer was written off the mount's thread: give the bytes back, free libfuse's request. */
+static void read_replied(struct fmnt_areply *r)
+{
+	struct fop *op = (struct fop *)((char *)r - offsetof(struct fop, areply));
+
+	ust_blobfs_lend_release(op->m->fs, op->lend);
+	fuse_reply_none(op->req); /* answered already: only frees it */
+	fop_done(op);
+}
+
 /*
  * A read answered from the memory blobfs lends: one copy, the kernel's, into
- * the reader's pages, instead of ours into a buffer first. Where blobfs
- * cannot lend this range (-EAGAIN, -E2BIG) the read is made again the usual
- * way; where it cannot lend at all (-ENOTSUP: the bdev is not memory, or
- * blobfs runs on another thread) the mount stops asking. A page that
- * vanished from under the lent memory (the image truncated behind our
- * back) fails the reply's writev with EFAULT; the kernel has then already
- * ended the request with EIO. blobfs holds the lent bytes until the reply
- * is written (ust_blobfs_lend_release).
+ * the reader's pages, instead of ours into a buffer first. A large answer
+ * is written by the transport's worker where it takes it (fuse_dev.c),
+ * blobfs holding the bytes until then; otherwise here. Where blobfs
+ * cannot lend this range (-EAGAIN, -E2BIG) the read is made again the
+ * usual way; where it cannot lend at all (-ENOTSUP: the bdev is not
+ * memory, or blobfs runs on another thread) the mount stops asking. A page
+ * that vanished from under the lent memory (the image truncated behind our
+ * back) fails the answer's writev with EFAULT; the kernel has then already
+ * ended the request with EIO.
  */
 static void cb_read_lend(void *arg, struct ust_blobfs_lend *lend, int iovcnt, int64_t result)
 {
@@ -481,6 +493,16 @@ static void cb_read_lend(void *arg, struct ust_blobfs_lend *lend, int iovcnt, in
 	}
 	atomic_fetch_add_explicit(&m->bytes_read, (uint64_t)result, memory_order_relaxed);
 	atomic_fetch_add_explicit(&m->bytes_read_lent, (uint64_t)result, memory_order_relaxed);
+	op->lend = lend;
+	if (m->tops->reply_async != NULL) {
+		op->areply.unique = op->unique;
+		op->areply.iov = op->lend_iov;
+		op->areply.iovcnt = iovcnt;
+		op->areply.len = (size_t)result;
+		op->areply.done = read_replied;
+		if (m->tops->reply_async(m, &op->areply))
+			return;
+	}
 	fuse_reply_iov(op->req, op->lend_iov, iovcnt);
 	ust_blobfs_lend_release(m->fs, lend);
 	fop_done(op);
@@ -735,7 +757,7 @@ static void fop_run(void *ctx)
 		return;
 	case FOP_READ:
 		if (op->buf == NULL) {
-			ust_blobfs_read_lend(fs, bfh, op->size, op->off, op->lend_iov, FOP_LEND_IOV,
+			ust_blobfs_read_lend(fs, bfh, op->size, op->off, op->lend_iov, FMNT_REPLY_IOV,
 					     cb_read_lend, op);
 			return;
 		}
@@ -1129,6 +1151,7 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	op->h = fi_handle(fi);
 	op->size = size;
 	op->off = (uint64_t)off;
+	op->unique = m->req_unique;
 	stat_max(&op->m->max_read, size);
 	fop_dispatch(op);
 }

@@ -92,11 +92,13 @@ void fmnt_note_request(struct fmnt *m, const void *req, size_t len)
 	 * security.* xattrs), by kind; their sum is the mount's request count.
 	 */
 	m->req_kill_suidgid = false;
+	m->req_unique = 0;
 	if (len < sizeof(h)) {
 		atomic_fetch_add_explicit(&m->requests_by_op[0], 1, memory_order_relaxed);
 		return;
 	}
 	memcpy(&h, req, sizeof(h));
+	m->req_unique = h.unique;
 	atomic_fetch_add_explicit(&m->requests_by_op[h.opcode < UST_FUSE_OPCODES ? h.opcode : 0], 1,
 				  memory_order_relaxed);
 	switch (h.opcode) {

@@ -370,13 +370,14 @@ static json_t *mount_json(struct ust_fuse_mount *m)
 	json_t *o;
 
 	ust_fuse_mount_get_stats(m, &st);
-	o = json_pack("{s:s, s:s, s:s, s:b, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
+	o = json_pack("{s:s, s:s, s:s, s:b, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
 			 "bdev_name", ust_fuse_mount_get_bdev_name(m), "mountpoint",
 			 ust_fuse_mount_get_mountpoint(m), "options",
 			 ust_fuse_mount_get_options(m), "live", ust_fuse_mount_is_live(m),
 			 "stats", "requests", (json_int_t)st.requests, "in_flight",
 			 (json_int_t)st.in_flight, "errors", (json_int_t)st.errors, "bytes_read",
 			 (json_int_t)st.bytes_read, "bytes_read_lent", (json_int_t)st.bytes_read_lent,
+			 "reads_replied_off", (json_int_t)st.reads_replied_off,
 			 "bytes_written", (json_int_t)st.bytes_written,
 			 "bytes_written_lent", (json_int_t)st.bytes_written_lent,
 			 "max_read", (json_int_t)st.max_read, "max_write",

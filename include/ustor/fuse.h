@@ -122,6 +122,8 @@ struct ust_fuse_mount_stats {
 	uint64_t errors;        /* requests answered with an error */
 	uint64_t bytes_read;
 	uint64_t bytes_read_lent; /* of bytes_read: answered from blobfs's lent memory (no copy of ours) */
+	/* READs whose answer a worker off the reactors wrote (the kernel's copy made there) */
+	uint64_t reads_replied_off;
 	uint64_t bytes_written;
 	/* of bytes_written: stored straight into blobfs's lent memory (no copy of ours) */
 	uint64_t bytes_written_lent;

@@ -1361,6 +1361,19 @@ static int root_fields_check(const struct ust_bs_root *r, const struct ust_bs_fm
 			    (unsigned long long)r->num_clusters);
 	}
 	/*
+	 * A thick blob has every cluster allocated (8.4: only a THIN blob has
+	 * holes), so it is no larger than the store's data clusters. More is
+	 * damage, and believing it would size an in-memory map of up to 16 GiB
+	 * at open before the holes were found.
+	 */
+	if (!(r->flags & UST_BS_BLOB_THIN) &&
+	    r->num_clusters > geom->total_clusters - geom->md_clusters) {
+		return fail(err, UST_BS_FMT_BAD_FIELD, ROOT_OFF(num_clusters),
+			    "thick blob of %llu clusters, the store has %llu data clusters",
+			    (unsigned long long)r->num_clusters,
+			    (unsigned long long)(geom->total_clusters - geom->md_clusters));
+	}
+	/*
 	 * A map in extent pages has a reference per 1008 clusters, which no
 	 * writer can fit past UST_BS_THIN_MAX_CLUSTERS: more is damage, and
 	 * believing it would size an in-memory map of up to 16 GiB at open.

@@ -1073,6 +1073,7 @@ static void test_descriptor_fields(void **state)
 
 static void test_root_fields(void **state)
 {
+	struct ust_bs_fmt_geom g;
 	struct ust_bs_root r;
 
 	r = root_tmpl(1u << 9, 10);
@@ -1096,6 +1097,14 @@ static void test_root_fields(void **state)
 	expect_root(r, add_rle_hole_ok, UST_BS_FMT_BAD_FIELD);
 	r = root_tmpl(0, UST_BS_MAX_BLOB_CLUSTERS + 1);
 	expect_root(r, NULL, UST_BS_FMT_BAD_FIELD);
+	/* a thick blob has no holes (8.4): never larger than the data clusters */
+	make_geom(&g);
+	r = root_tmpl(0, g.total_clusters - g.md_clusters);
+	expect_root(r, NULL, UST_BS_FMT_OK);
+	r.num_clusters++;
+	expect_root(r, NULL, UST_BS_FMT_BAD_FIELD);
+	r.flags = UST_BS_BLOB_THIN; /* thin provisioning may promise more */
+	expect_root(r, NULL, UST_BS_FMT_OK);
 	/* extent pages past what their references can map (8.3): damage */
 	r = root_tmpl(UST_BS_BLOB_THIN | UST_BS_BLOB_EXTENT_PAGES, UST_BS_THIN_MAX_CLUSTERS);
 	expect_root(r, NULL, UST_BS_FMT_OK);

@@ -113,7 +113,9 @@ $(B)/bench/fs: $(call obj,bench/fs/fs_meta.c) $(LIB) $(ENV_LIB) ; $(call link,$(
 $(B)/bench/bfs_io: $(call obj,bench/fs/bfs_io.c) $(LIB) $(ENV_LIB) ; $(call link,$(PROG_LIBS))
 $(B)/bench/bfs_meta: $(call obj,bench/fs/bfs_meta.c) $(LIB) $(ENV_LIB) ; $(call link,$(PROG_LIBS))
 $(B)/examples/%: $(B)/obj/examples/%.o $(LIB) $(ENV_LIB) ; $(call link,$(PROG_LIBS))
-$(B)/test/unit/%: $(B)/obj/tests/unit/%.o $(UT_LIB) $(LIB) $(ENV_TEST_LIB) ; $(call link,$(UT_LIBS))
+# A unit test X_ut.c links its own helpers X_ut_*.c with it (a test too big for one file).
+$(B)/test/unit/%: $(B)/obj/tests/unit/%.o $$(call obj,$$(wildcard tests/unit/%_*.c)) $(UT_LIB) $(LIB) \
+		  $(ENV_TEST_LIB) ; $(call link,$(UT_LIBS))
 $(B)/test/env/%: $(B)/obj/tests/env/%.o $(LIB) $(ENV_LIB) ; $(call link,$(PROG_LIBS) $(CMOCKA_LIBS))
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

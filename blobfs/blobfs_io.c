@@ -179,6 +179,15 @@ static bool lock_range(struct bfs_req *req)
 	return true;
 }
 
+/* Lock every unit of the file for req, which then goes on in state next: false while it waits. */
+static bool lock_whole(struct bfs_req *req, int next)
+{
+	req->u0 = 0;
+	req->u1 = UINT64_MAX;
+	req->state = next;
+	return lock_range(req);
+}
+
 static void unlock_range(struct bfs_req *req)
 {
 	struct bfs_inode *ip = req->ip;
@@ -529,10 +538,7 @@ static void io_step(struct bfs_req *req)
 				if ((req->oflags & O_TRUNC) && S_ISREG(ip->mode) && ip->size > 0) {
 					req->new_size = 0;
 					req->after_trunc = OPEN_TRUNCATED;
-					req->u0 = 0;
-					req->u1 = UINT64_MAX;
-					req->state = T_LOCKED;
-					if (!lock_range(req)) {
+					if (!lock_whole(req, T_LOCKED)) {
 						return;
 					}
 					continue;
@@ -656,10 +662,7 @@ static void io_step(struct bfs_req *req)
 				if (req->valid & UST_BLOBFS_SET_SIZE) {
 					req->new_size = req->in_attr.size;
 					req->after_trunc = SA_APPLY;
-					req->u0 = 0;
-					req->u1 = UINT64_MAX;
-					req->state = T_LOCKED;
-					if (!lock_range(req)) {
+					if (!lock_whole(req, T_LOCKED)) {
 						return;
 					}
 					continue;
@@ -680,10 +683,7 @@ static void io_step(struct bfs_req *req)
 					io_finish(req, -EOPNOTSUPP);
 					return;
 				}
-				req->u0 = 0;
-				req->u1 = UINT64_MAX;
-				req->state = IO_LOCKED;
-				if (!lock_range(req)) {
+				if (!lock_whole(req, IO_LOCKED)) {
 					return;
 				}
 				continue;
@@ -1020,10 +1020,7 @@ static void io_step(struct bfs_req *req)
 			 * keeps its data.
 			 */
 			if (ip->nopen == 0 && ip->nrefs == 0 && ip->unlinked && ip != fs->root && !ip->deleted) {
-				req->u0 = 0;
-				req->u1 = UINT64_MAX;
-				req->state = REL_LOCKED;
-				if (!lock_range(req)) {
+				if (!lock_whole(req, REL_LOCKED)) {
 					return;
 				}
 				continue;

@@ -30,6 +30,7 @@
 #include "ustor/log.h"
 #include "ustor/rpc.h"
 #include "ustor/thread.h"
+#include "ustor/worker.h"
 
 #include "app_internal.h"
 
@@ -351,6 +352,18 @@ static int app_env_init(void)
 	return rc;
 }
 
+/* --worker-mask (checked by the parser), or no bound. */
+static void app_bound_workers(void)
+{
+	struct ust_cpuset set;
+
+	if (g_app.opts.worker_mask == NULL || ust_cpuset_parse(&set, g_app.opts.worker_mask) != 0) {
+		ust_worker_set_cpumask(NULL);
+		return;
+	}
+	ust_worker_set_cpumask(&set);
+}
+
 static struct ust_thread *app_create_app_thread(void)
 {
 	struct ust_cpuset mask;
@@ -426,6 +439,7 @@ int ust_app_start(const struct ust_app_opts *opts, ust_app_start_fn start, void 
 
 	rc = app_env_init();
 	if (rc == 0) {
+		app_bound_workers();
 		rc = app_run_reactors();
 		ust_env_fini();
 	}

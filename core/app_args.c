@@ -1,6 +1,6 @@
 /*
  * Command-line options shared by every ustor program (-m -r -c --mem-size
- * --no-huge --file-prefix --poll-mode -L --log-level -h), merged with the
+ * --no-huge --file-prefix --poll-mode -L --log-level --worker-mask -h), merged with the
  * program's own options.
  *
  * Guarantees: every bad value is rejected with a message naming the option
@@ -27,6 +27,7 @@ enum {
 	OPT_FILE_PREFIX,
 	OPT_POLL_MODE,
 	OPT_LOG_LEVEL,
+	OPT_WORKER_MASK,
 };
 
 #define COMMON_SHORT "m:r:c:L:h"
@@ -41,6 +42,7 @@ static const struct option g_common_long[] = {
 	{"poll-mode", required_argument, NULL, OPT_POLL_MODE},
 	{"log-flag", required_argument, NULL, 'L'},
 	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+	{"worker-mask", required_argument, NULL, OPT_WORKER_MASK},
 	{"help", no_argument, NULL, 'h'},
 };
 #define COMMON_LONG_COUNT (sizeof(g_common_long) / sizeof(g_common_long[0]))
@@ -58,8 +60,23 @@ void ust_app_usage(void)
 	       "     --poll-mode MODE    adaptive (sleep when idle, default) or always\n"
 	       " -L, --log-flag FLAG     enable a component's debug log (repeatable)\n"
 	       "     --log-level LEVEL   error, warning, notice (default), info or debug\n"
+	       "     --worker-mask MASK  CPUs for worker threads, which make large copies off\n"
+	       "                         the reactors; default every CPU outside -m, 0 none\n"
 	       " -h, --help              show this help\n",
 	       UST_DEFAULT_RPC_ADDR);
+}
+
+/* Any mask, empty ("0") included: the CPUs in the core mask are dropped when a worker starts. */
+static int parse_worker_mask(const char *arg, struct ust_app_opts *opts)
+{
+	struct ust_cpuset set;
+
+	if (ust_cpuset_parse(&set, arg) != 0) {
+		fprintf(stderr, "invalid worker mask '%s' (expected e.g. 0xc, [2-3] or 0)\n", arg);
+		return -EINVAL;
+	}
+	opts->worker_mask = arg;
+	return 0;
 }
 
 static int parse_core_mask(const char *arg, struct ust_app_opts *opts)
@@ -150,6 +167,8 @@ static int parse_common(int ch, char *arg, struct ust_app_opts *opts)
 		return parse_poll_mode(arg, opts);
 	case OPT_LOG_LEVEL:
 		return parse_log_level(arg, opts);
+	case OPT_WORKER_MASK:
+		return parse_worker_mask(arg, opts);
 	}
 	return -ENOTSUP;
 }

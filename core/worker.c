@@ -1,6 +1,7 @@
 /*
  * Workers (include/ustor/worker.h): one OS thread each, on the CPUs outside
- * the reactors' core mask, fed through a many-producer ring.
+ * the reactors' core mask (and within --worker-mask, where given), fed
+ * through a many-producer ring.
  *
  * Why not a reactor. A reactor polls its core without pause; work handed
  * to a thread on the same core only slows it. A worker exists where there
@@ -42,6 +43,21 @@ struct ust_worker {
 	struct ust_cpuset cpus;
 };
 
+/* ust_worker_set_cpumask's bound; only read when a worker is created. */
+static pthread_mutex_t g_mask_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct ust_cpuset g_mask;
+static bool g_mask_set;
+
+void ust_worker_set_cpumask(const struct ust_cpuset *mask)
+{
+	pthread_mutex_lock(&g_mask_lock);
+	g_mask_set = mask != NULL;
+	if (mask != NULL) {
+		g_mask = *mask;
+	}
+	pthread_mutex_unlock(&g_mask_lock);
+}
+
 static void *worker_main(void *arg)
 {
 	struct ust_worker *w = arg;
@@ -67,7 +83,10 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-/* Every configured CPU but the reactors' cores, into both forms; false when that leaves none. */
+/*
+ * Every configured CPU but the reactors' cores, within the bound if one is
+ * set, into both forms; false when that leaves none.
+ */
 static bool worker_cpus(cpu_set_t *set, struct ust_cpuset *cs)
 {
 	long n = sysconf(_SC_NPROCESSORS_CONF);
@@ -83,6 +102,13 @@ static bool worker_cpus(cpu_set_t *set, struct ust_cpuset *cs)
 			CPU_CLR((int)core, set);
 		}
 	}
+	pthread_mutex_lock(&g_mask_lock);
+	for (i = 0; g_mask_set && i < CPU_SETSIZE; i++) {
+		if (i >= UST_CPUSET_SIZE || !ust_cpuset_get(&g_mask, (uint32_t)i)) {
+			CPU_CLR((int)i, set);
+		}
+	}
+	pthread_mutex_unlock(&g_mask_lock);
 	ust_cpuset_zero(cs);
 	for (i = 0; i < UST_CPUSET_SIZE && i < CPU_SETSIZE; i++) {
 		ust_cpuset_set(cs, (uint32_t)i, CPU_ISSET((int)i, set));

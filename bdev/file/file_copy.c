@@ -95,8 +95,9 @@ static int copy_start_locked(void)
 
 	rc = ust_worker_create("ust_file_copy", FILE_COPY_RING, &g_copy.worker);
 	if (rc == -ENODEV) {
-		UST_NOTICELOG("file bdevs: no CPU outside the reactors' core mask; writes into "
-			      "tmpfs images are copied on the reactors\n");
+		UST_NOTICELOG("file bdevs: no worker CPU (none outside the reactors' core mask "
+			      "and --worker-mask); writes into tmpfs images are copied on the "
+			      "reactors\n");
 		return rc;
 	}
 	if (rc != 0) {

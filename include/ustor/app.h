@@ -36,6 +36,8 @@ struct ust_app_opts {
 	const char *rpc_addr;    /* -r; NULL: no RPC server */
 	const char *config_file; /* -c */
 	const char *file_prefix;
+	/* --worker-mask: where workers (ustor/worker.h) may run; NULL: every CPU outside core_mask */
+	const char *worker_mask;
 	int mem_size_mb;         /* --mem-size */
 	bool no_huge;            /* --no-huge */
 	bool pci;                /* scan the PCI bus */
@@ -50,7 +52,7 @@ void ust_app_opts_init(struct ust_app_opts *opts, const char *name);
 
 /*
  * Parse the common options (-m -r -c --mem-size --no-huge --file-prefix
- * --poll-mode -L/--log-flag --log-level -h) plus the program's own
+ * --poll-mode -L/--log-flag --log-level --worker-mask -h) plus the program's own
  * (extra_short in getopt form, extra_long ending in a zeroed entry; either may
  * be NULL). parse(ch, optarg, ctx) handles the program's options, returning
  * 0 or a negative errno. Returns 0, or 1 if help was printed, or -EINVAL.

@@ -34,6 +34,13 @@ struct ust_worker_job {
  * cpuset leaves it no CPU).
  */
 int ust_worker_create(const char *name, uint32_t depth, struct ust_worker **out);
+/*
+ * Bound the CPUs of workers created from now on (the programs' --worker-mask)
+ * to mask's CPUs outside the reactors' core mask; an empty mask: no workers
+ * at all (ust_worker_create says -ENODEV). NULL: every CPU outside the core
+ * mask again. Workers already running keep theirs.
+ */
+void ust_worker_set_cpumask(const struct ust_cpuset *mask);
 /* The CPUs the worker may run on. */
 const struct ust_cpuset *ust_worker_get_cpumask(const struct ust_worker *w);
 /*

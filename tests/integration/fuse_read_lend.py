@@ -15,7 +15,8 @@ reactor while blobfs holds the lent bytes: O_DIRECT reads of 1 MiB racing
 O_DIRECT rewrites and truncates of the same blocks each return one whole
 generation of their block, or zeros past a cut, never a mix; where the
 test may use a CPU besides the reactor's (CPU 0), the worker answered
-some of them (reads_replied_off).
+some of them (reads_replied_off); with --worker-mask 0 none did, and the
+bytes are the same.
 
 Exit 0 pass, 1 fail, 77 skip.
 """
@@ -169,6 +170,34 @@ def racing_reads(work, img, mnt):
     m.umount()
 
 
+def no_workers(work, img, mnt):
+    """--worker-mask 0: no worker, every answer written on the reactor, the bytes the same."""
+    sock = os.path.join(work, "nowk.sock")
+    m = fl.Mount(img, mnt, fmt=True, size="1G", extra=["-r", sock, "--worker-mask", "0"])
+    path = os.path.join(mnt, "w")
+    data = b"".join(block(1, i) for i in range(4))
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    s0 = stats(sock)
+    buf = mmap.mmap(-1, MIB)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    try:
+        for i in range(4):
+            n = os.preadv(fd, [buf], i * MIB)
+            fl.check(n == MIB and buf[:n] == block(1, i), "--worker-mask 0: block %d differs" % i)
+    finally:
+        os.close(fd)
+        buf.close()
+    s1 = stats(sock)
+    fl.check(s1["reads_replied_off"] == s0["reads_replied_off"],
+             "--worker-mask 0: %d answers written off the reactor"
+             % (s1["reads_replied_off"] - s0["reads_replied_off"]))
+    fl.check("no worker CPU" in m.output(), "--worker-mask 0 not reported:\n" + m.output())
+    m.umount()
+
+
 def truncated_image(work):
     """The image cut short under a live mount: EIO for the lost bytes, no crash, no hang."""
     img = os.path.join(work, "cut.img")
@@ -217,6 +246,10 @@ def main():
 
     print("-- large reads answered off the reactor, racing rewrites and truncates")
     racing_reads(work, img, mnt)
+    os.unlink(img)
+
+    print("-- --worker-mask 0: every answer on the reactor")
+    no_workers(work, img, mnt)
     os.unlink(img)
 
     print("-- image truncated under the mount")

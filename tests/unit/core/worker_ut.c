@@ -2,7 +2,8 @@
  * Unit tests for core/worker.c: every job taken runs exactly once, in the
  * order one producer took them, on a CPU outside the reactors' core mask
  * (the test environment's mask is core 0), also when it was asleep; a full
- * worker refuses a job instead of losing it; destroy runs what is queued.
+ * worker refuses a job instead of losing it; destroy runs what is queued;
+ * a bound (--worker-mask) narrows the CPUs, and an empty one means none.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -189,6 +190,40 @@ static void test_full_then_destroy_drains(void **state)
 	assert_int_equal(atomic_load(&j[4].runs), 0);
 }
 
+/* --worker-mask: only its CPUs outside the core mask (core 0 here); none at all when empty. */
+static void test_cpumask_bound(void **state)
+{
+	struct ust_worker *w = NULL;
+	struct ust_cpuset mask;
+	struct tjob j;
+
+	ust_cpuset_zero(&mask);
+	ust_worker_set_cpumask(&mask);
+	assert_int_equal(ust_worker_create("ut_worker", 4, &w), -ENODEV);
+	assert_null(w);
+	ust_cpuset_set(&mask, 0, true); /* the reactor's core only */
+	ust_worker_set_cpumask(&mask);
+	assert_int_equal(ust_worker_create("ut_worker", 4, &w), -ENODEV);
+	if (sysconf(_SC_NPROCESSORS_CONF) > 1) {
+		ust_cpuset_set(&mask, 1, true);
+		ust_worker_set_cpumask(&mask);
+		assert_int_equal(ust_worker_create("ut_worker", 4, &w), 0);
+		assert_int_equal(ust_cpuset_count(ust_worker_get_cpumask(w)), 1);
+		assert_true(ust_cpuset_get(ust_worker_get_cpumask(w), 1));
+		memset(&j, 0, sizeof(j));
+		j.job.fn = tjob_run;
+		atomic_store(&g_done, 0);
+		assert_true(ust_worker_submit(w, &j.job));
+		wait_done(1);
+		assert_int_equal(j.cpu, 1);
+		ust_worker_destroy(w);
+	}
+	/* unbound again: the default of every CPU outside the core mask */
+	ust_worker_set_cpumask(NULL);
+	w = make_worker(4);
+	ust_worker_destroy(w);
+}
+
 static void test_bad_args(void **state)
 {
 	struct ust_worker *w = (struct ust_worker *)&w;
@@ -206,6 +241,7 @@ int main(void)
 		cmocka_unit_test(test_each_once_in_order),
 		cmocka_unit_test(test_wakes_from_sleep),
 		cmocka_unit_test(test_full_then_destroy_drains),
+		cmocka_unit_test(test_cpumask_bound),
 		cmocka_unit_test(test_bad_args),
 	};
 

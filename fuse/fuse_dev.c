@@ -69,8 +69,8 @@
  * holds at most FDEV_REPLY_OUT answers; past that the reactor writes
  * inline, so both CPUs stay busy instead of one queueing for the other.
  * blobfs keeps the lent bytes for us until the answer is written
- * (ust_blobfs_lend_release). Without a CPU outside the core mask there is
- * no worker and every answer is inline.
+ * (ust_blobfs_lend_release). Without a CPU outside the core mask (or with
+ * --worker-mask 0) there is no worker and every answer is inline.
  *
  * The calls that block - the kernel mount (mount(2) as root, fusermount3
  * otherwise), raising the bdi's readahead and the unmount - run on one

@@ -5,7 +5,8 @@
 # form, -f with SIGINT (exit 0), and --max-inodes: statvfs reports the count,
 # creates fail with ENOSPC exactly when the slots are used up (two hold the
 # file system itself), an unlink frees one, and a remount keeps the count;
-# --prealloc-md: the sparse image holds the metadata region after format.
+# --prealloc-md: the sparse image holds the metadata region after format;
+# -o ro: every change fails with EROFS, and the files stay as they were.
 # Exit 0 pass, 1 fail, 77 skip (reason on the last line).
 set -u
 cd "$(dirname "$0")/../.."
@@ -168,4 +169,25 @@ for pre in "" --prealloc-md; do
 	fusermount3 -u "$MNT" || fail "fusermount3 -u"
 	wait_gone "the remount of the image formatted with '$pre' did not end"
 done
+
+# -o ro: the kernel mount is read-only; every change fails with EROFS and
+# the file system reads as it was. (The daemon still opens the image for
+# writing: the store's load and unload write its clean mark.)
+echo "-- -o ro"
+"$MOUNT" --no-huge -o ro --image "$IMG" "$MNT" || fail "read-only mount"
+grep -q " $MNT fuse.ustor ro," /proc/mounts || fail "not mounted ro: $(grep " $MNT " /proc/mounts)"
+[ "$(cat "$MNT"/f)" = "kept --prealloc-md" ] || fail "-o ro: file reads $(cat "$MNT"/f)"
+for change in "touch $MNT/new" "mkdir $MNT/d" "rm $MNT/f" "truncate -s 0 $MNT/f" \
+	"mv $MNT/f $MNT/g" "chmod 600 $MNT/f" "ln -s f $MNT/l"; do
+	out=$($change 2>&1) && fail "-o ro: '$change' succeeded"
+	[[ $out == *"Read-only file system"* ]] || fail "-o ro: '$change': $out, expected EROFS"
+done
+echo more 2>/dev/null >>"$MNT"/f && fail "-o ro: an append succeeded"
+[ "$(cat "$MNT"/f)" = "kept --prealloc-md" ] || fail "-o ro: file changed: $(cat "$MNT"/f)"
+fusermount3 -u "$MNT" || fail "fusermount3 -u of the read-only mount"
+wait_gone "the read-only mount did not end"
+"$MOUNT" --no-huge --image "$IMG" "$MNT" || fail "read-write mount after ro"
+[ "$(ls "$MNT")" = f ] || fail "after the ro mount the directory holds: $(ls "$MNT")"
+fusermount3 -u "$MNT" || fail "fusermount3 -u"
+wait_gone "the mount after the read-only one did not end"
 echo PASS

@@ -438,6 +438,26 @@ static void setattr_apply(struct bfs_req *req)
 }
 
 /*
+ * A read's extent against the file's size now: req->length and
+ * req->result, and the io units [u0, u1) that hold them. False at or past
+ * the end of file (result 0).
+ */
+static bool read_extent(struct bfs_req *req)
+{
+	uint64_t U = req->fs->io_unit, size = req->ip->size;
+
+	if (req->offset >= size || req->size == 0) {
+		req->result = 0;
+		return false;
+	}
+	req->length = req->size < size - req->offset ? req->size : size - req->offset;
+	req->result = (int64_t)req->length;
+	req->u0 = req->offset / U;
+	req->u1 = (req->offset + req->length + U - 1) / U;
+	return true;
+}
+
+/*
  * A read's bytes lent in place, under its shared lock: the size is read
  * now, after any truncate it waited for; then its io units from the blob,
  * cut to the bytes asked for. The request stays in flight, its range
@@ -445,20 +465,12 @@ static void setattr_apply(struct bfs_req *req)
  */
 static int read_lend(struct bfs_req *req)
 {
-	struct bfs_inode *ip = req->ip;
 	uint64_t U = req->fs->io_unit;
 	int n = req->lend_cnt, rc;
 
-	if (req->offset >= ip->size || req->size == 0) {
-		req->result = 0;
+	if (!read_extent(req)) {
 		return 0;
 	}
-	req->length = req->size;
-	if (req->length > ip->size - req->offset) {
-		req->length = ip->size - req->offset;
-	}
-	req->result = (int64_t)req->length;
-	req->u1 = (req->offset + req->length + U - 1) / U;
 	rc = ust_blob_read_lend(req->ip->blob, req->fs->ch, req->u0, req->u1 - req->u0, req->lend_iov,
 				&n);
 	if (rc != 0) {
@@ -568,21 +580,12 @@ static void io_step(struct bfs_req *req)
 					}
 					continue;
 				}
-				if (req->offset >= ip->size || req->size == 0) {
-					req->result = 0;
+				if (!read_extent(req)) {
 					io_finish(req, 0);
 					return;
 				}
-				len = req->size;
-				if (len > ip->size - req->offset) {
-					len = ip->size - req->offset;
-				}
-				req->length = len;
-				req->result = (int64_t)len;
-				req->u0 = req->offset / U;
-				req->u1 = (req->offset + len + U - 1) / U;
 				req->state = IO_READ_DONE;
-				if (req->offset % U == 0 && len % U == 0) {
+				if (req->offset % U == 0 && req->length % U == 0) {
 					ust_blob_read(ip->blob, fs->ch, req->buf, req->u0, req->u1 - req->u0, io_cb,
 						      req);
 					return;

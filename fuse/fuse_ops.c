@@ -98,7 +98,6 @@ struct fop {
 	/* read: the pieces blobfs lends (read_lend); a 1 MiB read over 64 KiB holes needs 16 */
 	struct iovec lend_iov[FMNT_REPLY_IOV];
 	struct ust_blobfs_lend *lend; /* read: held until the answer is written */
-	uint64_t unique;              /* read: the request's (fmnt_areply) */
 	struct fmnt_areply areply;    /* read: answered off the mount's thread */
 	char names[];
 };
@@ -495,7 +494,6 @@ static void cb_read_lend(void *arg, struct ust_blobfs_lend *lend, int iovcnt, in
 	atomic_fetch_add_explicit(&m->bytes_read_lent, (uint64_t)result, memory_order_relaxed);
 	op->lend = lend;
 	if (m->tops->reply_async != NULL) {
-		op->areply.unique = op->unique;
 		op->areply.iov = op->lend_iov;
 		op->areply.iovcnt = iovcnt;
 		op->areply.len = (size_t)result;
@@ -1151,7 +1149,7 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	op->h = fi_handle(fi);
 	op->size = size;
 	op->off = (uint64_t)off;
-	op->unique = m->req_unique;
+	op->areply.unique = m->req_unique; /* for an answer written off this thread */
 	stat_max(&op->m->max_read, size);
 	fop_dispatch(op);
 }

@@ -205,6 +205,13 @@ bool ust_worker_submit(struct ust_worker *w, struct ust_worker_job *job)
 	return true;
 }
 
+void ust_worker_send_msg(const struct ust_thread *thread, ust_msg_fn fn, void *ctx)
+{
+	while (ust_thread_send_msg(thread, fn, ctx) == -ENOMEM) {
+		usleep(50);
+	}
+}
+
 void ust_worker_destroy(struct ust_worker *w)
 {
 	if (w == NULL) {

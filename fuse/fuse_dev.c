@@ -298,10 +298,7 @@ static void fdev_reply_write(struct ust_worker_job *job)
 	memcpy(&iov[1], r->iov, (size_t)r->iovcnt * sizeof(*iov));
 	n = writev(d->fd, iov, r->iovcnt + 1);
 	r->rc = n < 0 ? -errno : (size_t)n == oh.len ? 0 : -EIO;
-	/* The mount thread's ring may be full for a moment: the worker can wait. */
-	while (ust_thread_send_msg(r->m->thread, fdev_reply_done, r) == -ENOMEM) {
-		usleep(50);
-	}
+	ust_worker_send_msg(r->m->thread, fdev_reply_done, r);
 }
 
 static bool fdev_reply_async(struct fmnt *m, struct fmnt_areply *r)

@@ -49,7 +49,6 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "ustor/log.h"
 #include "ustor/worker.h"
@@ -82,10 +81,7 @@ static void copy_run(struct ust_worker_job *job)
 	struct file_io *fio = (struct file_io *)((char *)job - offsetof(struct file_io, u.copy.job));
 
 	fio->u.copy.result = file_map_copy(fio);
-	/* The target's ring may be full for a moment: the worker can wait. */
-	while (ust_thread_send_msg(fio->u.copy.thread, copy_done_msg, fio) == -ENOMEM) {
-		usleep(50);
-	}
+	ust_worker_send_msg(fio->u.copy.thread, copy_done_msg, fio);
 }
 
 static int copy_start_locked(void)

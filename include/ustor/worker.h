@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "ustor/cpuset.h"
+#include "ustor/thread.h"
 
 struct ust_worker;
 
@@ -48,6 +49,13 @@ const struct ust_cpuset *ust_worker_get_cpumask(const struct ust_worker *w);
  * False when the worker already holds depth jobs: run it some other way.
  */
 bool ust_worker_submit(struct ust_worker *w, struct ust_worker_job *job);
+/*
+ * From a job: run fn(ctx) on thread, where the job's owner completes it.
+ * A message is never dropped for a full ring (ust_thread_send_msg); where
+ * memory for one is short the worker waits and tries again, as it has
+ * nothing else to do. Gives up only if thread has exited.
+ */
+void ust_worker_send_msg(const struct ust_thread *thread, ust_msg_fn fn, void *ctx);
 /* Run every job taken, then stop and join the thread. Nothing may submit meanwhile. */
 void ust_worker_destroy(struct ust_worker *w);
 
